@@ -1,0 +1,145 @@
+"""The engine's vocabulary shared by every layer: images, job events, and the storage protocol.
+
+Everything here is plain data (picklable, JSON-friendly) so it can cross process boundaries and,
+later, machine boundaries (Ray actors).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from generation.request import GenerationRequest
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+class Priority(StrEnum):
+    """Strict priority classes, highest first (see `generation.scheduler`)."""
+
+    ADMIN = "admin"
+    NORMAL = "normal"
+    RELAX = "relax"
+
+
+@dataclass(frozen=True, slots=True)
+class GeneratedImage:
+    """One finished image: PNG bytes (with metadata chunks) and the seed that made it."""
+
+    index: int
+    seed: int
+    png: bytes
+    width: int
+    height: int
+
+
+@dataclass(frozen=True, slots=True)
+class JobOwner:
+    """Who asked, where, and with which scheduling rights."""
+
+    user_id: int
+    guild_id: int | None = None
+    channel_id: int | None = None
+    priority: Priority = Priority.NORMAL
+    weight: float = 1.0
+    max_queued: int | None = None  # None: the installation's default
+    max_running: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """A job as storage holds it."""
+
+    id: int
+    owner: JobOwner
+    request: GenerationRequest
+    status: JobStatus
+    queued_at: float  # Unix time
+    started_at: float | None = None
+    finished_at: float | None = None
+    worker: str | None = None
+    gpu_seconds: float | None = None
+    error: str | None = None
+
+
+# ---- events: what a front end sees of a job, in order -------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class JobQueued:
+    job_id: int
+    position: int  # 1 = next to run
+    eta_s: float  # estimated seconds until it starts
+
+
+@dataclass(frozen=True, slots=True)
+class JobStarted:
+    job_id: int
+    worker: str  # e.g. "cuda:0"
+
+
+@dataclass(frozen=True, slots=True)
+class JobProgress:
+    job_id: int
+    step: int
+    total: int
+    preview: bytes | None = None  # a small PNG, every few steps
+
+
+@dataclass(frozen=True, slots=True)
+class JobFinished:
+    job_id: int
+    images: tuple[GeneratedImage, ...]
+    gpu_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class JobFailed:
+    job_id: int
+    reason: str  # a sentence for the person who asked
+    error_kind: str  # "out_of_memory", "worker_crash", "model_unavailable", "error"
+
+
+@dataclass(frozen=True, slots=True)
+class JobCancelled:
+    job_id: int
+
+
+JobEvent = JobQueued | JobStarted | JobProgress | JobFinished | JobFailed | JobCancelled
+
+
+class JobStore(Protocol):
+    """What the engine needs from storage; `storage.Database` implements it.
+
+    Every method commits before it returns: a job is durable before anyone is told about it.
+    """
+
+    async def create_job(self, request: GenerationRequest, owner: JobOwner) -> int: ...
+
+    async def mark_running(self, job_id: int, worker: str) -> None: ...
+
+    async def mark_done(
+        self, job_id: int, images: Sequence[GeneratedImage], gpu_seconds: float
+    ) -> None: ...
+
+    async def mark_failed(self, job_id: int, error: str) -> None: ...
+
+    async def mark_cancelled(self, job_id: int) -> None: ...
+
+    async def requeue(self, job_id: int) -> None:
+        """running → queued, for a job whose worker died or that shutdown interrupted."""
+
+    async def unfinished_jobs(self) -> list[JobRecord]:
+        """Jobs left queued or running, in their original (queued) order."""

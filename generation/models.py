@@ -1,0 +1,258 @@
+"""The model catalogue: what each model is, where its weights come from, its defaults and limits.
+
+Three models are built in (Playground v2.5, FLUX.1-dev, FLUX.1-schnell). An owner adds more models
+of a known family, or points a built-in name at a local diffusers directory, through configuration
+(a mapping such as one parsed from TOML) — no code needed::
+
+    [models.my-sdxl-finetune]
+    family = "playground"
+    source = "/models/my-finetune"      # a Hub id or a local diffusers directory
+    native_side = 1024
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+
+class Family(StrEnum):
+    """A pipeline family: one module in `generation.pipelines` serves every model of a family."""
+
+    PLAYGROUND = "playground"  # SDXL architecture with Playground v2.5's EDM schedulers
+    FLUX = "flux"  # FLUX.1 transformer (dev: guidance-distilled; schnell: timestep-distilled)
+
+
+class UnknownModel(LookupError):
+    """A model name that the catalogue does not hold."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        self.name = name
+        self.known = known
+        super().__init__(f"Unknown model {name!r}. Available models: {', '.join(known)}.")
+
+
+class CatalogueError(ValueError):
+    """Model configuration that cannot be used (unknown family, bad limits, ...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelLimits:
+    """What a request for this model may ask for."""
+
+    min_side: int = 256
+    max_side: int = 2048
+    multiple_of: int = 64
+    max_megapixels: float = 4.2
+    max_steps: int = 100
+    min_guidance: float = 0.0
+    max_guidance: float = 20.0
+    negative_prompt: bool = True
+    max_prompt_chars: int = 2000
+    guidance: bool = True  # False where guidance is fixed (schnell): the option is refused
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    """One catalogue entry."""
+
+    name: str
+    family: Family
+    source: str  # a Hugging Face Hub id or a local diffusers directory
+    title: str
+    steps: int
+    guidance: float
+    schedulers: tuple[str, ...]  # the first is the default
+    native_side: int = 1024  # aspect ratios map to sizes of about native_side² pixels
+    max_sequence_length: int | None = None  # FLUX's T5 prompt length
+    limits: ModelLimits = field(default_factory=ModelLimits)
+    variant: str | None = None  # e.g. Playground's "fp16" weights, used on CUDA where present
+    vram_gb: float = 0.0  # peak VRAM at the native size, batch 1, in GiB
+    licence: str = ""
+    cost_factor: float = 1.0  # relative GPU-seconds per step per megapixel (the scheduler's prior)
+
+    @property
+    def default_scheduler(self) -> str:
+        return self.schedulers[0]
+
+    @property
+    def is_local(self) -> bool:
+        """True when the source is a directory on this machine rather than a Hub id."""
+        return self.source.startswith(("/", ".", "~")) or Path(self.source).expanduser().is_dir()
+
+    def size_for_aspect(self, aspect_w: int, aspect_h: int) -> tuple[int, int]:
+        """The width and height of about native_side² pixels with the given aspect ratio.
+
+        Sides are rounded to the model's `multiple_of` and kept within its side limits, so that
+        `16:9` on Playground gives 1344x768, its native bucket.
+        """
+        ratio = aspect_w / aspect_h
+        area = self.native_side**2
+        step = self.limits.multiple_of
+
+        def fit(side: float) -> int:
+            side = max(self.limits.min_side, min(self.limits.max_side, side))
+            return max(step, round(side / step) * step)
+
+        return fit(math.sqrt(area * ratio)), fit(math.sqrt(area / ratio))
+
+
+_SIDE_16 = {"multiple_of": 16}
+
+BUILTIN_MODELS: tuple[ModelSpec, ...] = (
+    ModelSpec(
+        name="playground-v2.5",
+        family=Family.PLAYGROUND,
+        source="playgroundai/playground-v2.5-1024px-aesthetic",
+        title="Playground v2.5 (1024px aesthetic)",
+        steps=50,
+        guidance=3.0,
+        schedulers=("edm-dpmsolver++", "edm-euler"),
+        native_side=1024,
+        limits=ModelLimits(min_side=256, max_side=2048, multiple_of=64, max_megapixels=4.2),
+        variant="fp16",
+        vram_gb=9.0,
+        licence="Playground v2.5 Community License",
+        cost_factor=0.08,
+    ),
+    ModelSpec(
+        name="flux-dev",
+        family=Family.FLUX,
+        source="black-forest-labs/FLUX.1-dev",
+        title="FLUX.1 [dev]",
+        steps=28,
+        guidance=3.5,
+        schedulers=("flow-euler",),
+        native_side=1024,
+        max_sequence_length=512,
+        limits=ModelLimits(
+            min_side=256, max_side=2048, max_megapixels=4.2, negative_prompt=False, **_SIDE_16
+        ),
+        vram_gb=34.0,
+        licence="FLUX.1 [dev] Non-Commercial License",
+        cost_factor=0.24,
+    ),
+    ModelSpec(
+        name="flux-schnell",
+        family=Family.FLUX,
+        source="black-forest-labs/FLUX.1-schnell",
+        title="FLUX.1 [schnell]",
+        steps=4,
+        guidance=0.0,
+        schedulers=("flow-euler",),
+        native_side=1024,
+        max_sequence_length=256,
+        limits=ModelLimits(
+            min_side=256,
+            max_side=2048,
+            max_megapixels=4.2,
+            max_steps=16,
+            negative_prompt=False,
+            guidance=False,
+            min_guidance=0.0,
+            max_guidance=0.0,
+            **_SIDE_16,
+        ),
+        vram_gb=34.0,
+        licence="Apache-2.0",
+        cost_factor=0.24,
+    ),
+)
+
+
+class Catalogue(Mapping[str, ModelSpec]):
+    """The models this installation offers, by name."""
+
+    def __init__(self, specs: list[ModelSpec] | tuple[ModelSpec, ...]) -> None:
+        self._specs = {spec.name: spec for spec in specs}
+        if not self._specs:
+            raise CatalogueError("The catalogue holds no model.")
+
+    @classmethod
+    def builtin(cls) -> Catalogue:
+        return cls(BUILTIN_MODELS)
+
+    @classmethod
+    def from_config(
+        cls, models: Mapping[str, Mapping[str, Any]], *, include_builtin: bool = True
+    ) -> Catalogue:
+        """Build a catalogue from `[models.NAME]` tables.
+
+        A table named like a built-in model overrides only the keys it sets (say, `source` to use
+        a local copy). A new name needs `family` and `source`; everything else defaults to the
+        family's reference model (Playground v2.5 or FLUX.1-dev), limits included.
+        """
+        specs = {spec.name: spec for spec in BUILTIN_MODELS} if include_builtin else {}
+        for name, table in models.items():
+            base = specs.get(name) or _family_template(name, table)
+            specs[name] = _apply_overrides(base, name, table)
+        return cls(list(specs.values()))
+
+    def __getitem__(self, name: str) -> ModelSpec:
+        try:
+            return self._specs[name]
+        except KeyError:
+            raise UnknownModel(name, list(self._specs)) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._specs)
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+    @property
+    def default(self) -> ModelSpec:
+        """The first model: what a request gets when it names none."""
+        return next(iter(self._specs.values()))
+
+
+_REFERENCE = {Family.PLAYGROUND: "playground-v2.5", Family.FLUX: "flux-dev"}
+_LIMIT_KEYS = {f.name for f in dataclasses.fields(ModelLimits)}
+_SPEC_KEYS = {f.name for f in dataclasses.fields(ModelSpec)} - {"limits", "name"}
+
+
+def _family_template(name: str, table: Mapping[str, Any]) -> ModelSpec:
+    if "family" not in table or "source" not in table:
+        raise CatalogueError(f"Model {name!r} needs a `family` and a `source`.")
+    family = _parse_family(name, table["family"])
+    reference = next(spec for spec in BUILTIN_MODELS if spec.name == _REFERENCE[family])
+    return dataclasses.replace(reference, name=name, title=name, variant=None, licence="")
+
+
+def _parse_family(name: str, value: object) -> Family:
+    try:
+        return Family(str(value))
+    except ValueError:
+        known = ", ".join(f.value for f in Family)
+        raise CatalogueError(
+            f"Model {name!r} has unknown family {value!r}; known families: {known}."
+        ) from None
+
+
+def _apply_overrides(base: ModelSpec, name: str, table: Mapping[str, Any]) -> ModelSpec:
+    unknown = set(table) - _SPEC_KEYS - _LIMIT_KEYS
+    if unknown:
+        raise CatalogueError(f"Model {name!r} has unknown settings: {', '.join(sorted(unknown))}.")
+    spec_changes: dict[str, Any] = {k: v for k, v in table.items() if k in _SPEC_KEYS}
+    if "family" in spec_changes:
+        spec_changes["family"] = _parse_family(name, spec_changes["family"])
+    if "schedulers" in spec_changes:
+        spec_changes["schedulers"] = tuple(spec_changes["schedulers"])
+    if "source" in spec_changes:
+        spec_changes["source"] = str(spec_changes["source"])
+    limit_changes = {k: v for k, v in table.items() if k in _LIMIT_KEYS}
+    limits = dataclasses.replace(base.limits, **limit_changes)
+    try:
+        spec = dataclasses.replace(base, limits=limits, **spec_changes)
+    except TypeError as error:
+        raise CatalogueError(f"Model {name!r}: {error}") from None
+    if not spec.schedulers:
+        raise CatalogueError(f"Model {name!r} lists no scheduler.")
+    if spec.limits.min_side > spec.limits.max_side:
+        raise CatalogueError(f"Model {name!r}: min_side is larger than max_side.")
+    return spec

@@ -1,0 +1,326 @@
+"""`GenerationRequest`: what to generate, validated once, frozen, and serialisable to JSON.
+
+Front ends (the bot, the CLI) call `build_request` with what a person typed; it checks every
+field against the model's limits in the catalogue and raises `RequestError` with a message meant
+for that person. The resulting request is immutable and round-trips through JSON losslessly, so
+storage keeps it and a rerun months later rebuilds the very same request.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import secrets
+import unicodedata
+from dataclasses import asdict, dataclass, replace
+from enum import StrEnum
+from typing import Any
+
+from generation.models import Catalogue, ModelSpec, UnknownModel
+
+MAX_COUNT = 4
+MAX_SEED = 2**63 - 1
+MAX_INIT_IMAGE_BYTES = 25 * 1024 * 1024
+_ASPECT = re.compile(r"^\s*(\d{1,3})\s*[:x/]\s*(\d{1,3})\s*$")
+_MAX_ASPECT_RATIO = 4.0
+
+
+class JobKind(StrEnum):
+    """Why a job exists: a fresh prompt, or derived from a parent job."""
+
+    NEW = "new"
+    RERUN = "rerun"  # same seeds, same parameters: identical images
+    REROLL = "reroll"  # same parameters, new seeds
+    VARY = "vary"  # img2img from one of the parent's images
+    UPSCALE = "upscale"  # img2img at twice the size from one of the parent's images
+
+
+class RequestError(ValueError):
+    """A request that cannot be run, with a message for the person who asked."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        self.message = message
+        super().__init__(message)
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationRequest:
+    """A validated request. Build it with `build_request`; `count` is `len(seeds)`."""
+
+    model: str
+    prompt: str
+    negative_prompt: str
+    width: int
+    height: int
+    steps: int
+    guidance: float
+    scheduler: str
+    seeds: tuple[int, ...]
+    init_image: bytes | None = None
+    strength: float | None = None
+    parent_job: int | None = None
+    kind: JobKind = JobKind.NEW
+
+    @property
+    def count(self) -> int:
+        return len(self.seeds)
+
+    @property
+    def megapixels(self) -> float:
+        return self.width * self.height / 1_000_000
+
+    def with_seeds(self, seeds: tuple[int, ...]) -> GenerationRequest:
+        return replace(self, seeds=tuple(seeds))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (the init image as base64)."""
+        data = asdict(self)
+        data["seeds"] = list(self.seeds)
+        data["kind"] = self.kind.value
+        if self.init_image is not None:
+            data["init_image"] = base64.b64encode(self.init_image).decode("ascii")
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, ensure_ascii=False)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GenerationRequest:
+        data = dict(data)
+        data["seeds"] = tuple(int(s) for s in data["seeds"])
+        data["kind"] = JobKind(data.get("kind", JobKind.NEW))
+        data["guidance"] = float(data["guidance"])
+        if data.get("init_image") is not None:
+            data["init_image"] = base64.b64decode(data["init_image"])
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, text: str) -> GenerationRequest:
+        return cls.from_dict(json.loads(text))
+
+
+def random_seeds(count: int) -> tuple[int, ...]:
+    """Fresh seeds that fit every framework's generator (non-negative, below 2**32)."""
+    return tuple(secrets.randbelow(2**32) for _ in range(count))
+
+
+def clean_text(text: str) -> str:
+    """Drop control characters (keeping newlines as spaces) and surrounding white space."""
+    text = text.replace("\r\n", "\n").replace("\n", " ").replace("\t", " ")
+    kept = (ch for ch in text if unicodedata.category(ch)[0] != "C")
+    return re.sub(r" {2,}", " ", "".join(kept)).strip()
+
+
+def parse_aspect(aspect: str) -> tuple[int, int]:
+    """`"16:9"` → (16, 9); also accepts `16x9` and `16/9`."""
+    match = _ASPECT.match(aspect)
+    if not match:
+        raise RequestError("aspect", f"Aspect ratio {aspect!r} should look like `16:9`.")
+    w, h = int(match[1]), int(match[2])
+    if w == 0 or h == 0:
+        raise RequestError("aspect", "An aspect ratio cannot have a zero side.")
+    if max(w / h, h / w) > _MAX_ASPECT_RATIO:
+        raise RequestError("aspect", "Aspect ratios are limited to 4:1 (or 1:4).")
+    return w, h
+
+
+def build_request(
+    catalogue: Catalogue,
+    *,
+    prompt: str,
+    model: str | None = None,
+    negative_prompt: str | None = None,
+    width: int | None = None,
+    height: int | None = None,
+    aspect: str | None = None,
+    steps: int | None = None,
+    guidance: float | None = None,
+    scheduler: str | None = None,
+    seed: int | None = None,
+    seeds: tuple[int, ...] | list[int] | None = None,
+    count: int = 1,
+    init_image: bytes | None = None,
+    strength: float | None = None,
+    parent_job: int | None = None,
+    kind: JobKind = JobKind.NEW,
+) -> GenerationRequest:
+    """Validate what a person asked for and fill in the model's defaults.
+
+    `seed` is the first image's seed (the others follow it: seed+1, ...); `seeds` gives each
+    image's seed explicitly and then decides the count. Raises `RequestError` on the first fault.
+    """
+    spec = _model(catalogue, model)
+    limits = spec.limits
+
+    prompt = clean_text(prompt or "")
+    if not prompt:
+        raise RequestError("prompt", "The prompt is empty.")
+    if len(prompt) > limits.max_prompt_chars:
+        raise RequestError(
+            "prompt",
+            f"The prompt is {len(prompt):,} characters long; "
+            f"{spec.name} takes at most {limits.max_prompt_chars:,}.",
+        )
+    negative = clean_text(negative_prompt or "")
+    if negative and not limits.negative_prompt:
+        raise RequestError("negative_prompt", f"{spec.name} does not support a negative prompt.")
+    if len(negative) > limits.max_prompt_chars:
+        raise RequestError(
+            "negative_prompt",
+            f"The negative prompt is {len(negative):,} characters long; "
+            f"the limit is {limits.max_prompt_chars:,}.",
+        )
+
+    width, height = _size(spec, width, height, aspect)
+    steps = _steps(spec, steps)
+    guidance = _guidance(spec, guidance)
+    scheduler = _scheduler(spec, scheduler)
+    seed_tuple = _seeds(seed, seeds, count)
+    init_image, strength = _init(init_image, strength)
+
+    return GenerationRequest(
+        model=spec.name,
+        prompt=prompt,
+        negative_prompt=negative,
+        width=width,
+        height=height,
+        steps=steps,
+        guidance=guidance,
+        scheduler=scheduler,
+        seeds=seed_tuple,
+        init_image=init_image,
+        strength=strength,
+        parent_job=parent_job,
+        kind=kind,
+    )
+
+
+def _model(catalogue: Catalogue, name: str | None) -> ModelSpec:
+    if name is None:
+        return catalogue.default
+    try:
+        return catalogue[name]
+    except UnknownModel as error:
+        raise RequestError("model", str(error)) from None
+
+
+def _size(
+    spec: ModelSpec, width: int | None, height: int | None, aspect: str | None
+) -> tuple[int, int]:
+    limits = spec.limits
+    if aspect is not None and (width is not None or height is not None):
+        raise RequestError("size", "Give either an aspect ratio or a width and height, not both.")
+    if aspect is not None:
+        return spec.size_for_aspect(*parse_aspect(aspect))
+    if width is None and height is None:
+        return spec.size_for_aspect(1, 1)
+    if width is None or height is None:
+        raise RequestError("size", "Give both a width and a height (or an aspect ratio).")
+    for name, side in (("width", width), ("height", height)):
+        if not limits.min_side <= side <= limits.max_side:
+            raise RequestError(
+                name,
+                f"The {name} must be between {limits.min_side} and {limits.max_side} pixels "
+                f"for {spec.name} (got {side}).",
+            )
+        if side % limits.multiple_of:
+            raise RequestError(
+                name,
+                f"The {name} must be a multiple of {limits.multiple_of} for {spec.name} "
+                f"(got {side}; try {round(side / limits.multiple_of) * limits.multiple_of}).",
+            )
+    megapixels = width * height / 1_000_000
+    if megapixels > limits.max_megapixels:
+        raise RequestError(
+            "size",
+            f"{width}x{height} is {megapixels:.1f} megapixels; "
+            f"{spec.name} allows at most {limits.max_megapixels:g}.",
+        )
+    return width, height
+
+
+def _steps(spec: ModelSpec, steps: int | None) -> int:
+    if steps is None:
+        return spec.steps
+    if not 1 <= steps <= spec.limits.max_steps:
+        raise RequestError(
+            "steps", f"Steps must be between 1 and {spec.limits.max_steps} for {spec.name}."
+        )
+    return steps
+
+
+def _guidance(spec: ModelSpec, guidance: float | None) -> float:
+    limits = spec.limits
+    if guidance is None:
+        return spec.guidance
+    if not limits.guidance:
+        raise RequestError("guidance", f"{spec.name} does not take a guidance scale.")
+    if guidance != guidance or not limits.min_guidance <= guidance <= limits.max_guidance:
+        raise RequestError(
+            "guidance",
+            f"Guidance must be between {limits.min_guidance:g} and {limits.max_guidance:g} "
+            f"for {spec.name}.",
+        )
+    return float(guidance)
+
+
+def _scheduler(spec: ModelSpec, scheduler: str | None) -> str:
+    if scheduler is None:
+        return spec.default_scheduler
+    if scheduler not in spec.schedulers:
+        raise RequestError(
+            "scheduler",
+            f"{spec.name} offers the schedulers {', '.join(spec.schedulers)} (not {scheduler!r}).",
+        )
+    return scheduler
+
+
+def _seeds(
+    seed: int | None, seeds: tuple[int, ...] | list[int] | None, count: int
+) -> tuple[int, ...]:
+    if seeds is not None:
+        if seed is not None:
+            raise RequestError("seed", "Give either one seed or a list of seeds, not both.")
+        count = len(seeds)
+    if not 1 <= count <= MAX_COUNT:
+        raise RequestError("count", f"The image count must be between 1 and {MAX_COUNT}.")
+    if seeds is None:
+        if seed is None:
+            return random_seeds(count)
+        seeds = [seed + i for i in range(count)]
+    for value in seeds:
+        if not 0 <= value <= MAX_SEED - MAX_COUNT:
+            raise RequestError("seed", f"A seed must be between 0 and {MAX_SEED - MAX_COUNT}.")
+    return tuple(int(s) for s in seeds)
+
+
+def _init(init_image: bytes | None, strength: float | None) -> tuple[bytes | None, float | None]:
+    if init_image is None:
+        if strength is not None:
+            raise RequestError("strength", "A strength needs an init image to apply to.")
+        return None, None
+    if len(init_image) > MAX_INIT_IMAGE_BYTES:
+        raise RequestError(
+            "image", f"The image is larger than {MAX_INIT_IMAGE_BYTES // 2**20} MiB."
+        )
+    _check_is_image(init_image)
+    strength = 0.6 if strength is None else strength
+    if not 0.0 < strength <= 1.0:
+        raise RequestError("strength", "Strength must be above 0 and at most 1.")
+    return init_image, float(strength)
+
+
+def _check_is_image(data: bytes) -> None:
+    from io import BytesIO
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(BytesIO(data)) as image:
+            image.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        raise RequestError(
+            "image", "The attachment is not an image Atelier can read (PNG, JPEG or WebP)."
+        ) from None

@@ -1,0 +1,1 @@
+"""Durable storage of jobs, images, users and settings on SQLite (aiosqlite)."""
