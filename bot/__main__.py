@@ -1,0 +1,105 @@
+"""`python -m bot` runs the bot; `python -m bot check` checks the configuration and machine.
+
+First run with no configuration file: an example is written and the bot explains the one thing
+to do (set DISCORD_TOKEN). Every problem ends in a sentence, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import shutil
+import signal
+import sys
+from pathlib import Path
+
+from bot.config import (
+    EXAMPLE_CONFIG,
+    ConfigError,
+    Settings,
+    apply_discord_endpoints,
+    config_path_from_env,
+    load_settings,
+)
+
+log = logging.getLogger("bot")
+
+TOKEN_HELP = (
+    "Set DISCORD_TOKEN in the environment to your bot's token "
+    "(Discord Developer Portal → your application → Bot → Reset Token), for example:\n"
+    "    export DISCORD_TOKEN='...'\n"
+    "then run `python -m bot check` and `python -m bot`."
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "command", nargs="?", default="run", choices=["run", "check"], help="default: run"
+    )
+    parser.add_argument(
+        "--config", type=Path, help="configuration file (default: $ATELIER_CONFIG or atelier.toml)"
+    )
+    args = parser.parse_args(argv)
+    path = args.config or config_path_from_env()
+
+    if not path.exists():
+        return first_run(path)
+    try:
+        settings = load_settings(path)
+    except ConfigError as error:
+        print(f"{path} has problems:\n{error}", file=sys.stderr)
+        return 1
+    if args.command == "check":
+        from bot.check import run_checks
+
+        return asyncio.run(run_checks(settings))
+    if not settings.token:
+        print(f"No token. {TOKEN_HELP}", file=sys.stderr)
+        return 1
+    return run(settings)
+
+
+def first_run(path: Path) -> int:
+    """Write the commented example configuration and say what is left to do."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(EXAMPLE_CONFIG, path)
+    print(
+        f"Welcome to Atelier! There was no configuration, so I wrote an example to {path}.\n"
+        f"It works as it is on one GPU. The one thing left to do: {TOKEN_HELP}",
+        file=sys.stderr,
+    )
+    return 2
+
+
+def run(settings: Settings) -> int:
+    """Run the bot until it is stopped (SIGINT/SIGTERM); 0 on a clean stop."""
+    import discord
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    apply_discord_endpoints(settings)
+    try:
+        asyncio.run(_serve(settings))
+    except discord.LoginFailure:
+        print(f"Discord refused the token in DISCORD_TOKEN. {TOKEN_HELP}", file=sys.stderr)
+        return 1
+    except discord.PrivilegedIntentsRequired:
+        print("Discord refused a privileged intent; Atelier needs none.", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _serve(settings: Settings) -> None:
+    from bot.app import AtelierBot
+
+    bot = AtelierBot(settings)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, lambda: asyncio.ensure_future(bot.close()))
+    async with bot:
+        await bot.start(settings.token.reveal())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""What a result button or reaction can do to a job, and which emoji means what."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Action(StrEnum):
+    RERUN = "rerun"  # same seeds: identical images
+    REROLL = "reroll"  # new seeds
+    VARY_SUBTLE = "vary-subtle"
+    VARY_STRONG = "vary-strong"
+    UPSCALE = "upscale"
+    INFO = "info"  # parameters, privately
+    SEND_DM = "dm"  # seeds and parameters by direct message
+    DELETE = "delete"  # the author or an admin only
+
+    @property
+    def needs_image(self) -> bool:
+        return self in (Action.VARY_SUBTLE, Action.VARY_STRONG, Action.UPSCALE)
+
+
+# Reactions act on a whole job; ✨ varies its first image subtly.
+REACTIONS: dict[str, Action] = {
+    "🔁": Action.RERUN,
+    "🎲": Action.REROLL,
+    "✨": Action.VARY_SUBTLE,
+    "✉️": Action.SEND_DM,
+    "✉": Action.SEND_DM,  # clients send the envelope with or without the emoji variation selector
+    "❌": Action.DELETE,
+}

@@ -1,0 +1,163 @@
+"""`AtelierBot`: the discord.py `commands.Bot` with Atelier's services wired in.
+
+One extension (cog) per feature is loaded from `EXTENSIONS` plus every module in `bot/commands`
+that has a `setup` function (python-discord/bot style), so a new command module needs no change
+here. Errors of every command go through `bot.errors`; result buttons are `DynamicItem`s that
+need no state in memory.
+
+Plug-ins (metrics, the health endpoint) hook in through `Plugin`: they are started once the
+bot's services exist and can subscribe to job events with `bot.studio.add_listener`.
+"""
+
+from __future__ import annotations
+
+import logging
+import pkgutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import discord
+from discord.ext import commands
+
+import bot.commands
+from bot.config import Settings
+from bot.errors import install_error_handler
+from bot.studio import Studio
+from bot.ui.buttons import ResultButton
+from generation.pool import WorkerPool
+from generation.workers.config import discover_workers
+from storage import Database
+
+log = logging.getLogger(__name__)
+
+EXTENSIONS: tuple[str, ...] = ("bot.reactions",)
+GUILD_READY_TIMEOUT_S = 1.0
+
+
+class Plugin(Protocol):
+    """Something that runs alongside the bot (metrics, a health endpoint, ...)."""
+
+    async def start(self, bot: AtelierBot) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+@dataclass(slots=True)
+class Services:
+    """The engine side of the bot: the database and the worker pool, opened and started."""
+
+    database: Database
+    pool: WorkerPool
+
+    async def close(self) -> None:
+        await self.pool.shutdown()
+        await self.database.close()
+
+
+async def open_services(settings: Settings) -> Services:
+    """Open the database and start the worker pool as the settings describe."""
+    database = await Database.open(settings.database_path, images_dir=settings.images_dir)
+    try:
+        pool = WorkerPool(
+            settings.catalogue,
+            database,
+            workers=list(settings.gpus) or discover_workers(settings.catalogue),
+            settings=settings.limits,
+        )
+        await pool.start()
+    except BaseException:
+        await database.close()
+        raise
+    return Services(database, pool)
+
+
+def extension_names() -> list[str]:
+    """Every extension to load: `EXTENSIONS` plus each `bot.commands` module with a `setup`."""
+    names = list(EXTENSIONS)
+    for module in pkgutil.iter_modules(bot.commands.__path__, "bot.commands."):
+        names.append(module.name)
+    return names
+
+
+class AtelierBot(commands.Bot):
+    """The bot. `studio` is the one way commands, buttons and reactions reach the engine.
+
+    Without `services`, the bot opens the database and starts the worker pool itself once
+    Discord has accepted the token (so a bad token fails fast), and closes them on `close()`.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        services: Services | None = None,
+        *,
+        plugins: Sequence[Plugin] = (),
+    ) -> None:
+        intents = discord.Intents.default()  # guilds, guild reactions, DMs: no privileged ones
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=intents,
+            help_command=None,
+            guild_ready_timeout=GUILD_READY_TIMEOUT_S,
+            allowed_mentions=discord.AllowedMentions.none(),
+        )
+        self.settings = settings
+        self.plugins = tuple(plugins)
+        self._given_services = services
+        self._services: Services | None = None
+        self._studio: Studio | None = None
+
+    @property
+    def services(self) -> Services:
+        if self._services is None:
+            raise RuntimeError("The bot's services open in setup_hook (after login).")
+        return self._services
+
+    @property
+    def studio(self) -> Studio:
+        if self._studio is None:
+            raise RuntimeError("The studio starts in setup_hook (after login).")
+        return self._studio
+
+    @property
+    def database(self) -> Database:
+        return self.services.database
+
+    @property
+    def pool(self) -> WorkerPool:
+        return self.services.pool
+
+    async def setup_hook(self) -> None:
+        self._services = self._given_services or await open_services(self.settings)
+        self._studio = Studio(self, self.settings, self.database, self.pool)
+        install_error_handler(self.tree)
+        self.add_dynamic_items(ResultButton)
+        for name in extension_names():
+            await self.load_extension(name)
+        await self.sync_commands()
+        await self.studio.start()
+        for plugin in self.plugins:  # observability plugs in here
+            await plugin.start(self)
+
+    async def sync_commands(self) -> None:
+        """Register the slash commands: per configured guild (instant) or globally."""
+        if not self.settings.guild_ids:
+            await self.tree.sync()
+            return
+        for guild_id in self.settings.guild_ids:
+            guild = discord.Object(guild_id)
+            self.tree.copy_global_to(guild=guild)
+            await self.tree.sync(guild=guild)
+
+    async def close(self) -> None:
+        for plugin in reversed(self.plugins):
+            try:
+                await plugin.stop()
+            except Exception:
+                log.exception("Plug-in %r failed to stop", plugin)
+        if self._studio is not None:
+            await self._studio.stop()
+        await super().close()
+        if self._services is not None and self._given_services is None:
+            await self._services.close()

@@ -1,0 +1,132 @@
+"""`python -m bot check`: is this configuration and this machine ready to run the bot?
+
+Checks the token is set (not whether Discord accepts it: that needs a connection), the GPUs the
+workers name (with `nvidia-smi`, never importing torch in this process), that every model's
+weights are in a local folder or the Hugging Face cache as safetensors, and that the database
+opens. Prints one line per check and a sentence for each problem; exit status 1 if any.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.config import Settings
+from generation.models import ModelSpec
+from generation.workers.config import discover_workers, list_gpus
+from storage import Database, DatabaseUnusable
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    ok: bool
+    text: str
+    problem: bool = True  # a failed check that is only worth knowing about sets False
+
+    def line(self) -> str:
+        mark = "ok " if self.ok else ("ERR" if self.problem else "note")
+        return f"[{mark}] {self.text}"
+
+
+async def run_checks(settings: Settings) -> int:
+    """Print every finding; 0 when nothing is a problem."""
+    findings = [
+        Finding(True, f"Configuration {settings.config_path or ''} is valid."),
+        _token(settings),
+        *_gpus(settings),
+        *(_model(spec) for spec in settings.catalogue.values()),
+        await _database(settings),
+    ]
+    for finding in findings:
+        print(finding.line(), file=sys.stdout if finding.ok else sys.stderr)
+    problems = sum(1 for f in findings if not f.ok and f.problem)
+    print(f"{problems} problem{'s' if problems != 1 else ''} found." if problems else "All good.")
+    return 1 if problems else 0
+
+
+def _token(settings: Settings) -> Finding:
+    if settings.token:
+        return Finding(True, "DISCORD_TOKEN is set (Discord checks it when the bot connects).")
+    return Finding(False, "DISCORD_TOKEN is not set: put the bot token in the environment.")
+
+
+def _gpus(settings: Settings) -> Iterator[Finding]:
+    gpus = list_gpus()
+    seen = ", ".join(f"cuda:{g.index} {g.name} ({g.memory_gb:g} GiB)" for g in gpus)
+    yield Finding(True, f"GPUs seen: {seen}." if gpus else "No NVIDIA GPU seen.", problem=False)
+    workers = settings.gpus or tuple(discover_workers(settings.catalogue, gpus))
+    indices = {g.index for g in gpus}
+    for worker in workers:
+        if worker.device == "cpu":
+            yield Finding(
+                True, f"Worker {worker.id} runs on the CPU (very slow for real models).", False
+            )
+            continue
+        index = int(worker.device.partition(":")[2] or 0)
+        if index in indices:
+            yield Finding(True, f"Worker {worker.id} has its GPU.")
+        else:
+            yield Finding(
+                False,
+                f"Worker {worker.id} needs GPU {worker.device}, which nvidia-smi does not show "
+                "(check the driver, the container's GPU access, or the [[gpus]] tables).",
+            )
+
+
+def _model(spec: ModelSpec) -> Finding:
+    if spec.is_local:
+        folder = Path(spec.source).expanduser()
+        if not (folder / "model_index.json").is_file():
+            return Finding(
+                False, f"Model {spec.name}: {folder} is not a diffusers folder (no model_index.json)."
+            )
+        return _safetensors(spec, folder)
+    folder = _hub_snapshot(spec.source)
+    if folder is None:
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+        return Finding(
+            False,
+            f"Model {spec.name}: {spec.source} is not in the Hugging Face cache"
+            + (
+                " and HF_HUB_OFFLINE=1 forbids downloading it."
+                if offline
+                else f"; it will be downloaded on first use (~{spec.vram_gb:g} GB class model)."
+            ),
+            problem=offline,
+        )
+    return _safetensors(spec, folder)
+
+
+def _safetensors(spec: ModelSpec, folder: Path) -> Finding:
+    weights = [p for p in folder.rglob("*") if p.suffix in (".safetensors", ".bin", ".ckpt", ".pt")]
+    if weights and all(p.suffix == ".safetensors" for p in weights):
+        return Finding(True, f"Model {spec.name}: weights found in {folder}.")
+    if not weights:
+        return Finding(False, f"Model {spec.name}: no weights in {folder}.")
+    return Finding(
+        False,
+        f"Model {spec.name}: {folder} holds pickle checkpoints (.bin/.ckpt/.pt); Atelier loads "
+        "only .safetensors weights. Convert them or use a safetensors release.",
+    )
+
+
+def _hub_snapshot(repo_id: str) -> Path | None:
+    """The cached snapshot folder of a Hub model, if its model_index.json is cached."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(repo_id, "model_index.json")
+    return Path(found).parent if isinstance(found, str) else None
+
+
+async def _database(settings: Settings) -> Finding:
+    try:
+        database = await Database.open(settings.database_path, images_dir=settings.images_dir)
+    except DatabaseUnusable as error:
+        return Finding(False, f"Database {settings.database_path}: {error}")
+    except OSError as error:
+        return Finding(False, f"Database {settings.database_path} cannot be opened: {error}.")
+    await database.close()
+    return Finding(True, f"Database {settings.database_path} opens.")

@@ -1,0 +1,151 @@
+"""`/imagine`: a prompt and options in, a queued job (id, position, ETA) out within 3 seconds."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.targets import InteractionTarget
+from generation.request import MAX_COUNT, MAX_INIT_IMAGE_BYTES, RequestError, build_request
+
+if TYPE_CHECKING:
+    from bot.app import AtelierBot
+
+ASPECTS = {
+    "1:1": "square",
+    "4:3": "landscape",
+    "3:2": "photo",
+    "16:9": "widescreen",
+    "21:9": "cinema",
+    "3:4": "portrait",
+    "2:3": "portrait photo",
+    "9:16": "phone",
+}
+_IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp")
+_CHOICES = 25
+
+
+class Imagine(commands.Cog):
+    """The `/imagine` command."""
+
+    def __init__(self, bot: AtelierBot) -> None:
+        self.bot = bot
+
+    @app_commands.command(name="imagine", description="Make images from a prompt.")
+    @app_commands.describe(
+        prompt="What to draw.",
+        model="Which model draws it (default: yours from /settings, or the server's).",
+        aspect="Aspect ratio such as 16:9 (or give width and height).",
+        width="Width in pixels (with height, instead of an aspect ratio).",
+        height="Height in pixels (with width).",
+        negative="What to keep out of the image (Playground only).",
+        steps="Denoising steps (more: slower, often finer).",
+        guidance="How closely to follow the prompt.",
+        seed="Seed of the first image, to reproduce a result.",
+        count=f"How many images (1-{MAX_COUNT}).",
+        scheduler="The sampler (the model's default is usually best).",
+        image="Start from this image (img2img).",
+        strength="How much to change the starting image (0-1, default 0.6).",
+    )
+    async def imagine(
+        self,
+        interaction: discord.Interaction,
+        prompt: str,
+        model: str | None = None,
+        aspect: str | None = None,
+        width: int | None = None,
+        height: int | None = None,
+        negative: str | None = None,
+        steps: app_commands.Range[int, 1, 100] | None = None,
+        guidance: app_commands.Range[float, 0.0, 20.0] | None = None,
+        seed: app_commands.Range[int, 0] | None = None,
+        count: app_commands.Range[int, 1, MAX_COUNT] | None = None,
+        scheduler: str | None = None,
+        image: discord.Attachment | None = None,
+        strength: app_commands.Range[float, 0.0, 1.0] | None = None,
+    ) -> None:
+        studio = self.bot.studio
+        settings = self.bot.settings
+        standing = await studio.standing(interaction.user)
+        owner = standing.owner(interaction.guild_id, interaction.channel_id)
+        catalogue = settings.catalogue
+        model = model or standing.default_model or settings.defaults.model or catalogue.default.name
+        takes_negative = model in catalogue and catalogue[model].limits.negative_prompt
+        if negative is None and takes_negative:
+            negative = standing.default_negative_prompt or settings.defaults.negative_prompt
+        if aspect is None and width is None and height is None:
+            aspect = standing.default_aspect or settings.defaults.aspect
+        init_image = None
+        if image is not None:
+            _check_attachment(image)
+            await interaction.response.defer()  # downloading may take a moment
+            init_image = await image.read()
+        request = build_request(
+            settings.catalogue,
+            prompt=prompt,
+            model=model,
+            negative_prompt=negative,
+            width=width,
+            height=height,
+            aspect=aspect,
+            steps=steps,
+            guidance=guidance,
+            scheduler=scheduler,
+            seed=seed,
+            count=count or settings.defaults.count,
+            init_image=init_image,
+            strength=strength,
+        )
+        await studio.submit(request, owner, InteractionTarget(self.bot, interaction))
+
+    @imagine.autocomplete("model")
+    async def _models(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        current = current.casefold()
+        return [
+            app_commands.Choice(name=f"{spec.name} — {spec.title}"[:100], value=spec.name)
+            for spec in self.bot.settings.catalogue.values()
+            if current in spec.name.casefold() or current in spec.title.casefold()
+        ][:_CHOICES]
+
+    @imagine.autocomplete("aspect")
+    async def _aspects(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        return [
+            app_commands.Choice(name=f"{ratio} {label}", value=ratio)
+            for ratio, label in ASPECTS.items()
+            if current.strip() in ratio or current.casefold() in label
+        ][:_CHOICES]
+
+    @imagine.autocomplete("scheduler")
+    async def _schedulers(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        catalogue = self.bot.settings.catalogue
+        chosen = getattr(interaction.namespace, "model", None)
+        specs = [catalogue[chosen]] if chosen in catalogue else list(catalogue.values())
+        names = dict.fromkeys(name for spec in specs for name in spec.schedulers)
+        return [
+            app_commands.Choice(name=name, value=name) for name in names if current in name
+        ][:_CHOICES]
+
+
+def _check_attachment(image: discord.Attachment) -> None:
+    """Refuse what is not a PNG/JPEG/WebP (or too large) before downloading it."""
+    if (image.content_type or "").split(";")[0] not in _IMAGE_TYPES:
+        raise RequestError(
+            "image", f"`{image.filename}` is not an image Atelier can read (PNG, JPEG or WebP)."
+        )
+    if image.size > MAX_INIT_IMAGE_BYTES:
+        raise RequestError(
+            "image", f"`{image.filename}` is larger than {MAX_INIT_IMAGE_BYTES // 2**20} MiB."
+        )
+
+
+async def setup(bot: AtelierBot) -> None:
+    await bot.add_cog(Imagine(bot))

@@ -1,0 +1,109 @@
+"""One place that turns any error into a reply: short and friendly for domain errors, a generic
+sentence with an error id (also logged, with the traceback) for everything unexpected.
+
+Handlers raise `UserError` subclasses (or let engine errors through) and never format replies
+themselves; `report_error` answers ephemerally, whether or not the interaction was answered yet.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+
+import discord
+from discord import app_commands
+
+from generation.errors import EngineError
+from generation.models import UnknownModel
+from generation.request import RequestError
+
+log = logging.getLogger(__name__)
+
+
+class UserError(Exception):
+    """A failure caused by what someone asked; `message` is shown to them as is."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        super().__init__(message)
+
+
+class NotFound(UserError):
+    """The job, image or message does not exist (or no longer does)."""
+
+
+class NotYours(UserError):
+    """Someone tried to change another person's job."""
+
+
+class Banned(UserError):
+    """The person is banned from this bot."""
+
+
+class NotAllowedHere(UserError):
+    """The channel is not one where the bot takes commands."""
+
+
+class Blocked(UserError):
+    """The prompt contains a word or pattern the server has blocked."""
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorReply:
+    """What the person is told; `error_id` is set for unexpected errors (and logged)."""
+
+    message: str
+    error_id: str | None = None
+
+
+def describe(error: BaseException) -> ErrorReply:
+    """The reply for an error; unexpected errors are logged here with a fresh error id."""
+    error = _unwrap(error)
+    if isinstance(error, UserError | RequestError):
+        return ErrorReply(error.message)
+    if isinstance(error, EngineError | UnknownModel):
+        return ErrorReply(str(error))
+    if isinstance(error, app_commands.CommandOnCooldown):
+        return ErrorReply(f"Slow down a little: try again in {error.retry_after:.0f} s.")
+    if isinstance(error, app_commands.CheckFailure):
+        return ErrorReply(str(error) or "You are not allowed to do that.")
+    if isinstance(error, app_commands.TransformerError):
+        return ErrorReply(f"I could not understand the value {error.value!r}.")
+    error_id = secrets.token_hex(4)
+    log.error("Unexpected error %s", error_id, exc_info=error)
+    return ErrorReply(
+        f"Something went wrong on my side (error id `{error_id}`). "
+        "Nothing was charged to you; please try again, and tell an admin if it keeps happening.",
+        error_id,
+    )
+
+
+async def report_error(interaction: discord.Interaction, error: BaseException) -> ErrorReply:
+    """Answer `interaction` ephemerally with the reply for `error`, however far it had got."""
+    reply = describe(error)
+    try:
+        if interaction.response.is_done():
+            await interaction.followup.send(reply.message, ephemeral=True)
+        else:
+            await interaction.response.send_message(reply.message, ephemeral=True)
+    except discord.HTTPException:
+        log.warning("Could not deliver an error reply for interaction %s", interaction.id)
+    return reply
+
+
+def install_error_handler(tree: app_commands.CommandTree) -> None:
+    """Route every slash-command error through `report_error`."""
+
+    async def on_app_command_error(
+        interaction: discord.Interaction, error: app_commands.AppCommandError
+    ) -> None:
+        await report_error(interaction, error)
+
+    tree.error(on_app_command_error)
+
+
+def _unwrap(error: BaseException) -> BaseException:
+    while isinstance(error, app_commands.CommandInvokeError):
+        error = error.original
+    return error

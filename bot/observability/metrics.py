@@ -1,0 +1,263 @@
+"""Prometheus metrics for the bot process, fed with the engine's job events.
+
+`Metrics.observe(event, model=..., priority=...)` is called for every `JobEvent` the pool
+publishes. The events carry only job ids, so `Metrics` keeps a small map from job id to what
+the labels need (model, priority class, when it was queued and started, on which worker); a job
+leaves the map when it ends. Pass `model` and `priority` with `JobQueued` (the bot knows them
+from the request it submitted, or from storage for jobs resubmitted at start-up); events of a
+job never seen queued are counted under the model given, or "unknown".
+
+Every metric lives in the instance's own `CollectorRegistry`, never the global one, so tests and
+several bots in one process do not mix.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from generation.jobs import (
+    JobCancelled,
+    JobEvent,
+    JobFailed,
+    JobFinished,
+    JobProgress,
+    JobQueued,
+    JobStarted,
+    JobStatus,
+    Priority,
+)
+
+UNKNOWN_MODEL = "unknown"
+WAIT_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, float("inf"))
+RUN_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, float("inf"))
+
+
+@dataclass(slots=True)
+class _Job:
+    model: str
+    priority: Priority
+    queued_at: float | None
+    started_at: float | None = None
+    worker: str | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.started_at is not None
+
+
+@dataclass(slots=True)
+class _Busy:
+    """One worker's busy intervals inside the window, and its busy time ever."""
+
+    intervals: deque[tuple[float, float]] = field(default_factory=deque)
+    since: float | None = None  # the start of the job it runs now
+    total_s: float = 0.0
+
+
+class Metrics:
+    """Queue length per priority class, wait and run time per model, GPU busy fraction, jobs by
+    outcome, model loads and worker restarts.
+
+    `clock` returns Unix time (so a job's stored `queued_at` can be passed for jobs resubmitted
+    after a restart); `busy_window_s` is the window the GPU busy fraction is measured over.
+    """
+
+    def __init__(
+        self,
+        *,
+        registry: CollectorRegistry | None = None,
+        clock: Callable[[], float] = time.time,
+        busy_window_s: float = 300.0,
+    ) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self._clock = clock
+        self._started = clock()
+        self._window_s = busy_window_s
+        self._jobs: dict[int, _Job] = {}
+        self._busy: dict[str, _Busy] = {}
+        r = self.registry
+        self.queue_length = Gauge(
+            "atelier_queue_length", "Jobs waiting to start, by priority class.", ["priority"],
+            registry=r,
+        )
+        for priority in Priority:
+            self.queue_length.labels(priority.value).set(0)
+        self.wait_seconds = Histogram(
+            "atelier_job_wait_seconds", "Seconds from queued to started, by model.", ["model"],
+            buckets=WAIT_BUCKETS, registry=r,
+        )
+        self.run_seconds = Histogram(
+            "atelier_job_run_seconds", "Seconds from started to finished, finished jobs, by model.",
+            ["model"], buckets=RUN_BUCKETS, registry=r,
+        )
+        self.jobs = Counter(
+            "atelier_jobs", "Jobs that ended, by model and outcome (done, failed, cancelled).",
+            ["model", "outcome"], registry=r,
+        )
+        self.failures = Counter(
+            "atelier_job_failures", "Failed jobs by model and kind of error.",
+            ["model", "error_kind"], registry=r,
+        )
+        self.images = Counter("atelier_images", "Images generated, by model.", ["model"], registry=r)
+        self.model_loads = Counter(
+            "atelier_model_loads", "Models loaded onto a worker.", ["worker", "model"], registry=r
+        )
+        self.worker_restarts = Counter(
+            "atelier_worker_restarts", "Worker processes restarted after a crash or hang.",
+            ["worker"], registry=r,
+        )
+        r.register(_BusyCollector(self))
+
+    # ---- feeding ---------------------------------------------------------------------------
+
+    def observe(
+        self,
+        event: JobEvent,
+        *,
+        model: str | None = None,
+        priority: Priority | None = None,
+        queued_at: float | None = None,
+    ) -> None:
+        """Account for one job event. `model`/`priority` matter for `JobQueued` (they label the
+        job from then on); `queued_at` (Unix time) overrides "now" as its queueing time."""
+        now = self._clock()
+        job = self._jobs.get(event.job_id)
+        match event:
+            case JobQueued():
+                if job is None:
+                    job = _Job(model or UNKNOWN_MODEL, priority or Priority.NORMAL, queued_at or now)
+                    self._jobs[event.job_id] = job
+                    self._enqueue(job)
+                elif job.running:  # put back after its worker died: waiting again
+                    self._stop_running(job, now)
+                    job.queued_at = now
+                    self._enqueue(job)
+                # else: a position update of a job already waiting
+            case JobStarted():
+                if job is None:
+                    job = _Job(model or UNKNOWN_MODEL, priority or Priority.NORMAL, None)
+                    self._jobs[event.job_id] = job
+                elif job.running:
+                    self._stop_running(job, now)
+                else:
+                    self._dequeue(job)
+                if job.queued_at is not None:
+                    self.wait_seconds.labels(job.model).observe(max(0.0, now - job.queued_at))
+                job.started_at, job.worker = now, event.worker
+                busy = self._busy.setdefault(event.worker, _Busy())
+                busy.since = now
+            case JobProgress():
+                pass  # progress changes no metric
+            case JobFinished() | JobFailed() | JobCancelled():
+                self._end(event, job, model, now)
+
+    def record_model_load(self, worker: str, model: str) -> None:
+        """A worker loaded `model` (the pool reports it)."""
+        self.model_loads.labels(worker, model).inc()
+
+    def record_worker_restart(self, worker: str) -> None:
+        """The pool restarted `worker`'s process."""
+        self.worker_restarts.labels(worker).inc()
+
+    def busy_fraction(self, worker: str) -> float:
+        """The share of the last `busy_window_s` (or of the uptime, if shorter) `worker` ran a job."""
+        now = self._clock()
+        start = max(now - self._window_s, self._started)
+        busy = self._busy.get(worker)
+        if busy is None or now <= start:
+            return 0.0
+        self._prune(busy, start)
+        spans = [*busy.intervals, *([(busy.since, now)] if busy.since is not None else [])]
+        covered = sum(max(0.0, min(end, now) - max(begin, start)) for begin, end in spans)
+        return min(1.0, covered / (now - start))
+
+    def busy_seconds(self, worker: str) -> float:
+        """Seconds `worker` has spent running jobs since this object was made."""
+        busy = self._busy.get(worker)
+        if busy is None:
+            return 0.0
+        running = self._clock() - busy.since if busy.since is not None else 0.0
+        return busy.total_s + running
+
+    @property
+    def workers(self) -> tuple[str, ...]:
+        return tuple(self._busy)
+
+    @property
+    def tracked_jobs(self) -> int:
+        """Jobs queued or running that the metrics know of (the per-job map's size)."""
+        return len(self._jobs)
+
+    # ---- internals -------------------------------------------------------------------------
+
+    def _end(
+        self, event: JobFinished | JobFailed | JobCancelled, job: _Job | None, model: str | None,
+        now: float,
+    ) -> None:
+        self._jobs.pop(event.job_id, None)
+        if job is None:
+            job = _Job(model or UNKNOWN_MODEL, Priority.NORMAL, None)
+        elif job.running:
+            if isinstance(event, JobFinished):
+                self.run_seconds.labels(job.model).observe(max(0.0, now - job.started_at))
+            self._stop_running(job, now)
+        else:
+            self._dequeue(job)
+        match event:
+            case JobFinished():
+                outcome = JobStatus.DONE
+                self.images.labels(job.model).inc(len(event.images))
+            case JobFailed():
+                outcome = JobStatus.FAILED
+                self.failures.labels(job.model, event.error_kind).inc()
+            case JobCancelled():
+                outcome = JobStatus.CANCELLED
+        self.jobs.labels(job.model, outcome.value).inc()
+
+    def _enqueue(self, job: _Job) -> None:
+        self.queue_length.labels(job.priority.value).inc()
+
+    def _dequeue(self, job: _Job) -> None:
+        self.queue_length.labels(job.priority.value).dec()
+
+    def _stop_running(self, job: _Job, now: float) -> None:
+        busy = self._busy.get(job.worker or "")
+        if busy is not None and busy.since is not None:
+            busy.intervals.append((busy.since, now))
+            busy.total_s += now - busy.since
+            busy.since = None
+        job.started_at = job.worker = None
+
+    def _prune(self, busy: _Busy, start: float) -> None:
+        while busy.intervals and busy.intervals[0][1] <= start:
+            busy.intervals.popleft()
+
+
+class _BusyCollector(Collector):
+    """Computes the GPU busy metrics at scrape time, so a running job counts up to the second."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        fraction = GaugeMetricFamily(
+            "atelier_gpu_busy_ratio",
+            "Share of the recent window each worker (GPU) spent running jobs, 0 to 1.",
+            labels=["worker"],
+        )
+        seconds = CounterMetricFamily(
+            "atelier_gpu_busy_seconds", "Seconds each worker (GPU) spent running jobs.",
+            labels=["worker"],
+        )
+        for worker in self._metrics.workers:
+            fraction.add_metric([worker], self._metrics.busy_fraction(worker))
+            seconds.add_metric([worker], self._metrics.busy_seconds(worker))
+        yield fraction
+        yield seconds

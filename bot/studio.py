@@ -1,0 +1,433 @@
+"""The service between Discord and the engine: accept jobs, follow them, deliver their results.
+
+`Studio.submit` checks who asks and where, hands the request to the worker pool (which makes it
+durable) and posts the job's one progress message. A single task consumes the pool's events and
+feeds one `_Tracker` per job, which edits that message at most every `edit_interval_s` (a preview
+at most every `preview_interval_s`) and finally turns it into the result. A result that cannot be
+posted (Discord 5xx, 429 past discord.py's own retries) stays undelivered in storage and is
+retried with backoff, and again on the next start-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import discord
+
+from bot import derived
+from bot.actions import Action
+from bot.attachments import Upload, fit_upload, limit_note
+from bot.blocklist import first_blocked_term
+from bot.config import Settings
+from bot.errors import Banned, Blocked, NotAllowedHere, NotFound, NotYours
+from bot.targets import ChannelTarget, Message, Target
+from bot.ui.buttons import result_view
+from bot.ui.embeds import (
+    PREVIEW_FILENAME,
+    failure_content,
+    parameters_embed,
+    progress_embed,
+    result_content,
+)
+from bot.ui.progress import Phase, ProgressState
+from generation.jobs import JobEvent, JobOwner, JobQueued, JobRecord, JobStatus
+from generation.request import GenerationRequest
+from storage import Database, UserSettings
+
+if TYPE_CHECKING:
+    from generation.pool import WorkerPool
+
+log = logging.getLogger(__name__)
+
+EventListener = Callable[[JobEvent], None]
+REDELIVERY_DELAYS_S = (2.0, 10.0, 30.0, 120.0, 600.0)  # then every 600 s
+
+
+@dataclass(eq=False)
+class _Tracker:
+    """One job being followed: its latest state and where its messages go."""
+
+    job_id: int
+    state: ProgressState
+    request: GenerationRequest | None = None
+    target: Target | None = None
+    claimed: bool = False  # a submit in this process will attach the target
+    target_ready: asyncio.Event = field(default_factory=asyncio.Event)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    final: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def update(self, event: JobEvent) -> None:
+        self.state = self.state.advance(event)
+        self.changed.set()
+        if self.state.phase.is_final:
+            self.final.set()
+
+    def attach(self, target: Target) -> None:
+        self.target = target
+        self.target_ready.set()
+
+
+class Studio:
+    """Accepts jobs from Discord, follows them through the pool, and delivers the results."""
+
+    def __init__(
+        self,
+        client: discord.Client,
+        settings: Settings,
+        database: Database,
+        pool: WorkerPool,
+    ) -> None:
+        self.client = client
+        self.settings = settings
+        self.database = database
+        self.pool = pool
+        self._trackers: dict[int, _Tracker] = {}
+        self._delivering: set[int] = set()
+        self._listeners: list[EventListener] = []
+        self._submitting = 0
+        self._no_submits = asyncio.Event()
+        self._no_submits.set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._consumer: asyncio.Task[None] | None = None
+
+    # ---- life ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Follow the pool's events, and deliver what a previous run left undelivered."""
+        self._consumer = asyncio.create_task(self._consume(), name="studio-events")
+        self._spawn(self._deliver_leftovers(), "studio-leftovers")
+
+    async def stop(self) -> None:
+        tasks = [*self._tasks, *([self._consumer] if self._consumer else [])]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def add_listener(self, listener: EventListener) -> None:
+        """Call `listener(event)` for every job event (metrics plug in here); it must not block."""
+        self._listeners.append(listener)
+
+    # ---- accepting work --------------------------------------------------------------------
+
+    async def standing(self, user: discord.abc.User) -> UserSettings:
+        """The person's limits and defaults; raises `Banned` for a banned person."""
+        standing = await self.database.get_user(user.id)
+        if standing.banned:
+            reason = f" ({standing.ban_reason})" if standing.ban_reason else ""
+            raise Banned(f"You are banned from using this bot{reason}.")
+        return standing
+
+    async def owner_for(
+        self, user: discord.abc.User, guild_id: int | None, channel_id: int | None
+    ) -> JobOwner:
+        """The `JobOwner` for a new job of `user`, with their limits; raises `Banned`."""
+        standing = await self.standing(user)
+        return standing.owner(guild_id=guild_id, channel_id=channel_id)
+
+    async def submit(
+        self, request: GenerationRequest, owner: JobOwner, target: Target
+    ) -> JobQueued:
+        """Queue `request` and post its progress message through `target`.
+
+        Raises `NotAllowedHere`, `Blocked` or `generation.scheduler.QueueFull` before anything
+        is queued. Once the
+        pool has accepted the job it is never lost: if the first reply fails, the job continues
+        in the channel.
+        """
+        await self._check_place(owner)
+        await self._check_prompt(owner.guild_id, request)
+        self._submitting += 1
+        self._no_submits.clear()
+        try:
+            queued = await self.pool.submit(request, owner)  # QueueFull: told as it is
+        finally:
+            self._submitting -= 1
+            if not self._submitting:
+                self._no_submits.set()
+        tracker = self._tracker(queued.job_id)
+        tracker.claimed = True
+        tracker.request = request
+        tracker.update(queued)
+        try:
+            await target.open(self._progress_message(tracker, show_preview=False))
+        except discord.HTTPException:
+            log.warning("Job %s: first reply failed; continuing in the channel", queued.job_id)
+            target = self._channel_target(owner, target.user_id)
+        tracker.attach(target)
+        return queued
+
+    async def job(self, job_id: int) -> JobRecord:
+        """The job with this id; `NotFound` when it does not exist or was deleted."""
+        stored = await self.database.get_job(job_id)
+        if stored is None or stored.deleted:
+            raise NotFound(f"There is no job `{job_id}` (it may have been deleted).")
+        return stored.record
+
+    async def image(self, record: JobRecord, index: int) -> bytes:
+        """The PNG of image `index` (0-based) of a finished job."""
+        if record.status is not JobStatus.DONE:
+            raise NotFound(f"Job `{record.id}` has no images (it is {record.status.value}).")
+        if not 0 <= index < record.request.count:
+            raise NotFound(f"Job `{record.id}` has no image {index + 1}.")
+        png = await self.database.read_image(record.id, index)
+        if png is None:
+            raise NotFound(
+                f"Image {index + 1} of job `{record.id}` is no longer stored; "
+                "🔁 rerun can make it again."
+            )
+        return png
+
+    async def act(
+        self,
+        action: Action,
+        job_id: int,
+        index: int,
+        actor: discord.abc.User,
+        target: Target,
+        *,
+        guild_id: int | None,
+        channel_id: int | None,
+        message: discord.PartialMessage | discord.Message | None = None,
+    ) -> None:
+        """Do what a result button or reaction asks of job `job_id` (image `index`)."""
+        record = await self.job(job_id)
+        if action in (Action.INFO, Action.SEND_DM):
+            await target.reply_private(Message(embed=parameters_embed(record)))
+            return
+        if action is Action.DELETE:
+            await self.delete(record, actor, message)
+            await target.reply_private(Message(content=f"🗑️ Deleted job `{job_id}`."))
+            return
+        request = await self._derive(action, record, index)
+        owner = await self.owner_for(actor, guild_id, channel_id)
+        await self.submit(request, owner, target)
+
+    async def delete(
+        self,
+        record: JobRecord,
+        actor: discord.abc.User,
+        message: discord.PartialMessage | discord.Message | None = None,
+    ) -> None:
+        """Delete a job (its author or an admin only) and the result message, if given."""
+        if actor.id != record.owner.user_id and not self.is_admin(actor):
+            raise NotYours("Only the person who made this job (or an admin) can delete it.")
+        await self.database.delete_job(record.id)
+        if message is not None:
+            with contextlib.suppress(discord.HTTPException):
+                await message.delete()
+
+    def is_admin(self, user: discord.abc.User) -> bool:
+        """Owner ids, admin roles, or Manage Server."""
+        if user.id in self.settings.owner_ids:
+            return True
+        if not isinstance(user, discord.Member):
+            return False
+        if any(role.id in self.settings.admin_role_ids for role in user.roles):
+            return True
+        return user.guild_permissions.manage_guild
+
+    async def _derive(self, action: Action, record: JobRecord, index: int) -> GenerationRequest:
+        request = record.request
+        match action:
+            case Action.RERUN:
+                return derived.rerun(request, record.id)
+            case Action.REROLL:
+                return derived.reroll(request, record.id)
+            case Action.VARY_SUBTLE | Action.VARY_STRONG:
+                image = await self.image(record, index)
+                return derived.vary(
+                    self.settings.catalogue,
+                    request,
+                    record.id,
+                    image,
+                    strong=action is Action.VARY_STRONG,
+                )
+            case Action.UPSCALE:
+                image = await self.image(record, index)
+                return derived.upscale(
+                    self.settings.catalogue, request, record.id, image, request.seeds[index]
+                )
+        raise ValueError(f"{action} makes no new job")
+
+    async def _check_place(self, owner: JobOwner) -> None:
+        channel = owner.channel_id
+        if channel is None:
+            return
+        allowed = set(self.settings.allowed_channel_ids)
+        if owner.guild_id is not None:
+            allowed |= set(await self.database.allowed_channels(owner.guild_id))
+        if allowed and channel not in allowed:
+            places = ", ".join(f"<#{c}>" for c in sorted(allowed))
+            raise NotAllowedHere(f"I only make images in {places}.")
+
+    async def _check_prompt(self, guild_id: int | None, request: GenerationRequest) -> None:
+        if guild_id is None:
+            return
+        terms = await self.database.blocklist(guild_id)
+        if first_blocked_term(terms, f"{request.prompt}\n{request.negative_prompt}"):
+            raise Blocked("Your prompt contains a term this server has blocked.")
+
+    # ---- following jobs --------------------------------------------------------------------
+
+    async def _consume(self) -> None:
+        async for event in self.pool.subscribe():
+            for listener in self._listeners:
+                try:
+                    listener(event)
+                except Exception:
+                    log.exception("Job event listener %r failed", listener)
+            tracker = self._trackers.get(event.job_id) or self._adopt(event.job_id)
+            tracker.update(event)
+
+    def _tracker(self, job_id: int) -> _Tracker:
+        tracker = self._trackers.get(job_id)
+        if tracker is None:
+            tracker = self._trackers[job_id] = _Tracker(job_id, ProgressState(job_id))
+            self._spawn(self._follow(tracker), f"job-{job_id}")
+        return tracker
+
+    def _adopt(self, job_id: int) -> _Tracker:
+        """A job this process did not submit (yet): unless a submit claims it, use its channel."""
+        tracker = self._tracker(job_id)
+        self._spawn(self._resolve_orphan(tracker), f"job-{job_id}-orphan")
+        return tracker
+
+    async def _resolve_orphan(self, tracker: _Tracker) -> None:
+        await self._no_submits.wait()
+        if tracker.claimed:
+            return
+        tracker.claimed = True
+        stored = await self.database.get_job(tracker.job_id)
+        if stored is None or stored.record.owner.channel_id is None:
+            self._trackers.pop(tracker.job_id, None)
+            return  # not a Discord job (say, the CLI's): nothing to show
+        tracker.request = stored.record.request
+        tracker.attach(self._channel_target(stored.record.owner))
+
+    async def _follow(self, tracker: _Tracker) -> None:
+        interval = self.settings.progress.edit_interval_s
+        preview_interval = self.settings.progress.preview_interval_s
+        await tracker.target_ready.wait()
+        target = tracker.target
+        assert target is not None
+        last_edit = last_preview = float("-inf")
+        shown: ProgressState | None = tracker.state
+        preview_shown = False
+        while not tracker.final.is_set():
+            await tracker.changed.wait()
+            delay = last_edit + interval - time.monotonic()
+            if delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(tracker.final.wait(), delay)
+            if tracker.final.is_set():
+                break
+            tracker.changed.clear()
+            state = tracker.state
+            if state == shown:
+                continue
+            new_preview = (
+                state.preview is not None
+                and (shown is None or state.preview is not shown.preview)
+                and time.monotonic() - last_preview >= preview_interval
+            )
+            message = self._progress_message(
+                tracker, show_preview=preview_shown or new_preview, attach_preview=new_preview
+            )
+            try:
+                await target.edit(message)
+            except discord.HTTPException as error:
+                log.warning("Job %s: progress edit failed (%s)", tracker.job_id, error)
+            last_edit = time.monotonic()
+            shown = state
+            if new_preview:
+                preview_shown, last_preview = True, last_edit
+        self._trackers.pop(tracker.job_id, None)
+        await self._deliver(tracker.job_id, target)
+
+    def _progress_message(
+        self, tracker: _Tracker, *, show_preview: bool, attach_preview: bool = False
+    ) -> Message:
+        state = tracker.state
+        uploads = None
+        if attach_preview and state.preview is not None:
+            uploads = (Upload(PREVIEW_FILENAME, state.preview),)
+        return Message(
+            embed=progress_embed(state, tracker.request, show_preview=show_preview),
+            uploads=uploads,
+        )
+
+    # ---- delivering results ----------------------------------------------------------------
+
+    async def _deliver(self, job_id: int, target: Target, attempt: int = 0) -> None:
+        """Post the job's result (or failure); on a Discord error, try again later."""
+        if job_id in self._delivering and attempt == 0:
+            return
+        self._delivering.add(job_id)
+        stored = await self.database.get_job(job_id)
+        if stored is None or stored.deleted or stored.delivered_at is not None:
+            self._delivering.discard(job_id)
+            return
+        try:
+            message = await self._result_message(stored.record, target.upload_limit)
+            sent = await target.deliver(message)
+        except discord.HTTPException as error:
+            delay = REDELIVERY_DELAYS_S[min(attempt, len(REDELIVERY_DELAYS_S) - 1)]
+            log.warning("Job %s: delivery failed (%s); retrying in %.0f s", job_id, error, delay)
+            self._spawn(self._redeliver(job_id, target, attempt + 1, delay), f"redeliver-{job_id}")
+            return
+        await self.database.record_message(job_id, sent.id, stored.record.owner.channel_id)
+        for index, attachment in enumerate(sent.attachments):
+            await self.database.set_image_attachment(job_id, index, sent.id, attachment.id)
+        await self.database.mark_delivered(job_id)
+        self._delivering.discard(job_id)
+
+    async def _redeliver(self, job_id: int, target: Target, attempt: int, delay: float) -> None:
+        await asyncio.sleep(delay)
+        await self._deliver(job_id, target, attempt)
+
+    async def _result_message(self, record: JobRecord, limit: int) -> Message:
+        if record.status is not JobStatus.DONE:
+            phase = Phase.FAILED if record.status is JobStatus.FAILED else Phase.CANCELLED
+            state = ProgressState(record.id, phase=phase, reason=record.error)
+            return Message(content=failure_content(record, state), uploads=())
+        uploads = []
+        for index in range(record.request.count):
+            png = await self.image(record, index)
+            uploads.append(fit_upload(f"atelier-{record.id}-{index + 1}", png, limit))
+        note = limit_note(uploads, limit)
+        return Message(
+            content=result_content(record, [note] if note else []),
+            uploads=tuple(uploads),
+            view=result_view(record.id, record.request.count),
+        )
+
+    async def _deliver_leftovers(self) -> None:
+        """Results a previous run finished but could not post (or was killed before posting)."""
+        await self.client.wait_until_ready()
+        for record in await self.database.undelivered_jobs():
+            if record.status.is_final and record.owner.channel_id is not None:
+                await self._deliver(record.id, self._channel_target(record.owner))
+
+    def _channel_target(self, owner: JobOwner, user_id: int | None = None) -> ChannelTarget:
+        return ChannelTarget(
+            self.client,
+            owner.channel_id or 0,
+            owner.user_id if user_id is None else user_id,
+            guild_id=owner.guild_id,
+        )
+
+    def _spawn(self, coroutine: object, name: str) -> None:
+        task = asyncio.create_task(coroutine, name=name)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("Studio task %s failed", task.get_name(), exc_info=task.exception())

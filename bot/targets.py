@@ -1,0 +1,227 @@
+"""Where a job's messages go: the interaction that asked for it, or a channel.
+
+A job started by a slash command or a button follows its interaction: the first reply is the
+progress message, edited as the job moves and finally turned into the result. Interaction tokens
+die after 15 minutes, so a late result falls back to a channel message that mentions the author.
+Jobs started by a reaction, and jobs picked up again after a restart, go to the channel directly.
+"""
+
+from __future__ import annotations
+
+import datetime
+import io
+import logging
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+import discord
+
+from bot.attachments import Upload
+
+log = logging.getLogger(__name__)
+
+DEFAULT_UPLOAD_LIMIT = 10 * 2**20  # unboosted servers, since 2025
+TOKEN_LIFETIME = datetime.timedelta(minutes=14)  # Discord says 15; keep a margin for slow edits
+_INVALID_WEBHOOK_TOKEN = 50027
+_UNKNOWN_WEBHOOK = 10015
+
+
+@dataclass(slots=True)
+class Message:
+    """A message to send or an edit to make.
+
+    `uploads` None leaves an edited message's attachments as they are; an empty tuple removes
+    them. `mention` is the user the message may ping (nobody else can be pinged).
+    """
+
+    content: str | None = None
+    embed: discord.Embed | None = None
+    uploads: tuple[Upload, ...] | None = None
+    view: discord.ui.View | None = None
+    mention: int | None = None
+
+    def files(self) -> list[discord.File]:
+        """Fresh file objects (a File is consumed by a request, so retries need new ones)."""
+        return [discord.File(io.BytesIO(u.data), filename=u.filename) for u in self.uploads or ()]
+
+    def allowed_mentions(self) -> discord.AllowedMentions:
+        users = [discord.Object(self.mention)] if self.mention else False
+        return discord.AllowedMentions(everyone=False, roles=False, users=users)
+
+    def send_kwargs(self) -> dict[str, object]:
+        kwargs: dict[str, object] = {
+            "allowed_mentions": self.allowed_mentions(),
+            "files": self.files(),
+        }
+        if self.content is not None:
+            kwargs["content"] = self.content
+        if self.embed is not None:
+            kwargs["embed"] = self.embed
+        if self.view is not None:
+            kwargs["view"] = self.view
+        return kwargs
+
+    def edit_kwargs(self) -> dict[str, object]:
+        kwargs: dict[str, object] = {
+            "content": self.content,
+            "embed": self.embed,
+            "view": self.view,
+            "allowed_mentions": self.allowed_mentions(),
+        }
+        if self.uploads is not None:
+            kwargs["attachments"] = self.files()
+        return kwargs
+
+
+class Target(Protocol):
+    """Where one job's progress and result go."""
+
+    user_id: int
+
+    @property
+    def upload_limit(self) -> int: ...
+
+    async def open(self, message: Message) -> None:
+        """Post the job's first (progress) message."""
+
+    async def edit(self, message: Message) -> None:
+        """Update the progress message (posting it first where there is none)."""
+
+    async def deliver(self, message: Message) -> discord.Message:
+        """Show the result; return the message that holds it."""
+
+    async def reply_private(self, message: Message) -> None:
+        """Tell only this user something (an ephemeral reply, or a DM)."""
+
+
+def is_dead_token(error: discord.HTTPException) -> bool:
+    """True when Discord refused an interaction follow-up because its token is gone."""
+    return error.status == 401 or error.code in (_INVALID_WEBHOOK_TOKEN, _UNKNOWN_WEBHOOK)
+
+
+class ChannelTarget:
+    """Messages in a channel, mentioning the author; private replies by DM."""
+
+    def __init__(
+        self,
+        client: discord.Client,
+        channel_id: int,
+        user_id: int,
+        *,
+        guild_id: int | None = None,
+        progress_message_id: int | None = None,
+    ) -> None:
+        self._client = client
+        self.channel = client.get_partial_messageable(channel_id, guild_id=guild_id)
+        self.user_id = user_id
+        self.guild_id = guild_id
+        self._progress_id = progress_message_id
+
+    @property
+    def upload_limit(self) -> int:
+        guild = self._client.get_guild(self.guild_id) if self.guild_id else None
+        return guild.filesize_limit if guild else DEFAULT_UPLOAD_LIMIT
+
+    async def open(self, message: Message) -> None:
+        sent = await self.channel.send(**self._mentioning(message).send_kwargs())
+        self._progress_id = sent.id
+
+    async def edit(self, message: Message) -> None:
+        if self._progress_id is None:
+            await self.open(message)
+            return
+        await self.channel.get_partial_message(self._progress_id).edit(**message.edit_kwargs())
+
+    async def deliver(self, message: Message) -> discord.Message:
+        """A new message (so the author is pinged); the progress message is then removed."""
+        sent = await self.channel.send(**self._mentioning(message).send_kwargs())
+        if self._progress_id is not None:
+            try:
+                await self.channel.get_partial_message(self._progress_id).delete()
+            except discord.HTTPException:
+                log.info("Could not remove progress message %s", self._progress_id)
+            self._progress_id = None
+        return sent.id
+
+    def _mentioning(self, message: Message) -> Message:
+        mention = f"<@{self.user_id}>"
+        content = message.content or ""
+        if not content.startswith(mention):
+            content = f"{mention} {content}".strip()
+        return replace(message, content=content, mention=self.user_id)
+
+    async def reply_private(self, message: Message) -> None:
+        user = self._client.get_user(self.user_id) or await self._client.fetch_user(self.user_id)
+        await user.send(**message.send_kwargs())
+
+
+class InteractionTarget:
+    """The interaction's own reply, with a channel fallback once its token has died."""
+
+    def __init__(self, client: discord.Client, interaction: discord.Interaction) -> None:
+        self._client = client
+        self._interaction = interaction
+        self.user_id = interaction.user.id
+        self._fallback: ChannelTarget | None = None
+        self._progress_id: int | None = None
+
+    @property
+    def upload_limit(self) -> int:
+        return self._interaction.filesize_limit or DEFAULT_UPLOAD_LIMIT
+
+    async def open(self, message: Message) -> None:
+        response = self._interaction.response
+        if response.is_done():  # deferred (say, while an attachment was downloaded)
+            sent = await self._interaction.edit_original_response(**message.edit_kwargs())
+            self._progress_id = sent.id
+        else:
+            answer = await response.send_message(**message.send_kwargs())
+            self._progress_id = answer.message_id
+
+    async def edit(self, message: Message) -> None:
+        fallback = self._live_fallback()
+        if fallback is None:
+            try:
+                await self._interaction.edit_original_response(**message.edit_kwargs())
+                return
+            except discord.HTTPException as error:
+                if not is_dead_token(error):
+                    raise
+                fallback = self._switch_to_channel()
+        await fallback.edit(message)
+
+    async def deliver(self, message: Message) -> discord.Message:
+        fallback = self._live_fallback()
+        if fallback is None:
+            try:
+                return await self._interaction.edit_original_response(**message.edit_kwargs())
+            except discord.HTTPException as error:
+                if not is_dead_token(error):
+                    raise
+                fallback = self._switch_to_channel()
+        return await fallback.deliver(message)
+
+    async def reply_private(self, message: Message) -> None:
+        kwargs = message.send_kwargs()
+        if self._interaction.response.is_done():
+            await self._interaction.followup.send(ephemeral=True, **kwargs)  # type: ignore[arg-type]
+        else:
+            await self._interaction.response.send_message(ephemeral=True, **kwargs)  # type: ignore[arg-type]
+
+    def _live_fallback(self) -> ChannelTarget | None:
+        age = discord.utils.utcnow() - self._interaction.created_at
+        if self._fallback is None and age >= TOKEN_LIFETIME:
+            return self._switch_to_channel()
+        return self._fallback
+
+    def _switch_to_channel(self) -> ChannelTarget:
+        if self._fallback is None:
+            log.info("Interaction %s expired; continuing in its channel", self._interaction.id)
+            self._fallback = ChannelTarget(
+                self._client,
+                self._interaction.channel_id or 0,
+                self.user_id,
+                guild_id=self._interaction.guild_id,
+                progress_message_id=self._progress_id,
+            )
+        return self._fallback

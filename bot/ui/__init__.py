@@ -1,0 +1,1 @@
+"""What people see: embeds, progress rendering and the result buttons."""

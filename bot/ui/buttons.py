@@ -1,0 +1,125 @@
+"""The result message's buttons. Their state lives in the custom_id (`atelier:ACTION:JOB[:IMAGE]`)
+and the database, so a click works on any result message, also after a restart.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any, cast
+
+import discord
+
+from bot.actions import Action
+from bot.errors import report_error
+from bot.targets import InteractionTarget
+
+if TYPE_CHECKING:
+    from bot.studio import Studio
+
+_JOB_BUTTONS = (
+    (Action.RERUN, "🔁", "Rerun"),
+    (Action.REROLL, "🎲", "Reroll"),
+    (Action.INFO, "ℹ️", "Parameters"),
+    (Action.DELETE, "🗑️", "Delete"),
+)
+_IMAGE_BUTTONS = (
+    (Action.UPSCALE, "U{n}", discord.ButtonStyle.primary),
+    (Action.VARY_SUBTLE, "V{n} subtle", discord.ButtonStyle.secondary),
+    (Action.VARY_STRONG, "V{n} strong", discord.ButtonStyle.secondary),
+)
+
+
+def custom_id(action: Action, job_id: int, index: int | None = None) -> str:
+    """`atelier:vary-subtle:42:0` (image buttons) or `atelier:rerun:42` (job buttons)."""
+    suffix = "" if index is None else f":{index}"
+    return f"atelier:{action.value}:{job_id}{suffix}"
+
+
+class ResultButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=r"atelier:(?P<action>[a-z-]+):(?P<job>\d{1,19})(?::(?P<index>\d))?",
+):
+    """One button of a result message; clicking it asks the studio to do its action."""
+
+    def __init__(
+        self,
+        action: Action,
+        job_id: int,
+        index: int | None = None,
+        *,
+        label: str | None = None,
+        emoji: str | None = None,
+        style: discord.ButtonStyle = discord.ButtonStyle.secondary,
+        row: int | None = None,
+    ) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label=label,
+                emoji=emoji,
+                style=style,
+                custom_id=custom_id(action, job_id, index),
+                row=row,
+            )
+        )
+        self.action = action
+        self.job_id = job_id
+        self.index = index
+
+    @classmethod
+    async def from_custom_id(
+        cls,
+        interaction: discord.Interaction,
+        item: discord.ui.Button[Any],
+        match: re.Match[str],
+        /,
+    ) -> ResultButton:
+        index = match["index"]
+        return cls(
+            Action(match["action"]),  # ValueError for an unknown action: discord.py ignores it
+            int(match["job"]),
+            None if index is None else int(index),
+            label=item.label,
+            emoji=str(item.emoji) if item.emoji else None,
+            style=item.style,
+        )
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        studio = cast("Studio", interaction.client.studio)  # type: ignore[attr-defined]
+        try:
+            await studio.act(
+                self.action,
+                self.job_id,
+                self.index or 0,
+                interaction.user,
+                InteractionTarget(interaction.client, interaction),
+                guild_id=interaction.guild_id,
+                channel_id=interaction.channel_id,
+                message=interaction.message,
+            )
+        except Exception as error:
+            await report_error(interaction, error)
+
+
+def result_view(job_id: int, count: int) -> discord.ui.View:
+    """Per image U (upscale) and V (vary subtle / strong); per job 🔁 🎲 ℹ️ 🗑️."""
+    view = discord.ui.View(timeout=None)
+    for row, (action, label, style) in enumerate(_IMAGE_BUTTONS):
+        for index in range(count):
+            view.add_item(
+                ResultButton(
+                    action, job_id, index, label=label.format(n=index + 1), style=style, row=row
+                )
+            )
+    for action, emoji, label in _JOB_BUTTONS:
+        style = discord.ButtonStyle.danger if action is Action.DELETE else None
+        view.add_item(
+            ResultButton(
+                action,
+                job_id,
+                label=label,
+                emoji=emoji,
+                style=style or discord.ButtonStyle.secondary,
+                row=len(_IMAGE_BUTTONS),
+            )
+        )
+    return view

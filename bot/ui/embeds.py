@@ -1,0 +1,97 @@
+"""Embeds for progress, results and job parameters. Pure functions of the data they show."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import discord
+
+from bot.ui.progress import Phase, ProgressState, status_line
+from generation.jobs import JobRecord
+from generation.request import GenerationRequest
+
+PREVIEW_FILENAME = "preview.png"
+_COLOURS = {
+    Phase.QUEUED: discord.Colour.light_grey(),
+    Phase.RUNNING: discord.Colour.blurple(),
+    Phase.FINISHED: discord.Colour.green(),
+    Phase.FAILED: discord.Colour.red(),
+    Phase.CANCELLED: discord.Colour.dark_grey(),
+}
+_PROMPT_SHOWN = 300
+
+
+def short_prompt(prompt: str, limit: int = _PROMPT_SHOWN) -> str:
+    return prompt if len(prompt) <= limit else prompt[: limit - 1] + "…"
+
+
+def progress_embed(
+    state: ProgressState, request: GenerationRequest | None, *, show_preview: bool = False
+) -> discord.Embed:
+    """The progress message: job id, prompt, status line and the preview once one is attached."""
+    embed = discord.Embed(
+        title=f"Job {state.job_id}",
+        description=status_line(state),
+        colour=_COLOURS[state.phase],
+    )
+    if request is not None:
+        embed.add_field(name="Prompt", value=short_prompt(request.prompt), inline=False)
+        embed.add_field(name="Model", value=request.model)
+        embed.add_field(name="Images", value=str(request.count))
+    if show_preview:
+        embed.set_image(url=f"attachment://{PREVIEW_FILENAME}")
+    return embed
+
+
+def result_content(record: JobRecord, notes: Sequence[str] = (), mention: bool = False) -> str:
+    """The text above the images: who, what, seeds, and the job id (kept short for mobiles)."""
+    request = record.request
+    seeds = ", ".join(str(seed) for seed in request.seeds)
+    lines = [
+        f"{'<@' + str(record.owner.user_id) + '> ' if mention else ''}"
+        f"**{short_prompt(request.prompt)}**",
+        f"`{request.model}` · {request.width}x{request.height} · {request.steps} steps · "
+        f"seeds {seeds} · job `{record.id}`",
+        *notes,
+    ]
+    return "\n".join(lines)
+
+
+def parameters_embed(record: JobRecord) -> discord.Embed:
+    """Every parameter needed to reproduce the job, for ℹ️ and ✉️."""
+    request = record.request
+    embed = discord.Embed(title=f"Job {record.id} — parameters", colour=discord.Colour.blurple())
+    embed.add_field(name="Prompt", value=short_prompt(request.prompt, 1000), inline=False)
+    if request.negative_prompt:
+        embed.add_field(
+            name="Negative prompt", value=short_prompt(request.negative_prompt, 1000), inline=False
+        )
+    fields = {
+        "Model": request.model,
+        "Size": f"{request.width}x{request.height}",
+        "Steps": str(request.steps),
+        "Guidance": f"{request.guidance:g}",
+        "Scheduler": request.scheduler,
+        "Seeds": ", ".join(str(seed) for seed in request.seeds),
+        "Kind": request.kind.value,
+        "Status": record.status.value,
+    }
+    if request.strength is not None:
+        fields["Strength"] = f"{request.strength:g}"
+    if request.parent_job is not None:
+        fields["Parent job"] = str(request.parent_job)
+    if record.worker:
+        fields["GPU"] = record.worker
+    if record.gpu_seconds is not None:
+        fields["GPU time"] = f"{record.gpu_seconds:.1f} s"
+    for name, value in fields.items():
+        embed.add_field(name=name, value=value)
+    embed.set_footer(text=f"Requested by user {record.owner.user_id}")
+    return embed
+
+
+def failure_content(record: JobRecord, state: ProgressState, mention: bool = False) -> str:
+    """The text of a job that ended without images."""
+    who = f"<@{record.owner.user_id}> " if mention else ""
+    prompt = short_prompt(record.request.prompt, 80)
+    return f"{who}Job `{record.id}` ({prompt}): {status_line(state)}"

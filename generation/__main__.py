@@ -1,0 +1,213 @@
+"""Command line: generate images without Discord — to try a model or check a GPU box.
+
+    python -m generation --model NAME_OR_DIR --prompt TEXT [--negative TEXT] [--seed N]
+        [--steps N] [--guidance X] [--width W --height H | --aspect W:H] [--count N]
+        [--scheduler S] [--init IMAGE --strength S] [--device cpu|cuda|cuda:N] [--offload]
+        [--config atelier.toml] --out DIR
+
+`--model` is a catalogue name or a diffusers directory (its family is read from
+`model_index.json`; an `atelier.json` beside it supplies catalogue settings). Each image is
+written as a PNG with metadata and announced by one JSON line on stdout: its path, index, seed
+and the full request. Bad arguments exit with code 2 and a message; a model that cannot run
+exits with 1; Ctrl-C cancels the run (exit 130).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import re
+import signal
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from generation.models import BUILTIN_MODELS, Catalogue, CatalogueError, ModelSpec
+from generation.request import GenerationRequest, RequestError, build_request
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_CANCELLED = 130
+SETTINGS_FILE = "atelier.json"  # also written by generation.tiny
+_NUMBERED = re.compile(r"^(\d+)-")
+
+
+class UsageError(Exception):
+    """Arguments that cannot be used; the message says why."""
+
+
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m generation", description="Generate images with an Atelier model."
+    )
+    parser.add_argument("--model", required=True, help="catalogue name or diffusers directory")
+    parser.add_argument("--prompt", required=True)
+    parser.add_argument("--negative", help="negative prompt (Playground only)")
+    parser.add_argument("--seed", type=int, help="first image's seed (random if not given)")
+    parser.add_argument("--steps", type=int)
+    parser.add_argument("--guidance", type=float)
+    parser.add_argument("--width", type=int)
+    parser.add_argument("--height", type=int)
+    parser.add_argument("--aspect", help="an aspect ratio such as 16:9, instead of a size")
+    parser.add_argument("--count", type=int, default=1, help="images (1-4), one seed each")
+    parser.add_argument("--scheduler")
+    parser.add_argument("--init", type=Path, help="init image for image-to-image")
+    parser.add_argument("--strength", type=float, help="how far to move from --init (0-1]")
+    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if any)")
+    parser.add_argument(
+        "--offload", action="store_true", help="keep weights in CPU memory (small GPUs)"
+    )
+    parser.add_argument("--config", type=Path, help="a TOML file whose [models] extend the list")
+    parser.add_argument("--out", required=True, type=Path, help="directory for the PNGs")
+    return parser.parse_args(argv)
+
+
+def catalogue_for(model: str, config: Path | None) -> tuple[Catalogue, str]:
+    """The catalogue (built-ins, `--config` models, a `--model` directory) and the model name."""
+    tables: dict[str, Any] = {}
+    if config is not None:
+        try:
+            tables = dict(tomllib.loads(config.read_text()).get("models", {}))
+        except (OSError, tomllib.TOMLDecodeError) as error:
+            raise UsageError(f"Cannot read {config}: {error}") from None
+    name = model
+    directory = Path(model).expanduser()
+    if directory.is_dir():
+        name, tables[name] = directory_model(directory)
+    return Catalogue.from_config(tables), name
+
+
+def directory_model(directory: Path) -> tuple[str, dict[str, Any]]:
+    """A catalogue table for a diffusers directory, named after it.
+
+    The family comes from `model_index.json`; a FLUX transformer without guidance embedding is
+    timestep-distilled like schnell and takes schnell's settings. `atelier.json` overrides.
+    """
+    try:
+        index = json.loads((directory / "model_index.json").read_text())
+    except (OSError, ValueError):
+        raise UsageError(f"{directory} is not a diffusers model directory (no model_index.json).")
+    pipeline = index.get("_class_name", "")
+    if pipeline.startswith("StableDiffusionXL"):
+        reference = "playground-v2.5"
+    elif pipeline.startswith("Flux"):
+        reference = "flux-dev" if _guidance_embeds(directory) else "flux-schnell"
+    else:
+        raise UsageError(
+            f"{directory} holds a {pipeline or 'unknown'} pipeline; Atelier runs SDXL "
+            "(Playground) and FLUX.1 models."
+        )
+    spec = next(spec for spec in BUILTIN_MODELS if spec.name == reference)
+    table = _table(spec) | {"source": str(directory), "title": directory.name, "licence": ""}
+    settings = directory / SETTINGS_FILE
+    if settings.is_file():
+        try:
+            table |= json.loads(settings.read_text())
+        except ValueError as error:
+            raise UsageError(f"Cannot read {settings}: {error}") from None
+    return directory.name, table
+
+
+def _guidance_embeds(directory: Path) -> bool:
+    try:
+        config = json.loads((directory / "transformer" / "config.json").read_text())
+    except (OSError, ValueError):
+        return True
+    return bool(config.get("guidance_embeds", True))
+
+
+def _table(spec: ModelSpec) -> dict[str, Any]:
+    """`spec` as a `[models.NAME]` table."""
+    table = {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)}
+    del table["name"], table["limits"]
+    return table | dataclasses.asdict(spec.limits)
+
+
+def request_from(args: argparse.Namespace, catalogue: Catalogue, model: str) -> GenerationRequest:
+    init_image = None
+    if args.init is not None:
+        try:
+            init_image = args.init.read_bytes()
+        except OSError as error:
+            raise UsageError(f"Cannot read the init image {args.init}: {error.strerror}.") from None
+    return build_request(
+        catalogue,
+        model=model,
+        prompt=args.prompt,
+        negative_prompt=args.negative,
+        width=args.width,
+        height=args.height,
+        aspect=args.aspect,
+        steps=args.steps,
+        guidance=args.guidance,
+        scheduler=args.scheduler,
+        seed=args.seed,
+        count=args.count,
+        init_image=init_image,
+        strength=args.strength,
+    )
+
+
+def next_number(out: Path) -> int:
+    """One more than the highest `NNNNN-` prefix in `out`, so runs never overwrite each other."""
+    numbers = [int(m[1]) for p in out.glob("*.png") if (m := _NUMBERED.match(p.name))]
+    return max(numbers, default=0) + 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_arguments(argv)
+    try:
+        catalogue, model = catalogue_for(args.model, args.config)
+        request = request_from(args, catalogue, model)
+    except (UsageError, RequestError, CatalogueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    return run(args, catalogue, request)
+
+
+def run(args: argparse.Namespace, catalogue: Catalogue, request: GenerationRequest) -> int:
+    # Imported only now: torch takes seconds to load, and bad arguments should fail at once.
+    import torch
+    from tqdm import tqdm
+
+    from generation.engine import Engine
+    from generation.errors import Cancelled, EngineError
+    from generation.metadata import image_record
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        engine = Engine(catalogue, device, preview_every=0, offload=args.offload)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    interrupted: list[bool] = []
+    signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))
+    with tqdm(total=request.steps, unit="step", file=sys.stderr) as bar:
+
+        def on_progress(step: int, total: int, preview: bytes | None) -> None:
+            bar.total = total
+            bar.update(step - bar.n)
+
+        try:
+            images = engine.generate(
+                request, on_progress=on_progress, should_cancel=lambda: bool(interrupted)
+            )
+        except Cancelled:
+            print("cancelled", file=sys.stderr)
+            return EXIT_CANCELLED
+        except EngineError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return EXIT_FAILED
+    args.out.mkdir(parents=True, exist_ok=True)
+    number = next_number(args.out)
+    for image in images:
+        path = args.out / f"{number + image.index:05d}-{image.seed}.png"
+        path.write_bytes(image.png)
+        print(json.dumps({"path": str(path), **image_record(request, image.index)}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

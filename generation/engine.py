@@ -1,0 +1,223 @@
+"""The engine: turns a validated `GenerationRequest` into PNG images with a diffusers pipeline.
+
+One `Engine` serves one device (a worker process per GPU holds one). It loads models on demand
+and keeps them until `unload`; each `generate` call is one batched pipeline call with one
+`torch.Generator` per image, so every image is reproducible alone from its seed. Imports torch:
+only worker processes (and the CLI) import this module.
+"""
+
+from __future__ import annotations
+
+import gc
+import io
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from diffusers import DiffusionPipeline
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from PIL import Image, ImageOps
+
+from generation.errors import Cancelled, ModelUnavailable, OutOfMemory
+from generation.jobs import GeneratedImage
+from generation.metadata import encode_png
+from generation.models import Catalogue, ModelSpec, UnknownModel
+from generation.pipelines import LoadedPipeline, PipelineFamily, family_pipelines
+from generation.previews import latent_preview_png
+from generation.request import GenerationRequest
+
+ProgressCallback = Callable[[int, int, bytes | None], None]
+_DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+
+
+def check_device(device: str) -> str:
+    """Return `device` if this machine has it; raise ValueError with a friendly message if not."""
+    if not _DEVICE.match(device):
+        raise ValueError(f"Unknown device {device!r}; use cpu, cuda or cuda:N.")
+    if device.startswith("cuda"):
+        count = torch.cuda.device_count()
+        index = int(device.partition(":")[2] or 0)
+        if index >= count:
+            raise ValueError(
+                f"Device {device} is not available: this machine has {count} CUDA GPU(s)."
+            )
+    return device
+
+
+@dataclass
+class _LoadedModel:
+    spec: ModelSpec
+    family: PipelineFamily
+    loaded: LoadedPipeline
+    image_to_image: DiffusionPipeline | None = None
+    schedulers: dict[str, SchedulerMixin] = field(default_factory=dict)
+
+    def pipeline_for(self, request: GenerationRequest) -> DiffusionPipeline:
+        """The pipeline for `request` (img2img shares the loaded weights), scheduler set."""
+        text_to_image = self.loaded.pipe
+        if request.init_image is None:
+            pipe = text_to_image
+        else:
+            if self.image_to_image is None:
+                self.image_to_image = self.family.image_to_image.from_pipe(
+                    text_to_image, dtype=text_to_image.dtype
+                )
+                self.image_to_image.set_progress_bar_config(disable=True)
+            pipe = self.image_to_image
+        if request.scheduler not in self.schedulers:
+            self.schedulers[request.scheduler] = self.family.scheduler(
+                request.scheduler, text_to_image.scheduler
+            )
+        pipe.scheduler = self.schedulers[request.scheduler]
+        return pipe
+
+
+class _StepReporter:
+    """The pipeline's `callback_on_step_end`: progress, previews and cancellation."""
+
+    def __init__(
+        self,
+        request: GenerationRequest,
+        family: PipelineFamily,
+        on_progress: ProgressCallback | None,
+        should_cancel: Callable[[], bool] | None,
+        preview_every: int,
+    ) -> None:
+        self.request = request
+        self.family = family
+        self.on_progress = on_progress
+        self.should_cancel = should_cancel
+        self.preview_every = preview_every
+        self.cancelled = False
+
+    def __call__(
+        self, pipe: DiffusionPipeline, index: int, timestep: Any, tensors: dict[str, Any]
+    ) -> dict[str, Any]:
+        if self.cancelled:
+            return {}
+        if self.should_cancel is not None and self.should_cancel():
+            # The pipeline skips the remaining steps; its half-done result is discarded.
+            self.cancelled = pipe._interrupt = True
+            return {}
+        if self.on_progress is not None:
+            step, total = index + 1, pipe.num_timesteps
+            preview = None
+            if self.preview_every and step % self.preview_every == 0 and step < total:
+                preview = self._preview(tensors["latents"], pipe.vae_scale_factor)
+            self.on_progress(step, total, preview)
+        return {}
+
+    def _preview(self, latents: torch.Tensor, vae_scale_factor: int) -> bytes:
+        grid = self.family.preview_latents(latents, self.request, vae_scale_factor)
+        return latent_preview_png(grid, self.family.preview_factors, self.family.preview_bias)
+
+
+class Engine:
+    """Generates images on one device, loading models from `catalogue` as requests need them."""
+
+    def __init__(
+        self,
+        catalogue: Catalogue,
+        device: str = "cpu",
+        *,
+        preview_every: int = 4,
+        offload: bool = False,
+    ) -> None:
+        """`preview_every` steps a preview accompanies progress (0: none); `offload` keeps
+        weights in CPU memory between uses (for GPUs too small for a whole model)."""
+        self.catalogue = catalogue
+        self.device = check_device(device)
+        self.preview_every = preview_every
+        self.offload = offload
+        self._models: dict[str, _LoadedModel] = {}
+
+    @property
+    def loaded(self) -> tuple[str, ...]:
+        """Names of the models in memory, oldest first."""
+        return tuple(self._models)
+
+    def load(self, model: str) -> None:
+        """Load `model` unless it is loaded already. Raises ModelUnavailable (or OutOfMemory)."""
+        self._loaded(model)
+
+    def unload(self, model: str) -> None:
+        """Free `model`'s memory (a no-op when it is not loaded)."""
+        if self._models.pop(model, None) is not None:
+            self._release_memory()
+
+    def generate(
+        self,
+        request: GenerationRequest,
+        *,
+        on_progress: ProgressCallback | None = None,
+        should_cancel: Callable[[], bool] | None = None,
+    ) -> list[GeneratedImage]:
+        """Run `request`: one image per seed, PNG bytes with metadata, in seed order.
+
+        `on_progress(step, total, preview)` is called after every denoising step, with a small
+        PNG preview every `preview_every` steps (else None). `should_cancel` is polled every step;
+        when it returns True the run stops and Cancelled is raised. Raises OutOfMemory when the
+        GPU runs out of memory and ModelUnavailable when the model cannot be loaded.
+        """
+        if should_cancel is not None and should_cancel():
+            raise Cancelled("The job was cancelled before it started.")
+        model = self._loaded(request.model)
+        pipe = model.pipeline_for(request)
+        init_image = _init_image(request)
+        reporter = _StepReporter(
+            request, model.family, on_progress, should_cancel, self.preview_every
+        )
+        generators = [torch.Generator("cpu").manual_seed(seed) for seed in request.seeds]
+        try:
+            with model.loaded.per_image.images(request.count):
+                images = pipe(
+                    **model.family.arguments(request, model.spec, init_image),
+                    generator=generators,
+                    callback_on_step_end=reporter,
+                ).images
+        except torch.OutOfMemoryError:
+            self._release_memory()
+            raise OutOfMemory(
+                f"{self.device} ran out of memory for {request.count} image(s) of "
+                f"{request.width}x{request.height}; try fewer images or a smaller size."
+            ) from None
+        if reporter.cancelled:
+            raise Cancelled("The job was cancelled.")
+        return [
+            GeneratedImage(
+                index=index,
+                seed=seed,
+                png=encode_png(image, request, index),
+                width=image.width,
+                height=image.height,
+            )
+            for index, (seed, image) in enumerate(zip(request.seeds, images, strict=True))
+        ]
+
+    def _loaded(self, name: str) -> _LoadedModel:
+        if name in self._models:
+            return self._models[name]
+        try:
+            spec = self.catalogue[name]
+        except UnknownModel as error:
+            raise ModelUnavailable(str(error)) from None
+        family = family_pipelines(spec.family)
+        loaded = family.load(spec, self.device, offload=self.offload)
+        self._models[name] = _LoadedModel(spec, family, loaded)
+        return self._models[name]
+
+    def _release_memory(self) -> None:
+        gc.collect()
+        if self.device.startswith("cuda"):
+            torch.cuda.empty_cache()
+
+
+def _init_image(request: GenerationRequest) -> Image.Image | None:
+    """The request's init image upright, in RGB, scaled and centre-cropped to the request's size."""
+    if request.init_image is None:
+        return None
+    with Image.open(io.BytesIO(request.init_image)) as image:
+        upright = ImageOps.exif_transpose(image).convert("RGB")
+    return ImageOps.fit(upright, (request.width, request.height), Image.Resampling.LANCZOS)

@@ -1,0 +1,69 @@
+"""PNG metadata: an A1111-style `parameters` text chunk that common tools read, plus the request.
+
+Every image carries two text chunks:
+- `parameters`: the prompt, then `Negative prompt: ...` (when there is one), then a line of
+  `Key: value` pairs (Steps, Sampler, CFG scale, Seed, Size, Model, Denoising strength) in the
+  format AUTOMATIC1111 writes and image viewers, ComfyUI and sd-parsers read;
+- `atelier`: JSON with this image's index and seed and the full request. The init image itself is
+  not repeated in every output (it can be megabytes); its SHA-256 identifies it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from typing import Any
+
+from PIL import Image, PngImagePlugin
+
+from generation.request import GenerationRequest
+
+PARAMETERS_KEY = "parameters"
+RECORD_KEY = "atelier"
+
+
+def parameters_text(request: GenerationRequest, index: int) -> str:
+    """The A1111 `parameters` text for image `index` of `request`."""
+    lines = [request.prompt]
+    if request.negative_prompt:
+        lines.append(f"Negative prompt: {request.negative_prompt}")
+    fields = {
+        "Steps": request.steps,
+        "Sampler": request.scheduler,
+        "CFG scale": f"{request.guidance:g}",
+        "Seed": request.seeds[index],
+        "Size": f"{request.width}x{request.height}",
+        "Model": request.model,
+    }
+    if request.strength is not None:
+        fields["Denoising strength"] = f"{request.strength:g}"
+    lines.append(", ".join(f"{key}: {value}" for key, value in fields.items()))
+    return "\n".join(lines)
+
+
+def image_record(request: GenerationRequest, index: int) -> dict[str, Any]:
+    """What the `atelier` chunk (and the CLI's JSON line) says about image `index`."""
+    parameters = request.to_dict()
+    init_image = parameters.pop("init_image")
+    parameters["init_image_sha256"] = (
+        hashlib.sha256(request.init_image).hexdigest() if init_image is not None else None
+    )
+    return {"index": index, "seed": request.seeds[index], "request": parameters}
+
+
+def encode_png(image: Image.Image, request: GenerationRequest, index: int) -> bytes:
+    """`image` as PNG bytes carrying both metadata chunks."""
+    info = PngImagePlugin.PngInfo()
+    info.add_text(PARAMETERS_KEY, parameters_text(request, index))
+    info.add_text(RECORD_KEY, json.dumps(image_record(request, index), ensure_ascii=False))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", pnginfo=info)
+    return buffer.getvalue()
+
+
+def read_record(png: bytes) -> dict[str, Any] | None:
+    """The `atelier` chunk of a PNG made by Atelier, or None for any other image."""
+    with Image.open(io.BytesIO(png)) as image:
+        text = getattr(image, "text", {}).get(RECORD_KEY)
+    return json.loads(text) if text else None

@@ -1,0 +1,93 @@
+"""What every pipeline family provides to the engine."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar, NamedTuple
+
+import torch
+from diffusers import DiffusionPipeline
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from PIL import Image
+
+from generation.errors import ModelUnavailable
+from generation.models import ModelSpec
+from generation.pipelines.batching import PerImageForward
+from generation.pipelines.loading import place, read_pipeline
+from generation.request import GenerationRequest
+
+
+class LoadedPipeline(NamedTuple):
+    """A text-to-image pipeline on its device and the per-image splitter of its denoiser."""
+
+    pipe: DiffusionPipeline
+    per_image: PerImageForward
+
+
+class PipelineFamily(ABC):
+    """One model family: its diffusers classes, precision, schedulers, arguments and previews."""
+
+    text_to_image: ClassVar[type[DiffusionPipeline]]
+    image_to_image: ClassVar[type[DiffusionPipeline]]
+    cuda_dtype: ClassVar[torch.dtype]
+    schedulers: ClassVar[dict[str, type[SchedulerMixin]]]  # request name → diffusers class
+    # Latent → RGB projection for previews (rows: latent channels; columns: R, G, B).
+    preview_factors: ClassVar[tuple[tuple[float, float, float], ...]]
+    preview_bias: ClassVar[tuple[float, float, float]] = (0.0, 0.0, 0.0)
+    load_options: ClassVar[dict[str, Any]] = {}
+    denoiser: ClassVar[str]  # the pipeline attribute holding the UNet or transformer
+    sample_argument: ClassVar[str]  # the denoiser's latent input
+    unbatched_inputs: ClassVar[frozenset[str]] = frozenset()  # denoiser inputs without a batch
+
+    def load(self, spec: ModelSpec, device: str, *, offload: bool = False) -> LoadedPipeline:
+        """The text-to-image pipeline for `spec`, read from disk and placed on `device`."""
+        unknown = [name for name in spec.schedulers if name not in self.schedulers]
+        if unknown:
+            raise ModelUnavailable(
+                f"Model {spec.name!r} lists schedulers this family does not offer: "
+                f"{', '.join(unknown)} (known: {', '.join(self.schedulers)})."
+            )
+        pipe = read_pipeline(
+            self.text_to_image, spec, device, cuda_dtype=self.cuda_dtype, **self.load_options
+        )
+        # Before placement, so that offload hooks wrap (and keep) the per-image forward.
+        per_image = PerImageForward(
+            getattr(pipe, self.denoiser), self.sample_argument, self.unbatched_inputs
+        )
+        pipe.vae.enable_slicing()
+        place(pipe, spec, device, offload=offload)
+        return LoadedPipeline(pipe, per_image)
+
+    def scheduler(self, name: str, loaded: SchedulerMixin) -> SchedulerMixin:
+        """The scheduler called `name`, configured like the model's own `loaded` scheduler."""
+        scheduler_class = self.schedulers[name]
+        if type(loaded) is scheduler_class:
+            return loaded
+        return scheduler_class.from_config(loaded.config)
+
+    def arguments(
+        self, request: GenerationRequest, spec: ModelSpec, init_image: Image.Image | None
+    ) -> dict[str, Any]:
+        """Keyword arguments for one batched pipeline call (generators and callbacks excluded)."""
+        arguments: dict[str, Any] = {
+            "prompt": request.prompt,
+            "num_inference_steps": request.steps,
+            "guidance_scale": request.guidance,
+            "num_images_per_prompt": request.count,
+            "output_type": "pil",
+        }
+        if init_image is not None:
+            arguments |= {"image": init_image, "strength": request.strength}
+        return arguments | self.family_arguments(request, spec, init_image is not None)
+
+    @abstractmethod
+    def family_arguments(
+        self, request: GenerationRequest, spec: ModelSpec, image_to_image: bool
+    ) -> dict[str, Any]:
+        """The arguments particular to this family."""
+
+    @abstractmethod
+    def preview_latents(
+        self, latents: torch.Tensor, request: GenerationRequest, vae_scale_factor: int
+    ) -> torch.Tensor:
+        """The step's latents as a (batch, channels, height, width) tensor for the preview."""

@@ -1,0 +1,139 @@
+"""Loading a diffusers pipeline safely and placing it on its device: shared by every family.
+
+Weights come from a local diffusers directory or the standard Hugging Face cache, never from the
+network: an owner downloads a model once (`hf download ID`). Only safetensors weights are loaded;
+a component that ships only pickle files (.bin, .ckpt, .pt, .pth) is refused before anything is
+read, because unpickling can run arbitrary code.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffusers import DiffusionPipeline
+from huggingface_hub import constants, snapshot_download
+from huggingface_hub.errors import LocalEntryNotFoundError
+
+from generation.errors import ModelUnavailable, OutOfMemory
+from generation.models import ModelSpec
+
+PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl")
+MODEL_INDEX = "model_index.json"
+
+
+def resolve_source(spec: ModelSpec) -> Path:
+    """The directory holding `spec`'s weights: its local directory or its Hub cache snapshot."""
+    if spec.is_local:
+        path = Path(spec.source).expanduser()
+        if not path.is_dir():
+            raise ModelUnavailable(
+                f"Model {spec.name!r} is not available: the directory {path} does not exist. "
+                f"Point `source` for {spec.name} at a diffusers directory (with {MODEL_INDEX})."
+            )
+        return path
+    try:
+        return Path(snapshot_download(spec.source, local_files_only=True))
+    except LocalEntryNotFoundError:
+        raise ModelUnavailable(
+            f"Model {spec.name!r} is not available: looked for {spec.source} in the Hugging Face "
+            f"cache ({constants.HF_HUB_CACHE}) and found nothing. Download it with "
+            f"`hf download {spec.source}`, or set `source` for {spec.name} to a local diffusers "
+            "directory."
+        ) from None
+
+
+def check_safetensors(spec: ModelSpec, path: Path) -> None:
+    """Refuse a directory that is not a diffusers pipeline or whose weights are pickle-only."""
+    index_file = path / MODEL_INDEX
+    if not index_file.is_file():
+        raise ModelUnavailable(
+            f"Model {spec.name!r}: {path} is not a diffusers directory (no {MODEL_INDEX}). "
+            "Atelier loads diffusers-format models with safetensors weights."
+        )
+    try:
+        index = json.loads(index_file.read_text())
+    except (OSError, ValueError) as error:
+        raise ModelUnavailable(f"Model {spec.name!r}: cannot read {index_file}: {error}") from None
+    for component, entry in index.items():
+        folder = path / component
+        if component.startswith("_") or not isinstance(entry, list) or not folder.is_dir():
+            continue
+        names = [file.name for file in folder.iterdir()]
+        pickles = sorted(name for name in names if name.endswith(PICKLE_SUFFIXES))
+        if pickles and not any(name.endswith(".safetensors") for name in names):
+            raise ModelUnavailable(
+                f"Model {spec.name!r}: {folder} holds only pickle weights ({', '.join(pickles)}). "
+                "Atelier loads safetensors weights only, because pickle files can run code when "
+                "loaded. Download the safetensors version or convert the weights."
+            )
+
+
+def torch_dtype(device: str, cuda_dtype: torch.dtype) -> torch.dtype:
+    """Half precision on CUDA (the family's choice), full precision on CPU."""
+    return cuda_dtype if device.startswith("cuda") else torch.float32
+
+
+def weights_variant(spec: ModelSpec, path: Path, device: str) -> str | None:
+    """`spec.variant` (e.g. fp16) where such files exist and suit the device, else None.
+
+    CPU runs in float32 and prefers the full-precision files; it takes the variant only when the
+    directory holds nothing else (say, only the fp16 files were downloaded).
+    """
+    if spec.variant is None:
+        return None
+    variant_files = list(path.glob(f"*/*.{spec.variant}.safetensors"))
+    if not variant_files:
+        return None
+    if device.startswith("cuda"):
+        return spec.variant
+    plain = [file for file in path.glob("*/*.safetensors") if f".{spec.variant}." not in file.name]
+    return None if plain else spec.variant
+
+
+def read_pipeline(
+    pipeline_class: type[DiffusionPipeline],
+    spec: ModelSpec,
+    device: str,
+    *,
+    cuda_dtype: torch.dtype,
+    **extra: Any,
+) -> DiffusionPipeline:
+    """Read `spec` from disk only (never the network) as `pipeline_class`, still on the CPU."""
+    path = resolve_source(spec)
+    check_safetensors(spec, path)
+    try:
+        pipe = pipeline_class.from_pretrained(
+            path,
+            dtype=torch_dtype(device, cuda_dtype),
+            variant=weights_variant(spec, path, device),
+            use_safetensors=True,
+            local_files_only=True,
+            **extra,
+        )
+    except (OSError, ValueError, TypeError, KeyError, RuntimeError) as error:
+        raise ModelUnavailable(
+            f"Model {spec.name!r} could not be loaded from {path}: {error}"
+        ) from None
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def place(pipe: DiffusionPipeline, spec: ModelSpec, device: str, *, offload: bool = False) -> None:
+    """Put a freshly read pipeline where it runs: the single home of post-load placement.
+
+    `offload` keeps the weights in CPU memory and moves each model to the GPU only while it runs
+    (for cards too small for the whole pipeline); it needs an accelerator, so with the CPU as the
+    device the pipeline simply stays where it is.
+    """
+    if not device.startswith("cuda"):
+        return
+    try:
+        if offload:
+            pipe.enable_model_cpu_offload(device=device)
+        else:
+            pipe.to(device)
+    except torch.OutOfMemoryError:
+        raise OutOfMemory(f"Model {spec.name!r} does not fit in the memory of {device}.") from None

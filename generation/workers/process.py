@@ -1,0 +1,114 @@
+"""`ProcessWorker`: a worker in a child process of this machine, one per GPU.
+
+The child is a fresh interpreter (`python -m generation.workers.child`), not a fork: it imports
+torch itself and shares no CUDA state with anyone, and the pool's process never imports torch.
+Messages travel over a socket pair; when the child dies (a segfault, the OOM killer, SIGKILL)
+the socket closes and the event stream ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import generation
+from generation.workers.protocol import (
+    Command,
+    Shutdown,
+    WorkerEvent,
+    WorkerGone,
+    WorkerSpec,
+    encode,
+    read_message_async,
+)
+
+_PROJECT_ROOT = str(Path(generation.__file__).resolve().parent.parent)
+
+
+class ProcessWorker:
+    """A `WorkerLink` to a child process."""
+
+    def __init__(self, spec: WorkerSpec) -> None:
+        self.spec = spec
+        self._process: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    async def start(self) -> None:
+        ours, theirs = socket.socketpair()
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PROJECT_ROOT, env.get("PYTHONPATH")]))
+        try:
+            self._process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "generation.workers.child",
+                str(theirs.fileno()),
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+                env=env,
+            )
+        finally:
+            theirs.close()
+        self._reader, self._writer = await asyncio.open_unix_connection(sock=ours)
+        await self._write(encode(self.spec))
+
+    async def events(self) -> AsyncIterator[WorkerEvent]:
+        if self._reader is None:
+            return
+        while True:
+            try:
+                event = await read_message_async(self._reader)
+            except EOFError:
+                break
+            yield event
+        await self._close()
+
+    async def send(self, command: Command) -> None:
+        await self._write(encode(command))
+
+    async def stop(self, timeout_s: float) -> None:
+        with contextlib.suppress(WorkerGone):
+            await self.send(Shutdown())
+        if self._process is not None:
+            try:
+                await asyncio.wait_for(self._process.wait(), timeout_s)
+            except TimeoutError:
+                await self.kill()
+        await self._close()
+
+    async def kill(self) -> None:
+        if self._process is not None and self._process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self._process.kill()
+            await self._process.wait()
+        await self._close()
+
+    async def _write(self, data: bytes) -> None:
+        if self._writer is None or self._writer.is_closing():
+            raise WorkerGone("The worker is not running.")
+        try:
+            self._writer.write(data)
+            await self._writer.drain()
+        except (ConnectionError, RuntimeError) as error:
+            raise WorkerGone(f"The worker is gone ({error}).") from None
+
+    async def _close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            with contextlib.suppress(ConnectionError):
+                await self._writer.wait_closed()
+        if self._process is not None and self._process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self._process.kill()
+            await self._process.wait()

@@ -1,0 +1,66 @@
+"""`Database`: Atelier's durable record, one SQLite file plus a folder of image files."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+
+from storage import schema
+from storage.images import ImageStore
+from storage.jobs import JobLifecycle
+from storage.library import Library
+from storage.maintenance import Maintenance
+from storage.privacy import Privacy
+from storage.reports import Reports
+
+
+class Database(JobLifecycle, Library, Reports, Privacy, Maintenance):
+    """Jobs and their lifecycle (implements `generation.jobs.JobStore`), images, users, guild
+    settings, the audit log, and the owner's maintenance tasks.
+
+    Open it with `await Database.open(path)`, close it with `await db.close()` or use it as
+    `async with await Database.open(path) as db:`. Every write commits (and reaches the disk)
+    before the method returns.
+    """
+
+    path: Path
+
+    @classmethod
+    async def open(
+        cls,
+        path: Path,
+        *,
+        images_dir: Path | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> Database:
+        """Open (or create) the database at `path` and bring its schema up to date.
+
+        Images live in `images_dir`, by default `images/` beside the database. Raises
+        `NotAtelierDatabase`, `NewerSchema` or `CorruptDatabase` (leaving the file unchanged).
+        """
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = await schema.connect(path)
+        database = cls(conn, ImageStore(images_dir or path.parent / "images"), clock)
+        database.path = path
+        return database
+
+    @property
+    def images_dir(self) -> Path:
+        return self._images.root
+
+    async def close(self) -> None:
+        await self._conn.close()
+
+    async def __aenter__(self) -> Database:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()

@@ -1,0 +1,121 @@
+"""The connection every part of `Database` shares: one lock, transactions, row conversion."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from typing import Any
+
+import aiosqlite
+
+from generation.jobs import JobOwner, JobRecord, JobStatus, Priority
+from generation.request import GenerationRequest
+from storage.images import ImageStore
+
+# Every query that returns jobs selects these, so one function turns rows into records.
+JOB_SELECT = (
+    "SELECT j.*, ii.data AS init_data FROM jobs AS j "
+    "LEFT JOIN init_images AS ii ON ii.sha256 = j.init_image"
+)
+FINAL_STATUSES = "('done', 'failed', 'cancelled')"
+
+
+class Store:
+    """Holds the connection. All statements of one coroutine's transaction run under `_lock`,
+    so two coroutines never interleave statements on the shared connection."""
+
+    def __init__(
+        self, conn: aiosqlite.Connection, images: ImageStore, clock: Callable[[], float]
+    ) -> None:
+        self._conn = conn
+        self._images = images
+        self._clock = clock
+        self._lock = asyncio.Lock()
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """A write transaction, committed (durably) when the block ends, rolled back on error."""
+        async with self._lock:
+            await self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+                await self._conn.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:
+                    await self._conn.execute("ROLLBACK")
+                raise
+
+    @asynccontextmanager
+    async def _snapshot(self) -> AsyncIterator[aiosqlite.Connection]:
+        """A read transaction: several queries that see one consistent state."""
+        async with self._lock:
+            await self._conn.execute("BEGIN")
+            try:
+                yield self._conn
+            finally:
+                await self._conn.execute("ROLLBACK")
+
+    async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
+        async with self._lock:
+            return list(await self._conn.execute_fetchall(sql, params))
+
+    async def _write_one(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
+        """One statement that commits by itself (autocommit): the cheapest durable write, one
+        round trip to SQLite's thread. Use `RETURNING` to learn what it changed."""
+        async with self._lock:
+            return list(await self._conn.execute_fetchall(sql, params))
+
+    async def _fetchone(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
+        rows = await self._fetchall(sql, params)
+        return rows[0] if rows else None
+
+    async def _jobs(self, where: str, params: Sequence[Any] = ()) -> list[JobRecord]:
+        """Job records matching `where` (which may end with ORDER BY / LIMIT)."""
+        return [job_from_row(row) for row in await self._fetchall(f"{JOB_SELECT} {where}", params)]
+
+    async def _release_files(self, hashes: Iterable[str]) -> tuple[int, int]:
+        """Remove the files that no live image row needs any more; (files, bytes) freed.
+
+        Call it after the rows that used them were committed. It runs in a write transaction,
+        and `mark_done` re-checks its files inside its own, so a file another job has just
+        started to share is never taken from under it.
+        """
+        removed = freed = 0
+        async with self._transaction() as conn:
+            for sha in sorted(set(hashes)):
+                used = await conn.execute_fetchall(
+                    "SELECT 1 FROM images WHERE sha256 = ? AND pruned_at IS NULL LIMIT 1", (sha,)
+                )
+                if not used:
+                    size = await asyncio.to_thread(self._images.remove, sha)
+                    removed += size > 0
+                    freed += size
+        return removed, freed
+
+
+def job_from_row(row: aiosqlite.Row) -> JobRecord:
+    request = GenerationRequest.from_json(row["request"])
+    if row["init_data"] is not None:
+        request = replace(request, init_image=bytes(row["init_data"]))
+    return JobRecord(
+        id=row["id"],
+        owner=JobOwner(
+            user_id=row["user_id"],
+            guild_id=row["guild_id"],
+            channel_id=row["channel_id"],
+            priority=Priority(row["priority"]),
+            weight=row["weight"],
+            max_queued=row["max_queued"],
+            max_running=row["max_running"],
+        ),
+        request=request,
+        status=JobStatus(row["status"]),
+        queued_at=row["queued_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        worker=row["worker"],
+        gpu_seconds=row["gpu_seconds"],
+        error=row["error"],
+    )

@@ -1,0 +1,126 @@
+"""Configuration: the shipped example is valid, faults are all listed, the token never shows."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from bot.config import EXAMPLE_CONFIG, ConfigError, Secret, load_settings, settings_from_mapping
+
+TOKEN = "MTIz.secret-token-value"
+
+
+def test_example_config_loads_with_its_documented_defaults(tmp_path: Path) -> None:
+    settings = load_settings(EXAMPLE_CONFIG, {"DISCORD_TOKEN": TOKEN})
+
+    assert settings.token.reveal() == TOKEN
+    assert settings.data_dir == EXAMPLE_CONFIG.parent / "data"
+    assert settings.limits.max_queued == 5
+    assert settings.limits.queue_capacity == 1000
+    assert settings.gpus == ()  # discovered at start
+    assert set(settings.catalogue) == {"playground-v2.5", "flux-dev", "flux-schnell"}
+    assert settings.defaults.aspect == "1:1"
+
+
+def test_a_full_configuration_is_read_into_typed_settings(tmp_path: Path) -> None:
+    local = tmp_path / "my-model"
+    table = {
+        "data_dir": "state",
+        "owner_ids": [111],
+        "admin_role_ids": [222],
+        "allowed_channel_ids": [333, 444],
+        "guild_ids": [555],
+        "defaults": {"model": "flux-schnell", "aspect": "16:9", "count": 2},
+        "limits": {"max_queued": 3, "max_running": 2, "queue_capacity": 50, "ageing_s": 0},
+        "progress": {"edit_interval_s": 0.5, "preview_interval_s": 2},
+        "gpus": [
+            {"device": "cuda:0", "models": ["flux-schnell", "mine"], "max_models": 2},
+            {"device": "cuda:1", "models": ["playground-v2.5"], "pinned": ["playground-v2.5"]},
+        ],
+        "models": {"mine": {"family": "playground", "source": str(local)}},
+    }
+    env = {
+        "DISCORD_TOKEN": TOKEN,
+        "DISCORD_API_BASE": "http://127.0.0.1:1/api/v10",
+        "DISCORD_GATEWAY_URL": "ws://127.0.0.1:1/gateway",
+    }
+
+    settings = settings_from_mapping(table, env, base_dir=tmp_path)
+
+    assert settings.data_dir == tmp_path / "state"
+    assert settings.database_path.parent == tmp_path / "state"
+    assert settings.owner_ids == {111}
+    assert settings.admin_role_ids == {222}
+    assert settings.allowed_channel_ids == {333, 444}
+    assert settings.guild_ids == (555,)
+    assert settings.defaults.model == "flux-schnell"
+    assert settings.defaults.count == 2
+    assert settings.limits.max_running == 2
+    assert settings.limits.ageing_s is None
+    assert settings.progress.edit_interval_s == 0.5
+    assert [g.device for g in settings.gpus] == ["cuda:0", "cuda:1"]
+    assert settings.gpus[0].models == {"flux-schnell", "mine"}
+    assert settings.gpus[1].pinned == ("playground-v2.5",)
+    assert settings.catalogue["mine"].source == str(local)
+    assert settings.api_base == env["DISCORD_API_BASE"]
+    assert settings.gateway_url == env["DISCORD_GATEWAY_URL"]
+    assert settings.catalogue["mine"].limits.max_steps == 100  # inherited from the family
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    table = {
+        "owner_ids": ["123"],
+        "defaults": {"model": "dall-e", "aspect": "wide", "count": 9},
+        "limits": {"max_queued": 0, "colour": "red"},
+        "gpus": [{"device": "tpu:0"}, {"device": "cuda:0", "models": ["nope"]}],
+        "models": {"x": {"family": "unet", "source": "/x"}, "y": {"source": "/y"}},
+        "tokn": "typo",
+    }
+
+    with pytest.raises(ConfigError) as caught:
+        settings_from_mapping(table, {})
+
+    text = str(caught.value)
+    for expected in (
+        "`owner_ids`",
+        "unknown family 'unet'",
+        "needs a `family` and a `source`",
+        "defaults.model",
+        "defaults.aspect",
+        "defaults.count",
+        "limits.max_queued",
+        "Unknown setting `limits.colour`",
+        "unknown device 'tpu:0'",
+        "Unknown setting `tokn`",
+    ):
+        assert expected in text, expected
+    assert len(caught.value.problems) >= 10
+
+
+def test_invalid_toml_is_one_clear_problem(tmp_path: Path) -> None:
+    path = tmp_path / "atelier.toml"
+    path.write_text("data_dir = [unclosed\n")
+
+    with pytest.raises(ConfigError, match=r"atelier\.toml is not valid TOML"):
+        load_settings(path, {})
+
+
+def test_the_token_never_shows_in_text_or_logs(caplog: pytest.LogCaptureFixture) -> None:
+    settings = settings_from_mapping({}, {"DISCORD_TOKEN": TOKEN})
+    caplog.set_level(logging.DEBUG)
+
+    logging.getLogger("test").info("settings %s %r %s", settings, settings, settings.token)
+
+    assert TOKEN not in caplog.text
+    assert TOKEN not in repr(settings)
+    assert TOKEN not in f"{settings.token}"
+    assert not Secret("")
+    assert settings.token
+
+
+def test_the_token_comes_only_from_the_environment() -> None:
+    with pytest.raises(ConfigError, match="Unknown setting `token`"):
+        settings_from_mapping({"token": TOKEN}, {})
+    assert not settings_from_mapping({}, {}).token

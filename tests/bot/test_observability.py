@@ -1,0 +1,350 @@
+"""Metrics, the /healthz + /metrics endpoint over real HTTP, and structured, redacted logs."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import subprocess
+import sys
+
+import aiohttp
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from bot.observability import (
+    HealthServer,
+    Metrics,
+    ObservabilityConfigError,
+    ObservabilitySettings,
+    bind,
+    configure_logging,
+    log_context,
+    log_job_event,
+)
+from generation.jobs import (
+    GeneratedImage,
+    JobCancelled,
+    JobFailed,
+    JobFinished,
+    JobProgress,
+    JobQueued,
+    JobStarted,
+    Priority,
+)
+
+TOKEN = "MTIzNDU2Nzg5MDEyMzQ1Njc4OQ.GaBcDe.abcdefghijklmnopqrstuvwxyz0123456789"
+
+
+class Clock:
+    def __init__(self, now: float = 1_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def image(index: int = 0) -> GeneratedImage:
+    return GeneratedImage(index=index, seed=index, png=b"\x89PNG", width=64, height=64)
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of a Prometheus text exposition, keyed by (name, sorted labels)."""
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def value(text: str, name: str, **labels: str) -> float:
+    return samples(text)[(name, tuple(sorted(labels.items())))]
+
+
+async def get(url: str) -> tuple[int, str, str]:
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        return response.status, response.headers["Content-Type"], await response.text()
+
+
+# ---- metrics from a sequence of events ----------------------------------------------------------
+
+
+def run_story(metrics: Metrics, clock: Clock) -> None:
+    """Four jobs on two GPUs: one done, one failed, one cancelled while queued, one running."""
+    metrics.observe(JobQueued(1, 1, 0.0), model="flux-dev", priority=Priority.NORMAL)
+    metrics.observe(JobQueued(2, 2, 5.0), model="playground-v2.5", priority=Priority.NORMAL)
+    metrics.observe(JobQueued(3, 3, 9.0), model="flux-dev", priority=Priority.RELAX)
+    metrics.observe(JobQueued(4, 1, 0.0), model="flux-schnell", priority=Priority.ADMIN)
+    clock.now += 2
+    metrics.observe(JobQueued(2, 1, 0.0))  # a position update changes nothing
+    metrics.observe(JobStarted(1, "cuda:0"))  # waited 2 s
+    metrics.observe(JobStarted(4, "cuda:1"))  # waited 2 s
+    clock.now += 3
+    metrics.observe(JobProgress(1, 1, 4))
+    metrics.observe(JobFinished(1, (image(0), image(1)), gpu_seconds=3.0))  # ran 3 s
+    metrics.observe(JobStarted(2, "cuda:0"))  # waited 5 s
+    metrics.observe(JobCancelled(3))  # never started
+    clock.now += 1
+    metrics.observe(JobFailed(2, "The GPU ran out of memory.", "out_of_memory"))
+    metrics.record_model_load("cuda:0", "flux-dev")
+    metrics.record_model_load("cuda:0", "playground-v2.5")
+    metrics.record_worker_restart("cuda:1")
+
+
+def test_metric_values_match_a_sequence_of_events() -> None:
+    clock = Clock()
+    metrics = Metrics(clock=clock, busy_window_s=60)
+    run_story(metrics, clock)
+    clock.now += 4  # job 4 still runs on cuda:1: 8 s of the 10 s since start
+
+    from prometheus_client import generate_latest
+
+    text = generate_latest(metrics.registry).decode()
+    assert value(text, "atelier_queue_length", priority="normal") == 0
+    assert value(text, "atelier_queue_length", priority="relax") == 0
+    assert value(text, "atelier_queue_length", priority="admin") == 0
+    assert value(text, "atelier_job_wait_seconds_count", model="flux-dev") == 1
+    assert value(text, "atelier_job_wait_seconds_sum", model="flux-dev") == 2
+    assert value(text, "atelier_job_wait_seconds_sum", model="playground-v2.5") == 5
+    assert value(text, "atelier_job_wait_seconds_bucket", model="playground-v2.5", le="1.0") == 0
+    assert value(text, "atelier_job_wait_seconds_bucket", model="playground-v2.5", le="5.0") == 1
+    assert value(text, "atelier_job_run_seconds_sum", model="flux-dev") == 3
+    assert ("atelier_job_run_seconds_count", (("model", "playground-v2.5"),)) not in samples(text)
+    assert value(text, "atelier_jobs_total", model="flux-dev", outcome="done") == 1
+    assert value(text, "atelier_jobs_total", model="flux-dev", outcome="cancelled") == 1
+    assert value(text, "atelier_jobs_total", model="playground-v2.5", outcome="failed") == 1
+    assert (
+        value(
+            text, "atelier_job_failures_total", model="playground-v2.5", error_kind="out_of_memory"
+        )
+        == 1
+    )
+    assert value(text, "atelier_images_total", model="flux-dev") == 2
+    assert value(text, "atelier_model_loads_total", worker="cuda:0", model="flux-dev") == 1
+    assert value(text, "atelier_worker_restarts_total", worker="cuda:1") == 1
+    # cuda:0 ran job 1 (3 s) then job 2 (1 s) out of 10 s; cuda:1 has run job 4 for 8 s.
+    assert value(text, "atelier_gpu_busy_seconds_total", worker="cuda:0") == 4
+    assert value(text, "atelier_gpu_busy_ratio", worker="cuda:0") == pytest.approx(0.4)
+    assert value(text, "atelier_gpu_busy_ratio", worker="cuda:1") == pytest.approx(0.8)
+    assert metrics.tracked_jobs == 1  # only the running job is still remembered
+
+
+def test_queue_length_counts_waiting_jobs_per_priority_class() -> None:
+    metrics = Metrics(clock=Clock())
+    for job_id, priority in enumerate([Priority.NORMAL, Priority.NORMAL, Priority.RELAX], 1):
+        metrics.observe(JobQueued(job_id, job_id, 0.0), model="flux-dev", priority=priority)
+    assert metrics.queue_length.labels("normal")._value.get() == 2
+    metrics.observe(JobStarted(1, "cuda:0"))
+    assert metrics.queue_length.labels("normal")._value.get() == 1
+    # Its worker died: the pool puts the job back in the queue, and the GPU is idle again.
+    metrics.observe(JobQueued(1, 1, 0.0))
+    assert metrics.queue_length.labels("normal")._value.get() == 2
+    assert metrics.queue_length.labels("relax")._value.get() == 1
+
+
+def test_busy_fraction_only_counts_the_recent_window() -> None:
+    clock = Clock()
+    metrics = Metrics(clock=clock, busy_window_s=10)
+    metrics.observe(JobQueued(1, 1, 0.0), model="flux-dev")
+    metrics.observe(JobStarted(1, "cuda:0"))
+    clock.now += 5
+    metrics.observe(JobFinished(1, (image(),), 5.0))
+    clock.now += 20  # the busy interval is now older than the window
+    assert metrics.busy_fraction("cuda:0") == 0
+    assert metrics.busy_seconds("cuda:0") == 5
+
+
+def test_events_of_jobs_never_seen_queued_are_counted_under_the_given_model() -> None:
+    metrics = Metrics(clock=Clock())
+    metrics.observe(JobStarted(9, "cuda:0"), model="flux-dev")
+    metrics.observe(JobFinished(9, (image(),), 1.0))
+    metrics.observe(JobCancelled(10))
+    assert metrics.jobs.labels("flux-dev", "done")._value.get() == 1
+    assert metrics.jobs.labels("unknown", "cancelled")._value.get() == 1
+    assert metrics.tracked_jobs == 0
+
+
+def test_each_metrics_object_has_its_own_registry() -> None:
+    first, second = Metrics(), Metrics()
+    first.record_worker_restart("cuda:0")
+    assert second.worker_restarts.labels("cuda:0")._value.get() == 0
+
+
+# ---- the HTTP endpoint --------------------------------------------------------------------------
+
+
+async def test_healthz_and_metrics_over_http() -> None:
+    clock = Clock()
+    metrics = Metrics(clock=clock)
+    state = {"discord": True}
+
+    async def database_writable() -> bool:
+        return True
+
+    checks = {
+        "discord": lambda: state["discord"],
+        "database": database_writable,
+        "workers": lambda: True,
+    }
+    async with HealthServer(checks, metrics.registry, port=0) as server:
+        status, content_type, body = await get(f"{server.url}/healthz")
+        assert status == 200
+        assert content_type.startswith("application/json")
+        assert json.loads(body) == {
+            "status": "ok",
+            "checks": {"discord": "ok", "database": "ok", "workers": "ok"},
+        }
+
+        state["discord"] = False
+        status, _, body = await get(f"{server.url}/healthz")
+        assert status == 503
+        assert json.loads(body)["checks"]["discord"] == "failing"
+
+        run_story(metrics, clock)
+        status, content_type, text = await get(f"{server.url}/metrics")
+        assert status == 200
+        assert content_type.startswith("text/plain")
+        assert value(text, "atelier_jobs_total", model="flux-dev", outcome="done") == 1
+        assert value(text, "atelier_worker_restarts_total", worker="cuda:1") == 1
+        # The global registry's default collectors are not mixed in.
+        assert "process_cpu_seconds_total" not in text
+
+
+async def test_a_check_that_raises_or_hangs_is_unhealthy_and_reported_without_secrets() -> None:
+    def broken() -> bool:
+        raise ConnectionError(f"could not connect with token {TOKEN}")
+
+    async def hangs() -> bool:
+        await asyncio.sleep(30)
+        return True
+
+    checks = {"database": broken, "workers": hangs}
+    async with HealthServer(checks, Metrics().registry, port=0, check_timeout_s=0.2) as server:
+        status, _, body = await get(f"{server.url}/healthz")
+    assert status == 503
+    checks_state = json.loads(body)["checks"]
+    assert checks_state["database"].startswith("error: ConnectionError: could not connect")
+    assert TOKEN not in body
+    assert checks_state["workers"] == "timed out after 0.2 s"
+
+
+async def test_health_server_listens_on_localhost_only_by_default() -> None:
+    async with HealthServer({}, Metrics().registry, port=0) as server:
+        assert server.url.startswith("http://127.0.0.1:")
+
+
+async def test_the_docker_probe_reports_healthy_and_unhealthy(tmp_path) -> None:
+    state = {"ok": True}
+    async with HealthServer({"discord": lambda: state["ok"]}, Metrics().registry, port=0) as srv:
+        config = tmp_path / "atelier.toml"
+        config.write_text(f"[observability]\nport = {srv.port}\n")
+        env = {"ATELIER_CONFIG": str(config), "PATH": ""}
+        probe = [sys.executable, "-m", "bot.observability"]
+        healthy = await asyncio.to_thread(
+            subprocess.run, probe, env=env, capture_output=True, text=True, timeout=30
+        )
+        state["ok"] = False
+        unhealthy = await asyncio.to_thread(
+            subprocess.run, probe, env=env, capture_output=True, text=True, timeout=30
+        )
+    assert healthy.returncode == 0, healthy.stderr
+    assert json.loads(healthy.stdout)["status"] == "ok"
+    assert unhealthy.returncode == 1
+    assert json.loads(unhealthy.stdout)["checks"]["discord"] == "failing"
+    gone = subprocess.run(probe, env=env, capture_output=True, text=True, timeout=30)
+    assert gone.returncode == 1
+    assert "does not answer" in gone.stderr
+
+
+def test_observability_settings_are_validated_with_every_problem_named() -> None:
+    assert ObservabilitySettings.from_config({}) == ObservabilitySettings()
+    parsed = ObservabilitySettings.from_config({"port": 9000, "log_format": "json"})
+    assert (parsed.port, parsed.log_format, parsed.host) == (9000, "json", "127.0.0.1")
+    with pytest.raises(ObservabilityConfigError) as caught:
+        ObservabilitySettings.from_config({"port": 70000, "log_format": "xml", "colour": True})
+    assert caught.value.problems == [
+        "Unknown setting `observability.colour`.",
+        "`observability.port` should be a port number from 1 to 65535.",
+        '`observability.log_format` should be "kv" or "json".',
+    ]
+
+
+# ---- logs -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def log_stream():
+    stream = io.StringIO()
+    handler = configure_logging(level="DEBUG", style="json", secrets=[TOKEN], stream=stream)
+    yield stream
+    logging.getLogger().removeHandler(handler)
+
+
+def lines(stream: io.StringIO) -> list[dict]:
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def test_job_ids_are_on_every_line_about_a_job(log_stream) -> None:
+    log = logging.getLogger("atelier.test")
+    with log_context(job_id=17):
+        log.info("loading model")
+        logging.getLogger("storage.test").info("row written")  # knows nothing about jobs
+    bind(log, job_id=18, user_id=5).info("delivered")
+    log_job_event(log, JobQueued(19, 2, 12.5))
+    log_job_event(log, JobFinished(19, (image(0), image(1)), 3.25))
+    log_job_event(log, JobFailed(20, "Out of memory.", "out_of_memory"))
+    log.info("unrelated")
+
+    records = lines(log_stream)
+    assert [r.get("job_id") for r in records] == [17, 17, 18, 19, 19, 20, None]
+    assert records[2]["user_id"] == 5
+    assert records[3] | {"ts": None} == {
+        "ts": None,
+        "level": "info",
+        "logger": "atelier.test",
+        "msg": "job.queued",
+        "job_id": 19,
+        "position": 2,
+        "eta_s": 12.5,
+    }
+    assert records[4]["images"] == 2
+    assert records[4]["gpu_seconds"] == 3.25
+    assert records[5]["level"] == "warning"
+    assert records[5]["error_kind"] == "out_of_memory"
+
+
+def test_the_token_is_redacted_from_messages_fields_and_tracebacks(log_stream) -> None:
+    log = logging.getLogger("discord.http")
+    log.info("Authorization: Bot %s", TOKEN)
+    log.info("headers", extra={"authorization": f"Bot {TOKEN}"})
+    try:
+        raise RuntimeError(f"login failed for {TOKEN}")
+    except RuntimeError:
+        log.exception("login failed")
+    other = "MTExMTExMTExMTExMTExMTExMQ.Xy12Ab.ZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZ"
+    log.warning("an unknown token-shaped string %s", other)
+
+    text = log_stream.getvalue()
+    assert TOKEN not in text
+    assert other not in text
+    records = lines(log_stream)
+    assert records[0]["msg"] == "Authorization: Bot [redacted]"
+    assert records[1]["authorization"] == "Bot [redacted]"
+    assert "RuntimeError: login failed for [redacted]" in records[2]["exc"]
+    assert records[3]["msg"] == "an unknown token-shaped string [redacted]"
+
+
+def test_key_value_lines_stay_on_one_line() -> None:
+    stream = io.StringIO()
+    handler = configure_logging(style="kv", stream=stream)
+    try:
+        logging.getLogger("atelier.test").info(
+            "prompt received", extra={"prompt": 'a "cat"\non a mat', "job_id": 3}
+        )
+    finally:
+        logging.getLogger().removeHandler(handler)
+    (line,) = stream.getvalue().splitlines()
+    assert ' msg="prompt received" ' in line
+    assert 'prompt="a \\"cat\\"\\non a mat" job_id=3' in line
+    assert line.startswith("ts=") and " level=info logger=atelier.test " in line

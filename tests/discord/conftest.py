@@ -1,0 +1,1 @@
+from tests.discord.plugin import fake_discord as fake_discord

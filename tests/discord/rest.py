@@ -1,0 +1,450 @@
+"""The fake's REST API (``/api/v10/...``): the routes a discord.py bot calls, over real HTTP.
+
+Requests are checked like Discord checks them where a bot could get it wrong: the bot token on
+authenticated routes, interaction tokens (unknown → 10062/10015, expired → 10062 / 401 50027),
+double acknowledgement (40060), empty messages (50006), content over 2,000 characters (50035),
+files over the attachment size limit (413, 40005), DMs to a user who closed them (50007).
+Anything not implemented answers 404 and is listed in ``FakeDiscord.unhandled``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from typing import Any
+
+from aiohttp import web
+
+from tests.discord.faults import error_response, json_response
+from tests.discord.options import content_type_for
+from tests.discord.records import (
+    Attachment,
+    Callback,
+    CallbackType,
+    InteractionRecord,
+    Message,
+    MessageFlag,
+    MessageVersion,
+)
+from tests.discord.state import FakeState
+from tests.discord.world import Channel
+
+MAX_CONTENT = 2000
+MAX_EMBEDS = 10
+FILE_FIELD = re.compile(r"files\[(\d+)\]")
+Upload = tuple[str, bytes]
+
+
+class RestError(Exception):
+    """Raised inside a handler to answer with a Discord JSON error."""
+
+    def __init__(self, status: int, code: int, message: str) -> None:
+        super().__init__(message)
+        self.response = error_response(status, code, message)
+
+
+UNKNOWN_CHANNEL = (404, 10003, "Unknown Channel")
+UNKNOWN_MESSAGE = (404, 10008, "Unknown Message")
+UNKNOWN_WEBHOOK = (404, 10015, "Unknown Webhook")
+UNKNOWN_INTERACTION = (404, 10062, "Unknown interaction")
+INVALID_WEBHOOK_TOKEN = (401, 50027, "Invalid Webhook Token")
+
+
+async def read_body(request: web.Request) -> tuple[dict[str, Any], dict[int, Upload]]:
+    """The JSON payload and uploaded files (multipart ``payload_json`` + ``files[n]``)."""
+    if request.content_type.startswith("multipart/"):
+        payload: dict[str, Any] = {}
+        files: dict[int, Upload] = {}
+        reader = await request.multipart()
+        async for part in reader:
+            name = part.name or ""
+            if name == "payload_json":
+                payload = json.loads(await part.text())
+            elif match := FILE_FIELD.fullmatch(name):
+                files[int(match[1])] = (
+                    part.filename or f"file{match[1]}",
+                    bytes(await part.read()),
+                )
+        return payload, files
+    if request.body_exists:
+        return await request.json(), {}
+    return {}, {}
+
+
+class RestApi:
+    """aiohttp handlers over a ``FakeState``; ``routes()`` lists them for the application."""
+
+    def __init__(self, state: FakeState, token: str) -> None:
+        self.state = state
+        self.world = state.world
+        self.token = token
+
+    def routes(self) -> list[web.RouteDef]:
+        p = "/api/v10"
+        hook = p + "/webhooks/{app}/{token}"
+        message = p + "/channels/{channel}/messages/{message}"
+        return [
+            web.get(p + "/users/@me", self.get_me),
+            web.get(p + "/oauth2/applications/@me", self.get_application),
+            web.get(p + "/gateway", self.get_gateway),
+            web.get(p + "/gateway/bot", self.get_gateway),
+            web.get(p + "/applications/{app}/commands", self.get_commands),
+            web.put(p + "/applications/{app}/commands", self.put_commands),
+            web.get(p + "/applications/{app}/guilds/{guild}/commands", self.get_commands),
+            web.put(p + "/applications/{app}/guilds/{guild}/commands", self.put_commands),
+            web.post(p + "/interactions/{id}/{token}/callback", self.interaction_callback),
+            web.post(hook, self.post_followup),
+            web.get(hook + "/messages/{message}", self.get_webhook_message),
+            web.patch(hook + "/messages/{message}", self.edit_webhook_message),
+            web.delete(hook + "/messages/{message}", self.delete_webhook_message),
+            web.get(p + "/channels/{channel}", self.get_channel),
+            web.post(p + "/channels/{channel}/typing", self.no_content),
+            web.get(p + "/channels/{channel}/messages", self.get_history),
+            web.post(p + "/channels/{channel}/messages", self.post_message),
+            web.get(message, self.get_message),
+            web.patch(message, self.edit_message),
+            web.delete(message, self.delete_message),
+            web.get(message + "/reactions/{emoji}", self.get_reactions),
+            web.put(message + "/reactions/{emoji}/{user}", self.put_reaction),
+            web.delete(message + "/reactions/{emoji}/{user}", self.delete_reaction),
+            web.post(p + "/users/@me/channels", self.open_dm),
+            web.get(p + "/users/{user}", self.get_user),
+            web.get(p + "/guilds/{guild}", self.get_guild),
+            web.get(p + "/guilds/{guild}/members/{user}", self.get_member),
+        ]
+
+    # -- login, gateway, commands ------------------------------------------------------------
+
+    async def get_me(self, request: web.Request) -> web.Response:
+        return json_response(self.world.bot.payload())
+
+    async def get_application(self, request: web.Request) -> web.Response:
+        return json_response(
+            {
+                "id": str(self.world.application_id),
+                "name": self.world.bot.name,
+                "description": "",
+                "icon": None,
+                "bot_public": True,
+                "bot_require_code_grant": False,
+                "owner": self.world.owner.payload(),
+                "verify_key": "0" * 64,
+                "flags": 0,
+            }
+        )
+
+    async def get_gateway(self, request: web.Request) -> web.Response:
+        url = str(request.url.with_path("/gateway").with_query(None)).replace("http", "ws", 1)
+        limit = {"total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1}
+        return json_response({"url": url, "shards": 1, "session_start_limit": limit})
+
+    async def get_commands(self, request: web.Request) -> web.Response:
+        return json_response(self.state.commands.get(self._guild_key(request), []))
+
+    async def put_commands(self, request: web.Request) -> web.Response:
+        """Bulk overwrite, as ``CommandTree.sync``: ids are kept for commands that stay."""
+        guild = self._guild_key(request)
+        previous = {c["name"]: c for c in self.state.commands.get(guild, [])}
+        synced = []
+        for command in await request.json():
+            old = previous.get(command["name"])
+            record = dict(command)
+            record.update(
+                id=old["id"] if old else str(self.world.ids.next()),
+                application_id=str(self.world.application_id),
+                version=str(self.world.ids.next()),
+                type=command.get("type", 1),
+                description=command.get("description", ""),
+            )
+            if guild is not None:
+                record["guild_id"] = str(guild)
+            synced.append(record)
+        self.state.commands[guild] = synced
+        self.state.changed()
+        return json_response(synced)
+
+    @staticmethod
+    def _guild_key(request: web.Request) -> int | None:
+        guild = request.match_info.get("guild")
+        return int(guild) if guild else None
+
+    # -- interactions --------------------------------------------------------------------------
+
+    async def interaction_callback(self, request: web.Request) -> web.Response:
+        arrived = time.monotonic()
+        ix = self.state.interactions.get(int(request.match_info["id"]))
+        if ix is None or ix.token != request.match_info["token"] or ix.expired:
+            raise RestError(*UNKNOWN_INTERACTION)
+        if ix.callbacks:
+            raise RestError(400, 40060, "Interaction has already been acknowledged.")
+        payload, files = await read_body(request)
+        kind = CallbackType(payload["type"])
+        data = payload.get("data") or {}
+        message = await self._apply_callback(ix, kind, data, files)
+        ix.callbacks.append(Callback(kind, data, arrived))
+        self.state.changed()
+        resource: dict[str, Any] = {"type": int(kind)}
+        if message is not None and kind != CallbackType.DEFERRED_UPDATE:
+            resource["message"] = self.state.message_payload(message)
+        interaction = {
+            "id": str(ix.id),
+            "type": int(ix.type),
+            "response_message_loading": kind == CallbackType.DEFERRED_MESSAGE,
+            "response_message_ephemeral": bool(message and message.ephemeral),
+        }
+        if message is not None:
+            interaction["response_message_id"] = str(message.id)
+        return json_response({"interaction": interaction, "resource": resource})
+
+    async def _apply_callback(
+        self,
+        ix: InteractionRecord,
+        kind: CallbackType,
+        data: dict[str, Any],
+        files: dict[int, Upload],
+    ) -> Message | None:
+        channel = self._channel(ix.channel_id)
+        bot = self.world.bot
+        if kind == CallbackType.MESSAGE:
+            version = self._compose(data, files, None)
+            ix.original = await self.state.create_message(channel, bot, version, interaction=ix)
+        elif kind == CallbackType.DEFERRED_MESSAGE:
+            flags = MessageFlag.LOADING | (data.get("flags", 0) & MessageFlag.EPHEMERAL)
+            loading = MessageVersion("", (), (), (), flags)
+            ix.original = await self.state.create_message(channel, bot, loading, interaction=ix)
+        elif kind in (CallbackType.UPDATE, CallbackType.DEFERRED_UPDATE):
+            if ix.message is None:
+                raise RestError(400, 50035, "Invalid Form Body: no message to update")
+            ix.original = ix.message
+            if kind == CallbackType.UPDATE:
+                await self.state.edit_message(
+                    ix.message, self._compose(data, files, ix.message.current)
+                )
+        return ix.original
+
+    def _webhook_interaction(self, request: web.Request) -> InteractionRecord:
+        ix = self.state.interaction_by_token(request.match_info["token"])
+        if ix is None or not ix.callbacks:
+            raise RestError(*UNKNOWN_WEBHOOK)
+        if ix.expired:
+            raise RestError(*INVALID_WEBHOOK_TOKEN)
+        return ix
+
+    def _webhook_message(self, request: web.Request) -> tuple[InteractionRecord, Message]:
+        ix = self._webhook_interaction(request)
+        wanted = request.match_info["message"]
+        for message in ix.messages:
+            original = wanted == "@original" and message is ix.original
+            if (original or wanted == str(message.id)) and not message.deleted:
+                return ix, message
+        raise RestError(*UNKNOWN_MESSAGE)
+
+    async def post_followup(self, request: web.Request) -> web.Response:
+        """A follow-up; the first one after a deferred response fills the "thinking…" message."""
+        ix = self._webhook_interaction(request)
+        payload, files = await read_body(request)
+        if ix.original is not None and ix.original.loading and not ix.original.deleted:
+            version = self._compose(payload, files, None, keep_flags=ix.original.flags)
+            message = ix.original
+            await self.state.edit_message(message, version)
+        else:
+            channel = self._channel(ix.channel_id)
+            version = self._compose(payload, files, None)
+            message = await self.state.create_message(
+                channel, self.world.bot, version, interaction=ix, webhook_id=ix.application_id
+            )
+            ix.followups.append(message)
+            self.state.changed()
+        if request.query.get("wait", "").lower() in ("1", "true"):
+            return json_response(self.state.message_payload(message))
+        return web.Response(status=204)
+
+    async def get_webhook_message(self, request: web.Request) -> web.Response:
+        _, message = self._webhook_message(request)
+        return json_response(self.state.message_payload(message))
+
+    async def edit_webhook_message(self, request: web.Request) -> web.Response:
+        _, message = self._webhook_message(request)
+        payload, files = await read_body(request)
+        version = self._compose(payload, files, message.current, keep_flags=message.flags)
+        await self.state.edit_message(message, version)
+        return json_response(self.state.message_payload(message))
+
+    async def delete_webhook_message(self, request: web.Request) -> web.Response:
+        _, message = self._webhook_message(request)
+        await self.state.delete_message(message)
+        return web.Response(status=204)
+
+    # -- channels and messages -----------------------------------------------------------------
+
+    def _channel(self, channel_id: int | str) -> Channel:
+        channel = self.world.channel_by_id(int(channel_id))
+        if channel is None:
+            raise RestError(*UNKNOWN_CHANNEL)
+        return channel
+
+    def _message(self, request: web.Request) -> Message:
+        channel = self._channel(request.match_info["channel"])
+        message = self.state.messages.get(int(request.match_info["message"]))
+        if (
+            message is None
+            or message.channel_id != channel.id
+            or message.deleted
+            or message.ephemeral
+        ):
+            raise RestError(*UNKNOWN_MESSAGE)
+        return message
+
+    async def get_channel(self, request: web.Request) -> web.Response:
+        return json_response(self._channel(request.match_info["channel"]).payload())
+
+    async def no_content(self, request: web.Request) -> web.Response:
+        return web.Response(status=204)
+
+    async def get_history(self, request: web.Request) -> web.Response:
+        """Newest first, with ``limit`` and ``before`` / ``after`` message ids."""
+        channel = self._channel(request.match_info["channel"])
+        messages = self.state.channel_messages(channel.id)
+        if "before" in request.query:
+            messages = [m for m in messages if m.id < int(request.query["before"])]
+        if "after" in request.query:
+            messages = [m for m in messages if m.id > int(request.query["after"])]
+        limit = min(int(request.query.get("limit", 50)), 100)
+        newest = messages[::-1][:limit] if "after" not in request.query else messages[:limit][::-1]
+        return json_response([self.state.message_payload(m) for m in newest])
+
+    async def post_message(self, request: web.Request) -> web.Response:
+        channel = self._channel(request.match_info["channel"])
+        if channel.recipient is not None and channel.recipient.id in self.state.closed_dms:
+            raise RestError(403, 50007, "Cannot send messages to this user")
+        payload, files = await read_body(request)
+        version = self._compose(payload, files, None)
+        message = await self.state.create_message(channel, self.world.bot, version)
+        return json_response(self.state.message_payload(message))
+
+    async def get_message(self, request: web.Request) -> web.Response:
+        return json_response(self.state.message_payload(self._message(request)))
+
+    async def edit_message(self, request: web.Request) -> web.Response:
+        message = self._message(request)
+        if message.author != self.world.bot:
+            raise RestError(403, 50005, "Cannot edit a message authored by another user")
+        payload, files = await read_body(request)
+        version = self._compose(payload, files, message.current, keep_flags=message.flags)
+        await self.state.edit_message(message, version)
+        return json_response(self.state.message_payload(message))
+
+    async def delete_message(self, request: web.Request) -> web.Response:
+        await self.state.delete_message(self._message(request))
+        return web.Response(status=204)
+
+    async def get_reactions(self, request: web.Request) -> web.Response:
+        message = self._message(request)
+        users = message.reaction_users(request.match_info["emoji"])
+        return json_response([user.payload() for user in users])
+
+    async def put_reaction(self, request: web.Request) -> web.Response:
+        if request.match_info["user"] != "@me":
+            raise RestError(405, 0, "405: Method Not Allowed")
+        message = self._message(request)
+        await self.state.add_reaction(message, self.world.bot, request.match_info["emoji"])
+        return web.Response(status=204)
+
+    async def delete_reaction(self, request: web.Request) -> web.Response:
+        message = self._message(request)
+        raw_user = request.match_info["user"]
+        user = self.world.bot if raw_user == "@me" else self.world.user_by_id(int(raw_user))
+        if user is None:
+            raise RestError(404, 10013, "Unknown User")
+        await self.state.remove_reaction(message, user, request.match_info["emoji"])
+        return web.Response(status=204)
+
+    # -- users and guild -----------------------------------------------------------------------
+
+    async def open_dm(self, request: web.Request) -> web.Response:
+        user = self.world.user_by_id(int((await request.json())["recipient_id"]))
+        if user is None:
+            raise RestError(404, 10013, "Unknown User")
+        return json_response(self.world.dm_channel(user).payload())
+
+    async def get_user(self, request: web.Request) -> web.Response:
+        user = self.world.user_by_id(int(request.match_info["user"]))
+        if user is None:
+            raise RestError(404, 10013, "Unknown User")
+        return json_response(user.payload())
+
+    async def get_guild(self, request: web.Request) -> web.Response:
+        if int(request.match_info["guild"]) != self.world.guild_id:
+            raise RestError(404, 10004, "Unknown Guild")
+        guild = self.world.guild_payload()
+        for key in ("channels", "members", "threads", "presences", "voice_states"):
+            guild.pop(key)
+        return json_response(guild)
+
+    async def get_member(self, request: web.Request) -> web.Response:
+        user = self.world.user_by_id(int(request.match_info["user"]))
+        if user is None or int(request.match_info["guild"]) != self.world.guild_id:
+            raise RestError(404, 10007, "Unknown Member")
+        return json_response(self.world.member_payload(user))
+
+    # -- message bodies ------------------------------------------------------------------------
+
+    def _compose(
+        self,
+        payload: dict[str, Any],
+        files: dict[int, Upload],
+        previous: MessageVersion | None,
+        *,
+        keep_flags: int | None = None,
+    ) -> MessageVersion:
+        """The message version a create (``previous`` None) or edit request produces."""
+        for _, data in files.values():
+            if len(data) > self.state.attachment_size_limit:
+                raise RestError(413, 40005, "Request entity too large")
+
+        def field(key: str, default: Any) -> Any:
+            if key in payload:
+                return payload[key] or default
+            return default if previous is None else getattr(previous, key)
+
+        content = field("content", "")
+        embeds = tuple(field("embeds", ()))
+        components = tuple(field("components", ()))
+        attachments = self._attachments(payload, files, previous)
+        if keep_flags is None:
+            flags = payload.get("flags") or 0
+        else:
+            flags = (keep_flags & ~MessageFlag.LOADING) | (payload.get("flags") or 0)
+        if len(content) > MAX_CONTENT or len(embeds) > MAX_EMBEDS:
+            raise RestError(400, 50035, "Invalid Form Body: content or embeds too long")
+        if not (content or embeds or attachments or components):
+            raise RestError(400, 50006, "Cannot send an empty message")
+        return MessageVersion(content, embeds, attachments, components, flags)
+
+    def _attachments(
+        self, payload: dict[str, Any], files: dict[int, Upload], previous: MessageVersion | None
+    ) -> tuple[Attachment, ...]:
+        """Discord's rule: ``attachments`` lists the ones to keep (by id) and the new uploads."""
+        existing = {a.id: a for a in previous.attachments} if previous else {}
+        entries = payload.get("attachments")
+        if entries is None:
+            entries = [{"id": a_id} for a_id in existing] + [{"id": index} for index in files]
+        kept: list[Attachment] = []
+        for entry in entries:
+            entry_id = int(entry["id"])
+            if entry_id in existing:
+                kept.append(existing[entry_id])
+            elif entry_id in files:
+                filename = entry.get("filename") or files[entry_id][0]
+                kept.append(
+                    self.state.store_attachment(
+                        filename,
+                        files[entry_id][1],
+                        content_type_for(filename),
+                        entry.get("description"),
+                    )
+                )
+            else:
+                raise RestError(400, 50035, f"Invalid Form Body: unknown attachment {entry_id}")
+        return tuple(kept)

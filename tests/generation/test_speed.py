@@ -1,0 +1,216 @@
+"""Speed options: validated configuration, no-ops on the CPU, and each option's code path on the
+tiny pipelines (attention kernels, regional compile, VAE tiling); the GPU benchmark's --tiny run."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from generation.models import Catalogue, Family
+from generation.pipelines import family_pipelines, speed
+from generation.pipelines.speed import SpeedConfigError, SpeedOptions
+from generation.request import build_request
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import gpu_speed  # noqa: E402
+
+MODELS = ("playground-v2.5", "flux-dev")
+
+
+@pytest.fixture(scope="module")
+def pipelines(tiny_catalogue: Catalogue) -> dict[str, object]:
+    """The tiny text-to-image pipelines, loaded through the engine's own loader."""
+    loaded = {}
+    for name in MODELS:
+        spec = tiny_catalogue[name]
+        loaded[name] = family_pipelines(spec.family).load(spec, "cpu")
+    return loaded
+
+
+def render(pipe, catalogue: Catalogue, model: str) -> np.ndarray:
+    spec = catalogue[model]
+    request = build_request(catalogue, prompt="a red cube on a table", model=model, seed=7)
+    arguments = family_pipelines(spec.family).arguments(request, spec, None)
+    generator = torch.Generator("cpu").manual_seed(request.seeds[0])
+    return pipe(**arguments | {"output_type": "np"}, generator=generator).images
+
+
+# ---- configuration --------------------------------------------------------------------------
+
+
+def test_speed_options_from_config() -> None:
+    assert SpeedOptions.from_config({}) == SpeedOptions()
+    options = SpeedOptions.from_config(
+        {"dtype": "bfloat16", "compile": True, "fp8": True, "vae_tiling_megapixels": 0}
+    )
+    assert (options.dtype, options.compile, options.fp8) == ("bfloat16", True, True)
+    assert options.vae_tiling_megapixels == 0
+
+
+def test_bad_speed_options_name_every_problem() -> None:
+    with pytest.raises(SpeedConfigError) as caught:
+        SpeedOptions.from_config(
+            {"dtype": "int4", "attention": "flash9", "compile": "yes", "turbo": 1,
+             "vae_tiling_megapixels": -1}
+        )
+    assert caught.value.problems == [
+        "Unknown setting `speed.turbo`.",
+        "`speed.dtype` should be one of auto, bfloat16, float16, float32.",
+        "`speed.attention` should be one of sdpa, eager.",
+        "`speed.vae_tiling_megapixels` should be a number of at least 0.",
+        "`speed.compile` should be true or false.",
+    ]
+
+
+def test_weights_stay_float32_on_the_cpu_whatever_the_options() -> None:
+    for options in (SpeedOptions(), SpeedOptions(dtype="float16"), SpeedOptions(fp8=True)):
+        assert speed.weights_dtype(options, "cpu", torch.bfloat16) == torch.float32
+    assert speed.weights_dtype(SpeedOptions(dtype="float16"), "cuda:0", torch.bfloat16) == (
+        torch.float16
+    )
+
+
+# ---- on the CPU every option is a no-op -------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_apply_on_cpu_changes_nothing_and_says_why(pipelines, tiny_catalogue, model) -> None:
+    pipe = pipelines[model]
+    before = render(pipe, tiny_catalogue, model)
+    everything = SpeedOptions(compile=True, fp8=True, attention="eager", vae_tiling_megapixels=0)
+    report = speed.apply(pipe, tiny_catalogue[model].family, everything, "cpu")
+    speed.prepare_call(pipe, everything, "cpu", 64, 64, count=4)
+
+    assert report.applied == ()
+    assert report.skipped == (
+        "attention: cpu is not a CUDA device",
+        "fp8: cpu is not a CUDA device",
+        "compile: cpu is not a CUDA device",
+    )
+    assert not pipe.vae.use_tiling
+    assert not pipe.vae.use_slicing
+    np.testing.assert_array_equal(render(pipe, tiny_catalogue, model), before)
+
+
+# ---- each option's code path, exercised on the tiny pipelines ----------------------------------
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_eager_and_sdpa_attention_give_the_same_image(pipelines, tiny_catalogue, model) -> None:
+    pipe = pipelines[model]
+    denoiser = pipe.unet if model == "playground-v2.5" else pipe.transformer
+    try:
+        assert speed.set_attention(denoiser, "eager") == "attention: eager"
+        eager = render(pipe, tiny_catalogue, model)
+        if model == "playground-v2.5":
+            kinds = {type(p).__name__ for p in denoiser.attn_processors.values()}
+            assert kinds == {"AttnProcessor"}
+        else:
+            backends = {p._attention_backend for p in denoiser.attn_processors.values()}
+            assert {b.value for b in backends} == {"_native_math"}
+    finally:
+        speed.set_attention(denoiser, "sdpa")
+    sdpa = render(pipe, tiny_catalogue, model)
+    np.testing.assert_allclose(eager, sdpa, atol=1e-4)
+    with pytest.raises(ValueError, match="Attention must be one of sdpa, eager"):
+        speed.set_attention(denoiser, "flash9")
+
+
+def test_regional_compile_compiles_the_repeated_blocks_and_keeps_the_image(
+    tiny_catalogue, tmp_path, monkeypatch
+) -> None:
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    spec = tiny_catalogue["flux-dev"]
+    pipe = family_pipelines(spec.family).load(spec, "cpu")  # its own copy: compiling is in place
+    before = render(pipe, tiny_catalogue, "flux-dev")
+    # The "eager" backend traces and runs the graphs without building kernels: fast on a CPU.
+    message = speed.compile_regions(pipe.transformer, tmp_path / "inductor", backend="eager")
+    blocks = [
+        module for module in pipe.transformer.modules()
+        if type(module).__name__ in pipe.transformer._repeated_blocks
+    ]
+    assert blocks
+    assert all(block._compiled_call_impl is not None for block in blocks)
+    assert message.startswith("compile: regional (FluxTransformerBlock, FluxSingleTransformerBlock)")
+    import os
+
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "inductor")
+    np.testing.assert_allclose(render(pipe, tiny_catalogue, "flux-dev"), before, atol=1e-5)
+    torch._dynamo.reset()
+
+
+def test_compile_cache_dir_comes_from_options_then_environment(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "env"))
+    assert speed.cache_dir(SpeedOptions()) == tmp_path / "env"
+    assert speed.cache_dir(SpeedOptions(compile_cache_dir=str(tmp_path / "opt"))) == (
+        tmp_path / "opt"
+    )
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert speed.cache_dir(SpeedOptions()) == tmp_path / "xdg" / "atelier" / "inductor"
+
+
+def test_vae_tiling_switches_on_and_off(pipelines) -> None:
+    vae = pipelines["playground-v2.5"].vae
+    speed.set_vae_tiling(vae, True)
+    assert vae.use_tiling
+    speed.set_vae_tiling(vae, False)
+    assert not vae.use_tiling
+
+
+# ---- the GPU benchmark ------------------------------------------------------------------------
+
+
+def run_benchmark(argv: list[str]) -> tuple[int, list[dict]]:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = gpu_speed.main(argv)
+    return code, [json.loads(line) for line in out.getvalue().splitlines()]
+
+
+def test_gpu_speed_benchmark_runs_tiny_on_the_cpu() -> None:
+    code, lines = run_benchmark(["--tiny", "--variants", "default,compile", "--repeat", "1"])
+    assert code == 0
+    assert [(line["model"], line["variant"]) for line in lines] == [
+        (model, variant)
+        for model in ("playground-v2.5", "flux-dev", "flux-schnell")
+        for variant in ("default", "compile")
+    ]
+    for line in lines:
+        assert "error" not in line, line
+        assert line["s_per_image"] > 0
+        assert (line["size"], line["steps"], line["dtype"]) == ("64x64", 2, "float32")
+        assert "compile: cpu is not a CUDA device" in line["skipped"] or line["variant"] != "compile"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
+def test_gpu_speed_benchmark_without_cuda_says_so_and_exits_cleanly(capsys) -> None:
+    code = gpu_speed.main([])
+    captured = capsys.readouterr()
+    assert code == 0
+    assert "No CUDA device is available" in captured.err
+    assert json.loads(captured.out)["skipped"].startswith("No CUDA device")
+
+
+def test_gpu_speed_builds_the_real_architectures_at_full_size(tiny_model_dirs) -> None:
+    """Built on the meta device (no memory): parameter counts match the published models."""
+    catalogue = Catalogue.builtin()
+    expected = {  # millions of parameters
+        "playground-v2.5": {"unet": 2567, "text_encoder": 123, "text_encoder_2": 695, "vae": 84},
+        "flux-dev": {"transformer": 11901, "text_encoder": 123, "text_encoder_2": 4762, "vae": 84},
+    }
+    for model, sizes in expected.items():
+        family = "playground" if catalogue[model].family is Family.PLAYGROUND else "flux-dev"
+        pipe = gpu_speed.build_pipeline(
+            catalogue[model], tiny_model_dirs[family], full=True, device="meta",
+            dtype=torch.bfloat16,
+        )
+        counts = {name: round(n / 1e6) for name, n in gpu_speed.parameter_count(pipe).items()}
+        assert counts == sizes
