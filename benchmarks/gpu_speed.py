@@ -198,7 +198,7 @@ def measure(
     }
     if spec.max_sequence_length:
         arguments["max_sequence_length"] = spec.max_sequence_length
-    speed.prepare_call(pipe, options, device, side, side, count)
+    speed.prepare_call(pipe, options, device, side, side)
     cuda = speed.is_cuda(device)
 
     def run() -> float:

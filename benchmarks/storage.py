@@ -22,7 +22,8 @@ from generation.models import Catalogue
 from generation.request import build_request
 from storage import Database
 
-INSERTS = 2_000
+INSERTS = 1_000
+ROUNDS = 5  # the disk is shared: fsync latency varies, so report the median and best round
 TOTAL_JOBS = 100_000
 HEAVY_USER = 1  # a quarter of all jobs belong to one user: the worst case for history
 PAGES = 1_000
@@ -51,7 +52,7 @@ def percentile_ms(samples: list[float], q: float) -> float:
 async def page_latencies(db: Database, rng: random.Random, **filters: object) -> list[float]:
     samples = []
     for _ in range(PAGES):
-        before = rng.randint(1, TOTAL_JOBS + INSERTS)
+        before = rng.randint(1, TOTAL_JOBS)
         start = time.perf_counter()
         await db.history(HEAVY_USER, limit=10, before=before, **filters)
         samples.append(time.perf_counter() - start)
@@ -70,13 +71,16 @@ async def main() -> None:
 
     with tempfile.TemporaryDirectory() as folder:
         db = await Database.open(Path(folder) / "atelier.db")
-        inserts = await inserts_per_s(db, [request(i) for i in range(INSERTS)])
-        transitions = await transitions_per_s(db, [request(i) for i in range(INSERTS)])
-        await db._conn.execute("PRAGMA synchronous = NORMAL")  # for comparison only
-        inserts_normal = await inserts_per_s(db, [request(i) for i in range(INSERTS)])
-        await db._conn.execute("PRAGMA synchronous = FULL")
+        requests = [request(i) for i in range(INSERTS)]
+        inserts, inserts_normal, transitions = [], [], []
+        for _ in range(ROUNDS):
+            inserts.append(await inserts_per_s(db, requests))
+            transitions.append(await transitions_per_s(db, requests))
+            await db._conn.execute("PRAGMA synchronous = NORMAL")  # for comparison only
+            inserts_normal.append(await inserts_per_s(db, requests))
+            await db._conn.execute("PRAGMA synchronous = FULL")
 
-        have = 3 * INSERTS
+        have = 3 * INSERTS * ROUNDS
         while have < TOTAL_JOBS:
             batch = [
                 (request(i), JobOwner(user_id=HEAVY_USER if i % 4 == 0 else 2 + i % 500))
@@ -97,9 +101,10 @@ async def main() -> None:
         json.dumps(
             {
                 "benchmark": "storage",
-                "durable_inserts_per_s": round(inserts),
-                "inserts_per_s_synchronous_normal": round(inserts_normal),
-                "transitions_per_s": round(transitions),
+                "durable_inserts_per_s_median": round(statistics.median(inserts)),
+                "durable_inserts_per_s_best": round(max(inserts)),
+                "inserts_per_s_synchronous_normal_median": round(statistics.median(inserts_normal)),
+                "durable_transitions_per_s_median": round(statistics.median(transitions)),
                 "jobs": TOTAL_JOBS,
                 "history_page_ms_median": percentile_ms(plain, 0.5),
                 "history_page_ms_p99": percentile_ms(plain, 0.99),
@@ -108,7 +113,7 @@ async def main() -> None:
                 "history_page_text_filter_ms_median": percentile_ms(text, 0.5),
                 "history_page_text_filter_ms_p99": percentile_ms(text, 0.99),
                 "open_with_quick_check_s": round(open_s, 3),
-                "goal_inserts_met": inserts >= 1000,
+                "goal_inserts_met": statistics.median(inserts) >= 1000,
                 "goal_page_met": statistics.median(plain) < 0.005,
             }
         )

@@ -15,7 +15,6 @@ exits with 1; Ctrl-C cancels the run (exit 130).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import re
 import signal
@@ -24,13 +23,13 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from generation.models import BUILTIN_MODELS, Catalogue, CatalogueError, ModelSpec
+from generation.models import BUILTIN_MODELS, Catalogue, CatalogueError, spec_table
 from generation.request import GenerationRequest, RequestError, build_request
+from generation.tiny import SETTINGS_FILE
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_CANCELLED = 130
-SETTINGS_FILE = "atelier.json"  # also written by generation.tiny
 _NUMBERED = re.compile(r"^(\d+)-")
 
 
@@ -88,7 +87,9 @@ def directory_model(directory: Path) -> tuple[str, dict[str, Any]]:
     try:
         index = json.loads((directory / "model_index.json").read_text())
     except (OSError, ValueError):
-        raise UsageError(f"{directory} is not a diffusers model directory (no model_index.json).")
+        raise UsageError(
+            f"{directory} is not a diffusers model directory (no readable model_index.json)."
+        ) from None
     pipeline = index.get("_class_name", "")
     if pipeline.startswith("StableDiffusionXL"):
         reference = "playground-v2.5"
@@ -100,7 +101,7 @@ def directory_model(directory: Path) -> tuple[str, dict[str, Any]]:
             "(Playground) and FLUX.1 models."
         )
     spec = next(spec for spec in BUILTIN_MODELS if spec.name == reference)
-    table = _table(spec) | {"source": str(directory), "title": directory.name, "licence": ""}
+    table = spec_table(spec) | {"source": str(directory), "title": directory.name, "licence": ""}
     settings = directory / SETTINGS_FILE
     if settings.is_file():
         try:
@@ -116,13 +117,6 @@ def _guidance_embeds(directory: Path) -> bool:
     except (OSError, ValueError):
         return True
     return bool(config.get("guidance_embeds", True))
-
-
-def _table(spec: ModelSpec) -> dict[str, Any]:
-    """`spec` as a `[models.NAME]` table."""
-    table = {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)}
-    del table["name"], table["limits"]
-    return table | dataclasses.asdict(spec.limits)
 
 
 def request_from(args: argparse.Namespace, catalogue: Catalogue, model: str) -> GenerationRequest:
@@ -182,6 +176,11 @@ def run(args: argparse.Namespace, catalogue: Catalogue, request: GenerationReque
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    try:
+        engine.load(request.model)
+    except EngineError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILED
     interrupted: list[bool] = []
     signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))
     with tqdm(total=request.steps, unit="step", file=sys.stderr) as bar:

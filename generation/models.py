@@ -212,8 +212,21 @@ class Catalogue(Mapping[str, ModelSpec]):
 
 
 _REFERENCE = {Family.PLAYGROUND: "playground-v2.5", Family.FLUX: "flux-dev"}
-_LIMIT_KEYS = {f.name for f in dataclasses.fields(ModelLimits)}
 _SPEC_KEYS = {f.name for f in dataclasses.fields(ModelSpec)} - {"limits", "name"}
+# In a table, `guidance` is the default scale; whether a request may change it is
+# `guidance_adjustable` (the ModelLimits field `guidance`).
+_LIMIT_ALIASES = {"guidance_adjustable": "guidance"}
+_LIMIT_KEYS = {f.name for f in dataclasses.fields(ModelLimits)} - _SPEC_KEYS | set(_LIMIT_ALIASES)
+
+
+def spec_table(spec: ModelSpec) -> dict[str, Any]:
+    """`spec` as a `[models.NAME]` table: `Catalogue.from_config` turns it back into `spec`."""
+    table = {key: getattr(spec, key) for key in _SPEC_KEYS}
+    table["family"] = spec.family.value
+    table["schedulers"] = list(spec.schedulers)
+    for key in _LIMIT_KEYS:
+        table[key] = getattr(spec.limits, _LIMIT_ALIASES.get(key, key))
+    return table
 
 
 def _family_template(name: str, table: Mapping[str, Any]) -> ModelSpec:
@@ -245,7 +258,7 @@ def _apply_overrides(base: ModelSpec, name: str, table: Mapping[str, Any]) -> Mo
         spec_changes["schedulers"] = tuple(spec_changes["schedulers"])
     if "source" in spec_changes:
         spec_changes["source"] = str(spec_changes["source"])
-    limit_changes = {k: v for k, v in table.items() if k in _LIMIT_KEYS}
+    limit_changes = {_LIMIT_ALIASES.get(k, k): v for k, v in table.items() if k in _LIMIT_KEYS}
     limits = dataclasses.replace(base.limits, **limit_changes)
     try:
         spec = dataclasses.replace(base, limits=limits, **spec_changes)

@@ -18,7 +18,6 @@ pin, snapshot). This module imports no torch: only the worker processes do.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import time
@@ -496,7 +495,7 @@ class WorkerPool:
 
     async def _supervise(self, worker: _Worker) -> None:
         """Run the worker, restarting it whenever it dies, until the pool stops."""
-        quick_failures = 0
+        failures = 0  # deaths in a row not explained by a job (those are retried or failed)
         while not self._stopping:
             worker.state = WorkerState.STARTING
             link = worker.link = self._link_factory(self._spec(worker))
@@ -510,28 +509,34 @@ class WorkerPool:
                         worker.state, worker.last_error = WorkerState.IDLE, None
                         self._dispatch()
                     else:
-                        await self._on_event(worker, event)
-            except OSError as error:
+                        await self._handle(worker, event)
+            except Exception as error:
                 worker.last_error = f"could not start: {error}"
-                log.error("Worker %s could not start: %s", worker.id, error)
+                log.exception("Worker %s could not start", worker.id)
             finally:
                 await link.kill()
             worker.state, worker.loaded = WorkerState.RESTARTING, ()
             self._fail_acks(worker, f"{worker.id} stopped before it could do that.")
-            await self._worker_lost(worker)
+            ran_a_job = await self._worker_lost(worker)
             if self._stopping:
                 break
             if ready_at is None:
                 worker.last_error = worker.last_error or "ended before it was ready (see its log)"
             stable = ready_at is not None and time.monotonic() - ready_at > _STABLE_AFTER_S
-            quick_failures = 0 if stable else quick_failures + 1
+            failures = 0 if stable or ran_a_job else failures + 1
             worker.restarts += 1
             if self._observer is not None:
                 self._observer.record_worker_restart(worker.id)
-            delay = 0.0 if quick_failures <= 1 else min(_MAX_BACKOFF_S, 0.5 * 2**quick_failures)
+            delay = 0.0 if failures <= 1 else min(_MAX_BACKOFF_S, 0.5 * 2**failures)
             log.warning("Worker %s died; restarting in %.1f s", worker.id, delay)
             await asyncio.sleep(delay)
         worker.state = WorkerState.STOPPED
+
+    async def _handle(self, worker: _Worker, event: WorkerEvent) -> None:
+        try:
+            await self._on_event(worker, event)
+        except Exception:  # a store failure must not take the worker's supervision down
+            log.exception("Worker %s: handling %s failed", worker.id, type(event).__name__)
 
     async def _on_event(self, worker: _Worker, event: WorkerEvent) -> None:
         match event:
@@ -588,17 +593,17 @@ class WorkerPool:
         self._dispatch()
         return job
 
-    async def _worker_lost(self, worker: _Worker) -> None:
-        """The worker's process ended: settle the job it was running."""
+    async def _worker_lost(self, worker: _Worker) -> bool:
+        """The worker's process ended: settle the job it was running (True if there was one)."""
         job, worker.job = worker.job, None
         if job is None:
-            return
+            return False
         job.worker, job.run_sent = None, False
         elapsed = self._clock() - job.started_at
         if job.cancel_requested:
             self._scheduler.finish(job.id, elapsed, measured=False)
             await self._end(job, JobStatus.CANCELLED, self._store.mark_cancelled(job.id))
-            return
+            return True
         if not self._stopping:
             job.crashes += 1
         if job.crashes >= 2:
@@ -610,7 +615,7 @@ class WorkerPool:
                 self._store.mark_failed(job.id, CRASH_REASON),
                 JobFailed(job.id, CRASH_REASON, "worker_crash"),
             )
-            return
+            return True
         # The store first: until the job is queued there again it must not be dispatched.
         await job.start_recorded.wait()
         await self._store.requeue(job.id)
@@ -619,6 +624,7 @@ class WorkerPool:
         if job.cancel_requested and self._scheduler.cancel(job.id):
             await self._end(job, JobStatus.CANCELLED, self._store.mark_cancelled(job.id))
         self._dispatch()
+        return True
 
     async def _end(
         self,
@@ -680,7 +686,10 @@ class WorkerPool:
 
     def _spec(self, worker: _Worker) -> WorkerSpec:
         return WorkerSpec(
-            worker.config, tuple(self.catalogue.values()), self._engine_factory, self._engine_options
+            worker.config,
+            tuple(self.catalogue.values()),
+            self._engine_factory,
+            self._engine_options,
         )
 
     def _worker(self, worker_id: str) -> _Worker:

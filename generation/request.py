@@ -179,6 +179,12 @@ def build_request(
     scheduler = _scheduler(spec, scheduler)
     seed_tuple = _seeds(seed, seeds, count)
     init_image, strength = _init(init_image, strength)
+    if strength is not None and int(steps * strength) < 1:
+        raise RequestError(
+            "strength",
+            f"A strength of {strength:g} with {steps} steps runs no step at all; "
+            "raise the strength or the steps (strength × steps must be at least 1).",
+        )
 
     return GenerationRequest(
         model=spec.name,

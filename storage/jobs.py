@@ -62,8 +62,7 @@ class JobLifecycle(Store):
         if not rows:
             return []
         with _parent_must_exist():
-            ids = await self._insert_jobs(rows, init_images)
-        return ids
+            return await self._insert_jobs(rows, init_images)
 
     async def _insert_jobs(
         self, rows: list[tuple[object, ...]], init_images: dict[str, bytes]

@@ -8,7 +8,7 @@ import sqlite3
 
 import aiosqlite
 
-from generation.jobs import JobRecord
+from generation.jobs import JobRecord, JobStatus
 from storage.errors import InvalidTransition, InvalidValue, UnknownJob
 from storage.records import HistoryPage, Lineage, StoredImage, StoredJob
 from storage.store import FINAL_STATUSES, JOB_SELECT, Store, job_from_row
@@ -154,7 +154,7 @@ class Library(Store):
             rows = await conn.execute_fetchall("SELECT status FROM jobs WHERE id = ?", (job_id,))
             if not rows:
                 raise UnknownJob(job_id)
-            if rows[0]["status"] not in ("done", "failed", "cancelled"):
+            if not JobStatus(rows[0]["status"]).is_final:
                 raise InvalidTransition(job_id, rows[0]["status"], "delivered")
             await conn.execute(
                 "UPDATE jobs SET delivered_at = ? WHERE id = ? AND delivered_at IS NULL",

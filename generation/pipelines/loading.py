@@ -14,8 +14,10 @@ from typing import Any
 
 import torch
 from diffusers import DiffusionPipeline
+from diffusers.utils import logging as diffusers_logging
 from huggingface_hub import constants, snapshot_download
 from huggingface_hub.errors import LocalEntryNotFoundError
+from transformers.utils import logging as transformers_logging
 
 from generation.errors import ModelUnavailable, OutOfMemory
 from generation.models import ModelSpec
@@ -104,6 +106,9 @@ def read_pipeline(
     """Read `spec` from disk only (never the network) as `pipeline_class`, still on the CPU."""
     path = resolve_source(spec)
     check_safetensors(spec, path)
+    # Workers and the CLI report their own progress; the loaders' bars would only be noise.
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
     try:
         pipe = pipeline_class.from_pretrained(
             path,

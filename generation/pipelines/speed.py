@@ -146,16 +146,11 @@ def apply(
 
 
 def prepare_call(
-    pipe: DiffusionPipeline, options: SpeedOptions, device: str, width: int, height: int, count: int
+    pipe: DiffusionPipeline, options: SpeedOptions, device: str, width: int, height: int
 ) -> None:
-    """Set the per-call VAE options for an image of `width` x `height`, `count` at once."""
-    if not is_cuda(device) or getattr(pipe, "vae", None) is None:
-        return
-    set_vae_tiling(pipe.vae, width * height / 1_000_000 > options.vae_tiling_megapixels)
-    if options.vae_slicing and count > 1:
-        pipe.vae.enable_slicing()
-    else:
-        pipe.vae.disable_slicing()
+    """Set the per-call options (VAE tiling) for images of `width` x `height`."""
+    if is_cuda(device) and getattr(pipe, "vae", None) is not None:
+        set_vae_tiling(pipe.vae, width * height / 1_000_000 > options.vae_tiling_megapixels)
 
 
 # ---- the individual options (public so that they can be tested and benchmarked one by one) -----

@@ -98,6 +98,7 @@ class WorkerRuntime:
         started = time.perf_counter()
 
         def elapsed() -> float:
+            """GPU-seconds of the run itself: loading a model is not charged to the job."""
             return time.perf_counter() - started
 
         def on_progress(step: int, total: int, preview: bytes | None) -> None:
@@ -106,7 +107,7 @@ class WorkerRuntime:
         try:
             if job_id in self._cancelled:
                 raise Cancelled("The job was cancelled before it started.")
-            self._ensure_loaded(request.model)
+            started += self._ensure_loaded(request.model)
             images = self._engine.generate(
                 request, on_progress=on_progress, should_cancel=lambda: job_id in self._cancelled
             )

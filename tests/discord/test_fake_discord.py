@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import io
 import os
+import re
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -50,12 +51,32 @@ class RerunButton(discord.ui.DynamicItem[discord.ui.Button], template=r"demo:rer
         self.n = n
 
     @classmethod
-    async def from_custom_id(cls, interaction, item, match):
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str]
+    ) -> RerunButton:
         return cls(int(match["n"]))
 
     async def callback(self, interaction: discord.Interaction) -> None:
         text = f"rerun {self.n} by {interaction.user.mention}"
         await interaction.response.send_message(text, ephemeral=True)
+
+
+class PageButton(discord.ui.DynamicItem[discord.ui.Button], template=r"demo:page:(?P<page>\d+)"):
+    """Turns the page by editing the message it is on (callback type 7, UPDATE)."""
+
+    def __init__(self, page: int) -> None:
+        super().__init__(discord.ui.Button(label="Next", custom_id=f"demo:page:{page}"))
+        self.page = page
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str]
+    ) -> PageButton:
+        return cls(int(match["page"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        view = discord.ui.View(timeout=None).add_item(PageButton(self.page + 1))
+        await interaction.response.edit_message(content=f"page {self.page}", view=view)
 
 
 class FeedbackModal(discord.ui.Modal, title="Feedback"):
@@ -90,7 +111,7 @@ async def model_choices(interaction: discord.Interaction, current: str) -> list:
 @app_commands.command(description="Defer, then deliver a file with a persistent button")
 async def render(interaction: discord.Interaction, prompt: str) -> None:
     await interaction.response.defer(thinking=True)
-    view = discord.ui.View(timeout=None).add_item(RerunButton(7))
+    view = discord.ui.View(timeout=None).add_item(RerunButton(7)).add_item(PageButton(1))
     file = discord.File(io.BytesIO(PNG), "render.png")
     await interaction.followup.send(f"rendered {prompt}", file=file, view=view)
 
@@ -159,7 +180,7 @@ class DemoBot(commands.Bot):
         self.release_slow = asyncio.Event()
 
     async def setup_hook(self) -> None:
-        self.add_dynamic_items(RerunButton)
+        self.add_dynamic_items(RerunButton, PageButton)
         for command in (imagine, render, status, post, dm_me, slow, feedback, admin):
             self.tree.add_command(command, guild=self.guild_object)
         await self.tree.sync(guild=self.guild_object)
@@ -168,10 +189,12 @@ class DemoBot(commands.Bot):
         if payload.user_id == self.user.id:
             return
         self.raw_reactions.append((payload.user_id, str(payload.emoji)))
+        channel = self.get_channel(payload.channel_id)
+        message = await channel.fetch_message(payload.message_id)  # works for old messages too
         if str(payload.emoji) == "🔁":
-            channel = self.get_channel(payload.channel_id)
-            message = await channel.fetch_message(payload.message_id)
             await channel.send(f"again: {message.content}")
+        elif str(payload.emoji) == "❌":
+            await message.delete()
 
     async def on_reaction_add(self, reaction: discord.Reaction, user: discord.User) -> None:
         if not user.bot:
@@ -254,7 +277,7 @@ async def test_defer_then_followup_with_file_fills_the_thinking_message(
     result = await fake_discord.wait_for(lambda: not ix.original.loading and ix.original)
     assert result.content == "rendered owl"
     assert [(a.filename, a.data) for a in result.attachments] == [("render.png", PNG)]
-    assert result.custom_ids == ["demo:rerun:7"]
+    assert result.custom_ids == ["demo:rerun:7", "demo:page:1"]
     assert [v.content for v in result.versions] == ["", "rendered owl"]
     assert ix.followups == []
 
@@ -285,6 +308,21 @@ async def test_persistent_button_works_after_a_restart(
     assert click.original.ephemeral
 
 
+async def test_button_that_edits_its_own_message(
+    fake_discord: FakeDiscord, runner: BotRunner
+) -> None:
+    bob = fake_discord.user("bob")
+    ix = await fake_discord.slash(bob, "render", {"prompt": "owl"})
+    result = await fake_discord.wait_for(lambda: ix.original and ix.original.edits and ix.original)
+
+    click = await fake_discord.click(bob, result, "demo:page:1")
+    assert (await fake_discord.interaction_response(click)).type == CallbackType.UPDATE
+    assert click.original is result
+    assert result.content == "page 1"
+    assert result.custom_ids == ["demo:page:2"]
+    assert [a.data for a in result.attachments] == [PNG]  # an edit keeps the files
+
+
 async def test_reactions_raw_and_cached_also_after_a_restart(
     fake_discord: FakeDiscord, runner: BotRunner
 ) -> None:
@@ -307,6 +345,10 @@ async def test_reactions_raw_and_cached_also_after_a_restart(
     assert [m.content for m in again] == ["again: react here"]
     assert bot.raw_reactions == [(bob.id, "🔁")]
     assert bot.cached_reactions == []
+
+    await fake_discord.react(alice, posted, "❌")
+    await fake_discord.wait_for(lambda: posted.deleted)
+    assert posted not in fake_discord.channel_messages(general)
 
 
 async def test_direct_messages(fake_discord: FakeDiscord, runner: BotRunner) -> None:
@@ -334,7 +376,9 @@ async def test_rate_limited_upload_is_waited_out(
 ) -> None:
     fault = fake_discord.fail_next("POST", r"^/channels/\d+/messages$", times=2, retry_after=0.05)
     await fake_discord.slash(fake_discord.user("alice"), "post")
-    posted = await fake_discord.wait_for_message(lambda m: m.content == "react here")
+    posted = await fake_discord.wait_for_message(
+        lambda m: m.content == "react here" and m.reactions
+    )
 
     assert [a.data for a in posted.attachments] == [PNG]
     assert fault.served == 2

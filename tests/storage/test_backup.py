@@ -14,7 +14,7 @@ from tests.storage.conftest import finished_job, owner
 async def test_backup_during_continuous_writes_opens_and_passes_check(
     db_path: Path, make_request
 ) -> None:
-    stop = asyncio.Event()
+    stop, going = asyncio.Event(), asyncio.Event()
     written: list[int] = []
 
     async def writer() -> None:
@@ -24,11 +24,12 @@ async def test_backup_during_continuous_writes_opens_and_passes_check(
                 n += 1
                 request = make_request(f"busy {n}", count=2, seed=n)
                 written.append(await finished_job(db, request, owner(user_id=n % 3), base=n * 2))
+                if len(written) == 20:
+                    going.set()
 
     async with await Database.open(db_path) as db:
         task = asyncio.create_task(writer())
-        while len(written) < 20:
-            await asyncio.sleep(0.01)
+        await going.wait()
         backups = []
         for i in range(3):
             backups.append(db_path.parent / f"backup-{i}.db")
@@ -47,7 +48,8 @@ async def test_backup_during_continuous_writes_opens_and_passes_check(
             counts.append(sum(u.jobs for u in (await copy.stats(0, 2e9)).by_user))
             assert all(job.id in written for job in history.jobs)
     assert counts == sorted(counts)
-    assert counts[0] > 0 and counts[-1] <= len(written)
+    assert counts[0] > 0
+    assert counts[-1] <= len(written)
 
 
 async def test_backup_refuses_to_overwrite(db: Database, tmp_path: Path) -> None:

@@ -225,7 +225,7 @@ async def test_guild_channels_blocklist_and_audit(db: Database) -> None:
 
     entry_id = await db.audit(3, "job.cancel", "job:17", {"reason": "stuck"})
     newest = await db.recent_audit(2)
-    assert [(e.id, e.action, e.actor_id, e.details) for e in newest][0] == (
+    assert (newest[0].id, newest[0].action, newest[0].actor_id, newest[0].details) == (
         entry_id, "job.cancel", 3, {"reason": "stuck"},
     )  # fmt: skip
     assert newest[1].action == "guild.unblock_term"

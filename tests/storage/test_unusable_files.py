@@ -22,9 +22,8 @@ async def _real_database(path: Path, make_request) -> None:
     async with await Database.open(path) as db:
         for n in range(60):
             await finished_job(db, make_request(f"job {n} " + "x" * 500), owner(), base=n)
-    with closing(
-        sqlite3.connect(path, isolation_level=None)
-    ) as conn:  # fold the WAL into the file, as on a clean shutdown
+    # fold the WAL into the file, as a clean shutdown does
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
