@@ -42,7 +42,11 @@ VARIANTS: dict[str, SpeedOptions] = {
     "fp8": SpeedOptions(fp8=True),
     "fp8+compile": SpeedOptions(fp8=True, compile=True),
 }
-_TINY_FAMILY = {"playground-v2.5": "playground", "flux-dev": "flux-dev", "flux-schnell": "flux-schnell"}
+_TINY_FAMILY = {
+    "playground-v2.5": "playground",
+    "flux-dev": "flux-dev",
+    "flux-schnell": "flux-schnell",
+}
 _PROMPT = "a lighthouse on a cliff at dawn, volumetric light, highly detailed oil painting"
 
 
@@ -63,9 +67,17 @@ def _clip_config(hidden: int, mlp: int, layers: int, heads: int, act: str, proj:
 
     # The tiny tokenizer's begin/end ids (512, 513) fit the real 49408-entry vocabulary.
     return CLIPTextConfig(
-        vocab_size=49408, hidden_size=hidden, intermediate_size=mlp, num_hidden_layers=layers,
-        num_attention_heads=heads, hidden_act=act, projection_dim=proj,
-        max_position_embeddings=77, bos_token_id=512, eos_token_id=513, pad_token_id=513,
+        vocab_size=49408,
+        hidden_size=hidden,
+        intermediate_size=mlp,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        hidden_act=act,
+        projection_dim=proj,
+        max_position_embeddings=77,
+        bos_token_id=512,
+        eos_token_id=513,
+        pad_token_id=513,
     )
 
 
@@ -74,8 +86,16 @@ def t5_xxl() -> Any:
 
     return T5EncoderModel(
         T5Config(
-            vocab_size=32128, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,
-            feed_forward_proj="gated-gelu", dropout_rate=0.0, pad_token_id=0, eos_token_id=1,
+            vocab_size=32128,
+            d_model=4096,
+            d_kv=64,
+            d_ff=10240,
+            num_layers=24,
+            num_heads=64,
+            feed_forward_proj="gated-gelu",
+            dropout_rate=0.0,
+            pad_token_id=0,
+            eos_token_id=1,
             decoder_start_token_id=0,
         )
     )
@@ -184,8 +204,14 @@ def parameter_count(pipe: Any) -> dict[str, int]:
 
 
 def measure(
-    pipe: Any, spec: ModelSpec, options: SpeedOptions, device: str, side: int, steps: int,
-    count: int, repeat: int,
+    pipe: Any,
+    spec: ModelSpec,
+    options: SpeedOptions,
+    device: str,
+    side: int,
+    steps: int,
+    count: int,
+    repeat: int,
 ) -> dict[str, Any]:
     """Seconds per image (median of `repeat` calls after one warm-up call) and peak memory."""
     import torch
@@ -193,8 +219,13 @@ def measure(
     from generation.pipelines import speed
 
     arguments: dict[str, Any] = {
-        "prompt": _PROMPT, "num_inference_steps": steps, "guidance_scale": spec.guidance,
-        "width": side, "height": side, "num_images_per_prompt": count, "output_type": "pil",
+        "prompt": _PROMPT,
+        "num_inference_steps": steps,
+        "guidance_scale": spec.guidance,
+        "width": side,
+        "height": side,
+        "num_images_per_prompt": count,
+        "output_type": "pil",
     }
     if spec.max_sequence_length:
         arguments["max_sequence_length"] = spec.max_sequence_length
@@ -233,9 +264,14 @@ def run_variant(
     dtype = speed.weights_dtype(options, args.device, family_pipelines(spec.family).cuda_dtype)
     steps = args.steps or spec.steps
     line: dict[str, Any] = {
-        "benchmark": "gpu_speed", "device": device_name(args.device), "model": spec.name,
-        "variant": variant, "size": f"{args.side}x{args.side}", "steps": steps,
-        "count": args.count, "dtype": str(dtype).removeprefix("torch."),
+        "benchmark": "gpu_speed",
+        "device": device_name(args.device),
+        "model": spec.name,
+        "variant": variant,
+        "size": f"{args.side}x{args.side}",
+        "steps": steps,
+        "count": args.count,
+        "dtype": str(dtype).removeprefix("torch."),
     }
     pipe = None
     try:
@@ -290,16 +326,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    import diffusers
     import torch
-    import transformers
 
     from generation import tiny
-
-    diffusers.utils.logging.disable_progress_bar()
-    diffusers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.set_verbosity_error()
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         message = "No CUDA device is available; run with --tiny to check the script on the CPU."
@@ -315,5 +344,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def quiet_libraries() -> None:
+    """No progress bars or advice from diffusers and transformers between the JSON lines."""
+    import diffusers
+    import transformers
+
+    for library in (diffusers, transformers):
+        library.utils.logging.disable_progress_bar()
+        library.utils.logging.set_verbosity_error()
+
+
 if __name__ == "__main__":
+    quiet_libraries()
     sys.exit(main())

@@ -25,7 +25,7 @@ from bot.config import Settings
 from bot.errors import install_error_handler
 from bot.studio import Studio
 from bot.ui.buttons import ResultButton
-from generation.pool import WorkerPool
+from generation.pool import PoolObserver, WorkerPool
 from generation.workers.config import discover_workers
 from storage import Database
 
@@ -45,27 +45,37 @@ class Plugin(Protocol):
 
 @dataclass(slots=True)
 class Services:
-    """The engine side of the bot: the database and the worker pool, opened and started."""
+    """The engine side of the bot: the database and the worker pool.
+
+    The pool starts (taking back unfinished jobs) only once the studio listens to its events.
+    """
 
     database: Database
     pool: WorkerPool
+    started: bool = False
+
+    async def start(self) -> None:
+        if not self.started:
+            self.started = True
+            await self.pool.start()
 
     async def close(self) -> None:
-        await self.pool.shutdown()
+        """Stop the workers now (running jobs go back to the queue for the next start)."""
+        await self.pool.shutdown(drain=False)
         await self.database.close()
 
 
-async def open_services(settings: Settings) -> Services:
-    """Open the database and start the worker pool as the settings describe."""
+async def open_services(settings: Settings, *, observer: PoolObserver | None = None) -> Services:
+    """Open the database and build the worker pool the settings describe (not started yet)."""
     database = await Database.open(settings.database_path, images_dir=settings.images_dir)
     try:
         pool = WorkerPool(
             settings.catalogue,
             database,
-            workers=list(settings.gpus) or discover_workers(settings.catalogue),
+            list(settings.gpus) or discover_workers(settings.catalogue),
             settings=settings.limits,
+            observer=observer,
         )
-        await pool.start()
     except BaseException:
         await database.close()
         raise
@@ -85,6 +95,7 @@ class AtelierBot(commands.Bot):
 
     Without `services`, the bot opens the database and starts the worker pool itself once
     Discord has accepted the token (so a bad token fails fast), and closes them on `close()`.
+    `pool_observer` (metrics) sees model loads and worker restarts of a pool it opens.
     """
 
     def __init__(
@@ -93,6 +104,7 @@ class AtelierBot(commands.Bot):
         services: Services | None = None,
         *,
         plugins: Sequence[Plugin] = (),
+        pool_observer: PoolObserver | None = None,
     ) -> None:
         intents = discord.Intents.default()  # guilds, guild reactions, DMs: no privileged ones
         super().__init__(
@@ -104,6 +116,7 @@ class AtelierBot(commands.Bot):
         )
         self.settings = settings
         self.plugins = tuple(plugins)
+        self._pool_observer = pool_observer
         self._given_services = services
         self._services: Services | None = None
         self._studio: Studio | None = None
@@ -129,8 +142,11 @@ class AtelierBot(commands.Bot):
         return self.services.pool
 
     async def setup_hook(self) -> None:
-        self._services = self._given_services or await open_services(self.settings)
-        self._studio = Studio(self, self.settings, self.database, self.pool)
+        self._services = self._given_services or await open_services(
+            self.settings, observer=self._pool_observer
+        )
+        self._studio = Studio(self, self.settings, self.database, self.pool)  # listens now
+        await self.services.start()
         install_error_handler(self.tree)
         self.add_dynamic_items(ResultButton)
         for name in extension_names():

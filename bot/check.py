@@ -81,7 +81,8 @@ def _model(spec: ModelSpec) -> Finding:
         folder = Path(spec.source).expanduser()
         if not (folder / "model_index.json").is_file():
             return Finding(
-                False, f"Model {spec.name}: {folder} is not a diffusers folder (no model_index.json)."
+                False,
+                f"Model {spec.name}: {folder} is not a diffusers folder (no model_index.json).",
             )
         return _safetensors(spec, folder)
     folder = _hub_snapshot(spec.source)

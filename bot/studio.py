@@ -94,6 +94,7 @@ class Studio:
         self._no_submits = asyncio.Event()
         self._no_submits.set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._events = pool.subscribe()  # before the pool starts: no event is missed
         self._consumer: asyncio.Task[None] | None = None
 
     # ---- life ------------------------------------------------------------------------------
@@ -104,6 +105,7 @@ class Studio:
         self._spawn(self._deliver_leftovers(), "studio-leftovers")
 
     async def stop(self) -> None:
+        self._events.close()
         tasks = [*self._tasks, *([self._consumer] if self._consumer else [])]
         for task in tasks:
             task.cancel()
@@ -276,7 +278,7 @@ class Studio:
     # ---- following jobs --------------------------------------------------------------------
 
     async def _consume(self) -> None:
-        async for event in self.pool.subscribe():
+        async for event in self._events:
             for listener in self._listeners:
                 try:
                     listener(event)

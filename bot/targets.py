@@ -141,7 +141,7 @@ class ChannelTarget:
             except discord.HTTPException:
                 log.info("Could not remove progress message %s", self._progress_id)
             self._progress_id = None
-        return sent.id
+        return sent
 
     def _mentioning(self, message: Message) -> Message:
         mention = f"<@{self.user_id}>"

@@ -77,6 +77,7 @@ from generation.workers.protocol import (
 )
 
 __all__ = [
+    "EventStream",
     "NotAccepting",
     "PoolError",
     "PoolObserver",
@@ -184,6 +185,7 @@ class _Worker:
     memory: Mapping[str, float] = field(default_factory=dict)
     last_error: str | None = None
     acks: dict[str, list[asyncio.Future[None]]] = field(default_factory=dict)
+    started: asyncio.Event = field(default_factory=asyncio.Event)  # ready at least once
     supervisor: asyncio.Task[None] | None = None
 
     @property
@@ -194,8 +196,8 @@ class _Worker:
 class EventStream:
     """One subscriber's job events, in order; iteration ends when the pool shuts down."""
 
-    def __init__(self, pool: WorkerPool) -> None:
-        self._pool = pool
+    def __init__(self, subscribers: set[EventStream]) -> None:
+        self._subscribers = subscribers
         self._queue: asyncio.Queue[JobEvent | None] = asyncio.Queue()
 
     def __aiter__(self) -> AsyncIterator[JobEvent]:
@@ -213,7 +215,7 @@ class EventStream:
 
     def close(self) -> None:
         """Stop receiving events."""
-        self._pool._subscribers.discard(self)
+        self._subscribers.discard(self)
 
 
 class WorkerPool:
@@ -321,6 +323,10 @@ class WorkerPool:
         for stream in list(self._subscribers):
             stream.put(None)
 
+    async def wait_until_ready(self) -> None:
+        """Wait until every worker has started once (its engine built, pinned models loaded)."""
+        await asyncio.gather(*(worker.started.wait() for worker in self._workers.values()))
+
     # ---- jobs --------------------------------------------------------------------------------
 
     async def submit(self, request: GenerationRequest, owner: JobOwner) -> JobQueued:
@@ -343,7 +349,7 @@ class WorkerPool:
 
     def subscribe(self) -> EventStream:
         """A stream of every job event from now on (`async for event in pool.subscribe()`)."""
-        stream = EventStream(self)
+        stream = EventStream(self._subscribers)
         self._subscribers.add(stream)
         return stream
 
@@ -507,6 +513,7 @@ class WorkerPool:
                         ready_at = time.monotonic()
                         worker.loaded, worker.memory = event.loaded, event.memory
                         worker.state, worker.last_error = WorkerState.IDLE, None
+                        worker.started.set()
                         self._dispatch()
                     else:
                         await self._handle(worker, event)

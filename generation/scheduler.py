@@ -470,8 +470,9 @@ class FairScheduler:
         return user
 
     def _lift_floor(self) -> float:
-        """Where a user returning from idle starts: the least counter among waiting users, or
-        the counter of the latest dispatch when nobody waits."""
+        """Where a user returning from idle starts: the system's virtual time, that is the
+        counter the latest dispatched job started at (as in start-time fair queuing), or the
+        least counter among waiting users if that is lower."""
         tops = []
         for by_model in self._heaps.values():
             for heap in by_model.values():
@@ -480,7 +481,7 @@ class FairScheduler:
                     self._entry_count -= 1
                 if heap:
                     tops.append(heap[0][0])
-        return min(tops, default=self._virtual_time)
+        return min([*tops, self._virtual_time])
 
     def _effective_rank(self, job: _Job, now: float) -> int:
         ageing = self.settings.ageing_s

@@ -1,6 +1,8 @@
 """Fixtures shared by every test area: tiny offline models, built once per session.
 
 The Hugging Face Hub is switched off for the whole run, so any accidental download fails at once.
+Torch runs one thread per process: the tiny models gain nothing from more, and on a shared 2-core
+machine spinning OpenMP threads of several processes slow each other down tenfold.
 The tiny models are built in a child process: the test process imports torch only where a test
 needs it (the bot's tests never do, as the bot process never does).
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # read by torch at import, inherited by children
 
 import subprocess
 import sys

@@ -59,14 +59,16 @@ class Imagine(commands.Cog):
         width: int | None = None,
         height: int | None = None,
         negative: str | None = None,
-        steps: app_commands.Range[int, 1, 100] | None = None,
-        guidance: app_commands.Range[float, 0.0, 20.0] | None = None,
-        seed: app_commands.Range[int, 0] | None = None,
-        count: app_commands.Range[int, 1, MAX_COUNT] | None = None,
+        steps: int | None = None,
+        guidance: float | None = None,
+        seed: int | None = None,
+        count: int | None = None,
         scheduler: str | None = None,
         image: discord.Attachment | None = None,
-        strength: app_commands.Range[float, 0.0, 1.0] | None = None,
+        strength: float | None = None,
     ) -> None:
+        # No min/max for Discord to enforce: limits depend on the model, and `build_request`
+        # explains a value out of range better than Discord's client does.
         studio = self.bot.studio
         settings = self.bot.settings
         standing = await studio.standing(interaction.user)
@@ -130,9 +132,9 @@ class Imagine(commands.Cog):
         chosen = getattr(interaction.namespace, "model", None)
         specs = [catalogue[chosen]] if chosen in catalogue else list(catalogue.values())
         names = dict.fromkeys(name for spec in specs for name in spec.schedulers)
-        return [
-            app_commands.Choice(name=name, value=name) for name in names if current in name
-        ][:_CHOICES]
+        return [app_commands.Choice(name=name, value=name) for name in names if current in name][
+            :_CHOICES
+        ]
 
 
 def _check_attachment(image: discord.Attachment) -> None:

@@ -5,7 +5,7 @@ True when healthy), for example::
 
     checks = {
         "discord": lambda: bot.is_ready() and not bot.is_closed(),
-        "database": database.is_writable,          # async
+        "database": sqlite_writable(settings.database_path),
         "workers": lambda: pool.alive_workers() > 0,
     }
     async with HealthServer(checks, metrics.registry, port=settings.observability.port):
@@ -21,7 +21,10 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import sqlite3
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import closing
+from pathlib import Path
 from types import TracebackType
 
 from aiohttp import web
@@ -33,6 +36,25 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8377
 
 HealthCheck = Callable[[], bool | Awaitable[bool]]
+
+
+def sqlite_writable(path: Path, *, timeout_s: float = 1.0) -> HealthCheck:
+    """A check that the SQLite database at `path` exists and grants its write lock within
+    `timeout_s` (taken and released at once: nothing is written)."""
+
+    def probe() -> bool:
+        uri = f"{Path(path).resolve().as_uri()}?mode=rw"  # never creates a missing database
+        with closing(
+            sqlite3.connect(uri, uri=True, timeout=timeout_s, isolation_level=None)
+        ) as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("ROLLBACK")
+        return True
+
+    async def check() -> bool:
+        return await asyncio.to_thread(probe)
+
+    return check
 
 
 class HealthServer:
@@ -93,7 +115,10 @@ class HealthServer:
         return self
 
     async def __aexit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         await self.stop()
 

@@ -30,13 +30,13 @@ REDACTED = "[redacted]"
 DISCORD_TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]{23,28}\.[A-Za-z0-9_-]{6,7}\.[A-Za-z0-9_-]{27,}")
 
 _STANDARD_ATTRS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
-_context: ContextVar[Mapping[str, Any]] = ContextVar("atelier_log_context", default={})
+_context: ContextVar[Mapping[str, Any] | None] = ContextVar("atelier_log_context", default=None)
 
 
 @contextmanager
 def log_context(**fields: Any) -> Iterator[None]:
     """Add `fields` (say `job_id=17`) to every line logged inside the block, awaits included."""
-    token = _context.set({**_context.get(), **fields})
+    token = _context.set({**(_context.get() or {}), **fields})
     try:
         yield
     finally:
@@ -112,7 +112,7 @@ class _ContextFields(logging.Filter):
     """Copy the `log_context` fields onto the record (fields given on the call win)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        for key, value in _context.get().items():
+        for key, value in (_context.get() or {}).items():
             if not hasattr(record, key):
                 setattr(record, key, value)
         return True

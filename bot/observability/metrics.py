@@ -1,11 +1,12 @@
 """Prometheus metrics for the bot process, fed with the engine's job events.
 
-`Metrics.observe(event, model=..., priority=...)` is called for every `JobEvent` the pool
-publishes. The events carry only job ids, so `Metrics` keeps a small map from job id to what
-the labels need (model, priority class, when it was queued and started, on which worker); a job
-leaves the map when it ends. Pass `model` and `priority` with `JobQueued` (the bot knows them
-from the request it submitted, or from storage for jobs resubmitted at start-up); events of a
-job never seen queued are counted under the model given, or "unknown".
+The events carry only job ids, so `Metrics` keeps a small map from job id to what the labels
+need (model, priority class, when it was queued and started, on which worker); a job leaves the
+map when it ends. The bot runs `await metrics.feed(pool.subscribe(), lookup)`, which looks each
+new job up once (in storage: its model, priority class and original queueing time, so jobs
+resubmitted after a restart count their whole wait); `observe(event, model=..., ...)` is the
+same for one event at a time. The pool reports model loads and worker restarts directly
+(`Metrics` is a `generation.pool.PoolObserver`).
 
 Every metric lives in the instance's own `CollectorRegistry`, never the global one, so tests and
 several bots in one process do not mix.
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -29,12 +30,14 @@ from generation.jobs import (
     JobFinished,
     JobProgress,
     JobQueued,
+    JobRecord,
     JobStarted,
     JobStatus,
     Priority,
 )
 
 UNKNOWN_MODEL = "unknown"
+JobLookup = Callable[[int], Awaitable[JobRecord | None]]
 WAIT_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, float("inf"))
 RUN_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, float("inf"))
 
@@ -54,10 +57,12 @@ class _Job:
 
 @dataclass(slots=True)
 class _Busy:
-    """One worker's busy intervals inside the window, and its busy time ever."""
+    """One worker's finished busy intervals inside the window, its busy time ever, and the
+    start of each job it runs now (more than one only briefly: the pool may announce the next
+    job's start before the previous job's end)."""
 
     intervals: deque[tuple[float, float]] = field(default_factory=deque)
-    since: float | None = None  # the start of the job it runs now
+    running: dict[int, float] = field(default_factory=dict)
     total_s: float = 0.0
 
 
@@ -84,34 +89,50 @@ class Metrics:
         self._busy: dict[str, _Busy] = {}
         r = self.registry
         self.queue_length = Gauge(
-            "atelier_queue_length", "Jobs waiting to start, by priority class.", ["priority"],
+            "atelier_queue_length",
+            "Jobs waiting to start, by priority class.",
+            ["priority"],
             registry=r,
         )
         for priority in Priority:
             self.queue_length.labels(priority.value).set(0)
         self.wait_seconds = Histogram(
-            "atelier_job_wait_seconds", "Seconds from queued to started, by model.", ["model"],
-            buckets=WAIT_BUCKETS, registry=r,
+            "atelier_job_wait_seconds",
+            "Seconds from queued to started, by model.",
+            ["model"],
+            buckets=WAIT_BUCKETS,
+            registry=r,
         )
         self.run_seconds = Histogram(
-            "atelier_job_run_seconds", "Seconds from started to finished, finished jobs, by model.",
-            ["model"], buckets=RUN_BUCKETS, registry=r,
+            "atelier_job_run_seconds",
+            "Seconds from started to finished, finished jobs, by model.",
+            ["model"],
+            buckets=RUN_BUCKETS,
+            registry=r,
         )
         self.jobs = Counter(
-            "atelier_jobs", "Jobs that ended, by model and outcome (done, failed, cancelled).",
-            ["model", "outcome"], registry=r,
+            "atelier_jobs",
+            "Jobs that ended, by model and outcome (done, failed, cancelled).",
+            ["model", "outcome"],
+            registry=r,
         )
         self.failures = Counter(
-            "atelier_job_failures", "Failed jobs by model and kind of error.",
-            ["model", "error_kind"], registry=r,
+            "atelier_job_failures",
+            "Failed jobs by model and kind of error.",
+            ["model", "error_kind"],
+            registry=r,
         )
-        self.images = Counter("atelier_images", "Images generated, by model.", ["model"], registry=r)
+        self.images = Counter(
+            "atelier_images", "Images generated, by model.", ["model"], registry=r
+        )
         self.model_loads = Counter(
             "atelier_model_loads", "Models loaded onto a worker.", ["worker", "model"], registry=r
         )
         self.worker_restarts = Counter(
-            "atelier_worker_restarts", "Worker processes restarted after a crash or hang.",
-            ["worker"], registry=r,
+            "atelier_worker_restarts",
+            "Worker processes restarted after a crash or hang.",
+            ["worker"],
+            registry=r,
         )
         r.register(_BusyCollector(self))
 
@@ -132,31 +153,50 @@ class Metrics:
         match event:
             case JobQueued():
                 if job is None:
-                    job = _Job(model or UNKNOWN_MODEL, priority or Priority.NORMAL, queued_at or now)
+                    job = _Job(
+                        model or UNKNOWN_MODEL, priority or Priority.NORMAL, queued_at or now
+                    )
                     self._jobs[event.job_id] = job
                     self._enqueue(job)
                 elif job.running:  # put back after its worker died: waiting again
-                    self._stop_running(job, now)
+                    self._stop_running(event.job_id, job, now)
                     job.queued_at = now
                     self._enqueue(job)
                 # else: a position update of a job already waiting
             case JobStarted():
-                if job is None:
-                    job = _Job(model or UNKNOWN_MODEL, priority or Priority.NORMAL, None)
+                if job is None:  # queued before we listened: its wait counts if we know it
+                    job = _Job(model or UNKNOWN_MODEL, priority or Priority.NORMAL, queued_at)
                     self._jobs[event.job_id] = job
                 elif job.running:
-                    self._stop_running(job, now)
+                    self._stop_running(event.job_id, job, now)
                 else:
                     self._dequeue(job)
                 if job.queued_at is not None:
                     self.wait_seconds.labels(job.model).observe(max(0.0, now - job.queued_at))
                 job.started_at, job.worker = now, event.worker
-                busy = self._busy.setdefault(event.worker, _Busy())
-                busy.since = now
+                self._busy.setdefault(event.worker, _Busy()).running[event.job_id] = now
             case JobProgress():
                 pass  # progress changes no metric
             case JobFinished() | JobFailed() | JobCancelled():
                 self._end(event, job, model, now)
+
+    async def feed(self, events: AsyncIterable[JobEvent], lookup: JobLookup) -> None:
+        """Observe every event of `events` (say `pool.subscribe()`) until it ends, labelling each
+        job the first time it is seen with its stored record (`lookup(job_id)`; None: unknown)."""
+        async for event in events:
+            if event.job_id in self._jobs:
+                self.observe(event)
+                continue
+            record = await lookup(event.job_id)
+            if record is None:
+                self.observe(event)
+            else:
+                self.observe(
+                    event,
+                    model=record.request.model,
+                    priority=record.owner.priority,
+                    queued_at=record.queued_at,
+                )
 
     def record_model_load(self, worker: str, model: str) -> None:
         """A worker loaded `model` (the pool reports it)."""
@@ -167,14 +207,14 @@ class Metrics:
         self.worker_restarts.labels(worker).inc()
 
     def busy_fraction(self, worker: str) -> float:
-        """The share of the last `busy_window_s` (or of the uptime, if shorter) `worker` ran a job."""
+        """The share of the last `busy_window_s` (or of the uptime) that `worker` was busy."""
         now = self._clock()
         start = max(now - self._window_s, self._started)
         busy = self._busy.get(worker)
         if busy is None or now <= start:
             return 0.0
         self._prune(busy, start)
-        spans = [*busy.intervals, *([(busy.since, now)] if busy.since is not None else [])]
+        spans = [*busy.intervals, *((begin, now) for begin in busy.running.values())]
         covered = sum(max(0.0, min(end, now) - max(begin, start)) for begin, end in spans)
         return min(1.0, covered / (now - start))
 
@@ -183,8 +223,8 @@ class Metrics:
         busy = self._busy.get(worker)
         if busy is None:
             return 0.0
-        running = self._clock() - busy.since if busy.since is not None else 0.0
-        return busy.total_s + running
+        now = self._clock()
+        return busy.total_s + sum(now - begin for begin in busy.running.values())
 
     @property
     def workers(self) -> tuple[str, ...]:
@@ -198,7 +238,10 @@ class Metrics:
     # ---- internals -------------------------------------------------------------------------
 
     def _end(
-        self, event: JobFinished | JobFailed | JobCancelled, job: _Job | None, model: str | None,
+        self,
+        event: JobFinished | JobFailed | JobCancelled,
+        job: _Job | None,
+        model: str | None,
         now: float,
     ) -> None:
         self._jobs.pop(event.job_id, None)
@@ -207,7 +250,7 @@ class Metrics:
         elif job.running:
             if isinstance(event, JobFinished):
                 self.run_seconds.labels(job.model).observe(max(0.0, now - job.started_at))
-            self._stop_running(job, now)
+            self._stop_running(event.job_id, job, now)
         else:
             self._dequeue(job)
         match event:
@@ -227,12 +270,12 @@ class Metrics:
     def _dequeue(self, job: _Job) -> None:
         self.queue_length.labels(job.priority.value).dec()
 
-    def _stop_running(self, job: _Job, now: float) -> None:
+    def _stop_running(self, job_id: int, job: _Job, now: float) -> None:
         busy = self._busy.get(job.worker or "")
-        if busy is not None and busy.since is not None:
-            busy.intervals.append((busy.since, now))
-            busy.total_s += now - busy.since
-            busy.since = None
+        begin = busy.running.pop(job_id, None) if busy is not None else None
+        if busy is not None and begin is not None:
+            busy.intervals.append((begin, now))
+            busy.total_s += now - begin
         job.started_at = job.worker = None
 
     def _prune(self, busy: _Busy, start: float) -> None:
@@ -253,7 +296,8 @@ class _BusyCollector(Collector):
             labels=["worker"],
         )
         seconds = CounterMetricFamily(
-            "atelier_gpu_busy_seconds", "Seconds each worker (GPU) spent running jobs.",
+            "atelier_gpu_busy_seconds",
+            "Seconds each worker (GPU) spent running jobs.",
             labels=["worker"],
         )
         for worker in self._metrics.workers:

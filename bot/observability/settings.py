@@ -44,7 +44,7 @@ class ObservabilitySettings:
         problems = [f"Unknown setting `observability.{key}`." for key in sorted(set(table) - _KEYS)]
         host = table.get("host", DEFAULT_HOST)
         if not isinstance(host, str) or not host:
-            problems.append("`observability.host` should be an address such as \"127.0.0.1\".")
+            problems.append('`observability.host` should be an address such as "127.0.0.1".')
         port = table.get("port", DEFAULT_PORT)
         if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
             problems.append("`observability.port` should be a port number from 1 to 65535.")
@@ -53,7 +53,7 @@ class ObservabilitySettings:
             problems.append("`observability.enabled` should be true or false.")
         log_format = table.get("log_format", "kv")
         if log_format not in ("kv", "json"):
-            problems.append("`observability.log_format` should be \"kv\" or \"json\".")
+            problems.append('`observability.log_format` should be "kv" or "json".')
         level = table.get("log_level", "INFO")
         if not isinstance(level, str) or level.upper() not in _LEVELS:
             problems.append(f"`observability.log_level` should be one of {', '.join(_LEVELS)}.")

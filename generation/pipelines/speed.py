@@ -10,8 +10,9 @@ engine in three places::
     prepare_call(pipe, options, device, width, height)           # before every pipeline call
 
 On any device other than CUDA everything here leaves the pipeline untouched (the report says
-why), so CPU runs stay float32 and exactly reproducible. This module imports torch only inside
-its functions: `SpeedOptions` can be read and validated without it.
+why), so CPU runs stay float32 and exactly reproducible. `SpeedOptions` and its validation need
+no torch (this module imports it only inside functions), so configuration can be checked
+anywhere; importing the module still runs the `generation.pipelines` package, which does.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ takes `step_seconds`; a prompt containing a directive misbehaves on purpose:
 - `standin:crash` kills its own process at the first step (like a segfault or the OOM killer);
 - `standin:oom` raises OutOfMemory; `standin:error` raises an ordinary exception.
 
-Each image is a small PNG whose `standin` text chunk records, as JSON, the process id and the
+Each image is a 16x16 PNG whose `standin` text chunk records, as JSON, the process id and the
 `time.monotonic()` at which the run started and ended (monotonic time is shared by all
 processes of a Linux machine), so a benchmark can measure the gaps between jobs.
 """
@@ -82,21 +82,21 @@ class StandInEngine:
             time.sleep(self.step_seconds)
             if on_progress is not None:
                 on_progress(step, request.steps, None)
-        ended = time.monotonic()
-        record = {"pid": os.getpid(), "start": started, "end": ended, "device": self.device}
+        record = {"pid": os.getpid(), "start": started, "end": time.monotonic()}
         return [
-            GeneratedImage(index, seed, _png(request, record), request.width, request.height)
+            GeneratedImage(index, seed, _png(record), _SIDE, _SIDE)
             for index, seed in enumerate(request.seeds)
         ]
 
 
-def _png(request: GenerationRequest, record: dict[str, object]) -> bytes:
+_SIDE = 16  # the images are small whatever the request's size: encoding them takes no time
+
+
+def _png(record: dict[str, object]) -> bytes:
     info = PngImagePlugin.PngInfo()
     info.add_text("standin", json.dumps(record))
     buffer = io.BytesIO()
-    Image.new("RGB", (request.width, request.height), (40, 90, 160)).save(
-        buffer, format="PNG", pnginfo=info
-    )
+    Image.new("RGB", (_SIDE, _SIDE), (40, 90, 160)).save(buffer, format="PNG", pnginfo=info)
     return buffer.getvalue()
 
 

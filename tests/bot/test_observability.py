@@ -8,6 +8,7 @@ import json
 import logging
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import aiohttp
 import pytest
@@ -16,12 +17,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from bot.observability import (
     HealthServer,
     Metrics,
+    Observability,
     ObservabilityConfigError,
     ObservabilitySettings,
     bind,
     configure_logging,
     log_context,
     log_job_event,
+    sqlite_writable,
 )
 from generation.jobs import (
     GeneratedImage,
@@ -155,6 +158,22 @@ def test_busy_fraction_only_counts_the_recent_window() -> None:
     assert metrics.busy_seconds("cuda:0") == 5
 
 
+def test_the_next_job_announced_before_the_last_one_ended_keeps_both_busy_spans() -> None:
+    clock = Clock()
+    metrics = Metrics(clock=clock, busy_window_s=60)
+    for job_id in (1, 2):
+        metrics.observe(JobQueued(job_id, job_id, 0.0), model="flux-dev")
+    metrics.observe(JobStarted(1, "cuda:0"))
+    clock.now += 4
+    metrics.observe(JobStarted(2, "cuda:0"))  # the pool freed the worker before announcing
+    metrics.observe(JobFinished(1, (image(),), 4.0))
+    clock.now += 6
+    metrics.observe(JobFinished(2, (image(),), 6.0))
+    assert metrics.busy_seconds("cuda:0") == 10
+    assert metrics.busy_fraction("cuda:0") == 1
+    assert metrics.run_seconds.labels("flux-dev")._sum.get() == 10
+
+
 def test_events_of_jobs_never_seen_queued_are_counted_under_the_given_model() -> None:
     metrics = Metrics(clock=Clock())
     metrics.observe(JobStarted(9, "cuda:0"), model="flux-dev")
@@ -229,6 +248,28 @@ async def test_a_check_that_raises_or_hangs_is_unhealthy_and_reported_without_se
     assert checks_state["workers"] == "timed out after 0.2 s"
 
 
+async def test_database_check_needs_the_file_and_its_write_lock(tmp_path) -> None:
+    import sqlite3
+
+    path = tmp_path / "atelier.sqlite3"
+    check = sqlite_writable(path, timeout_s=0.1)
+    async with HealthServer({"database": check}, Metrics().registry, port=0) as server:
+        status, _, body = await get(f"{server.url}/healthz")
+        assert status == 503
+        assert json.loads(body)["checks"]["database"].startswith("error: OperationalError")
+        assert not path.exists()  # the check never creates a database
+
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("CREATE TABLE t (x)")
+        assert (await get(f"{server.url}/healthz"))[0] == 200
+        holder.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+        status, _, body = await get(f"{server.url}/healthz")
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert status == 503
+    assert json.loads(body)["checks"]["database"] == "error: OperationalError: database is locked"
+
+
 async def test_health_server_listens_on_localhost_only_by_default() -> None:
     async with HealthServer({}, Metrics().registry, port=0) as server:
         assert server.url.startswith("http://127.0.0.1:")
@@ -252,7 +293,9 @@ async def test_the_docker_probe_reports_healthy_and_unhealthy(tmp_path) -> None:
     assert json.loads(healthy.stdout)["status"] == "ok"
     assert unhealthy.returncode == 1
     assert json.loads(unhealthy.stdout)["checks"]["discord"] == "failing"
-    gone = subprocess.run(probe, env=env, capture_output=True, text=True, timeout=30)
+    gone = await asyncio.to_thread(
+        subprocess.run, probe, env=env, capture_output=True, text=True, timeout=30
+    )
     assert gone.returncode == 1
     assert "does not answer" in gone.stderr
 
@@ -347,4 +390,122 @@ def test_key_value_lines_stay_on_one_line() -> None:
     (line,) = stream.getvalue().splitlines()
     assert ' msg="prompt received" ' in line
     assert 'prompt="a \\"cat\\"\\non a mat" job_id=3' in line
-    assert line.startswith("ts=") and " level=info logger=atelier.test " in line
+    assert line.startswith("ts=")
+    assert " level=info logger=atelier.test " in line
+
+
+# ---- the real thing: a worker pool running tiny models, observed over HTTP ---------------------
+
+
+class BotStandIn:
+    """What the plug-in reads of `AtelierBot`, around a real pool and database; the Discord
+    connection (`is_ready`) is the bot's own tests' business."""
+
+    def __init__(self, pool, database, database_path) -> None:
+        self.pool, self.database = pool, database
+        self.settings = SimpleNamespace(database_path=database_path)
+
+    def is_ready(self) -> bool:
+        return True
+
+    def is_closed(self) -> bool:
+        return False
+
+
+async def test_the_plugin_follows_jobs_run_on_tiny_models_over_http(
+    tmp_path, tiny_catalogue, caplog
+) -> None:
+    from generation.jobs import JobOwner
+    from generation.pool import WorkerPool
+    from generation.request import build_request
+    from generation.workers.config import WorkerConfig
+    from storage import Database
+
+    caplog.set_level(logging.INFO, logger="bot.jobs")
+    path = tmp_path / "atelier.sqlite3"
+    database = await Database.open(path)
+    schnell = build_request(tiny_catalogue, prompt="a hare", model="flux-schnell")
+    leftover = await database.create_job(schnell, JobOwner(user_id=4))  # from a previous run
+    plugin = Observability(ObservabilitySettings(port=0))
+    worker = WorkerConfig("cpu", "cpu", max_models=2)
+    pool = WorkerPool(tiny_catalogue, database, [worker], observer=plugin.metrics)
+    await plugin.start(BotStandIn(pool, database, path))
+    url = plugin.server.url
+    try:
+        status, _, body = await get(f"{url}/healthz")
+        assert status == 503  # no worker runs yet
+        assert json.loads(body)["checks"] == {
+            "discord": "ok",
+            "database": "ok",
+            "workers": "failing",
+        }
+
+        events = pool.subscribe()
+        pool.pause()
+        await pool.start()
+        playground = build_request(tiny_catalogue, prompt="a fox", model="playground-v2.5", count=2)
+        first = await pool.submit(playground, JobOwner(user_id=1))
+        second = await pool.submit(schnell, JobOwner(user_id=2))
+        relaxed = await pool.submit(playground, JobOwner(user_id=3, priority=Priority.RELAX))
+        ids = {leftover, first.job_id, second.job_id, relaxed.job_id}
+        await asyncio.wait_for(wait_until(lambda: plugin.metrics.tracked_jobs == 4), 30)
+        _, _, text = await get(f"{url}/metrics")
+        assert value(text, "atelier_queue_length", priority="normal") == 3
+        assert value(text, "atelier_queue_length", priority="relax") == 1
+
+        await pool.cancel(relaxed.job_id)
+        pool.resume()
+        ended = set()
+        async for event in events:
+            if isinstance(event, JobStarted) and event.job_id == first.job_id:
+                status, _, body = await get(f"{url}/healthz")
+                assert (status, json.loads(body)["status"]) == (200, "ok")
+            if isinstance(event, JobFinished | JobFailed | JobCancelled):
+                ended.add(event.job_id)
+            if ended == ids:
+                break
+        await asyncio.wait_for(wait_until(lambda: plugin.metrics.tracked_jobs == 0), 30)
+        _, _, text = await get(f"{url}/metrics")
+    finally:
+        await pool.shutdown(drain=False)
+        await plugin.stop()
+
+    records = {job_id: (await database.get_job(job_id)).record for job_id in ids}
+    await database.close()
+    assert value(text, "atelier_jobs_total", model="playground-v2.5", outcome="done") == 1
+    assert value(text, "atelier_jobs_total", model="flux-schnell", outcome="done") == 2
+    assert value(text, "atelier_jobs_total", model="playground-v2.5", outcome="cancelled") == 1
+    assert value(text, "atelier_images_total", model="playground-v2.5") == 2
+    assert value(text, "atelier_images_total", model="flux-schnell") == 2
+    runs = {"playground-v2.5": 1, "flux-schnell": 2}
+    for model, count in runs.items():
+        assert value(text, "atelier_model_loads_total", worker="cpu", model=model) == 1
+        assert value(text, "atelier_job_wait_seconds_count", model=model) == count
+        assert value(text, "atelier_job_run_seconds_count", model=model) == count
+    for priority in ("admin", "normal", "relax"):
+        assert value(text, "atelier_queue_length", priority=priority) == 0
+    # The times agree with storage's (to event-delivery latency); the leftover job's wait
+    # counts from when the previous run queued it.
+    done = [records[job_id] for job_id in ids - {relaxed.job_id}]
+    run = sum(value(text, "atelier_job_run_seconds_sum", model=model) for model in runs)
+    wait = sum(value(text, "atelier_job_wait_seconds_sum", model=model) for model in runs)
+    assert run == pytest.approx(sum(r.finished_at - r.started_at for r in done), abs=1.0)
+    assert wait == pytest.approx(sum(r.started_at - r.queued_at for r in done), abs=1.0)
+    assert value(text, "atelier_gpu_busy_seconds_total", worker="cpu") == pytest.approx(run)
+    assert 0 < value(text, "atelier_gpu_busy_ratio", worker="cpu") <= 1
+    # One log line per job event, each with its job id.
+    lines = [(r.msg, r.job_id) for r in caplog.records if r.name == "bot.jobs"]
+    for job_id in ids - {relaxed.job_id}:
+        assert [m for m, j in lines if j == job_id and m != "job.progress"] == [
+            "job.queued",
+            "job.started",
+            "job.finished",
+        ]
+    assert [m for m, j in lines if j == relaxed.job_id] == ["job.queued", "job.cancelled"]
+
+
+async def wait_until(condition) -> None:
+    """Yield until `condition()` holds: it reads state that the metrics' own feeding task
+    changes, which offers nothing to wait on (callers bound the wait with wait_for)."""
+    while not condition():  # noqa: ASYNC110
+        await asyncio.sleep(0.01)

@@ -19,7 +19,7 @@ from generation.pipelines.speed import SpeedConfigError, SpeedOptions
 from generation.request import build_request
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-import gpu_speed  # noqa: E402
+import gpu_speed
 
 MODELS = ("playground-v2.5", "flux-dev")
 
@@ -57,8 +57,13 @@ def test_speed_options_from_config() -> None:
 def test_bad_speed_options_name_every_problem() -> None:
     with pytest.raises(SpeedConfigError) as caught:
         SpeedOptions.from_config(
-            {"dtype": "int4", "attention": "flash9", "compile": "yes", "turbo": 1,
-             "vae_tiling_megapixels": -1}
+            {
+                "dtype": "int4",
+                "attention": "flash9",
+                "compile": "yes",
+                "turbo": 1,
+                "vae_tiling_megapixels": -1,
+            }
         )
     assert caught.value.problems == [
         "Unknown setting `speed.turbo`.",
@@ -132,12 +137,15 @@ def test_regional_compile_compiles_the_repeated_blocks_and_keeps_the_image(
     # The "eager" backend traces and runs the graphs without building kernels: fast on a CPU.
     message = speed.compile_regions(pipe.transformer, tmp_path / "inductor", backend="eager")
     blocks = [
-        module for module in pipe.transformer.modules()
+        module
+        for module in pipe.transformer.modules()
         if type(module).__name__ in pipe.transformer._repeated_blocks
     ]
     assert blocks
     assert all(block._compiled_call_impl is not None for block in blocks)
-    assert message.startswith("compile: regional (FluxTransformerBlock, FluxSingleTransformerBlock)")
+    assert message.startswith(
+        "compile: regional (FluxTransformerBlock, FluxSingleTransformerBlock)"
+    )
     import os
 
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "inductor")
@@ -186,7 +194,9 @@ def test_gpu_speed_benchmark_runs_tiny_on_the_cpu() -> None:
         assert "error" not in line, line
         assert line["s_per_image"] > 0
         assert (line["size"], line["steps"], line["dtype"]) == ("64x64", 2, "float32")
-        assert "compile: cpu is not a CUDA device" in line["skipped"] or line["variant"] != "compile"
+        assert (
+            "compile: cpu is not a CUDA device" in line["skipped"] or line["variant"] != "compile"
+        )
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
@@ -208,7 +218,10 @@ def test_gpu_speed_builds_the_real_architectures_at_full_size(tiny_model_dirs) -
     for model, sizes in expected.items():
         family = "playground" if catalogue[model].family is Family.PLAYGROUND else "flux-dev"
         pipe = gpu_speed.build_pipeline(
-            catalogue[model], tiny_model_dirs[family], full=True, device="meta",
+            catalogue[model],
+            tiny_model_dirs[family],
+            full=True,
+            device="meta",
             dtype=torch.bfloat16,
         )
         counts = {name: round(n / 1e6) for name, n in gpu_speed.parameter_count(pipe).items()}

@@ -1,0 +1,428 @@
+"""`/admin ...`: run the studio — the queue, bans and limits, models and GPUs, usage, the blocklist.
+
+Every subcommand is guarded by the cog's `interaction_check` (`bot.permissions.require_admin`):
+owner ids, admin roles or Manage Server, decided here on every call; a refused attempt is audited
+and changes nothing. Every change is written to the audit log: storage audits bans, limits and
+blocklist changes in the same transaction as the change; this module audits what the worker
+pool does (cancel, pause, resume, load, unload, pin). Views (queue, gpus, stats, lists) are not
+changes and are not audited.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Literal
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.commands.account import model_choices, worker_line
+from bot.errors import UserError
+from bot.permissions import audit_admin_action, require_admin
+from bot.ui.embeds import short_prompt
+from bot.ui.progress import format_duration
+from generation.jobs import Priority
+from generation.pool import WorkerStatus
+from storage import KEEP, InvalidValue, Usage, UserSettings
+from storage.people import MAX_REASON_CHARS, MAX_TERM_CHARS
+
+if TYPE_CHECKING:
+    from bot.app import AtelierBot
+
+QUEUE_SHOWN = 15
+STATS_SHOWN = 10
+PERIODS_DAYS = {"last 24 hours": 1, "last 7 days": 7, "last 30 days": 30, "all time": 0}
+PriorityName = Literal["admin", "normal", "relax"]
+
+
+def _embed(title: str, description: str = "") -> discord.Embed:
+    return discord.Embed(title=title, description=description, colour=discord.Colour.dark_gold())
+
+
+def _memory(worker: WorkerStatus) -> str:
+    memory = worker.memory
+    parts = []
+    if "gpu_used_mib" in memory and "gpu_total_mib" in memory:
+        used, total = memory["gpu_used_mib"] / 1024, memory["gpu_total_mib"] / 1024
+        parts.append(f"GPU {used:.1f}/{total:.1f} GiB")
+    if "rss_mib" in memory:
+        parts.append(f"RAM {memory['rss_mib']:.0f} MiB")
+    return ", ".join(parts) or "not reported yet"
+
+
+def _usage_line(name: str, usage: Usage) -> str:
+    wait = format_duration(usage.mean_wait_s) if usage.mean_wait_s is not None else "—"
+    return (
+        f"{name} · {usage.jobs} jobs · {usage.images} images · "
+        f"{usage.gpu_seconds:.1f} GPU-s · mean wait {wait}"
+    )
+
+
+def _guild_id(interaction: discord.Interaction) -> int:
+    """The server of a blocklist command (each server has its own blocklist)."""
+    if interaction.guild_id is None:
+        raise UserError("Each server has its own blocklist: use this command in the server.")
+    return interaction.guild_id
+
+
+def _limit(value: int | None, default: int) -> str:
+    return str(value) if value is not None else f"{default} (default)"
+
+
+class Admin(
+    commands.GroupCog, group_name="admin", group_description="Run the studio (admins only)."
+):
+    """The `/admin` command group."""
+
+    models = app_commands.Group(name="models", description="Models loaded on each GPU.")
+    blocklist = app_commands.Group(
+        name="blocklist", description="Words or patterns refused in prompts."
+    )
+
+    def __init__(self, bot: AtelierBot) -> None:
+        self.bot = bot
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        await require_admin(self.bot, interaction)
+        return True
+
+    # ---- the queue ---------------------------------------------------------------------------
+
+    @app_commands.command(name="queue", description="Every running job and the next waiting ones.")
+    async def queue(self, interaction: discord.Interaction) -> None:
+        snapshot = self.bot.pool.snapshot(waiting_limit=QUEUE_SHOWN)
+        running = []
+        for worker in snapshot.workers:
+            if worker.job_id is None:
+                continue
+            stored = await self.bot.database.get_job(worker.job_id)
+            owner = f"<@{stored.record.owner.user_id}>" if stored else "?"
+            running.append(f"`{worker.id}` · job `{worker.job_id}` · {owner}")
+        waiting = [
+            f"#{job.position} · job `{job.job_id}` · <@{job.user_id}> · {job.model} · "
+            f"{job.priority.value} · starts in about {format_duration(job.eta_s)}"
+            for job in snapshot.waiting
+        ]
+        by_class = ", ".join(f"{n} {c.value}" for c, n in snapshot.queued_by_class.items() if n)
+        state = "**paused**" if snapshot.paused else "running"
+        summary = (
+            f"The queue is {state}: {snapshot.queued} waiting"
+            f"{f' ({by_class})' if by_class else ''}, {snapshot.running} running."
+        )
+        embed = _embed("Queue", summary)
+        embed.add_field(name="Running", value="\n".join(running) or "nothing", inline=False)
+        more = snapshot.queued - len(waiting)
+        if more > 0:
+            waiting.append(f"… and {more} more")
+        embed.add_field(name="Waiting", value="\n".join(waiting) or "nothing", inline=False)
+        await interaction.response.send_message(embed=embed, ephemeral=True)
+
+    @app_commands.command(name="cancel", description="Cancel one job, or every job of one person.")
+    @app_commands.describe(job="A job id.", user="Cancel all of this person's jobs.")
+    async def cancel(
+        self,
+        interaction: discord.Interaction,
+        job: app_commands.Range[int, 1] | None = None,
+        user: discord.User | None = None,
+    ) -> None:
+        if (job is None) == (user is None):
+            raise UserError("Give either a job id or a user.")
+        if job is not None:
+            reply = await self._cancel_job(interaction, job)
+        else:
+            assert user is not None
+            await interaction.response.defer(ephemeral=True, thinking=True)
+            count = await self.bot.pool.cancel_user(user.id)
+            if count:
+                await audit_admin_action(
+                    self.bot,
+                    interaction,
+                    "user.cancel_jobs",
+                    f"user:{user.id}",
+                    {"cancelled": count},
+                )
+            reply = f"🚫 Cancelled {count} job{'s' if count != 1 else ''} of {user.mention}."
+        await interaction.followup.send(reply, ephemeral=True)
+
+    async def _cancel_job(self, interaction: discord.Interaction, job: int) -> str:
+        record = await self.bot.studio.job(job)
+        if record.status.is_final:
+            raise UserError(f"Job `{job}` is already {record.status.value}.")
+        await interaction.response.defer(ephemeral=True, thinking=True)  # a GPU step may finish
+        if not await self.bot.pool.cancel(job):
+            return f"Job `{job}` ended before it could be cancelled."
+        owner = record.owner.user_id
+        await audit_admin_action(
+            self.bot, interaction, "job.cancel", f"job:{job}", {"owner": owner}
+        )
+        return f"🚫 Cancelled job `{job}` of <@{owner}>."
+
+    @app_commands.command(name="pause", description="Start no new job (running jobs finish).")
+    async def pause(self, interaction: discord.Interaction) -> None:
+        pool = self.bot.pool
+        if pool.paused:
+            raise UserError("The queue is already paused; `/admin resume` starts it again.")
+        pool.pause()
+        await audit_admin_action(self.bot, interaction, "pool.pause", "pool")
+        await interaction.response.send_message(
+            f"⏸️ Paused. Running jobs finish; {pool.scheduler.queued_count} waiting jobs stay "
+            "queued (and new ones are still accepted) until `/admin resume`.",
+            ephemeral=True,
+        )
+
+    @app_commands.command(name="resume", description="Start jobs again after a pause.")
+    async def resume(self, interaction: discord.Interaction) -> None:
+        pool = self.bot.pool
+        if not pool.paused:
+            raise UserError("The queue is not paused.")
+        pool.resume()
+        await audit_admin_action(self.bot, interaction, "pool.resume", "pool")
+        await interaction.response.send_message("▶️ Resumed: jobs start again.", ephemeral=True)
+
+    # ---- people ------------------------------------------------------------------------------
+
+    @app_commands.command(name="ban", description="Stop someone from using the bot.")
+    @app_commands.describe(user="Who to ban.", reason="Why (they are told).")
+    async def ban(
+        self,
+        interaction: discord.Interaction,
+        user: discord.User,
+        reason: app_commands.Range[str, 1, MAX_REASON_CHARS],
+    ) -> None:
+        try:
+            await self.bot.database.ban(user.id, reason, by=interaction.user.id)
+        except InvalidValue as error:
+            raise UserError(str(error)) from None
+        waiting, running = self.bot.pool.scheduler.user_counts(user.id)
+        await interaction.response.send_message(
+            f"🔨 Banned {user.mention}: they can no longer use the bot. "
+            f"Their {waiting + running} unfinished job(s) continue; "
+            "`/admin cancel user:` stops them.",
+            ephemeral=True,
+        )
+
+    @app_commands.command(name="unban", description="Let someone use the bot again.")
+    @app_commands.describe(user="Who to unban.")
+    async def unban(self, interaction: discord.Interaction, user: discord.User) -> None:
+        if not (await self.bot.database.get_user(user.id)).banned:
+            raise UserError(f"{user.mention} is not banned.")
+        await self.bot.database.unban(user.id, by=interaction.user.id)
+        await interaction.response.send_message(f"✅ Unbanned {user.mention}.", ephemeral=True)
+
+    @app_commands.command(
+        name="limits", description="Someone's queue limits and scheduling (no options: show)."
+    )
+    @app_commands.describe(
+        user="Whose limits.",
+        max_queued="Most jobs they may have waiting.",
+        max_running="Most jobs of theirs that may run at once.",
+        weight="Their share of GPU time (2 = twice an ordinary share).",
+        priority="Their class: admin jobs go first, relax jobs last.",
+        reset="Back to the installation's defaults (before applying the other options).",
+    )
+    async def limits(
+        self,
+        interaction: discord.Interaction,
+        user: discord.User,
+        max_queued: app_commands.Range[int, 1, 10_000] | None = None,
+        max_running: app_commands.Range[int, 1, 10_000] | None = None,
+        weight: app_commands.Range[float, 0.01, 100.0] | None = None,
+        priority: PriorityName | None = None,
+        reset: bool = False,
+    ) -> None:
+        changes: dict[str, object] = {}
+        if reset:
+            changes = {
+                "max_queued": None,
+                "max_running": None,
+                "weight": 1.0,
+                "priority": Priority.NORMAL,
+            }
+        given = {
+            "max_queued": max_queued,
+            "max_running": max_running,
+            "weight": weight,
+            "priority": None if priority is None else Priority(priority),
+        }
+        changes |= {name: value for name, value in given.items() if value is not None}
+        database = self.bot.database
+        if changes:
+            standing = await database.set_limits(
+                user.id,
+                by=interaction.user.id,
+                max_queued=changes.get("max_queued", KEEP),  # type: ignore[arg-type]
+                max_running=changes.get("max_running", KEEP),  # type: ignore[arg-type]
+                weight=changes.get("weight", KEEP),  # type: ignore[arg-type]
+                priority=changes.get("priority", KEEP),  # type: ignore[arg-type]
+            )
+        else:
+            standing = await database.get_user(user.id)
+        title = "Limits changed" if changes else "Limits"
+        await interaction.response.send_message(
+            embed=self._limits_embed(title, user, standing), ephemeral=True
+        )
+
+    def _limits_embed(
+        self, title: str, user: discord.abc.User, standing: UserSettings
+    ) -> discord.Embed:
+        defaults = self.bot.settings.limits
+        embed = _embed(title, f"{user.mention}{' · **banned**' if standing.banned else ''}")
+        embed.add_field(name="Max waiting", value=_limit(standing.max_queued, defaults.max_queued))
+        embed.add_field(
+            name="Max running", value=_limit(standing.max_running, defaults.max_running)
+        )
+        embed.add_field(name="Weight", value=f"{standing.weight:g}")
+        embed.add_field(name="Priority", value=standing.priority.value)
+        return embed
+
+    # ---- GPUs and models ---------------------------------------------------------------------
+
+    @app_commands.command(name="gpus", description="Each GPU worker: state, job, models, memory.")
+    async def gpus(self, interaction: discord.Interaction) -> None:
+        embed = _embed("GPUs")
+        for worker in self.bot.pool.snapshot(waiting_limit=0).workers:
+            lines = [
+                f"{worker.state.value} on `{worker.device}`"
+                + (f" · job `{worker.job_id}`" if worker.job_id else ""),
+                f"models: {', '.join(worker.loaded) or 'none'}"
+                + (f" (pinned: {', '.join(worker.pinned)})" if worker.pinned else ""),
+                f"memory: {_memory(worker)}",
+                f"restarts: {worker.restarts} · model loads: {worker.model_loads}",
+            ]
+            if worker.last_error:
+                lines.append(f"last error: {short_prompt(worker.last_error, 200)}")
+            embed.add_field(name=worker.id, value="\n".join(lines), inline=False)
+        await interaction.response.send_message(embed=embed, ephemeral=True)
+
+    @models.command(name="list", description="The models each GPU holds and may run.")
+    async def models_list(self, interaction: discord.Interaction) -> None:
+        workers = self.bot.pool.snapshot(waiting_limit=0).workers
+        lines = [
+            f"{worker_line(worker)}"
+            + (f" · pinned {', '.join(worker.pinned)}" if worker.pinned else "")
+            + f" · may run {', '.join(worker.models) if worker.models is not None else 'any'}"
+            for worker in workers
+        ]
+        await interaction.response.send_message(
+            embed=_embed("Models", "\n".join(lines)), ephemeral=True
+        )
+
+    @models.command(name="load", description="Load a model on a GPU now.")
+    @app_commands.describe(gpu="Which GPU worker.", model="Which model.")
+    async def models_load(self, interaction: discord.Interaction, gpu: str, model: str) -> None:
+        await self._model_command(interaction, "load", gpu, model)
+
+    @models.command(name="unload", description="Unload a model from a GPU (unpinning it).")
+    @app_commands.describe(gpu="Which GPU worker.", model="Which model.")
+    async def models_unload(self, interaction: discord.Interaction, gpu: str, model: str) -> None:
+        await self._model_command(interaction, "unload", gpu, model)
+
+    @models.command(name="pin", description="Keep a model loaded on a GPU, across restarts too.")
+    @app_commands.describe(gpu="Which GPU worker.", model="Which model.")
+    async def models_pin(self, interaction: discord.Interaction, gpu: str, model: str) -> None:
+        await self._model_command(interaction, "pin", gpu, model)
+
+    async def _model_command(
+        self, interaction: discord.Interaction, verb: str, gpu: str, model: str
+    ) -> None:
+        pool = self.bot.pool
+        action = {"load": pool.load_model, "unload": pool.unload_model, "pin": pool.pin}[verb]
+        await interaction.response.defer(ephemeral=True, thinking=True)  # loading takes a while
+        await action(gpu, model)  # PoolError / ModelUnavailable: told as they are
+        await audit_admin_action(
+            self.bot, interaction, f"worker.{verb}_model", f"worker:{gpu}", {"model": model}
+        )
+        done = {"load": "Loaded", "unload": "Unloaded", "pin": "Pinned"}[verb]
+        await interaction.followup.send(f"✅ {done} `{model}` on `{gpu}`.", ephemeral=True)
+
+    @models_load.autocomplete("gpu")
+    @models_unload.autocomplete("gpu")
+    @models_pin.autocomplete("gpu")
+    async def _gpus(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        workers = self.bot.pool.snapshot(waiting_limit=0).workers
+        return [app_commands.Choice(name=w.id, value=w.id) for w in workers if current in w.id][:25]
+
+    @models_load.autocomplete("model")
+    @models_unload.autocomplete("model")
+    @models_pin.autocomplete("model")
+    async def _models(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        return model_choices(self.bot, current)
+
+    # ---- usage -------------------------------------------------------------------------------
+
+    @app_commands.command(
+        name="stats", description="Jobs, images and GPU time per person and model."
+    )
+    @app_commands.describe(period="Which period (default: the last 7 days).")
+    @app_commands.choices(
+        period=[app_commands.Choice(name=n, value=d) for n, d in PERIODS_DAYS.items()]
+    )
+    async def stats(
+        self, interaction: discord.Interaction, period: app_commands.Choice[int] | None = None
+    ) -> None:
+        days = 7 if period is None else period.value
+        name = next(n for n, d in PERIODS_DAYS.items() if d == days)
+        now = time.time()
+        stats = await self.bot.database.stats(now - days * 86_400 if days else 0.0, now + 1)
+        people = [_usage_line(f"<@{u.key}>", u) for u in stats.by_user[:STATS_SHOWN]]
+        models = [_usage_line(f"`{u.key}`", u) for u in stats.by_model[:STATS_SHOWN]]
+        total_jobs = sum(u.jobs for u in stats.by_user)
+        total_gpu = sum(u.gpu_seconds for u in stats.by_user)
+        embed = _embed(f"Usage, {name}", f"{total_jobs} jobs, {total_gpu:.1f} GPU-seconds in all.")
+        embed.add_field(name="By person", value="\n".join(people) or "nobody", inline=False)
+        embed.add_field(name="By model", value="\n".join(models) or "none", inline=False)
+        await interaction.response.send_message(embed=embed, ephemeral=True)
+
+    # ---- the blocklist -----------------------------------------------------------------------
+
+    @blocklist.command(name="add", description="Refuse prompts containing a word or pattern.")
+    @app_commands.describe(
+        term="A word or phrase; * stands for any letters (gore* blocks gorefest)."
+    )
+    async def blocklist_add(
+        self, interaction: discord.Interaction, term: app_commands.Range[str, 1, MAX_TERM_CHARS]
+    ) -> None:
+        try:
+            added = await self.bot.database.block_term(
+                _guild_id(interaction), term, by=interaction.user.id
+            )
+        except InvalidValue as error:
+            raise UserError(str(error)) from None
+        reply = (
+            f"🚫 Prompts containing `{term}` are now refused here."
+            if added
+            else f"`{term}` was already blocked."
+        )
+        await interaction.response.send_message(reply, ephemeral=True)
+
+    @blocklist.command(name="remove", description="Allow a blocked word or pattern again.")
+    @app_commands.describe(term="The blocked term, as listed.")
+    async def blocklist_remove(
+        self, interaction: discord.Interaction, term: app_commands.Range[str, 1, MAX_TERM_CHARS]
+    ) -> None:
+        try:
+            removed = await self.bot.database.unblock_term(
+                _guild_id(interaction), term, by=interaction.user.id
+            )
+        except InvalidValue as error:
+            raise UserError(str(error)) from None
+        if not removed:
+            raise UserError(f"`{term}` is not on the blocklist; `/admin blocklist list` shows it.")
+        await interaction.response.send_message(f"✅ `{term}` is allowed again.", ephemeral=True)
+
+    @blocklist.command(name="list", description="The blocked words and patterns of this server.")
+    async def blocklist_list(self, interaction: discord.Interaction) -> None:
+        terms = await self.bot.database.blocklist(_guild_id(interaction))
+        body = ", ".join(f"`{term}`" for term in terms) if terms else "Nothing is blocked."
+        await interaction.response.send_message(
+            embed=_embed("Blocklist", body[:4000]), ephemeral=True
+        )
+
+
+async def setup(bot: AtelierBot) -> None:
+    await bot.add_cog(Admin(bot))

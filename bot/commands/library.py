@@ -1,0 +1,347 @@
+"""Your own jobs: `/show`, `/rerun`, `/vary`, `/history` (paged with buttons), `/queue`, `/cancel`.
+
+Every command here works on the caller's own jobs only; an unknown, deleted or someone else's
+job id gets a short ephemeral answer and changes nothing. New jobs (`/rerun`, `/vary`) go through
+`Studio.submit`, like `/imagine` and the result buttons, so bans, limits, allowed channels and the
+blocklist apply to them the same way.
+
+History pages are ephemeral; their ◀ ▶ buttons are `DynamicItem`s that carry the page cursor and
+the filters in their custom_id (`atelier:history:o:123:MODEL:TEXT`), so they keep working after a
+restart, and the person clicking is always the person whose history it is (only they see it).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import quote, unquote
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot import derived
+from bot.commands.account import model_choices
+from bot.errors import NotFound, NotYours, UserError, report_error
+from bot.permissions import require_not_banned
+from bot.targets import InteractionTarget
+from bot.ui.embeds import parameters_embed, short_prompt
+from bot.ui.progress import Phase, ProgressState, status_line
+from generation.jobs import JobRecord, JobStatus
+from generation.request import MAX_COUNT, GenerationRequest, clean_text
+
+if TYPE_CHECKING:
+    from bot.app import AtelierBot
+
+HISTORY_PAGE_SIZE = 10
+MAX_FILTER_CHARS = 40
+MAX_CUSTOM_ID = 100
+_STATUS_ICONS = {
+    JobStatus.QUEUED: "⏳",
+    JobStatus.RUNNING: "🎨",
+    JobStatus.DONE: "✅",
+    JobStatus.FAILED: "⚠️",
+    JobStatus.CANCELLED: "🚫",
+}
+_HISTORY_PREFIX = "atelier:history"
+
+
+async def own_job(bot: AtelierBot, user: discord.abc.User, job_id: int) -> JobRecord:
+    """The caller's job `job_id`; `NotFound` (unknown or deleted) or `NotYours`."""
+    record = await bot.studio.job(job_id)
+    if record.owner.user_id != user.id:
+        raise NotYours(f"Job `{job_id}` is someone else's; these commands work on your own jobs.")
+    return record
+
+
+def image_index(record: JobRecord, image: int) -> int:
+    """The 0-based index of image `image` (1-based, as people count) of a job."""
+    if not 1 <= image <= record.request.count:
+        made = record.request.count
+        raise NotFound(
+            f"Job `{record.id}` made {made} image{'s' if made != 1 else ''}, not {image}."
+        )
+    return image - 1
+
+
+def unfinished_status(bot: AtelierBot, record: JobRecord) -> str:
+    """The status line of a queued or running job (position and ETA, or its GPU)."""
+    if record.status is JobStatus.RUNNING:
+        return status_line(ProgressState(record.id, phase=Phase.RUNNING, worker=record.worker))
+    return status_line(
+        ProgressState(
+            record.id, position=bot.pool.position(record.id), eta_s=bot.pool.eta(record.id)
+        )
+    )
+
+
+# ---- history pages ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryFilters:
+    """What `/history` was narrowed to: one model, and/or prompts containing `text`."""
+
+    model: str | None = None
+    text: str | None = None
+
+    def describe(self) -> str:
+        parts = []
+        if self.model:
+            parts.append(f"model `{self.model}`")
+        if self.text:
+            parts.append(f'prompts containing "{self.text}"')
+        return ", ".join(parts)
+
+
+def history_line(record: JobRecord) -> str:
+    """One job in a history page: id, status, when, model, images and the prompt."""
+    request = record.request
+    images = f"{request.count} image{'s' if request.count != 1 else ''}"
+    return (
+        f"`{record.id}` {_STATUS_ICONS[record.status]} <t:{int(record.queued_at)}:R> · "
+        f"{request.model} · {images} — {short_prompt(request.prompt, 80)}"
+    )
+
+
+def history_embed(jobs: list[JobRecord], filters: HistoryFilters) -> discord.Embed:
+    narrowed = filters.describe()
+    if jobs:
+        description = "\n".join(history_line(record) for record in jobs)
+    elif narrowed:
+        description = "No job of yours matches these filters."
+    else:
+        description = "You have no jobs yet: try `/imagine`."
+    embed = discord.Embed(
+        title="Your jobs", description=description, colour=discord.Colour.blurple()
+    )
+    footer = "Newest first · /show JOB shows one again with its buttons"
+    embed.set_footer(text=f"{narrowed} · {footer}" if narrowed else footer)
+    return embed
+
+
+def history_custom_id(direction: str, cursor: int, filters: HistoryFilters) -> str:
+    """`atelier:history:o:123:MODEL:TEXT`: "o" pages to older jobs, "n" to newer ones."""
+    return f"{_HISTORY_PREFIX}:{direction}:{cursor}:{quote(filters.model or '', safe='')}:" + (
+        filters.text or ""
+    )
+
+
+class HistoryButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=_HISTORY_PREFIX
+    + r":(?P<direction>[on]):(?P<cursor>\d{1,19}):(?P<model>[^:]*):(?P<text>.*)",
+):
+    """◀ Newer / Older ▶ on a history page; the custom_id holds the cursor and the filters."""
+
+    def __init__(self, direction: str, cursor: int | None, filters: HistoryFilters) -> None:
+        older = direction == "o"
+        super().__init__(
+            discord.ui.Button(
+                label="Older ▶" if older else "◀ Newer",
+                style=discord.ButtonStyle.secondary,
+                custom_id=history_custom_id(direction, cursor or 0, filters),
+                disabled=cursor is None,
+            )
+        )
+        self.direction = direction
+        self.cursor = cursor
+        self.filters = filters
+
+    @classmethod
+    async def from_custom_id(
+        cls,
+        interaction: discord.Interaction,
+        item: discord.ui.Button[Any],
+        match: re.Match[str],
+        /,
+    ) -> HistoryButton:
+        filters = HistoryFilters(unquote(match["model"]) or None, match["text"] or None)
+        return cls(match["direction"], int(match["cursor"]), filters)
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        bot = cast("AtelierBot", interaction.client)
+        try:
+            await require_not_banned(bot, interaction.user)
+            key = "before" if self.direction == "o" else "after"
+            embed, view = await history_page(
+                bot, interaction.user.id, self.filters, **{key: self.cursor}
+            )
+            await interaction.response.edit_message(embed=embed, view=view)
+        except Exception as error:
+            await report_error(interaction, error)
+
+
+async def history_page(
+    bot: AtelierBot,
+    user_id: int,
+    filters: HistoryFilters,
+    *,
+    before: int | None = None,
+    after: int | None = None,
+) -> tuple[discord.Embed, discord.ui.View]:
+    """One page of the user's history and its paging buttons."""
+    page = await bot.database.history(
+        user_id,
+        limit=HISTORY_PAGE_SIZE,
+        before=before,
+        after=after,
+        model=filters.model,
+        text=filters.text,
+    )
+    view = discord.ui.View(timeout=None)
+    view.add_item(HistoryButton("n", page.newer, filters))
+    view.add_item(HistoryButton("o", page.older, filters))
+    return history_embed(page.jobs, filters), view
+
+
+# ---- the commands -------------------------------------------------------------------------------
+
+
+class Library(commands.Cog):
+    """`/show`, `/rerun`, `/vary`, `/history`, `/queue` and `/cancel`."""
+
+    def __init__(self, bot: AtelierBot) -> None:
+        self.bot = bot
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        await require_not_banned(self.bot, interaction.user)
+        return True
+
+    @app_commands.command(name="show", description="Show one of your jobs again, with its buttons.")
+    @app_commands.describe(
+        job="The job id (every result message shows it).",
+        private="Show it only to you (default: to the channel).",
+    )
+    async def show(
+        self,
+        interaction: discord.Interaction,
+        job: app_commands.Range[int, 1],
+        private: bool = False,
+    ) -> None:
+        record = await own_job(self.bot, interaction.user, job)
+        if not record.status.is_final:
+            await interaction.response.send_message(
+                unfinished_status(self.bot, record), embed=parameters_embed(record), ephemeral=True
+            )
+            return
+        await interaction.response.defer(ephemeral=private, thinking=True)  # files take a moment
+        message = await self.bot.studio._result_message(record, interaction.filesize_limit)
+        sent = await interaction.edit_original_response(**message.edit_kwargs())
+        if not private:  # reactions on the new message act on the job too
+            await self.bot.database.record_message(record.id, sent.id, interaction.channel_id)
+
+    @app_commands.command(
+        name="rerun", description="Make one of your jobs again: same seeds, identical images."
+    )
+    @app_commands.describe(
+        job="The job id.", image=f"Only this image (1-{MAX_COUNT}); default: all of them."
+    )
+    async def rerun(
+        self,
+        interaction: discord.Interaction,
+        job: app_commands.Range[int, 1],
+        image: app_commands.Range[int, 1, MAX_COUNT] | None = None,
+    ) -> None:
+        record = await own_job(self.bot, interaction.user, job)
+        index = None if image is None else image_index(record, image)
+        await self._submit(interaction, derived.rerun(record.request, record.id, index))
+
+    @app_commands.command(name="vary", description="Variations of one image of your job.")
+    @app_commands.describe(
+        job="The job id.",
+        image=f"Which image to vary (1-{MAX_COUNT}).",
+        strength=(
+            f"How much to change it: 0.05 (barely) to 1 (freely); "
+            f"default {derived.VARY_STRENGTH[False]:g}."
+        ),
+    )
+    async def vary(
+        self,
+        interaction: discord.Interaction,
+        job: app_commands.Range[int, 1],
+        image: app_commands.Range[int, 1, MAX_COUNT],
+        strength: app_commands.Range[float, 0.05, 1.0] | None = None,
+    ) -> None:
+        record = await own_job(self.bot, interaction.user, job)
+        png = await self.bot.studio.image(record, image_index(record, image))
+        request = derived.vary(
+            self.bot.settings.catalogue, record.request, record.id, png, strength=strength
+        )
+        await self._submit(interaction, request)
+
+    @app_commands.command(
+        name="history", description="Your past jobs, newest first (only you see it)."
+    )
+    @app_commands.describe(
+        model="Only jobs of this model.", contains="Only prompts containing this."
+    )
+    async def history(
+        self,
+        interaction: discord.Interaction,
+        model: str | None = None,
+        contains: app_commands.Range[str, 1, MAX_FILTER_CHARS] | None = None,
+    ) -> None:
+        if model is not None:
+            self.bot.settings.catalogue[model]  # UnknownModel: told with the models there are
+        filters = HistoryFilters(model, clean_text(contains or "") or None)
+        if len(history_custom_id("o", 2**63, filters)) > MAX_CUSTOM_ID:
+            raise UserError("That filter is too long to page through; please shorten it.")
+        embed, view = await history_page(self.bot, interaction.user.id, filters)
+        await interaction.response.send_message(embed=embed, view=view, ephemeral=True)
+
+    @history.autocomplete("model")
+    async def _models(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        return model_choices(self.bot, current)
+
+    @app_commands.command(name="queue", description="Your waiting and running jobs, with ETAs.")
+    async def queue(self, interaction: discord.Interaction) -> None:
+        user_id = interaction.user.id
+        pool = self.bot.pool
+        snapshot = pool.snapshot(waiting_limit=pool.scheduler.queued_count)
+        job_ids = [w.job_id for w in snapshot.workers if w.job_id is not None]
+        job_ids += [w.job_id for w in snapshot.waiting if w.user_id == user_id]
+        lines = []
+        for job_id in job_ids:
+            stored = await self.bot.database.get_job(job_id)
+            if stored is None or stored.record.owner.user_id != user_id:
+                continue
+            record = stored.record
+            prompt = short_prompt(record.request.prompt, 60)
+            lines.append(f"`{record.id}` {prompt}\n  {unfinished_status(self.bot, record)}")
+        total = f"{snapshot.queued} waiting and {snapshot.running} running in all"
+        paused = " · the queue is paused by an admin" if snapshot.paused else ""
+        body = "\n".join(lines) if lines else "You have no job waiting or running."
+        embed = discord.Embed(title="Your queue", description=body, colour=discord.Colour.blurple())
+        embed.set_footer(text=f"{total}{paused} · /cancel JOB stops one")
+        await interaction.response.send_message(embed=embed, ephemeral=True)
+
+    @app_commands.command(name="cancel", description="Cancel one of your jobs, waiting or running.")
+    @app_commands.describe(job="The job id.")
+    async def cancel(
+        self, interaction: discord.Interaction, job: app_commands.Range[int, 1]
+    ) -> None:
+        record = await own_job(self.bot, interaction.user, job)
+        if record.status.is_final:
+            raise UserError(f"Job `{job}` is already {record.status.value}; nothing to cancel.")
+        await interaction.response.defer(ephemeral=True, thinking=True)  # a GPU step may finish
+        if await self.bot.pool.cancel(record.id):
+            reply = f"🚫 Cancelled job `{job}`."
+        else:
+            reply = f"Job `{job}` ended before it could be cancelled."
+        await interaction.followup.send(reply, ephemeral=True)
+
+    async def _submit(self, interaction: discord.Interaction, request: GenerationRequest) -> None:
+        studio = self.bot.studio
+        owner = await studio.owner_for(
+            interaction.user, interaction.guild_id, interaction.channel_id
+        )
+        await studio.submit(request, owner, InteractionTarget(self.bot, interaction))
+
+
+async def setup(bot: AtelierBot) -> None:
+    bot.add_dynamic_items(HistoryButton)
+    await bot.add_cog(Library(bot))

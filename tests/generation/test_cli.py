@@ -1,0 +1,142 @@
+"""`python -m generation`: real runs in a child process (the same pixels as this process makes),
+metadata that sd-parsers reads back, and exit code 2 with a message for bad arguments."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+from sd_parsers import ParserManager
+
+from generation.models import Catalogue
+from generation.request import build_request
+from generation.tiny import catalogue_config
+from tests.conftest import child_environment
+
+PROMPT = "a lighthouse on a cliff at dusk"
+
+
+# One child process runs the CLI's `main` once per family: torch is imported there only once.
+_RUN_EACH = (
+    "import json, sys; from generation.__main__ import main\n"
+    "for argv in json.loads(sys.argv[1]): print(json.dumps({'exit': main(argv)}), flush=True)"
+)
+
+
+@pytest.fixture(scope="module")
+def cli_runs(
+    tiny_model_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, tuple[int, list[dict[str, Any]]]]:
+    """Model → (exit code, JSON lines) of a CLI run: two by directory, one by name (--config)."""
+    root = tmp_path_factory.mktemp("cli")
+    config = root / "atelier.toml"
+    schnell = catalogue_config({"flux-schnell": tiny_model_dirs["flux-schnell"]})["flux-schnell"]
+    config.write_text(
+        "[models.flux-schnell]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in schnell.items())
+    )
+    common = ["--prompt", PROMPT, "--seed", "1234", "--count", "2", "--device", "cpu"]
+    argvs = {
+        "playground-v2.5": ["--model", str(tiny_model_dirs["playground"]), *common],
+        "flux-dev": ["--model", str(tiny_model_dirs["flux-dev"]), *common],
+        "flux-schnell": ["--model", "flux-schnell", "--config", str(config), *common],
+    }
+    argvs = {model: [*argv, "--out", str(root / model)] for model, argv in argvs.items()}
+    done = subprocess.run(
+        [sys.executable, "-c", _RUN_EACH, json.dumps(list(argvs.values()))],
+        capture_output=True,
+        text=True,
+        env=child_environment(),
+        check=True,
+        timeout=300,
+    )
+    assert "100%" in done.stderr, "a progress bar"
+    runs, lines = {}, []
+    models = iter(argvs)
+    for record in map(json.loads, done.stdout.splitlines()):
+        if "exit" in record:
+            runs[next(models)] = (record["exit"], lines)
+            lines = []
+        else:
+            lines.append(record)
+    return runs
+
+
+@pytest.mark.parametrize("model", ["playground-v2.5", "flux-dev", "flux-schnell"])
+def test_cli_makes_the_same_pixels_as_another_process(
+    cli_runs: dict, tiny_catalogue: Catalogue, model: str
+) -> None:
+    from generation.engine import Engine
+
+    exit_code, lines = cli_runs[model]
+    assert exit_code == 0
+    assert [(line["index"], line["seed"]) for line in lines] == [(0, 1234), (1, 1235)]
+    request = build_request(tiny_catalogue, model=model, prompt=PROMPT, seed=1234, count=2)
+    here = Engine(tiny_catalogue).generate(request)
+    for line, image in zip(lines, here, strict=True):
+        assert line["request"]["prompt"] == PROMPT
+        assert line["request"]["seeds"] == [1234, 1235]
+        with Image.open(line["path"]) as written, Image.open(io.BytesIO(image.png)) as mine:
+            assert np.array_equal(np.asarray(written), np.asarray(mine))
+
+
+@pytest.mark.parametrize("model", ["playground-v2.5", "flux-dev", "flux-schnell"])
+def test_cli_pngs_carry_metadata_that_sd_parsers_reads(cli_runs: dict, model: str) -> None:
+    _, lines = cli_runs[model]
+    steps = "2" if model == "flux-schnell" else "4"
+    for line in lines:
+        info = ParserManager().parse(line["path"])
+        (sampler,) = info.samplers
+        assert [prompt.value for prompt in sampler.prompts] == [PROMPT]
+        assert sampler.parameters["seed"] == str(line["seed"])
+        assert sampler.parameters["steps"] == steps
+        assert info.metadata["Size"] == "64x64"
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--prompt", "x"], "the following arguments are required: --model"),
+        (["--model", "flux-dev", "--prompt", "x", "--count", "many"], "invalid int value"),
+        (
+            ["--model", "sd15", "--prompt", "x"],
+            "error: Unknown model 'sd15'. Available models: playground-v2.5, flux-dev",
+        ),
+        (
+            ["--model", "flux-schnell", "--prompt", "x", "--guidance", "2"],
+            "error: flux-schnell does not take a guidance scale.",
+        ),
+        (
+            ["--model", "flux-dev", "--prompt", "x", "--width", "1024"],
+            "error: Give both a width and a height (or an aspect ratio).",
+        ),
+        (
+            ["--model", "flux-dev", "--prompt", "x", "--init", "/no/such.png"],
+            "error: Cannot read the init image /no/such.png: No such file or directory.",
+        ),
+        (
+            ["--model", "/", "--prompt", "x"],
+            "error: / is not a diffusers model directory (no readable model_index.json).",
+        ),
+    ],
+)
+def test_bad_arguments_exit_2_with_a_message(
+    arguments: list[str], message: str, tmp_path: Path
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "generation", *arguments, "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=child_environment(),
+        check=False,
+    )
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not list(tmp_path.iterdir())

@@ -1,0 +1,368 @@
+"""The worker pool with real child processes and a real SQLite store.
+
+Workers run `StandInEngine` (no torch: a child starts in a fraction of a second; each step
+sleeps) so that crashes, cancels and restarts can be staged; `test_pool_tiny.py` runs the real
+engine on tiny models. Waits are bounded by `TIMEOUT_S` only to fail instead of hanging.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from generation.errors import ModelUnavailable
+from generation.jobs import (
+    JobCancelled,
+    JobEvent,
+    JobFailed,
+    JobFinished,
+    JobOwner,
+    JobProgress,
+    JobQueued,
+    JobStarted,
+    JobStatus,
+)
+from generation.models import Catalogue
+from generation.pool import PoolError, QueueFull, WorkerPool, WorkerState
+from generation.request import GenerationRequest, build_request
+from generation.scheduler import SchedulerSettings
+from generation.workers.config import WorkerConfig
+from generation.workers.standin import run_record
+from storage import Database
+
+TIMEOUT_S = 30.0
+STANDIN = "generation.workers.standin:StandInEngine"
+FINAL = (JobFinished, JobFailed, JobCancelled)
+
+
+@pytest.fixture(scope="module")
+def catalogue() -> Catalogue:
+    return Catalogue.builtin()
+
+
+def request(catalogue: Catalogue, prompt: str = "a fox", steps: int = 5) -> GenerationRequest:
+    return build_request(
+        catalogue, prompt=prompt, model="playground-v2.5", width=256, height=256, steps=steps
+    )
+
+
+class Recorder:
+    """Collects a pool's events as they come."""
+
+    def __init__(self, pool: WorkerPool) -> None:
+        self.events: list[JobEvent] = []
+        self.by_job: dict[int, list[JobEvent]] = defaultdict(list)
+        self._changed = asyncio.Event()
+        self._task = asyncio.create_task(self._collect(pool))
+
+    async def _collect(self, pool: WorkerPool) -> None:
+        async for event in pool.subscribe():
+            self.events.append(event)
+            self.by_job[event.job_id].append(event)
+            self._changed.set()
+
+    async def until(self, condition: Callable[[], object], timeout_s: float = TIMEOUT_S) -> None:
+        """Wait until `condition()` holds, checking at each event (and every 20 ms, for
+        conditions on the pool's state)."""
+
+        async def wait() -> None:
+            while not condition():
+                self._changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), 0.02)
+
+        await asyncio.wait_for(wait(), timeout_s)
+
+    def final(self, job_id: int) -> JobEvent | None:
+        return next((e for e in self.by_job[job_id] if isinstance(e, FINAL)), None)
+
+    async def finished(self, *job_ids: int, timeout_s: float = TIMEOUT_S) -> list[JobEvent]:
+        await self.until(lambda: all(self.final(job_id) for job_id in job_ids), timeout_s)
+        return [self.final(job_id) for job_id in job_ids]  # type: ignore[misc]
+
+    def kinds(self, job_id: int) -> list[str]:
+        return [type(e).__name__ for e in self.by_job[job_id]]
+
+
+@pytest.fixture
+async def database(tmp_path: Path) -> AsyncIterator[Database]:
+    db = await Database.open(tmp_path / "atelier.sqlite3")
+    yield db
+    await db.close()
+
+
+def make_pool(
+    catalogue: Catalogue,
+    store: Database,
+    workers: int = 1,
+    step_seconds: float = 0.02,
+    **options: object,
+) -> WorkerPool:
+    configs = [WorkerConfig(f"cpu:{i}", "cpu") for i in range(workers)]
+    return WorkerPool(
+        catalogue,
+        store,
+        configs,
+        engine_factory=STANDIN,
+        engine_options={"step_seconds": step_seconds},
+        **options,  # type: ignore[arg-type]
+    )
+
+
+async def status_of(db: Database, job_id: int) -> JobStatus:
+    stored = await db.get_job(job_id)
+    assert stored is not None
+    return stored.record.status
+
+
+async def test_jobs_from_three_users_complete_on_two_workers(
+    catalogue: Catalogue, database: Database
+) -> None:
+    pool = make_pool(catalogue, database, workers=2)
+    recorder = Recorder(pool)
+    await pool.start()
+    queued = [await pool.submit(request(catalogue), JobOwner(user)) for user in (1, 2, 3, 1, 2, 3)]
+    assert [q.position for q in queued[:3]] == [1, 2, 3]
+    ids = [q.job_id for q in queued]
+    results = await recorder.finished(*ids)
+    assert all(isinstance(r, JobFinished) for r in results)
+    for job_id in ids:
+        kinds = recorder.kinds(job_id)
+        assert kinds[:2] == ["JobQueued", "JobStarted"]
+        assert kinds[-1] == "JobFinished"
+        steps = [e.step for e in recorder.by_job[job_id] if isinstance(e, JobProgress)]
+        assert steps == [1, 2, 3, 4, 5]
+        assert await status_of(database, job_id) is JobStatus.DONE
+    workers = {e.worker for e in recorder.events if isinstance(e, JobStarted)}
+    assert workers == {"cpu:0", "cpu:1"}
+    pids = {run_record(r.images[0].png)["pid"] for r in results}  # type: ignore[union-attr]
+    assert len(pids) == 2  # two processes did the work
+    snapshot = pool.snapshot()
+    assert all(w.state is WorkerState.IDLE and w.model_loads == 1 for w in snapshot.workers)
+    assert snapshot.model_speeds["playground-v2.5"] > 0
+    await pool.shutdown()
+
+
+async def test_a_killed_worker_restarts_and_its_job_still_completes(
+    catalogue: Catalogue, database: Database
+) -> None:
+    restarts: list[str] = []
+
+    class Observer:
+        def record_model_load(self, worker: str, model: str) -> None:
+            pass
+
+        def record_worker_restart(self, worker: str) -> None:
+            restarts.append(worker)
+
+    pool = make_pool(catalogue, database, step_seconds=0.05, observer=Observer())
+    recorder = Recorder(pool)
+    await pool.start()
+    job = (await pool.submit(request(catalogue, steps=20), JobOwner(1))).job_id
+    await recorder.until(
+        lambda: any(isinstance(e, JobProgress) and e.step >= 2 for e in recorder.by_job[job])
+    )
+    first_pid = pool.snapshot().workers[0].pid
+    assert first_pid is not None
+    os.kill(first_pid, signal.SIGKILL)
+    (result,) = await recorder.finished(job)
+    assert isinstance(result, JobFinished)
+    assert run_record(result.images[0].png)["pid"] != first_pid
+    assert recorder.kinds(job).count("JobStarted") == 2  # put back in the queue, run again
+    assert "JobQueued" in recorder.kinds(job)[2:]
+    assert await status_of(database, job) is JobStatus.DONE
+    assert restarts == ["cpu:0"]
+    assert pool.snapshot().workers[0].restarts == 1
+    await pool.shutdown()
+
+
+async def test_a_job_that_crashes_its_worker_twice_fails_with_a_clear_reason(
+    catalogue: Catalogue, database: Database
+) -> None:
+    pool = make_pool(catalogue, database)
+    recorder = Recorder(pool)
+    await pool.start()
+    bad = (await pool.submit(request(catalogue, "standin:crash"), JobOwner(1))).job_id
+    good = (await pool.submit(request(catalogue), JobOwner(2))).job_id
+    failed, finished = await recorder.finished(bad, good)
+    assert isinstance(failed, JobFailed)
+    assert failed.error_kind == "worker_crash"
+    assert "crash twice" in failed.reason
+    stored = await database.get_job(bad)
+    assert stored is not None
+    assert stored.record.status is JobStatus.FAILED
+    assert stored.record.error == failed.reason
+    assert isinstance(finished, JobFinished)  # the restarted worker carries on
+    assert pool.snapshot().workers[0].restarts == 2
+    await pool.shutdown()
+
+
+async def test_an_engine_error_fails_only_that_job(
+    catalogue: Catalogue, database: Database
+) -> None:
+    pool = make_pool(catalogue, database)
+    recorder = Recorder(pool)
+    await pool.start()
+    oom = (await pool.submit(request(catalogue, "standin:oom"), JobOwner(1))).job_id
+    (failed,) = await recorder.finished(oom)
+    assert isinstance(failed, JobFailed)
+    assert failed.error_kind == "out_of_memory"
+    assert "ran out of memory" in failed.reason
+    assert pool.snapshot().workers[0].restarts == 0
+    await pool.shutdown()
+
+
+async def test_cancel_a_waiting_and_a_running_job(catalogue: Catalogue, database: Database) -> None:
+    pool = make_pool(catalogue, database)
+    recorder = Recorder(pool)
+    await pool.start()
+    running = (await pool.submit(request(catalogue, steps=100), JobOwner(1))).job_id
+    waiting = (await pool.submit(request(catalogue), JobOwner(2))).job_id
+    await recorder.until(lambda: any(isinstance(e, JobProgress) for e in recorder.by_job[running]))
+
+    assert await pool.cancel(waiting) is True
+    assert recorder.kinds(waiting) == ["JobQueued", "JobCancelled"]
+    assert await status_of(database, waiting) is JobStatus.CANCELLED
+
+    assert await pool.cancel(running) is True
+    assert isinstance(recorder.final(running), JobCancelled)
+    steps = [e.step for e in recorder.by_job[running] if isinstance(e, JobProgress)]
+    assert steps[-1] < 100  # stopped part-way, not run to the end
+    assert await status_of(database, running) is JobStatus.CANCELLED
+    assert await pool.cancel(running) is False  # already over
+
+    after = (await pool.submit(request(catalogue), JobOwner(1))).job_id
+    (result,) = await recorder.finished(after)
+    assert isinstance(result, JobFinished)  # the worker was freed, not restarted
+    assert pool.snapshot().workers[0].restarts == 0
+    await pool.shutdown()
+
+
+async def test_cancel_all_of_a_users_jobs(catalogue: Catalogue, database: Database) -> None:
+    pool = make_pool(catalogue, database, settings=SchedulerSettings(max_queued=10))
+    await pool.start()
+    pool.pause()
+    mine = [(await pool.submit(request(catalogue), JobOwner(1))).job_id for _ in range(3)]
+    theirs = (await pool.submit(request(catalogue), JobOwner(2))).job_id
+    assert await pool.cancel_user(1) == 3
+    for job_id in mine:
+        assert await status_of(database, job_id) is JobStatus.CANCELLED
+    assert pool.position(theirs) == 1
+    await pool.shutdown(drain=False)
+
+
+async def test_queue_full_refuses_and_stores_nothing(
+    catalogue: Catalogue, database: Database
+) -> None:
+    pool = make_pool(catalogue, database, settings=SchedulerSettings(max_queued=1))
+    await pool.start()
+    pool.pause()
+    await pool.submit(request(catalogue), JobOwner(1))
+    with pytest.raises(QueueFull, match="waiting"):
+        await pool.submit(request(catalogue), JobOwner(1))
+    assert len(await database.unfinished_jobs()) == 1
+    await pool.shutdown(drain=False)
+
+
+async def test_pause_holds_jobs_and_resume_runs_them(
+    catalogue: Catalogue, database: Database
+) -> None:
+    pool = make_pool(catalogue, database)
+    recorder = Recorder(pool)
+    await pool.start()
+    pool.pause()
+    job = (await pool.submit(request(catalogue), JobOwner(1))).job_id
+    await pool.wait_until_ready()
+    assert pool.paused
+    assert pool.position(job) == 1
+    assert pool.snapshot().waiting[0].job_id == job
+    pool.resume()
+    (result,) = await recorder.finished(job)
+    assert isinstance(result, JobFinished)
+    await pool.shutdown()
+
+
+async def test_models_can_be_pinned_loaded_and_unloaded(
+    catalogue: Catalogue, database: Database
+) -> None:
+    loads: list[tuple[str, str]] = []
+
+    class Observer:
+        def record_model_load(self, worker: str, model: str) -> None:
+            loads.append((worker, model))
+
+        def record_worker_restart(self, worker: str) -> None:
+            pass
+
+    worker = WorkerConfig(
+        "cpu:0", "cpu", models=frozenset({"flux-dev", "flux-schnell"}), max_models=2
+    )
+    pool = WorkerPool(catalogue, database, [worker], engine_factory=STANDIN, observer=Observer())
+    recorder = Recorder(pool)
+    await pool.start()
+    await pool.wait_until_ready()
+    await pool.pin("cpu:0", "flux-dev")
+    await pool.load_model("cpu:0", "flux-schnell")
+    status = pool.snapshot().workers[0]
+    assert status.loaded == ("flux-dev", "flux-schnell")
+    assert status.pinned == ("flux-dev",)
+    assert loads == [("cpu:0", "flux-dev"), ("cpu:0", "flux-schnell")]
+    await pool.unload_model("cpu:0", "flux-schnell")
+    assert pool.snapshot().workers[0].loaded == ("flux-dev",)
+    with pytest.raises(PoolError, match="may not run playground"):
+        await pool.load_model("cpu:0", "playground-v2.5")
+    with pytest.raises(PoolError, match="no worker 'cuda:7'"):
+        await pool.pin("cuda:7", "flux-dev")
+    # A pinned model survives a restart of the worker.
+    pid = pool.snapshot().workers[0].pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    await recorder.until(lambda: pool.snapshot().workers[0].pid not in (pid, None))
+    await recorder.until(lambda: pool.alive_workers() == 1)
+    assert pool.snapshot().workers[0].loaded == ("flux-dev",)
+    await pool.shutdown()
+
+
+async def test_a_model_no_worker_may_run_is_refused(
+    catalogue: Catalogue, database: Database
+) -> None:
+    worker = WorkerConfig("cpu:0", "cpu", models=frozenset({"flux-schnell"}))
+    pool = WorkerPool(catalogue, database, [worker], engine_factory=STANDIN)
+    with pytest.raises(ModelUnavailable, match=r"No GPU here may run playground-v2\.5"):
+        await pool.submit(request(catalogue), JobOwner(1))
+    assert await database.unfinished_jobs() == []
+
+
+async def test_shutdown_without_drain_puts_running_jobs_back_and_a_restart_finishes_all(
+    catalogue: Catalogue, tmp_path: Path
+) -> None:
+    path = tmp_path / "atelier.sqlite3"
+    async with await Database.open(path) as first_db:
+        pool = make_pool(catalogue, first_db, settings=SchedulerSettings(max_queued=5))
+        recorder = Recorder(pool)
+        await pool.start()
+        ids = [
+            (await pool.submit(request(catalogue, steps=50), JobOwner(1))).job_id for _ in range(3)
+        ]
+        await recorder.until(lambda: "JobStarted" in recorder.kinds(ids[0]))
+        await pool.shutdown(drain=False)
+        assert [r.id for r in await first_db.unfinished_jobs()] == ids
+        assert {r.status for r in await first_db.unfinished_jobs()} == {JobStatus.QUEUED}
+
+    async with await Database.open(path) as second_db:
+        pool = make_pool(catalogue, second_db, step_seconds=0.005)
+        recorder = Recorder(pool)
+        await pool.start()
+        results = await recorder.finished(*ids)
+        assert all(isinstance(r, JobFinished) for r in results)
+        started = [e.job_id for e in recorder.events if isinstance(e, JobStarted)]
+        assert started == ids  # in their original order
+        assert [type(recorder.by_job[i][0]) for i in ids] == [JobQueued] * 3
+        await pool.shutdown()

@@ -1,0 +1,62 @@
+"""End to end: the pool on two CPU "GPUs", each a worker process running the real engine on the
+tiny Playground and FLUX pipelines (each worker imports torch once, ~5 s)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from generation.jobs import JobFinished, JobOwner, JobProgress, JobStarted, JobStatus
+from generation.models import Catalogue
+from generation.pool import WorkerPool
+from generation.request import GenerationRequest, build_request
+from generation.workers.config import WorkerConfig
+from storage import Database
+from tests.generation.test_pool import Recorder
+
+
+def pixels(png: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(png)) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+async def test_tiny_models_run_on_two_worker_processes(
+    tiny_catalogue: Catalogue, tmp_path: Path
+) -> None:
+    async with await Database.open(tmp_path / "atelier.sqlite3") as db:
+        workers = [WorkerConfig("cpu:0", "cpu"), WorkerConfig("cpu:1", "cpu")]
+        pool = WorkerPool(tiny_catalogue, db, workers, engine_options={"preview_every": 2})
+        recorder = Recorder(pool)
+        await pool.start()
+
+        def job(model: str, seed: int, count: int = 1) -> GenerationRequest:
+            return build_request(
+                tiny_catalogue, prompt="a red boat", model=model, seed=seed, count=count
+            )
+
+        twins = [await pool.submit(job("playground-v2.5", 7), JobOwner(user)) for user in (1, 2)]
+        flux = await pool.submit(job("flux-schnell", 3, count=2), JobOwner(3))
+        ids = [q.job_id for q in (*twins, flux)]
+        results = await recorder.finished(*ids, timeout_s=180)  # two torch imports on 2 cores
+
+        assert all(isinstance(r, JobFinished) for r in results)
+        first, second, batch = results
+        assert [image.seed for image in batch.images] == [3, 4]  # type: ignore[union-attr]
+        request = job("flux-schnell", 3, count=2)
+        for image in batch.images:  # type: ignore[union-attr]
+            assert pixels(image.png).shape == (request.height, request.width, 3)
+        # The same request in two processes gives the same image.
+        assert np.array_equal(pixels(first.images[0].png), pixels(second.images[0].png))  # type: ignore[union-attr]
+        started = {e.job_id: e.worker for e in recorder.events if isinstance(e, JobStarted)}
+        assert set(started.values()) == {"cpu:0", "cpu:1"}
+        previews = [e for e in recorder.events if isinstance(e, JobProgress) and e.preview]
+        assert previews
+        assert all(p.preview.startswith(b"\x89PNG") for p in previews)
+        for job_id in ids:
+            stored = await db.get_job(job_id)
+            assert stored is not None
+            assert stored.record.status is JobStatus.DONE
+        await pool.shutdown()

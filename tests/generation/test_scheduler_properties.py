@@ -1,0 +1,211 @@
+"""Properties of the fair scheduler under random operations (hypothesis).
+
+The state machine keeps its own record of every job and checks the scheduler against it after
+each step: no job lost or run twice, per-user FIFO, admission limits, the soft running cap, and
+work conservation (no idle GPU while a job it may run waits).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from generation.jobs import JobOwner, Priority
+from generation.scheduler import FairScheduler, QueueFull, SchedulerSettings, WorkerView
+
+SPEEDS = {"a": 1.0, "b": 3.0}
+WORKERS = {
+    "any": WorkerView("any"),
+    "a-only": WorkerView("a-only", models=frozenset({"a"})),
+    "b-only": WorkerView("b-only", models=frozenset({"b"})),
+}
+MAX_QUEUED, MAX_RUNNING = 4, 1
+
+
+class SchedulerMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = 0.0
+        self.scheduler = FairScheduler(
+            SchedulerSettings(max_queued=MAX_QUEUED, max_running=MAX_RUNNING, ageing_s=30.0),
+            cost_factors=SPEEDS,
+            capacity=len(WORKERS),
+            clock=lambda: self.now,
+        )
+        self.next_id = 1
+        self.queues: dict[int, list[int]] = defaultdict(list)  # user → waiting ids, FIFO
+        self.owner_of: dict[int, int] = {}
+        self.model_of: dict[int, str] = {}
+        self.running: dict[str, int] = {}  # worker → job
+        self.finished: set[int] = set()
+        self.loaded: dict[str, frozenset[str]] = {w: frozenset() for w in WORKERS}
+
+    def waiting_ids(self) -> set[int]:
+        return {job for queue in self.queues.values() for job in queue}
+
+    def running_of(self, user: int) -> int:
+        return sum(self.owner_of[job] == user for job in self.running.values())
+
+    @rule(
+        user=st.integers(0, 4),
+        model=st.sampled_from(sorted(SPEEDS)),
+        work=st.floats(0.5, 4.0),
+        priority=st.sampled_from(list(Priority)),
+    )
+    def submit(self, user: int, model: str, work: float, priority: Priority) -> None:
+        owner = JobOwner(user, priority=priority)
+        try:
+            self.scheduler.check_admission(owner)
+        except QueueFull:
+            assert len(self.queues[user]) >= MAX_QUEUED
+            return
+        assert len(self.queues[user]) < MAX_QUEUED
+        job = self.next_id
+        self.next_id += 1
+        self.scheduler.submit(job, owner, model, work)
+        self.queues[user].append(job)
+        self.owner_of[job], self.model_of[job] = user, model
+
+    @rule()
+    def dispatch(self) -> None:
+        while True:
+            idle = [
+                WorkerView(w, view.models, self.loaded[w])
+                for w, view in WORKERS.items()
+                if w not in self.running
+            ]
+            runnable_heads = {
+                user: queue[0]
+                for user, queue in self.queues.items()
+                if queue and any(w.may_run(self.model_of[queue[0]]) for w in idle)
+            }
+            assignment = self.scheduler.assign(idle)
+            if assignment is None:
+                # Work conserving: only a pause leaves a runnable job waiting beside an idle GPU.
+                assert self.scheduler.paused or not runnable_heads
+                return
+            job, worker = assignment.job_id, assignment.worker_id
+            user = self.owner_of[job]
+            assert job not in self.finished
+            assert job not in self.running.values()
+            assert worker not in self.running
+            assert WORKERS[worker].may_run(self.model_of[job])
+            assert self.queues[user][0] == job  # per-user FIFO
+            if self.running_of(user) >= MAX_RUNNING:  # soft cap: only if nobody else could go
+                uncapped = [u for u in runnable_heads if self.running_of(u) < MAX_RUNNING]
+                assert not uncapped
+            self.queues[user].pop(0)
+            self.running[worker] = job
+            self.loaded[worker] = frozenset({self.model_of[job]})
+
+    @precondition(lambda self: self.running)
+    @rule(data=st.data(), slower=st.floats(0.5, 2.0))
+    def finish(self, data: st.DataObject, slower: float) -> None:
+        worker = data.draw(st.sampled_from(sorted(self.running)))
+        job = self.running.pop(worker)
+        estimate = SPEEDS[self.model_of[job]]
+        self.scheduler.finish(job, estimate * slower)
+        self.finished.add(job)
+
+    @precondition(lambda self: self.running)
+    @rule(data=st.data())
+    def worker_dies(self, data: st.DataObject) -> None:
+        worker = data.draw(st.sampled_from(sorted(self.running)))
+        job = self.running.pop(worker)
+        self.scheduler.requeue(job)
+        self.queues[self.owner_of[job]].insert(0, job)
+        self.loaded[worker] = frozenset()
+
+    @precondition(lambda self: self.owner_of)
+    @rule(data=st.data())
+    def cancel(self, data: st.DataObject) -> None:
+        job = data.draw(st.sampled_from(sorted(self.owner_of)))
+        waiting = job in self.waiting_ids()
+        assert self.scheduler.cancel(job) is waiting
+        if waiting:
+            self.queues[self.owner_of[job]].remove(job)
+            self.finished.add(job)
+
+    @rule()
+    def pause(self) -> None:
+        self.scheduler.pause()
+
+    @rule()
+    def resume(self) -> None:
+        self.scheduler.resume()
+
+    @rule(seconds=st.floats(0.0, 40.0))
+    def time_passes(self, seconds: float) -> None:
+        self.now += seconds
+
+    @invariant()
+    def every_job_is_in_exactly_one_place(self) -> None:
+        waiting, running = self.waiting_ids(), set(self.running.values())
+        assert not (waiting & running)
+        assert not (waiting & self.finished)
+        assert not (running & self.finished)
+        assert waiting | running | self.finished == set(self.owner_of)  # none lost
+        assert self.scheduler.queued_count == len(waiting)
+        assert self.scheduler.running_count == len(running)
+        for job in waiting:
+            assert self.scheduler.is_queued(job)
+        for job in running:
+            assert self.scheduler.is_running(job)
+
+    @invariant()
+    def positions_are_a_permutation(self) -> None:
+        listing = self.scheduler.waiting()
+        assert sorted(w.job_id for w in listing) == sorted(self.waiting_ids())
+        assert [w.position for w in listing] == list(range(1, len(listing) + 1))
+        for user, queue in self.queues.items():  # a user's jobs are listed in their order
+            assert [w.job_id for w in listing if w.user_id == user] == queue
+
+
+TestSchedulerMachine = SchedulerMachine.TestCase
+TestSchedulerMachine.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    weights=st.lists(st.sampled_from([1.0, 2.0, 3.0]), min_size=2, max_size=5),
+    gpus=st.integers(1, 3),
+    data=st.data(),
+)
+def test_backlogged_users_share_within_one_largest_job(
+    weights: list[float], gpus: int, data: st.DataObject
+) -> None:
+    """Users who all wait from the start receive weighted GPU time (cost / weight of the jobs
+    they were given) that differs by at most the largest single job's cost / weight."""
+    scheduler = FairScheduler(
+        SchedulerSettings(max_queued=1000, max_running=gpus, lookahead=0),
+        cost_factors={"m": 1.0},
+        capacity=gpus,
+        clock=lambda: 0.0,
+    )
+    costs: dict[int, float] = {}
+    owner: dict[int, int] = {}
+    remaining: dict[int, int] = {}
+    for user, weight in enumerate(weights):
+        jobs = data.draw(st.lists(st.floats(0.1, 10.0), min_size=30, max_size=40))
+        remaining[user] = len(jobs)
+        for cost in jobs:
+            job = len(costs)
+            scheduler.submit(job, JobOwner(user, weight=weight), "m", cost)
+            costs[job], owner[job] = cost, user
+    bound = max(costs[job] / weights[owner[job]] for job in costs)
+    service = dict.fromkeys(range(len(weights)), 0.0)
+    running: list[int] = []
+    while all(remaining.values()):  # while every user is still backlogged
+        while len(running) < gpus and (assignment := scheduler.assign([WorkerView("g")])):
+            job = assignment.job_id
+            user = owner[job]
+            service[user] += costs[job] / weights[user]
+            remaining[user] -= 1
+            running.append(job)
+            if all(remaining.values()):
+                assert max(service.values()) - min(service.values()) <= bound + 1e-9
+        finished = running.pop(data.draw(st.integers(0, len(running) - 1)))
+        scheduler.finish(finished, costs[finished])
