@@ -6,7 +6,7 @@ and per-image denoising. Runs alternate to share any drift of the machine. Print
 per model the median seconds per image of each side and their ratio, and the median of the
 ratios (the goal is at most 1.10).
 
-    python benchmarks/engine_overhead.py [--repeats 20] [--size 64]
+    python benchmarks/engine_overhead.py [--repeats 20] [--size 64] [--count 1]
 """
 
 from __future__ import annotations
@@ -24,13 +24,13 @@ from pathlib import Path
 os.environ["HF_HUB_OFFLINE"] = "1"
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import torch
 
-from generation.engine import Engine  # noqa: E402
-from generation.models import Catalogue  # noqa: E402
-from generation.pipelines import family_pipelines  # noqa: E402
-from generation.request import build_request  # noqa: E402
-from generation.tiny import BUILTIN_NAMES, FAMILIES, build, catalogue_config  # noqa: E402
+from generation.engine import Engine
+from generation.models import Catalogue
+from generation.pipelines import family_pipelines
+from generation.request import build_request
+from generation.tiny import BUILTIN_NAMES, FAMILIES, build, catalogue_config
 
 GOAL = 1.10
 WARM_UP = 3
@@ -46,10 +46,12 @@ def direct_pipeline(catalogue: Catalogue, model: str) -> object:
     return pipe
 
 
-def measure(catalogue: Catalogue, model: str, size: int, repeats: int) -> dict[str, float]:
+def measure(
+    catalogue: Catalogue, model: str, size: int, count: int, repeats: int
+) -> dict[str, float]:
     spec = catalogue[model]
     request = build_request(catalogue, model=model, prompt="a lighthouse", seed=7, width=size,
-                            height=size)  # fmt: skip
+                            height=size, count=count)  # fmt: skip
     engine = Engine(catalogue, "cpu")
     engine.load(model)
     pipe = direct_pipeline(catalogue, model)
@@ -59,14 +61,15 @@ def measure(catalogue: Catalogue, model: str, size: int, repeats: int) -> dict[s
         "guidance_scale": request.guidance,
         "width": size,
         "height": size,
+        "num_images_per_prompt": count,
     }
     if spec.max_sequence_length:
         arguments["max_sequence_length"] = spec.max_sequence_length
 
     def direct() -> None:
-        generator = torch.Generator("cpu").manual_seed(request.seeds[0])
-        image = pipe(**arguments, generator=generator).images[0]
-        image.save(io.BytesIO(), format="PNG")
+        generators = [torch.Generator("cpu").manual_seed(seed) for seed in request.seeds]
+        for image in pipe(**arguments, generator=generators).images:
+            image.save(io.BytesIO(), format="PNG")
 
     def through_engine() -> None:
         engine.generate(request, on_progress=lambda step, total, preview: None)
@@ -78,7 +81,8 @@ def measure(catalogue: Catalogue, model: str, size: int, repeats: int) -> dict[s
             run()
             if round_ >= WARM_UP:
                 times[name].append(time.perf_counter() - start)
-    engine_s, direct_s = statistics.median(times["engine"]), statistics.median(times["direct"])
+    engine_s = statistics.median(times["engine"]) / count
+    direct_s = statistics.median(times["direct"]) / count
     return {
         "engine_s": round(engine_s, 5),
         "direct_s": round(direct_s, 5),
@@ -90,6 +94,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--count", type=int, default=1, help="images per call (1-4)")
     args = parser.parse_args()
     torch.set_num_threads(1)  # steadier on a shared machine; both sides alike
     with tempfile.TemporaryDirectory() as tmp:
@@ -97,7 +102,7 @@ def main() -> None:
         catalogue = Catalogue.from_config(catalogue_config(dirs))
         results = {
             BUILTIN_NAMES[family]: measure(
-                catalogue, BUILTIN_NAMES[family], args.size, args.repeats
+                catalogue, BUILTIN_NAMES[family], args.size, args.count, args.repeats
             )
             for family in FAMILIES
         }
@@ -109,6 +114,7 @@ def main() -> None:
                 "device": "cpu",
                 "threads": 1,
                 "size": f"{args.size}x{args.size}",
+                "count": args.count,
                 "repeats": args.repeats,
                 "models": results,
                 "median_ratio": median_ratio,

@@ -84,6 +84,9 @@ async def report_error(interaction: discord.Interaction, error: BaseException) -
     reply = describe(error)
     try:
         if interaction.response.is_done():
+            if interaction.response.type is discord.InteractionResponseType.deferred_channel_message:
+                # a public "thinking…" placeholder: replace it with the private reply
+                await interaction.delete_original_response()
             await interaction.followup.send(reply.message, ephemeral=True)
         else:
             await interaction.response.send_message(reply.message, ephemeral=True)

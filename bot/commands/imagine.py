@@ -121,7 +121,7 @@ class Imagine(commands.Cog):
         return [
             app_commands.Choice(name=f"{ratio} {label}", value=ratio)
             for ratio, label in ASPECTS.items()
-            if current.strip() in ratio or current.casefold() in label
+            if ratio.startswith(current.strip()) or current.casefold() in label
         ][:_CHOICES]
 
     @imagine.autocomplete("scheduler")

@@ -1,9 +1,10 @@
 """Loading a diffusers pipeline safely and placing it on its device: shared by every family.
 
 Weights come from a local diffusers directory or the standard Hugging Face cache, never from the
-network: an owner downloads a model once (`hf download ID`). Only safetensors weights are loaded;
-a component that ships only pickle files (.bin, .ckpt, .pt, .pth) is refused before anything is
-read, because unpickling can run arbitrary code.
+network: an owner downloads the models once (`python -m generation.download`, which the start
+script runs). Only safetensors weights are loaded; a component that ships only pickle files
+(.bin, .ckpt, .pt, .pth) is refused before anything is read, because unpickling can run
+arbitrary code.
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ def resolve_source(spec: ModelSpec) -> Path:
         raise ModelUnavailable(
             f"Model {spec.name!r} is not available: looked for {spec.source} in the Hugging Face "
             f"cache ({constants.HF_HUB_CACHE}) and found nothing. Download it with "
-            f"`hf download {spec.source}`, or set `source` for {spec.name} to a local diffusers "
-            "directory."
+            f"`python -m generation.download {spec.name}`, or set `source` for {spec.name} to a "
+            "local diffusers directory."
         ) from None
 
 
@@ -73,11 +74,6 @@ def check_safetensors(spec: ModelSpec, path: Path) -> None:
             )
 
 
-def torch_dtype(device: str, cuda_dtype: torch.dtype) -> torch.dtype:
-    """Half precision on CUDA (the family's choice), full precision on CPU."""
-    return cuda_dtype if device.startswith("cuda") else torch.float32
-
-
 def weights_variant(spec: ModelSpec, path: Path, device: str) -> str | None:
     """`spec.variant` (e.g. fp16) where such files exist and suit the device, else None.
 
@@ -100,10 +96,11 @@ def read_pipeline(
     spec: ModelSpec,
     device: str,
     *,
-    cuda_dtype: torch.dtype,
+    dtype: torch.dtype,
     **extra: Any,
 ) -> DiffusionPipeline:
-    """Read `spec` from disk only (never the network) as `pipeline_class`, still on the CPU."""
+    """Read `spec` from disk only (never the network) as `pipeline_class` in `dtype`, still on
+    the CPU (`device` only picks the weight files)."""
     path = resolve_source(spec)
     check_safetensors(spec, path)
     # Workers and the CLI report their own progress; the loaders' bars would only be noise.
@@ -112,15 +109,18 @@ def read_pipeline(
     try:
         pipe = pipeline_class.from_pretrained(
             path,
-            dtype=torch_dtype(device, cuda_dtype),
+            dtype=dtype,
             variant=weights_variant(spec, path, device),
             use_safetensors=True,
             local_files_only=True,
             **extra,
         )
     except (OSError, ValueError, TypeError, KeyError, RuntimeError) as error:
+        hint = "" if spec.is_local else (
+            f" If a download was interrupted, run `python -m generation.download {spec.name}`."
+        )
         raise ModelUnavailable(
-            f"Model {spec.name!r} could not be loaded from {path}: {error}"
+            f"Model {spec.name!r} could not be loaded from {path}: {error}{hint}"
         ) from None
     pipe.set_progress_bar_config(disable=True)
     return pipe

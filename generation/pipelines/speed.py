@@ -1,96 +1,34 @@
-"""GPU speed options: weight precision, attention kernel, VAE tiling, regional compile, fp8.
+"""Applying the GPU speed options: weights dtype, attention kernel, VAE tiling, compile, fp8.
 
-Chosen in the configuration's `[speed]` table (see `SpeedOptions.from_config`) and applied by the
-engine in three places::
+The options are chosen in the configuration's `[speed]` table (`generation.speed_options`, which
+needs no torch, so the bot can check them) and applied by the engine in three places::
 
     dtype = weights_dtype(options, device, family.cuda_dtype)   # from_pretrained(torch_dtype=...)
-    place(pipe, device)                                          # as today
+    place(pipe, spec, device)                                    # on its device
     report = apply(pipe, model_family, options, device)          # once per loaded pipeline
     ...
     prepare_call(pipe, options, device, width, height)           # before every pipeline call
 
 On any device other than CUDA everything here leaves the pipeline untouched (the report says
-why), so CPU runs stay float32 and exactly reproducible. `SpeedOptions` and its validation need
-no torch (this module imports it only inside functions), so configuration can be checked
-anywhere; importing the module still runs the `generation.pipelines` package, which does.
+why), so CPU runs stay float32 and exactly reproducible. Only worker processes import this.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from generation.models import Family
+from generation.speed_options import ATTENTION, SpeedOptions
 
 if TYPE_CHECKING:
     import torch
     from diffusers import DiffusionPipeline
     from diffusers.models.modeling_utils import ModelMixin
 
-DTYPES = ("auto", "bfloat16", "float16", "float32")
-ATTENTION = ("sdpa", "eager")
 _FP8_MATMUL_CAPABILITY = (8, 9)  # Ada and Hopper: hardware float8 matrix multiply
-
-
-class SpeedConfigError(ValueError):
-    """The `[speed]` table has faults; `problems` holds one sentence each."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__(" ".join(problems))
-
-
-@dataclass(frozen=True, slots=True)
-class SpeedOptions:
-    """How to run pipelines fast on CUDA. The defaults are safe everywhere.
-
-    - `dtype`: weight precision on CUDA; "auto" is the family's own (fp16 for Playground,
-      bf16 for FLUX, fp16 where a card lacks bf16).
-    - `attention`: "sdpa" (PyTorch's fused scaled-dot-product kernels) or "eager" (the classic
-      unfused attention, for comparison and debugging).
-    - `vae_tiling_megapixels`: decode images larger than this in tiles (less memory, same look);
-      0 tiles every image. (Batches are always decoded one image at a time: the engine's
-      loader turns VAE slicing on, which keeps batch and solo images identical.)
-    - `compile`: `torch.compile` the model's repeated blocks (regional: compiles in about a
-      minute instead of several); compiled code is cached in `compile_cache_dir`
-      (default `~/.cache/atelier/inductor`, or `$TORCHINDUCTOR_CACHE_DIR`), so restarts are quick.
-    - `fp8`: float8 weights for the denoiser. With torchao installed and an Ada/Hopper GPU,
-      weights and activations run in fp8 (faster, about half the memory); elsewhere the weights
-      are only stored in fp8 and computed in the model's dtype (half the memory, not faster).
-    """
-
-    dtype: str = "auto"
-    attention: str = "sdpa"
-    vae_tiling_megapixels: float = 1.5
-    compile: bool = False
-    compile_cache_dir: str | None = None
-    fp8: bool = False
-
-    @classmethod
-    def from_config(cls, table: Mapping[str, Any]) -> SpeedOptions:
-        """Validate a `[speed]` table; raises `SpeedConfigError` naming every problem."""
-        known = {field.name for field in fields(cls)}
-        problems = [f"Unknown setting `speed.{key}`." for key in sorted(set(table) - known)]
-        values = {**{f.name: getattr(cls(), f.name) for f in fields(cls)}, **table}
-        if values["dtype"] not in DTYPES:
-            problems.append(f"`speed.dtype` should be one of {', '.join(DTYPES)}.")
-        if values["attention"] not in ATTENTION:
-            problems.append(f"`speed.attention` should be one of {', '.join(ATTENTION)}.")
-        tiling = values["vae_tiling_megapixels"]
-        if isinstance(tiling, bool) or not isinstance(tiling, int | float) or tiling < 0:
-            problems.append("`speed.vae_tiling_megapixels` should be a number of at least 0.")
-        for flag in ("compile", "fp8"):
-            if not isinstance(values[flag], bool):
-                problems.append(f"`speed.{flag}` should be true or false.")
-        cache = values["compile_cache_dir"]
-        if cache is not None and not (isinstance(cache, str) and cache):
-            problems.append("`speed.compile_cache_dir` should be a directory path.")
-        if problems:
-            raise SpeedConfigError(problems)
-        return cls(**{key: values[key] for key in known})
 
 
 @dataclass(frozen=True, slots=True)

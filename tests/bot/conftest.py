@@ -29,6 +29,7 @@ from storage import Database, StoredJob
 from tests.discord import BotRunner, FakeDiscord, Message, World, run_bot
 from tests.discord.plugin import fake_discord as fake_discord  # noqa: F401 - re-exported fixture
 
+FRESH_USERS = ("dave", "erin", "frank")
 FAST_PROGRESS = {"edit_interval_s": 0.2, "preview_interval_s": 0.5}
 
 
@@ -94,8 +95,14 @@ class StudioWorld:
 async def studio(
     tiny_model_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[StudioWorld]:
-    """A running bot with its own fake Discord, database and one-worker pool (module-wide)."""
-    async with FakeDiscord() as fake:
+    """A running bot with its own fake Discord, database and one-worker pool (module-wide).
+
+    Besides the default world's people, `dave`, `erin` and `frank` are there for tests that
+    need users with no history (the fair scheduler remembers what each user was served)."""
+    world = World.default()
+    for name in FRESH_USERS:
+        world.add_user(name)
+    async with FakeDiscord(world) as fake:
         settings = bot_settings(fake, tiny_model_dirs, tmp_path_factory.mktemp("bot"))
         services = await open_services(settings)
         try:

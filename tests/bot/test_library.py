@@ -142,9 +142,7 @@ async def test_vary_starts_from_the_chosen_image_with_the_given_strength(
     assert len(result.attachments) == 2
 
 
-async def imagine_like(
-    fake: FakeDiscord, user: User, command: str, options: dict[str, Any]
-) -> int:
+async def imagine_like(fake: FakeDiscord, user: User, command: str, options: dict[str, Any]) -> int:
     """Run a command that queues a job (/rerun, /vary); the new job's id."""
     reply = await answer(fake, await fake.slash(user, command, options))
     assert not reply.ephemeral, text_of(reply)
