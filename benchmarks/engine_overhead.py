@@ -6,7 +6,7 @@ and per-image denoising. Runs alternate to share any drift of the machine. Print
 per model the median seconds per image of each side and their ratio, and the median of the
 ratios (the goal is at most 1.10).
 
-    python benchmarks/engine_overhead.py [--repeats 20] [--size 64] [--count 1]
+    python -m benchmarks.engine_overhead [--repeats 20] [--size 64] [--count 1]
 """
 
 from __future__ import annotations
@@ -16,13 +16,11 @@ import io
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 

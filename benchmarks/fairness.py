@@ -10,7 +10,7 @@ half of the run (service received / max-min fair share of the demand that had ar
 perfectly fair). Goals: the light user waits no longer than the longest job, the medium user's
 mean wait is at least 10x below FIFO's, and the makespan equals FIFO's.
 
-    python -P benchmarks/fairness.py
+    python -m benchmarks.fairness
 """
 
 from __future__ import annotations

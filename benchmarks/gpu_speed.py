@@ -1,9 +1,10 @@
 """GPU speed: seconds per image for Playground v2.5, FLUX.1-dev and FLUX.1-schnell, with and
-without each speed option, plus peak GPU memory. One JSON line per model and variant.
+without each speed option, plus peak GPU memory. Prints ONE JSON line whose `results` hold one
+entry per model and variant; each entry also goes to stderr as soon as it is measured.
 
-    python benchmarks/gpu_speed.py                    # CUDA, full size, 1024x1024
-    python benchmarks/gpu_speed.py --models flux-dev --variants default,compile
-    python benchmarks/gpu_speed.py --tiny             # CPU, tiny models: proves the script works
+    python -m benchmarks.gpu_speed                    # CUDA, full size, 1024x1024
+    python -m benchmarks.gpu_speed --models flux-dev --variants default,compile
+    python -m benchmarks.gpu_speed --tiny             # CPU, tiny models: proves the script works
 
 Full size means the real architectures (SDXL UNet, FLUX.1 transformer, CLIP-L, OpenCLIP bigG,
 T5-XXL and the VAEs) with RANDOM weights: speed does not depend on the weights, and none can be
@@ -26,11 +27,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from generation.models import Catalogue, Family, ModelSpec  # noqa: E402
-from generation.pipelines.speed import SpeedOptions, SpeedReport  # noqa: E402
+from generation.models import Catalogue, Family, ModelSpec
+from generation.pipelines.speed import SpeedReport
+from generation.speed_options import SpeedOptions
 
 MODELS = ("playground-v2.5", "flux-dev", "flux-schnell")
 VARIANTS: dict[str, SpeedOptions] = {
@@ -336,11 +335,14 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"benchmark": "gpu_speed", "skipped": message}), flush=True)
         return 0
     catalogue = Catalogue.builtin()
+    results = []
     with tempfile.TemporaryDirectory(prefix="atelier-gpu-speed-") as tmp:
         for name in args.models:
             tiny_dir = tiny.build(Path(tmp) / name, _TINY_FAMILY[name])
             for variant in args.variants:
-                print(json.dumps(run_variant(catalogue[name], variant, tiny_dir, args)), flush=True)
+                results.append(run_variant(catalogue[name], variant, tiny_dir, args))
+                print(json.dumps(results[-1]), file=sys.stderr, flush=True)  # a full run is long
+    print(json.dumps({"benchmark": "gpu_speed", "results": results}), flush=True)
     return 0
 
 

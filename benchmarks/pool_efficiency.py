@@ -9,7 +9,7 @@ the job times / number of workers).
 
 Prints one JSON line. Goals: throughput >= 0.98 of ideal, median dispatch gap under 5 ms.
 
-    python -P benchmarks/pool_efficiency.py [--workers 2] [--jobs-per-user 8] [--step-ms 20]
+    python -m benchmarks.pool_efficiency [--workers 2] [--jobs-per-user 8] [--step-ms 20]
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ a GPU holding some model, finish one. Prints one JSON line with the median and p
 per operation at each length. Goals: under 100 µs median at 100,000; no growth beyond
 logarithmic.
 
-    python -P benchmarks/scheduler_scale.py
+    python -m benchmarks.scheduler_scale
 """
 
 from __future__ import annotations

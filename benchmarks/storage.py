@@ -1,6 +1,6 @@
 """Storage benchmark: durable job inserts, state transitions, history pages at 100,000 jobs.
 
-Run: `.venv/bin/python benchmarks/storage.py` (about a minute). Prints ONE JSON line.
+Run: `python -m benchmarks.storage` (about a minute). Prints ONE JSON line.
 Goals: >= 1,000 durable inserts/s (one commit each, synchronous=FULL), a history page < 5 ms.
 """
 
@@ -10,12 +10,9 @@ import asyncio
 import json
 import random
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from generation.jobs import JobOwner
 from generation.models import Catalogue

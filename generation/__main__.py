@@ -19,10 +19,10 @@ import json
 import re
 import signal
 import sys
-import tomllib
 from pathlib import Path
 from typing import Any
 
+from generation.config_file import read_models_tables
 from generation.models import BUILTIN_MODELS, Catalogue, CatalogueError, spec_table
 from generation.request import GenerationRequest, RequestError, build_request
 from generation.tiny import SETTINGS_FILE
@@ -68,9 +68,9 @@ def catalogue_for(model: str, config: Path | None) -> tuple[Catalogue, str]:
     tables: dict[str, Any] = {}
     if config is not None:
         try:
-            tables = dict(tomllib.loads(config.read_text()).get("models", {}))
-        except (OSError, tomllib.TOMLDecodeError) as error:
-            raise UsageError(f"Cannot read {config}: {error}") from None
+            tables = read_models_tables(config)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
     name = model
     directory = Path(model).expanduser()
     if directory.is_dir():

@@ -11,7 +11,7 @@ from __future__ import annotations
 import gc
 import io
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,8 +25,10 @@ from generation.jobs import GeneratedImage
 from generation.metadata import encode_png
 from generation.models import Catalogue, ModelSpec, UnknownModel
 from generation.pipelines import LoadedPipeline, PipelineFamily, family_pipelines
+from generation.pipelines.speed import prepare_call
 from generation.previews import latent_preview_png
 from generation.request import GenerationRequest
+from generation.speed_options import SpeedOptions
 
 ProgressCallback = Callable[[int, int, bytes | None], None]
 _DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
@@ -124,13 +126,19 @@ class Engine:
         *,
         preview_every: int = 4,
         offload: bool = False,
+        speed: SpeedOptions | Mapping[str, Any] | None = None,
     ) -> None:
         """`preview_every` steps a preview accompanies progress (0: none); `offload` keeps
-        weights in CPU memory between uses (for GPUs too small for a whole model)."""
+        weights in CPU memory between uses (for GPUs too small for a whole model). `speed`: the
+        CUDA speed options, or a `[speed]` table as a plain mapping (what crosses into a worker
+        process); a bad table raises SpeedConfigError."""
         self.catalogue = catalogue
         self.device = check_device(device)
         self.preview_every = preview_every
         self.offload = offload
+        self.speed = (
+            speed if isinstance(speed, SpeedOptions) else SpeedOptions.from_config(speed or {})
+        )
         self._models: dict[str, _LoadedModel] = {}
 
     @property
@@ -165,6 +173,7 @@ class Engine:
             raise Cancelled("The job was cancelled before it started.")
         model = self._loaded(request.model)
         pipe = model.pipeline_for(request)
+        prepare_call(pipe, self.speed, self.device, request.width, request.height)
         init_image = _init_image(request)
         reporter = _StepReporter(
             request, model.family, on_progress, should_cancel, self.preview_every
@@ -204,7 +213,7 @@ class Engine:
         except UnknownModel as error:
             raise ModelUnavailable(str(error)) from None
         family = family_pipelines(spec.family)
-        loaded = family.load(spec, self.device, offload=self.offload)
+        loaded = family.load(spec, self.device, offload=self.offload, speed=self.speed)
         self._models[name] = _LoadedModel(spec, family, loaded)
         return self._models[name]
 

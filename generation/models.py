@@ -199,6 +199,10 @@ class Catalogue(Mapping[str, ModelSpec]):
         except KeyError:
             raise UnknownModel(name, list(self._specs)) from None
 
+    def __contains__(self, name: object) -> bool:
+        # Mapping's default catches only KeyError; UnknownModel is a LookupError.
+        return name in self._specs
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._specs)
 

@@ -116,8 +116,12 @@ def read_pipeline(
             **extra,
         )
     except (OSError, ValueError, TypeError, KeyError, RuntimeError) as error:
-        hint = "" if spec.is_local else (
-            f" If a download was interrupted, run `python -m generation.download {spec.name}`."
+        hint = (
+            ""
+            if spec.is_local
+            else (
+                f" If a download was interrupted, run `python -m generation.download {spec.name}`."
+            )
         )
         raise ModelUnavailable(
             f"Model {spec.name!r} could not be loaded from {path}: {error}{hint}"

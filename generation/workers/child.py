@@ -9,6 +9,7 @@ orphan keeps a GPU busy.
 
 from __future__ import annotations
 
+import logging
 import os
 import queue
 import signal
@@ -33,6 +34,11 @@ def main(argv: list[str]) -> int:
     connection = socket.socket(fileno=int(argv[0]))
     stream = connection.makefile("rb")
     spec: WorkerSpec = read_message(stream)
+    # One line per record on the stderr this process shares with the bot (model loads, speed).
+    worker = spec.config.id.replace("%", "%%")
+    logging.basicConfig(
+        level=logging.INFO, format=f"%(asctime)s %(levelname)s worker={worker} %(name)s %(message)s"
+    )
     send_lock = threading.Lock()
 
     def emit(event: WorkerEvent) -> None:

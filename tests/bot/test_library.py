@@ -24,11 +24,13 @@ UNKNOWN_JOB = 987_654_321
 
 
 async def answer(fake: FakeDiscord, ix: InteractionRecord) -> Message:
-    """The bot's answer to `ix` once it is complete (a deferred "thinking…" filled in)."""
-    return await fake.wait_for(
-        lambda: ix.original if ix.original is not None and not ix.original.loading else None,
-        what=f"the answer to /{ix.data.get('name')}",
-    )
+    """The bot's latest answer to `ix` once there is one (not a "thinking…" placeholder)."""
+
+    def latest() -> Message | None:
+        shown = [m for m in ix.messages if not m.deleted and not m.loading]
+        return shown[-1] if shown else None
+
+    return await fake.wait_for(latest, what=f"the answer to /{ix.data.get('name')}")
 
 
 def text_of(message: Message) -> str:

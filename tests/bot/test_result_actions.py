@@ -184,9 +184,10 @@ async def test_reactions_reroll_vary_and_send_parameters_by_dm(
         await fake.react(bob, original, emoji)
     dm = await fake.wait_for(lambda: fake.dms(bob))
     results = await fake.wait_for(
-        lambda: len(mine := [m for m in fake.messages if bob.id in m.mentions and m.attachments])
-        == 2
-        and mine
+        lambda: (
+            len(mine := [m for m in fake.messages if bob.id in m.mentions and m.attachments]) == 2
+            and mine
+        )
     )
 
     fields = {f["name"]: f["value"] for f in dm[0].embeds[0]["fields"]}

@@ -61,7 +61,7 @@ def test_missing_hub_model_says_what_was_looked_for_and_how_to_fix_it(
     assert str(caught.value) == (
         "Model 'flux-dev' is not available: looked for black-forest-labs/FLUX.1-dev in the "
         f"Hugging Face cache ({tmp_path / 'hub'}) and found nothing. Download it with "
-        "`hf download black-forest-labs/FLUX.1-dev`, or set `source` for flux-dev to a local "
+        "`python -m generation.download flux-dev`, or set `source` for flux-dev to a local "
         "diffusers directory."
     )
 

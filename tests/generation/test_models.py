@@ -108,3 +108,9 @@ def test_bad_configuration_is_refused_with_its_message(models: dict, message: st
 def test_empty_catalogue_is_refused() -> None:
     with pytest.raises(CatalogueError, match="holds no model"):
         Catalogue.from_config({}, include_builtin=False)
+
+
+def test_membership_is_a_plain_yes_or_no() -> None:
+    catalogue = Catalogue.builtin()
+    assert "flux-dev" in catalogue
+    assert "sdxl-turbo" not in catalogue

@@ -1,5 +1,6 @@
 """End to end: the pool on two CPU "GPUs", each a worker process running the real engine on the
-tiny Playground and FLUX pipelines (each worker imports torch once, ~5 s)."""
+tiny Playground and FLUX pipelines (each worker imports torch once, ~5 s). The engine options
+cross into the workers as plain values, the `[speed]` table included."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import io
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from generation.jobs import JobFinished, JobOwner, JobProgress, JobStarted, JobStatus
@@ -24,11 +26,12 @@ def pixels(png: bytes) -> np.ndarray:
 
 
 async def test_tiny_models_run_on_two_worker_processes(
-    tiny_catalogue: Catalogue, tmp_path: Path
+    tiny_catalogue: Catalogue, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     async with await Database.open(tmp_path / "atelier.sqlite3") as db:
         workers = [WorkerConfig("cpu:0", "cpu"), WorkerConfig("cpu:1", "cpu")]
-        pool = WorkerPool(tiny_catalogue, db, workers, engine_options={"preview_every": 2})
+        options = {"preview_every": 2, "speed": {"compile": True, "attention": "eager"}}
+        pool = WorkerPool(tiny_catalogue, db, workers, engine_options=options)
         recorder = Recorder(pool)
         await pool.start()
 
@@ -60,3 +63,13 @@ async def test_tiny_models_run_on_two_worker_processes(
             assert stored is not None
             assert stored.record.status is JobStatus.DONE
         await pool.shutdown()
+    # Each worker's engine received the [speed] table (on the CPU it leaves the images alone).
+    loads = [line for line in capfd.readouterr().err.splitlines() if " Loaded " in line]
+    for worker in ("cpu:0", "cpu:1"):
+        assert any(
+            f"worker={worker} generation.pipelines.base Loaded " in line
+            and line.endswith(
+                "skipped: attention: cpu is not a CUDA device, compile: cpu is not a CUDA device"
+            )
+            for line in loads
+        ), loads

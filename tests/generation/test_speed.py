@@ -1,25 +1,27 @@
-"""Speed options: validated configuration, no-ops on the CPU, and each option's code path on the
-tiny pipelines (attention kernels, regional compile, VAE tiling); the GPU benchmark's --tiny run."""
+"""Speed options: validated configuration, the engine's use of them (no-ops on the CPU), each
+option's code path on the tiny pipelines (attention kernels, regional compile, VAE tiling); the
+GPU benchmark's --tiny run."""
 
 from __future__ import annotations
 
 import contextlib
 import io
 import json
+import logging
+import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from benchmarks import gpu_speed
+from generation.engine import Engine
 from generation.models import Catalogue, Family
 from generation.pipelines import family_pipelines, speed
-from generation.pipelines.speed import SpeedConfigError, SpeedOptions
 from generation.request import build_request
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-import gpu_speed
+from generation.speed_options import SpeedConfigError, SpeedOptions
+from tests.conftest import REPO, child_environment
 
 MODELS = ("playground-v2.5", "flux-dev")
 
@@ -82,7 +84,49 @@ def test_weights_stay_float32_on_the_cpu_whatever_the_options() -> None:
     )
 
 
-# ---- on the CPU every option is a no-op -------------------------------------------------------
+def test_the_bot_can_check_speed_options_without_importing_torch() -> None:
+    code = (
+        "import sys; from generation.speed_options import SpeedOptions; "
+        "SpeedOptions.from_config({'compile': True}); print(sorted({'torch', 'diffusers'} & "
+        "set(sys.modules)))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        env=child_environment(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout.strip() == "[]"
+
+
+# ---- the engine: a plain [speed] table works; on the CPU every option is a no-op ---------------
+
+
+def test_engine_takes_a_speed_table_and_keeps_cpu_images_identical(
+    tiny_catalogue: Catalogue, caplog: pytest.LogCaptureFixture
+) -> None:
+    table = {"compile": True, "fp8": True, "attention": "eager", "vae_tiling_megapixels": 0}
+    request = build_request(tiny_catalogue, prompt="a red cube", model="flux-schnell", seed=3)
+    plain = Engine(tiny_catalogue).generate(request)
+    with caplog.at_level(logging.INFO, logger="generation.pipelines.base"):
+        fast = Engine(tiny_catalogue, speed=table)
+        images = fast.generate(request)
+    assert fast.speed == SpeedOptions(
+        compile=True, fp8=True, attention="eager", vae_tiling_megapixels=0
+    )
+    assert [image.png for image in images] == [image.png for image in plain]
+    assert caplog.messages == [
+        "Loaded flux-schnell on cpu in float32; speed options applied: none; skipped: "
+        "attention: cpu is not a CUDA device, fp8: cpu is not a CUDA device, "
+        "compile: cpu is not a CUDA device"
+    ]
+
+
+def test_engine_refuses_a_bad_speed_table(tiny_catalogue: Catalogue) -> None:
+    with pytest.raises(SpeedConfigError, match=r"`speed\.dtype` should be one of"):
+        Engine(tiny_catalogue, speed={"dtype": "int4"})
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -175,16 +219,13 @@ def test_vae_tiling_switches_on_and_off(pipelines) -> None:
 # ---- the GPU benchmark ------------------------------------------------------------------------
 
 
-def run_benchmark(argv: list[str]) -> tuple[int, list[dict]]:
+def test_gpu_speed_benchmark_runs_tiny_on_the_cpu() -> None:
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        code = gpu_speed.main(argv)
-    return code, [json.loads(line) for line in out.getvalue().splitlines()]
-
-
-def test_gpu_speed_benchmark_runs_tiny_on_the_cpu() -> None:
-    code, lines = run_benchmark(["--tiny", "--variants", "default,compile", "--repeat", "1"])
+        code = gpu_speed.main(["--tiny", "--variants", "default,compile", "--repeat", "1"])
     assert code == 0
+    (printed,) = out.getvalue().splitlines()
+    lines = json.loads(printed)["results"]
     assert [(line["model"], line["variant"]) for line in lines] == [
         (model, variant)
         for model in ("playground-v2.5", "flux-dev", "flux-schnell")

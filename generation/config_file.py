@@ -1,0 +1,25 @@
+"""The `[models]` tables of the configuration file, for the command-line tools.
+
+The bot validates the whole file (`bot.config`); the tools that run without it
+(`python -m generation`, `python -m generation.download`) need only the models, and read them
+here. `Catalogue.from_config` turns the tables into a catalogue.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+
+def read_models_tables(path: Path) -> dict[str, dict[str, Any]]:
+    """The `[models.NAME]` tables of the TOML file at `path`; ValueError with a sentence if the
+    file cannot be read or its `[models]` is not a table of tables."""
+    try:
+        table = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+        raise ValueError(f"Cannot read {path}: {error}") from None
+    models = table.get("models", {})
+    if not isinstance(models, dict) or not all(isinstance(m, dict) for m in models.values()):
+        raise ValueError(f"{path}: [models] should hold one table per model.")
+    return dict(models)

@@ -1,0 +1,368 @@
+"""`/admin ...` end to end: the real discord.py client against the fake Discord, real SQLite, the
+worker pool on tiny CPU models. Admins here: "admin" (configured admin role), "manager" (Manage
+Server), "owner" (the server's owner) and "deputy" (in the configuration's owner ids)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from bot.app import AtelierBot, open_services
+from bot.permissions import REFUSED_ACTION
+from generation.jobs import JobStatus
+from storage import AuditEntry
+from tests.bot.conftest import StudioWorld, bot_settings
+from tests.bot.test_library import (
+    answer,
+    imagine,
+    job_count,
+    private_reply,
+    text_of,
+    wait_for_status,
+)
+from tests.discord import FakeDiscord, run_bot
+from tests.discord.options import SUB_COMMAND, SUB_COMMAND_GROUP
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+SLOW = {"width": 256, "height": 256, "steps": 100, "count": 4}  # runs until cancelled
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def studio(
+    tiny_model_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[StudioWorld]:
+    """The shared studio of `conftest`, plus "deputy" among the configured owner ids."""
+    async with FakeDiscord() as fake:
+        deputy = fake.world.add_user("deputy")
+        fake.world.add_user("frank")
+        settings = bot_settings(
+            fake, tiny_model_dirs, tmp_path_factory.mktemp("admin"), owner_ids=[deputy.id]
+        )
+        services = await open_services(settings)
+        try:
+            async with run_bot(fake, lambda: AtelierBot(settings, services)) as runner:
+                yield StudioWorld(fake, settings, services, runner)
+        finally:
+            await services.close()
+
+
+async def admin_says(
+    studio: StudioWorld, command: str, options: dict[str, Any] | None = None
+) -> str:
+    """Run an admin command as the "admin" user; its (private) answer."""
+    fake = studio.fake
+    return await private_reply(fake, await fake.slash(fake.user("admin"), command, options))
+
+
+async def audit_since(studio: StudioWorld, last_id: int) -> list[AuditEntry]:
+    """Audit entries written after entry `last_id`, oldest first."""
+    entries = await studio.database.recent_audit(limit=100)
+    return sorted((e for e in entries if e.id > last_id), key=lambda e: e.id)
+
+
+async def last_audit_id(studio: StudioWorld) -> int:
+    entries = await studio.database.recent_audit(limit=1)
+    return entries[0].id if entries else 0
+
+
+def admin_command_paths(definition: dict[str, Any]) -> set[str]:
+    """Every `/admin ...` command path as synced to Discord (`"admin models load"`, ...)."""
+    paths = set()
+    for option in definition["options"]:
+        if option["type"] == SUB_COMMAND:
+            paths.add(f"admin {option['name']}")
+        elif option["type"] == SUB_COMMAND_GROUP:
+            paths |= {f"admin {option['name']} {sub['name']}" for sub in option["options"]}
+    return paths
+
+
+# ---- who may -----------------------------------------------------------------------------------
+
+
+async def test_a_non_admin_is_refused_every_admin_command_audited_and_nothing_changes(
+    studio: StudioWorld,
+) -> None:
+    fake, alice, bob = studio.fake, studio.fake.user("alice"), studio.fake.user("bob")
+    running = await imagine(fake, bob, prompt="bob's slow painting", **SLOW)
+    await wait_for_status(studio.database, running, JobStatus.RUNNING)
+    guild = fake.world.guild_id
+    attempts = {
+        "admin queue": {},
+        "admin cancel": {"job": running},
+        "admin pause": {},
+        "admin resume": {},
+        "admin ban": {"user": bob, "reason": "spam"},
+        "admin unban": {"user": bob},
+        "admin limits": {"user": bob, "max_queued": 1, "priority": "relax"},
+        "admin gpus": {},
+        "admin stats": {},
+        "admin models list": {},
+        "admin models load": {"gpu": "cpu", "model": "flux-schnell"},
+        "admin models unload": {"gpu": "cpu", "model": "playground-v2.5"},
+        "admin models pin": {"gpu": "cpu", "model": "flux-schnell"},
+        "admin blocklist add": {"term": "fox"},
+        "admin blocklist remove": {"term": "fox"},
+        "admin blocklist list": {},
+    }
+    assert set(attempts) == admin_command_paths(fake.command("admin") or {})
+    before_audit = await last_audit_id(studio)
+    bob_before = await studio.database.get_user(bob.id)
+    loaded_before = studio.bot.pool.snapshot().workers[0].loaded
+
+    for command, options in attempts.items():
+        reply = await private_reply(fake, await fake.slash(alice, command, options))
+        assert f"/{command} is for this bot's admins only." == reply
+
+    refusals = await audit_since(studio, before_audit)
+    assert [(e.actor_id, e.action, e.target) for e in refusals] == [
+        (alice.id, REFUSED_ACTION, f"command:/{command}") for command in attempts
+    ]
+    assert refusals[0].details == {"guild_id": guild, "channel_id": fake.channel("general").id}
+    assert not studio.bot.pool.paused
+    assert await studio.database.get_user(bob.id) == bob_before
+    assert await studio.database.blocklist(guild) == []
+    assert studio.bot.pool.snapshot().workers[0].loaded == loaded_before
+    stored = await studio.database.get_job(running)
+    assert stored is not None
+    assert stored.record.status is JobStatus.RUNNING
+
+    cancelled = await admin_says(studio, "admin cancel", {"job": running})
+    assert f"Cancelled job `{running}` of <@{bob.id}>" in cancelled
+    assert await wait_for_status(studio.database, running, JobStatus.CANCELLED)
+
+
+async def test_admin_roles_manage_server_and_owner_ids_are_all_admins(studio: StudioWorld) -> None:
+    fake = studio.fake
+    for name in ("admin", "manager", "owner", "deputy"):
+        reply = await private_reply(fake, await fake.slash(fake.user(name), "admin queue"))
+        assert reply.startswith("Queue\nThe queue is running"), (name, reply)
+
+
+# ---- the queue and the GPUs --------------------------------------------------------------------
+
+
+async def test_queue_gpus_pause_and_cancel_show_and_do_the_right_thing(studio: StudioWorld) -> None:
+    fake, pool, db = studio.fake, studio.bot.pool, studio.database
+    alice, bob, carol = fake.user("alice"), fake.user("bob"), fake.user("carol")
+    busy = await imagine(fake, carol, prompt="carol's slow painting", **SLOW)
+    await wait_for_status(db, busy, JobStatus.RUNNING)
+    before_audit = await last_audit_id(studio)
+
+    assert "Paused" in await admin_says(studio, "admin pause")
+    assert pool.paused
+    assert "already paused" in await admin_says(studio, "admin pause")
+    waiting = [
+        await imagine(fake, alice, prompt="a"),
+        await imagine(fake, alice, prompt="b"),
+        await imagine(fake, bob, prompt="c"),
+    ]
+
+    queue = await admin_says(studio, "admin queue")
+    assert "The queue is **paused**: 3 waiting (3 normal), 1 running." in queue
+    assert f"`cpu` · job `{busy}` · <@{carol.id}>" in queue
+    for job in waiting:
+        assert f"#{pool.position(job)} · job `{job}` ·" in queue
+
+    gpus = await admin_says(studio, "admin gpus")
+    assert f"busy on `cpu` · job `{busy}`" in gpus
+    assert "models: playground-v2.5" in gpus
+    assert "memory: RAM" in gpus
+
+    assert f"Cancelled job `{busy}`" in await admin_says(studio, "admin cancel", {"job": busy})
+    everyone = await admin_says(studio, "admin cancel", {"user": alice})
+    assert f"Cancelled 2 jobs of <@{alice.id}>" in everyone
+    for job in (busy, *waiting[:2]):
+        assert await wait_for_status(db, job, JobStatus.CANCELLED)
+    assert "Give either a job id or a user" in await admin_says(studio, "admin cancel")
+    assert "already cancelled" in await admin_says(studio, "admin cancel", {"job": busy})
+
+    assert "Resumed" in await admin_says(studio, "admin resume")
+    assert not pool.paused
+    assert await wait_for_status(db, waiting[2], JobStatus.DONE)
+    assert "not paused" in await admin_says(studio, "admin resume")
+    audited = [(e.action, e.target) for e in await audit_since(studio, before_audit)]
+    assert audited == [
+        ("pool.pause", "pool"),
+        ("job.cancel", f"job:{busy}"),
+        ("user.cancel_jobs", f"user:{alice.id}"),
+        ("pool.resume", "pool"),
+    ]
+
+
+async def test_models_are_listed_loaded_pinned_and_unloaded_per_gpu(studio: StudioWorld) -> None:
+    pool, fake = studio.bot.pool, studio.fake
+    warm = await imagine(fake, fake.user("admin"), prompt="a warm-up")  # the worker is ready
+    await wait_for_status(studio.database, warm, JobStatus.DONE)
+    listing = await admin_says(studio, "admin models list")
+    assert "`cpu` · idle · holds playground-v2.5 · may run any" in listing
+
+    loaded = await admin_says(studio, "admin models load", {"gpu": "cpu", "model": "flux-schnell"})
+    assert "Loaded `flux-schnell` on `cpu`" in loaded
+    assert "flux-schnell" in pool.snapshot().workers[0].loaded
+    pinned = await admin_says(studio, "admin models pin", {"gpu": "cpu", "model": "flux-schnell"})
+    assert "Pinned" in pinned
+    assert "pinned flux-schnell" in await admin_says(studio, "admin models list")
+    await admin_says(studio, "admin models unload", {"gpu": "cpu", "model": "flux-schnell"})
+    worker = pool.snapshot().workers[0]
+    assert "flux-schnell" not in worker.loaded
+    assert worker.pinned == ()
+
+    unknown_gpu = await admin_says(
+        studio, "admin models load", {"gpu": "gpu9", "model": "flux-dev"}
+    )
+    assert "There is no worker 'gpu9'; workers: cpu." in unknown_gpu
+    unknown_model = await admin_says(studio, "admin models load", {"gpu": "cpu", "model": "sd1"})
+    assert "Unknown model 'sd1'" in unknown_model
+    actions = [e.action for e in await studio.database.recent_audit(limit=3)]
+    assert actions == ["worker.unload_model", "worker.pin_model", "worker.load_model"]
+
+    gpus = await fake.autocomplete(
+        fake.user("admin"), "admin models load", {"gpu": ""}, focused="gpu"
+    )
+    assert [choice["value"] for choice in gpus] == ["cpu"]
+
+
+# ---- people ------------------------------------------------------------------------------------
+
+
+async def test_a_ban_takes_effect_on_the_next_imagine_and_everywhere_until_unbanned(
+    studio: StudioWorld,
+) -> None:
+    fake, db, bob = studio.fake, studio.database, studio.fake.user("bob")
+    earlier = await imagine(fake, bob, prompt="before the ban", count=2)
+    result = await studio.result_of(earlier)
+
+    banned = await admin_says(studio, "admin ban", {"user": bob, "reason": "spamming the queue"})
+    assert f"Banned <@{bob.id}>" in banned
+    [entry] = await db.recent_audit(limit=1)
+    assert (entry.actor_id, entry.action, entry.target) == (
+        fake.user("admin").id,
+        "user.ban",
+        f"user:{bob.id}",
+    )
+    jobs = await job_count(db)
+
+    attempts = [
+        ("imagine", {"prompt": "after the ban"}),
+        ("show", {"job": earlier}),
+        ("rerun", {"job": earlier}),
+        ("vary", {"job": earlier, "image": 1}),
+        ("history", {}),
+        ("queue", {}),
+        ("cancel", {"job": earlier}),
+        ("settings", {"aspect": "16:9"}),
+        ("info", {}),
+    ]
+    for command, options in attempts:
+        reply = await private_reply(fake, await fake.slash(bob, command, options))
+        assert reply == "You are banned from using this bot (spamming the queue).", command
+    click = await fake.click(bob, result, f"atelier:rerun:{earlier}")
+    assert "You are banned" in await private_reply(fake, click)
+    assert await job_count(db) == jobs
+    assert (await db.get_user(bob.id)).default_aspect is None
+
+    assert f"Unbanned <@{bob.id}>" in await admin_says(studio, "admin unban", {"user": bob})
+    assert "is not banned" in await admin_says(studio, "admin unban", {"user": bob})
+    after = await imagine(fake, bob, prompt="after the unban")
+    await studio.result_of(after)
+
+
+async def test_limits_are_shown_changed_and_apply_to_the_next_imagine(studio: StudioWorld) -> None:
+    fake, pool, db = studio.fake, studio.bot.pool, studio.database
+    alice, carol = fake.user("alice"), fake.user("carol")
+    shown = await admin_says(studio, "admin limits", {"user": carol})
+    assert "Max waiting\n5 (default)" in shown
+    assert "Priority\nnormal" in shown
+
+    changed = await admin_says(
+        studio, "admin limits", {"user": carol, "max_queued": 1, "priority": "admin"}
+    )
+    assert "Limits changed" in changed
+    assert "Max waiting\n1" in changed
+    [entry] = await db.recent_audit(limit=1)
+    assert (entry.action, entry.details) == ("user.limits", {"max_queued": 1, "priority": "admin"})
+
+    pool.pause()
+    try:
+        ahead = [await imagine(fake, alice, prompt=f"alice {n}") for n in range(2)]
+        first = await imagine(fake, carol, prompt="carol first")
+        assert pool.position(first) == 1  # the admin class goes before everyone
+        full = await private_reply(
+            fake, await fake.slash(carol, "imagine", {"prompt": "carol second"})
+        )
+        assert "You already have 1 job waiting" in full
+
+        reset = await admin_says(studio, "admin limits", {"user": carol, "reset": True})
+        assert "Max waiting\n5 (default)" in reset
+        second = await imagine(fake, carol, prompt="carol second")
+        assert pool.position(second) is not None
+    finally:
+        pool.resume()
+    for job in (*ahead, first, second):
+        await wait_for_status(db, job, JobStatus.DONE)
+
+
+async def test_stats_count_jobs_images_and_gpu_time_per_person_and_model(
+    studio: StudioWorld,
+) -> None:
+    fake, frank = studio.fake, studio.fake.user("frank")
+    jobs = [await imagine(fake, frank, prompt="stats", count=n) for n in (2, 1)]
+    for job in jobs:
+        await studio.result_of(job)
+
+    stats = await admin_says(studio, "admin stats", {"period": 0})
+    usage = await studio.database.stats(0, 2**40)
+    frank_gpu = next(u.gpu_seconds for u in usage.by_user if u.key == frank.id)
+
+    assert stats.startswith("Usage, all time")
+    assert f"<@{frank.id}> · 2 jobs · 3 images · {frank_gpu:.1f} GPU-s · mean wait" in stats
+    playground = next(u for u in usage.by_model if u.key == "playground-v2.5")
+    assert f"`playground-v2.5` · {playground.jobs} jobs · {playground.images} images" in stats
+    assert "Usage, last 7 days" in await admin_says(studio, "admin stats")
+
+
+# ---- the blocklist -----------------------------------------------------------------------------
+
+
+async def test_the_blocklist_refuses_prompts_however_the_job_is_made(studio: StudioWorld) -> None:
+    fake, db, alice = studio.fake, studio.database, studio.fake.user("alice")
+    dragon = await imagine(fake, alice, prompt="a dragon over the hills")
+    result = await studio.result_of(dragon)
+
+    added = await admin_says(studio, "admin blocklist add", {"term": "Dragon*"})
+    assert "`Dragon*`" in added
+    assert "already blocked" in await admin_says(studio, "admin blocklist add", {"term": "dragon*"})
+    assert "`dragon*`" in await admin_says(studio, "admin blocklist list")
+    jobs = await job_count(db)
+
+    refused = "Your prompt contains a term this server has blocked."
+    for command, options in [
+        ("imagine", {"prompt": "two DRAGONS fighting"}),
+        ("rerun", {"job": dragon}),
+        ("vary", {"job": dragon, "image": 1}),
+    ]:
+        assert await private_reply(fake, await fake.slash(alice, command, options)) == refused
+    click = await fake.click(alice, result, f"atelier:reroll:{dragon}")
+    assert await private_reply(fake, click) == refused
+    await fake.react(alice, result, "🔁")
+    dm = await fake.wait_for_message(lambda m: refused in m.content, channel=fake.dm_channel(alice))
+    assert dm is not None
+    assert await job_count(db) == jobs
+    allowed = await imagine(fake, alice, prompt="a drake by the river")  # not a dragon*
+    await studio.result_of(allowed)
+
+    removed = await admin_says(studio, "admin blocklist remove", {"term": "dragon*"})
+    assert "allowed again" in removed
+    assert "not on the blocklist" in await admin_says(
+        studio, "admin blocklist remove", {"term": "dragon*"}
+    )
+    rerun = await answer(fake, await fake.slash(alice, "rerun", {"job": dragon}))
+    assert not rerun.ephemeral, text_of(rerun)
+    actions = [e.action for e in await db.recent_audit(limit=10)]
+    assert actions.count("guild.block_term") == 1
+    assert actions.count("guild.unblock_term") == 1

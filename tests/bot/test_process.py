@@ -1,0 +1,190 @@
+"""`python -m bot` as the owner runs it: first run, bad token, `check`, and a SIGKILL with jobs
+queued and running, after which every job still completes and is delivered."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.config import EXAMPLE_CONFIG
+from storage import Database
+from tests.bot.conftest import bot_config, job_id_of
+from tests.conftest import REPO, child_environment
+from tests.discord import BotProcess, FakeDiscord
+
+
+def to_toml(table: Mapping[str, Any], prefix: str = "") -> str:
+    """Enough TOML for the bot's configuration (values are JSON-compatible scalars and lists)."""
+    lines, tables = [], []
+    for key, value in table.items():
+        name = f'"{key}"' if "." in key else key
+        if isinstance(value, Mapping):
+            tables.append((f"{prefix}{name}", value))
+        elif isinstance(value, list) and value and isinstance(value[0], Mapping):
+            tables.extend((f"[{prefix}{name}]", item) for item in value)
+        else:
+            lines.append(f"{name} = {json.dumps(value)}")
+    for header, body in tables:
+        if header.startswith("["):
+            lines.append(f"\n[{header}]\n{to_toml(body)}")
+        else:
+            lines.append(f"\n[{header}]\n{to_toml(body, header + '.')}")
+    return "\n".join(lines)
+
+
+def run_bot_command(
+    *args: str, cwd: Path, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run `python -m bot ARGS` with no token unless `env` gives one."""
+    environment = {k: v for k, v in child_environment().items() if k != "DISCORD_TOKEN"}
+    environment.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_first_run_writes_the_example_and_says_to_set_the_token(tmp_path: Path) -> None:
+    env = {"ATELIER_CONFIG": str(tmp_path / "conf" / "atelier.toml"), "DISCORD_TOKEN": ""}
+
+    done = run_bot_command(cwd=tmp_path, env=env)
+
+    assert done.returncode == 2
+    written = tmp_path / "conf" / "atelier.toml"
+    assert written.read_text() == EXAMPLE_CONFIG.read_text()
+    assert "wrote an example to" in done.stderr
+    assert "Set DISCORD_TOKEN in the environment" in done.stderr
+    assert "Traceback" not in done.stderr
+
+    again = run_bot_command(cwd=tmp_path, env=env)  # the example is valid; the token is missing
+    assert again.returncode == 1
+    assert again.stderr.startswith("No token.")
+
+
+def test_a_bad_configuration_lists_every_problem(tmp_path: Path) -> None:
+    config = tmp_path / "atelier.toml"
+    config.write_text('data_dir = 3\n[limits]\nmax_queued = 0\n[defaults]\nmodel = "dall-e"\n')
+
+    done = run_bot_command(cwd=tmp_path, env={"ATELIER_CONFIG": str(config)})
+
+    assert done.returncode == 1
+    assert "`data_dir` should be text" in done.stderr
+    assert "`limits.max_queued`" in done.stderr
+    assert "`defaults.model` 'dall-e'" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+async def test_a_token_discord_refuses_ends_in_one_clear_sentence(
+    fake_discord: FakeDiscord, tmp_path: Path, tiny_model_dirs: dict[str, Path]
+) -> None:
+    config = tmp_path / "atelier.toml"
+    config.write_text(to_toml(bot_config(fake_discord.world, tiny_model_dirs)))
+    env = {**child_environment(), **fake_discord.child_env(), "ATELIER_CONFIG": str(config)}
+    env["DISCORD_TOKEN"] = "not-the-token"
+
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", cwd=tmp_path, env=env, stderr=asyncio.subprocess.PIPE
+    )
+    _, stderr = await asyncio.wait_for(process.communicate(), 60)
+
+    assert process.returncode == 1
+    assert "Discord refused the token in DISCORD_TOKEN." in stderr.decode()
+    assert "Traceback" not in stderr.decode()
+    assert not (tmp_path / "data").exists()  # nothing was started or created
+
+
+def test_check_passes_on_a_ready_machine_and_explains_each_problem(
+    tmp_path: Path, tiny_model_dirs: dict[str, Path]
+) -> None:
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    (pickled / "model_index.json").write_text("{}")
+    (pickled / "unet").mkdir()
+    (pickled / "unet" / "diffusion_pytorch_model.bin").write_bytes(b"\x80\x04")
+    good = tmp_path / "good.toml"
+    good.write_text(to_toml({"models": _tiny_models(tiny_model_dirs), "gpus": [{"device": "cpu"}]}))
+    bad = tmp_path / "bad.toml"
+    models = _tiny_models(tiny_model_dirs)
+    models["flux-dev"]["source"] = str(pickled)
+    models["flux-schnell"]["source"] = str(tmp_path / "missing")
+    bad.write_text(to_toml({"models": models, "gpus": [{"device": "cuda:3"}]}))
+    token = {"DISCORD_TOKEN": "x"}
+
+    ready = run_bot_command("check", cwd=tmp_path, env={"ATELIER_CONFIG": str(good), **token})
+    broken = run_bot_command("check", cwd=tmp_path, env={"ATELIER_CONFIG": str(bad)})
+
+    assert ready.returncode == 0, ready.stderr
+    assert "All good." in ready.stdout
+    assert "Database" in ready.stdout
+    assert broken.returncode == 1
+    assert "DISCORD_TOKEN is not set" in broken.stderr
+    assert "holds pickle checkpoints" in broken.stderr
+    assert "is not a diffusers folder" in broken.stderr
+    assert "Worker cuda:3 needs GPU cuda:3" in broken.stderr
+    assert "4 problems found." in broken.stdout
+
+
+def _tiny_models(dirs: dict[str, Path]) -> dict[str, dict[str, Any]]:
+    from generation.tiny import catalogue_config
+
+    return catalogue_config(dirs)
+
+
+@pytest.mark.slow
+async def test_killed_with_jobs_queued_and_running_every_job_completes_after_restart(
+    fake_discord: FakeDiscord, tmp_path: Path, tiny_model_dirs: dict[str, Path]
+) -> None:
+    fake = fake_discord
+    config = tmp_path / "atelier.toml"
+    config.write_text(to_toml(bot_config(fake.world, tiny_model_dirs)))
+    env = {"ATELIER_CONFIG": str(config), "PYTHONPATH": str(REPO)}
+    bot = BotProcess(fake, [sys.executable, "-m", "bot"], env=env, cwd=tmp_path)
+    await bot.start(timeout=60)
+    slow = {"width": 256, "height": 256, "steps": 30}
+    asked = []
+    for name, prompt in (("alice", "one"), ("bob", "two"), ("alice", "three"), ("carol", "four")):
+        ix = await fake.slash(fake.user(name), "imagine", {"prompt": prompt, **slow})
+        asked.append((name, ix))
+    first = asked[0][1]
+    await fake.wait_for(  # the first job is running; the others wait
+        lambda: (
+            first.original
+            and any("Generating" in e.get("description", "") for e in first.original.embeds)
+        ),
+        timeout=60,
+    )
+    jobs = {job_id_of(ix.original): name for name, ix in asked}
+
+    assert await bot.kill() == -9
+    await bot.start(timeout=60)
+
+    results = await fake.wait_for(
+        lambda: (
+            len(done := [m for m in fake.messages if m.attachments and not m.deleted]) >= len(jobs)
+            and done
+        ),
+        timeout=120,
+    )
+    await bot.terminate()
+    shown = {job_id_of(m): m for m in results}
+    assert set(shown) == set(jobs)
+    database = await Database.open(tmp_path / "data" / "atelier.sqlite3")
+    try:
+        for job_id, name in jobs.items():
+            stored = await database.get_job(job_id)
+            assert stored.record.status.value == "done"
+            assert stored.delivered_at is not None
+            assert fake.user(name).id == stored.record.owner.user_id
+    finally:
+        await database.close()
