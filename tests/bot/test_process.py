@@ -169,13 +169,17 @@ async def test_killed_with_jobs_queued_and_running_every_job_completes_after_res
     assert await bot.kill() == -9
     await bot.start(timeout=60)
 
-    results = await fake.wait_for(
-        lambda: (
-            len(done := [m for m in fake.messages if m.attachments and not m.deleted]) >= len(jobs)
-            and done
-        ),
-        timeout=120,
-    )
+    try:
+        results = await fake.wait_for(
+            lambda: (
+                len(done := [m for m in fake.messages if m.attachments and not m.deleted])
+                >= len(jobs)
+                and done
+            ),
+            timeout=90,
+        )
+    except TimeoutError:
+        raise AssertionError(f"not every job was delivered; the bot said:\n{bot.output()}") from None
     await bot.terminate()
     shown = {job_id_of(m): m for m in results}
     assert set(shown) == set(jobs)
