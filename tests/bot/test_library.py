@@ -285,6 +285,9 @@ async def test_queue_lists_your_waiting_jobs_with_positions_and_cancel_removes_o
             assert f"`{job}`" in listing
             assert f"#{pool.position(job)} in the queue" in listing
         assert f"`{theirs}`" not in listing
+        shown = await private_reply(fake, await fake.slash(alice, "show", {"job": first}))
+        assert f"#{pool.position(first)} in the queue" in shown
+        assert f"Job {first} — parameters" in shown
         assert "the queue is paused" in listing
 
         refused = await private_reply(fake, await fake.slash(bob, "cancel", {"job": second}))
