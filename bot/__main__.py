@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import shutil
 import signal
 import sys
@@ -22,8 +21,6 @@ from bot.config import (
     config_path_from_env,
     load_settings,
 )
-
-log = logging.getLogger("bot")
 
 TOKEN_HELP = (
     "Set DISCORD_TOKEN in the environment to your bot's token "
@@ -77,7 +74,14 @@ def run(settings: Settings) -> int:
     """Run the bot until it is stopped (SIGINT/SIGTERM); 0 on a clean stop."""
     import discord
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from bot.observability import configure_logging
+
+    observability = settings.observability
+    configure_logging(
+        level=observability.log_level,
+        style=observability.log_format,
+        secrets=[settings.token.reveal()],
+    )
     apply_discord_endpoints(settings)
     try:
         asyncio.run(_serve(settings))
@@ -91,14 +95,25 @@ def run(settings: Settings) -> int:
 
 
 async def _serve(settings: Settings) -> None:
+    """Run until Discord ends the session or SIGINT/SIGTERM asks to stop; then close cleanly."""
     from bot.app import AtelierBot
+    from bot.observability import Metrics
+    from bot.observability.plugin import Observability
 
-    bot = AtelierBot(settings)
+    metrics = Metrics()
+    plugin = Observability(settings.observability, metrics)
+    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, lambda: asyncio.ensure_future(bot.close()))
-    async with bot:
-        await bot.start(settings.token.reveal())
+        loop.add_signal_handler(signum, stop.set)
+    bot = AtelierBot(settings, plugins=[plugin], pool_observer=metrics)
+    async with bot:  # leaving the block closes the bot
+        running = asyncio.create_task(bot.start(settings.token.reveal()), name="bot")
+        stopping = asyncio.create_task(stop.wait(), name="stop")
+        await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if running.done():
+            running.result()  # LoginFailure and the like go to `run`
 
 
 if __name__ == "__main__":

@@ -5,12 +5,14 @@ that has a `setup` function (python-discord/bot style), so a new command module 
 here. Errors of every command go through `bot.errors`; result buttons are `DynamicItem`s that
 need no state in memory.
 
-Plug-ins (metrics, the health endpoint) hook in through `Plugin`: they are started once the
-bot's services exist and can subscribe to job events with `bot.studio.add_listener`.
+Plug-ins (metrics, the health endpoint) hook in through `Plugin`: they start once the bot's
+services exist and before the pool takes back unfinished jobs, so they can subscribe to every
+job event (`bot.pool.subscribe()` or `bot.studio.add_listener`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import pkgutil
 from collections.abc import Sequence
@@ -120,6 +122,7 @@ class AtelierBot(commands.Bot):
         self._given_services = services
         self._services: Services | None = None
         self._studio: Studio | None = None
+        self._closing: asyncio.Future[None] | None = None
 
     @property
     def services(self) -> Services:
@@ -146,6 +149,8 @@ class AtelierBot(commands.Bot):
             self.settings, observer=self._pool_observer
         )
         self._studio = Studio(self, self.settings, self.database, self.pool)  # listens now
+        for plugin in self.plugins:  # observability plugs in here, before jobs are taken back
+            await plugin.start(self)
         await self.services.start()
         install_error_handler(self.tree)
         self.add_dynamic_items(ResultButton)
@@ -153,8 +158,6 @@ class AtelierBot(commands.Bot):
             await self.load_extension(name)
         await self.sync_commands()
         await self.studio.start()
-        for plugin in self.plugins:  # observability plugs in here
-            await plugin.start(self)
 
     async def sync_commands(self) -> None:
         """Register the slash commands: per configured guild (instant) or globally."""
@@ -167,6 +170,14 @@ class AtelierBot(commands.Bot):
             await self.tree.sync(guild=guild)
 
     async def close(self) -> None:
+        """Stop plug-ins, the studio, the Discord connection, then the services the bot opened.
+
+        Safe to call more than once, also concurrently: every caller waits for the one close."""
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._close_everything())
+        await asyncio.shield(self._closing)
+
+    async def _close_everything(self) -> None:
         for plugin in reversed(self.plugins):
             try:
                 await plugin.stop()

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bot.observability.settings import ObservabilityConfigError, ObservabilitySettings
 from generation.models import Catalogue, CatalogueError
 from generation.request import MAX_COUNT, RequestError, parse_aspect
 from generation.scheduler import SchedulerSettings
@@ -78,6 +79,7 @@ class ProgressSettings:
 
     edit_interval_s: float = 1.5
     preview_interval_s: float = 5.0
+    queue_refresh_s: float = 15.0  # how often a waiting job's position is looked up again
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +94,7 @@ class Settings:
     defaults: UserDefaults = UserDefaults()
     limits: SchedulerSettings = field(default_factory=SchedulerSettings)
     progress: ProgressSettings = ProgressSettings()
+    observability: ObservabilitySettings = field(default_factory=ObservabilitySettings)
     owner_ids: frozenset[int] = frozenset()
     admin_role_ids: frozenset[int] = frozenset()
     allowed_channel_ids: frozenset[int] = frozenset()  # empty: every channel
@@ -166,6 +169,12 @@ def settings_from_mapping(
     progress = ProgressSettings(
         edit_interval_s=reader.number(progress_table, "progress.edit_interval_s", 1.5, 0.2),
         preview_interval_s=reader.number(progress_table, "progress.preview_interval_s", 5.0, 0.5),
+        queue_refresh_s=reader.number(progress_table, "progress.queue_refresh_s", 15.0, 0.5),
+    )
+    reader.reject_unknown(progress_table, set(ProgressSettings.__dataclass_fields__), "progress.")
+    observability = reader.guard(
+        lambda: ObservabilitySettings.from_config(reader.table("observability")),
+        ObservabilityConfigError,
     )
     owner_ids, admin_role_ids = reader.ids("owner_ids"), reader.ids("admin_role_ids")
     allowed_channel_ids, guild_ids = reader.ids("allowed_channel_ids"), reader.ids("guild_ids")
@@ -182,6 +191,7 @@ def settings_from_mapping(
         defaults=defaults,
         limits=limits,
         progress=progress,
+        observability=observability,
         owner_ids=owner_ids,
         admin_role_ids=admin_role_ids,
         allowed_channel_ids=allowed_channel_ids,
@@ -215,6 +225,7 @@ _TOP_LEVEL_KEYS = {
     "defaults",
     "limits",
     "progress",
+    "observability",
     "owner_ids",
     "admin_role_ids",
     "allowed_channel_ids",
@@ -233,7 +244,7 @@ class _Reader:
         try:
             return build()
         except errors as error:
-            self.problems.append(str(error))
+            self.problems.extend(getattr(error, "problems", None) or [str(error)])
             return None
 
     def value(

@@ -19,6 +19,7 @@ from generation.models import UnknownModel
 from generation.request import RequestError
 
 log = logging.getLogger(__name__)
+_THINKING = discord.InteractionResponseType.deferred_channel_message
 
 
 class UserError(Exception):
@@ -84,7 +85,7 @@ async def report_error(interaction: discord.Interaction, error: BaseException) -
     reply = describe(error)
     try:
         if interaction.response.is_done():
-            if interaction.response.type is discord.InteractionResponseType.deferred_channel_message:
+            if interaction.response.type is _THINKING:
                 # a public "thinking…" placeholder: replace it with the private reply
                 await interaction.delete_original_response()
             await interaction.followup.send(reply.message, ephemeral=True)

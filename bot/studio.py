@@ -14,9 +14,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import discord
 
@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 EventListener = Callable[[JobEvent], None]
 REDELIVERY_DELAYS_S = (2.0, 10.0, 30.0, 120.0, 600.0)  # then every 600 s
+REFRESHED_POSITIONS = 20  # beyond this place, a moving queue would cost too many edits
 
 
 @dataclass(eq=False)
@@ -322,7 +323,7 @@ class Studio:
         shown: ProgressState | None = tracker.state
         preview_shown = False
         while not tracker.final.is_set():
-            await tracker.changed.wait()
+            await self._next_change(tracker)
             delay = last_edit + interval - time.monotonic()
             if delay > 0:
                 with contextlib.suppress(TimeoutError):
@@ -352,6 +353,21 @@ class Studio:
         self._trackers.pop(tracker.job_id, None)
         await self._deliver(tracker.job_id, target)
 
+    async def _next_change(self, tracker: _Tracker) -> None:
+        """Wait for the job's next event; while it waits near the front of the queue, look its
+        position up every `queue_refresh_s` (the pool announces a position only once)."""
+        refresh = self.settings.progress.queue_refresh_s
+        while True:
+            waiting = tracker.state.phase is Phase.QUEUED
+            try:
+                await asyncio.wait_for(tracker.changed.wait(), refresh if waiting else None)
+                return
+            except TimeoutError:
+                position = self.pool.position(tracker.job_id) or tracker.state.position
+                if position != tracker.state.position and position <= REFRESHED_POSITIONS:
+                    eta = self.pool.eta(tracker.job_id) or 0.0
+                    tracker.update(JobQueued(tracker.job_id, position, eta))
+
     def _progress_message(
         self, tracker: _Tracker, *, show_preview: bool, attach_preview: bool = False
     ) -> Message:
@@ -379,6 +395,15 @@ class Studio:
             message = await self._result_message(stored.record, target.upload_limit)
             sent = await target.deliver(message)
         except discord.HTTPException as error:
+            if 400 <= error.status < 500 and error.status != 429:
+                log.error(
+                    "Job %s: Discord refused the result (%s); it stays undelivered until the "
+                    "next start",
+                    job_id,
+                    error,
+                )
+                self._delivering.discard(job_id)
+                return
             delay = REDELIVERY_DELAYS_S[min(attempt, len(REDELIVERY_DELAYS_S) - 1)]
             log.warning("Job %s: delivery failed (%s); retrying in %.0f s", job_id, error, delay)
             self._spawn(self._redeliver(job_id, target, attempt + 1, delay), f"redeliver-{job_id}")
@@ -424,8 +449,8 @@ class Studio:
             guild_id=owner.guild_id,
         )
 
-    def _spawn(self, coroutine: object, name: str) -> None:
-        task = asyncio.create_task(coroutine, name=name)  # type: ignore[arg-type]
+    def _spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(coroutine, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
 

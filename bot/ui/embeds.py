@@ -43,12 +43,11 @@ def progress_embed(
     return embed
 
 
-def result_content(record: JobRecord, notes: Sequence[str] = (), mention: bool = False) -> str:
-    """The text above the images: who, what, seeds, and the job id (kept short for mobiles)."""
+def result_content(record: JobRecord, notes: Sequence[str] = ()) -> str:
+    """The text above the images: what, with which seeds, and the job id (short for mobiles)."""
     request = record.request
     seeds = ", ".join(str(seed) for seed in request.seeds)
     lines = [
-        f"{'<@' + str(record.owner.user_id) + '> ' if mention else ''}"
         f"**{short_prompt(request.prompt)}**",
         f"`{request.model}` · {request.width}x{request.height} · {request.steps} steps · "
         f"seeds {seeds} · job `{record.id}`",
@@ -90,8 +89,7 @@ def parameters_embed(record: JobRecord) -> discord.Embed:
     return embed
 
 
-def failure_content(record: JobRecord, state: ProgressState, mention: bool = False) -> str:
+def failure_content(record: JobRecord, state: ProgressState) -> str:
     """The text of a job that ended without images."""
-    who = f"<@{record.owner.user_id}> " if mention else ""
     prompt = short_prompt(record.request.prompt, 80)
-    return f"{who}Job `{record.id}` ({prompt}): {status_line(state)}"
+    return f"Job `{record.id}` ({prompt}): {status_line(state)}"

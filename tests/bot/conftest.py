@@ -27,10 +27,11 @@ from bot.config import Settings, settings_from_mapping
 from generation.tiny import catalogue_config
 from storage import Database, StoredJob
 from tests.discord import BotRunner, FakeDiscord, Message, World, run_bot
-from tests.discord.plugin import fake_discord as fake_discord  # noqa: F401 - re-exported fixture
+from tests.discord.plugin import fake_discord as fake_discord
 
+JOB_TIMEOUT_S = 30.0  # the first job of a module waits for its worker to import torch
 FRESH_USERS = ("dave", "erin", "frank")
-FAST_PROGRESS = {"edit_interval_s": 0.2, "preview_interval_s": 0.5}
+FAST_PROGRESS = {"edit_interval_s": 0.2, "preview_interval_s": 0.5, "queue_refresh_s": 0.5}
 
 
 def bot_config(
@@ -45,6 +46,7 @@ def bot_config(
         "models": catalogue_config(tiny_model_dirs),
         "gpus": [{"device": "cpu", "max_models": 3}],
         "progress": FAST_PROGRESS,
+        "observability": {"enabled": False},  # no fixed port shared by parallel test runs
     }
     table.update(overrides)
     return table
@@ -75,15 +77,15 @@ class StudioWorld:
     def database(self) -> Database:
         return self.services.database
 
-    async def result_of(self, job_id: int, *, timeout: float = 30) -> Message:
-        """The message that shows job `job_id`'s images (waits for it)."""
+    async def result_of(self, job_id: int) -> Message:
+        """The message that shows job `job_id`'s images (waits up to `JOB_TIMEOUT_S`)."""
         return await self.fake.wait_for_message(
-            lambda m: f"job `{job_id}`" in m.content and bool(m.attachments), timeout=timeout
+            lambda m: f"job `{job_id}`" in m.content and bool(m.attachments), timeout=JOB_TIMEOUT_S
         )
 
-    async def delivered(self, job_id: int, *, timeout: float = 30) -> StoredJob:
+    async def delivered(self, job_id: int) -> StoredJob:
         """The job once storage records its result as delivered (checked every 20 ms)."""
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(JOB_TIMEOUT_S):
             while True:
                 stored = await self.database.get_job(job_id)
                 if stored is not None and stored.delivered_at is not None:

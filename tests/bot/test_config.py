@@ -76,6 +76,8 @@ def test_every_problem_is_reported_at_once() -> None:
         "limits": {"max_queued": 0, "colour": "red"},
         "gpus": [{"device": "tpu:0"}, {"device": "cuda:0", "models": ["nope"]}],
         "models": {"x": {"family": "unet", "source": "/x"}, "y": {"source": "/y"}},
+        "observability": {"port": 0},
+        "progress": {"edit_interval_s": 0.01},
         "tokn": "typo",
     }
 
@@ -93,6 +95,8 @@ def test_every_problem_is_reported_at_once() -> None:
         "limits.max_queued",
         "Unknown setting `limits.colour`",
         "unknown device 'tpu:0'",
+        "`observability.port` should be a port number",
+        "`progress.edit_interval_s` should be a number of at least 0.2",
         "Unknown setting `tokn`",
     ):
         assert expected in text, expected

@@ -109,6 +109,20 @@ async def test_progress_shows_steps_and_a_preview(studio: StudioWorld) -> None:
     assert previews[0].attachments[0].filename == "preview.png"
 
 
+async def test_a_waiting_job_sees_its_place_in_the_queue_move_up(studio: StudioWorld) -> None:
+    fake = studio.fake
+    erin = fake.user("erin")
+    async with paused(studio):
+        ahead = await queued_job(studio, await fake.slash(erin, "imagine", {"prompt": "first"}))
+        ix = await fake.slash(erin, "imagine", {"prompt": "second"})
+        await queued_job(studio, ix)
+        assert "#2 in the queue" in ix.original.embeds[0]["description"]
+
+        await studio.services.pool.cancel(ahead)
+
+        await fake.wait_for(lambda: "#1 in the queue" in ix.original.embeds[0]["description"])
+
+
 async def test_img2img_from_an_attachment(studio: StudioWorld) -> None:
     fake = studio.fake
     source = io.BytesIO()

@@ -172,23 +172,29 @@ async def test_killed_with_jobs_queued_and_running_every_job_completes_after_res
     try:
         results = await fake.wait_for(
             lambda: (
-                len(done := [m for m in fake.messages if m.attachments and not m.deleted])
+                len(done := [m for m in fake.messages if "job `" in m.content and m.attachments])
                 >= len(jobs)
                 and done
             ),
             timeout=90,
         )
     except TimeoutError:
-        raise AssertionError(f"not every job was delivered; the bot said:\n{bot.output()}") from None
-    await bot.terminate()
+        raise AssertionError(
+            f"not every job was delivered; the bot said:\n{bot.output()}"
+        ) from None
     shown = {job_id_of(m): m for m in results}
     assert set(shown) == set(jobs)
     database = await Database.open(tmp_path / "data" / "atelier.sqlite3")
     try:
         for job_id, name in jobs.items():
             stored = await database.get_job(job_id)
+            async with asyncio.timeout(10):  # the bot records the delivery just after posting
+                while stored.delivered_at is None:
+                    await asyncio.sleep(0.05)
+                    stored = await database.get_job(job_id)
             assert stored.record.status.value == "done"
-            assert stored.delivered_at is not None
             assert fake.user(name).id == stored.record.owner.user_id
+            assert fake.user(name).id in shown[job_id].mentions
     finally:
+        await bot.terminate()
         await database.close()
