@@ -16,7 +16,7 @@ import asyncio
 import logging
 import pkgutil
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Protocol
 
 import discord
@@ -76,6 +76,7 @@ async def open_services(settings: Settings, *, observer: PoolObserver | None = N
             database,
             list(settings.gpus) or discover_workers(settings.catalogue),
             settings=settings.limits,
+            engine_options={"speed": asdict(settings.speed)},  # plain data: crosses into workers
             observer=observer,
         )
     except BaseException:

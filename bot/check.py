@@ -2,19 +2,21 @@
 
 Checks the token is set (not whether Discord accepts it: that needs a connection), the GPUs the
 workers name (with `nvidia-smi`, never importing torch in this process), that every model's
-weights are in a local folder or the Hugging Face cache as safetensors, and that the database
-opens. Prints one line per check and a sentence for each problem; exit status 1 if any.
+weights are in a local folder or the Hugging Face cache as safetensors (as `generation.download`
+judges them; a model not downloaded yet is only a note, as scripts/start downloads it next), and
+that the database opens. Prints one line per check and a sentence for each problem; exit status 1
+if any.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from bot.config import Settings
+from generation.download import MODEL_INDEX, cached_snapshot, missing_weights
 from generation.models import ModelSpec
 from generation.workers.config import discover_workers, list_gpus
 from storage import Database, DatabaseUnusable
@@ -79,47 +81,30 @@ def _gpus(settings: Settings) -> Iterator[Finding]:
 def _model(spec: ModelSpec) -> Finding:
     if spec.is_local:
         folder = Path(spec.source).expanduser()
-        if not (folder / "model_index.json").is_file():
+        if not (folder / MODEL_INDEX).is_file():
             return Finding(
-                False,
-                f"Model {spec.name}: {folder} is not a diffusers folder (no model_index.json).",
+                False, f"Model {spec.name}: {folder} is not a diffusers folder (no {MODEL_INDEX})."
             )
-        return _safetensors(spec, folder)
-    folder = _hub_snapshot(spec.source)
-    if folder is None:
-        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+    else:
+        found = cached_snapshot(spec)
+        if found is None:
+            return Finding(  # not a problem yet: scripts/start downloads after this check
+                False,
+                f"Model {spec.name}: {spec.source} is not downloaded yet; run "
+                f"`python -m generation.download {spec.name}` (scripts/start runs it). "
+                "Until then its jobs fail.",
+                problem=False,
+            )
+        folder = found
+    missing = missing_weights(folder, spec)
+    if missing:
         return Finding(
             False,
-            f"Model {spec.name}: {spec.source} is not in the Hugging Face cache"
-            + (
-                " and HF_HUB_OFFLINE=1 forbids downloading it."
-                if offline
-                else f"; it will be downloaded on first use (~{spec.vram_gb:g} GB class model)."
-            ),
-            problem=offline,
+            f"Model {spec.name}: {folder} has no safetensors weights for {', '.join(missing)}. "
+            "Atelier loads only .safetensors weights (never pickle .bin/.ckpt/.pt files): "
+            "convert them or use a safetensors release.",
         )
-    return _safetensors(spec, folder)
-
-
-def _safetensors(spec: ModelSpec, folder: Path) -> Finding:
-    weights = [p for p in folder.rglob("*") if p.suffix in (".safetensors", ".bin", ".ckpt", ".pt")]
-    if weights and all(p.suffix == ".safetensors" for p in weights):
-        return Finding(True, f"Model {spec.name}: weights found in {folder}.")
-    if not weights:
-        return Finding(False, f"Model {spec.name}: no weights in {folder}.")
-    return Finding(
-        False,
-        f"Model {spec.name}: {folder} holds pickle checkpoints (.bin/.ckpt/.pt); Atelier loads "
-        "only .safetensors weights. Convert them or use a safetensors release.",
-    )
-
-
-def _hub_snapshot(repo_id: str) -> Path | None:
-    """The cached snapshot folder of a Hub model, if its model_index.json is cached."""
-    from huggingface_hub import try_to_load_from_cache
-
-    found = try_to_load_from_cache(repo_id, "model_index.json")
-    return Path(found).parent if isinstance(found, str) else None
+    return Finding(True, f"Model {spec.name}: weights found in {folder}.")
 
 
 async def _database(settings: Settings) -> Finding:

@@ -26,6 +26,7 @@ from bot.observability.settings import ObservabilityConfigError, ObservabilitySe
 from generation.models import Catalogue, CatalogueError
 from generation.request import MAX_COUNT, RequestError, parse_aspect
 from generation.scheduler import SchedulerSettings
+from generation.speed_options import SpeedConfigError, SpeedOptions
 from generation.workers.config import WorkerConfig
 
 DEFAULT_CONFIG_PATH = Path("atelier.toml")
@@ -94,6 +95,7 @@ class Settings:
     defaults: UserDefaults = UserDefaults()
     limits: SchedulerSettings = field(default_factory=SchedulerSettings)
     progress: ProgressSettings = ProgressSettings()
+    speed: SpeedOptions = field(default_factory=SpeedOptions)  # the workers' CUDA pipelines
     observability: ObservabilitySettings = field(default_factory=ObservabilitySettings)
     owner_ids: frozenset[int] = frozenset()
     admin_role_ids: frozenset[int] = frozenset()
@@ -172,6 +174,8 @@ def settings_from_mapping(
         queue_refresh_s=reader.number(progress_table, "progress.queue_refresh_s", 15.0, 0.5),
     )
     reader.reject_unknown(progress_table, set(ProgressSettings.__dataclass_fields__), "progress.")
+    speed_table = reader.table("speed")
+    speed = reader.guard(lambda: SpeedOptions.from_config(speed_table), SpeedConfigError)
     observability = reader.guard(
         lambda: ObservabilitySettings.from_config(reader.table("observability")),
         ObservabilityConfigError,
@@ -191,6 +195,7 @@ def settings_from_mapping(
         defaults=defaults,
         limits=limits,
         progress=progress,
+        speed=speed,
         observability=observability,
         owner_ids=owner_ids,
         admin_role_ids=admin_role_ids,
@@ -225,6 +230,7 @@ _TOP_LEVEL_KEYS = {
     "defaults",
     "limits",
     "progress",
+    "speed",
     "observability",
     "owner_ids",
     "admin_role_ids",

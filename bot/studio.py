@@ -5,7 +5,9 @@ durable) and posts the job's one progress message. A single task consumes the po
 feeds one `_Tracker` per job, which edits that message at most every `edit_interval_s` (a preview
 at most every `preview_interval_s`) and finally turns it into the result. A result that cannot be
 posted (Discord 5xx, 429 past discord.py's own retries) stays undelivered in storage and is
-retried with backoff, and again on the next start-up.
+retried with backoff, and again on the next start-up. Storage records each progress message, so
+a job taken back after a restart (even a SIGKILL) edits its old message on instead of leaving it
+stale.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from bot.actions import Action
 from bot.attachments import Upload, fit_upload, limit_note
 from bot.blocklist import first_blocked_term
 from bot.config import Settings
-from bot.errors import Banned, Blocked, NotAllowedHere, NotFound, NotYours
+from bot.errors import Banned, Blocked, NotAllowedHere, NotFound, NotYours, UserError
 from bot.targets import ChannelTarget, Message, Target
 from bot.ui.buttons import result_view
 from bot.ui.embeds import (
@@ -38,7 +40,7 @@ from bot.ui.embeds import (
 from bot.ui.progress import Phase, ProgressState
 from generation.jobs import JobEvent, JobOwner, JobQueued, JobRecord, JobStatus
 from generation.request import GenerationRequest
-from storage import Database, UserSettings
+from storage import Database, StorageError, UserSettings
 
 if TYPE_CHECKING:
     from generation.pool import WorkerPool
@@ -59,6 +61,7 @@ class _Tracker:
     request: GenerationRequest | None = None
     target: Target | None = None
     claimed: bool = False  # a submit in this process will attach the target
+    recorded_message: int | None = None  # the progress message storage knows of
     target_ready: asyncio.Event = field(default_factory=asyncio.Event)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     final: asyncio.Event = field(default_factory=asyncio.Event)
@@ -198,7 +201,10 @@ class Studio:
         channel_id: int | None,
         message: discord.PartialMessage | discord.Message | None = None,
     ) -> None:
-        """Do what a result button or reaction asks of job `job_id` (image `index`)."""
+        """Do what a result button or reaction asks of job `job_id` (image `index`).
+
+        Every action is refused to a banned person (`Banned`), before anything else happens."""
+        standing = await self.standing(actor)
         record = await self.job(job_id)
         if action in (Action.INFO, Action.SEND_DM):
             await target.reply_private(Message(embed=parameters_embed(record)))
@@ -208,8 +214,7 @@ class Studio:
             await target.reply_private(Message(content=f"🗑️ Deleted job `{job_id}`."))
             return
         request = await self._derive(action, record, index)
-        owner = await self.owner_for(actor, guild_id, channel_id)
-        await self.submit(request, owner, target)
+        await self.submit(request, standing.owner(guild_id, channel_id), target)
 
     async def delete(
         self,
@@ -217,9 +222,13 @@ class Studio:
         actor: discord.abc.User,
         message: discord.PartialMessage | discord.Message | None = None,
     ) -> None:
-        """Delete a job (its author or an admin only) and the result message, if given."""
+        """Delete a finished job (its author or an admin only) and the result message, if given."""
         if actor.id != record.owner.user_id and not self.is_admin(actor):
             raise NotYours("Only the person who made this job (or an admin) can delete it.")
+        if not record.status.is_final:
+            raise UserError(
+                f"Job `{record.id}` is still {record.status.value}; cancel it first (`/cancel`)."
+            )
         await self.database.delete_job(record.id)
         if message is not None:
             with contextlib.suppress(discord.HTTPException):
@@ -258,13 +267,19 @@ class Studio:
                 )
         raise ValueError(f"{action} makes no new job")
 
+    async def allowed_channels(self, guild_id: int | None) -> set[int]:
+        """The channels that take jobs: the configuration's and those admins allowed in this
+        server (`/admin channels`); empty means every channel."""
+        allowed = set(self.settings.allowed_channel_ids)
+        if guild_id is not None:
+            allowed |= set(await self.database.allowed_channels(guild_id))
+        return allowed
+
     async def _check_place(self, owner: JobOwner) -> None:
         channel = owner.channel_id
         if channel is None:
             return
-        allowed = set(self.settings.allowed_channel_ids)
-        if owner.guild_id is not None:
-            allowed |= set(await self.database.allowed_channels(owner.guild_id))
+        allowed = await self.allowed_channels(owner.guild_id)
         if allowed and channel not in allowed:
             places = ", ".join(f"<#{c}>" for c in sorted(allowed))
             raise NotAllowedHere(f"I only make images in {places}.")
@@ -311,7 +326,7 @@ class Studio:
             self._trackers.pop(tracker.job_id, None)
             return  # not a Discord job (say, the CLI's): nothing to show
         tracker.request = stored.record.request
-        tracker.attach(self._channel_target(stored.record.owner))
+        tracker.attach(await self._resumed_target(stored.record))
 
     async def _follow(self, tracker: _Tracker) -> None:
         interval = self.settings.progress.edit_interval_s
@@ -319,6 +334,7 @@ class Studio:
         await tracker.target_ready.wait()
         target = tracker.target
         assert target is not None
+        await self._remember_progress(tracker, target)
         last_edit = last_preview = float("-inf")
         shown: ProgressState | None = tracker.state
         preview_shown = False
@@ -346,12 +362,25 @@ class Studio:
                 await target.edit(message)
             except discord.HTTPException as error:
                 log.warning("Job %s: progress edit failed (%s)", tracker.job_id, error)
+            await self._remember_progress(tracker, target)
             last_edit = time.monotonic()
             shown = state
             if new_preview:
                 preview_shown, last_preview = True, last_edit
         self._trackers.pop(tracker.job_id, None)
         await self._deliver(tracker.job_id, target)
+
+    async def _remember_progress(self, tracker: _Tracker, target: Target) -> None:
+        """Record the job's progress message (each new one once): after a restart, the job
+        picks it up again instead of leaving it stale (see `_resumed_target`)."""
+        message_id = target.progress_message_id
+        if message_id is None or message_id == tracker.recorded_message:
+            return
+        tracker.recorded_message = message_id
+        try:
+            await self.database.record_message(tracker.job_id, message_id, target.channel_id)
+        except StorageError as error:
+            log.warning("Job %s: progress message not recorded (%s)", tracker.job_id, error)
 
     async def _next_change(self, tracker: _Tracker) -> None:
         """Wait for the job's next event; while it waits near the front of the queue, look its
@@ -392,7 +421,7 @@ class Studio:
             self._delivering.discard(job_id)
             return
         try:
-            message = await self._result_message(stored.record, target.upload_limit)
+            message = await self.result_message(stored.record, target.upload_limit)
             sent = await target.deliver(message)
         except discord.HTTPException as error:
             if 400 <= error.status < 500 and error.status != 429:
@@ -418,7 +447,9 @@ class Studio:
         await asyncio.sleep(delay)
         await self._deliver(job_id, target, attempt)
 
-    async def _result_message(self, record: JobRecord, limit: int) -> Message:
+    async def result_message(self, record: JobRecord, limit: int) -> Message:
+        """What shows a finished job: its images (fitted under `limit` bytes each) with the
+        result buttons, or why it failed or was cancelled."""
         if record.status is not JobStatus.DONE:
             phase = Phase.FAILED if record.status is JobStatus.FAILED else Phase.CANCELLED
             state = ProgressState(record.id, phase=phase, reason=record.error)
@@ -439,14 +470,29 @@ class Studio:
         await self.client.wait_until_ready()
         for record in await self.database.undelivered_jobs():
             if record.status.is_final and record.owner.channel_id is not None:
-                await self._deliver(record.id, self._channel_target(record.owner))
+                await self._deliver(record.id, await self._resumed_target(record))
 
-    def _channel_target(self, owner: JobOwner, user_id: int | None = None) -> ChannelTarget:
+    async def _resumed_target(self, record: JobRecord) -> ChannelTarget:
+        """Where a job of an earlier run goes on: its channel, with the last message recorded
+        for it (the progress message left behind) edited as the job moves and removed once
+        the result is posted, so no stale "running 3/4" stays in the channel."""
+        messages = await self.database.messages_of(record.id)
+        last = messages[-1].message_id if messages else None
+        return self._channel_target(record.owner, progress_message_id=last)
+
+    def _channel_target(
+        self,
+        owner: JobOwner,
+        user_id: int | None = None,
+        *,
+        progress_message_id: int | None = None,
+    ) -> ChannelTarget:
         return ChannelTarget(
             self.client,
             owner.channel_id or 0,
             owner.user_id if user_id is None else user_id,
             guild_id=owner.guild_id,
+            progress_message_id=progress_message_id,
         )
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:

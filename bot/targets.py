@@ -3,7 +3,9 @@
 A job started by a slash command or a button follows its interaction: the first reply is the
 progress message, edited as the job moves and finally turned into the result. Interaction tokens
 die after 15 minutes, so a late result falls back to a channel message that mentions the author.
-Jobs started by a reaction, and jobs picked up again after a restart, go to the channel directly.
+Jobs started by a reaction, and jobs picked up again after a restart, go to the channel directly
+(a job picked up again edits its old progress message, whoever posted it, and removes it with the
+result).
 """
 
 from __future__ import annotations
@@ -77,9 +79,14 @@ class Target(Protocol):
     """Where one job's progress and result go."""
 
     user_id: int
+    channel_id: int | None
 
     @property
     def upload_limit(self) -> int: ...
+
+    @property
+    def progress_message_id(self) -> int | None:
+        """The message showing the job's progress, once there is one."""
 
     async def open(self, message: Message) -> None:
         """Post the job's first (progress) message."""
@@ -113,6 +120,7 @@ class ChannelTarget:
     ) -> None:
         self._client = client
         self.channel = client.get_partial_messageable(channel_id, guild_id=guild_id)
+        self.channel_id: int | None = channel_id
         self.user_id = user_id
         self.guild_id = guild_id
         self._progress_id = progress_message_id
@@ -122,15 +130,25 @@ class ChannelTarget:
         guild = self._client.get_guild(self.guild_id) if self.guild_id else None
         return guild.filesize_limit if guild else DEFAULT_UPLOAD_LIMIT
 
+    @property
+    def progress_message_id(self) -> int | None:
+        return self._progress_id
+
     async def open(self, message: Message) -> None:
         sent = await self.channel.send(**self._mentioning(message).send_kwargs())
         self._progress_id = sent.id
 
     async def edit(self, message: Message) -> None:
-        if self._progress_id is None:
-            await self.open(message)
-            return
-        await self.channel.get_partial_message(self._progress_id).edit(**message.edit_kwargs())
+        """Edit the progress message; post a new one where there is none (or it was deleted)."""
+        if self._progress_id is not None:
+            try:
+                await self.channel.get_partial_message(self._progress_id).edit(
+                    **message.edit_kwargs()
+                )
+                return
+            except discord.NotFound:
+                log.info("Progress message %s is gone; posting a new one", self._progress_id)
+        await self.open(message)
 
     async def deliver(self, message: Message) -> discord.Message:
         """A new message (so the author is pinged); the progress message is then removed."""
@@ -162,12 +180,17 @@ class InteractionTarget:
         self._client = client
         self._interaction = interaction
         self.user_id = interaction.user.id
+        self.channel_id = interaction.channel_id
         self._fallback: ChannelTarget | None = None
         self._progress_id: int | None = None
 
     @property
     def upload_limit(self) -> int:
         return self._interaction.filesize_limit or DEFAULT_UPLOAD_LIMIT
+
+    @property
+    def progress_message_id(self) -> int | None:
+        return self._fallback.progress_message_id if self._fallback else self._progress_id
 
     async def open(self, message: Message) -> None:
         response = self._interaction.response

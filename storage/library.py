@@ -10,7 +10,7 @@ import aiosqlite
 
 from generation.jobs import JobRecord, JobStatus
 from storage.errors import InvalidTransition, InvalidValue, UnknownJob
-from storage.records import HistoryPage, Lineage, StoredImage, StoredJob
+from storage.records import HistoryPage, JobMessage, Lineage, StoredImage, StoredJob
 from storage.store import FINAL_STATUSES, JOB_SELECT, Store, job_from_row
 
 MAX_PAGE = 100
@@ -52,6 +52,15 @@ class Library(Store):
             "SELECT job_id FROM job_messages WHERE message_id = ?", (message_id,)
         )
         return None if row is None else row["job_id"]
+
+    async def messages_of(self, job_id: int) -> list[JobMessage]:
+        """The Discord messages recorded as showing this job, oldest first."""
+        rows = await self._fetchall(
+            "SELECT message_id, channel_id, created_at FROM job_messages WHERE job_id = ?"
+            " ORDER BY created_at, message_id",
+            (job_id,),
+        )
+        return [JobMessage(row["message_id"], row["channel_id"], row["created_at"]) for row in rows]
 
     async def set_image_attachment(
         self, job_id: int, index: int, message_id: int, attachment_id: int

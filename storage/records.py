@@ -41,6 +41,15 @@ class StoredImage:
 
 
 @dataclass(frozen=True, slots=True)
+class JobMessage:
+    """A Discord message that shows a job (its progress, its result, or a /show of it)."""
+
+    message_id: int
+    channel_id: int | None
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class HistoryPage:
     """One page of a user's history, newest first.
 

@@ -13,9 +13,9 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.commands.imagine import ASPECTS
 from bot.errors import UserError
 from bot.permissions import require_not_banned
+from bot.ui.choices import autocomplete_aspect, autocomplete_model
 from bot.ui.embeds import short_prompt
 from generation.pool import WorkerStatus
 from generation.request import clean_text, parse_aspect
@@ -33,25 +33,6 @@ def worker_line(worker: WorkerStatus) -> str:
     state = f"busy with job `{worker.job_id}`" if worker.job_id else worker.state.value
     holds = ", ".join(worker.loaded) or "no model"
     return f"`{worker.id}` · {state} · holds {holds}"
-
-
-def model_choices(bot: AtelierBot, current: str) -> list[app_commands.Choice[str]]:
-    """Autocomplete choices: the catalogue's models whose name or title contains `current`."""
-    current = current.casefold()
-    return [
-        app_commands.Choice(name=f"{spec.name} — {spec.title}"[:100], value=spec.name)
-        for spec in bot.settings.catalogue.values()
-        if current in spec.name.casefold() or current in spec.title.casefold()
-    ][:25]
-
-
-def aspect_choices(current: str) -> list[app_commands.Choice[str]]:
-    """Autocomplete choices: the common aspect ratios matching what was typed."""
-    return [
-        app_commands.Choice(name=f"{ratio} {label}", value=ratio)
-        for ratio, label in ASPECTS.items()
-        if current.strip() in ratio or current.casefold() in label
-    ][:25]
 
 
 class Account(commands.Cog):
@@ -73,6 +54,7 @@ class Account(commands.Cog):
         negative="Your default negative prompt (for models that take one).",
         reset="Go back to the server's default for this setting.",
     )
+    @app_commands.autocomplete(model=autocomplete_model, aspect=autocomplete_aspect)
     async def settings(
         self,
         interaction: discord.Interaction,
@@ -106,18 +88,6 @@ class Account(commands.Cog):
         await interaction.response.send_message(
             embed=self._defaults_embed(standing, title), ephemeral=True
         )
-
-    @settings.autocomplete("model")
-    async def _models(
-        self, interaction: discord.Interaction, current: str
-    ) -> list[app_commands.Choice[str]]:
-        return model_choices(self.bot, current)
-
-    @settings.autocomplete("aspect")
-    async def _aspects(
-        self, interaction: discord.Interaction, current: str
-    ) -> list[app_commands.Choice[str]]:
-        return aspect_choices(current)
 
     @app_commands.command(name="info", description="GPUs, models, the queue, and your usage.")
     async def info(self, interaction: discord.Interaction) -> None:

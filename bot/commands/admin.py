@@ -1,25 +1,28 @@
-"""`/admin ...`: run the studio — the queue, bans and limits, models and GPUs, usage, the blocklist.
+"""`/admin ...`: run the studio — the queue, bans and limits, models and GPUs, usage, the allowed
+channels and the blocklist.
 
 Every subcommand is guarded by the cog's `interaction_check` (`bot.permissions.require_admin`):
 owner ids, admin roles or Manage Server, decided here on every call; a refused attempt is audited
-and changes nothing. Every change is written to the audit log: storage audits bans, limits and
-blocklist changes in the same transaction as the change; this module audits what the worker
-pool does (cancel, pause, resume, load, unload, pin). Views (queue, gpus, stats, lists) are not
-changes and are not audited.
+and changes nothing. Every change is written to the audit log: storage audits bans, limits,
+allowed channels and the blocklist in the same transaction as the change; this module audits what
+the worker pool does (cancel, pause, resume, load, unload, pin). Views (queue, gpus, stats, lists)
+are not changes and are not audited.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Literal
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.commands.account import model_choices, worker_line
+from bot.commands.account import worker_line
 from bot.errors import UserError
 from bot.permissions import audit_admin_action, require_admin
+from bot.ui.choices import autocomplete_gpu, autocomplete_model
 from bot.ui.embeds import short_prompt
 from bot.ui.progress import format_duration
 from generation.jobs import Priority
@@ -59,11 +62,15 @@ def _usage_line(name: str, usage: Usage) -> str:
     )
 
 
-def _guild_id(interaction: discord.Interaction) -> int:
-    """The server of a blocklist command (each server has its own blocklist)."""
+def _guild_id(interaction: discord.Interaction, what: str) -> int:
+    """The server of a command about one server's `what` (its blocklist, its channels)."""
     if interaction.guild_id is None:
-        raise UserError("Each server has its own blocklist: use this command in the server.")
+        raise UserError(f"Each server has its own {what}: use this command in the server.")
     return interaction.guild_id
+
+
+def _mentions(channel_ids: Iterable[int]) -> str:
+    return ", ".join(f"<#{channel}>" for channel in sorted(channel_ids))
 
 
 def _limit(value: int | None, default: int) -> str:
@@ -79,6 +86,7 @@ class Admin(
     blocklist = app_commands.Group(
         name="blocklist", description="Words or patterns refused in prompts."
     )
+    channels = app_commands.Group(name="channels", description="The channels that take jobs.")
 
     def __init__(self, bot: AtelierBot) -> None:
         self.bot = bot
@@ -310,16 +318,19 @@ class Admin(
 
     @models.command(name="load", description="Load a model on a GPU now.")
     @app_commands.describe(gpu="Which GPU worker.", model="Which model.")
+    @app_commands.autocomplete(gpu=autocomplete_gpu, model=autocomplete_model)
     async def models_load(self, interaction: discord.Interaction, gpu: str, model: str) -> None:
         await self._model_command(interaction, "load", gpu, model)
 
     @models.command(name="unload", description="Unload a model from a GPU (unpinning it).")
     @app_commands.describe(gpu="Which GPU worker.", model="Which model.")
+    @app_commands.autocomplete(gpu=autocomplete_gpu, model=autocomplete_model)
     async def models_unload(self, interaction: discord.Interaction, gpu: str, model: str) -> None:
         await self._model_command(interaction, "unload", gpu, model)
 
     @models.command(name="pin", description="Keep a model loaded on a GPU, across restarts too.")
     @app_commands.describe(gpu="Which GPU worker.", model="Which model.")
+    @app_commands.autocomplete(gpu=autocomplete_gpu, model=autocomplete_model)
     async def models_pin(self, interaction: discord.Interaction, gpu: str, model: str) -> None:
         await self._model_command(interaction, "pin", gpu, model)
 
@@ -335,23 +346,6 @@ class Admin(
         )
         done = {"load": "Loaded", "unload": "Unloaded", "pin": "Pinned"}[verb]
         await interaction.followup.send(f"✅ {done} `{model}` on `{gpu}`.", ephemeral=True)
-
-    @models_load.autocomplete("gpu")
-    @models_unload.autocomplete("gpu")
-    @models_pin.autocomplete("gpu")
-    async def _gpus(
-        self, interaction: discord.Interaction, current: str
-    ) -> list[app_commands.Choice[str]]:
-        workers = self.bot.pool.snapshot(waiting_limit=0).workers
-        return [app_commands.Choice(name=w.id, value=w.id) for w in workers if current in w.id][:25]
-
-    @models_load.autocomplete("model")
-    @models_unload.autocomplete("model")
-    @models_pin.autocomplete("model")
-    async def _models(
-        self, interaction: discord.Interaction, current: str
-    ) -> list[app_commands.Choice[str]]:
-        return model_choices(self.bot, current)
 
     # ---- usage -------------------------------------------------------------------------------
 
@@ -378,6 +372,64 @@ class Admin(
         embed.add_field(name="By model", value="\n".join(models) or "none", inline=False)
         await interaction.response.send_message(embed=embed, ephemeral=True)
 
+    # ---- allowed channels --------------------------------------------------------------------
+
+    @channels.command(name="allow", description="Take jobs in this channel (then only in those).")
+    @app_commands.describe(channel="The channel.")
+    async def channels_allow(
+        self, interaction: discord.Interaction, channel: discord.TextChannel
+    ) -> None:
+        guild_id = _guild_id(interaction, "channels")
+        if channel.id in await self.bot.studio.allowed_channels(guild_id):
+            raise UserError(f"{channel.mention} already takes jobs.")
+        await self.bot.database.allow_channel(guild_id, channel.id, by=interaction.user.id)
+        allowed = await self.bot.studio.allowed_channels(guild_id)
+        await interaction.response.send_message(
+            f"✅ {channel.mention} takes jobs now. Only these channels do: {_mentions(allowed)}.",
+            ephemeral=True,
+        )
+
+    @channels.command(name="disallow", description="Stop taking jobs in a channel allowed here.")
+    @app_commands.describe(channel="The channel.")
+    async def channels_disallow(
+        self, interaction: discord.Interaction, channel: discord.TextChannel
+    ) -> None:
+        guild_id = _guild_id(interaction, "channels")
+        if channel.id in self.bot.settings.allowed_channel_ids:
+            raise UserError(
+                f"{channel.mention} is allowed by the configuration file "
+                "(`allowed_channel_ids`); remove it there."
+            )
+        if not await self.bot.database.disallow_channel(
+            guild_id, channel.id, by=interaction.user.id
+        ):
+            raise UserError(
+                f"{channel.mention} was not allowed with `/admin channels allow`; "
+                "`/admin channels list` shows which are."
+            )
+        allowed = await self.bot.studio.allowed_channels(guild_id)
+        now = f"only these channels do: {_mentions(allowed)}" if allowed else "every channel does"
+        await interaction.response.send_message(
+            f"🚫 {channel.mention} takes no more jobs; {now}.", ephemeral=True
+        )
+
+    @channels.command(name="list", description="The channels that take jobs in this server.")
+    async def channels_list(self, interaction: discord.Interaction) -> None:
+        guild_id = _guild_id(interaction, "channels")
+        configured = set(self.bot.settings.allowed_channel_ids)
+        added = set(await self.bot.database.allowed_channels(guild_id)) - configured
+        if not configured | added:
+            body = "Every channel takes jobs (`/admin channels allow` limits them to some)."
+        else:
+            body = "Only these channels take jobs:"
+            if configured:
+                body += f"\nset in the configuration file: {_mentions(configured)}"
+            if added:
+                body += f"\nallowed with `/admin channels allow`: {_mentions(added)}"
+        await interaction.response.send_message(
+            embed=_embed("Channels", body[:4000]), ephemeral=True
+        )
+
     # ---- the blocklist -----------------------------------------------------------------------
 
     @blocklist.command(name="add", description="Refuse prompts containing a word or pattern.")
@@ -389,7 +441,7 @@ class Admin(
     ) -> None:
         try:
             added = await self.bot.database.block_term(
-                _guild_id(interaction), term, by=interaction.user.id
+                _guild_id(interaction, "blocklist"), term, by=interaction.user.id
             )
         except InvalidValue as error:
             raise UserError(str(error)) from None
@@ -407,7 +459,7 @@ class Admin(
     ) -> None:
         try:
             removed = await self.bot.database.unblock_term(
-                _guild_id(interaction), term, by=interaction.user.id
+                _guild_id(interaction, "blocklist"), term, by=interaction.user.id
             )
         except InvalidValue as error:
             raise UserError(str(error)) from None
@@ -417,7 +469,7 @@ class Admin(
 
     @blocklist.command(name="list", description="The blocked words and patterns of this server.")
     async def blocklist_list(self, interaction: discord.Interaction) -> None:
-        terms = await self.bot.database.blocklist(_guild_id(interaction))
+        terms = await self.bot.database.blocklist(_guild_id(interaction, "blocklist"))
         body = ", ".join(f"`{term}`" for term in terms) if terms else "Nothing is blocked."
         await interaction.response.send_message(
             embed=_embed("Blocklist", body[:4000]), ephemeral=True

@@ -9,23 +9,13 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.targets import InteractionTarget
+from bot.ui.choices import Choices, autocomplete_aspect, autocomplete_model, named_choices
 from generation.request import MAX_COUNT, MAX_INIT_IMAGE_BYTES, RequestError, build_request
 
 if TYPE_CHECKING:
     from bot.app import AtelierBot
 
-ASPECTS = {
-    "1:1": "square",
-    "4:3": "landscape",
-    "3:2": "photo",
-    "16:9": "widescreen",
-    "21:9": "cinema",
-    "3:4": "portrait",
-    "2:3": "portrait photo",
-    "9:16": "phone",
-}
 _IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp")
-_CHOICES = 25
 
 
 class Imagine(commands.Cog):
@@ -50,6 +40,7 @@ class Imagine(commands.Cog):
         image="Start from this image (img2img).",
         strength="How much to change the starting image (0-1, default 0.6).",
     )
+    @app_commands.autocomplete(model=autocomplete_model, aspect=autocomplete_aspect)
     async def imagine(
         self,
         interaction: discord.Interaction,
@@ -103,38 +94,13 @@ class Imagine(commands.Cog):
         )
         await studio.submit(request, owner, InteractionTarget(self.bot, interaction))
 
-    @imagine.autocomplete("model")
-    async def _models(
-        self, interaction: discord.Interaction, current: str
-    ) -> list[app_commands.Choice[str]]:
-        current = current.casefold()
-        return [
-            app_commands.Choice(name=f"{spec.name} — {spec.title}"[:100], value=spec.name)
-            for spec in self.bot.settings.catalogue.values()
-            if current in spec.name.casefold() or current in spec.title.casefold()
-        ][:_CHOICES]
-
-    @imagine.autocomplete("aspect")
-    async def _aspects(
-        self, interaction: discord.Interaction, current: str
-    ) -> list[app_commands.Choice[str]]:
-        return [
-            app_commands.Choice(name=f"{ratio} {label}", value=ratio)
-            for ratio, label in ASPECTS.items()
-            if ratio.startswith(current.strip()) or current.casefold() in label
-        ][:_CHOICES]
-
     @imagine.autocomplete("scheduler")
-    async def _schedulers(
-        self, interaction: discord.Interaction, current: str
-    ) -> list[app_commands.Choice[str]]:
+    async def _schedulers(self, interaction: discord.Interaction, current: str) -> Choices:
         catalogue = self.bot.settings.catalogue
         chosen = getattr(interaction.namespace, "model", None)
         specs = [catalogue[chosen]] if chosen in catalogue else list(catalogue.values())
         names = dict.fromkeys(name for spec in specs for name in spec.schedulers)
-        return [app_commands.Choice(name=name, value=name) for name in names if current in name][
-            :_CHOICES
-        ]
+        return named_choices(list(names), current)
 
 
 def _check_attachment(image: discord.Attachment) -> None:

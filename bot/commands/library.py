@@ -22,10 +22,10 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import derived
-from bot.commands.account import model_choices
 from bot.errors import NotFound, NotYours, UserError, report_error
 from bot.permissions import require_not_banned
 from bot.targets import InteractionTarget
+from bot.ui.choices import autocomplete_model
 from bot.ui.embeds import parameters_embed, short_prompt
 from bot.ui.progress import Phase, ProgressState, status_line
 from generation.jobs import JobRecord, JobStatus
@@ -227,7 +227,7 @@ class Library(commands.Cog):
             )
             return
         await interaction.response.defer(ephemeral=private, thinking=True)  # files take a moment
-        message = await self.bot.studio._result_message(record, interaction.filesize_limit)
+        message = await self.bot.studio.result_message(record, interaction.filesize_limit)
         sent = await interaction.edit_original_response(**message.edit_kwargs())
         if not private:  # reactions on the new message act on the job too
             await self.bot.database.record_message(record.id, sent.id, interaction.channel_id)
@@ -277,6 +277,7 @@ class Library(commands.Cog):
     @app_commands.describe(
         model="Only jobs of this model.", contains="Only prompts containing this."
     )
+    @app_commands.autocomplete(model=autocomplete_model)
     async def history(
         self,
         interaction: discord.Interaction,
@@ -290,12 +291,6 @@ class Library(commands.Cog):
             raise UserError("That filter is too long to page through; please shorten it.")
         embed, view = await history_page(self.bot, interaction.user.id, filters)
         await interaction.response.send_message(embed=embed, view=view, ephemeral=True)
-
-    @history.autocomplete("model")
-    async def _models(
-        self, interaction: discord.Interaction, current: str
-    ) -> list[app_commands.Choice[str]]:
-        return model_choices(self.bot, current)
 
     @app_commands.command(name="queue", description="Your waiting and running jobs, with ETAs.")
     async def queue(self, interaction: discord.Interaction) -> None:

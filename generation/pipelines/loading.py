@@ -26,6 +26,10 @@ from generation.models import ModelSpec
 PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl")
 MODEL_INDEX = "model_index.json"
 
+# Without torchvision, transformers warns on every start that it falls back to its PIL image
+# processors; no Atelier pipeline uses an image processor, so that warning is only noise.
+transformers_logging.get_logger("transformers.utils.import_utils").setLevel("ERROR")
+
 
 def resolve_source(spec: ModelSpec) -> Path:
     """The directory holding `spec`'s weights: its local directory or its Hub cache snapshot."""

@@ -6,8 +6,7 @@ from __future__ import annotations
 import pytest
 
 from storage import UserSettings
-from tests.bot.conftest import StudioWorld
-from tests.bot.test_library import answer, imagine, private_reply
+from tests.bot.helpers import StudioWorld, answer, imagine, paused, private_reply
 from tests.discord.world import User
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -92,15 +91,12 @@ async def test_settings_offers_models_and_aspects_as_you_type(studio: StudioWorl
 
 
 async def test_info_shows_gpus_models_the_queue_and_your_usage(studio: StudioWorld) -> None:
-    fake, pool, carol = studio.fake, studio.bot.pool, studio.fake.user("carol")
+    fake, carol = studio.fake, studio.fake.user("carol")
     done = await imagine(fake, carol, prompt="one", count=2)
     await studio.result_of(done)
-    pool.pause()
-    try:
+    async with paused(studio):
         waiting = [await imagine(fake, carol, prompt=f"waiting {n}") for n in range(2)]
         info = await answer(fake, await fake.slash(carol, "info"))
-    finally:
-        pool.resume()
     text = "\n".join(f"{f['name']}: {f['value']}" for f in info.embeds[0]["fields"])
 
     assert info.ephemeral

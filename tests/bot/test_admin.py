@@ -5,50 +5,46 @@ Server), "owner" (the server's owner) and "deputy" (in the configuration's owner
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
 
-from bot.app import AtelierBot, open_services
 from bot.permissions import REFUSED_ACTION
 from generation.jobs import JobStatus
 from storage import AuditEntry
-from tests.bot.conftest import StudioWorld, bot_settings
-from tests.bot.test_library import (
+from tests.bot.helpers import (
+    SLOW_JOB,
+    StudioFactory,
+    StudioWorld,
     answer,
     imagine,
     job_count,
+    job_id_of,
+    paused,
     private_reply,
+    studio_people,
     text_of,
     wait_for_status,
 )
-from tests.discord import FakeDiscord, run_bot
+from tests.discord import Message
 from tests.discord.options import SUB_COMMAND, SUB_COMMAND_GROUP
+from tests.discord.world import Channel
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-SLOW = {"width": 256, "height": 256, "steps": 100, "count": 4}  # runs until cancelled
-
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def studio(
-    tiny_model_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[StudioWorld]:
-    """The shared studio of `conftest`, plus "deputy" among the configured owner ids."""
-    async with FakeDiscord() as fake:
-        deputy = fake.world.add_user("deputy")
-        fake.world.add_user("frank")
-        settings = bot_settings(
-            fake, tiny_model_dirs, tmp_path_factory.mktemp("admin"), owner_ids=[deputy.id]
-        )
-        services = await open_services(settings)
-        try:
-            async with run_bot(fake, lambda: AtelierBot(settings, services)) as runner:
-                yield StudioWorld(fake, settings, services, runner)
-        finally:
-            await services.close()
+async def studio(studio_with: StudioFactory) -> AsyncIterator[StudioWorld]:
+    """The shared studio, plus "deputy" among the configured owner ids; #general is the one
+    channel the configuration allows."""
+    world = studio_people()
+    deputy = world.add_user("deputy")
+    general = world.channel("general")
+    async with studio_with(
+        world, owner_ids=[deputy.id], allowed_channel_ids=[general.id]
+    ) as started:
+        yield started
 
 
 async def admin_says(
@@ -88,7 +84,7 @@ async def test_a_non_admin_is_refused_every_admin_command_audited_and_nothing_ch
     studio: StudioWorld,
 ) -> None:
     fake, alice, bob = studio.fake, studio.fake.user("alice"), studio.fake.user("bob")
-    running = await imagine(fake, bob, prompt="bob's slow painting", **SLOW)
+    running = await imagine(fake, bob, prompt="bob's slow painting", **SLOW_JOB)
     await wait_for_status(studio.database, running, JobStatus.RUNNING)
     guild = fake.world.guild_id
     attempts = {
@@ -108,6 +104,9 @@ async def test_a_non_admin_is_refused_every_admin_command_audited_and_nothing_ch
         "admin blocklist add": {"term": "fox"},
         "admin blocklist remove": {"term": "fox"},
         "admin blocklist list": {},
+        "admin channels allow": {"channel": fake.channel("art")},
+        "admin channels disallow": {"channel": fake.channel("general")},
+        "admin channels list": {},
     }
     assert set(attempts) == admin_command_paths(fake.command("admin") or {})
     before_audit = await last_audit_id(studio)
@@ -126,6 +125,7 @@ async def test_a_non_admin_is_refused_every_admin_command_audited_and_nothing_ch
     assert not studio.bot.pool.paused
     assert await studio.database.get_user(bob.id) == bob_before
     assert await studio.database.blocklist(guild) == []
+    assert await studio.database.allowed_channels(guild) == []
     assert studio.bot.pool.snapshot().workers[0].loaded == loaded_before
     stored = await studio.database.get_job(running)
     assert stored is not None
@@ -149,7 +149,7 @@ async def test_admin_roles_manage_server_and_owner_ids_are_all_admins(studio: St
 async def test_queue_gpus_pause_and_cancel_show_and_do_the_right_thing(studio: StudioWorld) -> None:
     fake, pool, db = studio.fake, studio.bot.pool, studio.database
     alice, bob, carol = fake.user("alice"), fake.user("bob"), fake.user("carol")
-    busy = await imagine(fake, carol, prompt="carol's slow painting", **SLOW)
+    busy = await imagine(fake, carol, prompt="carol's slow painting", **SLOW_JOB)
     await wait_for_status(db, busy, JobStatus.RUNNING)
     before_audit = await last_audit_id(studio)
 
@@ -261,8 +261,17 @@ async def test_a_ban_takes_effect_on_the_next_imagine_and_everywhere_until_unban
     for command, options in attempts:
         reply = await private_reply(fake, await fake.slash(bob, command, options))
         assert reply == "You are banned from using this bot (spamming the queue).", command
-    click = await fake.click(bob, result, f"atelier:rerun:{earlier}")
-    assert "You are banned" in await private_reply(fake, click)
+    buttons = ("rerun:{}", "info:{}", "delete:{}", "vary-subtle:{}:0")
+    for button in (f"atelier:{b.format(earlier)}" for b in buttons):
+        click = await fake.click(bob, result, button)
+        assert "You are banned" in await private_reply(fake, click), button
+    told = len(fake.dms(bob))
+    for emoji in ("✉️", "❌", "🎲"):
+        await fake.react(bob, result, emoji)
+    dms = await fake.wait_for(lambda: len(fake.dms(bob)) >= told + 3 and fake.dms(bob)[told:])
+    assert all("You are banned" in dm.content for dm in dms)
+    assert not result.deleted
+    assert not (await db.get_job(earlier)).deleted
     assert await job_count(db) == jobs
     assert (await db.get_user(bob.id)).default_aspect is None
 
@@ -287,8 +296,7 @@ async def test_limits_are_shown_changed_and_apply_to_the_next_imagine(studio: St
     [entry] = await db.recent_audit(limit=1)
     assert (entry.action, entry.details) == ("user.limits", {"max_queued": 1, "priority": "admin"})
 
-    pool.pause()
-    try:
+    async with paused(studio):
         ahead = [await imagine(fake, alice, prompt=f"alice {n}") for n in range(2)]
         first = await imagine(fake, carol, prompt="carol first")
         assert pool.position(first) == 1  # the admin class goes before everyone
@@ -301,8 +309,6 @@ async def test_limits_are_shown_changed_and_apply_to_the_next_imagine(studio: St
         assert "Max waiting\n5 (default)" in reset
         second = await imagine(fake, carol, prompt="carol second")
         assert pool.position(second) is not None
-    finally:
-        pool.resume()
     for job in (*ahead, first, second):
         await wait_for_status(db, job, JobStatus.DONE)
 
@@ -366,3 +372,60 @@ async def test_the_blocklist_refuses_prompts_however_the_job_is_made(studio: Stu
     actions = [e.action for e in await db.recent_audit(limit=10)]
     assert actions.count("guild.block_term") == 1
     assert actions.count("guild.unblock_term") == 1
+
+
+# ---- allowed channels --------------------------------------------------------------------------
+
+
+async def test_admins_allow_channels_on_top_of_the_configured_ones_and_take_them_back(
+    studio: StudioWorld,
+) -> None:
+    fake, db, guild = studio.fake, studio.database, studio.fake.world.guild_id
+    alice, admin = fake.user("alice"), fake.user("admin")
+    general, art, log = fake.channel("general"), fake.channel("art"), fake.channel("bot-log")
+
+    async def imagine_in(channel: Channel) -> Message:
+        return await answer(
+            fake, await fake.slash(alice, "imagine", {"prompt": "a quiet studio"}, channel=channel)
+        )
+
+    listing = await admin_says(studio, "admin channels list")
+    assert f"set in the configuration file: <#{general.id}>" in listing
+    assert "allowed with" not in listing
+    refused = await imagine_in(art)
+    assert refused.ephemeral
+    assert text_of(refused) == f"I only make images in <#{general.id}>."
+    before_audit, jobs = await last_audit_id(studio), await job_count(db)
+
+    allowed = await admin_says(studio, "admin channels allow", {"channel": art})
+    assert (
+        f"<#{art.id}> takes jobs now. Only these channels do: <#{general.id}>, <#{art.id}>."
+        in allowed
+    )
+    accepted = await imagine_in(art)
+    assert not accepted.ephemeral, text_of(accepted)
+    await studio.result_of(job_id_of(accepted))
+    listing = await admin_says(studio, "admin channels list")
+    assert f"allowed with `/admin channels allow`: <#{art.id}>" in listing
+    assert "already takes jobs" in await admin_says(
+        studio, "admin channels allow", {"channel": art}
+    )
+    assert "allowed by the configuration file" in await admin_says(
+        studio, "admin channels disallow", {"channel": general}
+    )
+    assert "was not allowed with `/admin channels allow`" in await admin_says(
+        studio, "admin channels disallow", {"channel": log}
+    )
+
+    taken_back = await admin_says(studio, "admin channels disallow", {"channel": art})
+    assert f"<#{art.id}> takes no more jobs; only these channels do: <#{general.id}>." in taken_back
+    assert text_of(await imagine_in(art)) == f"I only make images in <#{general.id}>."
+    assert await job_count(db) == jobs + 1
+    assert await db.allowed_channels(guild) == []
+    audited = [
+        (e.actor_id, e.action, e.target, e.details) for e in await audit_since(studio, before_audit)
+    ]
+    assert audited == [
+        (admin.id, "guild.allow_channel", f"guild:{guild}", {"channel_id": art.id}),
+        (admin.id, "guild.disallow_channel", f"guild:{guild}", {"channel_id": art.id}),
+    ]

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot.config import EXAMPLE_CONFIG, ConfigError, Secret, load_settings, settings_from_mapping
+from generation.speed_options import SpeedOptions
 
 TOKEN = "MTIz.secret-token-value"
 
@@ -22,6 +23,7 @@ def test_example_config_loads_with_its_documented_defaults(tmp_path: Path) -> No
     assert settings.gpus == ()  # discovered at start
     assert set(settings.catalogue) == {"playground-v2.5", "flux-dev", "flux-schnell"}
     assert settings.defaults.aspect == "1:1"
+    assert settings.speed == SpeedOptions()  # the example's [speed] shows the defaults
 
 
 def test_a_full_configuration_is_read_into_typed_settings(tmp_path: Path) -> None:
@@ -35,6 +37,7 @@ def test_a_full_configuration_is_read_into_typed_settings(tmp_path: Path) -> Non
         "defaults": {"model": "flux-schnell", "aspect": "16:9", "count": 2},
         "limits": {"max_queued": 3, "max_running": 2, "queue_capacity": 50, "ageing_s": 0},
         "progress": {"edit_interval_s": 0.5, "preview_interval_s": 2},
+        "speed": {"dtype": "float16", "compile": True, "vae_tiling_megapixels": 0},
         "gpus": [
             {"device": "cuda:0", "models": ["flux-schnell", "mine"], "max_models": 2},
             {"device": "cuda:1", "models": ["playground-v2.5"], "pinned": ["playground-v2.5"]},
@@ -60,6 +63,7 @@ def test_a_full_configuration_is_read_into_typed_settings(tmp_path: Path) -> Non
     assert settings.limits.max_running == 2
     assert settings.limits.ageing_s is None
     assert settings.progress.edit_interval_s == 0.5
+    assert settings.speed == SpeedOptions(dtype="float16", compile=True, vae_tiling_megapixels=0)
     assert [g.device for g in settings.gpus] == ["cuda:0", "cuda:1"]
     assert settings.gpus[0].models == {"flux-schnell", "mine"}
     assert settings.gpus[1].pinned == ("playground-v2.5",)
@@ -78,6 +82,7 @@ def test_every_problem_is_reported_at_once() -> None:
         "models": {"x": {"family": "unet", "source": "/x"}, "y": {"source": "/y"}},
         "observability": {"port": 0},
         "progress": {"edit_interval_s": 0.01},
+        "speed": {"dtype": "fp4", "fp8": "yes", "turbo": True},
         "tokn": "typo",
     }
 
@@ -97,10 +102,13 @@ def test_every_problem_is_reported_at_once() -> None:
         "unknown device 'tpu:0'",
         "`observability.port` should be a port number",
         "`progress.edit_interval_s` should be a number of at least 0.2",
+        "`speed.dtype` should be one of auto, bfloat16, float16, float32.",
+        "`speed.fp8` should be true or false.",
+        "Unknown setting `speed.turbo`.",
         "Unknown setting `tokn`",
     ):
         assert expected in text, expected
-    assert len(caught.value.problems) >= 10
+    assert len(caught.value.problems) >= 13
 
 
 def test_invalid_toml_is_one_clear_problem(tmp_path: Path) -> None:

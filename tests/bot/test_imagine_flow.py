@@ -10,24 +10,16 @@ from contextlib import asynccontextmanager
 import pytest
 from PIL import Image
 
-from tests.bot.conftest import FRESH_USERS, StudioWorld, job_id_of
+from bot.targets import ChannelTarget, Message
+from tests.bot.helpers import FRESH_USERS, StudioWorld, job_id_of, paused
 from tests.discord import InteractionRecord
+from tests.discord.faults import Fault
 from tests.discord.records import walk_components
 from tests.discord.world import User
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 WEBHOOK_EDITS = r"^/webhooks/\d+/[^/]+/messages/"
-
-
-@asynccontextmanager
-async def paused(studio: StudioWorld) -> AsyncIterator[None]:
-    """Jobs queue up but none starts until the block ends."""
-    studio.services.pool.pause()
-    try:
-        yield
-    finally:
-        studio.services.pool.resume()
 
 
 async def job_count(studio: StudioWorld, user: User) -> int:
@@ -289,24 +281,39 @@ async def test_rate_limits_and_a_server_error_on_the_upload_are_retried(
     assert len(result.attachments) == 1
 
 
+@asynccontextmanager
+async def reply_edits_failing(studio: StudioWorld) -> AsyncIterator[Fault]:
+    """Discord answers 503 to every edit of an interaction's reply until the block ends."""
+    outage = studio.fake.fail_next("PATCH", WEBHOOK_EDITS, status=503, times=1_000)
+    try:
+        yield outage
+    finally:
+        outage.times = 0  # Discord is back
+
+
+async def done_but_undelivered(
+    studio: StudioWorld, outage: Fault, user: User, prompt: str
+) -> tuple[InteractionRecord, int]:
+    """/imagine during `outage`: the interaction and its job's id, once the job is done."""
+    ix = await studio.fake.slash(user, "imagine", {"prompt": prompt})
+    job_id = await queued_job(studio, ix)
+    stored = await studio.database.get_job(job_id)
+    while stored.record.status.value != "done":
+        await studio.fake.wait_for(lambda n=outage.served: outage.served > n)
+        stored = await studio.database.get_job(job_id)
+    return ix, job_id
+
+
 async def test_a_result_discord_keeps_refusing_is_kept_and_delivered_later(
     studio: StudioWorld,
 ) -> None:
     fake = studio.fake
-    bob = fake.user("bob")
-    outage = fake.fail_next("PATCH", WEBHOOK_EDITS, status=503, times=1_000)
-    try:
-        ix = await fake.slash(bob, "imagine", {"prompt": "a lantern"})
-        job_id = await queued_job(studio, ix)
+    async with reply_edits_failing(studio) as outage:
+        _, job_id = await done_but_undelivered(studio, outage, fake.user("bob"), "a lantern")
         await fake.wait_for(lambda: outage.served >= 2)  # the result itself failed, too
         stored = await studio.database.get_job(job_id)
-        while stored.record.status.value != "done":
-            await fake.wait_for(lambda n=outage.served: outage.served > n)
-            stored = await studio.database.get_job(job_id)
         assert stored.delivered_at is None
         assert await studio.database.read_image(job_id, 0) is not None  # kept
-    finally:
-        outage.times = 0  # Discord is back
 
     result = await studio.result_of(job_id)
     assert (await studio.delivered(job_id)).delivered_at is not None
@@ -314,25 +321,34 @@ async def test_a_result_discord_keeps_refusing_is_kept_and_delivered_later(
 
 
 async def test_undelivered_results_are_delivered_after_a_restart(studio: StudioWorld) -> None:
-    fake = studio.fake
-    carol = fake.user("carol")
-    outage = fake.fail_next("PATCH", WEBHOOK_EDITS, status=503, times=1_000)
-    try:
-        ix = await fake.slash(carol, "imagine", {"prompt": "a comet"})
-        job_id = await queued_job(studio, ix)
-        stored = await studio.database.get_job(job_id)
-        while stored.record.status.value != "done":
-            await fake.wait_for(lambda n=outage.served: outage.served > n)
-            stored = await studio.database.get_job(job_id)
+    carol = studio.fake.user("carol")
+    async with reply_edits_failing(studio) as outage:
+        ix, job_id = await done_but_undelivered(studio, outage, carol, "a comet")
         await studio.runner.restart()
-    finally:
-        outage.times = 0
 
     result = await studio.result_of(job_id)
 
     assert carol.id in result.mentions
     assert result.interaction is None
     assert (await studio.delivered(job_id)).delivered_at is not None
+    assert ix.original is not None
+    assert ix.original.deleted  # the "queued" message of before the restart is not left behind
+
+
+async def test_a_progress_message_deleted_meanwhile_is_posted_again(studio: StudioWorld) -> None:
+    fake, dave = studio.fake, studio.fake.user("dave")
+    general = fake.channel("general")
+    target = ChannelTarget(studio.bot, general.id, dave.id)
+    await target.open(Message(content="Job is queued"))
+    [first] = [m for m in fake.messages if m.id == target.progress_message_id]
+    await fake.state.delete_message(first)  # say, by a moderator while the bot was away
+
+    await target.edit(Message(content="Job is running"))
+
+    [posted] = [m for m in fake.channel_messages(general) if m.id == target.progress_message_id]
+    assert posted is not first
+    assert posted.content == f"<@{dave.id}> Job is running"
+    assert dave.id in posted.mentions
 
 
 async def test_autocomplete_offers_models_aspects_and_the_models_schedulers(

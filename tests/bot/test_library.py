@@ -3,74 +3,31 @@ client against the fake Discord, real SQLite, the worker pool on tiny CPU models
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
 
 from generation.jobs import JobOwner, JobStatus
 from generation.request import JobKind, build_request
-from storage import Database
-from tests.bot.conftest import StudioWorld, job_id_of, png_pixels
-from tests.discord import CallbackType, FakeDiscord, InteractionRecord, Message
+from tests.bot.helpers import (
+    SLOW_JOB,
+    StudioWorld,
+    answer,
+    imagine,
+    job_count,
+    job_id_of,
+    paused,
+    png_pixels,
+    private_reply,
+    text_of,
+    wait_for_status,
+)
+from tests.discord import CallbackType, FakeDiscord, Message
 from tests.discord.world import User
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 UNKNOWN_JOB = 987_654_321
-
-
-# ---- helpers (shared with test_account.py and test_admin.py) ------------------------------------
-
-
-async def answer(fake: FakeDiscord, ix: InteractionRecord) -> Message:
-    """The bot's latest answer to `ix` once there is one (not a "thinking…" placeholder)."""
-
-    def latest() -> Message | None:
-        shown = [m for m in ix.messages if not m.deleted and not m.loading]
-        return shown[-1] if shown else None
-
-    return await fake.wait_for(latest, what=f"the answer to /{ix.data.get('name')}")
-
-
-def text_of(message: Message) -> str:
-    """Everything a person reads in a message: content, and each embed's texts."""
-    parts = [message.content]
-    for embed in message.embeds:
-        parts += [embed.get("title", ""), embed.get("description", "")]
-        for field in embed.get("fields", []):
-            parts += [field["name"], field["value"]]
-        parts.append(embed.get("footer", {}).get("text", ""))
-    return "\n".join(part for part in parts if part)
-
-
-async def private_reply(fake: FakeDiscord, ix: InteractionRecord) -> str:
-    """The text of the bot's answer to `ix`, which must be ephemeral."""
-    message = await answer(fake, ix)
-    assert message.ephemeral, f"expected a private answer, got {text_of(message)!r}"
-    return text_of(message)
-
-
-async def imagine(fake: FakeDiscord, user: User, **options: Any) -> int:
-    """Run /imagine as `user`; the new job's id (from the immediate reply)."""
-    ix = await fake.slash(user, "imagine", {"prompt": "a lighthouse at dusk", **options})
-    return job_id_of(await answer(fake, ix))
-
-
-async def job_count(database: Database) -> int:
-    """How many jobs storage holds (every user, every status)."""
-    stats = await database.stats(0.0, 2**40)
-    return sum(usage.jobs for usage in stats.by_user)
-
-
-async def wait_for_status(database: Database, job_id: int, *statuses: JobStatus) -> JobStatus:
-    """The job's status once it is one of `statuses` (checked every 20 ms, for 30 s at most)."""
-    async with asyncio.timeout(30):
-        while True:
-            stored = await database.get_job(job_id)
-            if stored is not None and stored.record.status in statuses:
-                return stored.record.status
-            await asyncio.sleep(0.02)
 
 
 # ---- /show, /rerun, /vary -----------------------------------------------------------------------
@@ -274,8 +231,7 @@ async def test_queue_lists_your_waiting_jobs_with_positions_and_cancel_removes_o
 ) -> None:
     fake, pool = studio.fake, studio.bot.pool
     alice, bob = fake.user("alice"), fake.user("bob")
-    pool.pause()
-    try:
+    async with paused(studio):
         first = await imagine(fake, alice, prompt="first")
         theirs = await imagine(fake, bob, prompt="theirs")
         second = await imagine(fake, alice, prompt="second")
@@ -300,8 +256,6 @@ async def test_queue_lists_your_waiting_jobs_with_positions_and_cancel_removes_o
         after = await private_reply(fake, await fake.slash(alice, "queue"))
         assert f"`{second}`" not in after
         assert f"`{first}`" in after
-    finally:
-        pool.resume()
     await studio.result_of(first)
     await studio.result_of(theirs)
     assert "You have no job waiting or running" in await private_reply(
@@ -311,8 +265,7 @@ async def test_queue_lists_your_waiting_jobs_with_positions_and_cancel_removes_o
 
 async def test_cancel_stops_your_running_job(studio: StudioWorld) -> None:
     fake, alice = studio.fake, studio.fake.user("alice")
-    slow = {"width": 256, "height": 256, "steps": 100, "count": 4}
-    job = await imagine(fake, alice, prompt="a very slow painting", **slow)
+    job = await imagine(fake, alice, prompt="a very slow painting", **SLOW_JOB)
     await wait_for_status(studio.database, job, JobStatus.RUNNING)
 
     reply = await private_reply(fake, await fake.slash(alice, "cancel", {"job": job}))

@@ -1,5 +1,6 @@
 """`python -m bot` as the owner runs it: first run, bad token, `check`, and a SIGKILL with jobs
-queued and running, after which every job still completes and is delivered."""
+queued and running, after which every job still completes and is delivered, and no progress
+message is left stale."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pytest
 
 from bot.config import EXAMPLE_CONFIG
 from storage import Database
-from tests.bot.conftest import bot_config, job_id_of
+from tests.bot.helpers import bot_config, job_id_of
 from tests.conftest import REPO, child_environment
 from tests.discord import BotProcess, FakeDiscord
 
@@ -108,9 +109,9 @@ def test_check_passes_on_a_ready_machine_and_explains_each_problem(
     tmp_path: Path, tiny_model_dirs: dict[str, Path]
 ) -> None:
     pickled = tmp_path / "pickled"
-    pickled.mkdir()
-    (pickled / "model_index.json").write_text("{}")
-    (pickled / "unet").mkdir()
+    (pickled / "unet").mkdir(parents=True)
+    (pickled / "model_index.json").write_text('{"unet": ["diffusers", "UNet2DConditionModel"]}')
+    (pickled / "unet" / "config.json").write_text("{}")
     (pickled / "unet" / "diffusion_pytorch_model.bin").write_bytes(b"\x80\x04")
     good = tmp_path / "good.toml"
     good.write_text(to_toml({"models": _tiny_models(tiny_model_dirs), "gpus": [{"device": "cpu"}]}))
@@ -129,10 +130,41 @@ def test_check_passes_on_a_ready_machine_and_explains_each_problem(
     assert "Database" in ready.stdout
     assert broken.returncode == 1
     assert "DISCORD_TOKEN is not set" in broken.stderr
-    assert "holds pickle checkpoints" in broken.stderr
+    assert f"{pickled} has no safetensors weights for unet" in broken.stderr
     assert "is not a diffusers folder" in broken.stderr
     assert "Worker cuda:3 needs GPU cuda:3" in broken.stderr
     assert "4 problems found." in broken.stdout
+
+
+def test_check_says_how_to_download_a_missing_hub_model_and_never_imports_torch(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "atelier.toml"
+    config.write_text(to_toml({"models": {"flux-schnell": {"source": "atelier-tests/absent"}}}))
+    script = (
+        "import asyncio, sys; import bot.app; from bot.check import run_checks; "
+        "from bot.config import load_settings; "
+        "status = asyncio.run(run_checks(load_settings())); "
+        "print('imported:', sorted({m.split('.')[0] for m in sys.modules} "
+        "& {'torch', 'diffusers', 'transformers'})); sys.exit(status)"
+    )
+    environment = {**child_environment(), "ATELIER_CONFIG": str(config), "DISCORD_TOKEN": "x"}
+
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert "imported: []" in done.stdout
+    assert (
+        "Model flux-schnell: atelier-tests/absent is not downloaded yet; run "
+        "`python -m generation.download flux-schnell` (scripts/start runs it)."
+    ) in done.stderr
+    assert done.returncode == 0, done.stderr  # scripts/start downloads it right after the check
 
 
 def _tiny_models(dirs: dict[str, Path]) -> dict[str, dict[str, Any]]:
@@ -195,6 +227,9 @@ async def test_killed_with_jobs_queued_and_running_every_job_completes_after_res
             assert stored.record.status.value == "done"
             assert fake.user(name).id == stored.record.owner.user_id
             assert fake.user(name).id in shown[job_id].mentions
+        for _, ix in asked:  # the progress messages from before the kill: taken on, then removed
+            assert ix.original is not None
+            assert ix.original.deleted, ix.original.embeds
     finally:
         await bot.terminate()
         await database.close()

@@ -6,7 +6,7 @@ import pytest
 import pytest_asyncio
 
 from generation.request import JobKind
-from tests.bot.conftest import StudioWorld, job_id_of, png_pixels
+from tests.bot.helpers import StudioWorld, job_id_of, paused, png_pixels, polled
 from tests.discord import InteractionRecord, Message
 from tests.discord.world import User
 
@@ -209,3 +209,24 @@ async def test_a_button_of_a_deleted_job_says_so(studio: StudioWorld) -> None:
         ix = await fake.click(alice, result, custom_id)
         reply = await ephemeral_reply(studio, ix)
         assert f"There is no job `{job_id}`" in reply.content
+
+
+async def test_a_waiting_job_s_progress_message_finds_its_job_but_is_not_deleted(
+    studio: StudioWorld,
+) -> None:
+    fake, db = studio.fake, studio.database
+    alice = fake.user("alice")
+    async with paused(studio):
+        ix = await fake.slash(alice, "imagine", {"prompt": "a lighthouse at night"})
+        progress = await fake.wait_for(lambda: ix.original)
+        job_id = job_id_of(progress)
+        # recorded as soon as it is posted, so that a restart finds it
+        assert await polled(lambda: db.job_for_message(progress.id)) == job_id
+        told = len(fake.dms(alice))
+        await fake.react(alice, progress, "❌")
+        dm = await fake.wait_for(lambda: fake.dms(alice)[told:])
+
+        assert f"Job `{job_id}` is still queued; cancel it first" in dm[0].content
+        assert not progress.deleted
+        assert not (await db.get_job(job_id)).deleted
+    await studio.result_of(job_id)

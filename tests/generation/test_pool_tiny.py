@@ -34,6 +34,7 @@ async def test_tiny_models_run_on_two_worker_processes(
         pool = WorkerPool(tiny_catalogue, db, workers, engine_options=options)
         recorder = Recorder(pool)
         await pool.start()
+        await pool.wait_until_ready()  # both workers up, so the first two jobs go one to each
 
         def job(model: str, seed: int, count: int = 1) -> GenerationRequest:
             return build_request(

@@ -8,7 +8,7 @@ import pytest
 
 from generation.jobs import Priority
 from generation.request import JobKind
-from storage import KEEP, Database, InvalidTransition, InvalidValue, UnknownJob
+from storage import KEEP, Database, InvalidTransition, InvalidValue, JobMessage, UnknownJob
 from tests.storage.conftest import Clock, finished_job, images_for, owner, png
 
 
@@ -29,6 +29,25 @@ async def test_a_message_finds_its_job_and_attachments_are_recorded(
         await db.set_image_attachment(job_id, 5, 1, 2)
     with pytest.raises(UnknownJob):
         await db.record_message(4242, 9003, 6)
+
+
+async def test_the_messages_of_a_job_are_listed_oldest_first(
+    db: Database, make_request, clock: Clock
+) -> None:
+    job_id = await db.create_job(make_request(), owner())
+    other = await db.create_job(make_request(), owner())
+    await db.record_message(job_id, message_id=500, channel_id=6)  # the progress message
+    clock.advance(10)
+    await db.record_message(other, message_id=400, channel_id=6)
+    await db.record_message(job_id, message_id=300, channel_id=7)
+    await db.record_message(job_id, message_id=500, channel_id=None)  # edited into the result
+
+    assert await db.messages_of(job_id) == [
+        JobMessage(500, 6, clock.now - 10),
+        JobMessage(300, 7, clock.now),
+    ]
+    assert [m.message_id for m in await db.messages_of(other)] == [400]
+    assert await db.messages_of(4242) == []
 
 
 async def test_deleting_a_job_leaves_a_tombstone_and_keeps_shared_files(
@@ -258,6 +277,7 @@ async def test_every_query_the_bot_makes_uses_an_index(db: Database, make_reques
     await db.read_image(parent, 0)
     await db.record_message(parent, 1, 2)
     await db.job_for_message(1)
+    await db.messages_of(parent)
     await db.set_image_attachment(parent, 0, 3, 4)
     await db.history(1, text="fox", model="flux-dev", before=100)
     await db.history(1, after=0)

@@ -1,0 +1,72 @@
+"""Autocomplete for the options several commands share: models, aspect ratios, GPU workers.
+
+The callbacks are free functions (discord.py passes them the interaction and what was typed),
+attached with `app_commands.autocomplete(model=autocomplete_model, ...)`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, cast
+
+import discord
+from discord import app_commands
+
+from generation.models import Catalogue
+
+if TYPE_CHECKING:
+    from bot.app import AtelierBot
+
+MAX_CHOICES = 25  # Discord shows at most 25 choices
+ASPECTS = {
+    "1:1": "square",
+    "4:3": "landscape",
+    "3:2": "photo",
+    "16:9": "widescreen",
+    "21:9": "cinema",
+    "3:4": "portrait",
+    "2:3": "portrait photo",
+    "9:16": "phone",
+}
+
+Choices = list[app_commands.Choice[str]]
+
+
+def model_choices(catalogue: Catalogue, current: str) -> Choices:
+    """The catalogue's models whose name or title contains what was typed."""
+    current = current.casefold()
+    return [
+        app_commands.Choice(name=f"{spec.name} — {spec.title}"[:100], value=spec.name)
+        for spec in catalogue.values()
+        if current in spec.name.casefold() or current in spec.title.casefold()
+    ][:MAX_CHOICES]
+
+
+def aspect_choices(current: str) -> Choices:
+    """The common aspect ratios starting with what was typed, or whose label contains it."""
+    return [
+        app_commands.Choice(name=f"{ratio} {label}", value=ratio)
+        for ratio, label in ASPECTS.items()
+        if ratio.startswith(current.strip()) or current.casefold() in label
+    ][:MAX_CHOICES]
+
+
+def named_choices(names: list[str], current: str) -> Choices:
+    """Each name containing what was typed, as itself."""
+    return [app_commands.Choice(name=n, value=n) for n in names if current in n][:MAX_CHOICES]
+
+
+async def autocomplete_model(interaction: discord.Interaction, current: str) -> Choices:
+    return model_choices(_bot(interaction).settings.catalogue, current)
+
+
+async def autocomplete_aspect(interaction: discord.Interaction, current: str) -> Choices:
+    return aspect_choices(current)
+
+
+async def autocomplete_gpu(interaction: discord.Interaction, current: str) -> Choices:
+    workers = _bot(interaction).pool.snapshot(waiting_limit=0).workers
+    return named_choices([worker.id for worker in workers], current)
+
+
+def _bot(interaction: discord.Interaction) -> AtelierBot:
+    return cast("AtelierBot", interaction.client)
