@@ -61,10 +61,6 @@ class Privacy(People):
             entry["path"] = None
             entry["file"] = file
             images.append(entry)
-        messages = await self._fetchall(
-            "SELECT message_id, channel_id, created_at FROM job_messages WHERE job_id = ?",
-            (record.id,),
-        )
         return {
             "id": record.id,
             "owner": _plain(record.owner),
@@ -79,7 +75,7 @@ class Privacy(People):
             "delivered_at": row["delivered_at"],
             "deleted_at": row["deleted_at"],
             "images": images,
-            "messages": [dict(message) for message in messages],
+            "messages": [_plain(message) for message in await self.messages_of(record.id)],
         }
 
     async def delete_user(self, user_id: int) -> int:
