@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import logging
 import subprocess
 import sys
+from collections.abc import Iterator
 from types import SimpleNamespace
+from typing import Any
 
 import aiohttp
 import pytest
@@ -316,12 +319,24 @@ def test_observability_settings_are_validated_with_every_problem_named() -> None
 # ---- logs -------------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def captured_logging(**options: Any) -> Iterator[io.StringIO]:
+    """`configure_logging` into a string, undone afterwards (handler and root level)."""
+    stream = io.StringIO()
+    root = logging.getLogger()
+    level = root.level
+    handler = configure_logging(stream=stream, **options)
+    try:
+        yield stream
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+
+
 @pytest.fixture
 def log_stream():
-    stream = io.StringIO()
-    handler = configure_logging(level="DEBUG", style="json", secrets=[TOKEN], stream=stream)
-    yield stream
-    logging.getLogger().removeHandler(handler)
+    with captured_logging(level="DEBUG", style="json", secrets=[TOKEN]) as stream:
+        yield stream
 
 
 def lines(stream: io.StringIO) -> list[dict]:
@@ -379,14 +394,10 @@ def test_the_token_is_redacted_from_messages_fields_and_tracebacks(log_stream) -
 
 
 def test_key_value_lines_stay_on_one_line() -> None:
-    stream = io.StringIO()
-    handler = configure_logging(style="kv", stream=stream)
-    try:
+    with captured_logging(style="kv") as stream:
         logging.getLogger("atelier.test").info(
             "prompt received", extra={"prompt": 'a "cat"\non a mat', "job_id": 3}
         )
-    finally:
-        logging.getLogger().removeHandler(handler)
     (line,) = stream.getvalue().splitlines()
     assert ' msg="prompt received" ' in line
     assert 'prompt="a \\"cat\\"\\non a mat" job_id=3' in line

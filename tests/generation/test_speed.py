@@ -110,6 +110,7 @@ def test_engine_takes_a_speed_table_and_keeps_cpu_images_identical(
     table = {"compile": True, "fp8": True, "attention": "eager", "vae_tiling_megapixels": 0}
     request = build_request(tiny_catalogue, prompt="a red cube", model="flux-schnell", seed=3)
     plain = Engine(tiny_catalogue).generate(request)
+    caplog.clear()  # only the second engine's load; logging may already be at INFO here
     with caplog.at_level(logging.INFO, logger="generation.pipelines.base"):
         fast = Engine(tiny_catalogue, speed=table)
         images = fast.generate(request)
