@@ -64,7 +64,7 @@ def first_run(path: Path) -> int:
     shutil.copyfile(EXAMPLE_CONFIG, path)
     print(
         f"Welcome to Atelier! There was no configuration, so I wrote an example to {path}.\n"
-        f"It works as it is on one GPU. The one thing left to do: {TOKEN_HELP}",
+        f"It works as it is on one GPU. The one thing left to do:\n{TOKEN_HELP}",
         file=sys.stderr,
     )
     return 2
