@@ -180,7 +180,7 @@ class Engine:
         )
         generators = [torch.Generator("cpu").manual_seed(seed) for seed in request.seeds]
         try:
-            with model.loaded.per_image.images(request.count):
+            with model.loaded.per_image.images(1 if self.speed.fast_batches else request.count):
                 images = pipe(
                     **model.family.arguments(request, model.spec, init_image),
                     generator=generators,

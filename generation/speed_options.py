@@ -39,6 +39,11 @@ class SpeedOptions:
     - `fp8`: float8 weights for the denoiser. With torchao installed and an Ada/Hopper GPU,
       weights and activations run in fp8 (faster, about half the memory); elsewhere the weights
       are only stored in fp8 and computed in the model's dtype (half the memory, not faster).
+    - `fast_batches`: denoise a multi-image job in one forward pass per step instead of one per
+      image. Faster for small images, but a rerun of one image of such a batch alone may then
+      differ in a few pixels (kernels sum in another order for another batch size), so 🔁 is
+      no longer pixel-identical for batches. Off by default; unlike the others it applies on
+      every device.
     """
 
     dtype: str = "auto"
@@ -47,6 +52,7 @@ class SpeedOptions:
     compile: bool = False
     compile_cache_dir: str | None = None
     fp8: bool = False
+    fast_batches: bool = False
 
     @classmethod
     def from_config(cls, table: Mapping[str, Any]) -> SpeedOptions:
@@ -61,7 +67,7 @@ class SpeedOptions:
         tiling = values["vae_tiling_megapixels"]
         if isinstance(tiling, bool) or not isinstance(tiling, int | float) or tiling < 0:
             problems.append("`speed.vae_tiling_megapixels` should be a number of at least 0.")
-        for flag in ("compile", "fp8"):
+        for flag in ("compile", "fp8", "fast_batches"):
             if not isinstance(values[flag], bool):
                 problems.append(f"`speed.{flag}` should be true or false.")
         cache = values["compile_cache_dir"]

@@ -13,6 +13,7 @@ from generation.engine import Engine, check_device
 from generation.errors import Cancelled, ModelUnavailable, OutOfMemory
 from generation.models import Catalogue
 from generation.request import GenerationRequest, build_request
+from tests.generation.helpers import pixels
 
 MODELS = ("playground-v2.5", "flux-dev", "flux-schnell")
 PROMPT = "a lighthouse on a cliff at dusk"
@@ -21,11 +22,6 @@ PROMPT = "a lighthouse on a cliff at dusk"
 @pytest.fixture(scope="module")
 def engine(tiny_catalogue: Catalogue) -> Engine:
     return Engine(tiny_catalogue, "cpu", preview_every=2)
-
-
-def pixels(png: bytes) -> np.ndarray:
-    with Image.open(io.BytesIO(png)) as image:
-        return np.asarray(image.convert("RGB"))
 
 
 def png_of(array: np.ndarray) -> bytes:

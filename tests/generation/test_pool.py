@@ -7,12 +7,9 @@ engine on tiny models. Waits are bounded by `TIMEOUT_S` only to fail instead of 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 import signal
-from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +17,6 @@ import pytest
 from generation.errors import ModelUnavailable
 from generation.jobs import (
     JobCancelled,
-    JobEvent,
     JobFailed,
     JobFinished,
     JobOwner,
@@ -31,64 +27,16 @@ from generation.jobs import (
 )
 from generation.models import Catalogue
 from generation.pool import PoolError, QueueFull, WorkerPool, WorkerState
-from generation.request import GenerationRequest, build_request
 from generation.scheduler import SchedulerSettings
 from generation.workers.config import WorkerConfig
 from generation.workers.standin import run_record
 from storage import Database
-
-TIMEOUT_S = 30.0
-STANDIN = "generation.workers.standin:StandInEngine"
-FINAL = (JobFinished, JobFailed, JobCancelled)
+from tests.generation.helpers import STANDIN, Recorder, request
 
 
 @pytest.fixture(scope="module")
 def catalogue() -> Catalogue:
     return Catalogue.builtin()
-
-
-def request(catalogue: Catalogue, prompt: str = "a fox", steps: int = 5) -> GenerationRequest:
-    return build_request(
-        catalogue, prompt=prompt, model="playground-v2.5", width=256, height=256, steps=steps
-    )
-
-
-class Recorder:
-    """Collects a pool's events as they come."""
-
-    def __init__(self, pool: WorkerPool) -> None:
-        self.events: list[JobEvent] = []
-        self.by_job: dict[int, list[JobEvent]] = defaultdict(list)
-        self._changed = asyncio.Event()
-        self._task = asyncio.create_task(self._collect(pool))
-
-    async def _collect(self, pool: WorkerPool) -> None:
-        async for event in pool.subscribe():
-            self.events.append(event)
-            self.by_job[event.job_id].append(event)
-            self._changed.set()
-
-    async def until(self, condition: Callable[[], object], timeout_s: float = TIMEOUT_S) -> None:
-        """Wait until `condition()` holds, checking at each event (and every 20 ms, for
-        conditions on the pool's state)."""
-
-        async def wait() -> None:
-            while not condition():
-                self._changed.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), 0.02)
-
-        await asyncio.wait_for(wait(), timeout_s)
-
-    def final(self, job_id: int) -> JobEvent | None:
-        return next((e for e in self.by_job[job_id] if isinstance(e, FINAL)), None)
-
-    async def finished(self, *job_ids: int, timeout_s: float = TIMEOUT_S) -> list[JobEvent]:
-        await self.until(lambda: all(self.final(job_id) for job_id in job_ids), timeout_s)
-        return [self.final(job_id) for job_id in job_ids]  # type: ignore[misc]
-
-    def kinds(self, job_id: int) -> list[str]:
-        return [type(e).__name__ for e in self.by_job[job_id]]
 
 
 @pytest.fixture

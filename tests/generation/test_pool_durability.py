@@ -19,7 +19,7 @@ from generation.pool import WorkerPool
 from generation.workers.config import WorkerConfig
 from storage import Database
 from tests.conftest import child_environment
-from tests.generation.test_pool import STANDIN, Recorder
+from tests.generation.helpers import STANDIN, Recorder
 
 # The doomed process: queue three slow jobs from two users, report when the first one runs.
 FIRST_RUN = """
@@ -30,7 +30,7 @@ from generation.models import Catalogue
 from generation.pool import WorkerPool
 from generation.workers.config import WorkerConfig
 from storage import Database
-from tests.generation.test_pool import STANDIN, request
+from tests.generation.helpers import STANDIN, request
 
 async def main():
     catalogue = Catalogue.builtin()

@@ -4,12 +4,10 @@ cross into the workers as plain values, the `[speed]` table included."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from generation.jobs import JobFinished, JobOwner, JobProgress, JobStarted, JobStatus
 from generation.models import Catalogue
@@ -17,12 +15,7 @@ from generation.pool import WorkerPool
 from generation.request import GenerationRequest, build_request
 from generation.workers.config import WorkerConfig
 from storage import Database
-from tests.generation.test_pool import Recorder
-
-
-def pixels(png: bytes) -> np.ndarray:
-    with Image.open(io.BytesIO(png)) as image:
-        return np.asarray(image.convert("RGB"))
+from tests.generation.helpers import Recorder, pixels
 
 
 async def test_tiny_models_run_on_two_worker_processes(

@@ -22,6 +22,7 @@ from generation.pipelines import family_pipelines, speed
 from generation.request import build_request
 from generation.speed_options import SpeedConfigError, SpeedOptions
 from tests.conftest import REPO, child_environment
+from tests.generation.helpers import pixels
 
 MODELS = ("playground-v2.5", "flux-dev")
 
@@ -123,6 +124,39 @@ def test_engine_takes_a_speed_table_and_keeps_cpu_images_identical(
         "attention: cpu is not a CUDA device, fp8: cpu is not a CUDA device, "
         "compile: cpu is not a CUDA device"
     ]
+
+
+def block_batch_sizes(engine: Engine, request) -> tuple[list[int], list]:
+    """Run `request`, noting the batch size each FLUX transformer block was called with."""
+    sizes: list[int] = []
+
+    def note(module: torch.nn.Module, args: tuple, output: tuple[torch.Tensor, ...]) -> None:
+        if type(module).__name__ == "FluxTransformerBlock":
+            sizes.append(output[0].shape[0])
+
+    hook = torch.nn.modules.module.register_module_forward_hook(note)
+    try:
+        images = engine.generate(request)
+    finally:
+        hook.remove()
+    return sizes, images
+
+
+def test_fast_batches_denoise_a_batch_in_one_pass_and_stay_close_to_solo_runs(
+    tiny_catalogue: Catalogue,
+) -> None:
+    batch = build_request(tiny_catalogue, prompt="a red cube", model="flux-schnell", seeds=[5, 6])
+    exact_sizes, _ = block_batch_sizes(Engine(tiny_catalogue), batch)
+    fast_engine = Engine(tiny_catalogue, speed={"fast_batches": True})
+    fast_sizes, fast = block_batch_sizes(fast_engine, batch)
+
+    assert set(exact_sizes) == {1}  # by default every image is denoised alone
+    assert set(fast_sizes) == {2}  # with fast_batches both images go through together
+    assert len(fast_sizes) == len(exact_sizes) // 2
+    assert [image.seed for image in fast] == [5, 6]
+    (solo,) = Engine(tiny_catalogue).generate(batch.with_seeds((6,)))
+    difference = np.abs(pixels(fast[1].png).astype(int) - pixels(solo.png).astype(int))
+    assert difference.max() <= 2  # the same image, up to rounding in a few pixels
 
 
 def test_engine_refuses_a_bad_speed_table(tiny_catalogue: Catalogue) -> None:
