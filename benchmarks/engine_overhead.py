@@ -37,9 +37,10 @@ WARM_UP = 3
 def direct_pipeline(catalogue: Catalogue, model: str) -> object:
     """The same model loaded with plain diffusers, as a script would."""
     spec = catalogue[model]
-    pipeline_class = family_pipelines(spec.family).text_to_image
-    extra = {"add_watermarker": False} if model == "playground-v2.5" else {}
-    pipe = pipeline_class.from_pretrained(spec.source, use_safetensors=True, **extra)
+    family = family_pipelines(spec.family)
+    pipe = family.text_to_image.from_pretrained(
+        spec.source, use_safetensors=True, **family.load_options
+    )
     pipe.set_progress_bar_config(disable=True)
     return pipe
 

@@ -30,8 +30,10 @@ from typing import Any
 from generation.models import Catalogue, Family, ModelSpec
 from generation.pipelines.speed import SpeedReport
 from generation.speed_options import SpeedOptions
+from generation.tiny import BUILTIN_NAMES
 
-MODELS = ("playground-v2.5", "flux-dev", "flux-schnell")
+_TINY_FAMILY = {name: family for family, name in BUILTIN_NAMES.items()}  # model → tiny family
+MODELS = tuple(_TINY_FAMILY)
 VARIANTS: dict[str, SpeedOptions] = {
     "default": SpeedOptions(),  # fp16/bf16 weights, SDPA attention
     "float32": SpeedOptions(dtype="float32"),
@@ -40,11 +42,6 @@ VARIANTS: dict[str, SpeedOptions] = {
     "compile": SpeedOptions(compile=True),
     "fp8": SpeedOptions(fp8=True),
     "fp8+compile": SpeedOptions(fp8=True, compile=True),
-}
-_TINY_FAMILY = {
-    "playground-v2.5": "playground",
-    "flux-dev": "flux-dev",
-    "flux-schnell": "flux-schnell",
 }
 _PROMPT = "a lighthouse on a cliff at dawn, volumetric light, highly detailed oil painting"
 

@@ -18,9 +18,9 @@ from bot.config import (
     ConfigError,
     Settings,
     apply_discord_endpoints,
-    config_path_from_env,
     load_settings,
 )
+from generation.config_file import config_path_from_env
 
 TOKEN_HELP = (
     "Set DISCORD_TOKEN in the environment to your bot's token "

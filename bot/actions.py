@@ -15,10 +15,6 @@ class Action(StrEnum):
     SEND_DM = "dm"  # seeds and parameters by direct message
     DELETE = "delete"  # the author or an admin only
 
-    @property
-    def needs_image(self) -> bool:
-        return self in (Action.VARY_SUBTLE, Action.VARY_STRONG, Action.UPSCALE)
-
 
 # Reactions act on a whole job; ✨ varies its first image subtly.
 REACTIONS: dict[str, Action] = {

@@ -1,13 +1,13 @@
 """`AtelierBot`: the discord.py `commands.Bot` with Atelier's services wired in.
 
 One extension (cog) per feature is loaded from `EXTENSIONS` plus every module in `bot/commands`
-that has a `setup` function (python-discord/bot style), so a new command module needs no change
+(each has a `setup` function, python-discord/bot style), so a new command module needs no change
 here. Errors of every command go through `bot.errors`; result buttons are `DynamicItem`s that
 need no state in memory.
 
 Plug-ins (metrics, the health endpoint) hook in through `Plugin`: they start once the bot's
 services exist and before the pool takes back unfinished jobs, so they can subscribe to every
-job event (`bot.pool.subscribe()` or `bot.studio.add_listener`).
+job event (`bot.pool.subscribe()`).
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ async def open_services(settings: Settings, *, observer: PoolObserver | None = N
 
 
 def extension_names() -> list[str]:
-    """Every extension to load: `EXTENSIONS` plus each `bot.commands` module with a `setup`."""
+    """Every extension to load: `EXTENSIONS` plus each `bot.commands` module."""
     names = list(EXTENSIONS)
     for module in pkgutil.iter_modules(bot.commands.__path__, "bot.commands."):
         names.append(module.name)

@@ -23,13 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from bot.observability.settings import ObservabilityConfigError, ObservabilitySettings
+from generation.config_file import config_path_from_env
 from generation.models import Catalogue, CatalogueError
 from generation.request import MAX_COUNT, RequestError, parse_aspect
 from generation.scheduler import SchedulerSettings
 from generation.speed_options import SpeedConfigError, SpeedOptions
 from generation.workers.config import WorkerConfig
 
-DEFAULT_CONFIG_PATH = Path("atelier.toml")
 EXAMPLE_CONFIG = Path(__file__).with_name("example.toml")
 
 
@@ -90,7 +90,6 @@ class Settings:
     token: Secret
     data_dir: Path
     catalogue: Catalogue
-    models_config: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     gpus: tuple[WorkerConfig, ...] = ()  # empty: one worker per GPU found (or one CPU worker)
     defaults: UserDefaults = UserDefaults()
     limits: SchedulerSettings = field(default_factory=SchedulerSettings)
@@ -112,12 +111,6 @@ class Settings:
     @property
     def images_dir(self) -> Path:
         return self.data_dir / "images"
-
-
-def config_path_from_env(env: Mapping[str, str] | None = None) -> Path:
-    """The configuration file to read: `$ATELIER_CONFIG` or `./atelier.toml`."""
-    env = os.environ if env is None else env
-    return Path(env.get("ATELIER_CONFIG") or DEFAULT_CONFIG_PATH)
 
 
 def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
@@ -190,7 +183,6 @@ def settings_from_mapping(
         token=Secret(env.get("DISCORD_TOKEN", "").strip()),
         data_dir=data_dir,
         catalogue=catalogue,
-        models_config=models_config,
         gpus=gpus,
         defaults=defaults,
         limits=limits,

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -47,7 +47,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-EventListener = Callable[[JobEvent], None]
 REDELIVERY_DELAYS_S = (2.0, 10.0, 30.0, 120.0, 600.0)  # then every 600 s
 REFRESHED_POSITIONS = 20  # beyond this place, a moving queue would cost too many edits
 
@@ -93,7 +92,6 @@ class Studio:
         self.pool = pool
         self._trackers: dict[int, _Tracker] = {}
         self._delivering: set[int] = set()
-        self._listeners: list[EventListener] = []
         self._submitting = 0
         self._no_submits = asyncio.Event()
         self._no_submits.set()
@@ -114,10 +112,6 @@ class Studio:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-
-    def add_listener(self, listener: EventListener) -> None:
-        """Call `listener(event)` for every job event (metrics plug in here); it must not block."""
-        self._listeners.append(listener)
 
     # ---- accepting work --------------------------------------------------------------------
 
@@ -295,11 +289,6 @@ class Studio:
 
     async def _consume(self) -> None:
         async for event in self._events:
-            for listener in self._listeners:
-                try:
-                    listener(event)
-                except Exception:
-                    log.exception("Job event listener %r failed", listener)
             tracker = self._trackers.get(event.job_id) or self._adopt(event.job_id)
             tracker.update(event)
 
@@ -336,7 +325,7 @@ class Studio:
         assert target is not None
         await self._remember_progress(tracker, target)
         last_edit = last_preview = float("-inf")
-        shown: ProgressState | None = tracker.state
+        shown = tracker.state
         preview_shown = False
         while not tracker.final.is_set():
             await self._next_change(tracker)
@@ -352,7 +341,7 @@ class Studio:
                 continue
             new_preview = (
                 state.preview is not None
-                and (shown is None or state.preview is not shown.preview)
+                and state.preview is not shown.preview
                 and time.monotonic() - last_preview >= preview_interval
             )
             message = self._progress_message(

@@ -1,4 +1,4 @@
-"""The `[models]` tables of the configuration file, for the command-line tools.
+"""Where the configuration file is, and its `[models]` tables for the command-line tools.
 
 The bot validates the whole file (`bot.config`); the tools that run without it
 (`python -m generation`, `python -m generation.download`) need only the models, and read them
@@ -7,9 +7,19 @@ here. `Catalogue.from_config` turns the tables into a catalogue.
 
 from __future__ import annotations
 
+import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+DEFAULT_CONFIG_PATH = Path("atelier.toml")
+
+
+def config_path_from_env(env: Mapping[str, str] | None = None) -> Path:
+    """The configuration file to read: `$ATELIER_CONFIG` or `./atelier.toml`."""
+    env = os.environ if env is None else env
+    return Path(env.get("ATELIER_CONFIG") or DEFAULT_CONFIG_PATH)
 
 
 def read_models_tables(path: Path) -> dict[str, dict[str, Any]]:

@@ -30,7 +30,7 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
 )
 
-from generation.config_file import read_models_tables
+from generation.config_file import config_path_from_env, read_models_tables
 from generation.models import Catalogue, CatalogueError, ModelSpec
 
 MODEL_INDEX = "model_index.json"
@@ -186,7 +186,7 @@ def _unreachable_message(spec: ModelSpec) -> str:
 def load_catalogue(config: Path | None) -> Catalogue:
     """The catalogue of the configuration file's `[models]` tables (the built-in models when
     no file was named and the default one does not exist yet). Raises ValueError."""
-    path = config or Path(os.environ.get("ATELIER_CONFIG") or "atelier.toml")
+    path = config or config_path_from_env()
     if config is None and not path.exists():
         return Catalogue.builtin()
     try:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gc
 import io
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,14 +28,14 @@ from generation.pipelines.speed import prepare_call
 from generation.previews import latent_preview_png
 from generation.request import GenerationRequest
 from generation.speed_options import SpeedOptions
+from generation.workers.config import DEVICE_PATTERN
 
 ProgressCallback = Callable[[int, int, bytes | None], None]
-_DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 
 
 def check_device(device: str) -> str:
     """Return `device` if this machine has it; raise ValueError with a friendly message if not."""
-    if not _DEVICE.match(device):
+    if not DEVICE_PATTERN.match(device):
         raise ValueError(f"Unknown device {device!r}; use cpu, cuda or cuda:N.")
     if device.startswith("cuda"):
         count = torch.cuda.device_count()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from dataclasses import replace
 from typing import Any
 
 from PIL import Image, PngImagePlugin
@@ -44,10 +45,10 @@ def parameters_text(request: GenerationRequest, index: int) -> str:
 
 def image_record(request: GenerationRequest, index: int) -> dict[str, Any]:
     """What the `atelier` chunk (and the CLI's JSON line) says about image `index`."""
-    parameters = request.to_dict()
-    init_image = parameters.pop("init_image")
+    parameters = replace(request, init_image=None).to_dict()  # no base64 of the image to drop
+    del parameters["init_image"]
     parameters["init_image_sha256"] = (
-        hashlib.sha256(request.init_image).hexdigest() if init_image is not None else None
+        hashlib.sha256(request.init_image).hexdigest() if request.init_image is not None else None
     )
     return {"index": index, "seed": request.seeds[index], "request": parameters}
 

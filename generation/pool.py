@@ -291,8 +291,9 @@ class WorkerPool:
                 continue
             self._enqueue(record.id, record.request, record.owner, record.queued_at)
             taken_back.append(record.id)
-        for job_id in taken_back:
-            self._publish(self._queued_event(job_id))
+        listed = {waiting.job_id: waiting for waiting in self._scheduler.waiting()}
+        for job_id in taken_back:  # one listing, not a position query per job
+            self._publish(JobQueued(job_id, listed[job_id].position, listed[job_id].eta_s))
         for worker in self._workers.values():
             worker.supervisor = asyncio.create_task(
                 self._supervise(worker), name=f"worker-{worker.id}"

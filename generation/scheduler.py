@@ -139,7 +139,6 @@ class _Job:
 class _User:
     id: int
     weight: float = 1.0
-    max_queued: int = 1
     max_running: int = 1
     served: float = 0.0  # weighted GPU-seconds charged: this user's virtual time
     running: int = 0
@@ -222,7 +221,8 @@ class FairScheduler:
         if not user.queue:
             user.served = max(user.served, self._lift_floor())
         rank = _RANK[owner.priority]
-        job = _Job(job_id, user, model, work, rank, self._now(queued_at), next(self._seqs))
+        queued_at = self._clock() if queued_at is None else queued_at
+        job = _Job(job_id, user, model, work, rank, queued_at, next(self._seqs))
         user.queue.append(job)
         self._queued[job_id] = job
         self._queued_by_class[rank] += 1
@@ -282,10 +282,8 @@ class FairScheduler:
     def _pop_fairest(self, heaps: list[list[_Entry]]) -> tuple[_Entry, list[_Entry]] | None:
         best: list[_Entry] | None = None
         for heap in heaps:
-            while heap and heap[0][2] != heap[0][3].entry:
-                heapq.heappop(heap)
-                self._entry_count -= 1
-            if heap and (best is None or heap[0] < best[0]):
+            top = self._live_top(heap)
+            if top is not None and (best is None or top < best[0]):
                 best = heap
         if best is None:
             return None
@@ -310,18 +308,15 @@ class FairScheduler:
 
     # ---- completion ------------------------------------------------------------------------
 
-    def finish(
-        self, job_id: int, gpu_seconds: float | None = None, *, measured: bool = True
-    ) -> None:
-        """A running job ended. Its charge is settled to `gpu_seconds` when given; a `measured`
-        run (a normal completion) also updates its model's measured speed."""
+    def finish(self, job_id: int, gpu_seconds: float, *, measured: bool = True) -> None:
+        """A running job ended. Its charge is settled to `gpu_seconds`; a `measured` run (a
+        normal completion) also updates its model's measured speed."""
         job = self._running.pop(job_id)
         user = job.user
         user.running -= 1
-        if gpu_seconds is not None:
-            user.served += (gpu_seconds - job.charged) / user.weight
-            if measured and job.work > 0:
-                self._measure(job.model, gpu_seconds / job.work)
+        user.served += (gpu_seconds - job.charged) / user.weight
+        if measured and job.work > 0:
+            self._measure(job.model, gpu_seconds / job.work)
         self._settle(user)
 
     def requeue(self, job_id: int) -> None:
@@ -457,15 +452,11 @@ class FairScheduler:
 
     # ---- internals -------------------------------------------------------------------------
 
-    def _now(self, stamp: float | None) -> float:
-        return self._clock() if stamp is None else stamp
-
     def _user(self, owner: JobOwner) -> _User:
         user = self._users.get(owner.user_id)
         if user is None:
             user = self._users[owner.user_id] = _User(owner.user_id)
         user.weight = owner.weight if owner.weight > 0 else 1.0
-        user.max_queued = owner.max_queued or self.settings.max_queued
         user.max_running = owner.max_running or self.settings.max_running
         return user
 
@@ -473,15 +464,20 @@ class FairScheduler:
         """Where a user returning from idle starts: the system's virtual time, that is the
         counter the latest dispatched job started at (as in start-time fair queuing), or the
         least counter among waiting users if that is lower."""
-        tops = []
+        floor = self._virtual_time
         for by_model in self._heaps.values():
             for heap in by_model.values():
-                while heap and heap[0][2] != heap[0][3].entry:
-                    heapq.heappop(heap)
-                    self._entry_count -= 1
-                if heap:
-                    tops.append(heap[0][0])
-        return min([*tops, self._virtual_time])
+                top = self._live_top(heap)
+                if top is not None:
+                    floor = min(floor, top[0])
+        return floor
+
+    def _live_top(self, heap: list[_Entry]) -> _Entry | None:
+        """The heap's least live entry, after dropping the stale ones above it."""
+        while heap and heap[0][2] != heap[0][3].entry:
+            heapq.heappop(heap)
+            self._entry_count -= 1
+        return heap[0] if heap else None
 
     def _effective_rank(self, job: _Job, now: float) -> int:
         ageing = self.settings.ageing_s
@@ -509,11 +505,8 @@ class FairScheduler:
     def _settle(self, user: _User) -> None:
         """After a user's counter, cap or head changed: re-index it, or forget an idle user
         whose counter the lift would restore anyway."""
-        if user.queue:
-            self._place(user, self._clock())
-            return
-        user.entry = None
-        if user.running == 0 and user.served <= self._lift_floor():
+        self._place(user, self._clock())
+        if not user.queue and user.running == 0 and user.served <= self._lift_floor():
             del self._users[user.id]
 
     def _promote_aged(self, now: float) -> None:

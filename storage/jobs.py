@@ -18,7 +18,7 @@ from generation.jobs import GeneratedImage, JobOwner, JobRecord, JobStatus
 from generation.request import GenerationRequest
 from storage.errors import InvalidTransition, InvalidValue, UnknownJob
 from storage.images import sha256_of
-from storage.store import Store
+from storage.store import UNFINISHED, Store
 
 # target status → the statuses it may be reached from
 _ALLOWED_FROM: dict[JobStatus, tuple[JobStatus, ...]] = {
@@ -120,7 +120,7 @@ class JobLifecycle(Store):
 
     async def unfinished_jobs(self) -> list[JobRecord]:
         """Jobs left queued or running, in their original (queued) order."""
-        return await self._jobs("WHERE j.status IN ('queued', 'running') ORDER BY j.id")
+        return await self._jobs(f"WHERE {UNFINISHED} ORDER BY j.id")
 
     async def _change_status(
         self, job_id: int, target: JobStatus, assignments: str, params: tuple[object, ...] = ()

@@ -99,14 +99,10 @@ class Maintenance(Store):
 
     async def _orphans(self) -> list[tuple[str, Path]]:
         """Files in the image store that no live image row uses."""
-        orphans = []
-        for sha, path in await asyncio.to_thread(lambda: list(self._images.stored_hashes())):
-            used = await self._fetchone(
-                "SELECT 1 FROM images WHERE sha256 = ? AND pruned_at IS NULL LIMIT 1", (sha,)
-            )
-            if used is None:
-                orphans.append((sha, path))
-        return orphans
+        files = await asyncio.to_thread(lambda: list(self._images.stored_hashes()))
+        rows = await self._fetchall("SELECT DISTINCT sha256 FROM images WHERE pruned_at IS NULL")
+        used = {row[0] for row in rows}
+        return [(sha, path) for sha, path in files if sha not in used]
 
     def _verify_files(
         self, rows: list[tuple[str, int]], deep: bool

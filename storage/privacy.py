@@ -62,16 +62,9 @@ class Privacy(People):
             entry["file"] = file
             images.append(entry)
         return {
-            "id": record.id,
+            **_plain(record),
             "owner": _plain(record.owner),
             "request": record.request.to_dict(),
-            "status": record.status.value,
-            "queued_at": record.queued_at,
-            "started_at": record.started_at,
-            "finished_at": record.finished_at,
-            "worker": record.worker,
-            "gpu_seconds": record.gpu_seconds,
-            "error": record.error,
             "delivered_at": row["delivered_at"],
             "deleted_at": row["deleted_at"],
             "images": images,

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 from storage.records import QueueSnapshot, Stats, Usage
-from storage.store import Store
-
-_UNFINISHED = "j.status IN ('queued', 'running')"  # matches the partial index jobs_unfinished
+from storage.store import UNFINISHED, Store
 
 
 class Reports(Store):
     async def queue_snapshot(self, limit: int = 10) -> QueueSnapshot:
         """Running jobs, the first `limit` queued ones (queue order), and queued counts."""
-        running = await self._jobs(f"WHERE {_UNFINISHED} AND j.status = 'running' ORDER BY j.id")
+        running = await self._jobs(f"WHERE {UNFINISHED} AND j.status = 'running' ORDER BY j.id")
         next_up = await self._jobs(
-            f"WHERE {_UNFINISHED} AND j.status = 'queued' ORDER BY j.id LIMIT ?", (limit,)
+            f"WHERE {UNFINISHED} AND j.status = 'queued' ORDER BY j.id LIMIT ?", (limit,)
         )
         rows = await self._fetchall(
-            f"SELECT j.user_id, count(*) FROM jobs AS j WHERE {_UNFINISHED}"
+            f"SELECT j.user_id, count(*) FROM jobs AS j WHERE {UNFINISHED}"
             " AND j.status = 'queued' GROUP BY j.user_id"
         )
         by_user = {row[0]: row[1] for row in rows}

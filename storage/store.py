@@ -20,6 +20,7 @@ JOB_SELECT = (
     "LEFT JOIN init_images AS ii ON ii.sha256 = j.init_image"
 )
 FINAL_STATUSES = "('done', 'failed', 'cancelled')"
+UNFINISHED = "j.status IN ('queued', 'running')"  # matches the partial index jobs_unfinished
 
 
 class Store:
@@ -64,8 +65,7 @@ class Store:
     async def _write_one(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
         """One statement that commits by itself (autocommit): the cheapest durable write, one
         round trip to SQLite's thread. Use `RETURNING` to learn what it changed."""
-        async with self._lock:
-            return list(await self._conn.execute_fetchall(sql, params))
+        return await self._fetchall(sql, params)
 
     async def _fetchone(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
         rows = await self._fetchall(sql, params)

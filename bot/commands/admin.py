@@ -380,10 +380,11 @@ class Admin(
         self, interaction: discord.Interaction, channel: discord.TextChannel
     ) -> None:
         guild_id = _guild_id(interaction, "channels")
-        if channel.id in await self.bot.studio.allowed_channels(guild_id):
+        allowed = await self.bot.studio.allowed_channels(guild_id)
+        if channel.id in allowed:
             raise UserError(f"{channel.mention} already takes jobs.")
         await self.bot.database.allow_channel(guild_id, channel.id, by=interaction.user.id)
-        allowed = await self.bot.studio.allowed_channels(guild_id)
+        allowed.add(channel.id)
         await interaction.response.send_message(
             f"✅ {channel.mention} takes jobs now. Only these channels do: {_mentions(allowed)}.",
             ephemeral=True,

@@ -13,8 +13,8 @@ import tomllib
 import urllib.error
 import urllib.request
 
-from bot.config import config_path_from_env
 from bot.observability.settings import ObservabilityConfigError, ObservabilitySettings
+from generation.config_file import config_path_from_env
 
 
 def configured_url() -> str:

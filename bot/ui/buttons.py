@@ -111,14 +111,14 @@ def result_view(job_id: int, count: int) -> discord.ui.View:
                 )
             )
     for action, emoji, label in _JOB_BUTTONS:
-        style = discord.ButtonStyle.danger if action is Action.DELETE else None
+        danger = action is Action.DELETE
         view.add_item(
             ResultButton(
                 action,
                 job_id,
                 label=label,
                 emoji=emoji,
-                style=style or discord.ButtonStyle.secondary,
+                style=discord.ButtonStyle.danger if danger else discord.ButtonStyle.secondary,
                 row=len(_IMAGE_BUTTONS),
             )
         )

@@ -3,7 +3,7 @@
 The options are chosen in the configuration's `[speed]` table (`generation.speed_options`, which
 needs no torch, so the bot can check them) and applied by the engine in three places::
 
-    dtype = weights_dtype(options, device, family.cuda_dtype)   # from_pretrained(torch_dtype=...)
+    dtype = weights_dtype(options, device, family.cuda_dtype)   # from_pretrained(dtype=...)
     place(pipe, spec, device)                                    # on its device
     report = apply(pipe, model_family, options, device)          # once per loaded pipeline
     ...

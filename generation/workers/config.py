@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from generation.models import Catalogue
 
-_DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+DEVICE_PATTERN = re.compile(r"^(cpu|cuda(:\d+)?)$")  # the devices a worker or the engine accepts
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +35,7 @@ class WorkerConfig:
     pinned: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if not _DEVICE.match(self.device):
+        if not DEVICE_PATTERN.match(self.device):
             raise ValueError(
                 f"Worker {self.id!r}: unknown device {self.device!r}; use cpu, cuda or cuda:N."
             )

@@ -72,7 +72,7 @@ class ProcessWorker:
             except EOFError:
                 break
             yield event
-        await self._close()
+        await self.kill()
 
     async def send(self, command: Command) -> None:
         await self._write(encode(command))
@@ -81,18 +81,20 @@ class ProcessWorker:
         with contextlib.suppress(WorkerGone):
             await self.send(Shutdown())
         if self._process is not None:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._process.wait(), timeout_s)
-            except TimeoutError:
-                await self.kill()
-        await self._close()
+        await self.kill()
 
     async def kill(self) -> None:
+        """End the child if it still runs, and close the connection (also once it is gone)."""
         if self._process is not None and self._process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self._process.kill()
             await self._process.wait()
-        await self._close()
+        if self._writer is not None:
+            self._writer.close()
+            with contextlib.suppress(ConnectionError):
+                await self._writer.wait_closed()
 
     async def _write(self, data: bytes) -> None:
         if self._writer is None or self._writer.is_closing():
@@ -102,13 +104,3 @@ class ProcessWorker:
             await self._writer.drain()
         except (ConnectionError, RuntimeError) as error:
             raise WorkerGone(f"The worker is gone ({error}).") from None
-
-    async def _close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            with contextlib.suppress(ConnectionError):
-                await self._writer.wait_closed()
-        if self._process is not None and self._process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self._process.kill()
-            await self._process.wait()

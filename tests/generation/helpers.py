@@ -1,4 +1,5 @@
-"""Helpers shared by the generation tests: pixels of a PNG, stand-in jobs, a pool event recorder."""
+"""Helpers shared by the generation tests: pixels of a PNG, stand-in jobs and pools, a pool event
+recorder."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image
 
-from generation.jobs import JobCancelled, JobEvent, JobFailed, JobFinished
+from generation.jobs import JobCancelled, JobEvent, JobFailed, JobFinished, JobStore
 from generation.models import Catalogue
 from generation.pool import WorkerPool
 from generation.request import GenerationRequest, build_request
+from generation.workers.config import WorkerConfig
 
 
 def pixels(png: bytes) -> np.ndarray:
@@ -31,6 +33,25 @@ FINAL = (JobFinished, JobFailed, JobCancelled)
 def request(catalogue: Catalogue, prompt: str = "a fox", steps: int = 5) -> GenerationRequest:
     return build_request(
         catalogue, prompt=prompt, model="playground-v2.5", width=256, height=256, steps=steps
+    )
+
+
+def make_pool(
+    catalogue: Catalogue,
+    store: JobStore,
+    workers: int = 1,
+    step_seconds: float = 0.02,
+    **options: object,
+) -> WorkerPool:
+    """A pool of `workers` CPU workers running the stand-in engine."""
+    configs = [WorkerConfig(f"cpu:{i}", "cpu") for i in range(workers)]
+    return WorkerPool(
+        catalogue,
+        store,
+        configs,
+        engine_factory=STANDIN,
+        engine_options={"step_seconds": step_seconds},
+        **options,  # type: ignore[arg-type]
     )
 
 

@@ -31,7 +31,7 @@ from generation.scheduler import SchedulerSettings
 from generation.workers.config import WorkerConfig
 from generation.workers.standin import run_record
 from storage import Database
-from tests.generation.helpers import STANDIN, Recorder, request
+from tests.generation.helpers import STANDIN, Recorder, make_pool, request
 
 
 @pytest.fixture(scope="module")
@@ -44,24 +44,6 @@ async def database(tmp_path: Path) -> AsyncIterator[Database]:
     db = await Database.open(tmp_path / "atelier.sqlite3")
     yield db
     await db.close()
-
-
-def make_pool(
-    catalogue: Catalogue,
-    store: Database,
-    workers: int = 1,
-    step_seconds: float = 0.02,
-    **options: object,
-) -> WorkerPool:
-    configs = [WorkerConfig(f"cpu:{i}", "cpu") for i in range(workers)]
-    return WorkerPool(
-        catalogue,
-        store,
-        configs,
-        engine_factory=STANDIN,
-        engine_options={"step_seconds": step_seconds},
-        **options,  # type: ignore[arg-type]
-    )
 
 
 async def status_of(db: Database, job_id: int) -> JobStatus:

@@ -15,11 +15,9 @@ from pathlib import Path
 
 from generation.jobs import JobFinished, JobStarted, JobStatus
 from generation.models import Catalogue
-from generation.pool import WorkerPool
-from generation.workers.config import WorkerConfig
 from storage import Database
 from tests.conftest import child_environment
-from tests.generation.helpers import STANDIN, Recorder
+from tests.generation.helpers import Recorder, make_pool
 
 # The doomed process: queue three slow jobs from two users, report when the first one runs.
 FIRST_RUN = """
@@ -88,13 +86,7 @@ async def test_killing_the_pool_process_loses_no_job(tmp_path: Path) -> None:
         left = await db.unfinished_jobs()
         assert [r.id for r in left] == ids
         assert [r.status for r in left] == [JobStatus.RUNNING, JobStatus.QUEUED, JobStatus.QUEUED]
-        pool = WorkerPool(
-            catalogue,
-            db,
-            [WorkerConfig("cpu:0", "cpu")],
-            engine_factory=STANDIN,
-            engine_options={"step_seconds": 0.002},
-        )
+        pool = make_pool(catalogue, db, step_seconds=0.002)
         recorder = Recorder(pool)
         await pool.start()
         results = await recorder.finished(*ids)

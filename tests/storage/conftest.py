@@ -14,8 +14,6 @@ from generation.models import Catalogue
 from generation.request import GenerationRequest, JobKind, build_request
 from storage import Database
 
-DAY_S = 86_400.0
-
 
 class Clock:
     """A settable clock, so tests can age jobs and images by days without waiting."""

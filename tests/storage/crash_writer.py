@@ -12,6 +12,7 @@ from generation.jobs import GeneratedImage, JobOwner
 from generation.models import Catalogue
 from generation.request import build_request
 from storage import Database
+from storage.images import sha256_of
 
 
 async def write_forever(path: Path, seed: int) -> None:
@@ -33,19 +34,13 @@ async def write_forever(path: Path, seed: int) -> None:
                 GeneratedImage(i, s, _image_bytes(rng), 64, 64) for i, s in enumerate(request.seeds)
             ]
             await db.mark_done(job_id, images, gpu_seconds=1.0)
-            print(f"done {job_id} {' '.join(_sha(image.png) for image in images)}", flush=True)
+            print(f"done {job_id} {' '.join(sha256_of(image.png) for image in images)}", flush=True)
 
 
 def _image_bytes(rng: random.Random) -> bytes:
     if rng.random() < 0.2:
         return b"\x89PNG shared image %d" % rng.randint(0, 3)
     return rng.randbytes(rng.randint(1_000, 300_000))
-
-
-def _sha(data: bytes) -> str:
-    from storage.images import sha256_of
-
-    return sha256_of(data)
 
 
 if __name__ == "__main__":

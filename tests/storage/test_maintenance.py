@@ -10,7 +10,8 @@ import pytest
 from generation.jobs import JobStatus
 from generation.request import JobKind
 from storage import Database, InvalidValue
-from tests.storage.conftest import DAY_S, Clock, finished_job, owner, png
+from storage.maintenance import DAY_S
+from tests.storage.conftest import Clock, finished_job, owner, png
 
 
 async def test_prune_removes_old_files_but_keeps_rows_and_seeds(
