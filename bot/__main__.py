@@ -72,6 +72,7 @@ def first_run(path: Path) -> int:
 
 def run(settings: Settings) -> int:
     """Run the bot until it is stopped (SIGINT/SIGTERM); 0 on a clean stop."""
+    import aiohttp
     import discord
 
     from bot.observability import configure_logging
@@ -90,6 +91,13 @@ def run(settings: Settings) -> int:
         return 1
     except discord.PrivilegedIntentsRequired:
         print("Discord refused a privileged intent; Atelier needs none.", file=sys.stderr)
+        return 1
+    except (aiohttp.ClientConnectionError, TimeoutError) as error:
+        print(
+            f"Could not reach Discord ({error}). Check this machine's network connection "
+            "(and a proxy or firewall), then start the bot again.",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

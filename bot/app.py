@@ -110,6 +110,8 @@ class AtelierBot(commands.Bot):
         pool_observer: PoolObserver | None = None,
     ) -> None:
         intents = discord.Intents.default()  # guilds, guild reactions, DMs: no privileged ones
+        # Atelier never joins voice: skip discord.py's notices about missing voice libraries.
+        discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=intents,

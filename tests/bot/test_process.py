@@ -105,6 +105,21 @@ async def test_a_token_discord_refuses_ends_in_one_clear_sentence(
     assert not (tmp_path / "data").exists()  # nothing was started or created
 
 
+def test_an_unreachable_discord_ends_in_one_clear_sentence(
+    tmp_path: Path, tiny_model_dirs: dict[str, Path]
+) -> None:
+    config = tmp_path / "atelier.toml"
+    config.write_text(to_toml({"models": _tiny_models(tiny_model_dirs)}))
+    closed = "http://127.0.0.1:9/api/v10"  # the discard port: nothing listens there
+    env = {"ATELIER_CONFIG": str(config), "DISCORD_TOKEN": "x", "DISCORD_API_BASE": closed}
+
+    done = run_bot_command(cwd=tmp_path, env=env)
+
+    assert done.returncode == 1
+    assert "Could not reach Discord" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_check_passes_on_a_ready_machine_and_explains_each_problem(
     tmp_path: Path, tiny_model_dirs: dict[str, Path]
 ) -> None:
