@@ -14,12 +14,14 @@ from dataclasses import dataclass
 import discord
 from discord import app_commands
 
+from bot.ui.fit import ECHO, clip, echo, fit_content, fit_lines
 from generation.errors import EngineError
 from generation.models import UnknownModel
 from generation.request import RequestError
 
 log = logging.getLogger(__name__)
 _THINKING = discord.InteractionResponseType.deferred_channel_message
+MODELS_LISTED = 1000  # characters of model names an error reply lists
 
 
 class UserError(Exception):
@@ -59,18 +61,26 @@ class ErrorReply:
 
 
 def describe(error: BaseException) -> ErrorReply:
-    """The reply for an error; unexpected errors are logged here with a fresh error id."""
-    error = _unwrap(error)
+    """The reply for an error, within Discord's 2000 characters whatever was typed (what is
+    echoed is shortened); unexpected errors are logged here with a fresh error id."""
+    reply = _describe(_unwrap(error))
+    return ErrorReply(fit_content(reply.message), reply.error_id)
+
+
+def _describe(error: BaseException) -> ErrorReply:
+    if isinstance(error, UnknownModel):
+        shown = clip(error.name, ECHO)
+        return ErrorReply(f"Unknown model {shown!r}. Available models: {_models(error)}.")
     if isinstance(error, UserError | RequestError):
         return ErrorReply(error.message)
-    if isinstance(error, EngineError | UnknownModel):
+    if isinstance(error, EngineError):
         return ErrorReply(str(error))
     if isinstance(error, app_commands.CommandOnCooldown):
         return ErrorReply(f"Slow down a little: try again in {error.retry_after:.0f} s.")
     if isinstance(error, app_commands.CheckFailure):
         return ErrorReply(str(error) or "You are not allowed to do that.")
     if isinstance(error, app_commands.TransformerError):
-        return ErrorReply(f"I could not understand the value {error.value!r}.")
+        return ErrorReply(f"I could not understand the value {echo(error.value)}.")
     error_id = secrets.token_hex(4)
     log.error("Unexpected error %s", error_id, exc_info=error)
     return ErrorReply(
@@ -105,6 +115,10 @@ def install_error_handler(tree: app_commands.CommandTree) -> None:
         await report_error(interaction, error)
 
     tree.error(on_app_command_error)
+
+
+def _models(error: UnknownModel) -> str:
+    return fit_lines(error.known, MODELS_LISTED, sep=", ")
 
 
 def _unwrap(error: BaseException) -> BaseException:

@@ -29,15 +29,15 @@ from bot.blocklist import first_blocked_term
 from bot.config import Settings
 from bot.errors import Banned, Blocked, NotAllowedHere, NotFound, NotYours, UserError
 from bot.targets import ChannelTarget, Message, Target
-from bot.ui.buttons import result_view
 from bot.ui.embeds import (
     PREVIEW_FILENAME,
     failure_content,
     parameters_embed,
     progress_embed,
-    result_content,
 )
+from bot.ui.fit import fit_content
 from bot.ui.progress import Phase, ProgressState
+from bot.ui.results import result_messages
 from generation.jobs import JobEvent, JobOwner, JobQueued, JobRecord, JobStatus
 from generation.request import GenerationRequest
 from storage import Database, StorageError, UserSettings
@@ -410,8 +410,10 @@ class Studio:
             self._delivering.discard(job_id)
             return
         try:
-            message = await self.result_message(stored.record, target.upload_limit)
-            sent = await target.deliver(message)
+            messages = await self.result_messages(stored.record, target.upload_limit)
+            sent = [await target.deliver(messages[0])]
+            for message in messages[1:]:
+                sent.append(await target.deliver_more(message))
         except discord.HTTPException as error:
             if 400 <= error.status < 500 and error.status != 429:
                 log.error(
@@ -426,9 +428,7 @@ class Studio:
             log.warning("Job %s: delivery failed (%s); retrying in %.0f s", job_id, error, delay)
             self._spawn(self._redeliver(job_id, target, attempt + 1, delay), f"redeliver-{job_id}")
             return
-        await self.database.record_message(job_id, sent.id, stored.record.owner.channel_id)
-        for index, attachment in enumerate(sent.attachments):
-            await self.database.set_image_attachment(job_id, index, sent.id, attachment.id)
+        await self.record_result(stored.record, sent, stored.record.owner.channel_id)
         await self.database.mark_delivered(job_id)
         self._delivering.discard(job_id)
 
@@ -436,23 +436,34 @@ class Studio:
         await asyncio.sleep(delay)
         await self._deliver(job_id, target, attempt)
 
-    async def result_message(self, record: JobRecord, limit: int) -> Message:
-        """What shows a finished job: its images (fitted under `limit` bytes each) with the
-        result buttons, or why it failed or was cancelled."""
+    async def result_messages(self, record: JobRecord, limit: int) -> list[Message]:
+        """What shows a finished job: its images (fitted under `limit` bytes each, spread over
+        as many messages as Discord's 25 MiB per request needs) with the result buttons, or
+        why it failed or was cancelled."""
         if record.status is not JobStatus.DONE:
             phase = Phase.FAILED if record.status is JobStatus.FAILED else Phase.CANCELLED
             state = ProgressState(record.id, phase=phase, reason=record.error)
-            return Message(content=failure_content(record, state), uploads=())
+            return [Message(content=fit_content(failure_content(record, state)), uploads=())]
         uploads = []
         for index in range(record.request.count):
             png = await self.image(record, index)
             uploads.append(fit_upload(f"atelier-{record.id}-{index + 1}", png, limit))
         note = limit_note(uploads, limit)
-        return Message(
-            content=result_content(record, [note] if note else []),
-            uploads=tuple(uploads),
-            view=result_view(record.id, record.request.count),
-        )
+        return result_messages(record, uploads, [note] if note else [])
+
+    async def record_result(
+        self, record: JobRecord, sent: list[discord.Message], channel_id: int | None
+    ) -> None:
+        """Remember the messages that show `record` (reactions on them act on the job) and
+        which attachment holds which image (images are numbered across the messages)."""
+        index = 0
+        for message in sent:
+            await self.database.record_message(record.id, message.id, channel_id)
+            for attachment in message.attachments:
+                await self.database.set_image_attachment(
+                    record.id, index, message.id, attachment.id
+                )
+                index += 1
 
     async def _deliver_leftovers(self) -> None:
         """Results a previous run finished but could not post (or was killed before posting)."""

@@ -97,6 +97,9 @@ class Target(Protocol):
     async def deliver(self, message: Message) -> discord.Message:
         """Show the result; return the message that holds it."""
 
+    async def deliver_more(self, message: Message) -> discord.Message:
+        """Post a further message of the result (its next images); return it."""
+
     async def reply_private(self, message: Message) -> None:
         """Tell only this user something (an ephemeral reply, or a DM)."""
 
@@ -161,6 +164,9 @@ class ChannelTarget:
             self._progress_id = None
         return sent
 
+    async def deliver_more(self, message: Message) -> discord.Message:
+        return await self.channel.send(**message.send_kwargs())  # the first one pinged
+
     def _mentioning(self, message: Message) -> Message:
         mention = f"<@{self.user_id}>"
         content = message.content or ""
@@ -223,6 +229,18 @@ class InteractionTarget:
                     raise
                 fallback = self._switch_to_channel()
         return await fallback.deliver(message)
+
+    async def deliver_more(self, message: Message) -> discord.Message:
+        fallback = self._live_fallback()
+        if fallback is None:
+            try:
+                followup = self._interaction.followup
+                return await followup.send(wait=True, **message.send_kwargs())  # type: ignore[arg-type]
+            except discord.HTTPException as error:
+                if not is_dead_token(error):
+                    raise
+                fallback = self._switch_to_channel()
+        return await fallback.deliver_more(message)
 
     async def reply_private(self, message: Message) -> None:
         kwargs = message.send_kwargs()

@@ -17,7 +17,8 @@ from bot.errors import UserError
 from bot.permissions import require_not_banned
 from bot.ui.choices import autocomplete_aspect, autocomplete_model
 from bot.ui.embeds import short_prompt
-from generation.pool import WorkerStatus
+from bot.ui.fit import MAX_OPTION_CHARS, FittedEmbed, Name
+from bot.ui.listings import info_embed
 from generation.request import clean_text, parse_aspect
 from storage import UserSettings
 
@@ -26,13 +27,6 @@ if TYPE_CHECKING:
 
 USAGE_PERIOD_S = 30 * 86_400
 Resettable = Literal["model", "aspect", "negative", "all"]
-
-
-def worker_line(worker: WorkerStatus) -> str:
-    """`cpu` · busy with job `12` · holds playground-v2.5"""
-    state = f"busy with job `{worker.job_id}`" if worker.job_id else worker.state.value
-    holds = ", ".join(worker.loaded) or "no model"
-    return f"`{worker.id}` · {state} · holds {holds}"
 
 
 class Account(commands.Cog):
@@ -58,9 +52,9 @@ class Account(commands.Cog):
     async def settings(
         self,
         interaction: discord.Interaction,
-        model: str | None = None,
-        aspect: str | None = None,
-        negative: str | None = None,
+        model: Name | None = None,
+        aspect: Name | None = None,
+        negative: app_commands.Range[str, 1, MAX_OPTION_CHARS] | None = None,
         reset: Resettable | None = None,
     ) -> None:
         catalogue = self.bot.settings.catalogue
@@ -93,16 +87,6 @@ class Account(commands.Cog):
     async def info(self, interaction: discord.Interaction) -> None:
         pool, user_id = self.bot.pool, interaction.user.id
         snapshot = pool.snapshot(waiting_limit=0)
-        loaded_on: dict[str, list[str]] = {}
-        for worker in snapshot.workers:
-            for name in worker.loaded:
-                loaded_on.setdefault(name, []).append(worker.id)
-        models = [
-            f"`{spec.name}` — {spec.title}"
-            + (f" · loaded on {', '.join(loaded_on[spec.name])}" if spec.name in loaded_on else "")
-            for spec in self.bot.settings.catalogue.values()
-        ]
-        paused = " · **paused** by an admin" if snapshot.paused else ""
         waiting, running = pool.scheduler.user_counts(user_id)
         now = time.time()
         stats = await self.bot.database.stats(now - USAGE_PERIOD_S, now + 1)
@@ -113,25 +97,18 @@ class Account(commands.Cog):
             if usage
             else "no job in the last 30 days"
         )
-        embed = discord.Embed(title="Atelier", colour=discord.Colour.blurple())
-        embed.add_field(
-            name="GPUs", value="\n".join(worker_line(w) for w in snapshot.workers), inline=False
-        )
-        embed.add_field(name="Models", value="\n".join(models)[:1024], inline=False)
-        embed.add_field(
-            name="Queue",
-            value=f"{snapshot.queued} waiting, {snapshot.running} running{paused}",
-            inline=False,
-        )
-        embed.add_field(
-            name="You", value=f"{waiting} waiting, {running} running now · {recent}", inline=False
-        )
+        you = f"{waiting} waiting, {running} running now · {recent}"
+        embed = info_embed(snapshot, self.bot.settings.catalogue.values(), you)
         await interaction.response.send_message(embed=embed, ephemeral=True)
 
     def _defaults_embed(self, standing: UserSettings, title: str) -> discord.Embed:
         server = self.bot.settings.defaults
         model = server.model or self.bot.settings.catalogue.default.name
-        embed = discord.Embed(title=title, colour=discord.Colour.blurple())
+        embed = FittedEmbed(
+            title=title,
+            colour=discord.Colour.blurple(),
+            footer="/imagine uses these for every option you leave out.",
+        )
         embed.add_field(name="Model", value=_own_or_server(standing.default_model, model))
         embed.add_field(name="Aspect", value=_own_or_server(standing.default_aspect, server.aspect))
         negative = standing.default_negative_prompt
@@ -142,7 +119,6 @@ class Account(commands.Cog):
             ),
             inline=False,
         )
-        embed.set_footer(text="/imagine uses these for every option you leave out.")
         return embed
 
 

@@ -19,15 +19,19 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.commands.account import worker_line
 from bot.errors import UserError
 from bot.permissions import audit_admin_action, require_admin
 from bot.ui.choices import autocomplete_gpu, autocomplete_model
-from bot.ui.embeds import short_prompt
-from bot.ui.progress import format_duration
+from bot.ui.fit import DESCRIPTION, FittedEmbed, Name, echo, fit_lines
+from bot.ui.listings import (
+    ADMIN_COLOUR,
+    admin_queue_embed,
+    gpus_embed,
+    models_embed,
+    stats_embed,
+)
 from generation.jobs import Priority
-from generation.pool import WorkerStatus
-from storage import KEEP, InvalidValue, Usage, UserSettings
+from storage import KEEP, InvalidValue, UserSettings
 from storage.people import MAX_REASON_CHARS, MAX_TERM_CHARS
 
 if TYPE_CHECKING:
@@ -35,31 +39,13 @@ if TYPE_CHECKING:
 
 QUEUE_SHOWN = 15
 STATS_SHOWN = 10
+CHANNELS_SHOWN = 1500  # characters of channel mentions in one reply (of Discord's 2000)
 PERIODS_DAYS = {"last 24 hours": 1, "last 7 days": 7, "last 30 days": 30, "all time": 0}
 PriorityName = Literal["admin", "normal", "relax"]
 
 
 def _embed(title: str, description: str = "") -> discord.Embed:
-    return discord.Embed(title=title, description=description, colour=discord.Colour.dark_gold())
-
-
-def _memory(worker: WorkerStatus) -> str:
-    memory = worker.memory
-    parts = []
-    if "gpu_used_mib" in memory and "gpu_total_mib" in memory:
-        used, total = memory["gpu_used_mib"] / 1024, memory["gpu_total_mib"] / 1024
-        parts.append(f"GPU {used:.1f}/{total:.1f} GiB")
-    if "rss_mib" in memory:
-        parts.append(f"RAM {memory['rss_mib']:.0f} MiB")
-    return ", ".join(parts) or "not reported yet"
-
-
-def _usage_line(name: str, usage: Usage) -> str:
-    wait = format_duration(usage.mean_wait_s) if usage.mean_wait_s is not None else "—"
-    return (
-        f"{name} · {usage.jobs} jobs · {usage.images} images · "
-        f"{usage.gpu_seconds:.1f} GPU-s · mean wait {wait}"
-    )
+    return FittedEmbed(title=title, description=description, colour=ADMIN_COLOUR)
 
 
 def _guild_id(interaction: discord.Interaction, what: str) -> int:
@@ -69,8 +55,8 @@ def _guild_id(interaction: discord.Interaction, what: str) -> int:
     return interaction.guild_id
 
 
-def _mentions(channel_ids: Iterable[int]) -> str:
-    return ", ".join(f"<#{channel}>" for channel in sorted(channel_ids))
+def _mentions(channel_ids: Iterable[int], limit: int = CHANNELS_SHOWN) -> str:
+    return fit_lines([f"<#{channel}>" for channel in sorted(channel_ids)], limit, sep=", ")
 
 
 def _limit(value: int | None, default: int) -> str:
@@ -100,30 +86,13 @@ class Admin(
     @app_commands.command(name="queue", description="Every running job and the next waiting ones.")
     async def queue(self, interaction: discord.Interaction) -> None:
         snapshot = self.bot.pool.snapshot(waiting_limit=QUEUE_SHOWN)
-        running = []
+        owners = {}
         for worker in snapshot.workers:
-            if worker.job_id is None:
-                continue
-            stored = await self.bot.database.get_job(worker.job_id)
-            owner = f"<@{stored.record.owner.user_id}>" if stored else "?"
-            running.append(f"`{worker.id}` · job `{worker.job_id}` · {owner}")
-        waiting = [
-            f"#{job.position} · job `{job.job_id}` · <@{job.user_id}> · {job.model} · "
-            f"{job.priority.value} · starts in about {format_duration(job.eta_s)}"
-            for job in snapshot.waiting
-        ]
-        by_class = ", ".join(f"{n} {c.value}" for c, n in snapshot.queued_by_class.items() if n)
-        state = "**paused**" if snapshot.paused else "running"
-        summary = (
-            f"The queue is {state}: {snapshot.queued} waiting"
-            f"{f' ({by_class})' if by_class else ''}, {snapshot.running} running."
-        )
-        embed = _embed("Queue", summary)
-        embed.add_field(name="Running", value="\n".join(running) or "nothing", inline=False)
-        more = snapshot.queued - len(waiting)
-        if more > 0:
-            waiting.append(f"… and {more} more")
-        embed.add_field(name="Waiting", value="\n".join(waiting) or "nothing", inline=False)
+            if worker.job_id is not None:
+                stored = await self.bot.database.get_job(worker.job_id)
+                if stored is not None:
+                    owners[worker.job_id] = stored.record.owner.user_id
+        embed = admin_queue_embed(snapshot, owners)
         await interaction.response.send_message(embed=embed, ephemeral=True)
 
     @app_commands.command(name="cancel", description="Cancel one job, or every job of one person.")
@@ -288,50 +257,30 @@ class Admin(
 
     @app_commands.command(name="gpus", description="Each GPU worker: state, job, models, memory.")
     async def gpus(self, interaction: discord.Interaction) -> None:
-        embed = _embed("GPUs")
-        for worker in self.bot.pool.snapshot(waiting_limit=0).workers:
-            lines = [
-                f"{worker.state.value} on `{worker.device}`"
-                + (f" · job `{worker.job_id}`" if worker.job_id else ""),
-                f"models: {', '.join(worker.loaded) or 'none'}"
-                + (f" (pinned: {', '.join(worker.pinned)})" if worker.pinned else ""),
-                f"memory: {_memory(worker)}",
-                f"restarts: {worker.restarts} · model loads: {worker.model_loads}",
-            ]
-            if worker.last_error:
-                lines.append(f"last error: {short_prompt(worker.last_error, 200)}")
-            embed.add_field(name=worker.id, value="\n".join(lines), inline=False)
+        embed = gpus_embed(self.bot.pool.snapshot(waiting_limit=0).workers)
         await interaction.response.send_message(embed=embed, ephemeral=True)
 
     @models.command(name="list", description="The models each GPU holds and may run.")
     async def models_list(self, interaction: discord.Interaction) -> None:
         workers = self.bot.pool.snapshot(waiting_limit=0).workers
-        lines = [
-            f"{worker_line(worker)}"
-            + (f" · pinned {', '.join(worker.pinned)}" if worker.pinned else "")
-            + f" · may run {', '.join(worker.models) if worker.models is not None else 'any'}"
-            for worker in workers
-        ]
-        await interaction.response.send_message(
-            embed=_embed("Models", "\n".join(lines)), ephemeral=True
-        )
+        await interaction.response.send_message(embed=models_embed(workers), ephemeral=True)
 
     @models.command(name="load", description="Load a model on a GPU now.")
     @app_commands.describe(gpu="Which GPU worker.", model="Which model.")
     @app_commands.autocomplete(gpu=autocomplete_gpu, model=autocomplete_model)
-    async def models_load(self, interaction: discord.Interaction, gpu: str, model: str) -> None:
+    async def models_load(self, interaction: discord.Interaction, gpu: Name, model: Name) -> None:
         await self._model_command(interaction, "load", gpu, model)
 
     @models.command(name="unload", description="Unload a model from a GPU (unpinning it).")
     @app_commands.describe(gpu="Which GPU worker.", model="Which model.")
     @app_commands.autocomplete(gpu=autocomplete_gpu, model=autocomplete_model)
-    async def models_unload(self, interaction: discord.Interaction, gpu: str, model: str) -> None:
+    async def models_unload(self, interaction: discord.Interaction, gpu: Name, model: Name) -> None:
         await self._model_command(interaction, "unload", gpu, model)
 
     @models.command(name="pin", description="Keep a model loaded on a GPU, across restarts too.")
     @app_commands.describe(gpu="Which GPU worker.", model="Which model.")
     @app_commands.autocomplete(gpu=autocomplete_gpu, model=autocomplete_model)
-    async def models_pin(self, interaction: discord.Interaction, gpu: str, model: str) -> None:
+    async def models_pin(self, interaction: discord.Interaction, gpu: Name, model: Name) -> None:
         await self._model_command(interaction, "pin", gpu, model)
 
     async def _model_command(
@@ -345,7 +294,7 @@ class Admin(
             self.bot, interaction, f"worker.{verb}_model", f"worker:{gpu}", {"model": model}
         )
         done = {"load": "Loaded", "unload": "Unloaded", "pin": "Pinned"}[verb]
-        await interaction.followup.send(f"✅ {done} `{model}` on `{gpu}`.", ephemeral=True)
+        await interaction.followup.send(f"✅ {done} {echo(model)} on {echo(gpu)}.", ephemeral=True)
 
     # ---- usage -------------------------------------------------------------------------------
 
@@ -363,13 +312,7 @@ class Admin(
         name = next(n for n, d in PERIODS_DAYS.items() if d == days)
         now = time.time()
         stats = await self.bot.database.stats(now - days * 86_400 if days else 0.0, now + 1)
-        people = [_usage_line(f"<@{u.key}>", u) for u in stats.by_user[:STATS_SHOWN]]
-        models = [_usage_line(f"`{u.key}`", u) for u in stats.by_model[:STATS_SHOWN]]
-        total_jobs = sum(u.jobs for u in stats.by_user)
-        total_gpu = sum(u.gpu_seconds for u in stats.by_user)
-        embed = _embed(f"Usage, {name}", f"{total_jobs} jobs, {total_gpu:.1f} GPU-seconds in all.")
-        embed.add_field(name="By person", value="\n".join(people) or "nobody", inline=False)
-        embed.add_field(name="By model", value="\n".join(models) or "none", inline=False)
+        embed = stats_embed(name, stats.by_user, stats.by_model, STATS_SHOWN)
         await interaction.response.send_message(embed=embed, ephemeral=True)
 
     # ---- allowed channels --------------------------------------------------------------------
@@ -427,9 +370,7 @@ class Admin(
                 body += f"\nset in the configuration file: {_mentions(configured)}"
             if added:
                 body += f"\nallowed with `/admin channels allow`: {_mentions(added)}"
-        await interaction.response.send_message(
-            embed=_embed("Channels", body[:4000]), ephemeral=True
-        )
+        await interaction.response.send_message(embed=_embed("Channels", body), ephemeral=True)
 
     # ---- the blocklist -----------------------------------------------------------------------
 
@@ -471,9 +412,9 @@ class Admin(
     @blocklist.command(name="list", description="The blocked words and patterns of this server.")
     async def blocklist_list(self, interaction: discord.Interaction) -> None:
         terms = await self.bot.database.blocklist(_guild_id(interaction, "blocklist"))
-        body = ", ".join(f"`{term}`" for term in terms) if terms else "Nothing is blocked."
+        body = fit_lines([f"`{term}`" for term in terms], DESCRIPTION - 1, sep=", ")
         await interaction.response.send_message(
-            embed=_embed("Blocklist", body[:4000]), ephemeral=True
+            embed=_embed("Blocklist", body if terms else "Nothing is blocked."), ephemeral=True
         )
 
 

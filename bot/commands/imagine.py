@@ -10,12 +10,14 @@ from discord.ext import commands
 
 from bot.targets import InteractionTarget
 from bot.ui.choices import Choices, autocomplete_aspect, autocomplete_model, named_choices
+from bot.ui.fit import MAX_OPTION_CHARS, Name, echo
 from generation.request import MAX_COUNT, MAX_INIT_IMAGE_BYTES, RequestError, build_request
 
 if TYPE_CHECKING:
     from bot.app import AtelierBot
 
 _IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp")
+Text = app_commands.Range[str, 1, MAX_OPTION_CHARS]  # the models' own limit is checked later
 
 
 class Imagine(commands.Cog):
@@ -44,22 +46,23 @@ class Imagine(commands.Cog):
     async def imagine(
         self,
         interaction: discord.Interaction,
-        prompt: str,
-        model: str | None = None,
-        aspect: str | None = None,
+        prompt: Text,
+        model: Name | None = None,
+        aspect: Name | None = None,
         width: int | None = None,
         height: int | None = None,
-        negative: str | None = None,
+        negative: Text | None = None,
         steps: int | None = None,
         guidance: float | None = None,
         seed: int | None = None,
         count: int | None = None,
-        scheduler: str | None = None,
+        scheduler: Name | None = None,
         image: discord.Attachment | None = None,
         strength: float | None = None,
     ) -> None:
-        # No min/max for Discord to enforce: limits depend on the model, and `build_request`
-        # explains a value out of range better than Discord's client does.
+        # No min/max for Discord to enforce on numbers: limits depend on the model, and
+        # `build_request` explains a value out of range better than Discord's client does.
+        # Texts are capped (`Name`, `Text`) so that no reply can echo more than a name.
         studio = self.bot.studio
         settings = self.bot.settings
         standing = await studio.standing(interaction.user)
@@ -107,11 +110,11 @@ def _check_attachment(image: discord.Attachment) -> None:
     """Refuse what is not a PNG/JPEG/WebP (or too large) before downloading it."""
     if (image.content_type or "").split(";")[0] not in _IMAGE_TYPES:
         raise RequestError(
-            "image", f"`{image.filename}` is not an image Atelier can read (PNG, JPEG or WebP)."
+            "image", f"{echo(image.filename)} is not an image Atelier can read (PNG, JPEG or WebP)."
         )
     if image.size > MAX_INIT_IMAGE_BYTES:
         raise RequestError(
-            "image", f"`{image.filename}` is larger than {MAX_INIT_IMAGE_BYTES // 2**20} MiB."
+            "image", f"{echo(image.filename)} is larger than {MAX_INIT_IMAGE_BYTES // 2**20} MiB."
         )
 
 

@@ -27,6 +27,8 @@ from bot.permissions import require_not_banned
 from bot.targets import InteractionTarget
 from bot.ui.choices import autocomplete_model
 from bot.ui.embeds import parameters_embed, short_prompt
+from bot.ui.fit import FittedEmbed, Name
+from bot.ui.listings import user_queue_embed
 from bot.ui.progress import Phase, ProgressState, status_line
 from generation.jobs import JobRecord, JobStatus
 from generation.request import MAX_COUNT, GenerationRequest, clean_text
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
     from bot.app import AtelierBot
 
 HISTORY_PAGE_SIZE = 10
+QUEUE_SHOWN = 20  # of a person's waiting jobs, looked up and listed by /queue
 MAX_FILTER_CHARS = 40
 MAX_CUSTOM_ID = 100
 _STATUS_ICONS = {
@@ -113,12 +116,13 @@ def history_embed(jobs: list[JobRecord], filters: HistoryFilters) -> discord.Emb
         description = "No job of yours matches these filters."
     else:
         description = "You have no jobs yet: try `/imagine`."
-    embed = discord.Embed(
-        title="Your jobs", description=description, colour=discord.Colour.blurple()
-    )
     footer = "Newest first · /show JOB shows one again with its buttons"
-    embed.set_footer(text=f"{narrowed} · {footer}" if narrowed else footer)
-    return embed
+    return FittedEmbed(
+        title="Your jobs",
+        description=description,
+        colour=discord.Colour.blurple(),
+        footer=f"{narrowed} · {footer}" if narrowed else footer,
+    )
 
 
 def history_custom_id(direction: str, cursor: int, filters: HistoryFilters) -> str:
@@ -227,10 +231,14 @@ class Library(commands.Cog):
             )
             return
         await interaction.response.defer(ephemeral=private, thinking=True)  # files take a moment
-        message = await self.bot.studio.result_message(record, interaction.filesize_limit)
-        sent = await interaction.edit_original_response(**message.edit_kwargs())
-        if not private:  # reactions on the new message act on the job too
-            await self.bot.database.record_message(record.id, sent.id, interaction.channel_id)
+        studio = self.bot.studio
+        first, *more = await studio.result_messages(record, interaction.filesize_limit)
+        sent = [await interaction.edit_original_response(**first.edit_kwargs())]
+        for message in more:
+            kwargs = message.send_kwargs()
+            sent.append(await interaction.followup.send(ephemeral=private, wait=True, **kwargs))  # type: ignore[arg-type]
+        if not private:  # reactions on the new messages act on the job too
+            await studio.record_result(record, sent, interaction.channel_id)
 
     @app_commands.command(
         name="rerun", description="Make one of your jobs again: same seeds, identical images."
@@ -281,7 +289,7 @@ class Library(commands.Cog):
     async def history(
         self,
         interaction: discord.Interaction,
-        model: str | None = None,
+        model: Name | None = None,
         contains: app_commands.Range[str, 1, MAX_FILTER_CHARS] | None = None,
     ) -> None:
         if model is not None:
@@ -297,21 +305,23 @@ class Library(commands.Cog):
         user_id = interaction.user.id
         pool = self.bot.pool
         snapshot = pool.snapshot(waiting_limit=pool.scheduler.queued_count)
-        job_ids = [w.job_id for w in snapshot.workers if w.job_id is not None]
-        job_ids += [w.job_id for w in snapshot.waiting if w.user_id == user_id]
-        lines = []
-        for job_id in job_ids:
+        records = []
+        for worker in snapshot.workers:
+            stored = await self.bot.database.get_job(worker.job_id) if worker.job_id else None
+            if stored is not None and stored.record.owner.user_id == user_id:
+                records.append(stored.record)
+        waiting = [job.job_id for job in snapshot.waiting if job.user_id == user_id]
+        for job_id in waiting[:QUEUE_SHOWN]:
             stored = await self.bot.database.get_job(job_id)
-            if stored is None or stored.record.owner.user_id != user_id:
-                continue
-            record = stored.record
-            prompt = short_prompt(record.request.prompt, 60)
-            lines.append(f"`{record.id}` {prompt}\n  {unfinished_status(self.bot, record)}")
-        total = f"{snapshot.queued} waiting and {snapshot.running} running in all"
-        paused = " · the queue is paused by an admin" if snapshot.paused else ""
-        body = "\n".join(lines) if lines else "You have no job waiting or running."
-        embed = discord.Embed(title="Your queue", description=body, colour=discord.Colour.blurple())
-        embed.set_footer(text=f"{total}{paused} · /cancel JOB stops one")
+            if stored is not None:
+                records.append(stored.record)
+        lines = [
+            f"`{record.id}` {short_prompt(record.request.prompt, 60)}\n"
+            f"  {unfinished_status(self.bot, record)}"
+            for record in records
+        ]
+        hidden = max(len(waiting) - QUEUE_SHOWN, 0)
+        embed = user_queue_embed(lines, hidden, snapshot)
         await interaction.response.send_message(embed=embed, ephemeral=True)
 
     @app_commands.command(name="cancel", description="Cancel one of your jobs, waiting or running.")

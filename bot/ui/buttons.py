@@ -5,6 +5,7 @@ and the database, so a click works on any result message, also after a restart.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import discord
@@ -100,11 +101,13 @@ class ResultButton(
             await report_error(interaction, error)
 
 
-def result_view(job_id: int, count: int) -> discord.ui.View:
-    """Per image U (upscale) and V (vary subtle / strong); per job 🔁 🎲 ℹ️ 🗑️."""
+def result_view(job_id: int, count: int, images: Sequence[int] | None = None) -> discord.ui.View:
+    """Per image U (upscale) and V (vary subtle / strong); per job 🔁 🎲 ℹ️ 🗑️. `images` (default:
+    all `count`) are the 0-based images of the message the view is on (a result spread over
+    several messages has the buttons of its own images on each)."""
     view = discord.ui.View(timeout=None)
     for row, (action, label, style) in enumerate(_IMAGE_BUTTONS):
-        for index in range(count):
+        for index in range(count) if images is None else images:
             view.add_item(
                 ResultButton(
                     action, job_id, index, label=label.format(n=index + 1), style=style, row=row

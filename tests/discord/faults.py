@@ -25,8 +25,28 @@ def json_response(
     return web.Response(body=json.dumps(data).encode(), status=status, headers=all_headers)
 
 
-def error_response(status: int, code: int, message: str) -> web.Response:
-    return json_response({"message": message, "code": code}, status)
+def error_response(
+    status: int, code: int, message: str, errors: dict[str, Any] | None = None
+) -> web.Response:
+    """Discord's error body: ``{"message", "code"}``, plus the nested ``errors`` of a 50035."""
+    body: dict[str, Any] = {"message": message, "code": code}
+    if errors:
+        body["errors"] = errors
+    return json_response(body, status)
+
+
+class RestError(Exception):
+    """Raised inside a handler to answer like Discord: ``status``, JSON ``code``, ``message``
+    and, for 400 / 50035 (Invalid Form Body), the nested ``errors`` object."""
+
+    def __init__(
+        self, status: int, code: int, message: str, errors: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.errors = errors
+        self.response = error_response(status, code, message, errors)
 
 
 @dataclass

@@ -3,7 +3,8 @@
 Tests read these objects directly. A ``Message``'s current state is its last ``MessageVersion``;
 ``message.edits`` lists the versions that edits produced, oldest first. An ``InteractionRecord`` is
 one INTERACTION_CREATE the fake sent, with the bot's callbacks, its original response message and
-follow-ups, and monotonic timestamps (``dispatched_at``, ``responded_at``).
+follow-ups, real monotonic timestamps (``dispatched_at``, ``responded_at``: for benchmarks) and
+``created_at`` on the fake's own clock (``tests.discord.clock``: for Discord's time rules).
 """
 
 from __future__ import annotations
@@ -252,6 +253,7 @@ class InteractionRecord:
     channel_id: int
     payload: dict[str, Any]
     dispatched_at: float
+    created_at: float = 0.0
     message: Message | None = None
     callbacks: list[Callback] = field(default_factory=list)
     original: Message | None = None

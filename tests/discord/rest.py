@@ -1,9 +1,11 @@
 """The fake's REST API (``/api/v10/...``): the routes a discord.py bot calls, over real HTTP.
 
-Requests are checked like Discord checks them where a bot could get it wrong: the bot token on
-authenticated routes, interaction tokens (unknown → 10062/10015, expired → 10062 / 401 50027),
-double acknowledgement (40060), empty messages (50006), content over 2,000 characters (50035),
-files over the attachment size limit (413, 40005), DMs to a user who closed them (50007).
+Requests are checked like Discord checks them: the bot token on authenticated routes,
+interaction tokens (unknown → 10062/10015; a first answer after 3 s → 404 10062; 15 min old →
+401 50027), double acknowledgement (40060), empty messages (50006), every body against the
+documented limits (``limits``) and the OpenAPI spec (``spec``) → 400 50035 with an ``errors``
+object, uploads over the per-file limit or 25 MiB per request (413, 40005), DMs to a user who
+closed them (50007).
 Anything not implemented answers 404 and is listed in ``FakeDiscord.unhandled``.
 """
 
@@ -12,11 +14,21 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
-from tests.discord.faults import error_response, json_response
+from tests.discord.clock import FIRST_RESPONSE_S, TOKEN_LIFETIME_S
+from tests.discord.faults import RestError, json_response
+from tests.discord.limits import (
+    FormErrors,
+    Route,
+    check_callback,
+    check_commands,
+    check_message,
+    check_upload,
+)
 from tests.discord.options import content_type_for
 from tests.discord.records import (
     Attachment,
@@ -27,21 +39,13 @@ from tests.discord.records import (
     MessageFlag,
     MessageVersion,
 )
+from tests.discord.spec import RECORDED_BODIES, RecordedBody, spec_validator
 from tests.discord.state import FakeState
 from tests.discord.world import Channel
 
-MAX_CONTENT = 2000
-MAX_EMBEDS = 10
+API_PREFIX = "/api/v10"
 FILE_FIELD = re.compile(r"files\[(\d+)\]")
 Upload = tuple[str, bytes]
-
-
-class RestError(Exception):
-    """Raised inside a handler to answer with a Discord JSON error."""
-
-    def __init__(self, status: int, code: int, message: str) -> None:
-        super().__init__(message)
-        self.response = error_response(status, code, message)
 
 
 UNKNOWN_CHANNEL = (404, 10003, "Unknown Channel")
@@ -51,25 +55,27 @@ UNKNOWN_INTERACTION = (404, 10062, "Unknown interaction")
 INVALID_WEBHOOK_TOKEN = (401, 50027, "Invalid Webhook Token")
 
 
-async def read_body(request: web.Request) -> tuple[dict[str, Any], dict[int, Upload]]:
-    """The JSON payload and uploaded files (multipart ``payload_json`` + ``files[n]``)."""
+async def read_body(request: web.Request) -> tuple[Any, dict[int, Upload], int]:
+    """The JSON payload, the uploaded files (multipart ``payload_json`` + ``files[n]``) and the
+    request's size in bytes."""
     if request.content_type.startswith("multipart/"):
-        payload: dict[str, Any] = {}
+        payload: Any = {}
         files: dict[int, Upload] = {}
+        size = 0
         reader = await request.multipart()
         async for part in reader:
             name = part.name or ""
+            data = bytes(await part.read())
+            size += len(data)
             if name == "payload_json":
-                payload = json.loads(await part.text())
+                payload = json.loads(data)
             elif match := FILE_FIELD.fullmatch(name):
-                files[int(match[1])] = (
-                    part.filename or f"file{match[1]}",
-                    bytes(await part.read()),
-                )
-        return payload, files
+                files[int(match[1])] = (part.filename or f"file{match[1]}", data)
+        return payload, files, size
     if request.body_exists:
-        return await request.json(), {}
-    return {}, {}
+        raw = await request.read()
+        return json.loads(raw), {}, len(raw)
+    return {}, {}, 0
 
 
 class RestApi:
@@ -80,8 +86,35 @@ class RestApi:
         self.world = state.world
         self.token = token
 
+    async def body(
+        self, request: web.Request, check: Callable[[Any, FormErrors], None] | None = None
+    ) -> tuple[Any, dict[int, Upload]]:
+        """Read a request body as Discord does: the upload limits first (413 / 40005), then the
+        spec's schema and ``check`` (400 / 50035). Every body is recorded (``spec``)."""
+        payload, files, size = await read_body(request)
+        check_upload(
+            (len(data) for _, data in files.values()), size, self.state.attachment_size_limit
+        )
+        path = request.path.removeprefix(API_PREFIX)
+        content_type = (
+            "multipart/form-data"
+            if files or request.content_type.startswith("multipart/")
+            else "application/json"
+        )
+        validator = spec_validator()
+        route = validator.route(path) if validator else None
+        RECORDED_BODIES.append(RecordedBody(request.method, path, route, content_type, payload))
+        errors = FormErrors()
+        if validator is not None and route is not None:
+            for where, why in validator.errors(request.method, route, content_type, payload):
+                errors.add(where, "SCHEMA_INVALID", why)
+        if check is not None:
+            check(payload, errors)
+        errors.raise_if_any()
+        return payload, files
+
     def routes(self) -> list[web.RouteDef]:
-        p = "/api/v10"
+        p = API_PREFIX
         hook = p + "/webhooks/{app}/{token}"
         message = p + "/channels/{channel}/messages/{message}"
         return [
@@ -147,7 +180,8 @@ class RestApi:
         guild = self._guild_key(request)
         previous = {c["name"]: c for c in self.state.commands.get(guild, [])}
         synced = []
-        for command in await request.json():
+        commands, _ = await self.body(request, check_commands)
+        for command in commands:
             old = previous.get(command["name"])
             record = dict(command)
             record.update(
@@ -178,7 +212,11 @@ class RestApi:
             raise RestError(*UNKNOWN_INTERACTION)
         if ix.callbacks:
             raise RestError(400, 40060, "Interaction has already been acknowledged.")
-        payload, files = await read_body(request)
+        if self.state.clock.now() - ix.created_at > FIRST_RESPONSE_S:
+            raise RestError(*UNKNOWN_INTERACTION)
+        payload, files = await self.body(
+            request, lambda body, errors: check_callback(ix.type, body, errors)
+        )
         kind = CallbackType(payload["type"])
         data = payload.get("data") or {}
         message = await self._apply_callback(ix, kind, data, files)
@@ -227,7 +265,7 @@ class RestApi:
         ix = self.state.interaction_by_token(request.match_info["token"])
         if ix is None or not ix.callbacks:
             raise RestError(*UNKNOWN_WEBHOOK)
-        if ix.expired:
+        if ix.expired or self.state.clock.now() - ix.created_at >= TOKEN_LIFETIME_S:
             raise RestError(*INVALID_WEBHOOK_TOKEN)
         return ix
 
@@ -243,7 +281,7 @@ class RestApi:
     async def post_followup(self, request: web.Request) -> web.Response:
         """A follow-up; the first one after a deferred response fills the "thinking…" message."""
         ix = self._webhook_interaction(request)
-        payload, files = await read_body(request)
+        payload, files = await self.body(request, _message_check(Route.INTERACTION))
         if ix.original is not None and ix.original.loading and not ix.original.deleted:
             version = self._compose(payload, files, None, keep_flags=ix.original.flags)
             message = ix.original
@@ -266,7 +304,7 @@ class RestApi:
 
     async def edit_webhook_message(self, request: web.Request) -> web.Response:
         _, message = self._webhook_message(request)
-        payload, files = await read_body(request)
+        payload, files = await self.body(request, _message_check(Route.WEBHOOK_EDIT))
         version = self._compose(payload, files, message.current, keep_flags=message.flags)
         await self.state.edit_message(message, version)
         return json_response(self.state.message_payload(message))
@@ -318,7 +356,7 @@ class RestApi:
         channel = self._channel(request.match_info["channel"])
         if channel.recipient is not None and channel.recipient.id in self.state.closed_dms:
             raise RestError(403, 50007, "Cannot send messages to this user")
-        payload, files = await read_body(request)
+        payload, files = await self.body(request, _message_check(Route.CREATE))
         version = self._compose(payload, files, None)
         message = await self.state.create_message(channel, self.world.bot, version)
         return json_response(self.state.message_payload(message))
@@ -330,7 +368,7 @@ class RestApi:
         message = self._message(request)
         if message.author != self.world.bot:
             raise RestError(403, 50005, "Cannot edit a message authored by another user")
-        payload, files = await read_body(request)
+        payload, files = await self.body(request, _message_check(Route.EDIT))
         version = self._compose(payload, files, message.current, keep_flags=message.flags)
         await self.state.edit_message(message, version)
         return json_response(self.state.message_payload(message))
@@ -363,7 +401,8 @@ class RestApi:
     # -- users and guild -----------------------------------------------------------------------
 
     async def open_dm(self, request: web.Request) -> web.Response:
-        user = self.world.user_by_id(int((await request.json())["recipient_id"]))
+        payload, _ = await self.body(request)
+        user = self.world.user_by_id(int(payload["recipient_id"]))
         if user is None:
             raise RestError(404, 10013, "Unknown User")
         return json_response(self.world.dm_channel(user).payload())
@@ -398,10 +437,8 @@ class RestApi:
         *,
         keep_flags: int | None = None,
     ) -> MessageVersion:
-        """The message version a create (``previous`` None) or edit request produces."""
-        for _, data in files.values():
-            if len(data) > self.state.attachment_size_limit:
-                raise RestError(413, 40005, "Request entity too large")
+        """The message version a create (``previous`` None) or edit request produces (its body
+        already checked by ``body``)."""
 
         def field(key: str, default: Any) -> Any:
             if key in payload:
@@ -416,8 +453,6 @@ class RestApi:
             flags = payload.get("flags") or 0
         else:
             flags = (keep_flags & ~MessageFlag.LOADING) | (payload.get("flags") or 0)
-        if len(content) > MAX_CONTENT or len(embeds) > MAX_EMBEDS:
-            raise RestError(400, 50035, "Invalid Form Body: content or embeds too long")
         if not (content or embeds or attachments or components):
             raise RestError(400, 50006, "Cannot send an empty message")
         return MessageVersion(content, embeds, attachments, components, flags)
@@ -448,3 +483,7 @@ class RestApi:
             else:
                 raise RestError(400, 50035, f"Invalid Form Body: unknown attachment {entry_id}")
         return tuple(kept)
+
+
+def _message_check(route: Route) -> Callable[[Any, FormErrors], None]:
+    return lambda payload, errors: check_message(payload, route, errors)

@@ -31,6 +31,13 @@ Waiting (no polling: woken by every change; raises ``BotCrashed`` at once if the
 Faults: ``fail_next(method, path_regex, status=429|500, times=, retry_after=)``,
 ``expire_tokens()`` (webhook calls then get 401 / 50027), ``close_dms(user)`` (DMs get 403 /
 50007), ``attachment_size_limit`` (uploads above it get 413 / 40005; sent in every interaction).
+
+Strictness: every body is checked against Discord's documented limits (``limits``: content,
+embeds, components, attachments, allowed mentions, flags, callbacks, autocomplete, modals,
+application commands) and against Discord's OpenAPI spec where a copy is present (``spec``);
+a refusal answers like Discord (400 / 50035 with an ``errors`` object, 413 / 40005). Time rules
+run on ``clock``, which only ``advance(seconds)`` moves: first answers more than 3 s after the
+interaction get 404 / 10062, follow-ups and edits 15 min after it 401 / 50027.
 """
 
 from __future__ import annotations
@@ -43,7 +50,8 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from tests.discord.faults import Fault, Faults, error_response
+from tests.discord.clock import FakeClock
+from tests.discord.faults import Fault, Faults, RestError, error_response
 from tests.discord.gateway import Gateway
 from tests.discord.options import InvalidOptions, OptionBuilder, Upload, attachment_option_names
 from tests.discord.records import (
@@ -54,7 +62,7 @@ from tests.discord.records import (
     Message,
     walk_components,
 )
-from tests.discord.rest import RestApi, RestError
+from tests.discord.rest import RestApi
 from tests.discord.state import FakeState
 from tests.discord.waiting import ChangeSignal
 from tests.discord.world import Channel, User, World
@@ -221,6 +229,17 @@ class FakeDiscord:
         method. Returns the ``Fault``, whose ``served`` counts the failures given out."""
         return self.faults.add(method, path_regex, status, times, retry_after)
 
+    @property
+    def clock(self) -> FakeClock:
+        """Discord's clock for the 3 s and 15 min rules; only ``advance`` moves it."""
+        return self.state.clock
+
+    def advance(self, seconds: float) -> None:
+        """Let ``seconds`` pass on Discord's side: a first answer later than 3 s after its
+        interaction gets 404 / 10062, a follow-up or edit 15 min after it 401 / 50027."""
+        self.state.clock.advance(seconds)
+        self._signal.notify()
+
     def expire_tokens(self, interactions: Iterable[InteractionRecord] | None = None) -> None:
         """Expire interaction tokens (default: all so far), as Discord does after 15 minutes."""
         for ix in self.interactions if interactions is None else interactions:
@@ -371,6 +390,7 @@ class FakeDiscord:
             channel_id=channel.id,
             payload=payload,
             dispatched_at=time.monotonic(),
+            created_at=self.state.clock.now(),
             message=message,
         )
         self.state.interactions[interaction_id] = record

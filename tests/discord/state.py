@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
+from tests.discord.clock import FakeClock
 from tests.discord.gateway import Gateway
 from tests.discord.records import (
     Attachment,
@@ -45,6 +46,7 @@ class FakeState:
         self.commands: dict[int | None, list[dict[str, Any]]] = {}
         self.closed_dms: set[int] = set()
         self.attachment_size_limit = DEFAULT_ATTACHMENT_SIZE_LIMIT
+        self.clock = FakeClock()
 
     def store_attachment(
         self, filename: str, data: bytes, content_type: str, description: str | None = None

@@ -1,0 +1,68 @@
+"""A finished job as messages: its images spread over as many messages as Discord's request
+limit needs, each with the buttons of its own images and of the job.
+
+Discord takes at most 25 MiB per request and 10 files per message (docs/reference.mdx,
+"Uploading Files"; docs/resources/message.md, "Create Message"), besides the per-file upload limit
+of the server (`bot.attachments.fit_upload` re-encodes a file only when it alone is over that).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bot.attachments import Upload
+from bot.targets import Message
+from bot.ui.buttons import result_view
+from bot.ui.embeds import result_content, short_prompt
+from bot.ui.fit import fit_content
+from generation.jobs import JobRecord
+
+REQUEST_BYTES = 25 * 2**20
+REQUEST_RESERVE = 256 * 2**10  # the JSON payload and multipart headers besides the files
+MAX_FILES = 10
+
+
+def batches(
+    uploads: Sequence[Upload], budget: int = REQUEST_BYTES - REQUEST_RESERVE
+) -> list[list[int]]:
+    """The indices of `uploads`, in order, grouped so that each group fits one request (at
+    most `budget` bytes and `MAX_FILES` files; a file larger than `budget` goes alone)."""
+    groups: list[list[int]] = []
+    size = 0
+    for index, upload in enumerate(uploads):
+        if not groups or size + len(upload.data) > budget or len(groups[-1]) >= MAX_FILES:
+            groups.append([])
+            size = 0
+        groups[-1].append(index)
+        size += len(upload.data)
+    return groups
+
+
+def result_messages(
+    record: JobRecord, uploads: Sequence[Upload], notes: Sequence[str] = ()
+) -> list[Message]:
+    """The messages that show `record`'s images (`uploads`, one per image, in order): the first
+    says what was made; each further one which images it holds. Every message has the buttons
+    of its images and the job's buttons."""
+    groups = batches(uploads)
+    messages = []
+    for number, group in enumerate(groups):
+        if number == 0:
+            content = result_content(record, notes)
+        else:
+            content = continuation_content(record, group)
+        messages.append(
+            Message(
+                content=fit_content(content),
+                uploads=tuple(uploads[index] for index in group),
+                view=result_view(record.id, record.request.count, group),
+            )
+        )
+    return messages
+
+
+def continuation_content(record: JobRecord, images: Sequence[int]) -> str:
+    """The text above a further message of a result: which images of which job."""
+    shown = [str(index + 1) for index in images]
+    which = f"Image {shown[0]}" if len(shown) == 1 else f"Images {', '.join(shown)}"
+    return f"{which} of job `{record.id}` · **{short_prompt(record.request.prompt, 100)}**"
