@@ -12,7 +12,7 @@ from PIL import Image
 
 from bot.targets import ChannelTarget, Message
 from tests.bot.helpers import FRESH_USERS, StudioWorld, job_id_of, paused
-from tests.discord import InteractionRecord
+from tests.discord import CallbackType, InteractionRecord
 from tests.discord.faults import Fault
 from tests.discord.records import walk_components
 from tests.discord.world import User
@@ -56,8 +56,9 @@ async def test_imagine_replies_at_once_then_edits_progress_into_the_result(
     result = await studio.result_of(job_id)
     stored = await studio.delivered(job_id)
 
-    assert ix.latency is not None
-    assert ix.latency < 3.0
+    # an immediate reply (not a deferral); the fake enforces Discord's 3 s on its own clock,
+    # and benchmarks/bot_latency.py measures the real latency
+    assert ix.response.type == CallbackType.MESSAGE
     queued = first.versions[0].embeds[0]["description"]
     assert "Queued — #1 in the queue, starts in about" in queued
     assert result is first  # one message, edited as the job moved

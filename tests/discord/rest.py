@@ -39,7 +39,7 @@ from tests.discord.records import (
     MessageFlag,
     MessageVersion,
 )
-from tests.discord.spec import RECORDED_BODIES, RecordedBody, spec_validator
+from tests.discord.spec import PROBE_HEADER, RECORDED_BODIES, RecordedBody, spec_validator
 from tests.discord.state import FakeState
 from tests.discord.world import Channel
 
@@ -103,7 +103,9 @@ class RestApi:
         )
         validator = spec_validator()
         route = validator.route(path) if validator else None
-        RECORDED_BODIES.append(RecordedBody(request.method, path, route, content_type, payload))
+        probe = PROBE_HEADER in request.headers
+        record = RecordedBody(request.method, path, route, content_type, payload, probe)
+        RECORDED_BODIES.append(record)
         errors = FormErrors()
         if validator is not None and route is not None:
             for where, why in validator.errors(request.method, route, content_type, payload):

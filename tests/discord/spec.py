@@ -38,15 +38,19 @@ _SNOWFLAKE_OR_NUMBER = {
 
 @dataclass(frozen=True)
 class RecordedBody:
-    """One JSON body a bot sent: ``route`` is the spec's path template (None: not in the spec)."""
+    """One JSON body a client sent: ``route`` is the spec's path template (None: not in the
+    spec); ``probe`` when a test sent it by hand (with the ``PROBE_HEADER``) to see it refused,
+    rather than a bot through discord.py."""
 
     method: str
     path: str
     route: str | None
     content_type: str
     payload: Any
+    probe: bool
 
 
+PROBE_HEADER = "X-Fake-Discord-Probe"
 RECORDED_BODIES: list[RecordedBody] = []
 """Every body any fake received in this test session, oldest first."""
 

@@ -21,9 +21,7 @@ from tests.discord.records import (
     MessageVersion,
     emoji_payload,
 )
-from tests.discord.world import Channel, User, World
-
-DEFAULT_ATTACHMENT_SIZE_LIMIT = 10 * 1024 * 1024
+from tests.discord.world import UPLOAD_LIMITS, Channel, User, World
 
 
 class FakeState:
@@ -45,7 +43,7 @@ class FakeState:
         self.attachments: dict[int, Attachment] = {}
         self.commands: dict[int | None, list[dict[str, Any]]] = {}
         self.closed_dms: set[int] = set()
-        self.attachment_size_limit = DEFAULT_ATTACHMENT_SIZE_LIMIT
+        self.attachment_size_limit = UPLOAD_LIMITS[world.premium_tier]
         self.clock = FakeClock()
 
     def store_attachment(

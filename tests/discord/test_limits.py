@@ -14,7 +14,7 @@ import pytest
 from discord import app_commands
 
 from tests.discord import FakeDiscord, InteractionRecord, run_bot
-from tests.discord.spec import spec_validator
+from tests.discord.spec import PROBE_HEADER, spec_validator
 
 Body = dict[str, Any]
 MiB = 2**20
@@ -27,8 +27,9 @@ async def call(
     body: Any = None,
     files: list[tuple[str, bytes]] = (),  # type: ignore[assignment]
 ) -> tuple[int, Any]:
-    """One REST request as discord.py makes it (JSON, or multipart with ``payload_json``)."""
-    headers = {"Authorization": f"Bot {fake.token}"}
+    """One REST request as discord.py makes it (JSON, or multipart with ``payload_json``),
+    marked as a probe: these bodies are meant to break rules (``tests.discord.test_spec``)."""
+    headers = {"Authorization": f"Bot {fake.token}", PROBE_HEADER: "1"}
     async with aiohttp.ClientSession() as session:
         if files:
             form = aiohttp.FormData()

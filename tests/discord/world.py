@@ -52,6 +52,11 @@ class Permission:
     )
 
 
+# docs/resources/guild.md, "Premium Tier" and Discord's help centre on boosting: the upload limit
+# per file is 10 MiB at tiers 0 and 1, 50 MiB at tier 2 and 100 MiB at tier 3.
+UPLOAD_LIMITS = {0: 10 * 2**20, 1: 10 * 2**20, 2: 50 * 2**20, 3: 100 * 2**20}
+
+
 class Snowflakes:
     """Makes increasing Discord ids whose embedded timestamps are the current time."""
 
@@ -171,6 +176,7 @@ class World:
     channels: dict[str, Channel] = field(default_factory=dict)
     dm_channels: dict[int, Channel] = field(default_factory=dict)
     application_id: int = 0
+    premium_tier: int = 0  # the server's boost level: its upload limit (``UPLOAD_LIMITS``)
 
     @classmethod
     def default(cls, ids: Snowflakes | None = None) -> World:
@@ -288,7 +294,7 @@ class World:
             "explicit_content_filter": 0,
             "mfa_level": 0,
             "nsfw_level": 0,
-            "premium_tier": 0,
+            "premium_tier": self.premium_tier,
             "system_channel_flags": 0,
             "preferred_locale": "en-US",
             "features": [],
