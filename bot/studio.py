@@ -35,7 +35,6 @@ from bot.ui.embeds import (
     parameters_embed,
     progress_embed,
 )
-from bot.ui.fit import fit_content
 from bot.ui.progress import Phase, ProgressState
 from bot.ui.results import result_messages
 from generation.jobs import JobEvent, JobOwner, JobQueued, JobRecord, JobStatus
@@ -443,7 +442,7 @@ class Studio:
         if record.status is not JobStatus.DONE:
             phase = Phase.FAILED if record.status is JobStatus.FAILED else Phase.CANCELLED
             state = ProgressState(record.id, phase=phase, reason=record.error)
-            return [Message(content=fit_content(failure_content(record, state)), uploads=())]
+            return [Message(content=failure_content(record, state), uploads=())]
         uploads = []
         for index in range(record.request.count):
             png = await self.image(record, index)

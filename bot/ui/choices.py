@@ -11,12 +11,16 @@ from typing import TYPE_CHECKING, cast
 import discord
 from discord import app_commands
 
+from bot.ui.fit import MAX_NAME_CHARS, clip
 from generation.models import Catalogue
 
 if TYPE_CHECKING:
     from bot.app import AtelierBot
 
-MAX_CHOICES = 25  # Discord shows at most 25 choices
+# docs/interactions/application-commands.mdx, "Application Command Option Choice Structure"
+# and receiving-and-responding.mdx, "Autocomplete": up to 25 choices, names 1-100 characters.
+MAX_CHOICES = 25
+MAX_CHOICE_NAME = 100
 ASPECTS = {
     "1:1": "square",
     "4:3": "landscape",
@@ -35,9 +39,12 @@ def model_choices(catalogue: Catalogue, current: str) -> Choices:
     """The catalogue's models whose name or title contains what was typed."""
     current = current.casefold()
     return [
-        app_commands.Choice(name=f"{spec.name} — {spec.title}"[:100], value=spec.name)
+        app_commands.Choice(
+            name=clip(f"{spec.name} — {spec.title}", MAX_CHOICE_NAME), value=spec.name
+        )
         for spec in catalogue.values()
-        if current in spec.name.casefold() or current in spec.title.casefold()
+        if (current in spec.name.casefold() or current in spec.title.casefold())
+        and len(spec.name) <= MAX_NAME_CHARS
     ][:MAX_CHOICES]
 
 
@@ -51,8 +58,12 @@ def aspect_choices(current: str) -> Choices:
 
 
 def named_choices(names: list[str], current: str) -> Choices:
-    """Each name containing what was typed, as itself."""
-    return [app_commands.Choice(name=n, value=n) for n in names if current in n][:MAX_CHOICES]
+    """Each name containing what was typed, as itself (a name nobody could type is left out)."""
+    return [
+        app_commands.Choice(name=n, value=n)
+        for n in names
+        if current in n and 0 < len(n) <= MAX_NAME_CHARS
+    ][:MAX_CHOICES]
 
 
 async def autocomplete_model(interaction: discord.Interaction, current: str) -> Choices:

@@ -1,4 +1,5 @@
-"""Embeds for progress, results and job parameters. Pure functions of the data they show."""
+"""Embeds for progress, results and job parameters. Pure functions of the data they show, fitted
+to Discord's limits by construction (`bot.ui.fit`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Sequence
 
 import discord
 
+from bot.ui.fit import FittedEmbed, fit_content
 from bot.ui.progress import Phase, ProgressState, status_line
 from generation.jobs import JobRecord
 from generation.request import GenerationRequest
@@ -29,7 +31,7 @@ def progress_embed(
     state: ProgressState, request: GenerationRequest | None, *, show_preview: bool = False
 ) -> discord.Embed:
     """The progress message: job id, prompt, status line and the preview once one is attached."""
-    embed = discord.Embed(
+    embed = FittedEmbed(
         title=f"Job {state.job_id}",
         description=status_line(state),
         colour=_COLOURS[state.phase],
@@ -53,13 +55,17 @@ def result_content(record: JobRecord, notes: Sequence[str] = ()) -> str:
         f"seeds {seeds} · job `{record.id}`",
         *notes,
     ]
-    return "\n".join(lines)
+    return fit_content("\n".join(lines))
 
 
 def parameters_embed(record: JobRecord) -> discord.Embed:
     """Every parameter needed to reproduce the job, for ℹ️ and ✉️."""
     request = record.request
-    embed = discord.Embed(title=f"Job {record.id} — parameters", colour=discord.Colour.blurple())
+    embed = FittedEmbed(
+        title=f"Job {record.id} — parameters",
+        colour=discord.Colour.blurple(),
+        footer=f"Requested by user {record.owner.user_id}",
+    )
     embed.add_field(name="Prompt", value=short_prompt(request.prompt, 1000), inline=False)
     if request.negative_prompt:
         embed.add_field(
@@ -85,11 +91,10 @@ def parameters_embed(record: JobRecord) -> discord.Embed:
         fields["GPU time"] = f"{record.gpu_seconds:.1f} s"
     for name, value in fields.items():
         embed.add_field(name=name, value=value)
-    embed.set_footer(text=f"Requested by user {record.owner.user_id}")
     return embed
 
 
 def failure_content(record: JobRecord, state: ProgressState) -> str:
     """The text of a job that ended without images."""
     prompt = short_prompt(record.request.prompt, 80)
-    return f"Job `{record.id}` ({prompt}): {status_line(state)}"
+    return fit_content(f"Job `{record.id}` ({prompt}): {status_line(state)}")

@@ -14,7 +14,6 @@ from bot.attachments import Upload
 from bot.targets import Message
 from bot.ui.buttons import result_view
 from bot.ui.embeds import result_content, short_prompt
-from bot.ui.fit import fit_content
 from generation.jobs import JobRecord
 
 REQUEST_BYTES = 25 * 2**20
@@ -50,10 +49,10 @@ def result_messages(
         if number == 0:
             content = result_content(record, notes)
         else:
-            content = continuation_content(record, group)
+            content = continuation_content(record, group)  # short by construction
         messages.append(
             Message(
-                content=fit_content(content),
+                content=content,
                 uploads=tuple(uploads[index] for index in group),
                 view=result_view(record.id, record.request.count, group),
             )

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from bot.attachments import Upload
 from bot.commands.library import HistoryFilters, history_embed
 from bot.targets import Message
+from bot.ui.embeds import failure_content, parameters_embed, progress_embed
 from bot.ui.fit import fit_lines
 from bot.ui.listings import (
     admin_queue_embed,
@@ -25,19 +26,23 @@ from bot.ui.listings import (
     stats_embed,
     user_queue_embed,
 )
+from bot.ui.progress import Phase, ProgressState
 from bot.ui.results import REQUEST_BYTES, result_messages
 from generation.jobs import JobOwner, JobRecord, JobStatus, Priority
 from generation.models import Family, ModelSpec
 from generation.pool import PoolSnapshot, WorkerState, WorkerStatus
-from generation.request import GenerationRequest
+from generation.request import MAX_COUNT, GenerationRequest
 from generation.scheduler import WaitingJob
 from storage import Usage
 from tests.discord.limits import FormErrors, Route, check_message
 
 MiB = 2**20
 SNOWFLAKES = st.integers(min_value=1, max_value=2**63 - 1)
-TEXT = st.text(min_size=0, max_size=3000)
-NAMES = st.text(min_size=1, max_size=100)
+# Long texts are drawn on purpose (hypothesis's own text strategy seldom draws them).
+TEXT = st.text(max_size=200) | st.builds(
+    lambda piece, times: piece * times, st.text(min_size=1, max_size=4), st.integers(300, 2500)
+)
+NAMES = st.text(min_size=1, max_size=8) | st.text(min_size=90, max_size=100)
 LOOSE = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -118,7 +123,7 @@ def records(draw: st.DrawFn, status: JobStatus | None = None) -> JobRecord:
     return JobRecord(
         id=draw(SNOWFLAKES),
         owner=JobOwner(user_id=draw(SNOWFLAKES)),
-        request=request(draw(TEXT), draw(st.integers(1, 4)), draw(NAMES)),
+        request=request(draw(TEXT), draw(st.integers(1, MAX_COUNT)), draw(NAMES)),
         status=status or draw(st.sampled_from(JobStatus)),
         queued_at=draw(st.floats(0, 4 * 10**9)),
         error=draw(st.none() | TEXT),
@@ -215,13 +220,27 @@ def check_result(messages: list[Message], count: int) -> None:
 
 
 @settings(max_examples=25, deadline=None)
-@given(records(JobStatus.DONE), st.lists(st.integers(1, 24 * MiB), min_size=4, max_size=4))
+@given(
+    records(JobStatus.DONE),
+    st.lists(st.integers(1, 24 * MiB), min_size=MAX_COUNT, max_size=MAX_COUNT),
+)
 def test_result_messages_fit(record: JobRecord, sizes: list[int]) -> None:
     sizes = sizes[: record.request.count]
     uploads = [
         Upload(f"atelier-{record.id}-{i + 1}.png", bytes(size)) for i, size in enumerate(sizes)
     ]
     check_result(result_messages(record, uploads, ["a note " * 50]), len(uploads))
+
+
+@LOOSE
+@given(records(), st.sampled_from(Phase), st.none() | TEXT, st.none() | NAMES)
+def test_progress_parameters_and_failure_fit(
+    record: JobRecord, phase: Phase, reason: str | None, worker: str | None
+) -> None:
+    state = ProgressState(record.id, phase=phase, reason=reason, worker=worker, position=10**4)
+    assert_fits(embed=progress_embed(state, record.request, show_preview=True))
+    assert_fits(embed=parameters_embed(record))
+    assert_fits(content=failure_content(record, state))
 
 
 @LOOSE
