@@ -19,6 +19,7 @@ from typing import Protocol
 import discord
 
 from bot.attachments import Upload
+from bot.ui.fit import fit_content
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +172,7 @@ class ChannelTarget:
         mention = f"<@{self.user_id}>"
         content = message.content or ""
         if not content.startswith(mention):
-            content = f"{mention} {content}".strip()
+            content = fit_content(f"{mention} {content}".strip())
         return replace(message, content=content, mention=self.user_id)
 
     async def reply_private(self, message: Message) -> None:

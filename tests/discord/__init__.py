@@ -9,6 +9,9 @@
 - ``harness``: ``run_bot`` (in-process bot, restartable) and ``BotProcess`` (child process, for
   SIGKILL tests; configured through ``DISCORD_API_BASE`` / ``DISCORD_GATEWAY_URL``).
 - ``plugin``: the ``fake_discord`` pytest fixture.
+- ``limits``: Discord's documented limits (each with its source), checked on every body;
+  ``spec``: every body validated against Discord's OpenAPI spec where a copy is present;
+  ``clock``: the clock the tests advance for the 3 s and 15 min rules (``fake.advance``).
 """
 
 from tests.discord.harness import BotProcess, BotRunner, point_discord_at, run_bot, run_bot_process
