@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import discord
 
-from bot.ui.fit import FittedEmbed, fit_content
+from bot.ui.fit import FittedEmbed, clip, fit_content
 from bot.ui.progress import Phase, ProgressState, status_line
 from generation.jobs import JobRecord
 from generation.request import GenerationRequest
@@ -24,7 +24,8 @@ _PROMPT_SHOWN = 300
 
 
 def short_prompt(prompt: str, limit: int = _PROMPT_SHOWN) -> str:
-    return prompt if len(prompt) <= limit else prompt[: limit - 1] + "…"
+    """A prompt as messages show it: at most `limit` characters."""
+    return clip(prompt, limit)
 
 
 def progress_embed(
