@@ -29,12 +29,7 @@ from bot.blocklist import first_blocked_term
 from bot.config import Settings
 from bot.errors import Banned, Blocked, NotAllowedHere, NotFound, NotYours, UserError
 from bot.targets import ChannelTarget, Message, Target
-from bot.ui.embeds import (
-    PREVIEW_FILENAME,
-    failure_content,
-    parameters_embed,
-    progress_embed,
-)
+from bot.ui.embeds import PREVIEW_FILENAME, failure_content, parameters_embed, progress_embed
 from bot.ui.progress import Phase, ProgressState
 from bot.ui.results import result_messages
 from generation.jobs import JobEvent, JobOwner, JobQueued, JobRecord, JobStatus

@@ -20,12 +20,12 @@ from typing import Any
 from aiohttp import web
 
 from tests.discord.clock import FIRST_RESPONSE_S, TOKEN_LIFETIME_S
+from tests.discord.command_limits import check_commands
 from tests.discord.faults import RestError, json_response
 from tests.discord.limits import (
     FormErrors,
     Route,
     check_callback,
-    check_commands,
     check_message,
     check_upload,
 )

@@ -53,6 +53,7 @@ from aiohttp import web
 from tests.discord.clock import FakeClock
 from tests.discord.faults import Fault, Faults, RestError, error_response
 from tests.discord.gateway import Gateway
+from tests.discord.interactions import interaction_payload, modal_answer, modal_inputs
 from tests.discord.options import InvalidOptions, OptionBuilder, Upload, attachment_option_names
 from tests.discord.records import (
     Attachment,
@@ -60,7 +61,6 @@ from tests.discord.records import (
     InteractionRecord,
     InteractionType,
     Message,
-    walk_components,
 )
 from tests.discord.rest import RestApi
 from tests.discord.state import FakeState
@@ -329,12 +329,12 @@ class FakeDiscord:
         modal = interaction.modal
         if modal is None:
             raise ValueError(f"the bot did not open a modal for interaction {interaction.id}")
-        unknown = set(values) - {c["custom_id"] for c in _leaves(modal["components"])}
+        unknown = set(values) - {c["custom_id"] for c in modal_inputs(modal["components"])}
         if unknown:
             raise InvalidOptions(f"modal {modal['custom_id']!r} has no inputs {sorted(unknown)}")
         data = {
             "custom_id": modal["custom_id"],
-            "components": [_modal_answer(c, values) for c in modal["components"]],
+            "components": [modal_answer(c, values) for c in modal["components"]],
         }
         channel = self.world.channel_by_id(interaction.channel_id)
         return await self._interact(
@@ -378,7 +378,10 @@ class FakeDiscord:
         channel = channel or self.world.channel("general")
         interaction_id = self.world.ids.next()
         token = f"interaction-{interaction_id}-{secrets.token_urlsafe(16)}"
-        payload = self._interaction_payload(interaction_id, token, kind, user, channel, data)
+        payload = interaction_payload(
+            self.world, self.state.attachment_size_limit, interaction_id, token, kind, user, channel
+        )
+        payload["data"] = data
         if message is not None:
             payload["message"] = self.state.message_payload(message)
         record = InteractionRecord(
@@ -397,47 +400,6 @@ class FakeDiscord:
         if not await self.gateway.dispatch("INTERACTION_CREATE", payload):
             raise RuntimeError("the bot disconnected before the interaction could be sent")
         return record
-
-    def _interaction_payload(
-        self,
-        interaction_id: int,
-        token: str,
-        kind: InteractionType,
-        user: User,
-        channel: Channel,
-        data: dict[str, Any],
-    ) -> dict[str, Any]:
-        world = self.world
-        permissions = str(world.permissions(user))
-        payload: dict[str, Any] = {
-            "id": str(interaction_id),
-            "application_id": str(world.application_id),
-            "type": int(kind),
-            "data": data,
-            "token": token,
-            "version": 1,
-            "channel_id": str(channel.id),
-            "channel": {**channel.payload(), "permissions": permissions},
-            "app_permissions": str(world.permissions(world.bot)),
-            "locale": "en-US",
-            "entitlements": [],
-            "attachment_size_limit": self.state.attachment_size_limit,
-        }
-        if channel.is_dm:
-            payload.update(
-                user=user.payload(), context=1, authorizing_integration_owners={"1": str(user.id)}
-            )
-        else:
-            member = {**world.member_payload(user), "permissions": permissions}
-            payload.update(
-                guild_id=str(world.guild_id),
-                guild={"id": str(world.guild_id), "locale": "en-US", "features": []},
-                guild_locale="en-US",
-                member=member,
-                context=0,
-                authorizing_integration_owners={"0": str(world.guild_id)},
-            )
-        return payload
 
     # -- waiting -------------------------------------------------------------------------------
 
@@ -528,28 +490,3 @@ class FakeDiscord:
         if attachment is None:
             return web.Response(status=404)
         return web.Response(body=attachment.data, content_type=attachment.content_type)
-
-
-def _leaves(components: Any) -> list[dict[str, Any]]:
-    return [c for c in walk_components(components) if "custom_id" in c]
-
-
-def _modal_answer(component: dict[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
-    """What a user's submission sends back for one modal component (rows and labels kept)."""
-    kind = component["type"]
-    if kind == 1:
-        return {
-            "type": 1,
-            "components": [_modal_answer(c, values) for c in component["components"]],
-        }
-    if kind == 18:
-        return {"type": 18, "component": _modal_answer(component["component"], values)}
-    if "custom_id" not in component:
-        return {"type": kind}
-    custom_id = component["custom_id"]
-    if kind == 4:
-        value = values.get(custom_id, component.get("value") or "")
-        if component.get("required", True) and not value:
-            raise InvalidOptions(f"text input {custom_id!r} is required")
-        return {"type": 4, "custom_id": custom_id, "value": value}
-    return {"type": kind, "custom_id": custom_id, "values": list(values.get(custom_id, []))}

@@ -4,59 +4,16 @@ each sent over real HTTP as a bot would send it, checked for Discord's status, c
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import aiohttp
 import discord
 import pytest
 from discord import app_commands
 
 from tests.discord import FakeDiscord, InteractionRecord, run_bot
-from tests.discord.spec import PROBE_HEADER, spec_validator
-
-Body = dict[str, Any]
-MiB = 2**20
-
-
-async def call(
-    fake: FakeDiscord,
-    method: str,
-    path: str,
-    body: Any = None,
-    files: list[tuple[str, bytes]] = (),  # type: ignore[assignment]
-) -> tuple[int, Any]:
-    """One REST request as discord.py makes it (JSON, or multipart with ``payload_json``),
-    marked as a probe: these bodies are meant to break rules (``tests.discord.test_spec``)."""
-    headers = {"Authorization": f"Bot {fake.token}", PROBE_HEADER: "1"}
-    async with aiohttp.ClientSession() as session:
-        if files:
-            form = aiohttp.FormData()
-            form.add_field("payload_json", json.dumps(body), content_type="application/json")
-            for index, (name, data) in enumerate(files):
-                form.add_field(f"files[{index}]", data, filename=name)
-            request = session.request(method, fake.api_base + path, data=form, headers=headers)
-        else:
-            request = session.request(method, fake.api_base + path, json=body, headers=headers)
-        async with request as response:
-            text = await response.text()
-            return response.status, json.loads(text) if text else None
-
-
-def error_codes(answer: Any, *path: str | int) -> list[str]:
-    """The ``_errors`` codes at ``path`` of a 50035 answer."""
-    node = answer["errors"]
-    for key in path:
-        node = node[str(key)]
-    return [error["code"] for error in node["_errors"]]
-
-
-def refused(status: int, answer: Any, *path: str | int) -> list[str]:
-    assert status == 400, answer
-    assert answer["code"] == 50035
-    assert answer["message"] == "Invalid Form Body"
-    return error_codes(answer, *path)
+from tests.discord.probes import Body, MiB, call, refused
+from tests.discord.spec import spec_validator
 
 
 def button(custom_id: str | None = "b", **extra: Any) -> Body:
@@ -413,103 +370,6 @@ async def test_modal_limits(
 ) -> None:
     status, answer = await call(fake_discord, "POST", callback_path(held), body)
     assert code in refused(status, answer, *path)
-
-
-# ---- application commands -------------------------------------------------------------------
-
-
-def command(**fields: Any) -> Body:
-    return {"name": "imagine", "type": 1, "description": "Make images", **fields}
-
-
-def option(name: str = "prompt", kind: int = 3, **fields: Any) -> Body:
-    return {"name": name, "type": kind, "description": "An option", **fields}
-
-
-COMMAND_CASES: list[tuple[str, Body, tuple[str | int, ...], str]] = [
-    ("name-lowercase", command(name="Imagine"), (0, "name"), "APPLICATION_COMMAND_INVALID_NAME"),
-    ("name-32", command(name="x" * 33), (0, "name"), "APPLICATION_COMMAND_INVALID_NAME"),
-    (
-        "name-characters",
-        command(name="make images"),
-        (0, "name"),
-        "APPLICATION_COMMAND_INVALID_NAME",
-    ),
-    ("description-100", command(description="x" * 101), (0, "description"), "BASE_TYPE_BAD_LENGTH"),
-    ("description-non-empty", command(description=""), (0, "description"), "BASE_TYPE_BAD_LENGTH"),
-    (
-        "options-25",
-        command(options=[option(f"o{i}") for i in range(26)]),
-        (0, "options"),
-        "BASE_TYPE_MAX_LENGTH",
-    ),
-    (
-        "choices-25",
-        command(options=[option(choices=[{"name": str(i), "value": str(i)} for i in range(26)])]),
-        (0, "options", 0, "choices"),
-        "BASE_TYPE_MAX_LENGTH",
-    ),
-    (
-        "option-description-100",
-        command(options=[option(description="x" * 101)]),
-        (0, "options", 0, "description"),
-        "BASE_TYPE_BAD_LENGTH",
-    ),
-    (
-        "required-first",
-        command(options=[option("a"), option("b", required=True)]),
-        (0, "options"),
-        "APPLICATION_COMMAND_OPTIONS_REQUIRED_INVALID",
-    ),
-    (
-        "subcommand-nesting",
-        command(options=[option("sub", 1, options=[option("inner", 1)])]),
-        (0, "options", 0, "options", 0, "type"),
-        "APPLICATION_COMMAND_OPTIONS_TYPE_INVALID",
-    ),
-    (
-        "subcommands-not-mixed",
-        command(options=[option("sub", 1), option("plain")]),
-        (0, "options"),
-        "APPLICATION_COMMAND_OPTIONS_TYPE_INVALID",
-    ),
-    (
-        "max-length-6000",
-        command(options=[option(max_length=6001)]),
-        (0, "options", 0, "max_length"),
-        "NUMBER_TYPE_OUT_OF_RANGE",
-    ),
-    (
-        "combined-size-8000",
-        command(
-            options=[
-                option(
-                    f"o{i}",
-                    description="d" * 100,
-                    choices=[{"name": "n" * 100, "value": "v" * 100} for _ in range(2)],
-                )
-                for i in range(20)
-            ]
-        ),
-        (0,),
-        "APPLICATION_COMMAND_TOO_LARGE",
-    ),
-]
-
-
-@pytest.mark.parametrize(
-    ("body", "path", "code"),
-    [case[1:] for case in COMMAND_CASES],
-    ids=[case[0] for case in COMMAND_CASES],
-)
-async def test_command_limits_on_sync(
-    fake_discord: FakeDiscord, body: Body, path: tuple[str | int, ...], code: str
-) -> None:
-    world = fake_discord.world
-    route = f"/applications/{world.application_id}/guilds/{world.guild_id}/commands"
-    status, answer = await call(fake_discord, "PUT", route, [body])
-    assert code in refused(status, answer, *path)
-    assert fake_discord.commands == {}
 
 
 async def test_body_against_the_openapi_spec(fake_discord: FakeDiscord) -> None:
