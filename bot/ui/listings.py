@@ -28,8 +28,9 @@ def worker_line(worker: WorkerStatus) -> str:
 
 
 def admin_queue_embed(snapshot: PoolSnapshot, owners: Mapping[int, int]) -> discord.Embed:
-    """`/admin queue`: every running job (`owners`: job id → user id) and the first waiting
-    ones of `snapshot.waiting`; the rest are counted ("… and N more")."""
+    """`/admin queue`: every running job (`owners`: job id → user id) and, in the description
+    (which holds the most), the first waiting ones of `snapshot.waiting`; the rest are counted
+    ("… and N more")."""
     running = [
         f"`{worker.id}` · job `{worker.job_id}` · "
         + (f"<@{owners[worker.job_id]}>" if worker.job_id in owners else "?")
@@ -47,11 +48,11 @@ def admin_queue_embed(snapshot: PoolSnapshot, owners: Mapping[int, int]) -> disc
         f"The queue is {state}: {snapshot.queued} waiting"
         f"{f' ({by_class})' if by_class else ''}, {snapshot.running} running."
     )
-    embed = FittedEmbed(title="Queue", description=summary, colour=ADMIN_COLOUR)
+    embed = FittedEmbed(title="Queue", colour=ADMIN_COLOUR)
     embed.add_lines("Running", running, empty="nothing")
     hidden = max(snapshot.queued - len(waiting), 0)
-    embed.add_lines("Waiting", waiting, hidden=hidden, empty="nothing")
-    return embed
+    listing = [summary, "", "**Waiting**", *waiting] if waiting or hidden else [summary]
+    return embed.describe_lines(listing, hidden=hidden)
 
 
 def user_queue_embed(lines: Sequence[str], hidden: int, snapshot: PoolSnapshot) -> discord.Embed:
