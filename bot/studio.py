@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 REDELIVERY_DELAYS_S = (2.0, 10.0, 30.0, 120.0, 600.0)  # then every 600 s
 REFRESHED_POSITIONS = 20  # beyond this place, a moving queue would cost too many edits
+Posted = Sequence[discord.Message]  # the messages of a result posted so far
 
 
 @dataclass(eq=False)
@@ -394,8 +395,10 @@ class Studio:
 
     # ---- delivering results ----------------------------------------------------------------
 
-    async def _deliver(self, job_id: int, target: Target, attempt: int = 0) -> None:
-        """Post the job's result (or failure); on a Discord error, try again later."""
+    async def _deliver(
+        self, job_id: int, target: Target, attempt: int = 0, sent: Posted = ()
+    ) -> None:
+        """Post the result (or failure); on a Discord error, retry later past the parts `sent`."""
         if job_id in self._delivering and attempt == 0:
             return
         self._delivering.add(job_id)
@@ -405,9 +408,9 @@ class Studio:
             return
         try:
             messages = await self.result_messages(stored.record, target.upload_limit)
-            sent = [await target.deliver(messages[0])]
-            for message in messages[1:]:
-                sent.append(await target.deliver_more(message))
+            for message in messages[len(sent) :]:
+                post = target.deliver_more if sent else target.deliver
+                sent = (*sent, await post(message))
         except discord.HTTPException as error:
             if 400 <= error.status < 500 and error.status != 429:
                 log.error(
@@ -420,20 +423,22 @@ class Studio:
                 return
             delay = REDELIVERY_DELAYS_S[min(attempt, len(REDELIVERY_DELAYS_S) - 1)]
             log.warning("Job %s: delivery failed (%s); retrying in %.0f s", job_id, error, delay)
-            self._spawn(self._redeliver(job_id, target, attempt + 1, delay), f"redeliver-{job_id}")
+            retry = self._redeliver(job_id, target, attempt + 1, delay, sent)
+            self._spawn(retry, f"redeliver-{job_id}")
             return
         await self.record_result(stored.record, sent, stored.record.owner.channel_id)
         await self.database.mark_delivered(job_id)
         self._delivering.discard(job_id)
 
-    async def _redeliver(self, job_id: int, target: Target, attempt: int, delay: float) -> None:
+    async def _redeliver(
+        self, job_id: int, target: Target, attempt: int, delay: float, sent: Posted
+    ) -> None:
         await asyncio.sleep(delay)
-        await self._deliver(job_id, target, attempt)
+        await self._deliver(job_id, target, attempt, sent)
 
     async def result_messages(self, record: JobRecord, limit: int) -> list[Message]:
-        """What shows a finished job: its images (fitted under `limit` bytes each, spread over
-        as many messages as Discord's 25 MiB per request needs) with the result buttons, or
-        why it failed or was cancelled."""
+        """What shows a finished job: its images (each under `limit` bytes, in as many messages
+        as 25 MiB per request needs) with the result buttons, or why it failed or was cancelled."""
         if record.status is not JobStatus.DONE:
             phase = Phase.FAILED if record.status is JobStatus.FAILED else Phase.CANCELLED
             state = ProgressState(record.id, phase=phase, reason=record.error)
@@ -445,11 +450,8 @@ class Studio:
         note = limit_note(uploads, limit)
         return result_messages(record, uploads, [note] if note else [])
 
-    async def record_result(
-        self, record: JobRecord, sent: list[discord.Message], channel_id: int | None
-    ) -> None:
-        """Remember the messages that show `record` (reactions on them act on the job) and
-        which attachment holds which image (images are numbered across the messages)."""
+    async def record_result(self, record: JobRecord, sent: Posted, channel_id: int | None) -> None:
+        """Record the messages showing `record` (for reactions) and which holds which image."""
         index = 0
         for message in sent:
             await self.database.record_message(record.id, message.id, channel_id)

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import discord
 
-from bot.ui.fit import FittedEmbed
+from bot.ui.fit import FittedEmbed, clip
 from bot.ui.progress import format_duration
 from generation.models import ModelSpec
 from generation.pool import PoolSnapshot, WorkerStatus
@@ -18,6 +18,7 @@ from storage import Usage
 ADMIN_COLOUR = discord.Colour.dark_gold()
 USER_COLOUR = discord.Colour.blurple()
 NO_JOBS = "You have no job waiting or running."
+ERROR_SHOWN = 200  # characters of a worker's last error
 
 
 def worker_line(worker: WorkerStatus) -> str:
@@ -89,7 +90,7 @@ def gpus_embed(workers: Iterable[WorkerStatus]) -> discord.Embed:
             f"restarts: {worker.restarts} · model loads: {worker.model_loads}",
         ]
         if worker.last_error:
-            lines.append(f"last error: {worker.last_error}")
+            lines.append(f"last error: {clip(worker.last_error, ERROR_SHOWN)}")
         embed.add_lines(worker.id, lines)
     if not embed.fields:
         embed.description = "No GPU worker is configured."
