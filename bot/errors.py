@@ -43,7 +43,11 @@ class Banned(UserError):
 
 
 class NotAllowedHere(UserError):
-    """The channel is not one where the bot takes commands."""
+    """The channel (or a DM) is not one where the bot takes commands."""
+
+
+class NotAPerson(UserError):
+    """A bot account tried to act; it gets no answer (`bot.permissions.admit`)."""
 
 
 class Blocked(UserError):

@@ -23,8 +23,8 @@ from bot.commands.account import worker_line
 from bot.errors import UserError
 from bot.permissions import audit_admin_action, require_admin
 from bot.ui.choices import autocomplete_gpu, autocomplete_model
-from bot.ui.embeds import short_prompt
 from bot.ui.progress import format_duration
+from bot.ui.text import plain
 from generation.jobs import Priority
 from generation.pool import WorkerStatus
 from storage import KEEP, InvalidValue, Usage, UserSettings
@@ -299,7 +299,7 @@ class Admin(
                 f"restarts: {worker.restarts} · model loads: {worker.model_loads}",
             ]
             if worker.last_error:
-                lines.append(f"last error: {short_prompt(worker.last_error, 200)}")
+                lines.append(f"last error: {plain(worker.last_error, 200)}")
             embed.add_field(name=worker.id, value="\n".join(lines), inline=False)
         await interaction.response.send_message(embed=embed, ephemeral=True)
 
@@ -447,9 +447,9 @@ class Admin(
         except InvalidValue as error:
             raise UserError(str(error)) from None
         reply = (
-            f"🚫 Prompts containing `{term}` are now refused here."
+            f"🚫 Prompts containing {plain(term, 200)} are now refused here."
             if added
-            else f"`{term}` was already blocked."
+            else f"{plain(term, 200)} was already blocked."
         )
         await interaction.response.send_message(reply, ephemeral=True)
 
@@ -465,13 +465,16 @@ class Admin(
         except InvalidValue as error:
             raise UserError(str(error)) from None
         if not removed:
-            raise UserError(f"`{term}` is not on the blocklist; `/admin blocklist list` shows it.")
-        await interaction.response.send_message(f"✅ `{term}` is allowed again.", ephemeral=True)
+            raise UserError(
+                f"{plain(term, 200)} is not on the blocklist; `/admin blocklist list` shows it."
+            )
+        reply = f"✅ {plain(term, 200)} is allowed again."
+        await interaction.response.send_message(reply, ephemeral=True)
 
     @blocklist.command(name="list", description="The blocked words and patterns of this server.")
     async def blocklist_list(self, interaction: discord.Interaction) -> None:
         terms = await self.bot.database.blocklist(_guild_id(interaction, "blocklist"))
-        body = ", ".join(f"`{term}`" for term in terms) if terms else "Nothing is blocked."
+        body = ", ".join(plain(term) for term in terms) if terms else "Nothing is blocked."
         await interaction.response.send_message(
             embed=_embed("Blocklist", body[:4000]), ephemeral=True
         )
