@@ -30,6 +30,7 @@ ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP")
 MAX_PIXELS = 40_000_000
 MAX_BYTES = 25 * 2**20  # what an upload may weigh (Discord's default limit for people is 10 MiB)
 ACCEPTED_TEXT = "PNG, JPEG or WebP"
+DAMAGED = "That image is damaged or cut off; upload it again."
 
 # Pillow warns from 89.5 MP on; `opened` refuses far smaller images itself.
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
@@ -57,7 +58,7 @@ def _open(data: bytes) -> Image.Image:
     except Image.DecompressionBombError:  # over twice Pillow's limit: far over ours
         raise UnusableImage(_too_large("That image")) from None
     except (OSError, SyntaxError, ValueError, EOFError):
-        raise UnusableImage(f"That file is a damaged {ACCEPTED_TEXT} image.") from None
+        raise UnusableImage(DAMAGED) from None
     width, height = image.size
     if width * height > MAX_PIXELS or width == 0 or height == 0:
         image.close()
@@ -84,9 +85,7 @@ def opened(data: bytes) -> Iterator[Image.Image]:
         try:
             image.load()
         except (OSError, SyntaxError, ValueError, EOFError):
-            raise UnusableImage(
-                f"That {image.format} image is damaged or cut off; upload it again."
-            ) from None
+            raise UnusableImage(DAMAGED) from None
         yield image
 
 
