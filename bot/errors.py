@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import discord
 from discord import app_commands
 
+from bot.ui.text import plain, with_code_spans
 from generation.errors import EngineError
 from generation.models import UnknownModel
 from generation.request import RequestError
@@ -65,16 +66,18 @@ class ErrorReply:
 def describe(error: BaseException) -> ErrorReply:
     """The reply for an error; unexpected errors are logged here with a fresh error id."""
     error = _unwrap(error)
-    if isinstance(error, UserError | RequestError):
-        return ErrorReply(error.message)
+    if isinstance(error, UserError):
+        return ErrorReply(error.message)  # composed by the bot, what people wrote in `plain`
+    if isinstance(error, RequestError):  # the engine's sentences may quote what was typed
+        return ErrorReply(with_code_spans(error.message))
     if isinstance(error, EngineError | UnknownModel):
-        return ErrorReply(str(error))
+        return ErrorReply(with_code_spans(str(error)))
     if isinstance(error, app_commands.CommandOnCooldown):
         return ErrorReply(f"Slow down a little: try again in {error.retry_after:.0f} s.")
     if isinstance(error, app_commands.CheckFailure):
         return ErrorReply(str(error) or "You are not allowed to do that.")
     if isinstance(error, app_commands.TransformerError):
-        return ErrorReply(f"I could not understand the value {error.value!r}.")
+        return ErrorReply(f"I could not understand the value {plain(repr(error.value), 200)}.")
     error_id = secrets.token_hex(4)
     log.error("Unexpected error %s", error_id, exc_info=error)
     return ErrorReply(

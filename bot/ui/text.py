@@ -12,7 +12,10 @@ import re
 
 import discord
 
-_ANGLE = re.compile(r"<")  # mentions, channels, timestamps, slash-command links, custom emoji
+# Every character Discord's Markdown gives a meaning: emphasis, spoilers, code, masked links,
+# headings, quotes, and `<` for mentions, channels, timestamps, command links and custom emoji.
+# (discord.utils.escape_markdown escapes one masked link per text and skips what it spans.)
+_SPECIAL = re.compile(r"([\\*_~|`\[\]()<>#])")
 ELLIPSIS = "…"
 
 
@@ -32,6 +35,15 @@ def plain(text: str, limit: int | None = None) -> str:
     return _escape(text[:low]) + ELLIPSIS if limit > 0 else ""
 
 
+def with_code_spans(message: str) -> str:
+    """A sentence made elsewhere (the engine's) that may quote what a person typed: escaped like
+    `plain`, except the backticks of its own `code spans`."""
+    return discord.utils.escape_mentions(_SPECIAL.sub(_unless_backtick, message))
+
+
+def _unless_backtick(match: re.Match[str]) -> str:
+    return match[1] if match[1] == "`" else "\\" + match[1]
+
+
 def _escape(text: str) -> str:
-    escaped = discord.utils.escape_mentions(discord.utils.escape_markdown(text))
-    return _ANGLE.sub(r"\\<", escaped)
+    return discord.utils.escape_mentions(_SPECIAL.sub(r"\\\1", text))

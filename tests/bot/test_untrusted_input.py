@@ -400,3 +400,29 @@ async def test_everything_the_bot_writes_is_private(studio: StudioWorld, finishe
     for path in found:
         mode = stat.S_IMODE(path.stat().st_mode)
         assert mode == (0o700 if path.is_dir() else 0o600), f"{path}: {oct(mode)}"
+
+
+@pytest.mark.parametrize(
+    ("options", "upload"),
+    [
+        ({"aspect": MARKUP}, None),
+        ({"model": MARKUP}, None),
+        ({}, (f"{MARKUP}.png", b"not an image", PNG)),
+    ],
+)
+async def test_markup_in_a_refused_value_is_shown_as_text(
+    studio: StudioWorld, options: dict[str, str], upload: tuple[str, bytes, str] | None
+) -> None:
+    fake = studio.fake
+    ix = await fake.slash(
+        fake.user("mallory"),
+        "imagine",
+        {"prompt": "a boat", **options},
+        attachments=[upload] if upload else [],
+    )
+
+    reply = await private_reply(fake, ix)
+
+    assert "free nitro" in reply
+    assert not UNESCAPED_LINK.search(reply), reply
+    assert not MENTION_OR_TIME.search(reply), reply
