@@ -135,7 +135,9 @@ class Account(commands.Cog):
         negative = standing.default_negative_prompt
         embed.add_field(
             name="Negative prompt",
-            value=_own_or_server(negative, server.negative_prompt or "none"),
+            value=plain(negative, 200)  # as text: what a person wrote is never markup
+            if negative
+            else f"server default ({plain(server.negative_prompt or 'none', 200)})",
             inline=False,
         )
         embed.set_footer(text="/imagine uses these for every option you leave out.")
@@ -146,7 +148,7 @@ _COLUMNS = {"model": "model", "aspect": "aspect", "negative": "negative_prompt"}
 
 
 def _own_or_server(own: str | None, server: str) -> str:
-    return plain(own, 200) if own else f"server default ({plain(server, 200)})"
+    return f"`{own}`" if own else f"server default (`{server}`)"  # checked names and ratios
 
 
 async def setup(bot: AtelierBot) -> None:
