@@ -18,6 +18,7 @@ This module needs only Pillow (and NumPy for 16-bit images): the bot process use
 from __future__ import annotations
 
 import io
+import math
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,6 +29,10 @@ ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP")
 # A few times the largest image any built-in model makes (2048 x 2048 = 4.2 MP), far below
 # Pillow's own decompression-bomb limit (89.5 MP): 40 MP of RGB is 120 MB decoded.
 MAX_PIXELS = 40_000_000
+# What a job keeps: twice the pixels of the largest image a model makes, so that cropping and
+# scaling to any size and aspect a model takes never enlarges it; as an RGB PNG that is at most
+# 24 MiB even for pure noise, under MAX_BYTES.
+CANONICAL_MAX_PIXELS = 2 * 2048 * 2048
 MAX_BYTES = 25 * 2**20  # what an upload may weigh (Discord's default limit for people is 10 MiB)
 ACCEPTED_TEXT = "PNG, JPEG or WebP"
 DAMAGED = "That image is damaged or cut off; upload it again."
@@ -95,7 +100,8 @@ def _too_large(what: str) -> str:
 
 
 def canonical_png(data: bytes) -> bytes:
-    """The canonical form of an uploaded image: upright, 8-bit RGB, a PNG without metadata.
+    """The canonical form of an uploaded image: upright, 8-bit RGB, at most
+    `CANONICAL_MAX_PIXELS` (larger images are scaled down, aspect kept), a PNG without metadata.
 
     16-bit greyscale is scaled to 8 bits; transparency is flattened onto white (as a viewer
     shows it on a light background). Raises `UnusableImage` (see `opened`), also for a mode the
@@ -103,6 +109,11 @@ def canonical_png(data: bytes) -> bytes:
     """
     with opened(data) as image:
         rgb = to_rgb(ImageOps.exif_transpose(image))
+    pixels = rgb.width * rgb.height
+    if pixels > CANONICAL_MAX_PIXELS:
+        scale = math.sqrt(CANONICAL_MAX_PIXELS / pixels)
+        size = (max(1, int(rgb.width * scale)), max(1, int(rgb.height * scale)))
+        rgb = rgb.resize(size, Image.Resampling.LANCZOS)
     buffer = io.BytesIO()
     rgb.save(buffer, format="PNG", compress_level=6)
     return buffer.getvalue()

@@ -14,7 +14,9 @@ import pytest
 from PIL import Image, ImageOps
 
 from generation.input_images import (
+    CANONICAL_MAX_PIXELS,
     DAMAGED,
+    MAX_BYTES,
     MAX_PIXELS,
     UnusableImage,
     canonical_png,
@@ -141,3 +143,15 @@ def test_a_canonical_image_is_the_same_bytes_every_time() -> None:
     data = encoded(noise((64, 48)), "JPEG")
 
     assert canonical_png(data) == canonical_png(data)
+
+
+def test_a_large_photo_is_kept_at_twice_the_largest_model_size_and_within_the_byte_cap() -> None:
+    data = encoded(noise((6000, 4000)), "JPEG", quality=95)  # 24 MP, incompressible
+
+    canonical = canonical_png(data)
+
+    with Image.open(io.BytesIO(canonical)) as image:
+        assert image.width * image.height <= CANONICAL_MAX_PIXELS
+        assert abs(image.width / image.height - 1.5) < 0.01
+        assert min(image.size) >= 2048 * 0.8
+    assert len(canonical) <= MAX_BYTES
