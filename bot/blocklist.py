@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable
-from functools import cache
+from functools import cache, lru_cache
 
 from confusable_homoglyphs.confusables import confusables_data
 
@@ -31,14 +31,26 @@ def term_matches(term: str, text: str) -> bool:
     """Whether `term` occurs in `text` as whole words, both normalised (see the module); `*`
     stands for any letters, so `gore*` also blocks "gorefest" (but `gore` does not block
     "gorgeous")."""
-    pattern = r"\w*".join(re.escape(normalise(part)) for part in term.split("*"))
-    return re.search(rf"(?<!\w){pattern}(?!\w)", normalise(text)) is not None
+    return _found(term, normalise(text))
 
 
 def first_blocked_term(terms: Iterable[str], *texts: str) -> str | None:
     """The first term of the blocklist that one of `texts` contains, if any."""
-    joined = "\n".join(texts)
-    return next((term for term in terms if term_matches(term, joined)), None)
+    normal = normalise("\n".join(texts))
+    return next((term for term in terms if _found(term, normal)), None)
+
+
+def _found(term: str, normal: str) -> bool:
+    start, pattern = _pattern(term)
+    return start in normal and pattern.search(normal) is not None  # `in` is the fast filter
+
+
+@lru_cache(maxsize=4096)
+def _pattern(term: str) -> tuple[str, re.Pattern[str]]:
+    """The term's normalised text before its first `*`, and its whole-word pattern."""
+    parts = [normalise(part) for part in term.split("*")]
+    words = r"\w*".join(re.escape(part) for part in parts)
+    return parts[0], re.compile(rf"(?<!\w){words}(?!\w)")
 
 
 def normalise(text: str) -> str:
