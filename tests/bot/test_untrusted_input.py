@@ -138,6 +138,7 @@ HOSTILE: dict[str, tuple[tuple[str, bytes, str], int | bytes | None, str]] = {
 }  # fmt: skip
 
 
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # Pillow's, from 89 MP
 @pytest.mark.parametrize("case", list(HOSTILE))
 async def test_hostile_attachments_are_refused_with_a_sentence_and_queue_nothing(
     studio: StudioWorld, gs_log: Path, case: str
