@@ -25,6 +25,7 @@ from discord.ext import commands
 import bot.commands
 from bot.config import Settings
 from bot.errors import install_error_handler
+from bot.permissions import COMMAND_INSTALLS, AdmittingTree, command_contexts
 from bot.studio import Studio
 from bot.ui.buttons import ResultButton
 from generation.pool import PoolObserver, WorkerPool
@@ -118,6 +119,9 @@ class AtelierBot(commands.Bot):
             help_command=None,
             guild_ready_timeout=GUILD_READY_TIMEOUT_S,
             allowed_mentions=discord.AllowedMentions.none(),
+            tree_cls=AdmittingTree,
+            allowed_contexts=command_contexts(settings),
+            allowed_installs=COMMAND_INSTALLS,
         )
         self.settings = settings
         self.plugins = tuple(plugins)

@@ -100,6 +100,9 @@ class Settings:
     admin_role_ids: frozenset[int] = frozenset()
     allowed_channel_ids: frozenset[int] = frozenset()  # empty: every channel
     guild_ids: tuple[int, ...] = ()  # sync commands to these servers at once (else globally)
+    allow_dms: bool = False  # commands in DMs (then `dm_blocklist` applies there)
+    dm_blocklist: tuple[str, ...] = ()  # the installation's blocklist, for jobs asked in DMs
+    download_timeout_s: float = 20.0  # the most an attachment's download may take
     api_base: str | None = None
     gateway_url: str | None = None
     config_path: Path | None = None
@@ -175,6 +178,12 @@ def settings_from_mapping(
     )
     owner_ids, admin_role_ids = reader.ids("owner_ids"), reader.ids("admin_role_ids")
     allowed_channel_ids, guild_ids = reader.ids("allowed_channel_ids"), reader.ids("guild_ids")
+    allow_dms = reader.value("allow_dms", bool, False)
+    dm_blocklist = reader.value("dm_blocklist", list, [])
+    if not all(isinstance(term, str) and term.strip() for term in dm_blocklist):
+        reader.problems.append("`dm_blocklist` should be a list of words or patterns (text).")
+        dm_blocklist = []
+    download_timeout_s = reader.number(table, "download_timeout_s", 20.0, 0.1)
     reader.reject_unknown(table, _TOP_LEVEL_KEYS, "")
     if reader.problems:
         raise ConfigError(reader.problems)
@@ -193,6 +202,9 @@ def settings_from_mapping(
         admin_role_ids=admin_role_ids,
         allowed_channel_ids=allowed_channel_ids,
         guild_ids=tuple(sorted(guild_ids)),
+        allow_dms=allow_dms,
+        dm_blocklist=tuple(dm_blocklist),
+        download_timeout_s=download_timeout_s,
         api_base=env.get("DISCORD_API_BASE") or None,
         gateway_url=env.get("DISCORD_GATEWAY_URL") or None,
         config_path=config_path,
@@ -228,6 +240,9 @@ _TOP_LEVEL_KEYS = {
     "admin_role_ids",
     "allowed_channel_ids",
     "guild_ids",
+    "allow_dms",
+    "dm_blocklist",
+    "download_timeout_s",
 }
 
 
@@ -293,7 +308,13 @@ class _Reader:
             self.problems.append(f"Unknown setting `{prefix}{key}`.")
 
 
-_KIND_NAMES = {str: "text", list: "a list", dict: "a table", int: "a whole number"}
+_KIND_NAMES = {
+    bool: "true or false",
+    str: "text",
+    list: "a list",
+    dict: "a table",
+    int: "a whole number",
+}
 
 
 def _gpu(reader: _Reader, index: int, item: Any, catalogue: Catalogue | None) -> WorkerConfig:

@@ -15,6 +15,7 @@ import discord
 from discord import app_commands
 
 from bot.ui.fit import ECHO, clip, echo, fit_content, fit_lines
+from bot.ui.text import with_code_spans
 from generation.errors import EngineError
 from generation.models import UnknownModel
 from generation.request import RequestError
@@ -45,7 +46,11 @@ class Banned(UserError):
 
 
 class NotAllowedHere(UserError):
-    """The channel is not one where the bot takes commands."""
+    """The channel (or a DM) is not one where the bot takes commands."""
+
+
+class NotAPerson(UserError):
+    """A bot account tried to act; it gets no answer (`bot.permissions.admit`)."""
 
 
 class Blocked(UserError):
@@ -69,12 +74,14 @@ def describe(error: BaseException) -> ErrorReply:
 
 def _describe(error: BaseException) -> ErrorReply:
     if isinstance(error, UnknownModel):
-        shown = clip(error.name, ECHO)
-        return ErrorReply(f"Unknown model {shown!r}. Available models: {_models(error)}.")
-    if isinstance(error, UserError | RequestError):
-        return ErrorReply(error.message)
+        sentence = f"Unknown model {clip(error.name, ECHO)!r}. Available models: {_models(error)}."
+        return ErrorReply(with_code_spans(sentence))
+    if isinstance(error, UserError):
+        return ErrorReply(error.message)  # composed by the bot, what people wrote in `plain`
+    if isinstance(error, RequestError):  # the engine's sentences may quote what was typed
+        return ErrorReply(with_code_spans(error.message))
     if isinstance(error, EngineError):
-        return ErrorReply(str(error))
+        return ErrorReply(with_code_spans(str(error)))
     if isinstance(error, app_commands.CommandOnCooldown):
         return ErrorReply(f"Slow down a little: try again in {error.retry_after:.0f} s.")
     if isinstance(error, app_commands.CheckFailure):

@@ -1,12 +1,17 @@
 """Who may do what, decided by the bot itself on every call (Discord's own command permissions
-are only a hint in its client, and a server can change them).
+and command contexts are only a hint to its client, and a server can change them).
 
-- Admin commands: owner ids from the configuration, members holding a configured admin role, or
-  members with Manage Server (`Studio.is_admin`). A refused attempt is written to the audit log.
-- Every other command: anyone who is not banned.
+`admit` is the one place that decides whether someone may act at all, for slash commands (the
+command tree's `interaction_check`), result buttons, history buttons and reactions alike:
+- only people act: a bot's reaction (or any event from a bot account) starts nothing;
+- commands work in servers; in DMs only when the owner sets `allow_dms` (`require_place`);
+- a banned person is refused, with the ban's reason.
 
-Both checks raise `app_commands.CheckFailure` subclasses, which the central error handler turns
-into an ephemeral reply; used as a cog's `interaction_check`, they guard every command in it.
+Admin commands also need `require_admin`: owner ids from the configuration, members holding a
+configured admin role, or members with Manage Server (`Studio.is_admin`). A refused attempt is
+written to the audit log.
+
+Refusals are `bot.errors.UserError`s; the central error handler turns them into a private reply.
 """
 
 from __future__ import annotations
@@ -16,20 +21,21 @@ from typing import TYPE_CHECKING, Any
 import discord
 from discord import app_commands
 
-from bot.errors import Banned
+from bot.errors import Banned, NotAllowedHere, NotAPerson, UserError, report_error
 
 if TYPE_CHECKING:
     from bot.app import AtelierBot
+    from bot.config import Settings
+    from bot.studio import Studio
+    from storage import UserSettings
+
+DM_REFUSAL = "I only work in servers: use my commands in a server we share."
 
 REFUSED_ACTION = "admin.refused"
 
 
 class NotAdmin(app_commands.CheckFailure):
     """Someone who is not an admin called an admin command (or pressed an admin button)."""
-
-
-class BannedUser(app_commands.CheckFailure):
-    """A banned person called a command."""
 
 
 def command_name(interaction: discord.Interaction) -> str:
@@ -53,12 +59,38 @@ async def require_admin(bot: AtelierBot, interaction: discord.Interaction) -> No
     raise NotAdmin(f"{command_name(interaction)} is for this bot's admins only.")
 
 
-async def require_not_banned(bot: AtelierBot, user: discord.abc.User) -> None:
-    """Raise `BannedUser` (with the ban's reason) if `user` is banned from the bot."""
-    try:
-        await bot.studio.standing(user)
-    except Banned as error:
-        raise BannedUser(error.message) from None
+async def admit(studio: Studio, user: discord.abc.User, guild_id: int | None) -> UserSettings:
+    """The standing (limits, defaults) of `user` acting in server `guild_id` (None: a DM).
+
+    Raises `NotAPerson` for a bot account, `NotAllowedHere` for a DM that the configuration
+    does not allow, and `Banned` for a banned person; nothing else changes.
+    """
+    if user.bot:
+        raise NotAPerson(f"{user.id} is a bot; only people act.")
+    require_place(studio.settings, guild_id)
+    standing = await studio.database.get_user(user.id)
+    if standing.banned:
+        reason = f" ({standing.ban_reason})" if standing.ban_reason else ""
+        raise Banned(f"You are banned from using this bot{reason}.")
+    return standing
+
+
+def require_place(settings: Settings, guild_id: int | None) -> None:
+    """Raise `NotAllowedHere` for a DM (`guild_id` None) unless `allow_dms` is set."""
+    if guild_id is None and not settings.allow_dms:
+        raise NotAllowedHere(DM_REFUSAL)
+
+
+def command_contexts(settings: Settings) -> app_commands.AppCommandContext:
+    """Where Discord offers the commands (declared when they are synced): servers, and DMs
+    with the bot when `allow_dms` is set; never group DMs."""
+    return app_commands.AppCommandContext(
+        guild=True, dm_channel=settings.allow_dms, private_channel=False
+    )
+
+
+# Installed to servers only: a user install would offer the commands in servers without the bot.
+COMMAND_INSTALLS = app_commands.AppInstallationType(guild=True, user=False)
 
 
 async def audit_admin_action(
@@ -70,3 +102,19 @@ async def audit_admin_action(
 ) -> None:
     """Write what an admin did: `action` such as "pool.pause", `target` such as "job:42"."""
     await bot.database.audit(interaction.user.id, action, target, details)
+
+
+class AdmittingTree(app_commands.CommandTree):
+    """The command tree: every slash command passes `admit` before it runs (a new command
+    cannot forget it). Autocomplete only suggests values, so it is not checked."""
+
+    async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
+        if interaction.type is discord.InteractionType.autocomplete:
+            return True
+        studio: Studio = self.client.studio  # type: ignore[attr-defined]
+        try:
+            await admit(studio, interaction.user, interaction.guild_id)
+        except UserError as error:
+            await report_error(interaction, error)
+            return False
+        return True

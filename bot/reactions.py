@@ -12,7 +12,7 @@ import discord
 from discord.ext import commands
 
 from bot.actions import REACTIONS
-from bot.errors import describe
+from bot.errors import NotAPerson, describe
 from bot.targets import ChannelTarget, Message
 
 if TYPE_CHECKING:
@@ -51,6 +51,8 @@ class Reactions(commands.Cog):
                 channel_id=payload.channel_id,
                 message=channel.get_partial_message(payload.message_id),
             )
+        except NotAPerson:
+            return  # a bot's reaction: nothing happens, and nobody is told
         except Exception as error:
             await self._tell(target, describe(error).message)
 

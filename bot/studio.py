@@ -27,14 +27,15 @@ from bot.actions import Action
 from bot.attachments import Upload, fit_upload, limit_note
 from bot.blocklist import first_blocked_term
 from bot.config import Settings
-from bot.errors import Banned, Blocked, NotAllowedHere, NotFound, NotYours, UserError
+from bot.errors import Blocked, NotAllowedHere, NotFound, NotYours, UserError
+from bot.permissions import admit, require_place
 from bot.targets import ChannelTarget, Message, Target
 from bot.ui.embeds import PREVIEW_FILENAME, failure_content, parameters_embed, progress_embed
 from bot.ui.progress import Phase, ProgressState
 from bot.ui.results import result_messages
 from generation.jobs import JobEvent, JobOwner, JobQueued, JobRecord, JobStatus
 from generation.request import GenerationRequest
-from storage import Database, StorageError, UserSettings
+from storage import Database, StorageError
 
 if TYPE_CHECKING:
     from generation.pool import WorkerPool
@@ -110,21 +111,6 @@ class Studio:
 
     # ---- accepting work --------------------------------------------------------------------
 
-    async def standing(self, user: discord.abc.User) -> UserSettings:
-        """The person's limits and defaults; raises `Banned` for a banned person."""
-        standing = await self.database.get_user(user.id)
-        if standing.banned:
-            reason = f" ({standing.ban_reason})" if standing.ban_reason else ""
-            raise Banned(f"You are banned from using this bot{reason}.")
-        return standing
-
-    async def owner_for(
-        self, user: discord.abc.User, guild_id: int | None, channel_id: int | None
-    ) -> JobOwner:
-        """The `JobOwner` for a new job of `user`, with their limits; raises `Banned`."""
-        standing = await self.standing(user)
-        return standing.owner(guild_id=guild_id, channel_id=channel_id)
-
     async def submit(
         self, request: GenerationRequest, owner: JobOwner, target: Target
     ) -> JobQueued:
@@ -192,8 +178,9 @@ class Studio:
     ) -> None:
         """Do what a result button or reaction asks of job `job_id` (image `index`).
 
-        Every action is refused to a banned person (`Banned`), before anything else happens."""
-        standing = await self.standing(actor)
+        Whoever may not act (`bot.permissions.admit`: a bot, a banned person, a DM where DMs
+        are off) is refused before anything else happens."""
+        standing = await admit(self, actor, guild_id)
         record = await self.job(job_id)
         if action in (Action.INFO, Action.SEND_DM):
             await target.reply_private(Message(embed=parameters_embed(record)))
@@ -268,17 +255,29 @@ class Studio:
         channel = owner.channel_id
         if channel is None:
             return
+        if owner.guild_id is None:
+            require_place(self.settings, None)  # a DM: no server's channels apply
+            return
         allowed = await self.allowed_channels(owner.guild_id)
         if allowed and channel not in allowed:
             places = ", ".join(f"<#{c}>" for c in sorted(allowed))
             raise NotAllowedHere(f"I only make images in {places}.")
 
     async def _check_prompt(self, guild_id: int | None, request: GenerationRequest) -> None:
+        await self.check_text(guild_id, request.prompt, request.negative_prompt)
+
+    async def check_text(
+        self, guild_id: int | None, *texts: str, what: str = "Your prompt"
+    ) -> None:
+        """Raise `Blocked` when one of `texts` (a prompt, a negative prompt, a personal default)
+        contains a blocked term: the server's, or in a DM (`guild_id` None) the installation's
+        `dm_blocklist`."""
         if guild_id is None:
-            return
-        terms = await self.database.blocklist(guild_id)
-        if first_blocked_term(terms, f"{request.prompt}\n{request.negative_prompt}"):
-            raise Blocked("Your prompt contains a term this server has blocked.")
+            terms, whose = list(self.settings.dm_blocklist), "this bot"
+        else:
+            terms, whose = await self.database.blocklist(guild_id), "this server"
+        if first_blocked_term(terms, *texts):
+            raise Blocked(f"{what} contains a term {whose} has blocked.")
 
     # ---- following jobs --------------------------------------------------------------------
 

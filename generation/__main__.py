@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from generation.config_file import read_models_tables
+from generation.input_images import UnusableImage, canonical_png
 from generation.models import BUILTIN_MODELS, Catalogue, CatalogueError, spec_table
 from generation.request import GenerationRequest, RequestError, build_request
 from generation.tiny import SETTINGS_FILE
@@ -123,9 +124,11 @@ def request_from(args: argparse.Namespace, catalogue: Catalogue, model: str) -> 
     init_image = None
     if args.init is not None:
         try:
-            init_image = args.init.read_bytes()
+            init_image = canonical_png(args.init.read_bytes())
         except OSError as error:
             raise UsageError(f"Cannot read the init image {args.init}: {error.strerror}.") from None
+        except UnusableImage as error:
+            raise UsageError(f"{args.init}: {error.message}") from None
     return build_request(
         catalogue,
         model=model,

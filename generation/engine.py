@@ -9,7 +9,6 @@ only worker processes (and the CLI) import this module.
 from __future__ import annotations
 
 import gc
-import io
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +18,8 @@ from diffusers import DiffusionPipeline
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from PIL import Image, ImageOps
 
-from generation.errors import Cancelled, ModelUnavailable, OutOfMemory
+from generation.errors import Cancelled, EngineError, ModelUnavailable, OutOfMemory
+from generation.input_images import UnusableImage, open_for_pipeline
 from generation.jobs import GeneratedImage
 from generation.metadata import encode_png
 from generation.models import Catalogue, ModelSpec, UnknownModel
@@ -226,6 +226,8 @@ def _init_image(request: GenerationRequest) -> Image.Image | None:
     """The request's init image upright, in RGB, scaled and centre-cropped to the request's size."""
     if request.init_image is None:
         return None
-    with Image.open(io.BytesIO(request.init_image)) as image:
-        upright = ImageOps.exif_transpose(image).convert("RGB")
+    try:
+        upright = open_for_pipeline(request.init_image)  # PNG, JPEG or WebP only
+    except UnusableImage as error:
+        raise EngineError(f"The init image cannot be used: {error.message}") from None
     return ImageOps.fit(upright, (request.width, request.height), Image.Resampling.LANCZOS)

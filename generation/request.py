@@ -17,11 +17,12 @@ from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from typing import Any
 
+from generation.input_images import MAX_BYTES as MAX_INIT_IMAGE_BYTES
+from generation.input_images import UnusableImage, check_header
 from generation.models import Catalogue, ModelSpec, UnknownModel
 
 MAX_COUNT = 4
 MAX_SEED = 2**63 - 1
-MAX_INIT_IMAGE_BYTES = 25 * 1024 * 1024
 _ASPECT = re.compile(r"^\s*(\d{1,3})\s*[:x/]\s*(\d{1,3})\s*$")
 _MAX_ASPECT_RATIO = 4.0
 
@@ -311,22 +312,11 @@ def _init(init_image: bytes | None, strength: float | None) -> tuple[bytes | Non
         raise RequestError(
             "image", f"The image is larger than {MAX_INIT_IMAGE_BYTES // 2**20} MiB."
         )
-    _check_is_image(init_image)
+    try:
+        check_header(init_image)
+    except UnusableImage as error:
+        raise RequestError("image", error.message) from None
     strength = 0.6 if strength is None else strength
     if not 0.0 < strength <= 1.0:
         raise RequestError("strength", "Strength must be above 0 and at most 1.")
     return init_image, float(strength)
-
-
-def _check_is_image(data: bytes) -> None:
-    from io import BytesIO
-
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(BytesIO(data)) as image:
-            image.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-        raise RequestError(
-            "image", "The attachment is not an image Atelier can read (PNG, JPEG or WebP)."
-        ) from None

@@ -13,6 +13,7 @@ from storage.jobs import JobLifecycle
 from storage.library import Library
 from storage.maintenance import Maintenance
 from storage.privacy import Privacy
+from storage.private import make_private, new_private_file, private_folder
 from storage.reports import Reports
 
 
@@ -41,9 +42,12 @@ class Database(JobLifecycle, Library, Reports, Privacy, Maintenance):
         `NotAtelierDatabase`, `NewerSchema` or `CorruptDatabase` (leaving the file unchanged).
         """
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_folder(path.parent)
+        new_private_file(path)  # SQLite gives -wal and -shm the same mode
         conn = await schema.connect(path)
-        database = cls(conn, ImageStore(images_dir or path.parent / "images"), clock)
+        make_private(path, *(path.with_name(path.name + end) for end in ("-wal", "-shm")))
+        images = ImageStore(private_folder(images_dir or path.parent / "images"))
+        database = cls(conn, images, clock)
         database.path = path
         return database
 

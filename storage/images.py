@@ -14,6 +14,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from storage.private import private_folder
+
 _TEMP_SUFFIX = ".tmp"
 
 
@@ -36,9 +38,9 @@ class ImageStore:
         if path.exists():
             return
         if not path.parent.is_dir():
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_folder(path.parent)
             fsync_dir(self.root)
-        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=_TEMP_SUFFIX)
+        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=_TEMP_SUFFIX)  # 0600
         try:
             with os.fdopen(fd, "wb") as file:
                 file.write(data)

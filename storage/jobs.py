@@ -119,8 +119,9 @@ class JobLifecycle(Store):
         await self._change_status(job_id, JobStatus.QUEUED, "started_at = NULL, worker = NULL")
 
     async def unfinished_jobs(self) -> list[JobRecord]:
-        """Jobs left queued or running, in their original (queued) order."""
-        return await self._jobs(f"WHERE {UNFINISHED} ORDER BY j.id")
+        """Jobs left queued or running, in their original (queued) order, with their init
+        images (the pool runs them)."""
+        return await self._jobs(f"WHERE {UNFINISHED} ORDER BY j.id", init_images=True)
 
     async def _change_status(
         self, job_id: int, target: JobStatus, assignments: str, params: tuple[object, ...] = ()

@@ -11,7 +11,7 @@ import aiosqlite
 from generation.jobs import JobRecord, JobStatus
 from storage.errors import InvalidTransition, InvalidValue, UnknownJob
 from storage.records import HistoryPage, JobMessage, Lineage, StoredImage, StoredJob
-from storage.store import FINAL_STATUSES, JOB_SELECT, Store, job_from_row
+from storage.store import FINAL_STATUSES, JOB_SELECT_WITH_INIT_IMAGE, Store, job_from_row
 
 MAX_PAGE = 100
 _MAX_LINEAGE_DEPTH = 1000
@@ -20,7 +20,7 @@ _MAX_LINEAGE_DEPTH = 1000
 class Library(Store):
     async def get_job(self, job_id: int) -> StoredJob | None:
         """The job, deleted ones included (see `StoredJob.deleted`); None for an unknown id."""
-        row = await self._fetchone(f"{JOB_SELECT} WHERE j.id = ?", (job_id,))
+        row = await self._fetchone(f"{JOB_SELECT_WITH_INIT_IMAGE} WHERE j.id = ?", (job_id,))
         if row is None:
             return None
         return StoredJob(job_from_row(row), row["deleted_at"], row["delivered_at"])

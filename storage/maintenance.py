@@ -9,6 +9,7 @@ from pathlib import Path
 
 from storage.errors import InvalidValue, StorageError
 from storage.images import fsync_dir, sha256_of
+from storage.private import new_private_file
 from storage.records import CheckReport, PruneReport
 from storage.store import Store
 
@@ -84,6 +85,7 @@ class Maintenance(Store):
             raise InvalidValue(f"The folder {out.parent} does not exist.")
         temp = out.with_name(f".{out.name}.partial")
         temp.unlink(missing_ok=True)
+        new_private_file(temp)
         target = sqlite3.connect(temp, check_same_thread=False)
         try:
             async with self._lock:

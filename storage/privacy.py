@@ -12,8 +12,9 @@ from typing import Any
 from storage.errors import InvalidValue
 from storage.library import detach_init_images
 from storage.people import People
+from storage.private import new_private_file, private_folder
 from storage.records import ExportReport
-from storage.store import JOB_SELECT, job_from_row
+from storage.store import JOB_SELECT_WITH_INIT_IMAGE, job_from_row
 
 _BATCH = 200
 
@@ -26,13 +27,14 @@ class Privacy(People):
         out_dir = Path(out_dir)
         if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
             raise InvalidValue(f"{out_dir} is not an empty folder; choose a new one.")
-        (out_dir / "images").mkdir(parents=True, exist_ok=True)
+        private_folder(out_dir)
+        private_folder(out_dir / "images")
         settings = await self.get_user(user_id)
         jobs: list[dict[str, Any]] = []
         copied = 0
         last_id = 0
         while batch := await self._fetchall(
-            f"{JOB_SELECT} WHERE j.user_id = ? AND j.id > ? ORDER BY j.id LIMIT ?",
+            f"{JOB_SELECT_WITH_INIT_IMAGE} WHERE j.user_id = ? AND j.id > ? ORDER BY j.id LIMIT ?",
             (user_id, last_id, _BATCH),
         ):
             for row in batch:
@@ -46,6 +48,7 @@ class Privacy(People):
             "audit": [_plain(entry) for entry in audit],
         }
         json_path = out_dir / f"user-{user_id}.json"
+        new_private_file(json_path)
         json_path.write_text(json.dumps(document, indent=2, ensure_ascii=False), encoding="utf-8")
         return ExportReport(json_path, len(jobs), copied)
 
@@ -56,6 +59,7 @@ class Privacy(People):
             file = None
             if not image.pruned and image.path.exists():
                 file = f"images/{record.id}-{image.index}.png"
+                new_private_file(out_dir / file)
                 await asyncio.to_thread(shutil.copyfile, image.path, out_dir / file)
             entry = _plain(image)
             entry["path"] = None

@@ -14,8 +14,10 @@ from generation.jobs import JobOwner, JobRecord, JobStatus, Priority
 from generation.request import GenerationRequest
 from storage.images import ImageStore
 
-# Every query that returns jobs selects these, so one function turns rows into records.
-JOB_SELECT = (
+# Every query that returns jobs selects these, so one function turns rows into records. Lists
+# (history, lineage, the queue, redelivery) leave the init image bytes out: up to 25 MiB a job.
+JOB_SELECT = "SELECT j.* FROM jobs AS j"
+JOB_SELECT_WITH_INIT_IMAGE = (
     "SELECT j.*, ii.data AS init_data FROM jobs AS j "
     "LEFT JOIN init_images AS ii ON ii.sha256 = j.init_image"
 )
@@ -71,9 +73,13 @@ class Store:
         rows = await self._fetchall(sql, params)
         return rows[0] if rows else None
 
-    async def _jobs(self, where: str, params: Sequence[Any] = ()) -> list[JobRecord]:
-        """Job records matching `where` (which may end with ORDER BY / LIMIT)."""
-        return [job_from_row(row) for row in await self._fetchall(f"{JOB_SELECT} {where}", params)]
+    async def _jobs(
+        self, where: str, params: Sequence[Any] = (), *, init_images: bool = False
+    ) -> list[JobRecord]:
+        """Job records matching `where` (which may end with ORDER BY / LIMIT); their requests'
+        `init_image` is None unless `init_images` (see `job_from_row`)."""
+        select = JOB_SELECT_WITH_INIT_IMAGE if init_images else JOB_SELECT
+        return [job_from_row(row) for row in await self._fetchall(f"{select} {where}", params)]
 
     async def _release_files(self, hashes: Iterable[str]) -> tuple[int, int]:
         """Remove the files that no live image row needs any more; (files, bytes) freed.
@@ -96,8 +102,11 @@ class Store:
 
 
 def job_from_row(row: aiosqlite.Row) -> JobRecord:
+    """The record of a jobs row. Its request has its init image only when the row was selected
+    with `JOB_SELECT_WITH_INIT_IMAGE`; otherwise `init_image` is None (`strength` still shows
+    that the job has one): never make a new job from such a record."""
     request = GenerationRequest.from_json(row["request"])
-    if row["init_data"] is not None:
+    if "init_data" in row.keys() and row["init_data"] is not None:  # noqa: SIM118 (a Row: `in` sees values)
         request = replace(request, init_image=bytes(row["init_data"]))
     return JobRecord(
         id=row["id"],

@@ -14,11 +14,10 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import UserError
-from bot.permissions import require_not_banned
 from bot.ui.choices import autocomplete_aspect, autocomplete_model
-from bot.ui.embeds import short_prompt
 from bot.ui.fit import MAX_OPTION_CHARS, FittedEmbed, Name
 from bot.ui.listings import info_embed
+from bot.ui.text import plain
 from generation.request import clean_text, parse_aspect
 from storage import UserSettings
 
@@ -34,10 +33,6 @@ class Account(commands.Cog):
 
     def __init__(self, bot: AtelierBot) -> None:
         self.bot = bot
-
-    async def interaction_check(self, interaction: discord.Interaction) -> bool:
-        await require_not_banned(self.bot, interaction.user)
-        return True
 
     @app_commands.command(
         name="settings", description="Your defaults for /imagine (no options: show them)."
@@ -72,6 +67,9 @@ class Account(commands.Cog):
             limit = catalogue.default.limits.max_prompt_chars
             if not text or len(text) > limit:
                 raise UserError(f"A negative prompt has 1 to {limit:,} characters.")
+            await self.bot.studio.check_text(
+                interaction.guild_id, text, what="That negative prompt"
+            )
             changes["negative_prompt"] = text
         user_id = interaction.user.id
         if changes:
@@ -114,9 +112,9 @@ class Account(commands.Cog):
         negative = standing.default_negative_prompt
         embed.add_field(
             name="Negative prompt",
-            value=_own_or_server(
-                negative and short_prompt(negative, 200), server.negative_prompt or "none"
-            ),
+            value=plain(negative, 200)  # as text: what a person wrote is never markup
+            if negative
+            else f"server default ({plain(server.negative_prompt or 'none', 200)})",
             inline=False,
         )
         return embed
@@ -126,7 +124,7 @@ _COLUMNS = {"model": "model", "aspect": "aspect", "negative": "negative_prompt"}
 
 
 def _own_or_server(own: str | None, server: str) -> str:
-    return f"`{own}`" if own else f"server default (`{server}`)"
+    return f"`{own}`" if own else f"server default (`{server}`)"  # checked names and ratios
 
 
 async def setup(bot: AtelierBot) -> None:

@@ -30,6 +30,7 @@ from bot.ui.listings import (
     models_embed,
     stats_embed,
 )
+from bot.ui.text import plain
 from generation.jobs import Priority
 from storage import KEEP, InvalidValue, UserSettings
 from storage.people import MAX_REASON_CHARS, MAX_TERM_CHARS
@@ -388,9 +389,9 @@ class Admin(
         except InvalidValue as error:
             raise UserError(str(error)) from None
         reply = (
-            f"🚫 Prompts containing `{term}` are now refused here."
+            f"🚫 Prompts containing {plain(term, 200)} are now refused here."
             if added
-            else f"`{term}` was already blocked."
+            else f"{plain(term, 200)} was already blocked."
         )
         await interaction.response.send_message(reply, ephemeral=True)
 
@@ -406,13 +407,16 @@ class Admin(
         except InvalidValue as error:
             raise UserError(str(error)) from None
         if not removed:
-            raise UserError(f"`{term}` is not on the blocklist; `/admin blocklist list` shows it.")
-        await interaction.response.send_message(f"✅ `{term}` is allowed again.", ephemeral=True)
+            raise UserError(
+                f"{plain(term, 200)} is not on the blocklist; `/admin blocklist list` shows it."
+            )
+        reply = f"✅ {plain(term, 200)} is allowed again."
+        await interaction.response.send_message(reply, ephemeral=True)
 
     @blocklist.command(name="list", description="The blocked words and patterns of this server.")
     async def blocklist_list(self, interaction: discord.Interaction) -> None:
         terms = await self.bot.database.blocklist(_guild_id(interaction, "blocklist"))
-        body = fit_lines([f"`{term}`" for term in terms], DESCRIPTION - 1, sep=", ")
+        body = fit_lines([plain(term) for term in terms], DESCRIPTION - 1, sep=", ")
         await interaction.response.send_message(
             embed=_embed("Blocklist", body if terms else "Nothing is blocked."), ephemeral=True
         )

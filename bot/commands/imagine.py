@@ -8,15 +8,15 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.downloads import accepted_summary, read_init_image
 from bot.targets import InteractionTarget
 from bot.ui.choices import Choices, autocomplete_aspect, autocomplete_model, named_choices
-from bot.ui.fit import MAX_OPTION_CHARS, Name, echo
-from generation.request import MAX_COUNT, MAX_INIT_IMAGE_BYTES, RequestError, build_request
+from bot.ui.fit import MAX_OPTION_CHARS, Name
+from generation.request import MAX_COUNT, build_request
 
 if TYPE_CHECKING:
     from bot.app import AtelierBot
 
-_IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp")
 Text = app_commands.Range[str, 1, MAX_OPTION_CHARS]  # the models' own limit is checked later
 
 
@@ -39,7 +39,7 @@ class Imagine(commands.Cog):
         seed="Seed of the first image, to reproduce a result.",
         count=f"How many images (1-{MAX_COUNT}).",
         scheduler="The sampler (the model's default is usually best).",
-        image="Start from this image (img2img).",
+        image=f"Start from this image (img2img): {accepted_summary()}.",
         strength="How much to change the starting image (0-1, default 0.6).",
     )
     @app_commands.autocomplete(model=autocomplete_model, aspect=autocomplete_aspect)
@@ -65,7 +65,7 @@ class Imagine(commands.Cog):
         # Texts are capped (`Name`, `Text`) so that no reply can echo more than a name.
         studio = self.bot.studio
         settings = self.bot.settings
-        standing = await studio.standing(interaction.user)
+        standing = await studio.database.get_user(interaction.user.id)  # admitted by the tree
         owner = standing.owner(interaction.guild_id, interaction.channel_id)
         catalogue = settings.catalogue
         model = model or standing.default_model or settings.defaults.model or catalogue.default.name
@@ -76,9 +76,8 @@ class Imagine(commands.Cog):
             aspect = standing.default_aspect or settings.defaults.aspect
         init_image = None
         if image is not None:
-            _check_attachment(image)
             await interaction.response.defer()  # downloading may take a moment
-            init_image = await image.read()
+            init_image = await read_init_image(image, settings.download_timeout_s)
         request = build_request(
             settings.catalogue,
             prompt=prompt,
@@ -104,18 +103,6 @@ class Imagine(commands.Cog):
         specs = [catalogue[chosen]] if chosen in catalogue else list(catalogue.values())
         names = dict.fromkeys(name for spec in specs for name in spec.schedulers)
         return named_choices(list(names), current)
-
-
-def _check_attachment(image: discord.Attachment) -> None:
-    """Refuse what is not a PNG/JPEG/WebP (or too large) before downloading it."""
-    if (image.content_type or "").split(";")[0] not in _IMAGE_TYPES:
-        raise RequestError(
-            "image", f"{echo(image.filename)} is not an image Atelier can read (PNG, JPEG or WebP)."
-        )
-    if image.size > MAX_INIT_IMAGE_BYTES:
-        raise RequestError(
-            "image", f"{echo(image.filename)} is larger than {MAX_INIT_IMAGE_BYTES // 2**20} MiB."
-        )
 
 
 async def setup(bot: AtelierBot) -> None:

@@ -23,13 +23,14 @@ from discord.ext import commands
 
 from bot import derived
 from bot.errors import NotFound, NotYours, UserError, report_error
-from bot.permissions import require_not_banned
+from bot.permissions import admit
 from bot.targets import InteractionTarget
 from bot.ui.choices import autocomplete_model
-from bot.ui.embeds import parameters_embed, short_prompt
+from bot.ui.embeds import parameters_embed
 from bot.ui.fit import FittedEmbed, Name
 from bot.ui.listings import user_queue_embed
 from bot.ui.progress import Phase, ProgressState, status_line
+from bot.ui.text import plain
 from generation.jobs import JobRecord, JobStatus
 from generation.request import MAX_COUNT, GenerationRequest, clean_text
 
@@ -92,9 +93,9 @@ class HistoryFilters:
     def describe(self) -> str:
         parts = []
         if self.model:
-            parts.append(f"model `{self.model}`")
+            parts.append(f"model {plain(self.model, 100)}")
         if self.text:
-            parts.append(f'prompts containing "{self.text}"')
+            parts.append(f'prompts containing "{plain(self.text, 100)}"')
         return ", ".join(parts)
 
 
@@ -104,7 +105,7 @@ def history_line(record: JobRecord) -> str:
     images = f"{request.count} image{'s' if request.count != 1 else ''}"
     return (
         f"`{record.id}` {_STATUS_ICONS[record.status]} <t:{int(record.queued_at)}:R> · "
-        f"{request.model} · {images} — {short_prompt(request.prompt, 80)}"
+        f"{request.model} · {images} — {plain(request.prompt, 80)}"
     )
 
 
@@ -167,7 +168,7 @@ class HistoryButton(
     async def callback(self, interaction: discord.Interaction) -> None:
         bot = cast("AtelierBot", interaction.client)
         try:
-            await require_not_banned(bot, interaction.user)
+            await admit(bot.studio, interaction.user, interaction.guild_id)
             key = "before" if self.direction == "o" else "after"
             embed, view = await history_page(
                 bot, interaction.user.id, self.filters, **{key: self.cursor}
@@ -208,10 +209,6 @@ class Library(commands.Cog):
 
     def __init__(self, bot: AtelierBot) -> None:
         self.bot = bot
-
-    async def interaction_check(self, interaction: discord.Interaction) -> bool:
-        await require_not_banned(self.bot, interaction.user)
-        return True
 
     @app_commands.command(name="show", description="Show one of your jobs again, with its buttons.")
     @app_commands.describe(
@@ -316,7 +313,7 @@ class Library(commands.Cog):
             if stored is not None:
                 records.append(stored.record)
         lines = [
-            f"`{record.id}` {short_prompt(record.request.prompt, 60)}\n"
+            f"`{record.id}` {plain(record.request.prompt, 60)}\n"
             f"  {unfinished_status(self.bot, record)}"
             for record in records
         ]
@@ -341,9 +338,8 @@ class Library(commands.Cog):
 
     async def _submit(self, interaction: discord.Interaction, request: GenerationRequest) -> None:
         studio = self.bot.studio
-        owner = await studio.owner_for(
-            interaction.user, interaction.guild_id, interaction.channel_id
-        )
+        standing = await studio.database.get_user(interaction.user.id)  # admitted by the tree
+        owner = standing.owner(interaction.guild_id, interaction.channel_id)
         await studio.submit(request, owner, InteractionTarget(self.bot, interaction))
 
 

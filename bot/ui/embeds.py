@@ -7,8 +7,9 @@ from collections.abc import Sequence
 
 import discord
 
-from bot.ui.fit import FittedEmbed, clip, fit_content
+from bot.ui.fit import FittedEmbed, fit_content
 from bot.ui.progress import Phase, ProgressState, status_line
+from bot.ui.text import plain
 from generation.jobs import JobRecord
 from generation.request import GenerationRequest
 
@@ -23,11 +24,6 @@ _COLOURS = {
 _PROMPT_SHOWN = 300
 
 
-def short_prompt(prompt: str, limit: int = _PROMPT_SHOWN) -> str:
-    """A prompt as messages show it: at most `limit` characters."""
-    return clip(prompt, limit)
-
-
 def progress_embed(
     state: ProgressState, request: GenerationRequest | None, *, show_preview: bool = False
 ) -> discord.Embed:
@@ -38,7 +34,7 @@ def progress_embed(
         colour=_COLOURS[state.phase],
     )
     if request is not None:
-        embed.add_field(name="Prompt", value=short_prompt(request.prompt), inline=False)
+        embed.add_field(name="Prompt", value=plain(request.prompt, _PROMPT_SHOWN), inline=False)
         embed.add_field(name="Model", value=request.model)
         embed.add_field(name="Images", value=str(request.count))
     if show_preview:
@@ -51,7 +47,7 @@ def result_content(record: JobRecord, notes: Sequence[str] = ()) -> str:
     request = record.request
     seeds = ", ".join(str(seed) for seed in request.seeds)
     lines = [
-        f"**{short_prompt(request.prompt)}**",
+        f"**{plain(request.prompt, _PROMPT_SHOWN)}**",
         f"`{request.model}` · {request.width}x{request.height} · {request.steps} steps · "
         f"seeds {seeds} · job `{record.id}`",
         *notes,
@@ -67,10 +63,10 @@ def parameters_embed(record: JobRecord) -> discord.Embed:
         colour=discord.Colour.blurple(),
         footer=f"Requested by user {record.owner.user_id}",
     )
-    embed.add_field(name="Prompt", value=short_prompt(request.prompt, 1000), inline=False)
+    embed.add_field(name="Prompt", value=plain(request.prompt, 1000), inline=False)
     if request.negative_prompt:
         embed.add_field(
-            name="Negative prompt", value=short_prompt(request.negative_prompt, 1000), inline=False
+            name="Negative prompt", value=plain(request.negative_prompt, 1000), inline=False
         )
     fields = {
         "Model": request.model,
@@ -97,5 +93,5 @@ def parameters_embed(record: JobRecord) -> discord.Embed:
 
 def failure_content(record: JobRecord, state: ProgressState) -> str:
     """The text of a job that ended without images."""
-    prompt = short_prompt(record.request.prompt, 80)
+    prompt = plain(record.request.prompt, 80)
     return fit_content(f"Job `{record.id}` ({prompt}): {status_line(state)}")

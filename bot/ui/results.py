@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from bot.attachments import Upload
 from bot.targets import Message
 from bot.ui.buttons import result_view
-from bot.ui.embeds import result_content, short_prompt
+from bot.ui.embeds import result_content
+from bot.ui.text import plain
 from generation.jobs import JobRecord
 
 REQUEST_BYTES = 25 * 2**20
@@ -64,4 +65,4 @@ def continuation_content(record: JobRecord, images: Sequence[int]) -> str:
     """The text above a further message of a result: which images of which job."""
     shown = [str(index + 1) for index in images]
     which = f"Image {shown[0]}" if len(shown) == 1 else f"Images {', '.join(shown)}"
-    return f"{which} of job `{record.id}` · **{short_prompt(record.request.prompt, 100)}**"
+    return f"{which} of job `{record.id}` · **{plain(record.request.prompt, 100)}**"

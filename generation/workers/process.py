@@ -14,7 +14,7 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 import generation
@@ -29,6 +29,35 @@ from generation.workers.protocol import (
 )
 
 _PROJECT_ROOT = str(Path(generation.__file__).resolve().parent.parent)
+
+# What a worker inherits from the pool's environment: the system's basics and the settings of
+# CUDA, PyTorch, Hugging Face and the maths libraries. Nothing else: not DISCORD_TOKEN, and no
+# variable whose name says it holds a secret (HF_TOKEN: workers load weights from local files).
+_PASSED_NAMES = frozenset(
+    {
+        "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TEMP", "TMP",
+        "LD_LIBRARY_PATH", "VIRTUAL_ENV", "XDG_CACHE_HOME", "PYTHONPATH", "PYTHONHASHSEED",
+        "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED", "PYTHONFAULTHANDLER", "PYTHONWARNINGS",
+    }
+)  # fmt: skip
+_PASSED_PREFIXES = (
+    "LC_", "CUDA_", "NVIDIA_", "PYTORCH_", "TORCH_", "TORCHINDUCTOR_", "TRITON_", "HF_",
+    "TRANSFORMERS_", "DIFFUSERS_", "OMP_", "MKL_", "KMP_", "OPENBLAS_",
+)  # fmt: skip
+_SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD", "KEY", "CREDENTIAL")
+
+
+def worker_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment of a worker process: what of `environ` it needs, with this checkout
+    first on `PYTHONPATH`."""
+    env = {
+        name: value
+        for name, value in environ.items()
+        if (name in _PASSED_NAMES or name.startswith(_PASSED_PREFIXES))
+        and not any(word in name for word in _SECRET_WORDS)
+    }
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PROJECT_ROOT, env.get("PYTHONPATH")]))
+    return env
 
 
 class ProcessWorker:
@@ -46,8 +75,7 @@ class ProcessWorker:
 
     async def start(self) -> None:
         ours, theirs = socket.socketpair()
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PROJECT_ROOT, env.get("PYTHONPATH")]))
+        env = worker_environment(os.environ)
         try:
             self._process = await asyncio.create_subprocess_exec(
                 sys.executable,

@@ -341,9 +341,9 @@ async def test_the_blocklist_refuses_prompts_however_the_job_is_made(studio: Stu
     result = await studio.result_of(dragon)
 
     added = await admin_says(studio, "admin blocklist add", {"term": "Dragon*"})
-    assert "`Dragon*`" in added
+    assert "Prompts containing Dragon\\* are" in added  # shown as text: Dragon*
     assert "already blocked" in await admin_says(studio, "admin blocklist add", {"term": "dragon*"})
-    assert "`dragon*`" in await admin_says(studio, "admin blocklist list")
+    assert "dragon\\*" in await admin_says(studio, "admin blocklist list")
     jobs = await job_count(db)
 
     refused = "Your prompt contains a term this server has blocked."

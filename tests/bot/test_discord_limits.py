@@ -152,7 +152,7 @@ async def test_a_long_file_name_is_not_echoed_in_full(studio: StudioWorld) -> No
         fake.user("carol"), "imagine", {"prompt": "a cat"}, attachments=[(name, b"hello")]
     )
     reply = await private_reply(fake, ix)
-    assert "is not an image" in reply
+    assert "not a PNG, JPEG or WebP image" in reply
     assert "n" * 100 not in reply
 
 

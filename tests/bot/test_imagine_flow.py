@@ -146,8 +146,8 @@ async def test_img2img_from_an_attachment(studio: StudioWorld) -> None:
         ({"prompt": "a cat", "model": "flux-dev", "negative": "dogs"}, None, "negative prompt"),
         ({"prompt": "a cat", "model": "flux-schnell", "guidance": 3.0}, None, "guidance"),
         ({"prompt": "a cat", "aspect": "wide"}, None, "should look like `16:9`"),
-        ({"prompt": "a cat"}, ("notes.txt", b"hello", "text/plain"), "is not an image"),
-        ({"prompt": "a cat"}, ("fake.png", b"not a png", "image/png"), "not an image Atelier"),
+        ({"prompt": "a cat"}, ("notes.txt", b"hello", "text/plain"), "not a PNG, JPEG or WebP"),
+        ({"prompt": "a cat"}, ("fake.png", b"not a png", "image/png"), "not a PNG, JPEG or WebP"),
         ({"prompt": "   "}, None, "The prompt is empty"),
     ],
 )

@@ -30,7 +30,9 @@ Waiting (no polling: woken by every change; raises ``BotCrashed`` at once if the
 
 Faults: ``fail_next(method, path_regex, status=429|500, times=, retry_after=)``,
 ``expire_tokens()`` (webhook calls then get 401 / 50027), ``close_dms(user)`` (DMs get 403 /
-50007), ``attachment_size_limit`` (uploads above it get 413 / 40005; sent in every interaction).
+50007), ``attachment_size_limit`` (uploads above it get 413 / 40005; sent in every interaction),
+``attachment_serving[filename] = status | other bytes | None`` (a CDN download that fails, lies
+about its size, or never answers).
 
 Strictness: every body is checked against Discord's documented limits (``limits``: content,
 embeds, components, attachments, allowed mentions, flags, callbacks, autocomplete, modals,
@@ -42,6 +44,7 @@ interaction get 404 / 10062, follow-ups and edits 15 min after it 401 / 50027.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -106,6 +109,10 @@ class FakeDiscord:
         self.state = FakeState(self.world, self.gateway, lambda: self.base_url, self._signal.notify)
         self._options = OptionBuilder(self.world, self.state.store_attachment)
         self._runner: web.AppRunner | None = None
+        # By file name: how the CDN serves a person's upload instead of its bytes: an HTTP
+        # status, other bytes (a size that lies), or None (no answer until the fake closes).
+        self.attachment_serving: dict[str, int | bytes | None] = {}
+        self._closing = asyncio.Event()
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -127,6 +134,7 @@ class FakeDiscord:
         return self
 
     async def close(self) -> None:
+        self._closing.set()
         if self._runner is not None:
             await self.gateway.close()
             await self._runner.cleanup()
@@ -489,4 +497,10 @@ class FakeDiscord:
         attachment = self.state.attachments.get(int(request.match_info["id"]))
         if attachment is None:
             return web.Response(status=404)
-        return web.Response(body=attachment.data, content_type=attachment.content_type)
+        serving = self.attachment_serving.get(attachment.filename, attachment.data)
+        if serving is None:
+            await self._closing.wait()
+            return web.Response(status=503)
+        if isinstance(serving, int):
+            return web.Response(status=serving)
+        return web.Response(body=serving, content_type=attachment.content_type or None)

@@ -165,7 +165,7 @@ BAD_REQUESTS: list[tuple[str, dict[str, Any], str, str]] = [
         "init image not an image",
         {"init_image": b"GIF? no, a text file"},
         "image",
-        "The attachment is not an image Atelier can read (PNG, JPEG or WebP).",
+        "That file is not a PNG, JPEG or WebP image.",
     ),
     (
         "init image too large",
