@@ -23,8 +23,9 @@ seeded and fixed:
 - **scale**: 100,000 queued jobs from 10,000 people; microseconds per submit, dispatch and
   position query.
 
-Prints one JSON line. The output before the redesign of issue 13 is kept beside this file in
-`queue_simulation.before.json`, and after it in `queue_simulation.after.json`.
+Prints one JSON line. Beside this file: `queue_simulation.before.json`, this benchmark run on
+the scheduler before the redesign of issue 13 (commit f5f9345), and
+`queue_simulation.after.json`, after it.
 
     python -m benchmarks.queue_simulation
 """

@@ -10,9 +10,10 @@ decision is easy to test. The policy, in order (the README's "How the queue deci
 3. **Fair share** by start-time fair queuing (Goyal et al., SIGCOMM 1996): a job gets a start
    tag, `max(its person's finish tag, the class's virtual time)`, and its person's finish tag
    grows by its estimated GPU-seconds / weight. The least tag goes first. The virtual time is
-   the greatest tag started so far, or the least tag waiting if that is lower, so a newcomer or
-   someone back from a pause goes before everyone who has been served (ties go to the
-   newcomer), and banks no credit for time away. Measured times settle the finish tag.
+   the greatest tag started so far, or the least tag waiting if that is lower, and the greatest
+   finish tag once the class has nothing waiting or running; so a newcomer or someone back from
+   a pause goes before everyone who has been served (ties go to the newcomer), and banks no
+   credit for time away. Measured times settle the finish tag.
 4. **Per-GPU order.** A person's jobs run in the order asked among the jobs a given GPU may
    run: a later job may start on a GPU that cannot run the earlier one.
 5. **Model swaps.** If the fairest job's model is not loaded on any idle GPU that may run it,
@@ -32,13 +33,12 @@ import heapq
 import itertools
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-
-from sortedcontainers import SortedList
+from collections.abc import Callable, Mapping, Sequence
 
 from generation.jobs import JobOwner, Priority
+from generation.scheduler.book import ClassBook
 from generation.scheduler.estimates import Estimates, left_s, start_after
+from generation.scheduler.people import AT_CAP, UNDER_CAP, Entry, Job, PeopleHeaps, Person
 from generation.scheduler.types import (
     Assignment,
     NotAccepting,
@@ -51,49 +51,6 @@ from generation.scheduler.types import (
 _CLASSES = tuple(Priority)  # highest first
 _RANK = {priority: rank for rank, priority in enumerate(_CLASSES)}
 _NORMAL, _RELAX = _RANK[Priority.NORMAL], _RANK[Priority.RELAX]
-_UNDER_CAP, _AT_CAP = 0, 1
-_SWAP_SCAN = 16  # entries looked at per loaded model for a swap-saving job (a cost bound only)
-
-# A job's order key within its class: (start tag, 0 for a newcomer's job else 1, submission seq).
-_Key = tuple[float, int, int]
-
-
-@dataclass(slots=True, eq=False)
-class _Job:
-    id: int
-    user: _User
-    model: str
-    work: float
-    rank: int  # class now (a relax job moves to normal when it has waited ageing_s)
-    asked_rank: int  # class it was submitted with
-    queued_at: float
-    seq: int
-    key: _Key = (0.0, 1, 0)
-    cost: float = 0.0  # estimated GPU-seconds when its tag was set
-    charged: float = 0.0
-    expected: float = 0.0  # estimated GPU-seconds of occupancy at dispatch, a model load included
-    started_at: float = 0.0
-    worker: str = ""
-
-
-@dataclass(slots=True, eq=False)
-class _User:
-    id: int
-    weight: float = 1.0
-    cap: int = 1
-    running: int = 0
-    finish: dict[int, float] = field(default_factory=dict)  # finish tag per class
-    by_model: dict[str, deque[_Job]] = field(default_factory=dict)  # waiting, in order asked
-    entries: dict[str, int] = field(default_factory=dict)  # live heap entry per model
-    waiting: int = 0
-
-    def jobs(self) -> Iterator[_Job]:
-        for queue in self.by_model.values():
-            yield from queue
-
-
-# A heap entry: (*head job key, entry id, user, model); live while user.entries[model] == id.
-_Entry = tuple[float, int, int, int, _User, str]
 
 
 class FairScheduler:
@@ -114,23 +71,16 @@ class FairScheduler:
         self.capacity = capacity
         self._clock = clock
         self._estimates = Estimates(cost_factors or {}, self.settings.speed_smoothing)
-        self._users: dict[int, _User] = {}
-        self._queued: dict[int, _Job] = {}
-        self._running: dict[int, _Job] = {}
+        self._users: dict[int, Person] = {}
+        self._queued: dict[int, Job] = {}
+        self._running: dict[int, Job] = {}
         self._asked_by_class = [0] * len(_CLASSES)
-        self._order = [SortedList() for _ in _CLASSES]  # (key, job id) per class: positions
-        self._virtual = [0.0] * len(_CLASSES)
-        self._max_finish = [0.0] * len(_CLASSES)  # greatest finish tag given, per class
-        self._active_weight = [0.0] * len(_CLASSES)  # weights of people waiting, per class
-        self._work = [dict[str, float]() for _ in _CLASSES]  # waiting work units per model
-        self._heaps: dict[tuple[int, int], dict[str, list[_Entry]]] = {}
-        self._ageing: list[tuple[float, int, _Job]] = []
+        self._books = [ClassBook() for _ in _CLASSES]
+        self._people = PeopleHeaps()
+        self._ageing: list[tuple[float, int, Job]] = []
         self._forget: list[tuple[float, int, int]] = []  # (finish tag, class, user) to prune
         self._workers: dict[str, frozenset[str] | None] = {}  # seen workers: models allowed
-        self._loaded: dict[str, frozenset[str]] = {}  # seen workers: models last known loaded
-        self._entries = itertools.count()
         self._seqs = itertools.count()
-        self._entry_count = 0
         self._paused = False
         self._accepting = True
 
@@ -173,7 +123,7 @@ class FairScheduler:
         asked = _RANK[owner.priority]
         # A job never goes in a higher class than an earlier waiting job of the same person.
         rank = max([asked, *(q[-1].rank for q in user.by_model.values() if q)])
-        job = _Job(job_id, user, model, work, rank, asked, queued_at, next(self._seqs))
+        job = Job(job_id, user, model, work, rank, asked, queued_at, next(self._seqs))
         ageing = self.settings.ageing_s
         if rank == _RELAX and ageing is not None:
             if queued_at + ageing <= now:
@@ -196,20 +146,19 @@ class FairScheduler:
         """
         for worker in idle:
             self._workers[worker.id] = worker.models
-            self._loaded[worker.id] = worker.loaded
         if self._paused or not idle:
             return None
         now = self._clock()
         self._lift_aged(now)
         everything = any(worker.models is None for worker in idle)
         allowed = set().union(*(w.models for w in idle if w.models is not None))
-        for tier in (_UNDER_CAP, _AT_CAP):
+        for tier in (UNDER_CAP, AT_CAP):
             for rank in range(len(_CLASSES)):
-                by_model = self._heaps.get((tier, rank))
+                by_model = self._people.level(tier, rank)
                 if not by_model:
                     continue
                 heaps = [h for m, h in by_model.items() if h and (everything or m in allowed)]
-                fairest = self._fairest(heaps)
+                fairest = self._people.fairest(heaps)
                 if fairest is None:
                     continue
                 user, model = fairest[4], fairest[5]
@@ -224,17 +173,9 @@ class FairScheduler:
                 return self._start(*choice, now)
         return None
 
-    def _fairest(self, heaps: list[list[_Entry]]) -> _Entry | None:
-        best: _Entry | None = None
-        for heap in heaps:
-            top = self._live_top(heap)
-            if top is not None and (best is None or top < best):
-                best = top
-        return best
-
     def _warm_choice(
-        self, job: _Job, idle: Sequence[WorkerView], by_model: dict[str, list[_Entry]]
-    ) -> tuple[_Job, WorkerView] | None:
+        self, job: Job, idle: Sequence[WorkerView], by_model: dict[str, list[Entry]]
+    ) -> tuple[Job, WorkerView] | None:
         """`job` on a GPU that holds its model; else the fairest job of the same class and
         cap tier whose model an idle GPU holds, if its tag is within `swap_lead_s` of `job`'s;
         else None (`job` loads its model)."""
@@ -245,13 +186,13 @@ class FairScheduler:
         if lead <= 0:
             return None
         limit = job.key[0] + lead
-        best: tuple[_Entry, WorkerView] | None = None
+        best: tuple[Entry, WorkerView] | None = None
         for worker in idle:
             for model in worker.loaded:
                 heap = by_model.get(model)
                 if not heap or not worker.may_run(model):
                     continue
-                found = self._first_valid(heap, worker, limit)
+                found = self._people.first_valid(heap, worker, limit)
                 if found is not None and (best is None or found < best[0]):
                     best = found, worker
         if best is None:
@@ -259,37 +200,19 @@ class FairScheduler:
         entry, worker = best
         return entry[4].by_model[entry[5]][0], worker
 
-    def _first_valid(self, heap: list[_Entry], worker: WorkerView, limit: float) -> _Entry | None:
-        """The least live entry with a tag within `limit` whose job is its person's first among
-        the jobs `worker` may run (looking at most `_SWAP_SCAN` entries deep)."""
-        popped, found = [], None
-        while len(popped) < _SWAP_SCAN and (top := self._live_top(heap)) is not None:
-            if top[0] > limit:
-                break
-            user, head = top[4], top[4].by_model[top[5]][0]
-            if all(
-                q[0].seq >= head.seq for m, q in user.by_model.items() if q and worker.may_run(m)
-            ):
-                found = top
-                break
-            popped.append(heapq.heappop(heap))
-        for entry in popped:
-            heapq.heappush(heap, entry)
-        return found
-
-    def _start(self, job: _Job, worker: WorkerView, now: float) -> Assignment:
+    def _start(self, job: Job, worker: WorkerView, now: float) -> Assignment:
         user = job.user
         queue = user.by_model[job.model]
         queue.popleft()
         if not queue:
             del user.by_model[job.model]
         self._remove_waiting(job)
-        self._virtual[job.rank] = max(self._virtual[job.rank], job.key[0])
+        book = self._books[job.rank]
+        book.virtual = max(book.virtual, job.key[0])
         cold = job.model not in worker.loaded
         self._estimates.record_dispatch(cold)
         estimate = self.estimate(job.model, job.work)
         job.charged, job.started_at, job.worker = estimate, now, worker.id
-        self._loaded[worker.id] = worker.loaded | {job.model}
         job.expected = estimate + (self._estimates.load_s(job.model) if cold else 0.0)
         user.running += 1
         self._running[job.id] = job
@@ -306,7 +229,8 @@ class FairScheduler:
         user = job.user
         user.running -= 1
         user.finish[job.rank] += (gpu_seconds - job.charged) / user.weight
-        self._max_finish[job.rank] = max(self._max_finish[job.rank], user.finish[job.rank])
+        book = self._books[job.rank]
+        book.max_finish = max(book.max_finish, user.finish[job.rank])
         if measured and job.work > 0:
             self._estimates.measure(job.model, gpu_seconds / job.work)
         self._place(user)
@@ -429,14 +353,16 @@ class FairScheduler:
         job = self._queued.get(job_id)
         if job is None:
             return None
-        ahead = sum(len(self._order[r]) for r in range(job.rank))
-        ahead += self._order[job.rank].index((job.key, job.id))
+        ahead = sum(len(book) for book in self._books[: job.rank])
+        ahead += self._books[job.rank].rank(job.key, job.id)
         return ahead + 1, self._eta(job, ahead, self._clock())
 
     def waiting(self, limit: int | None = None) -> list[WaitingJob]:
         """The first `limit` waiting jobs (all when None) in projected order, with ETAs."""
         now = self._clock()
-        listed = itertools.islice(itertools.chain.from_iterable(self._order), limit)
+        listed = itertools.islice(
+            itertools.chain.from_iterable(b.order for b in self._books), limit
+        )
         listing = []
         for ahead, (_, job_id) in enumerate(listed):
             job = self._queued[job_id]
@@ -448,24 +374,23 @@ class FairScheduler:
 
     # ---- internals -------------------------------------------------------------------------
 
-    def _user(self, owner: JobOwner) -> _User:
+    def _user(self, owner: JobOwner) -> Person:
         user = self._users.get(owner.user_id)
         if user is None:
-            user = self._users[owner.user_id] = _User(owner.user_id)
+            user = self._users[owner.user_id] = Person(owner.user_id)
         weight = owner.weight if owner.weight > 0 else 1.0
         if weight != user.weight:
             for rank in {job.rank for job in user.jobs()}:
-                self._active_weight[rank] += weight - user.weight
+                self._books[rank].active_weight += weight - user.weight
             user.weight = weight
         user.cap = self.settings.running_cap(weight, owner.max_running)
         return user
 
     def _floor(self, rank: int) -> float:
         """The class's virtual time: the greatest tag started, or the least waiting if lower."""
-        order = self._order[rank]
-        return min(self._virtual[rank], order[0][0][0]) if order else self._virtual[rank]
+        return self._books[rank].floor()
 
-    def _tag(self, job: _Job) -> None:
+    def _tag(self, job: Job) -> None:
         """Give `job` its start tag in its class and advance its person's finish tag."""
         user, rank = job.user, job.rank
         floor = self._floor(rank)
@@ -475,27 +400,25 @@ class FairScheduler:
         newcomer = not earlier and start <= floor  # first in line: ahead of the served on ties
         job.key = (max(start, floor), 0 if newcomer else 1, job.seq)
         user.finish[rank] = job.key[0] + job.cost / user.weight
-        self._max_finish[rank] = max(self._max_finish[rank], user.finish[rank])
+        book = self._books[rank]
+        book.max_finish = max(book.max_finish, user.finish[rank])
 
-    def _add_waiting(self, job: _Job) -> None:
+    def _add_waiting(self, job: Job) -> None:
         user = job.user
         if not any(j.rank == job.rank for j in user.jobs() if j is not job):
-            self._active_weight[job.rank] += user.weight
+            self._books[job.rank].active_weight += user.weight
         user.waiting += 1
         self._queued[job.id] = job
-        self._order[job.rank].add((job.key, job.id))
-        work = self._work[job.rank]
-        work[job.model] = work.get(job.model, 0.0) + job.work
+        self._books[job.rank].add(job.key, job.id, job.model, job.work)
 
-    def _remove_waiting(self, job: _Job) -> None:
+    def _remove_waiting(self, job: Job) -> None:
         """Forget `job` as waiting (it is already out of its person's queues)."""
         user = job.user
         user.waiting -= 1
         if not any(j.rank == job.rank for j in user.jobs() if j is not job):
-            self._active_weight[job.rank] -= user.weight
+            self._books[job.rank].active_weight -= user.weight
         del self._queued[job.id]
-        self._order[job.rank].remove((job.key, job.id))
-        self._work[job.rank][job.model] -= job.work
+        self._books[job.rank].remove(job.key, job.id, job.model, job.work)
 
     def _lift_aged(self, now: float) -> None:
         """Relax jobs that have waited `ageing_s` join the normal class, newly tagged there."""
@@ -509,24 +432,15 @@ class FairScheduler:
             self._add_waiting(job)
             self._place(job.user)
 
-    def _place(self, user: _User) -> None:
-        """(Re)index each of the user's models under its head job's class and the cap tier."""
-        tier = _AT_CAP if user.running >= user.cap else _UNDER_CAP
-        user.entries = {}
-        for model, queue in user.by_model.items():
-            head = queue[0]
-            entry = user.entries[model] = next(self._entries)
-            heap = self._heaps.setdefault((tier, head.rank), {}).setdefault(model, [])
-            heapq.heappush(heap, (*head.key, entry, user, model))
-            self._entry_count += 1
-        self._compact_if_bloated()
+    def _place(self, user: Person) -> None:
+        self._people.place(user, len(self._users))
 
-    def _maybe_forget(self, user: _User) -> None:
+    def _maybe_forget(self, user: Person) -> None:
         """Forget an idle user once no class's virtual time is behind their finish tags (they
         would start from the virtual time anyway); until then, remember to look again."""
         if user.waiting or user.running:
             return
-        behind = [(f, r) for r, f in user.finish.items() if f > self._virtual[r]]
+        behind = [(f, r) for r, f in user.finish.items() if f > self._books[r].virtual]
         if not behind:
             self._users.pop(user.id, None)
         for finish, rank in behind:
@@ -535,38 +449,21 @@ class FairScheduler:
     def _end_busy_period(self, rank: int) -> None:
         """When a class has nothing waiting or running, its virtual time moves to the greatest
         finish tag (as in start-time fair queuing): the next ones to come start level."""
-        if self._order[rank] or any(job.rank == rank for job in self._running.values()):
+        book = self._books[rank]
+        if book.order or any(job.rank == rank for job in self._running.values()):
             return
-        self._virtual[rank] = max(self._virtual[rank], self._max_finish[rank])
+        book.virtual = max(book.virtual, book.max_finish)
         self._prune()
 
     def _prune(self) -> None:
         """Forget the idle users whose finish tags the virtual times have now passed."""
-        while self._forget and self._forget[0][0] <= self._virtual[self._forget[0][1]]:
+        while self._forget and self._forget[0][0] <= self._books[self._forget[0][1]].virtual:
             _, _, user_id = heapq.heappop(self._forget)
             user = self._users.get(user_id)
             if user is not None:
                 self._maybe_forget(user)
 
-    def _live_top(self, heap: list[_Entry]) -> _Entry | None:
-        """The heap's least live entry, after dropping the stale ones above it."""
-        while heap and heap[0][3] != heap[0][4].entries.get(heap[0][5]):
-            heapq.heappop(heap)
-            self._entry_count -= 1
-        return heap[0] if heap else None
-
-    def _compact_if_bloated(self) -> None:
-        # Live entries are at most one per user and model: rebuilding after `users + 1024`
-        # stale pushes keeps the amortised cost O(1) per push.
-        if self._entry_count <= 4 * len(self._users) + 1024:
-            return
-        for by_model in self._heaps.values():
-            for model, heap in by_model.items():
-                by_model[model] = [e for e in heap if e[3] == e[4].entries.get(e[5])]
-                heapq.heapify(by_model[model])
-        self._entry_count = sum(len(h) for m in self._heaps.values() for h in m.values())
-
-    def _eta(self, job: _Job, ahead: int, now: float) -> float:
+    def _eta(self, job: Job, ahead: int, now: float) -> float:
         """Seconds until `job` starts, with `ahead` jobs listed before it.
 
         The work ahead is the waiting work of higher classes, plus its class's work up to its
@@ -587,32 +484,24 @@ class FairScheduler:
                 own_free.append(left)
         unseen = max(0, self.capacity - len(self._workers))
         free_in = [*free.values(), *[0.0] * unseen] or [0.0]
-        work = sum(self._class_work(r) for r in range(job.rank))
-        in_class = ahead - sum(len(self._order[r]) for r in range(job.rank))
-        fluid = max(0.0, job.key[0] - self._virtual[job.rank]) * self._active_weight[job.rank]
-        mean = self._class_work(job.rank) / len(self._order[job.rank])
-        work += min(fluid, in_class * mean)
+        higher = self._books[: job.rank]
+        work = sum(book.work_s(self.speed) for book in higher)
+        in_class = ahead - sum(len(book) for book in higher)
+        work += self._books[job.rank].fluid_work_s(job.key[0], in_class, self.speed)
         work += ahead * self._estimates.cold_share * self._estimates.mean_load_s()
         eta = start_after(free_in, work)
         earlier = [j for j in job.user.jobs() if j.seq < job.seq]
         mine = sum(self.estimate(j.model, j.work) for j in earlier)
-        others = sum(self._class_work(r) for r in range(len(_CLASSES))) - mine - job.cost
+        others = sum(book.work_s(self.speed) for book in self._books) - mine - job.cost
         if mine and others >= mine:  # the cap holds while others wait
             lanes = min(job.user.cap, len(free_in))
             own = sorted(own_free)[:lanes] + [0.0] * max(0, lanes - len(own_free))
             eta = max(eta, start_after(own, mine))
         return eta
 
-    def _may(self, worker: str, model: str) -> bool:
-        models = self._workers.get(worker)
-        return models is None or model in models
-
     def _demand(self, models: frozenset[str]) -> float:
         """Waiting work units for `models`: a load evicts the GPU's least wanted models."""
-        return sum(work.get(model, 0.0) for work in self._work for model in models)
-
-    def _class_work(self, rank: int) -> float:
-        return sum(units * self.speed(model) for model, units in self._work[rank].items())
+        return sum(book.work.get(model, 0.0) for book in self._books for model in models)
 
 
 def _breadth(worker: WorkerView) -> float:
