@@ -133,7 +133,6 @@ class FairScheduler:
         self._tag(job)
         user.by_model.setdefault(model, deque()).append(job)
         self._add_waiting(job)
-        self._asked_by_class[asked] += 1
         self._place(user)
 
     # ---- dispatch -------------------------------------------------------------------------
@@ -263,7 +262,6 @@ class FairScheduler:
         if not queue:
             del user.by_model[job.model]
         self._remove_waiting(job)
-        self._asked_by_class[job.asked_rank] -= 1
         if user.finish.get(job.rank) == job.key[0] + job.cost / user.weight:
             user.finish[job.rank] = job.key[0]  # it was their last: its time is given back
         self._place(user)
@@ -350,16 +348,19 @@ class FairScheduler:
         The position counts the waiting jobs in higher classes and those of its class with a
         lesser tag: O(log n). Caps and swaps can change the order a little: the ETA is an
         estimate (see `_eta`)."""
+        now = self._clock()
+        self._lift_aged(now)
         job = self._queued.get(job_id)
         if job is None:
             return None
         ahead = sum(len(book) for book in self._books[: job.rank])
         ahead += self._books[job.rank].rank(job.key, job.id)
-        return ahead + 1, self._eta(job, ahead, self._clock())
+        return ahead + 1, self._eta(job, ahead, now)
 
     def waiting(self, limit: int | None = None) -> list[WaitingJob]:
         """The first `limit` waiting jobs (all when None) in projected order, with ETAs."""
         now = self._clock()
+        self._lift_aged(now)
         listed = itertools.islice(
             itertools.chain.from_iterable(b.order for b in self._books), limit
         )
@@ -408,6 +409,7 @@ class FairScheduler:
         if not any(j.rank == job.rank for j in user.jobs() if j is not job):
             self._books[job.rank].active_weight += user.weight
         user.waiting += 1
+        self._asked_by_class[job.asked_rank] += 1
         self._queued[job.id] = job
         self._books[job.rank].add(job.key, job.id, job.model, job.work)
 
@@ -415,6 +417,7 @@ class FairScheduler:
         """Forget `job` as waiting (it is already out of its person's queues)."""
         user = job.user
         user.waiting -= 1
+        self._asked_by_class[job.asked_rank] -= 1
         if not any(j.rank == job.rank for j in user.jobs() if j is not job):
             self._books[job.rank].active_weight -= user.weight
         del self._queued[job.id]

@@ -342,3 +342,23 @@ def test_settings_are_checked() -> None:
         SchedulerSettings(max_queued=0)
     with pytest.raises(ValueError, match="ageing_s"):
         SchedulerSettings(ageing_s=-1)
+
+
+def test_counts_by_class_follow_starts_requeues_and_cancels(clock: Clock) -> None:
+    scheduler = make(clock, max_queued=10)
+    scheduler.submit(1, JobOwner(1), "a", 1.0)
+    scheduler.submit(2, JobOwner(1), "a", 1.0)
+    scheduler.submit(3, JobOwner(2, priority=Priority.RELAX), "a", 1.0)
+    assert scheduler.queued_by_class() == {
+        Priority.ADMIN: 0,
+        Priority.NORMAL: 2,
+        Priority.RELAX: 1,
+    }
+    first = scheduler.assign([GPU])
+    assert first is not None
+    assert scheduler.queued_by_class()[Priority.NORMAL] == 1
+    scheduler.requeue(first.job_id)
+    assert scheduler.queued_by_class()[Priority.NORMAL] == 2
+    scheduler.cancel(3)
+    assert scheduler.queued_by_class()[Priority.RELAX] == 0
+    assert scheduler.user_counts(1) == (2, 0)

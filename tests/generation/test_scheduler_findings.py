@@ -195,6 +195,21 @@ def test_relax_starts_within_ageing_plus_one_job_under_overload(overload: float)
     assert 300.0 <= clock.now <= 300.0 + 10.0
 
 
+def test_a_relax_job_is_listed_as_normal_once_it_has_waited() -> None:
+    clock = Clock()
+    scheduler = make(clock, ageing_s=300.0)
+    scheduler.submit(0, JobOwner(0, priority=Priority.RELAX), PLAYGROUND, 10.0)
+    for job in range(1, 4):
+        scheduler.submit(job, JobOwner(job), PLAYGROUND, 10.0)
+    assert scheduler.position(0)[0] == 4  # type: ignore[index]
+    clock.now = 300.0
+    scheduler.submit(4, JobOwner(4), PLAYGROUND, 10.0)
+    listing = scheduler.waiting()
+    assert (listing[0].job_id, listing[0].priority) == (0, Priority.NORMAL)
+    assert scheduler.position(0)[0] == 1  # type: ignore[index]
+    assert scheduler.queued_by_class()[Priority.RELAX] == 1  # the class it was asked in
+
+
 # ---- 5. ETAs count what is running; positions are cheap; users are forgotten -----------------
 
 
