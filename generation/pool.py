@@ -575,6 +575,7 @@ class WorkerPool:
             case ModelLoaded(model=model):
                 if model not in worker.loaded:
                     worker.model_loads += 1
+                    self._scheduler.record_load(model, event.seconds)
                     if self._observer is not None:
                         self._observer.record_model_load(worker.id, model)
                 worker.loaded = event.loaded

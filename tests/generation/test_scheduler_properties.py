@@ -1,12 +1,17 @@
 """Properties of the fair scheduler under random operations (hypothesis).
 
 The state machine keeps its own record of every job and checks the scheduler against it after
-each step: no job lost or run twice, per-user FIFO, admission limits, the soft running cap, and
-work conservation (no idle GPU while a job it may run waits).
+each step: no job lost or run twice, a person's jobs in the order asked among those a GPU may
+run, admission limits, the soft running cap scaled by weight, work conservation (no idle GPU
+while a job it may run waits), positions that agree with the listing, and no ETA of 0 s while
+every GPU that may run the job is busy. Further properties: weighted fair share, ageing never
+reorders normal jobs, and relax waits at most `ageing_s` plus one job.
 """
 
 from __future__ import annotations
 
+import bisect
+import math
 from collections import defaultdict
 
 from hypothesis import given, settings
@@ -23,6 +28,10 @@ WORKERS = {
     "b-only": WorkerView("b-only", models=frozenset({"b"})),
 }
 MAX_QUEUED, MAX_RUNNING = 4, 1
+
+
+def weight_of(user: int) -> float:
+    return 2.0 if user % 2 else 1.0
 
 
 class SchedulerMachine(RuleBasedStateMachine):
@@ -42,12 +51,17 @@ class SchedulerMachine(RuleBasedStateMachine):
         self.running: dict[str, int] = {}  # worker → job
         self.finished: set[int] = set()
         self.loaded: dict[str, frozenset[str]] = {w: frozenset() for w in WORKERS}
+        self.dispatched_once = False  # the scheduler has seen every worker
 
     def waiting_ids(self) -> set[int]:
         return {job for queue in self.queues.values() for job in queue}
 
     def running_of(self, user: int) -> int:
         return sum(self.owner_of[job] == user for job in self.running.values())
+
+    @staticmethod
+    def cap(user: int) -> int:
+        return math.ceil(MAX_RUNNING * weight_of(user))
 
     @rule(
         user=st.integers(0, 4),
@@ -56,7 +70,7 @@ class SchedulerMachine(RuleBasedStateMachine):
         priority=st.sampled_from(list(Priority)),
     )
     def submit(self, user: int, model: str, work: float, priority: Priority) -> None:
-        owner = JobOwner(user, priority=priority)
+        owner = JobOwner(user, priority=priority, weight=weight_of(user))
         try:
             self.scheduler.check_admission(owner)
         except QueueFull:
@@ -71,21 +85,22 @@ class SchedulerMachine(RuleBasedStateMachine):
 
     @rule()
     def dispatch(self) -> None:
+        self.dispatched_once = True
         while True:
             idle = [
                 WorkerView(w, view.models, self.loaded[w])
                 for w, view in WORKERS.items()
                 if w not in self.running
             ]
-            runnable_heads = {
-                user: queue[0]
+            runnable = {
+                user
                 for user, queue in self.queues.items()
-                if queue and any(w.may_run(self.model_of[queue[0]]) for w in idle)
+                if any(w.may_run(self.model_of[job]) for w in idle for job in queue)
             }
             assignment = self.scheduler.assign(idle)
             if assignment is None:
                 # Work conserving: only a pause leaves a runnable job waiting beside an idle GPU.
-                assert self.scheduler.paused or not runnable_heads
+                assert self.scheduler.paused or not runnable
                 return
             job, worker = assignment.job_id, assignment.worker_id
             user = self.owner_of[job]
@@ -93,11 +108,13 @@ class SchedulerMachine(RuleBasedStateMachine):
             assert job not in self.running.values()
             assert worker not in self.running
             assert WORKERS[worker].may_run(self.model_of[job])
-            assert self.queues[user][0] == job  # per-user FIFO
-            if self.running_of(user) >= MAX_RUNNING:  # soft cap: only if nobody else could go
-                uncapped = [u for u in runnable_heads if self.running_of(u) < MAX_RUNNING]
+            # The first of this person's jobs that this GPU may run.
+            may_run = [j for j in self.queues[user] if WORKERS[worker].may_run(self.model_of[j])]
+            assert may_run[0] == job
+            if self.running_of(user) >= self.cap(user):  # soft cap: only if nobody else could go
+                uncapped = [u for u in runnable if self.running_of(u) < self.cap(u)]
                 assert not uncapped
-            self.queues[user].pop(0)
+            self.queues[user].remove(job)
             self.running[worker] = job
             self.loaded[worker] = frozenset({self.model_of[job]})
 
@@ -116,7 +133,7 @@ class SchedulerMachine(RuleBasedStateMachine):
         worker = data.draw(st.sampled_from(sorted(self.running)))
         job = self.running.pop(worker)
         self.scheduler.requeue(job)
-        self.queues[self.owner_of[job]].insert(0, job)
+        bisect.insort(self.queues[self.owner_of[job]], job)  # ids grow in the order asked
         self.loaded[worker] = frozenset()
 
     @precondition(lambda self: self.owner_of)
@@ -162,6 +179,17 @@ class SchedulerMachine(RuleBasedStateMachine):
         assert [w.position for w in listing] == list(range(1, len(listing) + 1))
         for user, queue in self.queues.items():  # a user's jobs are listed in their order
             assert [w.job_id for w in listing if w.user_id == user] == queue
+        for waiting in listing:
+            assert self.scheduler.position(waiting.job_id) == (waiting.position, waiting.eta_s)
+
+    @invariant()
+    def no_eta_of_zero_while_every_gpu_that_may_run_it_is_busy(self) -> None:
+        if not self.dispatched_once:  # until then the scheduler has not seen the workers
+            return
+        for waiting in self.scheduler.waiting():
+            eligible = [w for w, view in WORKERS.items() if view.may_run(waiting.model)]
+            if all(w in self.running for w in eligible):
+                assert waiting.eta_s > 0.0
 
 
 TestSchedulerMachine = SchedulerMachine.TestCase
@@ -180,7 +208,7 @@ def test_backlogged_users_share_within_one_largest_job(
     """Users who all wait from the start receive weighted GPU time (cost / weight of the jobs
     they were given) that differs by at most the largest single job's cost / weight."""
     scheduler = FairScheduler(
-        SchedulerSettings(max_queued=1000, max_running=gpus, lookahead=0),
+        SchedulerSettings(max_queued=1000, max_running=gpus, swap_lead_s=0.0),
         cost_factors={"m": 1.0},
         capacity=gpus,
         clock=lambda: 0.0,
@@ -209,3 +237,80 @@ def test_backlogged_users_share_within_one_largest_job(
                 assert max(service.values()) - min(service.values()) <= bound + 1e-9
         finished = running.pop(data.draw(st.integers(0, len(running) - 1)))
         scheduler.finish(finished, costs[finished])
+
+
+def normal_order(ageing_s: float | None, arrivals: list[tuple[int, bool, float]]) -> list[int]:
+    """Jobs of normal and admin people arriving (user, admin?, seconds later) on one GPU; the
+    order they run in."""
+    now = [0.0]
+    scheduler = FairScheduler(
+        SchedulerSettings(max_queued=1000, ageing_s=ageing_s),
+        cost_factors={"m": 1.0},
+        clock=lambda: now[0],
+    )
+    order: list[int] = []
+    running: int | None = None
+    for job, (user, admin, later) in enumerate(arrivals):
+        now[0] += later
+        priority = Priority.ADMIN if admin else Priority.NORMAL
+        scheduler.submit(job, JobOwner(user, priority=priority), "m", 1.0 + job % 3)
+        if running is not None and job % 2:
+            scheduler.finish(running, 1.0 + running % 3)
+            running = None
+        if running is None and (found := scheduler.assign([WorkerView("g")])):
+            running = found.job_id
+            order.append(running)
+    while True:
+        if running is not None:
+            scheduler.finish(running, 1.0 + running % 3)
+        found = scheduler.assign([WorkerView("g")])
+        if found is None:
+            return order
+        running = found.job_id
+        order.append(running)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    arrivals=st.lists(
+        st.tuples(st.integers(0, 4), st.booleans(), st.floats(0.0, 2000.0)), max_size=30
+    )
+)
+def test_ageing_never_reorders_normal_or_admin_jobs(
+    arrivals: list[tuple[int, bool, float]],
+) -> None:
+    assert normal_order(1.0, arrivals) == normal_order(None, arrivals)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    ageing_s=st.floats(10.0, 500.0),
+    lengths=st.lists(st.floats(1.0, 30.0), min_size=5, max_size=20),
+    overload=st.floats(1.0, 4.0),
+)
+def test_relax_waits_at_most_ageing_plus_one_job(
+    ageing_s: float, lengths: list[float], overload: float
+) -> None:
+    """On one GPU under any overload of normal newcomers, a relax job starts within `ageing_s`
+    plus the longest job."""
+    now = [0.0]
+    scheduler = FairScheduler(
+        SchedulerSettings(max_queued=10**6, ageing_s=ageing_s),
+        cost_factors={"m": 1.0},
+        clock=lambda: now[0],
+    )
+    scheduler.submit(0, JobOwner(0, priority=Priority.RELAX), "m", 5.0)
+    mean = sum(lengths) / len(lengths)
+    arrivals, job = 0.0, 1
+    while True:
+        while arrivals <= now[0]:
+            scheduler.submit(job, JobOwner(job), "m", lengths[job % len(lengths)])
+            job += 1
+            arrivals += mean / overload
+        found = scheduler.assign([WorkerView("g")])
+        assert found is not None
+        if found.job_id == 0:
+            break
+        now[0] += lengths[found.job_id % len(lengths)]
+        scheduler.finish(found.job_id, lengths[found.job_id % len(lengths)])
+        assert now[0] <= ageing_s + max(lengths) + 1e-6

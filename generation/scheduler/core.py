@@ -1,0 +1,513 @@
+"""`FairScheduler`: which waiting job runs next, and on which idle GPU.
+
+A pure, synchronous core (no asyncio, torch or discord) so a simulation can drive it and each
+decision is easy to test. The policy, in order (the README's "How the queue decides"):
+
+1. **Classes.** `admin` before `normal` before `relax`. A relax job that has waited `ageing_s`
+   joins the normal class as a newcomer would (rule 3), so relax never starves at any load.
+2. **Running cap (soft).** A person running `ceil(max_running x weight)` jobs waits behind
+   everyone under their cap, but still gets a GPU nobody else can use.
+3. **Fair share** by start-time fair queuing (Goyal et al., SIGCOMM 1996): a job gets a start
+   tag, `max(its person's finish tag, the class's virtual time)`, and its person's finish tag
+   grows by its estimated GPU-seconds / weight. The least tag goes first. The virtual time is
+   the greatest tag started so far, or the least tag waiting if that is lower, and the greatest
+   finish tag once the class has nothing waiting or running; so a newcomer or someone back from
+   a pause goes before everyone who has been served (ties go to the newcomer), and banks no
+   credit for time away. Measured times settle the finish tag.
+4. **Per-GPU order.** A person's jobs run in the order asked among the jobs a given GPU may
+   run: a later job may start on a GPU that cannot run the earlier one.
+5. **Model swaps.** If the fairest job's model is not loaded on any idle GPU that may run it,
+   a job of the same class and cap tier whose model is loaded there goes first when its tag is
+   within `swap_lead_s` of the fairest one's. Each such pass moves the passer's finish tag on,
+   so the fairest job waits at most until everyone else is `swap_lead_s` of weighted
+   GPU-seconds ahead of it.
+
+Submit, dispatch, finish and cancel are O(log n) in waiting jobs (tags are fixed at
+submission; users sit in heaps per class, cap tier and model); a position is a rank in a sorted
+list of tags, O(log n), and an ETA adds O(GPUs).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+
+from generation.jobs import JobOwner, Priority
+from generation.scheduler.book import ClassBook
+from generation.scheduler.estimates import Estimates, left_s, start_after
+from generation.scheduler.people import AT_CAP, UNDER_CAP, Entry, Job, PeopleHeaps, Person
+from generation.scheduler.types import (
+    Assignment,
+    NotAccepting,
+    QueueFull,
+    SchedulerSettings,
+    WaitingJob,
+    WorkerView,
+)
+
+_CLASSES = tuple(Priority)  # highest first
+_RANK = {priority: rank for rank, priority in enumerate(_CLASSES)}
+_NORMAL, _RELAX = _RANK[Priority.NORMAL], _RANK[Priority.RELAX]
+
+
+class FairScheduler:
+    """Orders waiting jobs; see the module docstring for the policy."""
+
+    def __init__(
+        self,
+        settings: SchedulerSettings | None = None,
+        *,
+        cost_factors: Mapping[str, float] | None = None,
+        capacity: int = 1,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """`cost_factors`: each model's prior speed in seconds per work unit (the catalogue's
+        `cost_factor`), replaced by measurements as jobs finish. `capacity`: how many workers run
+        jobs (for ETAs, until each has been seen idle). `clock`: seconds."""
+        self.settings = settings or SchedulerSettings()
+        self.capacity = capacity
+        self._clock = clock
+        self._estimates = Estimates(cost_factors or {}, self.settings.speed_smoothing)
+        self._users: dict[int, Person] = {}
+        self._queued: dict[int, Job] = {}
+        self._running: dict[int, Job] = {}
+        self._asked_by_class = [0] * len(_CLASSES)
+        self._books = [ClassBook() for _ in _CLASSES]
+        self._people = PeopleHeaps()
+        self._ageing: list[tuple[float, int, Job]] = []
+        self._forget: list[tuple[float, int, int]] = []  # (finish tag, class, user) to prune
+        self._workers: dict[str, frozenset[str] | None] = {}  # seen workers: models allowed
+        self._seqs = itertools.count()
+        self._paused = False
+        self._accepting = True
+
+    # ---- admission and submission -----------------------------------------------------------
+
+    def check_admission(self, owner: JobOwner) -> None:
+        """Raise `QueueFull` (or `NotAccepting`) if `owner` may not queue one more job now."""
+        if not self._accepting:
+            raise NotAccepting()
+        limit = owner.max_queued or self.settings.max_queued
+        user = self._users.get(owner.user_id)
+        waiting = user.waiting if user else 0
+        if waiting >= limit:
+            raise QueueFull(
+                f"You already have {waiting} job{'s' if waiting != 1 else ''} waiting, the most "
+                f"allowed at once. Wait for one to start, or cancel one."
+            )
+        capacity = self.settings.queue_capacity
+        if capacity is not None and len(self._queued) >= capacity:
+            raise QueueFull(
+                f"The queue is full ({capacity:,} jobs waiting); try again in a few minutes."
+            )
+
+    def submit(
+        self,
+        job_id: int,
+        owner: JobOwner,
+        model: str,
+        work: float,
+        *,
+        queued_at: float | None = None,
+    ) -> None:
+        """Queue a job behind its person's earlier jobs. Limits are not checked here (see
+        `check_admission`): a job accepted before a restart is always taken back."""
+        if job_id in self._queued or job_id in self._running:
+            raise ValueError(f"Job {job_id} is already in the scheduler.")
+        user = self._user(owner)
+        now = self._clock()
+        queued_at = now if queued_at is None else queued_at
+        asked = _RANK[owner.priority]
+        # A job never goes in a higher class than an earlier waiting job of the same person.
+        rank = max([asked, *(q[-1].rank for q in user.by_model.values() if q)])
+        job = Job(job_id, user, model, work, rank, asked, queued_at, next(self._seqs))
+        ageing = self.settings.ageing_s
+        if rank == _RELAX and ageing is not None:
+            if queued_at + ageing <= now:
+                job.rank = _NORMAL
+            else:
+                heapq.heappush(self._ageing, (queued_at + ageing, job.seq, job))
+        self._tag(job)
+        user.by_model.setdefault(model, deque()).append(job)
+        self._add_waiting(job)
+        self._place(user)
+
+    # ---- dispatch -------------------------------------------------------------------------
+
+    def assign(self, idle: Sequence[WorkerView]) -> Assignment | None:
+        """Pick the next job for one of the `idle` workers and mark it running.
+
+        Returns None when paused or when none of these workers may run any waiting job. Call it
+        again (without the chosen worker) while workers are idle.
+        """
+        for worker in idle:
+            self._workers[worker.id] = worker.models
+        if self._paused or not idle:
+            return None
+        now = self._clock()
+        self._lift_aged(now)
+        everything = any(worker.models is None for worker in idle)
+        allowed = set().union(*(w.models for w in idle if w.models is not None))
+        for tier in (UNDER_CAP, AT_CAP):
+            for rank in range(len(_CLASSES)):
+                by_model = self._people.level(tier, rank)
+                if not by_model:
+                    continue
+                heaps = [h for m, h in by_model.items() if h and (everything or m in allowed)]
+                fairest = self._people.fairest(heaps)
+                if fairest is None:
+                    continue
+                user, model = fairest[4], fairest[5]
+                job = user.by_model[model][0]
+                choice = self._warm_choice(job, idle, by_model)
+                if choice is None:
+                    worker = min(
+                        (w for w in idle if w.may_run(model)),
+                        key=lambda w: (_breadth(w), self._demand(w.loaded)),
+                    )
+                    choice = job, worker
+                return self._start(*choice, now)
+        return None
+
+    def _warm_choice(
+        self, job: Job, idle: Sequence[WorkerView], by_model: dict[str, list[Entry]]
+    ) -> tuple[Job, WorkerView] | None:
+        """`job` on a GPU that holds its model; else the fairest job of the same class and
+        cap tier whose model an idle GPU holds, if its tag is within `swap_lead_s` of `job`'s;
+        else None (`job` loads its model)."""
+        warm = [w for w in idle if job.model in w.loaded and w.may_run(job.model)]
+        if warm:
+            return job, min(warm, key=lambda w: (_breadth(w), len(w.loaded)))
+        lead = self.settings.swap_lead_s
+        if lead <= 0:
+            return None
+        limit = job.key[0] + lead
+        best: tuple[Entry, WorkerView] | None = None
+        for worker in idle:
+            for model in worker.loaded:
+                heap = by_model.get(model)
+                if not heap or not worker.may_run(model):
+                    continue
+                found = self._people.first_valid(heap, worker, limit)
+                if found is not None and (best is None or found < best[0]):
+                    best = found, worker
+        if best is None:
+            return None
+        entry, worker = best
+        return entry[4].by_model[entry[5]][0], worker
+
+    def _start(self, job: Job, worker: WorkerView, now: float) -> Assignment:
+        user = job.user
+        queue = user.by_model[job.model]
+        queue.popleft()
+        if not queue:
+            del user.by_model[job.model]
+        self._remove_waiting(job)
+        book = self._books[job.rank]
+        book.virtual = max(book.virtual, job.key[0])
+        cold = job.model not in worker.loaded
+        self._estimates.record_dispatch(cold)
+        estimate = self.estimate(job.model, job.work)
+        job.charged, job.started_at, job.worker = estimate, now, worker.id
+        job.expected = estimate + (self._estimates.load_s(job.model) if cold else 0.0)
+        user.running += 1
+        self._running[job.id] = job
+        self._place(user)
+        self._prune()
+        return Assignment(job.id, worker.id, estimate)
+
+    # ---- completion ------------------------------------------------------------------------
+
+    def finish(self, job_id: int, gpu_seconds: float, *, measured: bool = True) -> None:
+        """A running job ended. Its person's finish tag is settled to `gpu_seconds`; a
+        `measured` run (a normal completion) also updates its model's measured speed."""
+        job = self._running.pop(job_id)
+        user = job.user
+        user.running -= 1
+        user.finish[job.rank] += (gpu_seconds - job.charged) / user.weight
+        book = self._books[job.rank]
+        book.max_finish = max(book.max_finish, user.finish[job.rank])
+        if measured and job.work > 0:
+            self._estimates.measure(job.model, gpu_seconds / job.work)
+        self._place(user)
+        self._maybe_forget(user)
+        self._end_busy_period(job.rank)
+
+    def requeue(self, job_id: int) -> None:
+        """Put a running job back among its person's waiting jobs in the order asked (its worker
+        died); it keeps its tag, so it runs as soon as it would have."""
+        job = self._running.pop(job_id)
+        user = job.user
+        user.running -= 1
+        higher = [j for j in user.jobs() if j.rank < job.rank]
+        if higher:  # later jobs of theirs went in a higher class: it joins them, first
+            job.rank = min(j.rank for j in higher)
+            job.key = (min(j.key[0] for j in higher if j.rank == job.rank), 0, job.seq)
+        queue = user.by_model.setdefault(job.model, deque())
+        queue.insert(next((i for i, j in enumerate(queue) if j.seq > job.seq), len(queue)), job)
+        self._add_waiting(job)
+        self._place(user)
+
+    def cancel(self, job_id: int) -> bool:
+        """Remove a waiting job. False when it is not waiting (running, finished or unknown)."""
+        job = self._queued.get(job_id)
+        if job is None:
+            return False
+        user = job.user
+        queue = user.by_model[job.model]
+        queue.remove(job)
+        if not queue:
+            del user.by_model[job.model]
+        self._remove_waiting(job)
+        if user.finish.get(job.rank) == job.key[0] + job.cost / user.weight:
+            user.finish[job.rank] = job.key[0]  # it was their last: its time is given back
+        self._place(user)
+        self._maybe_forget(user)
+        self._end_busy_period(job.rank)
+        return True
+
+    def cancel_user(self, user_id: int) -> list[int]:
+        """Remove all of a user's waiting jobs; their ids, oldest first."""
+        user = self._users.get(user_id)
+        ids = sorted((job.seq, job.id) for job in user.jobs()) if user else []
+        return [job_id for _, job_id in ids if self.cancel(job_id)]
+
+    def record_load(self, model: str, seconds: float) -> None:
+        """A GPU loaded `model` in `seconds` (for ETAs)."""
+        self._estimates.record_load(model, seconds)
+
+    # ---- pause, resume, close --------------------------------------------------------------
+
+    def pause(self) -> None:
+        """Stop dispatching; running jobs finish and waiting jobs keep their places."""
+        self._paused = True
+
+    def resume(self) -> None:
+        self._paused = False
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def close(self) -> None:
+        """Refuse new submissions from now on (shutdown); what is queued stays queued."""
+        self._accepting = False
+
+    @property
+    def accepting(self) -> bool:
+        return self._accepting
+
+    # ---- speeds, estimates and the queue as people see it ----------------------------------
+
+    def speed(self, model: str) -> float:
+        """Seconds per work unit for `model`: measured when any job has finished, else the prior."""
+        return self._estimates.speed(model)
+
+    def model_speeds(self) -> dict[str, float]:
+        """Each known model's speed in seconds per work unit (see `work_units`)."""
+        return self._estimates.speeds()
+
+    def estimate(self, model: str, work: float) -> float:
+        """Estimated GPU-seconds of a job of `work` units on `model`."""
+        return self._estimates.speed(model) * work
+
+    def is_queued(self, job_id: int) -> bool:
+        return job_id in self._queued
+
+    def is_running(self, job_id: int) -> bool:
+        return job_id in self._running
+
+    @property
+    def queued_count(self) -> int:
+        return len(self._queued)
+
+    @property
+    def running_count(self) -> int:
+        return len(self._running)
+
+    @property
+    def known_users(self) -> int:
+        """People the scheduler remembers (waiting, running, or ahead of the fair share)."""
+        return len(self._users)
+
+    def queued_by_class(self) -> dict[Priority, int]:
+        """Waiting jobs per priority class (the class each was submitted with)."""
+        return dict(zip(_CLASSES, self._asked_by_class, strict=True))
+
+    def user_counts(self, user_id: int) -> tuple[int, int]:
+        """(waiting, running) jobs of a user."""
+        user = self._users.get(user_id)
+        return (user.waiting, user.running) if user else (0, 0)
+
+    def position(self, job_id: int) -> tuple[int, float] | None:
+        """(position, ETA in seconds) of a waiting job, or None when it is not waiting.
+
+        The position counts the waiting jobs in higher classes and those of its class with a
+        lesser tag: O(log n). Caps and swaps can change the order a little: the ETA is an
+        estimate (see `_eta`)."""
+        now = self._clock()
+        self._lift_aged(now)
+        job = self._queued.get(job_id)
+        if job is None:
+            return None
+        ahead = sum(len(book) for book in self._books[: job.rank])
+        ahead += self._books[job.rank].rank(job.key, job.id)
+        return ahead + 1, self._eta(job, ahead, now)
+
+    def waiting(self, limit: int | None = None) -> list[WaitingJob]:
+        """The first `limit` waiting jobs (all when None) in projected order, with ETAs."""
+        now = self._clock()
+        self._lift_aged(now)
+        listed = itertools.islice(
+            itertools.chain.from_iterable(b.order for b in self._books), limit
+        )
+        listing = []
+        for ahead, (_, job_id) in enumerate(listed):
+            job = self._queued[job_id]
+            eta = self._eta(job, ahead, now)
+            listing.append(
+                WaitingJob(job.id, job.user.id, job.model, _CLASSES[job.rank], ahead + 1, eta)
+            )
+        return listing
+
+    # ---- internals -------------------------------------------------------------------------
+
+    def _user(self, owner: JobOwner) -> Person:
+        user = self._users.get(owner.user_id)
+        if user is None:
+            user = self._users[owner.user_id] = Person(owner.user_id)
+        weight = owner.weight if owner.weight > 0 else 1.0
+        if weight != user.weight:
+            for rank in {job.rank for job in user.jobs()}:
+                self._books[rank].active_weight += weight - user.weight
+            user.weight = weight
+        user.cap = self.settings.running_cap(weight, owner.max_running)
+        return user
+
+    def _floor(self, rank: int) -> float:
+        """The class's virtual time: the greatest tag started, or the least waiting if lower."""
+        return self._books[rank].floor()
+
+    def _tag(self, job: Job) -> None:
+        """Give `job` its start tag in its class and advance its person's finish tag."""
+        user, rank = job.user, job.rank
+        floor = self._floor(rank)
+        earlier = [j.key[0] for j in user.jobs() if j.rank == rank and j is not job]
+        start = max([user.finish.get(rank, floor), *earlier])
+        job.cost = self.estimate(job.model, job.work)
+        newcomer = not earlier and start <= floor  # first in line: ahead of the served on ties
+        job.key = (max(start, floor), 0 if newcomer else 1, job.seq)
+        user.finish[rank] = job.key[0] + job.cost / user.weight
+        book = self._books[rank]
+        book.max_finish = max(book.max_finish, user.finish[rank])
+
+    def _add_waiting(self, job: Job) -> None:
+        user = job.user
+        if not any(j.rank == job.rank for j in user.jobs() if j is not job):
+            self._books[job.rank].active_weight += user.weight
+        user.waiting += 1
+        self._asked_by_class[job.asked_rank] += 1
+        self._queued[job.id] = job
+        self._books[job.rank].add(job.key, job.id, job.model, job.work)
+
+    def _remove_waiting(self, job: Job) -> None:
+        """Forget `job` as waiting (it is already out of its person's queues)."""
+        user = job.user
+        user.waiting -= 1
+        self._asked_by_class[job.asked_rank] -= 1
+        if not any(j.rank == job.rank for j in user.jobs() if j is not job):
+            self._books[job.rank].active_weight -= user.weight
+        del self._queued[job.id]
+        self._books[job.rank].remove(job.key, job.id, job.model, job.work)
+
+    def _lift_aged(self, now: float) -> None:
+        """Relax jobs that have waited `ageing_s` join the normal class, newly tagged there."""
+        while self._ageing and self._ageing[0][0] <= now:
+            _, _, job = heapq.heappop(self._ageing)
+            if job.id not in self._queued or job.rank != _RELAX:
+                continue
+            self._remove_waiting(job)
+            job.rank = _NORMAL
+            self._tag(job)
+            self._add_waiting(job)
+            self._place(job.user)
+
+    def _place(self, user: Person) -> None:
+        self._people.place(user, len(self._users))
+
+    def _maybe_forget(self, user: Person) -> None:
+        """Forget an idle user once no class's virtual time is behind their finish tags (they
+        would start from the virtual time anyway); until then, remember to look again."""
+        if user.waiting or user.running:
+            return
+        behind = [(f, r) for r, f in user.finish.items() if f > self._books[r].virtual]
+        if not behind:
+            self._users.pop(user.id, None)
+        for finish, rank in behind:
+            heapq.heappush(self._forget, (finish, rank, user.id))
+
+    def _end_busy_period(self, rank: int) -> None:
+        """When a class has nothing waiting or running, its virtual time moves to the greatest
+        finish tag (as in start-time fair queuing): the next ones to come start level."""
+        book = self._books[rank]
+        if book.order or any(job.rank == rank for job in self._running.values()):
+            return
+        book.virtual = max(book.virtual, book.max_finish)
+        self._prune()
+
+    def _prune(self) -> None:
+        """Forget the idle users whose finish tags the virtual times have now passed."""
+        while self._forget and self._forget[0][0] <= self._books[self._forget[0][1]].virtual:
+            _, _, user_id = heapq.heappop(self._forget)
+            user = self._users.get(user_id)
+            if user is not None:
+                self._maybe_forget(user)
+
+    def _eta(self, job: Job, ahead: int, now: float) -> float:
+        """Seconds until `job` starts, with `ahead` jobs listed before it.
+
+        The work ahead is the waiting work of higher classes, plus its class's work up to its
+        tag as a fluid fair share would serve it (tag minus virtual time, times the weights of
+        the people waiting), plus the expected model loads of the jobs ahead. It is spread over
+        the GPUs that may run its model, each from when its running job is expected to end
+        (overrunning jobs are never counted as done). Its person's own earlier jobs are spread
+        over at most their running cap."""
+        free = {
+            w: 0.0 for w, models in self._workers.items() if models is None or job.model in models
+        }
+        own_free = []
+        for running in self._running.values():
+            left = left_s(running.expected, now - running.started_at)
+            if running.worker in free:
+                free[running.worker] = left
+            if running.user is job.user:
+                own_free.append(left)
+        unseen = max(0, self.capacity - len(self._workers))
+        free_in = [*free.values(), *[0.0] * unseen] or [0.0]
+        higher = self._books[: job.rank]
+        work = sum(book.work_s(self.speed) for book in higher)
+        in_class = ahead - sum(len(book) for book in higher)
+        work += self._books[job.rank].fluid_work_s(job.key[0], in_class, self.speed)
+        work += ahead * self._estimates.cold_share * self._estimates.mean_load_s()
+        eta = start_after(free_in, work)
+        earlier = [j for j in job.user.jobs() if j.seq < job.seq]
+        mine = sum(self.estimate(j.model, j.work) for j in earlier)
+        others = sum(book.work_s(self.speed) for book in self._books) - mine - job.cost
+        if mine and others >= mine:  # the cap holds while others wait
+            lanes = min(job.user.cap, len(free_in))
+            own = sorted(own_free)[:lanes] + [0.0] * max(0, lanes - len(own_free))
+            eta = max(eta, start_after(own, mine))
+        return eta
+
+    def _demand(self, models: frozenset[str]) -> float:
+        """Waiting work units for `models`: a load evicts the GPU's least wanted models."""
+        return sum(book.work.get(model, 0.0) for book in self._books for model in models)
+
+
+def _breadth(worker: WorkerView) -> float:
+    """How many models a worker may run: the narrowest GPU that may run a job is kept busy
+    first, leaving broader ones for jobs only they can run."""
+    return float("inf") if worker.models is None else len(worker.models)

@@ -1,0 +1,126 @@
+"""The scheduler's records of waiting people and jobs, and the heaps that find the fairest.
+
+People sit in one min-heap per (cap tier, class, model), keyed by the order key of their first
+waiting job of that model; a change re-pushes a person's entries and leaves the old ones stale
+(lazy deletion), so each update is O(models x log n).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from generation.scheduler.book import Key
+from generation.scheduler.types import WorkerView
+
+UNDER_CAP, AT_CAP = 0, 1
+_SWAP_SCAN = 16  # entries looked at per loaded model for a swap-saving job (a cost bound only)
+
+
+@dataclass(slots=True, eq=False)
+class Job:
+    id: int
+    user: Person
+    model: str
+    work: float
+    rank: int  # class now (a relax job moves to normal when it has waited ageing_s)
+    asked_rank: int  # class it was submitted with
+    queued_at: float
+    seq: int
+    key: Key = (0.0, 1, 0)
+    cost: float = 0.0  # estimated GPU-seconds when its tag was set
+    charged: float = 0.0
+    expected: float = 0.0  # estimated GPU-seconds of occupancy at dispatch, a model load included
+    started_at: float = 0.0
+    worker: str = ""
+
+
+@dataclass(slots=True, eq=False)
+class Person:
+    id: int
+    weight: float = 1.0
+    cap: int = 1
+    running: int = 0
+    finish: dict[int, float] = field(default_factory=dict)  # finish tag per class
+    by_model: dict[str, deque[Job]] = field(default_factory=dict)  # waiting, in order asked
+    entries: dict[str, int] = field(default_factory=dict)  # live heap entry per model
+    waiting: int = 0
+
+    def jobs(self) -> Iterator[Job]:
+        for queue in self.by_model.values():
+            yield from queue
+
+    def first_for(self, worker: WorkerView) -> Job | None:
+        """Their first waiting job (in the order asked) that `worker` may run."""
+        heads = [q[0] for m, q in self.by_model.items() if q and worker.may_run(m)]
+        return min(heads, key=lambda job: job.seq, default=None)
+
+
+# A heap entry: (*head job key, entry id, person, model); live while person.entries[model] == id.
+Entry = tuple[float, int, int, int, Person, str]
+
+
+class PeopleHeaps:
+    """Per (tier, class): model → heap of the people with a waiting job of that model."""
+
+    def __init__(self) -> None:
+        self._heaps: dict[tuple[int, int], dict[str, list[Entry]]] = {}
+        self._ids = itertools.count()
+        self._count = 0  # entries pushed and not yet popped, live or not
+
+    def level(self, tier: int, rank: int) -> dict[str, list[Entry]]:
+        return self._heaps.get((tier, rank), {})
+
+    def place(self, person: Person, people: int) -> None:
+        """(Re)index each of the person's models under its head job's class and the cap tier.
+        `people`: how many are known (to size the stale-entry budget)."""
+        tier = AT_CAP if person.running >= person.cap else UNDER_CAP
+        person.entries = {}
+        for model, queue in person.by_model.items():
+            head = queue[0]
+            entry = person.entries[model] = next(self._ids)
+            heap = self._heaps.setdefault((tier, head.rank), {}).setdefault(model, [])
+            heapq.heappush(heap, (*head.key, entry, person, model))
+            self._count += 1
+        if self._count > 4 * people + 1024:  # keeps the amortised cost O(1) per push
+            self._compact()
+
+    def fairest(self, heaps: list[list[Entry]]) -> Entry | None:
+        best: Entry | None = None
+        for heap in heaps:
+            top = self._live_top(heap)
+            if top is not None and (best is None or top < best):
+                best = top
+        return best
+
+    def first_valid(self, heap: list[Entry], worker: WorkerView, limit: float) -> Entry | None:
+        """The least live entry with a tag within `limit` whose job is its person's first among
+        the jobs `worker` may run (looking at most `_SWAP_SCAN` entries deep)."""
+        popped, found = [], None
+        while len(popped) < _SWAP_SCAN and (top := self._live_top(heap)) is not None:
+            if top[0] > limit:
+                break
+            if top[4].first_for(worker) is top[4].by_model[top[5]][0]:
+                found = top
+                break
+            popped.append(heapq.heappop(heap))
+        for entry in popped:
+            heapq.heappush(heap, entry)
+        return found
+
+    def _live_top(self, heap: list[Entry]) -> Entry | None:
+        """The heap's least live entry, after dropping the stale ones above it."""
+        while heap and heap[0][3] != heap[0][4].entries.get(heap[0][5]):
+            heapq.heappop(heap)
+            self._count -= 1
+        return heap[0] if heap else None
+
+    def _compact(self) -> None:
+        for by_model in self._heaps.values():
+            for model, heap in by_model.items():
+                by_model[model] = [e for e in heap if e[3] == e[4].entries.get(e[5])]
+                heapq.heapify(by_model[model])
+        self._count = sum(len(h) for m in self._heaps.values() for h in m.values())
