@@ -451,7 +451,11 @@ class Studio:
         return Message(
             content=result_content(record, [note] if note else []),
             uploads=tuple(uploads),
-            view=result_view(record.id, record.request.count),
+            view=result_view(
+                record.id,
+                record.request.count,
+                derived.image_actions(self.settings.catalogue, record.request),
+            ),
         )
 
     async def _deliver_leftovers(self) -> None:

@@ -28,6 +28,12 @@ class Family(StrEnum):
     FLUX = "flux"  # FLUX.1 transformer (dev: guidance-distilled; schnell: timestep-distilled)
 
 
+# The side every image of a family must be a multiple of, or diffusers silently makes another size:
+# SDXL's pipeline refuses sides that are not multiples of its VAE's scale factor (8);
+# FluxPipeline packs 2x2 latent patches and rounds sides down to multiples of 2 x 8 = 16.
+FAMILY_SIDE_MULTIPLE = {Family.PLAYGROUND: 8, Family.FLUX: 16}
+
+
 class UnknownModel(LookupError):
     """A model name that the catalogue does not hold."""
 
@@ -100,6 +106,30 @@ class ModelSpec:
             return max(step, round(side / step) * step)
 
         return fit(math.sqrt(area * ratio)), fit(math.sqrt(area / ratio))
+
+    def upscale_size(self, width: int, height: int, factor: int = 2) -> tuple[int, int] | None:
+        """`factor` times `width` x `height`, or the largest size within the limits at about the
+        same aspect (sides multiples of `multiple_of`); None when nothing larger is allowed."""
+        limits = self.limits
+        step = limits.multiple_of
+        scale = min(
+            factor,
+            limits.max_side / max(width, height),
+            math.sqrt(limits.max_megapixels * 1_000_000 / (width * height)),
+        )
+        new_width = int(width * scale + 1e-9) // step * step
+        while new_width >= width:
+            new_height = min(round(new_width * height / width / step) * step, limits.max_side)
+            fits = (
+                limits.min_side <= new_height
+                and new_width * new_height <= limits.max_megapixels * 1_000_000
+            )
+            if fits and new_width >= width and new_height >= height:
+                if (new_width, new_height) != (width, height):
+                    return new_width, new_height
+                return None
+            new_width -= step
+        return None
 
 
 _SIDE_16 = {"multiple_of": 16}
@@ -270,6 +300,28 @@ def _apply_overrides(base: ModelSpec, name: str, table: Mapping[str, Any]) -> Mo
         raise CatalogueError(f"Model {name!r}: {error}") from None
     if not spec.schedulers:
         raise CatalogueError(f"Model {name!r} lists no scheduler.")
-    if spec.limits.min_side > spec.limits.max_side:
-        raise CatalogueError(f"Model {name!r}: min_side is larger than max_side.")
+    _check_limits(spec)
     return spec
+
+
+def _check_limits(spec: ModelSpec) -> None:
+    """Refuse limits the family cannot honour: every size they allow must be made exactly."""
+    limits, name = spec.limits, spec.name
+    family_step = FAMILY_SIDE_MULTIPLE[spec.family]
+    step = limits.multiple_of
+    if not isinstance(step, int) or step < 1 or step % family_step:
+        raise CatalogueError(
+            f"Model {name!r}: multiple_of = {step} cannot be honoured; {spec.family.value} "
+            f"models make sides in multiples of {family_step}, so use {family_step} or a "
+            f"multiple of it (say {family_step * max(1, round(step / family_step))})."
+        )
+    if limits.min_side > limits.max_side:
+        raise CatalogueError(f"Model {name!r}: min_side is larger than max_side.")
+    for key in ("min_side", "max_side"):
+        value = getattr(limits, key)
+        if value < step or value % step:
+            raise CatalogueError(
+                f"Model {name!r}: {key} = {value} must be a multiple of multiple_of ({step})."
+            )
+    if limits.max_steps < 1:
+        raise CatalogueError(f"Model {name!r}: max_steps must be at least 1.")

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from typing import Any
 
+from generation.img2img import denoising_steps
 from generation.models import Catalogue, ModelSpec, UnknownModel
 
 MAX_COUNT = 4
@@ -179,11 +180,11 @@ def build_request(
     scheduler = _scheduler(spec, scheduler)
     seed_tuple = _seeds(seed, seeds, count)
     init_image, strength = _init(init_image, strength)
-    if strength is not None and int(steps * strength) < 1:
+    if strength is not None and denoising_steps(spec.family, steps, strength) < 1:
         raise RequestError(
             "strength",
-            f"A strength of {strength:g} with {steps} steps runs no step at all; "
-            "raise the strength or the steps (strength × steps must be at least 1).",
+            f"A strength of {strength:g} with {steps} steps runs no step at all on "
+            f"{spec.name}; raise the strength or the steps (strength × steps must be at least 1).",
         )
 
     return GenerationRequest(

@@ -5,6 +5,7 @@ and the database, so a click works on any result message, also after a restart.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any, cast
 
 import discord
@@ -100,10 +101,12 @@ class ResultButton(
             await report_error(interaction, error)
 
 
-def result_view(job_id: int, count: int) -> discord.ui.View:
-    """Per image U (upscale) and V (vary subtle / strong); per job 🔁 🎲 ℹ️ 🗑️."""
+def result_view(job_id: int, count: int, image_actions: Collection[Action] = ()) -> discord.ui.View:
+    """Per image U (upscale) and V (vary subtle / strong), those in `image_actions` (the ones
+    that make a valid job: `bot.derived.image_actions`); per job 🔁 🎲 ℹ️ 🗑️."""
     view = discord.ui.View(timeout=None)
-    for row, (action, label, style) in enumerate(_IMAGE_BUTTONS):
+    offered = [button for button in _IMAGE_BUTTONS if button[0] in image_actions]
+    for row, (action, label, style) in enumerate(offered):
         for index in range(count):
             view.add_item(
                 ResultButton(
@@ -119,7 +122,7 @@ def result_view(job_id: int, count: int) -> discord.ui.View:
                 label=label,
                 emoji=emoji,
                 style=discord.ButtonStyle.danger if danger else discord.ButtonStyle.secondary,
-                row=len(_IMAGE_BUTTONS),
+                row=len(offered),
             )
         )
     return view

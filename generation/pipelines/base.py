@@ -99,7 +99,11 @@ class PipelineFamily(ABC):
             "output_type": "pil",
         }
         if init_image is not None:
-            arguments |= {"image": init_image, "strength": request.strength}
+            # One copy of the init image per image: each is then encoded (a VAE sample) and noised
+            # with that image's own generator, in the order a run of that image alone uses, so
+            # image i of a batch equals a rerun of image i alone. With one shared copy FLUX
+            # encodes it with the first image's generator only, shifting every other image.
+            arguments |= {"image": [init_image] * request.count, "strength": request.strength}
         return arguments | self.family_arguments(request, spec, init_image is not None)
 
     @abstractmethod
@@ -107,6 +111,11 @@ class PipelineFamily(ABC):
         self, request: GenerationRequest, spec: ModelSpec, image_to_image: bool
     ) -> dict[str, Any]:
         """The arguments particular to this family."""
+
+    @abstractmethod
+    def prompt_reader(self, pipe: DiffusionPipeline, spec: ModelSpec) -> tuple[Any, int, str]:
+        """The tokenizer of the encoder that carries the prompt, how many tokens it reads
+        (special tokens included), and that limit in words ("77 CLIP tokens")."""
 
     @abstractmethod
     def preview_latents(
