@@ -37,6 +37,7 @@ from bot.ui.embeds import (
     progress_embed,
     result_content,
 )
+from bot.ui.notes import result_notes
 from bot.ui.progress import Phase, ProgressState
 from generation.jobs import JobEvent, JobOwner, JobQueued, JobRecord, JobStatus
 from generation.request import GenerationRequest
@@ -448,8 +449,13 @@ class Studio:
             png = await self.image(record, index)
             uploads.append(fit_upload(f"atelier-{record.id}-{index + 1}", png, limit))
         note = limit_note(uploads, limit)
+        parent = None
+        if record.request.parent_job is not None:
+            stored = await self.database.get_job(record.request.parent_job)
+            parent = stored.record if stored is not None else None
+        notes = [*result_notes(record, parent), *([note] if note else [])]
         return Message(
-            content=result_content(record, [note] if note else []),
+            content=result_content(record, notes),
             uploads=tuple(uploads),
             view=result_view(
                 record.id,

@@ -74,10 +74,14 @@ class RunFacts:
             "batching": "the batching setting",
         }
         return [
-            f"{label} ({getattr(before, name)} → {getattr(self, name)})"
+            f"{label} ({_short(getattr(before, name))} → {_short(getattr(self, name))})"
             for name, label in names.items()
             if getattr(before, name) != getattr(self, name)
         ]
+
+
+def _short(value: str, limit: int = 24) -> str:
+    return value if len(value) <= limit else value[: limit - 1] + "…"
 
 
 @dataclass(frozen=True, slots=True)

@@ -109,28 +109,33 @@ class ModelSpec:
 
     def upscale_size(self, width: int, height: int, factor: int = 2) -> tuple[int, int] | None:
         """`factor` times `width` x `height`, or the largest size within the limits at about the
-        same aspect (sides multiples of `multiple_of`); None when nothing larger is allowed."""
+        same aspect (sides multiples of `multiple_of`, the ratio within 5%); None when nothing
+        larger is allowed."""
         limits = self.limits
         step = limits.multiple_of
+        long, short = max(width, height), min(width, height)
         scale = min(
             factor,
-            limits.max_side / max(width, height),
+            limits.max_side / long,
             math.sqrt(limits.max_megapixels * 1_000_000 / (width * height)),
         )
-        new_width = int(width * scale + 1e-9) // step * step
-        while new_width >= width:
-            new_height = min(round(new_width * height / width / step) * step, limits.max_side)
-            fits = (
-                limits.min_side <= new_height
-                and new_width * new_height <= limits.max_megapixels * 1_000_000
-            )
-            if fits and new_width >= width and new_height >= height:
-                if (new_width, new_height) != (width, height):
-                    return new_width, new_height
-                return None
-            new_width -= step
+        new_long = int(long * scale + 1e-9) // step * step
+        while new_long >= long:  # the long side sets the aspect's rounding error smallest
+            new_short = round(new_long * short / long / step) * step
+            if (
+                short <= new_short <= limits.max_side
+                and new_long * new_short <= limits.max_megapixels * 1_000_000
+                and abs(new_long / new_short - long / short)
+                <= UPSCALE_ASPECT_TOLERANCE * long / short
+            ):
+                if (new_long, new_short) == (long, short):
+                    return None
+                return (new_long, new_short) if width >= height else (new_short, new_long)
+            new_long -= step
         return None
 
+
+UPSCALE_ASPECT_TOLERANCE = 0.05  # an upscale keeps the aspect ratio within 5%
 
 _SIDE_16 = {"multiple_of": 16}
 

@@ -174,12 +174,14 @@ def build_request(
             f"the limit is {limits.max_prompt_chars:,}.",
         )
 
+    init_image, strength = _init(init_image, strength)
+    if init_image is not None and aspect is None and width is None and height is None:
+        width, height = spec.size_for_aspect(*init_image_size(init_image))
     width, height = _size(spec, width, height, aspect)
     steps = _steps(spec, steps)
     guidance = _guidance(spec, guidance)
     scheduler = _scheduler(spec, scheduler)
     seed_tuple = _seeds(seed, seeds, count)
-    init_image, strength = _init(init_image, strength)
     if strength is not None and denoising_steps(spec.family, steps, strength) < 1:
         raise RequestError(
             "strength",
@@ -317,6 +319,35 @@ def _init(init_image: bytes | None, strength: float | None) -> tuple[bytes | Non
     if not 0.0 < strength <= 1.0:
         raise RequestError("strength", "Strength must be above 0 and at most 1.")
     return init_image, float(strength)
+
+
+def init_image_size(data: bytes) -> tuple[int, int]:
+    """An init image's width and height as seen upright (after its EXIF orientation)."""
+    from io import BytesIO
+
+    from PIL import Image, ImageOps
+
+    with Image.open(BytesIO(data)) as image:
+        width, height = image.size
+        orientation = image.getexif().get(ImageOps.ExifTags.Base.Orientation, 1)
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
+def init_fit_note(request: GenerationRequest) -> str | None:
+    """What was done to an init image whose shape differs from the job's size, in a sentence
+    (the engine scales it to cover the size and crops the centre); None where the shapes agree."""
+    if request.init_image is None:
+        return None
+    width, height = init_image_size(request.init_image)
+    if (
+        abs(width / height - request.width / request.height)
+        <= 0.01 * request.width / request.height
+    ):
+        return None
+    return (
+        f"Your image ({width}x{height}) has another shape than {request.width}x{request.height}: "
+        "it was scaled to cover that size and its centre kept (the edges were cropped)."
+    )
 
 
 def _check_is_image(data: bytes) -> None:
