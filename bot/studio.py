@@ -37,9 +37,10 @@ from bot.ui.embeds import (
     progress_embed,
     result_content,
 )
-from bot.ui.notes import result_notes
+from bot.ui.notes import request_notes, result_notes
 from bot.ui.progress import Phase, ProgressState
 from generation.jobs import JobEvent, JobOwner, JobQueued, JobRecord, JobStatus
+from generation.prompts import PromptReader
 from generation.request import GenerationRequest
 from storage import Database, StorageError, UserSettings
 
@@ -62,6 +63,7 @@ class _Tracker:
     target: Target | None = None
     claimed: bool = False  # a submit in this process will attach the target
     recorded_message: int | None = None  # the progress message storage knows of
+    notes: tuple[str, ...] = ()  # how the job will be made, for the progress message
     target_ready: asyncio.Event = field(default_factory=asyncio.Event)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     final: asyncio.Event = field(default_factory=asyncio.Event)
@@ -92,6 +94,7 @@ class Studio:
         self.database = database
         self.pool = pool
         self._trackers: dict[int, _Tracker] = {}
+        self._prompts = PromptReader()
         self._delivering: set[int] = set()
         self._submitting = 0
         self._no_submits = asyncio.Event()
@@ -154,6 +157,7 @@ class Studio:
         tracker = self._tracker(queued.job_id)
         tracker.claimed = True
         tracker.request = request
+        tracker.notes = tuple(await self._request_notes(request))
         tracker.update(queued)
         try:
             await target.open(self._progress_message(tracker, show_preview=False))
@@ -162,6 +166,15 @@ class Studio:
             target = self._channel_target(owner, target.user_id)
         tracker.attach(target)
         return queued
+
+    async def _request_notes(self, request: GenerationRequest) -> list[str]:
+        """Where the prompt will be cut, what is done to the init image (read off the event
+        loop: the first use of a model loads its tokenizer)."""
+        cut = None
+        if request.model in self.settings.catalogue:
+            spec = self.settings.catalogue[request.model]
+            cut = await asyncio.to_thread(self._prompts.cut, spec, request.prompt)
+        return request_notes(request, cut)
 
     async def job(self, job_id: int) -> JobRecord:
         """The job with this id; `NotFound` when it does not exist or was deleted."""
@@ -395,7 +408,9 @@ class Studio:
         if attach_preview and state.preview is not None:
             uploads = (Upload(PREVIEW_FILENAME, state.preview),)
         return Message(
-            embed=progress_embed(state, tracker.request, show_preview=show_preview),
+            embed=progress_embed(
+                state, tracker.request, show_preview=show_preview, notes=tracker.notes
+            ),
             uploads=uploads,
         )
 

@@ -26,9 +26,10 @@ from generation.metadata import encode_png
 from generation.models import Catalogue, ModelSpec, UnknownModel
 from generation.pipelines import LoadedPipeline, PipelineFamily, family_pipelines
 from generation.pipelines.loading import resolve_source
-from generation.pipelines.provenance import model_revision, prompt_cut_at
+from generation.pipelines.provenance import model_revision
 from generation.pipelines.speed import prepare_call
 from generation.previews import latent_preview_png
+from generation.prompts import find_cut, prompt_tokenizer
 from generation.request import GenerationRequest
 from generation.speed_options import SpeedOptions
 from generation.workers.config import DEVICE_PATTERN
@@ -223,7 +224,7 @@ class Engine:
     def _facts(self, model: _LoadedModel, request: GenerationRequest) -> RunFacts:
         """What besides `request` decided the pixels of this run."""
         pipe = model.loaded.pipe
-        tokenizer, max_tokens, limit = model.family.prompt_reader(pipe, model.spec)
+        cut = find_cut(request.prompt, model.spec, getattr(pipe, prompt_tokenizer(model.spec)))
         return RunFacts(
             model_revision=model.revision,
             diffusers=diffusers.__version__,
@@ -231,8 +232,8 @@ class Engine:
             device_type=self._device_type(),
             precision=self._precision(pipe.dtype),
             batching="fast" if self.speed.fast_batches and request.count > 1 else "per-image",
-            prompt_cut_at=prompt_cut_at(request.prompt, tokenizer, max_tokens),
-            prompt_limit=limit,
+            prompt_cut_at=cut.at if cut else None,
+            prompt_limit=cut.limit if cut else "",
         )
 
     def _device_type(self) -> str:

@@ -125,8 +125,7 @@ class ModelSpec:
             if (
                 short <= new_short <= limits.max_side
                 and new_long * new_short <= limits.max_megapixels * 1_000_000
-                and abs(new_long / new_short - long / short)
-                <= UPSCALE_ASPECT_TOLERANCE * long / short
+                and abs(new_long / new_short - long / short) <= ASPECT_TOLERANCE * long / short
             ):
                 if (new_long, new_short) == (long, short):
                     return None
@@ -135,7 +134,9 @@ class ModelSpec:
         return None
 
 
-UPSCALE_ASPECT_TOLERANCE = 0.05  # an upscale keeps the aspect ratio within 5%
+# Two sizes within 5% of each other's aspect ratio count as the same shape: an upscale keeps it,
+# and an init image that close is fitted without a note (rounding to `multiple_of` costs ~2%).
+ASPECT_TOLERANCE = 0.05
 
 _SIDE_16 = {"multiple_of": 16}
 

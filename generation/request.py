@@ -18,7 +18,7 @@ from enum import StrEnum
 from typing import Any
 
 from generation.img2img import denoising_steps
-from generation.models import Catalogue, ModelSpec, UnknownModel
+from generation.models import ASPECT_TOLERANCE, Catalogue, ModelSpec, UnknownModel
 
 MAX_COUNT = 4
 MAX_SEED = 2**63 - 1
@@ -339,10 +339,8 @@ def init_fit_note(request: GenerationRequest) -> str | None:
     if request.init_image is None:
         return None
     width, height = init_image_size(request.init_image)
-    if (
-        abs(width / height - request.width / request.height)
-        <= 0.01 * request.width / request.height
-    ):
+    ratio = request.width / request.height
+    if abs(width / height - ratio) <= ASPECT_TOLERANCE * ratio:
         return None
     return (
         f"Your image ({width}x{height}) has another shape than {request.width}x{request.height}: "

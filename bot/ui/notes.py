@@ -4,7 +4,8 @@ image of another shape, a rerun made with other model weights or libraries). Pur
 from __future__ import annotations
 
 from generation.jobs import JobRecord
-from generation.request import JobKind, init_fit_note
+from generation.prompts import PromptCut
+from generation.request import GenerationRequest, JobKind, init_fit_note
 
 _UNREAD_SHOWN = 60
 
@@ -15,16 +16,27 @@ def result_notes(record: JobRecord, parent: JobRecord | None) -> list[str]:
     return [note for note in notes if note]
 
 
+def request_notes(request: GenerationRequest, cut: PromptCut | None) -> list[str]:
+    """The notes for the first reply to a new job: where its prompt will be cut (`cut`, from
+    `generation.prompts.PromptReader`) and what is done to its init image."""
+    notes = [cut_sentence(request, cut) if cut else None, init_fit_note(request)]
+    return [note for note in notes if note]
+
+
 def prompt_cut_note(record: JobRecord) -> str | None:
     """Where the text encoder stopped reading the prompt, when it did not read all of it."""
     facts = record.facts
     if facts is None or facts.prompt_cut_at is None:
         return None
-    unread = record.request.prompt[facts.prompt_cut_at :]
+    return cut_sentence(record.request, PromptCut(facts.prompt_cut_at, facts.prompt_limit))
+
+
+def cut_sentence(request: GenerationRequest, cut: PromptCut) -> str:
+    unread = request.prompt[cut.at :]
     shown = unread if len(unread) <= _UNREAD_SHOWN else unread[: _UNREAD_SHOWN - 1] + "…"
     return (
-        f"✂️ {record.request.model} reads {facts.prompt_limit}: it did not read your prompt "
-        f"from “{shown}” on."
+        f"✂️ {request.model} reads {cut.limit}: it does not read your prompt from “{shown}” on "
+        "(put what matters first)."
     )
 
 

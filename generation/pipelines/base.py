@@ -113,11 +113,6 @@ class PipelineFamily(ABC):
         """The arguments particular to this family."""
 
     @abstractmethod
-    def prompt_reader(self, pipe: DiffusionPipeline, spec: ModelSpec) -> tuple[Any, int, str]:
-        """The tokenizer of the encoder that carries the prompt, how many tokens it reads
-        (special tokens included), and that limit in words ("77 CLIP tokens")."""
-
-    @abstractmethod
     def preview_latents(
         self, latents: torch.Tensor, request: GenerationRequest, vae_scale_factor: int
     ) -> torch.Tensor:

@@ -6,7 +6,6 @@ from typing import Any
 
 import torch
 from diffusers import (
-    DiffusionPipeline,
     FlowMatchEulerDiscreteScheduler,
     FluxImg2ImgPipeline,
     FluxPipeline,
@@ -57,11 +56,6 @@ class FluxFamily(PipelineFamily):
             "height": request.height,
             "max_sequence_length": spec.max_sequence_length or _DEFAULT_SEQUENCE_LENGTH,
         }
-
-    def prompt_reader(self, pipe: DiffusionPipeline, spec: ModelSpec) -> tuple[Any, int, str]:
-        # T5 carries the prompt; CLIP's pooled 77 tokens are a summary, not a cut.
-        limit = spec.max_sequence_length or _DEFAULT_SEQUENCE_LENGTH
-        return pipe.tokenizer_2, limit, f"{limit} T5 tokens"
 
     def preview_latents(
         self, latents: torch.Tensor, request: GenerationRequest, vae_scale_factor: int

@@ -6,7 +6,6 @@ from typing import Any
 
 import torch
 from diffusers import (
-    DiffusionPipeline,
     EDMDPMSolverMultistepScheduler,
     EDMEulerScheduler,
     StableDiffusionXLImg2ImgPipeline,
@@ -46,11 +45,6 @@ class PlaygroundFamily(PipelineFamily):
         if not image_to_image:  # img2img takes its size from the (resized) init image
             arguments |= {"width": request.width, "height": request.height}
         return arguments
-
-    def prompt_reader(self, pipe: DiffusionPipeline, spec: ModelSpec) -> tuple[Any, int, str]:
-        # Both SDXL encoders are CLIPs reading 77 tokens; they tokenize alike.
-        limit = pipe.tokenizer.model_max_length
-        return pipe.tokenizer, limit, f"{limit} CLIP tokens"
 
     def preview_latents(
         self, latents: torch.Tensor, request: GenerationRequest, vae_scale_factor: int

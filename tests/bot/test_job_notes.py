@@ -1,0 +1,123 @@
+"""What a person is told about how a job is made, through the real bot, worker and tiny models:
+where the prompt is cut (reply and result), the init image's shape, and a rerun whose model or
+libraries changed."""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import replace
+
+import pytest
+from PIL import Image
+
+from bot.ui.notes import rerun_note
+from generation.jobs import RunFacts
+from tests.bot.helpers import StudioWorld, job_id_of
+from tests.discord import InteractionRecord
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+LONG = " ".join(f"word{n}" for n in range(40)) + " and a red fox at the very end"
+
+
+def _png(size: tuple[int, int]) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, "navy").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+async def _reply_and_result(studio: StudioWorld, ix: InteractionRecord) -> tuple[str, str, int]:
+    # The first reply that shows the job (a command with an attachment defers first); every
+    # progress state carries the notes, so any snapshot of it will do.
+    first = await studio.fake.wait_for(
+        lambda: (
+            (ix.original, json.dumps(ix.original.embeds, ensure_ascii=False))
+            if ix.original and ix.original.embeds
+            else None
+        )
+    )
+    job_id = job_id_of(first[0])
+    reply = first[1]
+    await studio.delivered(job_id)
+    result = await studio.result_of(job_id)
+    return reply, result.content, job_id
+
+
+@pytest.mark.parametrize(("model", "encoder"), [("playground-v2.5", "CLIP"), ("flux-dev", "T5")])
+async def test_a_cut_prompt_is_told_in_the_reply_and_the_result_and_recorded(
+    studio: StudioWorld, model: str, encoder: str
+) -> None:
+    ix = await studio.fake.slash(
+        studio.fake.user("alice"), "imagine", {"prompt": LONG, "model": model}
+    )
+    reply, result, job_id = await _reply_and_result(studio, ix)
+
+    facts = (await studio.delivered(job_id)).record.facts
+    assert facts is not None
+    assert facts.prompt_cut_at is not None
+    unread = LONG[facts.prompt_cut_at :]
+    assert unread.endswith("at the very end")
+    for text in (reply, result):
+        assert f"{encoder} tokens" in text
+        assert f"“{unread[:20]}" in text
+
+
+async def test_a_short_prompt_has_no_cut_note(studio: StudioWorld) -> None:
+    ix = await studio.fake.slash(studio.fake.user("alice"), "imagine", {"prompt": "a red fox"})
+    reply, result, job_id = await _reply_and_result(studio, ix)
+    assert "✂️" not in reply
+    assert "✂️" not in result
+    facts = (await studio.delivered(job_id)).record.facts
+    assert facts is not None
+    assert facts.prompt_cut_at is None
+
+
+async def test_an_init_image_with_no_size_gives_the_job_its_aspect(studio: StudioWorld) -> None:
+    ix = await studio.fake.slash(
+        studio.fake.user("carol"),
+        "imagine",
+        {"prompt": "a boat", "strength": 0.5},
+        attachments=[("wide.png", _png((100, 60)), "image/png")],
+    )
+    reply, result, job_id = await _reply_and_result(studio, ix)
+    request = (await studio.delivered(job_id)).record.request
+    assert (request.width, request.height) == (80, 48)  # 5:3 at the tiny native size
+    assert "cropped" not in reply
+    assert "cropped" not in result
+
+
+async def test_an_init_image_of_another_shape_is_told_what_was_done(studio: StudioWorld) -> None:
+    ix = await studio.fake.slash(
+        studio.fake.user("carol"),
+        "imagine",
+        {"prompt": "a boat", "strength": 0.5, "width": 64, "height": 64},
+        attachments=[("wide.png", _png((160, 90)), "image/png")],
+    )
+    reply, result, _ = await _reply_and_result(studio, ix)
+    for text in (reply, result):
+        assert "(160x90)" in text
+        assert "64x64" in text
+        assert "cropped" in text
+
+
+async def test_a_rerun_says_why_it_may_differ(studio: StudioWorld) -> None:
+    ix = await studio.fake.slash(studio.fake.user("alice"), "imagine", {"prompt": "a red fox"})
+    _, _, parent_id = await _reply_and_result(studio, ix)
+    result = await studio.result_of(parent_id)
+    click = await studio.fake.click(studio.fake.user("alice"), result, f"atelier:rerun:{parent_id}")
+    _, content, rerun_id = await _reply_and_result(studio, click)
+    assert "may differ" not in content  # same model, libraries and device: nothing to say
+
+    parent = (await studio.delivered(parent_id)).record
+    rerun = (await studio.delivered(rerun_id)).record
+    assert rerun.facts == parent.facts
+    assert parent.facts is not None
+    older = replace(parent, facts=replace(parent.facts, diffusers="0.30.0", model_revision="abc"))
+    note = rerun_note(rerun, older)
+    assert note is not None
+    assert f"may differ from job `{parent_id}`" in note
+    assert "diffusers (0.30.0 → " in note
+    assert "the model's weights (abc → sha256:" in note
+    assert "made before" in (rerun_note(rerun, replace(parent, facts=None)) or "")
+    assert isinstance(rerun.facts, RunFacts)
