@@ -18,7 +18,7 @@ from typing import Any
 
 from generation.models import Family, ModelSpec
 
-_FLUX_DEFAULT_TOKENS = 512
+_FLUX_DEFAULT_TOKENS = 512  # FluxPipeline's default max_sequence_length
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,10 +36,15 @@ def prompt_tokenizer(spec: ModelSpec) -> str:
     return "tokenizer_2" if spec.family is Family.FLUX else "tokenizer"
 
 
+def sequence_length(spec: ModelSpec) -> int:
+    """FLUX's T5 prompt length for `spec` (the pipeline's `max_sequence_length`)."""
+    return spec.max_sequence_length or _FLUX_DEFAULT_TOKENS
+
+
 def token_limit(spec: ModelSpec, tokenizer: Any) -> tuple[int, str]:
     """The tokens that encoder reads, and that limit in words."""
     if spec.family is Family.FLUX:
-        limit = spec.max_sequence_length or _FLUX_DEFAULT_TOKENS
+        limit = sequence_length(spec)
         return limit, f"{limit} T5 tokens"
     limit = tokenizer.model_max_length
     return limit, f"{limit} CLIP tokens"

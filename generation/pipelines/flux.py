@@ -5,17 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from diffusers import (
-    FlowMatchEulerDiscreteScheduler,
-    FluxImg2ImgPipeline,
-    FluxPipeline,
-)
+from diffusers import FlowMatchEulerDiscreteScheduler, FluxImg2ImgPipeline, FluxPipeline
 
 from generation.models import ModelSpec
 from generation.pipelines.base import PipelineFamily
+from generation.prompts import sequence_length
 from generation.request import GenerationRequest
 
-_DEFAULT_SEQUENCE_LENGTH = 512
 _PATCH = 2  # FLUX packs 2x2 patches of 16 latent channels into 64-wide tokens
 
 
@@ -54,7 +50,7 @@ class FluxFamily(PipelineFamily):
         return {
             "width": request.width,
             "height": request.height,
-            "max_sequence_length": spec.max_sequence_length or _DEFAULT_SEQUENCE_LENGTH,
+            "max_sequence_length": sequence_length(spec),
         }
 
     def preview_latents(
