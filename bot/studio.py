@@ -157,7 +157,6 @@ class Studio:
         tracker = self._tracker(queued.job_id)
         tracker.claimed = True
         tracker.request = request
-        tracker.notes = tuple(await self._request_notes(request))
         tracker.update(queued)
         try:
             await target.open(self._progress_message(tracker, show_preview=False))
@@ -165,16 +164,22 @@ class Studio:
             log.warning("Job %s: first reply failed; continuing in the channel", queued.job_id)
             target = self._channel_target(owner, target.user_id)
         tracker.attach(target)
+        # Not before the reply: Discord wants one within 3 s, and the first use of a model loads
+        # its tokenizer. The progress message shows the notes with its next edit.
+        self._spawn(self._add_notes(tracker, request), f"job-{queued.job_id}-notes")
         return queued
 
-    async def _request_notes(self, request: GenerationRequest) -> list[str]:
-        """Where the prompt will be cut, what is done to the init image (read off the event
-        loop: the first use of a model loads its tokenizer)."""
+    async def _add_notes(self, tracker: _Tracker, request: GenerationRequest) -> None:
+        """Where the prompt will be cut, what is done to the init image (found off the event
+        loop), for the progress message."""
         cut = None
         if request.model in self.settings.catalogue:
             spec = self.settings.catalogue[request.model]
             cut = await asyncio.to_thread(self._prompts.cut, spec, request.prompt)
-        return request_notes(request, cut)
+        notes = tuple(request_notes(request, cut))
+        if notes:
+            tracker.notes = notes
+            tracker.changed.set()
 
     async def job(self, job_id: int) -> JobRecord:
         """The job with this id; `NotFound` when it does not exist or was deleted."""
@@ -340,6 +345,7 @@ class Studio:
         await self._remember_progress(tracker, target)
         last_edit = last_preview = float("-inf")
         shown = tracker.state
+        shown_notes: tuple[str, ...] = ()  # the first reply goes out before the notes are known
         preview_shown = False
         while not tracker.final.is_set():
             await self._next_change(tracker)
@@ -351,7 +357,7 @@ class Studio:
                 break
             tracker.changed.clear()
             state = tracker.state
-            if state == shown:
+            if state == shown and tracker.notes == shown_notes:
                 continue
             new_preview = (
                 state.preview is not None
@@ -367,7 +373,7 @@ class Studio:
                 log.warning("Job %s: progress edit failed (%s)", tracker.job_id, error)
             await self._remember_progress(tracker, target)
             last_edit = time.monotonic()
-            shown = state
+            shown, shown_notes = state, tracker.notes
             if new_preview:
                 preview_shown, last_preview = True, last_edit
         self._trackers.pop(tracker.job_id, None)

@@ -10,6 +10,7 @@ where their prompt will be cut, and the worker records it with the same code.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from dataclasses import dataclass
@@ -97,15 +98,22 @@ class PromptReader:
 
 
 def _load_tokenizer(spec: ModelSpec) -> Any:
-    from transformers import AutoTokenizer
+    """The tokenizer class `model_index.json` names for the component, as diffusers loads it."""
+    import transformers
 
-    from generation.download import cached_snapshot
+    from generation.download import MODEL_INDEX, cached_snapshot
 
     folder = Path(spec.source).expanduser() if spec.is_local else cached_snapshot(spec)
-    if folder is None or not (folder / prompt_tokenizer(spec)).is_dir():
-        return None
+    component = prompt_tokenizer(spec)
     try:
-        return AutoTokenizer.from_pretrained(folder / prompt_tokenizer(spec), local_files_only=True)
+        if folder is None:
+            return None
+        index = json.loads((folder / MODEL_INDEX).read_text(encoding="utf-8"))
+        library, class_name = index[component]
+        if library != "transformers":
+            return None
+        tokenizer_class = getattr(transformers, class_name)
+        return tokenizer_class.from_pretrained(folder / component, local_files_only=True)
     except Exception:  # a broken folder must not stop a job: the worker records the cut anyway
         logging.getLogger(__name__).warning(
             "Could not read the tokenizer of %s", spec.name, exc_info=True

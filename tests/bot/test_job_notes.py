@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from PIL import Image
 
 from bot.ui.notes import rerun_note
 from generation.jobs import RunFacts
-from tests.bot.helpers import StudioWorld, job_id_of
+from tests.bot.helpers import StudioWorld, job_id_of, paused
 from tests.discord import InteractionRecord
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -27,31 +29,39 @@ def _png(size: tuple[int, int]) -> bytes:
     return buffer.getvalue()
 
 
-async def _reply_and_result(studio: StudioWorld, ix: InteractionRecord) -> tuple[str, str, int]:
-    # The first reply that shows the job (a command with an attachment defers first); every
-    # progress state carries the notes, so any snapshot of it will do.
-    first = await studio.fake.wait_for(
-        lambda: (
-            (ix.original, json.dumps(ix.original.embeds, ensure_ascii=False))
-            if ix.original and ix.original.embeds
-            else None
-        )
-    )
-    job_id = job_id_of(first[0])
-    reply = first[1]
+async def _reply_and_result(
+    studio: StudioWorld, command: Callable[[], Awaitable[InteractionRecord]], note: str | None
+) -> tuple[str, str, int]:
+    """Run `command` with the queue paused until its reply shows `note` (None: until it shows
+    the job), so a fast job cannot finish first; then the reply's progress embeds (every
+    version, as one text), the result's text and the job id."""
+
+    def progress(ix: InteractionRecord) -> str:
+        versions = ix.original.versions if ix.original else []
+        return "\n".join(json.dumps(v.embeds, ensure_ascii=False) for v in versions if v.embeds)
+
+    async with paused(studio):
+        ix = await command()
+        await studio.fake.wait_for(lambda: (note or "Job ") in progress(ix))
+    first = ix.original
+    assert first is not None
+    job_id = job_id_of(first)
     await studio.delivered(job_id)
     result = await studio.result_of(job_id)
-    return reply, result.content, job_id
+    return progress(ix), result.content, job_id
+
+
+def _slash(studio: StudioWorld, user: str, options: dict[str, Any], **extra: Any) -> Any:
+    return lambda: studio.fake.slash(studio.fake.user(user), "imagine", options, **extra)
 
 
 @pytest.mark.parametrize(("model", "encoder"), [("playground-v2.5", "CLIP"), ("flux-dev", "T5")])
 async def test_a_cut_prompt_is_told_in_the_reply_and_the_result_and_recorded(
     studio: StudioWorld, model: str, encoder: str
 ) -> None:
-    ix = await studio.fake.slash(
-        studio.fake.user("alice"), "imagine", {"prompt": LONG, "model": model}
+    reply, result, job_id = await _reply_and_result(
+        studio, _slash(studio, "alice", {"prompt": LONG, "model": model}), f"{encoder} tokens"
     )
-    reply, result, job_id = await _reply_and_result(studio, ix)
 
     facts = (await studio.delivered(job_id)).record.facts
     assert facts is not None
@@ -64,8 +74,9 @@ async def test_a_cut_prompt_is_told_in_the_reply_and_the_result_and_recorded(
 
 
 async def test_a_short_prompt_has_no_cut_note(studio: StudioWorld) -> None:
-    ix = await studio.fake.slash(studio.fake.user("alice"), "imagine", {"prompt": "a red fox"})
-    reply, result, job_id = await _reply_and_result(studio, ix)
+    reply, result, job_id = await _reply_and_result(
+        studio, _slash(studio, "alice", {"prompt": "a red fox"}), None
+    )
     assert "✂️" not in reply
     assert "✂️" not in result
     facts = (await studio.delivered(job_id)).record.facts
@@ -74,13 +85,13 @@ async def test_a_short_prompt_has_no_cut_note(studio: StudioWorld) -> None:
 
 
 async def test_an_init_image_with_no_size_gives_the_job_its_aspect(studio: StudioWorld) -> None:
-    ix = await studio.fake.slash(
-        studio.fake.user("carol"),
-        "imagine",
+    command = _slash(
+        studio,
+        "carol",
         {"prompt": "a boat", "strength": 0.5},
         attachments=[("wide.png", _png((100, 60)), "image/png")],
     )
-    reply, result, job_id = await _reply_and_result(studio, ix)
+    reply, result, job_id = await _reply_and_result(studio, command, None)
     request = (await studio.delivered(job_id)).record.request
     assert (request.width, request.height) == (80, 48)  # 5:3 at the tiny native size
     assert "cropped" not in reply
@@ -88,13 +99,13 @@ async def test_an_init_image_with_no_size_gives_the_job_its_aspect(studio: Studi
 
 
 async def test_an_init_image_of_another_shape_is_told_what_was_done(studio: StudioWorld) -> None:
-    ix = await studio.fake.slash(
-        studio.fake.user("carol"),
-        "imagine",
+    command = _slash(
+        studio,
+        "carol",
         {"prompt": "a boat", "strength": 0.5, "width": 64, "height": 64},
         attachments=[("wide.png", _png((160, 90)), "image/png")],
     )
-    reply, result, _ = await _reply_and_result(studio, ix)
+    reply, result, _ = await _reply_and_result(studio, command, "cropped")
     for text in (reply, result):
         assert "(160x90)" in text
         assert "64x64" in text
@@ -102,11 +113,16 @@ async def test_an_init_image_of_another_shape_is_told_what_was_done(studio: Stud
 
 
 async def test_a_rerun_says_why_it_may_differ(studio: StudioWorld) -> None:
-    ix = await studio.fake.slash(studio.fake.user("alice"), "imagine", {"prompt": "a red fox"})
-    _, _, parent_id = await _reply_and_result(studio, ix)
+    _, _, parent_id = await _reply_and_result(
+        studio, _slash(studio, "alice", {"prompt": "a red fox"}), None
+    )
     result = await studio.result_of(parent_id)
-    click = await studio.fake.click(studio.fake.user("alice"), result, f"atelier:rerun:{parent_id}")
-    _, content, rerun_id = await _reply_and_result(studio, click)
+
+    async def click() -> InteractionRecord:
+        alice = studio.fake.user("alice")
+        return await studio.fake.click(alice, result, f"atelier:rerun:{parent_id}")
+
+    _, content, rerun_id = await _reply_and_result(studio, click, None)
     assert "may differ" not in content  # same model, libraries and device: nothing to say
 
     parent = (await studio.delivered(parent_id)).record
