@@ -103,3 +103,14 @@ def test_a_cut_prompt_is_recorded_where_it_was_cut(
     assert short["diffusers"]
     assert short["torch"]
     assert short["device_type"] == "cpu"
+
+
+def test_the_bot_refuses_such_a_limit_when_it_reads_its_configuration() -> None:
+    from bot.config import ConfigError, settings_from_mapping
+
+    table = {
+        "owner_ids": [1],
+        "models": {"my-flux": {"family": "flux", "source": "/models/flux", "multiple_of": 8}},
+    }
+    with pytest.raises(ConfigError, match="multiple_of = 8 cannot be honoured"):
+        settings_from_mapping(table, {})
