@@ -45,7 +45,7 @@ def image_actions(catalogue: Catalogue, request: GenerationRequest) -> tuple[Act
         return ()
     spec = catalogue[request.model]
     offered = []
-    if upscale_size(spec, request) is not None and _steps(spec, request, UPSCALE_STRENGTH):
+    if upscale_size(spec, request) and _steps(spec, request, UPSCALE_STRENGTH) is not None:
         offered.append(Action.UPSCALE)
     for action, strong in ((Action.VARY_SUBTLE, False), (Action.VARY_STRONG, True)):
         if _steps(spec, request, VARY_STRENGTH[strong]) is not None:
@@ -67,13 +67,18 @@ def vary(
     strong: bool = False,
     strength: float | None = None,
 ) -> GenerationRequest:
-    """Variations of one image (img2img at the same size), as many as the job made."""
+    """Variations of one image (img2img at the same size, or the nearest the model now allows),
+    as many as the job made."""
+    spec = _spec(catalogue, request)
+    size = (request.width, request.height)
+    if not spec.limits.allows_size(*size):  # the model's limits changed since the job
+        size = spec.size_for_aspect(*size)
     return _from_image(
         catalogue,
         request,
         job_id,
         image,
-        size=(request.width, request.height),
+        size=size,
         strength=VARY_STRENGTH[strong] if strength is None else strength,
         count=request.count,
         kind=JobKind.VARY,
@@ -113,6 +118,14 @@ def _steps(spec: ModelSpec, request: GenerationRequest, strength: float) -> int 
     return steps_that_run(spec.family, request.steps, strength, spec.limits.max_steps)
 
 
+def _guidance(spec: ModelSpec, guidance: float) -> float | None:
+    """The job's guidance within the model's current limits (None where it is fixed)."""
+    limits = spec.limits
+    if not limits.guidance:
+        return None
+    return min(max(guidance, limits.min_guidance), limits.max_guidance)
+
+
 def _from_image(
     catalogue: Catalogue,
     request: GenerationRequest,
@@ -140,7 +153,7 @@ def _from_image(
         width=size[0],
         height=size[1],
         steps=steps,
-        guidance=request.guidance if spec.limits.guidance else None,
+        guidance=_guidance(spec, request.guidance),
         scheduler=request.scheduler,
         seeds=seeds,
         count=count,

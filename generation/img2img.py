@@ -27,9 +27,9 @@ def denoising_steps(family: Family, steps: int, strength: float) -> int:
 
 
 def steps_that_run(family: Family, steps: int, strength: float, max_steps: int) -> int | None:
-    """`steps` where it runs at least one denoising step, else the fewest steps up to
-    `max_steps` that do; None where no step count up to `max_steps` does."""
-    for candidate in range(max(steps, 1), max_steps + 1):
+    """`steps` (at most `max_steps`) where it runs at least one denoising step, else the fewest
+    steps up to `max_steps` that do; None where no step count up to `max_steps` does."""
+    for candidate in range(max(min(steps, max_steps), 1), max_steps + 1):
         if denoising_steps(family, candidate, strength) >= 1:
             return candidate
     return None

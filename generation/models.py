@@ -62,6 +62,15 @@ class ModelLimits:
     max_prompt_chars: int = 2000
     guidance: bool = True  # False where guidance is fixed (schnell): the option is refused
 
+    def allows_size(self, width: int, height: int) -> bool:
+        """Whether a request may ask for `width` x `height` pixels."""
+        return (
+            all(self.min_side <= side <= self.max_side for side in (width, height))
+            and not width % self.multiple_of
+            and not height % self.multiple_of
+            and width * height <= self.max_megapixels * 1_000_000
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class ModelSpec:
@@ -123,8 +132,8 @@ class ModelSpec:
         while new_long >= long:  # the long side sets the aspect's rounding error smallest
             new_short = round(new_long * short / long / step) * step
             if (
-                short <= new_short <= limits.max_side
-                and new_long * new_short <= limits.max_megapixels * 1_000_000
+                new_short >= short
+                and limits.allows_size(new_long, new_short)
                 and abs(new_long / new_short - long / short) <= ASPECT_TOLERANCE * long / short
             ):
                 if (new_long, new_short) == (long, short):

@@ -153,6 +153,40 @@ def test_every_offered_button_makes_a_valid_job() -> None:
     )
 
 
+def test_buttons_on_jobs_made_under_other_limits_still_make_valid_jobs() -> None:
+    """The owner tightened the limits since the jobs were made: fewer steps, coarser sides, a
+    lower guidance ceiling. Every button still offered makes a job the model now accepts."""
+    tighter = Catalogue.from_config(
+        {
+            "playground-v2.5": {"max_steps": 20, "multiple_of": 128, "max_guidance": 2.0},
+            "flux-dev": {"max_steps": 10, "multiple_of": 32, "max_side": 1536},
+        }
+    )
+    offered = 0
+    for spec in CATALOGUE.values():
+        if spec.name not in ("playground-v2.5", "flux-dev"):
+            continue
+        for aspect in ASPECTS:
+            for steps in (1, 2, 30, spec.limits.max_steps):
+                parent = build_request(
+                    CATALOGUE, prompt="a fox", model=spec.name, aspect=aspect, steps=steps
+                )
+                for action in derived.image_actions(tighter, parent):
+                    offered += 1
+                    made = (
+                        derived.upscale(tighter, parent, 1, IMAGE, parent.seeds[0])
+                        if action is Action.UPSCALE
+                        else derived.vary(
+                            tighter, parent, 1, IMAGE, strong=action is Action.VARY_STRONG
+                        )
+                    )
+                    now = tighter[spec.name]
+                    assert now.limits.allows_size(made.width, made.height)
+                    assert made.steps <= now.limits.max_steps
+                    assert denoising_steps(now.family, made.steps, made.strength or 0) >= 1
+    assert offered > 100
+
+
 def test_u_is_offered_below_the_largest_size_only() -> None:
     playground = CATALOGUE["playground-v2.5"]
     wide = build_request(CATALOGUE, prompt="a fox", aspect="16:9")
