@@ -31,9 +31,11 @@ from bot.errors import Blocked, NotAllowedHere, NotFound, NotYours, UserError
 from bot.permissions import admit, require_place
 from bot.targets import ChannelTarget, Message, Target
 from bot.ui.embeds import PREVIEW_FILENAME, failure_content, parameters_embed, progress_embed
+from bot.ui.notes import request_notes, result_notes
 from bot.ui.progress import Phase, ProgressState
 from bot.ui.results import result_messages
 from generation.jobs import JobEvent, JobOwner, JobQueued, JobRecord, JobStatus
+from generation.prompts import PromptReader
 from generation.request import GenerationRequest
 from storage import Database, StorageError
 
@@ -57,6 +59,7 @@ class _Tracker:
     target: Target | None = None
     claimed: bool = False  # a submit in this process will attach the target
     recorded_message: int | None = None  # the progress message storage knows of
+    notes: tuple[str, ...] = ()  # how the job will be made, for the progress message
     target_ready: asyncio.Event = field(default_factory=asyncio.Event)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     final: asyncio.Event = field(default_factory=asyncio.Event)
@@ -87,6 +90,7 @@ class Studio:
         self.database = database
         self.pool = pool
         self._trackers: dict[int, _Tracker] = {}
+        self._prompts = PromptReader()
         self._delivering: set[int] = set()
         self._submitting = 0
         self._no_submits = asyncio.Event()
@@ -141,7 +145,22 @@ class Studio:
             log.warning("Job %s: first reply failed; continuing in the channel", queued.job_id)
             target = self._channel_target(owner, target.user_id)
         tracker.attach(target)
+        # Not before the reply: Discord wants one within 3 s, and the first use of a model loads
+        # its tokenizer. The progress message shows the notes with its next edit.
+        self._spawn(self._add_notes(tracker, request), f"job-{queued.job_id}-notes")
         return queued
+
+    async def _add_notes(self, tracker: _Tracker, request: GenerationRequest) -> None:
+        """Where the prompt will be cut, what is done to the init image (found off the event
+        loop), for the progress message."""
+        cut = None
+        if request.model in self.settings.catalogue:
+            spec = self.settings.catalogue[request.model]
+            cut = await asyncio.to_thread(self._prompts.cut, spec, request.prompt)
+        notes = tuple(request_notes(request, cut))
+        if notes:
+            tracker.notes = notes
+            tracker.changed.set()
 
     async def job(self, job_id: int) -> JobRecord:
         """The job with this id; `NotFound` when it does not exist or was deleted."""
@@ -320,6 +339,7 @@ class Studio:
         await self._remember_progress(tracker, target)
         last_edit = last_preview = float("-inf")
         shown = tracker.state
+        shown_notes: tuple[str, ...] = ()  # the first reply goes out before the notes are known
         preview_shown = False
         while not tracker.final.is_set():
             await self._next_change(tracker)
@@ -331,7 +351,7 @@ class Studio:
                 break
             tracker.changed.clear()
             state = tracker.state
-            if state == shown:
+            if state == shown and tracker.notes == shown_notes:
                 continue
             new_preview = (
                 state.preview is not None
@@ -347,7 +367,7 @@ class Studio:
                 log.warning("Job %s: progress edit failed (%s)", tracker.job_id, error)
             await self._remember_progress(tracker, target)
             last_edit = time.monotonic()
-            shown = state
+            shown, shown_notes = state, tracker.notes
             if new_preview:
                 preview_shown, last_preview = True, last_edit
         self._trackers.pop(tracker.job_id, None)
@@ -388,7 +408,9 @@ class Studio:
         if attach_preview and state.preview is not None:
             uploads = (Upload(PREVIEW_FILENAME, state.preview),)
         return Message(
-            embed=progress_embed(state, tracker.request, show_preview=show_preview),
+            embed=progress_embed(
+                state, tracker.request, show_preview=show_preview, notes=tracker.notes
+            ),
             uploads=uploads,
         )
 
@@ -447,7 +469,13 @@ class Studio:
             png = await self.image(record, index)
             uploads.append(fit_upload(f"atelier-{record.id}-{index + 1}", png, limit))
         note = limit_note(uploads, limit)
-        return result_messages(record, uploads, [note] if note else [])
+        parent = None
+        if record.request.parent_job is not None:
+            stored = await self.database.get_job(record.request.parent_job)
+            parent = stored.record if stored is not None else None
+        notes = [*result_notes(record, parent), *([note] if note else [])]
+        actions = derived.image_actions(self.settings.catalogue, record.request)
+        return result_messages(record, uploads, notes, actions)
 
     async def record_result(self, record: JobRecord, sent: Posted, channel_id: int | None) -> None:
         """Record the messages showing `record` (for reactions) and which holds which image."""

@@ -207,7 +207,10 @@ def run(args: argparse.Namespace, catalogue: Catalogue, request: GenerationReque
     for image in images:
         path = args.out / f"{number + image.index:05d}-{image.seed}.png"
         path.write_bytes(image.png)
-        print(json.dumps({"path": str(path), **image_record(request, image.index)}), flush=True)
+        print(
+            json.dumps({"path": str(path), **image_record(request, image.index, image.facts)}),
+            flush=True,
+        )
     return 0
 
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+import diffusers
 import torch
 from diffusers import DiffusionPipeline
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
@@ -20,12 +21,15 @@ from PIL import Image, ImageOps
 
 from generation.errors import Cancelled, EngineError, ModelUnavailable, OutOfMemory
 from generation.input_images import UnusableImage, open_for_pipeline
-from generation.jobs import GeneratedImage
+from generation.jobs import GeneratedImage, RunFacts
 from generation.metadata import encode_png
 from generation.models import Catalogue, ModelSpec, UnknownModel
 from generation.pipelines import LoadedPipeline, PipelineFamily, family_pipelines
+from generation.pipelines.loading import resolve_source
+from generation.pipelines.provenance import model_revision
 from generation.pipelines.speed import prepare_call
 from generation.previews import latent_preview_png
+from generation.prompts import find_cut, prompt_tokenizer
 from generation.request import GenerationRequest
 from generation.speed_options import SpeedOptions
 from generation.workers.config import DEVICE_PATTERN
@@ -52,6 +56,7 @@ class _LoadedModel:
     spec: ModelSpec
     family: PipelineFamily
     loaded: LoadedPipeline
+    revision: str
     image_to_image: DiffusionPipeline | None = None
     schedulers: dict[str, SchedulerMixin] = field(default_factory=dict)
 
@@ -193,16 +198,15 @@ class Engine:
             ) from None
         if reporter.cancelled:
             raise Cancelled("The job was cancelled.")
-        return [
-            GeneratedImage(
-                index=index,
-                seed=seed,
-                png=encode_png(image, request, index),
-                width=image.width,
-                height=image.height,
-            )
-            for index, (seed, image) in enumerate(zip(request.seeds, images, strict=True))
-        ]
+        facts = self._facts(model, request)
+        made = []
+        for index, (seed, image) in enumerate(zip(request.seeds, images, strict=True)):
+            # The record always says the size made (the catalogue refuses limits a family
+            # cannot honour, so this is the size asked for).
+            record = replace(request, width=image.width, height=image.height)
+            png = encode_png(image, record, index, facts)
+            made.append(GeneratedImage(index, seed, png, image.width, image.height, facts))
+        return made
 
     def _loaded(self, name: str) -> _LoadedModel:
         if name in self._models:
@@ -213,8 +217,38 @@ class Engine:
             raise ModelUnavailable(str(error)) from None
         family = family_pipelines(spec.family)
         loaded = family.load(spec, self.device, offload=self.offload, speed=self.speed)
-        self._models[name] = _LoadedModel(spec, family, loaded)
+        revision = model_revision(spec, resolve_source(spec))
+        self._models[name] = _LoadedModel(spec, family, loaded, revision)
         return self._models[name]
+
+    def _facts(self, model: _LoadedModel, request: GenerationRequest) -> RunFacts:
+        """What besides `request` decided the pixels of this run."""
+        pipe = model.loaded.pipe
+        cut = find_cut(request.prompt, model.spec, getattr(pipe, prompt_tokenizer(model.spec)))
+        return RunFacts(
+            model_revision=model.revision,
+            diffusers=diffusers.__version__,
+            torch=torch.__version__,
+            device_type=self._device_type(),
+            precision=self._precision(pipe.dtype),
+            batching="fast" if self.speed.fast_batches and request.count > 1 else "per-image",
+            prompt_cut_at=cut.at if cut else None,
+            prompt_limit=cut.limit if cut else "",
+        )
+
+    def _device_type(self) -> str:
+        if not self.device.startswith("cuda"):
+            return "cpu"
+        return f"cuda ({torch.cuda.get_device_name(self.device)})"
+
+    def _precision(self, dtype: torch.dtype) -> str:
+        """The weights' dtype and the `[speed]` options that change pixels on this device."""
+        parts = [str(dtype).removeprefix("torch.")]
+        if self.device.startswith("cuda"):
+            parts.append(f"{self.speed.attention} attention")
+            parts.append(f"VAE tiles above {self.speed.vae_tiling_megapixels:g} MP")
+            parts += ["fp8"] * self.speed.fp8 + ["compiled"] * self.speed.compile
+        return ", ".join(parts)
 
     def _release_memory(self) -> None:
         gc.collect()

@@ -79,6 +79,18 @@ def check_header(data: bytes) -> tuple[int, int]:
         return image.size
 
 
+def upright_size(data: bytes) -> tuple[int, int]:
+    """(width, height) of an accepted image as seen upright (after its EXIF orientation), from
+    its header alone; raises `UnusableImage` like `check_header`."""
+    with _open(data) as image:
+        width, height = image.size
+        try:
+            orientation = image.getexif().get(ImageOps.ExifTags.Base.Orientation, 1)
+        except (OSError, SyntaxError, ValueError):  # unreadable EXIF: the pixels as stored
+            orientation = 1
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
 @contextmanager
 def opened(data: bytes) -> Iterator[Image.Image]:
     """`data` opened as PNG, JPEG or WebP, its size checked, its pixels decoded in full.

@@ -7,9 +7,9 @@ later, machine boundaries (Ray actors).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from generation.request import GenerationRequest
 
@@ -35,14 +35,66 @@ class Priority(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class RunFacts:
+    """What decided a job's pixels besides its request (README, "Exact reruns").
+
+    `model_revision`: the Hub snapshot's commit, or `sha256:` over a local folder's weight files;
+    `diffusers`, `torch`: library versions; `device_type`: "cpu" or "cuda"; `precision`: the
+    weights' dtype plus any pixel-changing speed option (fp8, compile, eager attention);
+    `batching`: "per-image" (exact) or "fast" (`[speed] fast_batches`). `prompt_cut_at`: the
+    character of the prompt where the text encoder stopped reading (None: it read all of it),
+    `prompt_limit` the encoder's limit in words ("77 CLIP tokens").
+    """
+
+    model_revision: str
+    diffusers: str
+    torch: str
+    device_type: str
+    precision: str
+    batching: str = "per-image"
+    prompt_cut_at: int | None = None
+    prompt_limit: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunFacts:
+        known = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in known})
+
+    def differences(self, before: RunFacts) -> list[str]:
+        """What differs from `before` that can change the pixels, one phrase each."""
+        names = {
+            "model_revision": "the model's weights",
+            "diffusers": "diffusers",
+            "torch": "PyTorch",
+            "device_type": "the device type",
+            "precision": "the precision settings",
+            "batching": "the batching setting",
+        }
+        return [
+            f"{label} ({_short(getattr(before, name))} → {_short(getattr(self, name))})"
+            for name, label in names.items()
+            if getattr(before, name) != getattr(self, name)
+        ]
+
+
+def _short(value: str, limit: int = 24) -> str:
+    return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
+@dataclass(frozen=True, slots=True)
 class GeneratedImage:
-    """One finished image: PNG bytes (with metadata chunks) and the seed that made it."""
+    """One finished image: PNG bytes (with metadata chunks), the seed that made it, its size as
+    made, and what else decided its pixels (`facts`, the same for every image of a job)."""
 
     index: int
     seed: int
     png: bytes
     width: int
     height: int
+    facts: RunFacts | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +124,7 @@ class JobRecord:
     worker: str | None = None
     gpu_seconds: float | None = None
     error: str | None = None
+    facts: RunFacts | None = None  # None until done, and for jobs made before it was recorded
 
 
 # ---- events: what a front end sees of a job, in order -------------------------------------------

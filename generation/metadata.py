@@ -18,6 +18,7 @@ from typing import Any
 
 from PIL import Image, PngImagePlugin
 
+from generation.jobs import RunFacts
 from generation.request import GenerationRequest
 
 PARAMETERS_KEY = "parameters"
@@ -43,21 +44,30 @@ def parameters_text(request: GenerationRequest, index: int) -> str:
     return "\n".join(lines)
 
 
-def image_record(request: GenerationRequest, index: int) -> dict[str, Any]:
-    """What the `atelier` chunk (and the CLI's JSON line) says about image `index`."""
+def image_record(
+    request: GenerationRequest, index: int, facts: RunFacts | None = None
+) -> dict[str, Any]:
+    """What the `atelier` chunk (and the CLI's JSON line) says about image `index`: its seed,
+    the request, and what else decided its pixels (`made_with`, see `RunFacts`)."""
     parameters = replace(request, init_image=None).to_dict()  # no base64 of the image to drop
     del parameters["init_image"]
     parameters["init_image_sha256"] = (
         hashlib.sha256(request.init_image).hexdigest() if request.init_image is not None else None
     )
-    return {"index": index, "seed": request.seeds[index], "request": parameters}
+    record = {"index": index, "seed": request.seeds[index], "request": parameters}
+    if facts is not None:
+        record["made_with"] = facts.to_dict()
+    return record
 
 
-def encode_png(image: Image.Image, request: GenerationRequest, index: int) -> bytes:
+def encode_png(
+    image: Image.Image, request: GenerationRequest, index: int, facts: RunFacts | None = None
+) -> bytes:
     """`image` as PNG bytes carrying both metadata chunks."""
     info = PngImagePlugin.PngInfo()
     info.add_text(PARAMETERS_KEY, parameters_text(request, index))
-    info.add_text(RECORD_KEY, json.dumps(image_record(request, index), ensure_ascii=False))
+    record = image_record(request, index, facts)
+    info.add_text(RECORD_KEY, json.dumps(record, ensure_ascii=False))
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", pnginfo=info)
     return buffer.getvalue()

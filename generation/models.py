@@ -28,6 +28,12 @@ class Family(StrEnum):
     FLUX = "flux"  # FLUX.1 transformer (dev: guidance-distilled; schnell: timestep-distilled)
 
 
+# The side every image of a family must be a multiple of, or diffusers silently makes another size:
+# SDXL's pipeline refuses sides that are not multiples of its VAE's scale factor (8);
+# FluxPipeline packs 2x2 latent patches and rounds sides down to multiples of 2 x 8 = 16.
+FAMILY_SIDE_MULTIPLE = {Family.PLAYGROUND: 8, Family.FLUX: 16}
+
+
 class UnknownModel(LookupError):
     """A model name that the catalogue does not hold."""
 
@@ -55,6 +61,15 @@ class ModelLimits:
     negative_prompt: bool = True
     max_prompt_chars: int = 2000
     guidance: bool = True  # False where guidance is fixed (schnell): the option is refused
+
+    def allows_size(self, width: int, height: int) -> bool:
+        """Whether a request may ask for `width` x `height` pixels."""
+        return (
+            all(self.min_side <= side <= self.max_side for side in (width, height))
+            and not width % self.multiple_of
+            and not height % self.multiple_of
+            and width * height <= self.max_megapixels * 1_000_000
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +116,36 @@ class ModelSpec:
 
         return fit(math.sqrt(area * ratio)), fit(math.sqrt(area / ratio))
 
+    def upscale_size(self, width: int, height: int, factor: int = 2) -> tuple[int, int] | None:
+        """`factor` times `width` x `height`, or the largest size within the limits at about the
+        same aspect (sides multiples of `multiple_of`, the ratio within 5%); None when nothing
+        larger is allowed."""
+        limits = self.limits
+        step = limits.multiple_of
+        long, short = max(width, height), min(width, height)
+        scale = min(
+            factor,
+            limits.max_side / long,
+            math.sqrt(limits.max_megapixels * 1_000_000 / (width * height)),
+        )
+        new_long = int(long * scale + 1e-9) // step * step
+        while new_long >= long:  # the long side sets the aspect's rounding error smallest
+            new_short = round(new_long * short / long / step) * step
+            if (
+                new_short >= short
+                and limits.allows_size(new_long, new_short)
+                and abs(new_long / new_short - long / short) <= ASPECT_TOLERANCE * long / short
+            ):
+                if (new_long, new_short) == (long, short):
+                    return None
+                return (new_long, new_short) if width >= height else (new_short, new_long)
+            new_long -= step
+        return None
+
+
+# Two sizes within 5% of each other's aspect ratio count as the same shape: an upscale keeps it,
+# and an init image that close is fitted without a note (rounding to `multiple_of` costs ~2%).
+ASPECT_TOLERANCE = 0.05
 
 _SIDE_16 = {"multiple_of": 16}
 
@@ -270,6 +315,28 @@ def _apply_overrides(base: ModelSpec, name: str, table: Mapping[str, Any]) -> Mo
         raise CatalogueError(f"Model {name!r}: {error}") from None
     if not spec.schedulers:
         raise CatalogueError(f"Model {name!r} lists no scheduler.")
-    if spec.limits.min_side > spec.limits.max_side:
-        raise CatalogueError(f"Model {name!r}: min_side is larger than max_side.")
+    _check_limits(spec)
     return spec
+
+
+def _check_limits(spec: ModelSpec) -> None:
+    """Refuse limits the family cannot honour: every size they allow must be made exactly."""
+    limits, name = spec.limits, spec.name
+    family_step = FAMILY_SIDE_MULTIPLE[spec.family]
+    step = limits.multiple_of
+    if not isinstance(step, int) or step < 1 or step % family_step:
+        raise CatalogueError(
+            f"Model {name!r}: multiple_of = {step} cannot be honoured; {spec.family.value} "
+            f"models make sides in multiples of {family_step}, so use {family_step} or a "
+            f"multiple of it (say {family_step * max(1, round(step / family_step))})."
+        )
+    if limits.min_side > limits.max_side:
+        raise CatalogueError(f"Model {name!r}: min_side is larger than max_side.")
+    for key in ("min_side", "max_side"):
+        value = getattr(limits, key)
+        if value < step or value % step:
+            raise CatalogueError(
+                f"Model {name!r}: {key} = {value} must be a multiple of multiple_of ({step})."
+            )
+    if limits.max_steps < 1:
+        raise CatalogueError(f"Model {name!r}: max_steps must be at least 1.")

@@ -17,9 +17,10 @@ from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from typing import Any
 
+from generation.img2img import denoising_steps
 from generation.input_images import MAX_BYTES as MAX_INIT_IMAGE_BYTES
-from generation.input_images import UnusableImage, check_header
-from generation.models import Catalogue, ModelSpec, UnknownModel
+from generation.input_images import UnusableImage, check_header, upright_size
+from generation.models import ASPECT_TOLERANCE, Catalogue, ModelSpec, UnknownModel
 
 MAX_COUNT = 4
 MAX_SEED = 2**63 - 1
@@ -174,17 +175,19 @@ def build_request(
             f"the limit is {limits.max_prompt_chars:,}.",
         )
 
+    init_image, strength = _init(init_image, strength)
+    if init_image is not None and aspect is None and width is None and height is None:
+        width, height = spec.size_for_aspect(*upright_size(init_image))
     width, height = _size(spec, width, height, aspect)
     steps = _steps(spec, steps)
     guidance = _guidance(spec, guidance)
     scheduler = _scheduler(spec, scheduler)
     seed_tuple = _seeds(seed, seeds, count)
-    init_image, strength = _init(init_image, strength)
-    if strength is not None and int(steps * strength) < 1:
+    if strength is not None and denoising_steps(spec.family, steps, strength) < 1:
         raise RequestError(
             "strength",
-            f"A strength of {strength:g} with {steps} steps runs no step at all; "
-            "raise the strength or the steps (strength × steps must be at least 1).",
+            f"A strength of {strength:g} with {steps} steps runs no step at all on "
+            f"{spec.name}; raise the strength or the steps (strength × steps must be at least 1).",
         )
 
     return GenerationRequest(
@@ -320,3 +323,18 @@ def _init(init_image: bytes | None, strength: float | None) -> tuple[bytes | Non
     if not 0.0 < strength <= 1.0:
         raise RequestError("strength", "Strength must be above 0 and at most 1.")
     return init_image, float(strength)
+
+
+def init_fit_note(request: GenerationRequest) -> str | None:
+    """What was done to an init image whose shape differs from the job's size, in a sentence
+    (the engine scales it to cover the size and crops the centre); None where the shapes agree."""
+    if request.init_image is None:
+        return None
+    width, height = upright_size(request.init_image)
+    ratio = request.width / request.height
+    if abs(width / height - ratio) <= ASPECT_TOLERANCE * ratio:
+        return None
+    return (
+        f"Your image ({width}x{height}) has another shape than {request.width}x{request.height}: "
+        "it was scaled to cover that size and its centre kept (the edges were cropped)."
+    )

@@ -7,6 +7,7 @@ cancelled. `requeue` is the one way back (running → queued), for a job whose w
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -92,8 +93,13 @@ class JobLifecycle(Store):
         hashes = await asyncio.to_thread(self._write_files, images)
         now = self._clock()
         async with self._transaction() as conn:
+            facts = images[0].facts
             await _transition(
-                conn, job_id, JobStatus.DONE, "finished_at = ?, gpu_seconds = ?", (now, gpu_seconds)
+                conn,
+                job_id,
+                JobStatus.DONE,
+                "finished_at = ?, gpu_seconds = ?, run_facts = ?",
+                (now, gpu_seconds, json.dumps(facts.to_dict()) if facts else None),
             )
             # Under the write lock: a shared file released meanwhile is written again.
             await asyncio.to_thread(self._write_files, images, hashes)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -10,7 +11,7 @@ from typing import Any
 
 import aiosqlite
 
-from generation.jobs import JobOwner, JobRecord, JobStatus, Priority
+from generation.jobs import JobOwner, JobRecord, JobStatus, Priority, RunFacts
 from generation.request import GenerationRequest
 from storage.images import ImageStore
 
@@ -127,4 +128,5 @@ def job_from_row(row: aiosqlite.Row) -> JobRecord:
         worker=row["worker"],
         gpu_seconds=row["gpu_seconds"],
         error=row["error"],
+        facts=RunFacts.from_dict(json.loads(row["run_facts"])) if row["run_facts"] else None,
     )

@@ -72,7 +72,8 @@ class Imagine(commands.Cog):
         takes_negative = model in catalogue and catalogue[model].limits.negative_prompt
         if negative is None and takes_negative:
             negative = standing.default_negative_prompt or settings.defaults.negative_prompt
-        if aspect is None and width is None and height is None:
+        if aspect is None and width is None and height is None and image is None:
+            # With an image and no size, the job takes the image's aspect (build_request).
             aspect = standing.default_aspect or settings.defaults.aspect
         init_image = None
         if image is not None:

@@ -5,7 +5,7 @@ and the database, so a click works on any result message, also after a restart.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import discord
@@ -101,12 +101,19 @@ class ResultButton(
             await report_error(interaction, error)
 
 
-def result_view(job_id: int, count: int, images: Sequence[int] | None = None) -> discord.ui.View:
-    """Per image U (upscale) and V (vary subtle / strong); per job 🔁 🎲 ℹ️ 🗑️. `images` (default:
+def result_view(
+    job_id: int,
+    count: int,
+    image_actions: Collection[Action] = (),
+    images: Sequence[int] | None = None,
+) -> discord.ui.View:
+    """Per image U (upscale) and V (vary subtle / strong), those in `image_actions` (the ones
+    that make a valid job: `bot.derived.image_actions`); per job 🔁 🎲 ℹ️ 🗑️. `images` (default:
     all `count`) are the 0-based images of the message the view is on (a result spread over
     several messages has the buttons of its own images on each)."""
     view = discord.ui.View(timeout=None)
-    for row, (action, label, style) in enumerate(_IMAGE_BUTTONS):
+    offered = [button for button in _IMAGE_BUTTONS if button[0] in image_actions]
+    for row, (action, label, style) in enumerate(offered):
         for index in range(count) if images is None else images:
             view.add_item(
                 ResultButton(
@@ -122,7 +129,7 @@ def result_view(job_id: int, count: int, images: Sequence[int] | None = None) ->
                 label=label,
                 emoji=emoji,
                 style=discord.ButtonStyle.danger if danger else discord.ButtonStyle.secondary,
-                row=len(_IMAGE_BUTTONS),
+                row=len(offered),
             )
         )
     return view

@@ -25,9 +25,14 @@ _PROMPT_SHOWN = 300
 
 
 def progress_embed(
-    state: ProgressState, request: GenerationRequest | None, *, show_preview: bool = False
+    state: ProgressState,
+    request: GenerationRequest | None,
+    *,
+    show_preview: bool = False,
+    notes: Sequence[str] = (),
 ) -> discord.Embed:
-    """The progress message: job id, prompt, status line and the preview once one is attached."""
+    """The progress message: job id, prompt, status line, `notes` on how the job will be made
+    (a cut prompt, a cropped init image) and the preview once one is attached."""
     embed = FittedEmbed(
         title=f"Job {state.job_id}",
         description=status_line(state),
@@ -37,6 +42,8 @@ def progress_embed(
         embed.add_field(name="Prompt", value=plain(request.prompt, _PROMPT_SHOWN), inline=False)
         embed.add_field(name="Model", value=request.model)
         embed.add_field(name="Images", value=str(request.count))
+    for note in notes:
+        embed.add_field(name="Note", value=note, inline=False)
     if show_preview:
         embed.set_image(url=f"attachment://{PREVIEW_FILENAME}")
     return embed

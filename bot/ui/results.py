@@ -8,8 +8,9 @@ of the server (`bot.attachments.fit_upload` re-encodes a file only when it alone
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
+from bot.actions import Action
 from bot.attachments import Upload
 from bot.targets import Message
 from bot.ui.buttons import result_view
@@ -39,11 +40,14 @@ def batches(
 
 
 def result_messages(
-    record: JobRecord, uploads: Sequence[Upload], notes: Sequence[str] = ()
+    record: JobRecord,
+    uploads: Sequence[Upload],
+    notes: Sequence[str] = (),
+    image_actions: Collection[Action] = (),
 ) -> list[Message]:
     """The messages that show `record`'s images (`uploads`, one per image, in order): the first
     says what was made; each further one which images it holds. Every message has the buttons
-    of its images and the job's buttons."""
+    of its images (those of `image_actions`) and the job's buttons."""
     groups = batches(uploads)
     messages = []
     for number, group in enumerate(groups):
@@ -55,7 +59,7 @@ def result_messages(
             Message(
                 content=content,
                 uploads=tuple(uploads[index] for index in group),
-                view=result_view(record.id, record.request.count, group),
+                view=result_view(record.id, record.request.count, image_actions, group),
             )
         )
     return messages

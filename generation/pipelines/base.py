@@ -99,7 +99,11 @@ class PipelineFamily(ABC):
             "output_type": "pil",
         }
         if init_image is not None:
-            arguments |= {"image": init_image, "strength": request.strength}
+            # One copy of the init image per image: each is then encoded (a VAE sample) and noised
+            # with that image's own generator, in the order a run of that image alone uses, so
+            # image i of a batch equals a rerun of image i alone. With one shared copy FLUX
+            # encodes it with the first image's generator only, shifting every other image.
+            arguments |= {"image": [init_image] * request.count, "strength": request.strength}
         return arguments | self.family_arguments(request, spec, init_image is not None)
 
     @abstractmethod

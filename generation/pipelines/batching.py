@@ -48,7 +48,11 @@ class PerImageForward:
         sample = args[0] if args else kwargs[self._sample_argument]
         batch, images = sample.shape[0], self._images
         if images <= 1 or batch % images:
-            return self._forward(*args, **kwargs)
+            # Contiguous, like the rows a batch selects: an img2img run of one image gets its
+            # latents from the VAE in another memory layout, and other kernels then run.
+            return self._forward(
+                *_contiguous(args), **dict(zip(kwargs, _contiguous(kwargs.values()), strict=True))
+            )
         group = batch // images
         rows = [
             torch.tensor([image + k * images for k in range(group)], device=sample.device)
@@ -81,6 +85,10 @@ def _rows(value: Any, batch: int, rows: torch.Tensor) -> Any:
     if isinstance(value, dict):
         return {name: _rows(item, batch, rows) for name, item in value.items()}
     return value
+
+
+def _contiguous(values: Any) -> list[Any]:
+    return [v.contiguous() if isinstance(v, torch.Tensor) else v for v in values]
 
 
 def _tensors(output: Any) -> tuple[torch.Tensor, ...]:

@@ -9,9 +9,9 @@ from diffusers import FlowMatchEulerDiscreteScheduler, FluxImg2ImgPipeline, Flux
 
 from generation.models import ModelSpec
 from generation.pipelines.base import PipelineFamily
+from generation.prompts import sequence_length
 from generation.request import GenerationRequest
 
-_DEFAULT_SEQUENCE_LENGTH = 512
 _PATCH = 2  # FLUX packs 2x2 patches of 16 latent channels into 64-wide tokens
 
 
@@ -50,7 +50,7 @@ class FluxFamily(PipelineFamily):
         return {
             "width": request.width,
             "height": request.height,
-            "max_sequence_length": spec.max_sequence_length or _DEFAULT_SEQUENCE_LENGTH,
+            "max_sequence_length": sequence_length(spec),
         }
 
     def preview_latents(

@@ -11,7 +11,7 @@ from PIL import Image
 from bot import derived
 from bot.attachments import fit_upload, limit_note
 from bot.blocklist import first_blocked_term, term_matches
-from bot.errors import NotYours, describe
+from bot.errors import NotYours, UserError, describe
 from bot.ui.progress import Phase, ProgressState, format_duration, progress_bar, status_line
 from generation.errors import OutOfMemory
 from generation.jobs import JobFailed, JobFinished, JobProgress, JobQueued, JobStarted
@@ -138,9 +138,12 @@ def test_vary_and_upscale_start_from_the_image_within_the_model_limits() -> None
     assert subtle.kind is JobKind.VARY
     assert subtle.parent_job == 9
     assert (bigger.width, bigger.height, bigger.seeds) == (1024, 1536, (2,))
-    huge = build_request(catalogue, prompt="a fox", width=1536, height=1536)
-    with pytest.raises(RequestError, match="between 256 and 2048"):
-        derived.upscale(catalogue, huge, 9, png, seed=1)
+    # Doubling would pass the model's limits: the largest size it allows, same aspect.
+    big = build_request(catalogue, prompt="a fox", width=1536, height=1536)
+    assert derived.upscale(catalogue, big, 9, png, seed=1).width == 2048
+    largest = build_request(catalogue, prompt="a fox", width=2048, height=2048)
+    with pytest.raises(UserError, match="already at the largest size"):
+        derived.upscale(catalogue, largest, 9, png, seed=1)
 
 
 def test_domain_errors_read_as_they_are_and_others_get_a_logged_id(

@@ -189,8 +189,8 @@ BAD_REQUESTS: list[tuple[str, dict[str, Any], str, str]] = [
         "strength too small for the steps",
         {"init_image": png_bytes(), "strength": 0.2, "steps": 4},
         "strength",
-        "A strength of 0.2 with 4 steps runs no step at all; raise the strength or the steps "
-        "(strength × steps must be at least 1).",
+        "A strength of 0.2 with 4 steps runs no step at all on playground-v2.5; raise the "
+        "strength or the steps (strength × steps must be at least 1).",
     ),
 ]
 

@@ -12,6 +12,7 @@ import pytest
 
 from storage import Database
 from storage.cli import main
+from storage.schema import latest_version
 from tests.storage.conftest import finished_job, owner
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,7 +39,7 @@ def test_migrate_creates_then_reports_up_to_date(tmp_path: Path, capsys) -> None
     path = tmp_path / "new" / "atelier.db"
     code, out, _ = run(capsys, "--db", str(path), "migrate")
     assert code == 0
-    assert "schema version 1" in out
+    assert f"schema version {latest_version()}" in out
     assert path.is_file()
     assert run(capsys, "--db", str(path), "migrate")[0] == 0
 

@@ -1,0 +1,55 @@
+"""Notes under a result: what a person should know about how it was made (a cut prompt, an init
+image of another shape, a rerun made with other model weights or libraries). Pure functions."""
+
+from __future__ import annotations
+
+from generation.jobs import JobRecord
+from generation.prompts import PromptCut
+from generation.request import GenerationRequest, JobKind, init_fit_note
+
+_UNREAD_SHOWN = 60
+
+
+def result_notes(record: JobRecord, parent: JobRecord | None) -> list[str]:
+    """The notes for a finished job; `parent` is the job it derives from, if still stored."""
+    notes = [prompt_cut_note(record), init_fit_note(record.request), rerun_note(record, parent)]
+    return [note for note in notes if note]
+
+
+def request_notes(request: GenerationRequest, cut: PromptCut | None) -> list[str]:
+    """The notes for the first reply to a new job: where its prompt will be cut (`cut`, from
+    `generation.prompts.PromptReader`) and what is done to its init image."""
+    notes = [cut_sentence(request, cut) if cut else None, init_fit_note(request)]
+    return [note for note in notes if note]
+
+
+def prompt_cut_note(record: JobRecord) -> str | None:
+    """Where the text encoder stopped reading the prompt, when it did not read all of it."""
+    facts = record.facts
+    if facts is None or facts.prompt_cut_at is None:
+        return None
+    return cut_sentence(record.request, PromptCut(facts.prompt_cut_at, facts.prompt_limit))
+
+
+def cut_sentence(request: GenerationRequest, cut: PromptCut) -> str:
+    unread = request.prompt[cut.at :]
+    shown = unread if len(unread) <= _UNREAD_SHOWN else unread[: _UNREAD_SHOWN - 1] + "…"
+    return (
+        f"✂️ {request.model} reads {cut.limit}: it does not read your prompt from “{shown}” on "
+        "(put what matters first)."
+    )
+
+
+def rerun_note(record: JobRecord, parent: JobRecord | None) -> str | None:
+    """For a rerun: why its images may differ from the job it reran (README, "Exact reruns")."""
+    if record.request.kind is not JobKind.RERUN or parent is None or record.facts is None:
+        return None
+    if parent.facts is None:
+        return (
+            f"ℹ️ Job `{parent.id}` was made before Atelier recorded model and library versions, "
+            "so this rerun may differ from it."
+        )
+    changes = record.facts.differences(parent.facts)
+    if not changes:
+        return None
+    return f"⚠️ This rerun may differ from job `{parent.id}`: " + "; ".join(changes) + "."

@@ -1,0 +1,121 @@
+"""How much of a prompt a model reads: its text encoder takes a fixed number of tokens and drops
+the rest. Needs no torch (transformers' tokenizers only), so the bot can tell a person at once
+where their prompt will be cut, and the worker records it with the same code.
+
+- Playground (SDXL): two CLIP encoders, 77 tokens each (start and end tokens included), same
+  tokenizer vocabulary; both drop the same end.
+- FLUX.1: the T5 encoder carries the prompt, `max_sequence_length` tokens (512 for [dev], 256 for
+  [schnell]). Its CLIP encoder's 77 tokens only make a pooled summary: not a cut.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from generation.models import Family, ModelSpec
+
+_FLUX_DEFAULT_TOKENS = 512  # FluxPipeline's default max_sequence_length
+
+
+@dataclass(frozen=True, slots=True)
+class PromptCut:
+    """Where an encoder stopped reading: `at` is the character of the prompt where the first
+    word it did not read whole begins; `limit` says the encoder's limit ("77 CLIP tokens")."""
+
+    at: int
+    limit: str
+
+
+def prompt_tokenizer(spec: ModelSpec) -> str:
+    """The pipeline component (and folder) holding the tokenizer of the encoder that carries
+    the prompt."""
+    return "tokenizer_2" if spec.family is Family.FLUX else "tokenizer"
+
+
+def sequence_length(spec: ModelSpec) -> int:
+    """FLUX's T5 prompt length for `spec` (the pipeline's `max_sequence_length`)."""
+    return spec.max_sequence_length or _FLUX_DEFAULT_TOKENS
+
+
+def token_limit(spec: ModelSpec, tokenizer: Any) -> tuple[int, str]:
+    """The tokens that encoder reads, and that limit in words."""
+    if spec.family is Family.FLUX:
+        limit = sequence_length(spec)
+        return limit, f"{limit} T5 tokens"
+    limit = tokenizer.model_max_length
+    return limit, f"{limit} CLIP tokens"
+
+
+def find_cut(prompt: str, spec: ModelSpec, tokenizer: Any) -> PromptCut | None:
+    """Where `spec`'s encoder stops reading `prompt` (None: it reads all of it)."""
+    max_tokens, limit = token_limit(spec, tokenizer)
+
+    def tokens(text: str) -> int:
+        return len(tokenizer(text, truncation=False).input_ids)
+
+    # Counting a long prompt without truncation is the point here, not a mistake to warn about.
+    quiet = logging.getLogger("transformers.tokenization_utils_base")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        if tokens(prompt) <= max_tokens:
+            return None
+        words = list(re.finditer(r"\S+", prompt))
+        read, unread = 0, len(words)  # words[:read] fit; words[:unread] do not
+        while unread - read > 1:
+            middle = (read + unread) // 2
+            if tokens(prompt[: words[middle - 1].end()]) <= max_tokens:
+                read = middle
+            else:
+                unread = middle
+        return PromptCut(words[read].start(), limit)
+    finally:
+        quiet.setLevel(level)
+
+
+class PromptReader:
+    """Loads each model's prompt tokenizer from its folder once (the local folder, or the Hub
+    snapshot already downloaded: never the network) and finds cuts with it."""
+
+    def __init__(self) -> None:
+        self._tokenizers: dict[str, Any] = {}
+
+    def cut(self, spec: ModelSpec, prompt: str) -> PromptCut | None:
+        """Where `spec` will stop reading `prompt`; None when it reads it all, or when the
+        model's tokenizer is not on this machine (the worker still records the cut)."""
+        tokenizer = self._tokenizer(spec)
+        return None if tokenizer is None else find_cut(prompt, spec, tokenizer)
+
+    def _tokenizer(self, spec: ModelSpec) -> Any:
+        if spec.name not in self._tokenizers:
+            self._tokenizers[spec.name] = _load_tokenizer(spec)
+        return self._tokenizers[spec.name]
+
+
+def _load_tokenizer(spec: ModelSpec) -> Any:
+    """The tokenizer class `model_index.json` names for the component, as diffusers loads it."""
+    import transformers
+
+    from generation.download import MODEL_INDEX, cached_snapshot
+
+    folder = Path(spec.source).expanduser() if spec.is_local else cached_snapshot(spec)
+    component = prompt_tokenizer(spec)
+    try:
+        if folder is None:
+            return None
+        index = json.loads((folder / MODEL_INDEX).read_text(encoding="utf-8"))
+        library, class_name = index[component]
+        if library != "transformers":
+            return None
+        tokenizer_class = getattr(transformers, class_name)
+        return tokenizer_class.from_pretrained(folder / component, local_files_only=True)
+    except Exception:  # a broken folder must not stop a job: the worker records the cut anyway
+        logging.getLogger(__name__).warning(
+            "Could not read the tokenizer of %s", spec.name, exc_info=True
+        )
+        return None
