@@ -111,8 +111,9 @@ def _look_alikes() -> dict[int, str]:
     """Each non-ASCII character that Unicode's confusables data makes a look-alike of one ASCII
     letter or digit (a letter preferred), in either case, mapped to it lower-cased (`о` → `o`,
     `Ε` → `e`, `ɡ` → `g`); the lower case and the NFKC form of such a character too (`ε`, the
-    lower case of `Ε`), so that every one reaches its ASCII letter; then Latin small capitals and script letters, which that data links
-    only to other scripts' letters, by their Unicode names (`ʀ` → `r`)."""
+    lower case of `Ε`), so that every one reaches its ASCII letter; then Latin small capitals
+    and script letters, which that data links only to other scripts' letters, by their Unicode
+    names (`ʀ` → `r`)."""
     table: dict[int, str] = {}
     for character, entries in confusables_data.items():
         if len(character) != 1 or character.isascii():

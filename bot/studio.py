@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 REDELIVERY_DELAYS_S = (2.0, 10.0, 30.0, 120.0, 600.0)  # then every 600 s
+MAX_CONCURRENT_DECODES = 2  # uploaded images decoded at once (each up to ~0.45 GB: input_images)
 REFRESHED_POSITIONS = 20  # beyond this place, a moving queue would cost too many edits
 Posted = Sequence[discord.Message]  # the messages of a result posted so far
 
@@ -94,6 +95,7 @@ class Studio:
         self._tasks: set[asyncio.Task[None]] = set()
         self._events = pool.subscribe()  # before the pool starts: no event is missed
         self._consumer: asyncio.Task[None] | None = None
+        self.decodes = asyncio.Semaphore(MAX_CONCURRENT_DECODES)
 
     # ---- life ------------------------------------------------------------------------------
 
@@ -142,6 +144,13 @@ class Studio:
             target = self._channel_target(owner, target.user_id)
         tracker.attach(target)
         return queued
+
+    async def precheck(self, owner: JobOwner, *texts: str | None) -> None:
+        """The checks of `submit` that need no request, for work done before it (downloading and
+        decoding an attachment): `NotAllowedHere`, `Blocked` for `texts`, `QueueFull`."""
+        await self._check_place(owner)
+        await self.check_text(owner.guild_id, *(text for text in texts if text))
+        self.pool.check_admission(owner)
 
     async def job(self, job_id: int) -> JobRecord:
         """The job with this id; `NotFound` when it does not exist or was deleted."""
