@@ -122,8 +122,8 @@ HOSTILE: dict[str, tuple[tuple[str, bytes, str], int | bytes | None, str]] = {
         f"truncated {name}": (("cut.png", data, "image/png"), ..., "damaged or cut off")
         for name, data in TRUNCATED.items()
     },
-    "a JPEG of 101 progressive scans": (
-        ("scans.jpg", many_scans_jpeg(101), "image/jpeg"), ..., "more than 100 progressive scans"
+    "a JPEG of 33 progressive scans": (
+        ("scans.jpg", many_scans_jpeg(33), "image/jpeg"), ..., "more than 32 progressive scans"
     ),
     "PostScript sent as image/jpeg": (("a.jpg", EPS, "image/jpeg"), ..., NOT_ACCEPTED),
     "PostScript with no content type": (("a.png", EPS, ""), ..., NOT_ACCEPTED),
