@@ -12,6 +12,7 @@ import io
 import os
 import re
 import stat
+import tracemalloc
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -323,6 +324,25 @@ async def test_another_bots_reaction_starts_nothing(studio: StudioWorld, finishe
     assert await job_count(studio.database) == before + 1
     assert (await studio.database.history(other.id, limit=10)).jobs == []
     assert fake.dms(other) == []
+
+
+async def test_the_queue_views_do_not_load_init_images(studio: StudioWorld) -> None:
+    fake, pool = studio.fake, studio.services.pool
+    dave = fake.user("dave")
+    image = encoded(noise((2048, 1365)), "PNG")  # 8 MiB of noise
+    request = build_request(studio.settings.catalogue, prompt="a heavy start", init_image=image)
+    async with paused(studio):
+        queued = await pool.submit(request, JobOwner(user_id=dave.id))
+        tracemalloc.start()
+        try:
+            shown = text_of(await answer(fake, await fake.slash(dave, "queue")))
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+            await pool.cancel(queued.job_id)
+
+    assert f"`{queued.job_id}` a heavy start" in shown
+    assert peak < len(image) / 4, f"/queue took {peak:,} bytes; the init image is {len(image):,}"
 
 
 # ---- where commands work -------------------------------------------------------------------------
