@@ -497,3 +497,28 @@ async def test_what_costs_nothing_is_checked_before_an_attachment_is_downloaded(
         fake.attachment_serving.pop("never.png", None)
 
     assert expected in reply
+
+
+async def test_a_full_queue_is_told_before_an_attachment_is_downloaded(
+    studio: StudioWorld,
+) -> None:
+    fake, pool = studio.fake, studio.services.pool
+    erin = fake.user("erin")
+    request = build_request(studio.settings.catalogue, prompt="a boat")
+    fake.attachment_serving["never.png"] = None  # a download would hang for 20 s
+    async with paused(studio):
+        await studio.database.set_limits(erin.id, max_queued=2, by=1)
+        owner = (await studio.database.get_user(erin.id)).owner()
+        waiting = [(await pool.submit(request, owner)).job_id for _ in range(2)]
+        try:
+            ix = await fake.slash(
+                erin, "imagine", {"prompt": "a boat"}, attachments=[("never.png", SMALL, PNG)]
+            )
+            reply = await private_reply(fake, ix)
+        finally:
+            fake.attachment_serving.pop("never.png", None)
+            await studio.database.set_limits(erin.id, max_queued=None, by=1)
+            for job_id in waiting:
+                await pool.cancel(job_id)
+
+    assert "You already have 2 jobs waiting" in reply
