@@ -75,8 +75,10 @@ def run(settings: Settings) -> int:
     import aiohttp
     import discord
 
+    from bot.hardening import make_undumpable
     from bot.observability import configure_logging
 
+    make_undumpable()  # before anything else runs: other processes of the user see no token
     observability = settings.observability
     configure_logging(
         level=observability.log_level,

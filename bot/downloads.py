@@ -5,7 +5,9 @@ name, and sometimes sends none) and its declared size only decide what to refuse
 counts is the bytes: `generation.input_images.canonical_png` decides the format from them
 (PNG, JPEG or WebP only), checks the pixel count from the header, decodes in full and re-encodes;
 the job stores that canonical PNG, never the uploaded bytes. The download is bounded in time
-(`timeout_s`) and size (`MAX_BYTES`, counted as it arrives), and every failure is one sentence.
+(`timeout_s`) and size (`MAX_BYTES`, counted as it arrives), decodes run at most a few at a time
+(the caller's semaphore), and every failure is one sentence, composed here with the file name
+escaped once (`plain`) and raised as a `UserError`, shown as it is.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import asyncio
 import aiohttp
 import discord
 
+from bot.errors import UserError
 from bot.ui.text import plain
 from generation.input_images import (
     ACCEPTED_TEXT,
@@ -23,23 +26,25 @@ from generation.input_images import (
     UnusableImage,
     canonical_png,
 )
-from generation.request import RequestError
 
 _CHUNK = 64 * 1024
 
 
-async def read_init_image(attachment: discord.Attachment, timeout_s: float) -> bytes:
-    """The canonical PNG of `attachment`; `RequestError` (field "image") with a sentence when
-    the declared size is too large, the download fails, stalls past `timeout_s` or grows past
-    `MAX_BYTES`, or the bytes are not a usable PNG, JPEG or WebP image."""
+async def read_init_image(
+    attachment: discord.Attachment, timeout_s: float, decodes: asyncio.Semaphore
+) -> bytes:
+    """The canonical PNG of `attachment`, decoded while holding `decodes`; `UserError` with a
+    sentence when the declared size is too large, the download fails, stalls past `timeout_s`
+    or grows past `MAX_BYTES`, or the bytes are not a usable PNG, JPEG or WebP image."""
     name = plain(attachment.filename, 100)
     if attachment.size > MAX_BYTES:
-        raise RequestError("image", f"{name} is larger than {MAX_BYTES // 2**20} MiB.")
+        raise UserError(f"{name} is larger than {MAX_BYTES // 2**20} MiB.")
     data = await _download(attachment.url, name, timeout_s)
     try:
-        return await asyncio.to_thread(canonical_png, data)
+        async with decodes:
+            return await asyncio.to_thread(canonical_png, data)
     except UnusableImage as error:
-        raise RequestError("image", f"{name}: {error.message}") from None
+        raise UserError(f"{name}: {error.message}") from None
 
 
 async def _download(url: str, name: str, timeout_s: float) -> bytes:
@@ -50,8 +55,7 @@ async def _download(url: str, name: str, timeout_s: float) -> bytes:
             session.get(url, allow_redirects=False) as response,
         ):
             if response.status != 200:
-                raise RequestError(
-                    "image",
+                raise UserError(
                     f"Discord did not hand over {name} (HTTP {response.status}); "
                     "upload it again in a moment.",
                 )
@@ -59,17 +63,14 @@ async def _download(url: str, name: str, timeout_s: float) -> bytes:
             async for chunk in response.content.iter_chunked(_CHUNK):
                 data += chunk
                 if len(data) > MAX_BYTES:
-                    raise RequestError("image", f"{name} is larger than {MAX_BYTES // 2**20} MiB.")
+                    raise UserError(f"{name} is larger than {MAX_BYTES // 2**20} MiB.")
             return bytes(data)
     except TimeoutError:
-        raise RequestError(
-            "image",
+        raise UserError(
             f"{name} did not arrive within {timeout_s:g} s; upload it again in a moment.",
         ) from None
     except aiohttp.ClientError:
-        raise RequestError(
-            "image", f"{name} could not be downloaded from Discord; upload it again."
-        ) from None
+        raise UserError(f"{name} could not be downloaded from Discord; upload it again.") from None
 
 
 def accepted_summary() -> str:

@@ -7,9 +7,15 @@ command tree's `interaction_check`), result buttons, history buttons and reactio
 - commands work in servers; in DMs only when the owner sets `allow_dms` (`require_place`);
 - a banned person is refused, with the ban's reason.
 
-Admin commands also need `require_admin`: owner ids from the configuration, members holding a
-configured admin role, or members with Manage Server (`Studio.is_admin`). A refused attempt is
-written to the audit log.
+Admin commands also need `require_admin`, in two reaches:
+- installation-wide actions (the queue, cancelling others' jobs, pause and resume, bans, limits,
+  GPUs, models, stats) act on everyone the bot serves, in every server: only the installation's
+  admins may, the configuration's `owner_ids` and members holding one of its `admin_role_ids`
+  (`is_installation_admin`);
+- a server's own settings (`/admin blocklist …`, `/admin channels …`) change only that server:
+  its managers (Manage Server there) may too (`may_manage_server`), as may installation admins.
+A refused attempt is written to the audit log. Autocomplete passes the same decisions (it
+suggests nothing to whoever may not run the command), without an audit entry per keystroke.
 
 Refusals are `bot.errors.UserError`s; the central error handler turns them into a private reply.
 """
@@ -22,6 +28,7 @@ import discord
 from discord import app_commands
 
 from bot.errors import Banned, NotAllowedHere, NotAPerson, UserError, report_error
+from bot.ui.text import plain
 
 if TYPE_CHECKING:
     from bot.app import AtelierBot
@@ -34,6 +41,10 @@ DM_REFUSAL = "I only work in servers: use my commands in a server we share."
 REFUSED_ACTION = "admin.refused"
 
 
+# Admin commands that change only the server they are used in (its managers may use them).
+SERVER_COMMANDS = ("admin blocklist", "admin channels")
+
+
 class NotAdmin(app_commands.CheckFailure):
     """Someone who is not an admin called an admin command (or pressed an admin button)."""
 
@@ -44,11 +55,41 @@ def command_name(interaction: discord.Interaction) -> str:
     return f"/{command.qualified_name}" if command is not None else "an admin action"
 
 
+def is_installation_admin(settings: Settings, user: discord.abc.User) -> bool:
+    """Whether `user` administers the whole installation: one of `owner_ids`, or a member
+    holding one of `admin_role_ids`."""
+    if user.id in settings.owner_ids:
+        return True
+    return isinstance(user, discord.Member) and any(
+        role.id in settings.admin_role_ids for role in user.roles
+    )
+
+
+def may_manage_server(settings: Settings, user: discord.abc.User, guild_id: int | None) -> bool:
+    """Whether `user` may change what belongs to server `guild_id` alone (its blocklist and
+    channels, its members' jobs): an installation admin, or a member with Manage Server there."""
+    if is_installation_admin(settings, user):
+        return True
+    return (
+        guild_id is not None
+        and isinstance(user, discord.Member)
+        and user.guild.id == guild_id
+        and user.guild_permissions.manage_guild
+    )
+
+
+def _may_run(settings: Settings, interaction: discord.Interaction) -> bool:
+    name = command_name(interaction).removeprefix("/")
+    if name.startswith(SERVER_COMMANDS):
+        return may_manage_server(settings, interaction.user, interaction.guild_id)
+    return is_installation_admin(settings, interaction.user)
+
+
 async def require_admin(bot: AtelierBot, interaction: discord.Interaction) -> None:
-    """Return if `interaction.user` is an admin; otherwise audit the attempt and raise
-    `NotAdmin`. Nothing else changes."""
+    """Return if `interaction.user` may run this admin command (see the module); otherwise
+    audit the attempt and raise `NotAdmin`. Nothing else changes."""
     user = interaction.user
-    if bot.studio.is_admin(user):
+    if _may_run(bot.settings, interaction):
         return
     await bot.database.audit(
         user.id,
@@ -56,7 +97,18 @@ async def require_admin(bot: AtelierBot, interaction: discord.Interaction) -> No
         f"command:{command_name(interaction)}",
         {"guild_id": interaction.guild_id, "channel_id": interaction.channel_id},
     )
-    raise NotAdmin(f"{command_name(interaction)} is for this bot's admins only.")
+    name = command_name(interaction)
+    if name.removeprefix("/").startswith(SERVER_COMMANDS):
+        raise NotAdmin(
+            f"{name} is for this server's managers (Manage Server) and this bot's admins."
+        )
+    if may_manage_server(bot.settings, user, interaction.guild_id):
+        raise NotAdmin(
+            f"{name} acts on every server this bot serves, so it is for this bot's admins only "
+            "(the owner's `owner_ids` and `admin_role_ids`); Manage Server covers this server's "
+            "`/admin blocklist` and `/admin channels`."
+        )
+    raise NotAdmin(f"{name} is for this bot's admins only.")
 
 
 async def admit(studio: Studio, user: discord.abc.User, guild_id: int | None) -> UserSettings:
@@ -70,7 +122,7 @@ async def admit(studio: Studio, user: discord.abc.User, guild_id: int | None) ->
     require_place(studio.settings, guild_id)
     standing = await studio.database.get_user(user.id)
     if standing.banned:
-        reason = f" ({standing.ban_reason})" if standing.ban_reason else ""
+        reason = f" ({plain(standing.ban_reason, 400)})" if standing.ban_reason else ""
         raise Banned(f"You are banned from using this bot{reason}.")
     return standing
 
@@ -105,16 +157,23 @@ async def audit_admin_action(
 
 
 class AdmittingTree(app_commands.CommandTree):
-    """The command tree: every slash command passes `admit` before it runs (a new command
-    cannot forget it). Autocomplete only suggests values, so it is not checked."""
+    """The command tree: every slash command, and every autocomplete, passes `admit` before it
+    runs (a new command cannot forget it); an `/admin` autocomplete also needs the reach its
+    command needs. Whoever may not gets an error reply, or no suggestions."""
 
     async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
-        if interaction.type is discord.InteractionType.autocomplete:
-            return True
         studio: Studio = self.client.studio  # type: ignore[attr-defined]
+        completing = interaction.type is discord.InteractionType.autocomplete
         try:
             await admit(studio, interaction.user, interaction.guild_id)
         except UserError as error:
-            await report_error(interaction, error)
+            if completing:
+                await interaction.response.autocomplete([])
+            else:
+                await report_error(interaction, error)
+            return False
+        admin = command_name(interaction).startswith("/admin ")
+        if completing and admin and not _may_run(studio.settings, interaction):
+            await interaction.response.autocomplete([])
             return False
         return True

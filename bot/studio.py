@@ -28,7 +28,7 @@ from bot.attachments import Upload, fit_upload, limit_note
 from bot.blocklist import first_blocked_term
 from bot.config import Settings
 from bot.errors import Blocked, NotAllowedHere, NotFound, NotYours, UserError
-from bot.permissions import admit, require_place
+from bot.permissions import admit, may_manage_server, require_place
 from bot.targets import ChannelTarget, Message, Target
 from bot.ui.embeds import PREVIEW_FILENAME, failure_content, parameters_embed, progress_embed
 from bot.ui.notes import request_notes, result_notes
@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 REDELIVERY_DELAYS_S = (2.0, 10.0, 30.0, 120.0, 600.0)  # then every 600 s
+MAX_CONCURRENT_DECODES = 2  # uploaded images decoded at once (each up to ~0.45 GB: input_images)
 REFRESHED_POSITIONS = 20  # beyond this place, a moving queue would cost too many edits
 Posted = Sequence[discord.Message]  # the messages of a result posted so far
 
@@ -98,6 +99,7 @@ class Studio:
         self._tasks: set[asyncio.Task[None]] = set()
         self._events = pool.subscribe()  # before the pool starts: no event is missed
         self._consumer: asyncio.Task[None] | None = None
+        self.decodes = asyncio.Semaphore(MAX_CONCURRENT_DECODES)
 
     # ---- life ------------------------------------------------------------------------------
 
@@ -162,9 +164,17 @@ class Studio:
             tracker.notes = notes
             tracker.changed.set()
 
-    async def job(self, job_id: int) -> JobRecord:
-        """The job with this id; `NotFound` when it does not exist or was deleted."""
-        stored = await self.database.get_job(job_id)
+    async def precheck(self, owner: JobOwner, *texts: str | None) -> None:
+        """The checks of `submit` that need no request, for work done before it (downloading and
+        decoding an attachment): `NotAllowedHere`, `Blocked` for `texts`, `QueueFull`."""
+        await self._check_place(owner)
+        await self.check_text(owner.guild_id, *(text for text in texts if text))
+        self.pool.check_admission(owner)
+
+    async def job(self, job_id: int, *, init_image: bool = True) -> JobRecord:
+        """The job with this id (its init image's bytes only with `init_image`); `NotFound`
+        when it does not exist or was deleted."""
+        stored = await self.database.get_job(job_id, init_image=init_image)
         if stored is None or stored.deleted:
             raise NotFound(f"There is no job `{job_id}` (it may have been deleted).")
         return stored.record
@@ -200,7 +210,8 @@ class Studio:
         Whoever may not act (`bot.permissions.admit`: a bot, a banned person, a DM where DMs
         are off) is refused before anything else happens."""
         standing = await admit(self, actor, guild_id)
-        record = await self.job(job_id)
+        # only a rerun or a reroll starts from the job's own init image
+        record = await self.job(job_id, init_image=action in (Action.RERUN, Action.REROLL))
         if action in (Action.INFO, Action.SEND_DM):
             await target.reply_private(Message(embed=parameters_embed(record)))
             return
@@ -218,7 +229,9 @@ class Studio:
         message: discord.PartialMessage | discord.Message | None = None,
     ) -> None:
         """Delete a finished job (its author or an admin only) and the result message, if given."""
-        if actor.id != record.owner.user_id and not self.is_admin(actor):
+        if actor.id != record.owner.user_id and not may_manage_server(
+            self.settings, actor, record.owner.guild_id
+        ):
             raise NotYours("Only the person who made this job (or an admin) can delete it.")
         if not record.status.is_final:
             raise UserError(
@@ -228,16 +241,6 @@ class Studio:
         if message is not None:
             with contextlib.suppress(discord.HTTPException):
                 await message.delete()
-
-    def is_admin(self, user: discord.abc.User) -> bool:
-        """Owner ids, admin roles, or Manage Server."""
-        if user.id in self.settings.owner_ids:
-            return True
-        if not isinstance(user, discord.Member):
-            return False
-        if any(role.id in self.settings.admin_role_ids for role in user.roles):
-            return True
-        return user.guild_permissions.manage_guild
 
     async def _derive(self, action: Action, record: JobRecord, index: int) -> GenerationRequest:
         request = record.request
@@ -323,7 +326,7 @@ class Studio:
         if tracker.claimed:
             return
         tracker.claimed = True
-        stored = await self.database.get_job(tracker.job_id)
+        stored = await self.database.get_job(tracker.job_id, init_image=False)
         if stored is None or stored.record.owner.channel_id is None:
             self._trackers.pop(tracker.job_id, None)
             return  # not a Discord job (say, the CLI's): nothing to show
@@ -423,7 +426,7 @@ class Studio:
         if job_id in self._delivering and attempt == 0:
             return
         self._delivering.add(job_id)
-        stored = await self.database.get_job(job_id)
+        stored = await self.database.get_job(job_id, init_image=False)
         if stored is None or stored.deleted or stored.delivered_at is not None:
             self._delivering.discard(job_id)
             return
@@ -471,7 +474,7 @@ class Studio:
         note = limit_note(uploads, limit)
         parent = None
         if record.request.parent_job is not None:
-            stored = await self.database.get_job(record.request.parent_job)
+            stored = await self.database.get_job(record.request.parent_job, init_image=False)
             parent = stored.record if stored is not None else None
         notes = [*result_notes(record, parent), *([note] if note else [])]
         actions = derived.image_actions(self.settings.catalogue, record.request)

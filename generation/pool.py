@@ -348,6 +348,11 @@ class WorkerPool:
         self._dispatch()
         return event
 
+    def check_admission(self, owner: JobOwner) -> None:
+        """Raise `QueueFull` (or `NotAccepting`) if `owner` may not queue one more job now: a
+        cheap early check for front ends (`submit` checks again)."""
+        self._scheduler.check_admission(owner)
+
     def subscribe(self) -> EventStream:
         """A stream of every job event from now on (`async for event in pool.subscribe()`)."""
         stream = EventStream(self._subscribers)

@@ -11,16 +11,25 @@ import aiosqlite
 from generation.jobs import JobRecord, JobStatus
 from storage.errors import InvalidTransition, InvalidValue, UnknownJob
 from storage.records import HistoryPage, JobMessage, Lineage, StoredImage, StoredJob
-from storage.store import FINAL_STATUSES, JOB_SELECT_WITH_INIT_IMAGE, Store, job_from_row
+from storage.store import (
+    FINAL_STATUSES,
+    JOB_SELECT,
+    JOB_SELECT_WITH_INIT_IMAGE,
+    Store,
+    job_from_row,
+)
 
 MAX_PAGE = 100
 _MAX_LINEAGE_DEPTH = 1000
 
 
 class Library(Store):
-    async def get_job(self, job_id: int) -> StoredJob | None:
-        """The job, deleted ones included (see `StoredJob.deleted`); None for an unknown id."""
-        row = await self._fetchone(f"{JOB_SELECT_WITH_INIT_IMAGE} WHERE j.id = ?", (job_id,))
+    async def get_job(self, job_id: int, *, init_image: bool = True) -> StoredJob | None:
+        """The job, deleted ones included (see `StoredJob.deleted`); None for an unknown id.
+        With `init_image=False` its init image's bytes (up to 24 MiB) are not loaded:
+        `request.init_image` is None, `request.strength` still says it had one."""
+        select = JOB_SELECT_WITH_INIT_IMAGE if init_image else JOB_SELECT
+        row = await self._fetchone(f"{select} WHERE j.id = ?", (job_id,))
         if row is None:
             return None
         return StoredJob(job_from_row(row), row["deleted_at"], row["delivered_at"])

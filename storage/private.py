@@ -1,4 +1,7 @@
-"""Everything storage writes is private to the bot's user: files 0600, folders 0700.
+"""Everything storage writes is private to the bot's user: files 0600, folders it creates 0700.
+
+A folder that already exists is the owner's choice (a shared 1777 folder, one owned by another
+account) and is left as it is; the files in it are private all the same.
 
 Prompts, images and the audit log are personal data; a umask of 022 (the usual default) would
 make them readable by every account on the machine. SQLite creates a database's `-wal` and
@@ -16,9 +19,21 @@ FOLDER_MODE = 0o700
 
 
 def private_folder(path: Path) -> Path:
-    """Create `path` (and missing parents) if needed and make `path` itself 0700."""
-    path.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
-    os.chmod(path, FOLDER_MODE)
+    """Create `path` and its missing parents, each 0700; folders that exist are left alone.
+    Raises `FileExistsError` when `path` is a file, `OSError` when it cannot be created."""
+    missing = []
+    folder = path
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=FOLDER_MODE)
+        except FileExistsError:  # made meanwhile by someone else: theirs
+            continue
+        os.chmod(folder, FOLDER_MODE)  # mkdir's mode passes through the umask
+    if not path.is_dir():
+        raise FileExistsError(f"{path} exists and is not a folder.")
     return path
 
 

@@ -90,7 +90,7 @@ class Admin(
         owners = {}
         for worker in snapshot.workers:
             if worker.job_id is not None:
-                stored = await self.bot.database.get_job(worker.job_id)
+                stored = await self.bot.database.get_job(worker.job_id, init_image=False)
                 if stored is not None:
                     owners[worker.job_id] = stored.record.owner.user_id
         embed = admin_queue_embed(snapshot, owners)
@@ -124,7 +124,7 @@ class Admin(
         await interaction.followup.send(reply, ephemeral=True)
 
     async def _cancel_job(self, interaction: discord.Interaction, job: int) -> str:
-        record = await self.bot.studio.job(job)
+        record = await self.bot.studio.job(job, init_image=False)
         if record.status.is_final:
             raise UserError(f"Job `{job}` is already {record.status.value}.")
         await interaction.response.defer(ephemeral=True, thinking=True)  # a GPU step may finish

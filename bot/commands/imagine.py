@@ -76,9 +76,10 @@ class Imagine(commands.Cog):
             # With an image and no size, the job takes the image's aspect (build_request).
             aspect = standing.default_aspect or settings.defaults.aspect
         init_image = None
-        if image is not None:
+        if image is not None:  # what costs nothing is checked before downloading and decoding
+            await studio.precheck(owner, prompt, negative)
             await interaction.response.defer()  # downloading may take a moment
-            init_image = await read_init_image(image, settings.download_timeout_s)
+            init_image = await read_init_image(image, settings.download_timeout_s, studio.decodes)
         request = build_request(
             settings.catalogue,
             prompt=prompt,

@@ -51,9 +51,12 @@ _STATUS_ICONS = {
 _HISTORY_PREFIX = "atelier:history"
 
 
-async def own_job(bot: AtelierBot, user: discord.abc.User, job_id: int) -> JobRecord:
-    """The caller's job `job_id`; `NotFound` (unknown or deleted) or `NotYours`."""
-    record = await bot.studio.job(job_id)
+async def own_job(
+    bot: AtelierBot, user: discord.abc.User, job_id: int, *, init_image: bool = False
+) -> JobRecord:
+    """The caller's job `job_id` (its init image's bytes only with `init_image`); `NotFound`
+    (unknown or deleted) or `NotYours`."""
+    record = await bot.studio.job(job_id, init_image=init_image)
     if record.owner.user_id != user.id:
         raise NotYours(f"Job `{job_id}` is someone else's; these commands work on your own jobs.")
     return record
@@ -249,7 +252,7 @@ class Library(commands.Cog):
         job: app_commands.Range[int, 1],
         image: app_commands.Range[int, 1, MAX_COUNT] | None = None,
     ) -> None:
-        record = await own_job(self.bot, interaction.user, job)
+        record = await own_job(self.bot, interaction.user, job, init_image=True)
         index = None if image is None else image_index(record, image)
         await self._submit(interaction, derived.rerun(record.request, record.id, index))
 
@@ -304,12 +307,16 @@ class Library(commands.Cog):
         snapshot = pool.snapshot(waiting_limit=pool.scheduler.queued_count)
         records = []
         for worker in snapshot.workers:
-            stored = await self.bot.database.get_job(worker.job_id) if worker.job_id else None
+            stored = (
+                await self.bot.database.get_job(worker.job_id, init_image=False)
+                if worker.job_id
+                else None
+            )
             if stored is not None and stored.record.owner.user_id == user_id:
                 records.append(stored.record)
         waiting = [job.job_id for job in snapshot.waiting if job.user_id == user_id]
         for job_id in waiting[:QUEUE_SHOWN]:
-            stored = await self.bot.database.get_job(job_id)
+            stored = await self.bot.database.get_job(job_id, init_image=False)
             if stored is not None:
                 records.append(stored.record)
         lines = [

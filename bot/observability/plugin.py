@@ -42,7 +42,7 @@ class Observability:
         pool, database = bot.pool, bot.database
 
         async def lookup(job_id: int) -> JobRecord | None:
-            stored = await database.get_job(job_id)
+            stored = await database.get_job(job_id, init_image=False)
             return stored.record if stored is not None else None
 
         self._follower = asyncio.create_task(

@@ -3,7 +3,8 @@
 Prompts, negative prompts, file names, blocklist terms and search filters all pass through
 `plain` wherever the bot echoes them, so `[text](https://…)` stays visible text instead of a
 link in the bot's message, `**` stays two asterisks, and `<@id>`, `<#id>` or `<t:…>` show as
-typed instead of as a mention, a channel or a timestamp.
+typed instead of as a mention, a channel or a timestamp. A URL's `://` becomes `\\://`, shown
+as typed but neither a link nor a preview (Discord links and previews only `scheme://…`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from bot.ui.fit import ELLIPSIS
 # Every character Discord's Markdown gives a meaning: emphasis, spoilers, code, masked links,
 # headings, quotes, and `<` for mentions, channels, timestamps, command links and custom emoji.
 # (discord.utils.escape_markdown escapes one masked link per text and skips what it spans.)
-_SPECIAL = re.compile(r"([\\*_~|`\[\]()<>#])")
+_SPECIAL = re.compile(r"([\\*_~|`\[\]()<>#]|:(?=//))")
+_QUOTED = re.compile(r"""('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")""")  # repr of a value
 
 
 def plain(text: str, limit: int | None = None) -> str:
@@ -38,8 +40,14 @@ def plain(text: str, limit: int | None = None) -> str:
 
 def with_code_spans(message: str) -> str:
     """A sentence made elsewhere (the engine's) that may quote what a person typed: escaped like
-    `plain`, except the backticks of its own `code spans`."""
-    return discord.utils.escape_mentions(_SPECIAL.sub(_unless_backtick, message))
+    `plain`, except the backticks of its own `code spans`; what it quotes (`'…'` or `"…"`, as
+    Python's `repr` writes a value) is escaped entirely, backticks included."""
+    parts = _QUOTED.split(message)  # odd items: the quoted values
+    escaped = (
+        _SPECIAL.sub(r"\\\1", part) if index % 2 else _SPECIAL.sub(_unless_backtick, part)
+        for index, part in enumerate(parts)
+    )
+    return discord.utils.escape_mentions("".join(escaped))
 
 
 def _unless_backtick(match: re.Match[str]) -> str:

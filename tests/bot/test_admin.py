@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from bot.permissions import REFUSED_ACTION
+from bot.permissions import REFUSED_ACTION, SERVER_COMMANDS
 from generation.jobs import JobStatus
 from storage import AuditEntry
 from tests.bot.helpers import (
@@ -22,6 +22,7 @@ from tests.bot.helpers import (
     job_count,
     job_id_of,
     paused,
+    polled,
     private_reply,
     studio_people,
     text_of,
@@ -111,11 +112,21 @@ async def test_a_non_admin_is_refused_every_admin_command_audited_and_nothing_ch
     assert set(attempts) == admin_command_paths(fake.command("admin") or {})
     before_audit = await last_audit_id(studio)
     bob_before = await studio.database.get_user(bob.id)
-    loaded_before = studio.bot.pool.snapshot().workers[0].loaded
+
+    async def loaded() -> tuple[str, ...] | None:  # the worker reports its model after RUNNING
+        models = studio.bot.pool.snapshot().workers[0].loaded
+        return models or None
+
+    loaded_before = await polled(loaded)
 
     for command, options in attempts.items():
         reply = await private_reply(fake, await fake.slash(alice, command, options))
-        assert f"/{command} is for this bot's admins only." == reply
+        if command.startswith(SERVER_COMMANDS):
+            assert reply == (
+                f"/{command} is for this server's managers (Manage Server) and this bot's admins."
+            )
+        else:
+            assert reply == f"/{command} is for this bot's admins only."
 
     refusals = await audit_since(studio, before_audit)
     assert [(e.actor_id, e.action, e.target) for e in refusals] == [
@@ -136,11 +147,53 @@ async def test_a_non_admin_is_refused_every_admin_command_audited_and_nothing_ch
     assert await wait_for_status(studio.database, running, JobStatus.CANCELLED)
 
 
-async def test_admin_roles_manage_server_and_owner_ids_are_all_admins(studio: StudioWorld) -> None:
+async def test_admin_roles_and_owner_ids_are_installation_admins(studio: StudioWorld) -> None:
     fake = studio.fake
-    for name in ("admin", "manager", "owner", "deputy"):
+    for name in ("admin", "deputy"):
         reply = await private_reply(fake, await fake.slash(fake.user(name), "admin queue"))
         assert reply.startswith("Queue\nThe queue is running"), (name, reply)
+
+
+INSTALLATION_WIDE = {
+    "admin queue": {},
+    "admin pause": {},
+    "admin ban": {"user": "bob", "reason": "spam"},
+    "admin limits": {"user": "bob", "max_queued": 1},
+    "admin models load": {"gpu": "cpu", "model": "flux-schnell"},
+    "admin gpus": {},
+    "admin stats": {},
+}
+
+
+@pytest.mark.parametrize("name", ["manager", "owner"])  # Manage Server; the server's owner
+async def test_manage_server_administers_only_its_own_servers_settings(
+    studio: StudioWorld, name: str
+) -> None:
+    fake, db = studio.fake, studio.database
+    manager, bob, guild = fake.user(name), fake.user("bob"), fake.world.guild_id
+    before_audit = await last_audit_id(studio)
+    bob_before = await db.get_user(bob.id)
+
+    for command, options in INSTALLATION_WIDE.items():
+        given = {k: fake.user(v) if k == "user" else v for k, v in options.items()}
+        reply = await private_reply(fake, await fake.slash(manager, command, given))
+        assert f"/{command} acts on every server this bot serves" in reply, reply
+        assert "Manage Server covers this server's" in reply
+    refusals = await audit_since(studio, before_audit)
+    assert [(e.actor_id, e.action) for e in refusals] == [(manager.id, REFUSED_ACTION)] * len(
+        INSTALLATION_WIDE
+    )
+    assert not studio.bot.pool.paused
+    assert await db.get_user(bob.id) == bob_before
+
+    added = await private_reply(
+        fake, await fake.slash(manager, "admin blocklist add", {"term": f"{name}-term"})
+    )
+    assert "are now refused here" in added
+    assert f"{name}-term" in await db.blocklist(guild)
+    listed = await private_reply(fake, await fake.slash(manager, "admin channels list"))
+    assert "channel" in listed.lower()
+    await db.unblock_term(guild, f"{name}-term", by=manager.id)
 
 
 # ---- the queue and the GPUs --------------------------------------------------------------------
@@ -227,6 +280,24 @@ async def test_models_are_listed_loaded_pinned_and_unloaded_per_gpu(studio: Stud
     assert [choice["value"] for choice in gpus] == ["cpu"]
 
 
+async def test_autocomplete_suggests_nothing_to_whoever_may_not_run_the_command(
+    studio: StudioWorld,
+) -> None:
+    fake, carol = studio.fake, studio.fake.user("carol")
+    for name in ("alice", "manager"):  # not an admin; Manage Server only
+        gpus = await fake.autocomplete(
+            fake.user(name), "admin models load", {"gpu": ""}, focused="gpu"
+        )
+        assert gpus == [], name
+    assert await fake.autocomplete(carol, "imagine", {"model": ""}, focused="model") != []
+
+    await admin_says(studio, "admin ban", {"user": carol, "reason": "testing"})
+    try:
+        assert await fake.autocomplete(carol, "imagine", {"model": ""}, focused="model") == []
+    finally:
+        await admin_says(studio, "admin unban", {"user": carol})
+
+
 # ---- people ------------------------------------------------------------------------------------
 
 
@@ -277,6 +348,15 @@ async def test_a_ban_takes_effect_on_the_next_imagine_and_everywhere_until_unban
 
     assert f"Unbanned <@{bob.id}>" in await admin_says(studio, "admin unban", {"user": bob})
     assert "is not banned" in await admin_says(studio, "admin unban", {"user": bob})
+
+    reason = "**spam** <@123456789012345678> [appeal](https://evil.example)"
+    await admin_says(studio, "admin ban", {"user": bob, "reason": reason})
+    told = await private_reply(fake, await fake.slash(bob, "info"))
+    assert told == (
+        "You are banned from using this bot (\\*\\*spam\\*\\* \\<@\u200b123456789012345678\\> "
+        "\\[appeal\\]\\(https\\://evil.example\\))."
+    )
+    await admin_says(studio, "admin unban", {"user": bob})
     after = await imagine(fake, bob, prompt="after the unban")
     await studio.result_of(after)
 

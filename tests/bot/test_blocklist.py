@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 import pytest
 
-from bot.blocklist import first_blocked_term, normalise, term_matches
+from bot.blocklist import _look_alikes, first_blocked_term, normalise, term_matches
 
 # Each a way of writing "gore" that a person reads as "gore".
 DISGUISES = {
@@ -23,10 +25,22 @@ DISGUISES = {
     "maths double-struck": "𝕘𝕠𝕣𝕖",
     "circled letters": "ⓖⓞⓡⓔ",
     "script g (ℊ)": "ℊore",
-    "combining acute": "go\u0301re",
+    "combining low line (no such letter)": "g\u0332ore",
     "combining diaeresis on every letter": "g\u0308o\u0308r\u0308e\u0308",
-    "precomposed accents": "ġöřë",
-    "stroke letters": "ǥøɍɇ",
+    "stacked marks": "go\u0301\u0301\u0301re",
+    "greek capital epsilon": "GORΕ",
+    "cyrillic komi capital sje (Ԍ)": "ԌORE",
+    "cherokee capitals": "ᏀOᏒᎬ",
+    "greek small epsilon (lower case of a look-alike)": "gorε",
+    "regional indicators": "🇬🇴🇷🇪",
+    "regional indicators with joiners": "🇬\u200b🇴\u200b🇷\u200b🇪",
+    "negative squared letters": "🅶🅾🆁🅴",
+    "negative circled letters": "🅖🅞🅡🅔",
+    "squared letters": "🄶🄾🅁🄴",
+    "parenthesised letters": "⒢⒪⒭⒠",
+    "braille blank": "go\u2800re",
+    "unassigned default-ignorable": "go\U000e0080re",
+    "C1 control": "go\x80re",
     "zero-width space": "go\u200bre",
     "zero-width joiner": "g\u200dore",
     "zero-width non-joiner": "gor\u200ce",
@@ -36,7 +50,7 @@ DISGUISES = {
     "combining grapheme joiner": "go\u034fre",
     "left-to-right mark": "go\u200ere",
     "tag characters": "gore\U000e0067",
-    "mixed": "Ｇ\u200bо\u0301ʀᴇ",
+    "mixed": "Ｇ\u200bо\u0332ʀᴇ",
 }
 
 # Words near "gore" that must pass.
@@ -57,6 +71,16 @@ NEAR_MISSES = [
     "gоrge",  # a disguise of a word that is not the term
 ]
 
+# Words of real languages whose letters are letters of their own, not disguises: a letter with
+# a diacritic that Unicode has as one character (`ö`, `ø`, `â`, `ß`) is never folded into another.
+REAL_WORDS = {
+    "gore": ["göre", "gøre", "góre", "goré", "ĝore", "ġöřë", "ǥøɍɇ"],
+    "ass": ["aß", "ässe", "åss"],
+    "rape": ["râpe", "rapé", "grape"],
+    "nazi": ["Nazım", "nazì"],
+    "cum": ["cúm", "Cumbria"],
+}
+
 
 @pytest.mark.parametrize("disguise", list(DISGUISES))
 def test_every_disguise_of_a_term_is_found(disguise: str) -> None:
@@ -69,6 +93,35 @@ def test_every_disguise_of_a_term_is_found(disguise: str) -> None:
 @pytest.mark.parametrize("word", NEAR_MISSES)
 def test_words_near_a_term_pass(word: str) -> None:
     assert not term_matches("gore", f"a {word} scene")
+
+
+@pytest.mark.parametrize(
+    ("term", "word"), [(term, word) for term, words in REAL_WORDS.items() for word in words]
+)
+def test_letters_of_real_languages_stay_distinct(term: str, word: str) -> None:
+    assert not term_matches(term, f"a {word} scene")
+    if len(word.upper()) == len(word):  # "aß".upper() is "ASS", as German writes it
+        assert not term_matches(term, f"A {word.upper()} SCENE")
+
+
+@pytest.mark.parametrize(
+    ("term", "text"),
+    [("hate", "ΗATE"), ("bomb", "ВOMВ"), ("bomb", "ΒOMΒ"), ("gore", "GOR\u0395")],
+)
+def test_capital_look_alikes_are_found(term: str, text: str) -> None:
+    assert first_blocked_term([term], text) == term
+
+
+def test_every_look_alike_in_the_confusables_data_reaches_its_ascii_letter() -> None:
+    table = _look_alikes()
+    assert len(table) > 1000
+    lost = {
+        chr(code): normalise(chr(code))
+        for code in table
+        if " " not in unicodedata.normalize("NFKC", chr(code))  # spacing marks, not letters
+        and not (normalise(chr(code)).isascii() and normalise(chr(code)).isalnum())
+    }
+    assert lost == {}
 
 
 @pytest.mark.parametrize("term", ["ＧＯＲＥ", "gоre", "Gore"])

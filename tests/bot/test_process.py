@@ -248,3 +248,65 @@ async def test_killed_with_jobs_queued_and_running_every_job_completes_after_res
     finally:
         await bot.terminate()
         await database.close()
+
+
+_READ_OWN_ENVIRON = """
+import ctypes, os, subprocess, sys
+from bot.hardening import make_undumpable
+if os.geteuid() == 0:  # root reads every process: be an ordinary user, as a worker is
+    os.setgid(65534)
+    os.setuid(65534)
+ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)  # dumpable, as every process of a user starts
+
+def another_process_reads() -> str:
+    command = ["cat", f"/proc/{os.getpid()}/environ"]
+    done = subprocess.run(command, capture_output=True)
+    return "read" if b"ATELIER_SECRET=" in done.stdout else "refused"
+
+before = another_process_reads()
+hidden = make_undumpable()
+print(before, hidden, another_process_reads())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux's")
+def test_another_process_of_the_user_cannot_read_the_bots_environment() -> None:
+    env = {**child_environment(), "ATELIER_SECRET": "token-like"}
+
+    done = subprocess.run(
+        [sys.executable, "-c", _READ_OWN_ENVIRON], env=env, capture_output=True, text=True
+    )
+
+    assert done.stdout.split() == ["read", "True", "refused"], done.stderr
+
+
+_SERVE_REPORTS_DUMPABLE = """
+import ctypes, sys
+import bot.__main__ as main
+
+async def serve(settings):
+    print("dumpable", ctypes.CDLL(None).prctl(3, 0, 0, 0, 0))  # PR_GET_DUMPABLE
+
+main._serve = serve
+sys.exit(main.main([]))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux's")
+def test_the_bot_makes_itself_undumpable_before_it_serves(
+    tmp_path: Path, tiny_model_dirs: dict[str, Path]
+) -> None:
+    config = tmp_path / "atelier.toml"
+    config.write_text(to_toml({"models": _tiny_models(tiny_model_dirs)}))
+    env = {**child_environment(), "ATELIER_CONFIG": str(config), "DISCORD_TOKEN": "x"}
+
+    done = subprocess.run(
+        [sys.executable, "-c", _SERVE_REPORTS_DUMPABLE],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert done.stdout.strip() == "dumpable 0", done.stderr

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 import pytest_asyncio
 
@@ -145,6 +147,29 @@ async def test_delete_by_the_author_and_by_an_admin(studio: StudioWorld) -> None
         stored = await studio.database.get_job(job_id_of(message))
         assert stored.deleted
         assert await studio.database.read_image(stored.record.id, 0) is None
+
+
+async def test_manage_server_deletes_only_results_made_in_its_own_server(
+    studio: StudioWorld,
+) -> None:
+    fake, manager = studio.fake, studio.fake.user("manager")  # Manage Server in this server
+    here = await imagine(studio, fake.user("alice"))
+    elsewhere = await imagine(studio, fake.user("bob"))
+    with sqlite3.connect(studio.settings.database_path) as conn:  # as if made in another server
+        conn.execute("UPDATE jobs SET guild_id = 1 WHERE id = ?", (job_id_of(elsewhere),))
+
+    refused = await ephemeral_reply(
+        studio, await fake.click(manager, elsewhere, f"atelier:delete:{job_id_of(elsewhere)}")
+    )
+    deleted = await ephemeral_reply(
+        studio, await fake.click(manager, here, f"atelier:delete:{job_id_of(here)}")
+    )
+
+    assert "Only the person who made this job" in refused.content
+    assert not elsewhere.deleted
+    assert not (await studio.database.get_job(job_id_of(elsewhere))).deleted
+    assert "Deleted job" in deleted.content
+    assert here.deleted
 
 
 async def test_buttons_and_reactions_work_after_a_restart(

@@ -12,6 +12,7 @@ import io
 import os
 import re
 import stat
+import tracemalloc
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -38,6 +39,7 @@ from tests.discord import InteractionRecord, Message
 from tests.discord.world import User, World
 from tests.generation.hostile_images import (
     BOMBS,
+    DAMAGED_EXIF,
     DISGUISES,
     EPS,
     MODES,
@@ -45,6 +47,7 @@ from tests.generation.hostile_images import (
     encoded,
     forget_ghostscript,
     ghostscript_trap,
+    many_scans_jpeg,
     noise,
     path_with,
 )
@@ -120,6 +123,9 @@ HOSTILE: dict[str, tuple[tuple[str, bytes, str], int | bytes | None, str]] = {
         f"truncated {name}": (("cut.png", data, "image/png"), ..., "damaged or cut off")
         for name, data in TRUNCATED.items()
     },
+    "a JPEG of 33 progressive scans": (
+        ("scans.jpg", many_scans_jpeg(33), "image/jpeg"), ..., "more than 32 progressive scans"
+    ),
     "PostScript sent as image/jpeg": (("a.jpg", EPS, "image/jpeg"), ..., NOT_ACCEPTED),
     "PostScript with no content type": (("a.png", EPS, ""), ..., NOT_ACCEPTED),
     "declared larger than 25 MiB": (("huge.png", bytes(_MB26), PNG), ..., "larger than 25 MiB"),
@@ -169,6 +175,7 @@ ACCEPTED: dict[str, tuple[tuple[str, bytes, str], tuple[int, int, int], int]] = 
     "png with no content type": (("start.png", MODES["png RGB"].data, ""), (10, 20, 30), 1),
     "png sent as text/plain": (("start.txt", MODES["png RGB"].data, "text/plain"), (10, 20, 30), 1),
     "jpeg named .png": (("start.png", MODES["jpeg RGB"].data, "image/png"), (200, 100, 50), 6),
+    **{name: (("start.png", data, PNG), (10, 20, 30), 3) for name, data in DAMAGED_EXIF.items()},
 }  # fmt: skip
 
 
@@ -218,7 +225,10 @@ DISGUISED_PROMPTS = {
     "cyrillic o": "a gоre scene",
     "greek omicron": "a gοre scene",
     "zero-width space": "a go\u200bre scene",
-    "combining accent": "a go\u0301re scene",
+    "combining mark forming no letter": "a go\u0332re scene",
+    "greek capital epsilon": "a GORΕ scene",
+    "regional indicators": "a 🇬🇴🇷🇪 scene",
+    "negative squared letters": "a 🅶🅾🆁🅴 scene",
     "maths bold": "a 𝐠𝐨𝐫𝐞 scene",
     "small capitals": "a ɢᴏʀᴇ scene",
 }
@@ -253,7 +263,7 @@ async def test_a_disguised_blocked_term_is_refused_as_a_personal_default(
 async def test_a_word_near_a_blocked_term_passes_and_is_kept_as_written(
     studio: StudioWorld,
 ) -> None:
-    prompt = "a ｇｏｒｇｅｏｕｓ gorge, an ogre"
+    prompt = "a ｇｏｒｇｅｏｕｓ gorge, an ogre, göre, gøre"  # Turkish, Danish: not disguises
     async with paused(studio):
         ix = await studio.fake.slash(studio.fake.user("erin"), "imagine", {"prompt": prompt})
         job_id = job_id_of(await answer(studio.fake, ix))
@@ -265,6 +275,7 @@ async def test_a_word_near_a_blocked_term_passes_and_is_kept_as_written(
 
 
 MARKUP = "[free nitro](https://evil.example) **loud** <@123456789012345678> <t:0:R>"
+LIVE_URL = re.compile(r"[A-Za-z]://")  # Discord links (and previews) `scheme://…` only
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -290,6 +301,8 @@ async def test_markup_in_a_prompt_is_shown_as_text(studio: StudioWorld, finished
         assert not UNESCAPED_LINK.search(shown), shown
         assert "\\*\\*loud\\*\\*" in shown
         assert not MENTION_OR_TIME.search(shown), shown
+        assert "evil.example" in shown
+        assert not LIVE_URL.search(shown), shown
 
 
 async def test_another_bots_reaction_starts_nothing(studio: StudioWorld, finished: Message) -> None:
@@ -311,6 +324,25 @@ async def test_another_bots_reaction_starts_nothing(studio: StudioWorld, finishe
     assert await job_count(studio.database) == before + 1
     assert (await studio.database.history(other.id, limit=10)).jobs == []
     assert fake.dms(other) == []
+
+
+async def test_the_queue_views_do_not_load_init_images(studio: StudioWorld) -> None:
+    fake, pool = studio.fake, studio.services.pool
+    dave = fake.user("dave")
+    image = encoded(noise((2048, 1365)), "PNG")  # 8 MiB of noise
+    request = build_request(studio.settings.catalogue, prompt="a heavy start", init_image=image)
+    async with paused(studio):
+        queued = await pool.submit(request, JobOwner(user_id=dave.id))
+        tracemalloc.start()
+        try:
+            shown = text_of(await answer(fake, await fake.slash(dave, "queue")))
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+            await pool.cancel(queued.job_id)
+
+    assert f"`{queued.job_id}` a heavy start" in shown
+    assert peak < len(image) / 4, f"/queue took {peak:,} bytes; the init image is {len(image):,}"
 
 
 # ---- where commands work -------------------------------------------------------------------------
@@ -412,7 +444,9 @@ async def test_everything_the_bot_writes_is_private(studio: StudioWorld, finishe
     [
         ({"aspect": MARKUP}, None),
         ({"model": MARKUP}, None),
-        ({}, (f"{MARKUP}.png", b"not an image", PNG)),
+        ({"aspect": f"`tick {MARKUP}"}, None),
+        ({"model": f"`tick {MARKUP}"}, None),
+        ({}, (f"`tick {MARKUP}.png", b"not an image", PNG)),
     ],
 )
 async def test_markup_in_a_refused_value_is_shown_as_text(
@@ -431,3 +465,60 @@ async def test_markup_in_a_refused_value_is_shown_as_text(
     assert "free nitro" in reply
     assert not UNESCAPED_LINK.search(reply), reply
     assert not MENTION_OR_TIME.search(reply), reply
+    assert not LIVE_URL.search(reply), reply
+    if "`tick" in str(options) + str(upload):
+        assert "\\`tick" in reply  # escaped once: shown as a backtick, opening no code span
+    assert "\\\\" not in reply  # never escaped twice
+
+
+@pytest.mark.parametrize(
+    ("prompt", "channel", "expected"),
+    [
+        ("a gore scene", None, "contains a term this server has blocked"),
+        ("a boat", "dm", "I only work in servers"),
+    ],
+)
+async def test_what_costs_nothing_is_checked_before_an_attachment_is_downloaded(
+    studio: StudioWorld, prompt: str, channel: str | None, expected: str
+) -> None:
+    fake = studio.fake
+    mallory = fake.user("mallory")
+    fake.attachment_serving["never.png"] = None  # a download would hang for 20 s
+    try:
+        ix = await fake.slash(
+            mallory,
+            "imagine",
+            {"prompt": prompt},
+            attachments=[("never.png", SMALL, PNG)],
+            channel=fake.world.dm_channel(mallory) if channel == "dm" else None,
+        )
+        reply = await private_reply(fake, ix)
+    finally:
+        fake.attachment_serving.pop("never.png", None)
+
+    assert expected in reply
+
+
+async def test_a_full_queue_is_told_before_an_attachment_is_downloaded(
+    studio: StudioWorld,
+) -> None:
+    fake, pool = studio.fake, studio.services.pool
+    erin = fake.user("erin")
+    request = build_request(studio.settings.catalogue, prompt="a boat")
+    fake.attachment_serving["never.png"] = None  # a download would hang for 20 s
+    async with paused(studio):
+        await studio.database.set_limits(erin.id, max_queued=2, by=1)
+        owner = (await studio.database.get_user(erin.id)).owner()
+        waiting = [(await pool.submit(request, owner)).job_id for _ in range(2)]
+        try:
+            ix = await fake.slash(
+                erin, "imagine", {"prompt": "a boat"}, attachments=[("never.png", SMALL, PNG)]
+            )
+            reply = await private_reply(fake, ix)
+        finally:
+            fake.attachment_serving.pop("never.png", None)
+            await studio.database.set_limits(erin.id, max_queued=None, by=1)
+            for job_id in waiting:
+                await pool.cancel(job_id)
+
+    assert "You already have 2 jobs waiting" in reply

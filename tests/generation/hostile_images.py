@@ -6,6 +6,8 @@
   (`Image.MAX_IMAGE_PIXELS`, 89.5 MP; it raises from twice that).
 - `TRUNCATED`: each accepted format cut off partway.
 - `MODES`: every Pillow mode PNG, JPEG and WebP give, with the 8-bit RGB colour of the image.
+- `DAMAGED_EXIF`: usable images of each format whose EXIF cannot be parsed.
+- `many_scans_jpeg`: a valid progressive JPEG whose last scan is repeated, to any number of scans.
 - `ghostscript_trap`: a stand-in `gs` that records every run, to put first on PATH.
 """
 
@@ -168,6 +170,14 @@ def _grey_alpha16(value: int, alpha: int) -> bytes:
     return raw_png(24, 16, depth=16, colour=4, rows=row * 16)
 
 
+def _grey16_transparent(value: int) -> bytes:
+    """A 16-bit grey PNG whose tRNS chunk makes `value` (every pixel) transparent."""
+    row = b"\0" + struct.pack(">H", value) * 24
+    data = raw_png(24, 16, depth=16, colour=0, rows=row * 16)
+    at = data.index(b"IDAT") - 4
+    return data[:at] + _chunk(b"tRNS", struct.pack(">H", value)) + data[at:]
+
+
 def _cmyk_rgb() -> tuple[int, int, int]:
     return Image.new("CMYK", (1, 1), (0, 128, 255, 0)).convert("RGB").getpixel((0, 0))  # type: ignore[return-value]
 
@@ -182,6 +192,11 @@ MODES: dict[str, ModeCase] = {
     "png RGB": ModeCase(_uniform("RGB", (10, 20, 30), "PNG"), (10, 20, 30)),
     "png RGBA transparent": ModeCase(_uniform("RGBA", (10, 20, 30, 0), "PNG"), (255, 255, 255)),
     "png RGBA opaque": ModeCase(_uniform("RGBA", (10, 20, 30, 255), "PNG"), (10, 20, 30)),
+    "png L with a tRNS grey": ModeCase(_uniform("L", 7, "PNG", transparency=7), (255, 255, 255)),
+    "png RGB with a tRNS colour": ModeCase(
+        _uniform("RGB", (10, 20, 30), "PNG", transparency=(10, 20, 30)), (255, 255, 255)
+    ),
+    "png 16-bit grey with a tRNS value": ModeCase(_grey16_transparent(0x4040), (255, 255, 255)),
     "png 16-bit grey (I;16)": ModeCase(_uniform("I;16", 0x8080, "PNG"), (128, 128, 128)),
     "png 16-bit grey, hand-written": ModeCase(_grey16(0x4040), (64, 64, 64)),
     "png 4-bit grey": ModeCase(_grey4(0x8), (136, 136, 136)),
@@ -198,6 +213,38 @@ MODES: dict[str, ModeCase] = {
     ),
     "webp lossy": ModeCase(_uniform("RGB", (200, 100, 50), "WEBP", quality=90), (200, 100, 50), 6),
 }
+
+
+_EXIF_DAMAGE = {
+    "all 0xff": b"\xff" * 16,
+    "big-endian header only": b"MM\x00*",
+    "little-endian, IFD past the end": b"II*\x00\xff\xff\xff\x7f",
+    "IFD entry of a huge count": bytes.fromhex(
+        "4d4d002a00000008000101120003ffffffff0006000000000000"
+    ),
+}
+# name → an image of colour (10, 20, 30) whose EXIF is damaged (JPEG carries it after "Exif\0\0")
+DAMAGED_EXIF: dict[str, bytes] = {
+    f"{fmt.lower()}, EXIF {label}": encoded(
+        Image.new("RGB", (24, 16), (10, 20, 30)),
+        fmt,
+        exif=(b"Exif\x00\x00" if fmt == "JPEG" else b"") + damage,
+        **({"lossless": True} if fmt == "WEBP" else {"quality": 95} if fmt == "JPEG" else {}),
+    )
+    for fmt in ("PNG", "WEBP", "JPEG")
+    for label, damage in _EXIF_DAMAGE.items()
+}
+
+
+def many_scans_jpeg(scans: int, size: tuple[int, int] = (64, 48)) -> bytes:
+    """A progressive JPEG (10 scans as libjpeg writes it) with its last scan repeated until it
+    has `scans` scans: every decoder reads it, each scan another pass over the image."""
+    data = encoded(Image.new("RGB", size, (90, 120, 200)), "JPEG", progressive=True)
+    last = data.rindex(b"\xff\xda")
+    end = data.rindex(b"\xff\xd9")
+    assert data.count(b"\xff\xda") == 10
+    assert scans >= 10
+    return data[:end] + data[last:end] * (scans - 10) + data[end:]
 
 
 def ghostscript_trap(folder: Path) -> Path:

@@ -22,8 +22,10 @@ from generation.input_images import (
     check_header,
     open_for_pipeline,
 )
+from generation.jpeg_scans import MAX_JPEG_SCANS, too_many_scans
 from tests.generation.hostile_images import (
     BOMBS,
+    DAMAGED_EXIF,
     DISGUISES,
     EPS,
     MODES,
@@ -31,6 +33,7 @@ from tests.generation.hostile_images import (
     encoded,
     forget_ghostscript,
     ghostscript_trap,
+    many_scans_jpeg,
     noise,
     path_with,
 )
@@ -160,3 +163,75 @@ def test_a_large_photo_is_kept_at_twice_the_largest_model_size_and_within_the_by
         assert abs(image.width / image.height - 1.5) < 0.01
         assert min(image.size) >= 2048 * 0.8
     assert len(canonical) <= MAX_BYTES
+
+
+@pytest.mark.parametrize("check", [canonical_png, open_for_pipeline, check_header])
+def test_a_jpeg_of_too_many_scans_is_refused_from_its_markers(
+    check: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = many_scans_jpeg(MAX_JPEG_SCANS + 1)
+
+    def decode(image: ImageFile.ImageFile) -> None:
+        raise AssertionError(f"{image.size} decoded")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", decode)
+    with pytest.raises(UnusableImage) as refused:
+        check(data)  # type: ignore[operator]
+
+    assert f"more than {MAX_JPEG_SCANS} progressive scans" in refused.value.message
+
+
+def test_a_jpeg_of_the_scan_limit_is_accepted() -> None:
+    with Image.open(io.BytesIO(canonical_png(many_scans_jpeg(MAX_JPEG_SCANS)))) as image:
+        assert image.getpixel((5, 5)) == pytest.approx((90, 120, 200), abs=6)
+
+
+def test_scans_are_counted_from_markers_not_from_bytes_that_look_like_one() -> None:
+    # an SOS marker inside a comment segment and an EXIF thumbnail's own scans do not count
+    picture = Image.new("RGB", (32, 32), "blue")
+    thumbnail = encoded(picture, "JPEG", progressive=True)
+    data = encoded(picture, "JPEG", exif=b"Exif\x00\x00" + thumbnail * 12)
+    comment = b"\xff\xfe" + (2 + 2 * 200).to_bytes(2, "big") + b"\xff\xda" * 200
+    data = data[:2] + comment + data[2:]
+
+    assert not too_many_scans(data)
+    assert canonical_png(data)
+
+
+@pytest.mark.parametrize("name", sorted(DAMAGED_EXIF))
+@pytest.mark.parametrize("check", [canonical_png, open_for_pipeline])
+def test_damaged_exif_is_ignored(name: str, check: object) -> None:
+    result = check(DAMAGED_EXIF[name])  # type: ignore[operator]
+
+    image = Image.open(io.BytesIO(result)) if isinstance(result, bytes) else result
+    assert image.size == (24, 16)
+    assert image.convert("RGB").getpixel((5, 5)) == pytest.approx((10, 20, 30), abs=3)
+
+
+def test_an_icc_profile_is_converted_to_srgb_and_an_unusable_one_ignored() -> None:
+    from PIL import ImageCms
+
+    picture = Image.new("RGB", (24, 16), (10, 20, 30))
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    # sRGB with its red and blue primaries swapped: (10, 20, 30) there is about (30, 20, 10)
+    swapped = _with_tags_swapped(srgb, b"rXYZ", b"bXYZ")
+
+    def colour(**options: object) -> tuple[int, int, int]:
+        with Image.open(io.BytesIO(canonical_png(encoded(picture, "PNG", **options)))) as image:
+            assert "icc_profile" not in image.info
+            return image.getpixel((5, 5))  # type: ignore[return-value]
+
+    assert colour(icc_profile=srgb) == pytest.approx((10, 20, 30), abs=1)
+    assert colour(icc_profile=b"not a profile") == (10, 20, 30)
+    red, _, blue = colour(icc_profile=swapped)
+    assert red > 20 > blue
+
+
+def _with_tags_swapped(profile: bytes, first: bytes, second: bytes) -> bytes:
+    """An ICC profile whose tag table points `first` at `second`'s data and back (ICC.1 7.3)."""
+    data = bytearray(profile)
+    count = int.from_bytes(data[128:132], "big")
+    entries = {bytes(data[132 + 12 * i : 136 + 12 * i]): 132 + 12 * i for i in range(count)}
+    a, b = entries[first] + 4, entries[second] + 4
+    data[a : a + 8], data[b : b + 8] = data[b : b + 8], data[a : a + 8]
+    return bytes(data)

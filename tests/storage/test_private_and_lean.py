@@ -60,7 +60,26 @@ async def test_an_existing_world_readable_database_is_made_private(tmp_path: Pat
 
     async with await Database.open(path):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
-        assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+        assert stat.S_IMODE(path.parent.stat().st_mode) == 0o755  # the owner's folder: theirs
+
+
+async def test_existing_folders_are_left_alone_and_created_ones_are_private(
+    tmp_path: Path,
+) -> None:
+    os.umask(0o022)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)  # a shared folder such as /tmp: others' files in it must stay reachable
+    path = shared / "atelier" / "data" / "atelier.sqlite3"
+
+    async with await Database.open(path):
+        pass
+
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o1777
+    assert stat.S_IMODE((shared / "atelier").stat().st_mode) == 0o700
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE((path.parent / "images").stat().st_mode) == 0o700
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
 async def test_a_history_page_does_not_load_init_images(db: Database, make_request) -> None:
@@ -97,3 +116,23 @@ async def test_other_lists_do_not_load_init_images_either(db: Database, make_req
     listed = [*lineage.children, *snapshot.next_up, *undelivered]
     assert len(listed) == 3
     assert all(job.request.init_image is None for job in listed)
+
+
+async def test_a_light_job_lookup_does_not_load_the_init_image(db: Database, make_request) -> None:
+    image = _noise_png(3)
+    job_id = await db.create_job(make_request("plum", init_image=image), owner())
+
+    tracemalloc.start()
+    try:
+        light = await db.get_job(job_id, init_image=False)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert light is not None
+    assert light.record.request.init_image is None
+    assert light.record.request.strength == 0.5
+    assert peak < len(image) / 10, f"{peak:,} bytes for a {len(image):,}-byte init image"
+    full = await db.get_job(job_id)
+    assert full is not None
+    assert full.record.request.init_image == image
