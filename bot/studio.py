@@ -426,7 +426,7 @@ class Studio:
         if job_id in self._delivering and attempt == 0:
             return
         self._delivering.add(job_id)
-        stored = await self.database.get_job(job_id, init_image=False)
+        stored = await self.database.get_job(job_id)  # the init image's shape is in the notes
         if stored is None or stored.deleted or stored.delivered_at is not None:
             self._delivering.discard(job_id)
             return
