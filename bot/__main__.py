@@ -21,13 +21,18 @@ from bot.config import (
     load_settings,
 )
 from generation.config_file import config_path_from_env
+from generation.shell import python_command
 
-TOKEN_HELP = (
-    "Set DISCORD_TOKEN in the environment to your bot's token "
-    "(Discord Developer Portal → your application → Bot → Reset Token), for example:\n"
-    "    export DISCORD_TOKEN='...'\n"
-    "then run `python -m bot check` and `python -m bot`."
-)
+
+
+def token_help() -> str:
+    """What to do about the token, with commands that work as printed in this environment."""
+    return (
+        "Set DISCORD_TOKEN in the environment to your bot's token "
+        "(Discord Developer Portal → your application → Bot → Reset Token), for example:\n"
+        "    export DISCORD_TOKEN='...'\n"
+        f"then run `{python_command('-m bot check')}` and `{python_command('-m bot')}`."
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return asyncio.run(run_checks(settings))
     if not settings.token:
-        print(f"No token. {TOKEN_HELP}", file=sys.stderr)
+        print(f"No token. {token_help()}", file=sys.stderr)
         return 1
     return run(settings)
 
@@ -64,7 +69,7 @@ def first_run(path: Path) -> int:
     shutil.copyfile(EXAMPLE_CONFIG, path)
     print(
         f"Welcome to Atelier! There was no configuration, so I wrote an example to {path}.\n"
-        f"It works as it is on one GPU. The one thing left to do:\n{TOKEN_HELP}",
+        f"It works as it is on one GPU. The one thing left to do:\n{token_help()}",
         file=sys.stderr,
     )
     return 2
@@ -87,7 +92,7 @@ def run(settings: Settings) -> int:
     try:
         asyncio.run(_serve(settings))
     except discord.LoginFailure:
-        print(f"Discord refused the token in DISCORD_TOKEN. {TOKEN_HELP}", file=sys.stderr)
+        print(f"Discord refused the token in DISCORD_TOKEN. {token_help()}", file=sys.stderr)
         return 1
     except discord.PrivilegedIntentsRequired:
         print("Discord refused a privileged intent; Atelier needs none.", file=sys.stderr)
