@@ -24,7 +24,6 @@ from generation.config_file import config_path_from_env
 from generation.shell import python_command
 
 
-
 def token_help() -> str:
     """What to do about the token, with commands that work as printed in this environment."""
     return (
