@@ -31,6 +31,7 @@ from generation.models import Catalogue, CatalogueError
 from generation.scheduler import SchedulerSettings
 from generation.speed_options import SpeedOptions
 from generation.workers.config import WorkerConfig
+from generation.workers.supervision import SupervisionSettings
 
 EXAMPLE_CONFIG = Path(__file__).with_name("example.toml")
 
@@ -79,6 +80,7 @@ class Settings:
     progress: ProgressSettings = field(default_factory=ProgressSettings)
     speed: SpeedOptions = field(default_factory=SpeedOptions)  # the workers' CUDA pipelines
     observability: ObservabilitySettings = field(default_factory=ObservabilitySettings)
+    workers: SupervisionSettings = field(default_factory=SupervisionSettings)  # not running
     owner_ids: frozenset[int] = frozenset()
     admin_role_ids: frozenset[int] = frozenset()
     allowed_channel_ids: frozenset[int] = frozenset()  # empty: every channel
@@ -162,6 +164,7 @@ def settings_from_mapping(
         progress=file.progress,
         speed=file.speed,
         observability=file.observability,
+        workers=file.workers,
         owner_ids=frozenset(file.owner_ids),
         admin_role_ids=frozenset(file.admin_role_ids),
         allowed_channel_ids=frozenset(file.allowed_channel_ids),

@@ -4,7 +4,8 @@ its one default.
 Each table is a frozen dataclass validated by pydantic (see `generation.config_schema`). Tables
 the engine also reads live beside the code that uses them and are composed here: `[speed]` is
 `generation.speed_options.SpeedOptions`, `[observability]` is
-`bot.observability.settings.ObservabilitySettings`, a `[models.NAME]` table is
+`bot.observability.settings.ObservabilitySettings`, `[workers]` is
+`generation.workers.supervision.SupervisionSettings`, a `[models.NAME]` table is
 `generation.models.ModelTable`. The README's configuration tables are checked against this
 module (tests/bot/test_settings_schema.py).
 """
@@ -23,6 +24,7 @@ from generation.request import MAX_COUNT, RequestError, parse_aspect
 from generation.scheduler import SchedulerSettings
 from generation.speed_options import SpeedOptions
 from generation.workers.config import DEVICE_PATTERN, WorkerConfig
+from generation.workers.supervision import SupervisionSettings
 
 DiscordId = Annotated[Int, Field(gt=0)]
 
@@ -142,4 +144,5 @@ class AtelierFile:
     speed: SpeedOptions = field(default_factory=SpeedOptions)
     observability: ObservabilitySettings = field(default_factory=ObservabilitySettings)
     gpus: tuple[GpuTable, ...] = ()  # empty: one worker per GPU found (or one CPU worker)
+    workers: SupervisionSettings = field(default_factory=SupervisionSettings)
     models: dict[Name, ModelTable] = field(default_factory=dict)

@@ -198,12 +198,6 @@ def run(args: argparse.Namespace, catalogue: Catalogue, request: GenerationReque
     from generation.metadata import image_record
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        print(f"error: --device {device}: this machine has no CUDA GPU.", file=sys.stderr)
-        return EXIT_USAGE
-    if device.startswith("cuda:") and int(device[5:]) >= torch.cuda.device_count():
-        print(f"error: --device {device}: there is no such GPU here.", file=sys.stderr)
-        return EXIT_USAGE
     try:
         engine = Engine(catalogue, device, preview_every=0, offload=args.offload)
     except ValueError as error:

@@ -29,7 +29,9 @@ Resettable = Literal["model", "aspect", "negative", "all"]
 
 
 def worker_line(worker: WorkerStatus) -> str:
-    """`cpu` · busy with job `12` · holds playground-v2.5"""
+    """`cpu` · busy with job `12` · holds playground-v2.5; a failed worker says why."""
+    if worker.problem:
+        return f"`{worker.id}` · ⚠️ not working: {short_prompt(worker.problem, 300)}"
     state = f"busy with job `{worker.job_id}`" if worker.job_id else worker.state.value
     holds = ", ".join(worker.loaded) or "no model"
     return f"`{worker.id}` · {state} · holds {holds}"

@@ -298,7 +298,9 @@ class Admin(
                 f"memory: {_memory(worker)}",
                 f"restarts: {worker.restarts} · model loads: {worker.model_loads}",
             ]
-            if worker.last_error:
+            if worker.problem:
+                lines.append(f"⚠️ not working: {short_prompt(worker.problem, 300)}")
+            elif worker.last_error:
                 lines.append(f"last error: {short_prompt(worker.last_error, 200)}")
             embed.add_field(name=worker.id, value="\n".join(lines), inline=False)
         await interaction.response.send_message(embed=embed, ephemeral=True)

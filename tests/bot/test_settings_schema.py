@@ -57,6 +57,12 @@ FAULTS: dict[str, tuple[dict[str, Any], str, dict[str, Any], str]] = {
         {"port": 65536},
         "`observability.port` should be at most 65535, not 65536.",
     ),
+    "workers": (
+        {"failed_after": 2.5},
+        "`workers.failed_after` should be a whole number, not 2.5.",
+        {"fail_jobs_after_s": -1},
+        "`workers.fail_jobs_after_s` should be at least 0, not -1.",
+    ),
 }
 
 

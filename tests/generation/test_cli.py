@@ -208,7 +208,7 @@ def test_a_cuda_device_on_a_machine_without_one_exits_2_before_the_model_is_load
     )
 
     assert done.returncode == 2, done.stderr
-    assert "error: --device cuda:0: this machine has no CUDA GPU." in done.stderr
+    assert "error: Device cuda:0 is not available: this machine has 0 CUDA GPU(s)." in done.stderr
     assert "Traceback" not in done.stderr
     assert not list(tmp_path.iterdir())
 
