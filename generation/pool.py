@@ -450,7 +450,7 @@ class WorkerPool:
         await self._fail_stranded(worker)
 
     def restore(self, worker_id: str) -> None:
-        """Start a worker again after `mark_failed` (or try a failed one now)."""
+        """Start a worker again after `mark_failed`."""
         worker = self._worker(worker_id)
         assert worker.health is not None
         worker.health.release()
