@@ -1,4 +1,5 @@
-"""`python -m bot` runs the bot; `python -m bot check` checks the configuration and machine.
+"""`python -m bot` runs the bot; `python -m bot check` checks the configuration and machine;
+`python -m bot demo` shows the bot at work against a local fake Discord (no token, no GPU).
 
 First run with no configuration file: an example is written and the bot explains the one thing
 to do (set DISCORD_TOKEN). Every problem ends in a sentence, never a traceback.
@@ -37,12 +38,16 @@ def token_help() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__.splitlines()[0])
     parser.add_argument(
-        "command", nargs="?", default="run", choices=["run", "check"], help="default: run"
+        "command", nargs="?", default="run", choices=["run", "check", "demo"], help="default: run"
     )
     parser.add_argument(
         "--config", type=Path, help="configuration file (default: $ATELIER_CONFIG or atelier.toml)"
     )
     args = parser.parse_args(argv)
+    if args.command == "demo":
+        from bot.demo import main as demo
+
+        return demo()
     path = args.config or config_path_from_env()
 
     if not path.exists():
