@@ -3,6 +3,7 @@ pip's configured index when `TORCH_INDEX_URL` is empty, as `.ci/run` sets it."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,10 +14,13 @@ from tests.conftest import REPO
 
 
 def planned(tmp_path: Path, *variables: str) -> str:
-    """What `make test` would run for a fresh virtual environment (`make -n`: nothing runs)."""
+    """What `make test` would run for a fresh virtual environment (`make -n`: nothing runs),
+    without the variables of a `make` this test may run under (CI's `make test
+    TORCH_INDEX_URL=` passes them on through MAKEFLAGS)."""
     return subprocess.run(
         ["make", "-n", "test", f"VENV={tmp_path / 'venv'}", *variables],
         cwd=REPO,
+        env={k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")},
         capture_output=True,
         text=True,
         check=True,
