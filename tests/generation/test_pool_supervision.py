@@ -77,8 +77,8 @@ async def test_a_worker_on_a_missing_gpu_is_failed_retried_with_growing_delays_a
     time = ControlledTime(stop_after=3)
     pool = dead_gpu_pool(tiny_catalogue, database, time, fail_jobs_after_s=1_000)
     recorder = Recorder(pool)
+    accepted = await database.create_job(request(tiny_catalogue), JobOwner(1))  # a previous run's
     await pool.start()
-    accepted = await pool.submit(request(tiny_catalogue), JobOwner(1))  # worker still starting
 
     await recorder.until(lambda: len(time.sleeps) >= 3, timeout_s=120)
 
@@ -88,10 +88,10 @@ async def test_a_worker_on_a_missing_gpu_is_failed_retried_with_growing_delays_a
     assert worker.last_error == "Device cuda:0 is not available: this machine has 0 CUDA GPU(s)."
     assert worker.problem == f"{worker.last_error} (next try in 16 s)"
     assert pool.worker_problems() == {"cuda:0": worker.problem}
-    told = [e for e in recorder.by_job[accepted.job_id] if isinstance(e, JobQueued)]
+    told = [e for e in recorder.by_job[accepted] if isinstance(e, JobQueued)]
     assert told[-1].waiting_for is not None
     assert "cuda:0 is not working (Device cuda:0 is not available" in told[-1].waiting_for
-    assert (await database.get_job(accepted.job_id)).record.status is JobStatus.QUEUED
+    assert (await database.get_job(accepted)).record.status is JobStatus.QUEUED
     with pytest.raises(ModelUnavailable, match=r"No GPU can run playground-v2.5 right now"):
         await pool.submit(request(tiny_catalogue), JobOwner(2))
     time.released.set()
@@ -104,15 +104,15 @@ async def test_waiting_jobs_fail_once_the_worker_has_been_failed_for_the_configu
     time = ControlledTime(stop_after=3)
     pool = dead_gpu_pool(tiny_catalogue, database, time, fail_jobs_after_s=10)
     recorder = Recorder(pool)
+    accepted = await database.create_job(request(tiny_catalogue), JobOwner(1))  # a previous run's
     await pool.start()
-    accepted = await pool.submit(request(tiny_catalogue), JobOwner(1))
 
-    (failed,) = await recorder.finished(accepted.job_id, timeout_s=120)
+    (failed,) = await recorder.finished(accepted, timeout_s=120)
 
     assert isinstance(failed, JobFailed)
     assert failed.reason.startswith("No GPU could run this job: cuda:0 is not working (Device")
     assert time.sleeps[:2] == [4.0, 6.0]  # woken when the 10 s were up, inside the 8 s wait
-    stored = (await database.get_job(accepted.job_id)).record
+    stored = (await database.get_job(accepted)).record
     assert (stored.status, stored.error) == (JobStatus.FAILED, failed.reason)
     time.released.set()
     await pool.shutdown()
