@@ -12,15 +12,18 @@ import pytest
 
 from tests.conftest import REPO
 
+# What a `make test TORCH_INDEX_URL=` running this test passes down (MAKEFLAGS, and the command
+# line's variables as environment variables).
+INHERITED = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "TORCH_INDEX_URL")
+
 
 def planned(tmp_path: Path, *variables: str) -> str:
     """What `make test` would run for a fresh virtual environment (`make -n`: nothing runs),
-    without the variables of a `make` this test may run under (CI's `make test
-    TORCH_INDEX_URL=` passes them on through MAKEFLAGS)."""
+    without the variables of a `make` this test may run under."""
     return subprocess.run(
         ["make", "-n", "test", f"VENV={tmp_path / 'venv'}", *variables],
         cwd=REPO,
-        env={k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")},
+        env={k: v for k, v in os.environ.items() if k not in INHERITED},
         capture_output=True,
         text=True,
         check=True,
