@@ -1,4 +1,5 @@
-"""`python -m bot` runs the bot; `python -m bot check` checks the configuration and machine.
+"""`python -m bot` runs the bot; `python -m bot check` checks the configuration and machine;
+`python -m bot demo` shows the bot at work against a local fake Discord (no token, no GPU).
 
 First run with no configuration file: an example is written and the bot explains the one thing
 to do (set DISCORD_TOKEN). Every problem ends in a sentence, never a traceback.
@@ -21,24 +22,32 @@ from bot.config import (
     load_settings,
 )
 from generation.config_file import config_path_from_env
+from generation.shell import python_command
 
-TOKEN_HELP = (
-    "Set DISCORD_TOKEN in the environment to your bot's token "
-    "(Discord Developer Portal → your application → Bot → Reset Token), for example:\n"
-    "    export DISCORD_TOKEN='...'\n"
-    "then run `python -m bot check` and `python -m bot`."
-)
+
+def token_help() -> str:
+    """What to do about the token, with commands that work as printed in this environment."""
+    return (
+        "Set DISCORD_TOKEN in the environment to your bot's token "
+        "(Discord Developer Portal → your application → Bot → Reset Token), for example:\n"
+        "    export DISCORD_TOKEN='...'\n"
+        f"then run `{python_command('-m bot check')}` and `{python_command('-m bot')}`."
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__.splitlines()[0])
     parser.add_argument(
-        "command", nargs="?", default="run", choices=["run", "check"], help="default: run"
+        "command", nargs="?", default="run", choices=["run", "check", "demo"], help="default: run"
     )
     parser.add_argument(
         "--config", type=Path, help="configuration file (default: $ATELIER_CONFIG or atelier.toml)"
     )
     args = parser.parse_args(argv)
+    if args.command == "demo":
+        from bot.demo import main as demo
+
+        return demo()
     path = args.config or config_path_from_env()
 
     if not path.exists():
@@ -53,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return asyncio.run(run_checks(settings))
     if not settings.token:
-        print(f"No token. {TOKEN_HELP}", file=sys.stderr)
+        print(f"No token. {token_help()}", file=sys.stderr)
         return 1
     return run(settings)
 
@@ -64,7 +73,7 @@ def first_run(path: Path) -> int:
     shutil.copyfile(EXAMPLE_CONFIG, path)
     print(
         f"Welcome to Atelier! There was no configuration, so I wrote an example to {path}.\n"
-        f"It works as it is on one GPU. The one thing left to do:\n{TOKEN_HELP}",
+        f"It works as it is on one GPU. The one thing left to do:\n{token_help()}",
         file=sys.stderr,
     )
     return 2
@@ -89,7 +98,7 @@ def run(settings: Settings) -> int:
     try:
         asyncio.run(_serve(settings))
     except discord.LoginFailure:
-        print(f"Discord refused the token in DISCORD_TOKEN. {TOKEN_HELP}", file=sys.stderr)
+        print(f"Discord refused the token in DISCORD_TOKEN. {token_help()}", file=sys.stderr)
         return 1
     except discord.PrivilegedIntentsRequired:
         print("Discord refused a privileged intent; Atelier needs none.", file=sys.stderr)

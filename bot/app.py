@@ -79,6 +79,7 @@ async def open_services(settings: Settings, *, observer: PoolObserver | None = N
             settings=settings.limits,
             engine_options={"speed": asdict(settings.speed)},  # plain data: crosses into workers
             observer=observer,
+            supervision=settings.workers,
         )
     except BaseException:
         await database.close()

@@ -4,13 +4,13 @@ Checks the token is set (not whether Discord accepts it: that needs a connection
 workers name (with `nvidia-smi`, never importing torch in this process), that every model's
 weights are in a local folder or the Hugging Face cache as safetensors (as `generation.download`
 judges them; a model not downloaded yet is only a note, as scripts/start downloads it next), and
-that the database opens. Prints one line per check and a sentence for each problem; exit status 1
-if any.
+that the database opens. Prints one line per check (all on standard output, in order) and a
+sentence for each problem; exit status 1 if any. Models not downloaded yet are named in the last
+line with the command that fetches them.
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +18,7 @@ from pathlib import Path
 from bot.config import Settings
 from generation.download import MODEL_INDEX, cached_snapshot, missing_weights
 from generation.models import ModelSpec
+from generation.shell import python_command
 from generation.workers.config import discover_workers, list_gpus
 from storage import Database, DatabaseUnusable
 
@@ -42,10 +43,22 @@ async def run_checks(settings: Settings) -> int:
         *(_model(spec) for spec in settings.catalogue.values()),
         await _database(settings),
     ]
-    for finding in findings:
-        print(finding.line(), file=sys.stdout if finding.ok else sys.stderr)
+    for finding in findings:  # one stream, so that the lines stay in order when piped
+        print(finding.line())
     problems = sum(1 for f in findings if not f.ok and f.problem)
-    print(f"{problems} problem{'s' if problems != 1 else ''} found." if problems else "All good.")
+    missing = [spec.name for spec in settings.catalogue.values() if _not_downloaded(spec)]
+    if problems:
+        print(f"{problems} problem{'s' if problems != 1 else ''} found.")
+    elif missing:
+        print(
+            f"No problems, but {len(missing)} model{'s are' if len(missing) != 1 else ' is'} not "
+            f"downloaded yet ({', '.join(missing)}): run "
+            f"`{python_command('-m generation.download')}` to fetch "
+            f"{'them' if len(missing) != 1 else 'it'} (scripts/start does). Until then "
+            f"{'their' if len(missing) != 1 else 'its'} jobs fail."
+        )
+    else:
+        print("All good.")
     return 1 if problems else 0
 
 
@@ -91,8 +104,8 @@ def _model(spec: ModelSpec) -> Finding:
             return Finding(  # not a problem yet: scripts/start downloads after this check
                 False,
                 f"Model {spec.name}: {spec.source} is not downloaded yet; run "
-                f"`python -m generation.download {spec.name}` (scripts/start runs it). "
-                "Until then its jobs fail.",
+                f"`{python_command(f'-m generation.download {spec.name}')}` "
+                "(scripts/start runs it). Until then its jobs fail.",
                 problem=False,
             )
         folder = found
@@ -105,6 +118,10 @@ def _model(spec: ModelSpec) -> Finding:
             "convert them or use a safetensors release.",
         )
     return Finding(True, f"Model {spec.name}: weights found in {folder}.")
+
+
+def _not_downloaded(spec: ModelSpec) -> bool:
+    return not spec.is_local and cached_snapshot(spec) is None
 
 
 async def _database(settings: Settings) -> Finding:

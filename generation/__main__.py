@@ -8,8 +8,9 @@
 `--model` is a catalogue name or a diffusers directory (its family is read from
 `model_index.json`; an `atelier.json` beside it supplies catalogue settings). Each image is
 written as a PNG with metadata and announced by one JSON line on stdout: its path, index, seed
-and the full request. Bad arguments exit with code 2 and a message; a model that cannot run
-exits with 1; Ctrl-C cancels the run (exit 130).
+and the full request. Everything that can be checked before a model is loaded is checked first
+(the request, the output folder, the device): a fault exits with code 2 and one sentence. A model
+that cannot run exits with 1; Ctrl-C cancels the run at any time, loading included (exit 130).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import json
 import re
 import signal
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ from generation.input_images import UnusableImage, canonical_png
 from generation.models import BUILTIN_MODELS, Catalogue, CatalogueError, spec_table
 from generation.request import GenerationRequest, RequestError, build_request
 from generation.tiny import SETTINGS_FILE
+from generation.workers.config import DEVICE_PATTERN
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -153,18 +156,42 @@ def next_number(out: Path) -> int:
     return max(numbers, default=0) + 1
 
 
+def check_output_folder(out: Path) -> None:
+    """Make `out` and prove a file can be written there, before any work is done."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; give a folder for the images.")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as error:
+        raise UsageError(f"Cannot write images to {out}: {error.strerror}.") from None
+
+
+def check_device(device: str | None) -> None:
+    if device is not None and not DEVICE_PATTERN.match(device):
+        raise UsageError(f"Unknown device {device!r}; use cpu, cuda or cuda:N.")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_arguments(argv)
     try:
         catalogue, model = catalogue_for(args.model, args.config)
         request = request_from(args, catalogue, model)
+        check_device(args.device)
+        check_output_folder(args.out)
     except (UsageError, RequestError, CatalogueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    return run(args, catalogue, request)
+    try:
+        return run(args, catalogue, request)
+    except KeyboardInterrupt:  # Ctrl-C while torch or the model loads
+        print("cancelled", file=sys.stderr)
+        return EXIT_CANCELLED
 
 
 def run(args: argparse.Namespace, catalogue: Catalogue, request: GenerationRequest) -> int:
+    print(f"Loading {request.model} ...", file=sys.stderr, flush=True)
     # Imported only now: torch takes seconds to load, and bad arguments should fail at once.
     import torch
     from tqdm import tqdm
@@ -202,7 +229,6 @@ def run(args: argparse.Namespace, catalogue: Catalogue, request: GenerationReque
         except EngineError as error:
             print(f"error: {error}", file=sys.stderr)
             return EXIT_FAILED
-    args.out.mkdir(parents=True, exist_ok=True)
     number = next_number(args.out)
     for image in images:
         path = args.out / f"{number + image.index:05d}-{image.seed}.png"

@@ -135,6 +135,7 @@ class JobQueued:
     job_id: int
     position: int  # 1 = next to run
     eta_s: float  # estimated seconds until it starts
+    waiting_for: str | None = None  # why it cannot start now (no worker may run it), if so
 
 
 @dataclass(frozen=True, slots=True)

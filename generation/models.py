@@ -18,7 +18,21 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
+
+from generation.config_schema import (
+    TABLE,
+    Bool,
+    Float,
+    Int,
+    Name,
+    PositiveFloat,
+    SettingsProblems,
+    Text,
+    validate_table,
+)
 
 
 class Family(StrEnum):
@@ -44,7 +58,12 @@ class UnknownModel(LookupError):
 
 
 class CatalogueError(ValueError):
-    """Model configuration that cannot be used (unknown family, bad limits, ...)."""
+    """Model configuration that cannot be used (unknown family, bad limits, ...); `problems`
+    holds one sentence per fault."""
+
+    def __init__(self, *problems: str) -> None:
+        self.problems = list(problems)
+        super().__init__(" ".join(problems))
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +166,55 @@ class ModelSpec:
 # and an init image that close is fitted without a note (rounding to `multiple_of` costs ~2%).
 ASPECT_TOLERANCE = 0.05
 
+Count = Annotated[Int, Field(ge=1)]
+Side = Annotated[Int, Field(ge=8)]
+Scale = Annotated[Float, Field(ge=0)]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelTable:
+    """A `[models.NAME]` table of the configuration: every key optional, typed and ranged.
+
+    What a table does not set comes from the built-in model of that name, or for a new name from
+    its family's reference model (`family` and `source` are then required). The keys are
+    `ModelSpec`'s and `ModelLimits`'s; `guidance` is the default scale and `guidance_adjustable`
+    whether a request may change it.
+    """
+
+    __pydantic_config__ = TABLE
+
+    family: Family | None = None
+    source: Name | None = None  # a Hub id or a local diffusers folder
+    title: Name | None = None
+    steps: Count | None = None
+    guidance: Scale | None = None
+    schedulers: Annotated[tuple[Name, ...], Field(min_length=1)] | None = None
+    native_side: Side | None = None
+    max_sequence_length: Count | None = None
+    variant: Text | None = None
+    vram_gb: Scale | None = None
+    licence: Text | None = None
+    cost_factor: PositiveFloat | None = None
+    min_side: Side | None = None
+    max_side: Side | None = None
+    multiple_of: Side | None = None
+    max_megapixels: PositiveFloat | None = None
+    max_steps: Count | None = None
+    min_guidance: Scale | None = None
+    max_guidance: Scale | None = None
+    negative_prompt: Bool | None = None
+    max_prompt_chars: Count | None = None
+    guidance_adjustable: Bool | None = None
+
+    def values(self) -> dict[str, Any]:
+        """The keys this table sets."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if getattr(self, f.name) is not None
+        }
+
+
 _SIDE_16 = {"multiple_of": 16}
 
 BUILTIN_MODELS: tuple[ModelSpec, ...] = (
@@ -231,11 +299,21 @@ class Catalogue(Mapping[str, ModelSpec]):
         A table named like a built-in model overrides only the keys it sets (say, `source` to use
         a local copy). A new name needs `family` and `source`; everything else defaults to the
         family's reference model (Playground v2.5 or FLUX.1-dev), limits included.
+        Raises `CatalogueError` naming every fault of every table, each with its key's path.
         """
         specs = {spec.name: spec for spec in BUILTIN_MODELS} if include_builtin else {}
+        problems: list[str] = []
         for name, table in models.items():
-            base = specs.get(name) or _family_template(name, table)
-            specs[name] = _apply_overrides(base, name, table)
+            try:
+                values = validate_table(ModelTable, table, "models", name).values()
+                base = specs.get(name) or _family_template(name, values)
+                specs[name] = _apply_overrides(base, name, values)
+            except SettingsProblems as error:
+                problems.extend(error.problems)
+            except CatalogueError as error:
+                problems.extend(error.problems)
+        if problems:
+            raise CatalogueError(*problems)
         return cls(list(specs.values()))
 
     def __getitem__(self, name: str) -> ModelSpec:
@@ -278,65 +356,44 @@ def spec_table(spec: ModelSpec) -> dict[str, Any]:
     return table
 
 
-def _family_template(name: str, table: Mapping[str, Any]) -> ModelSpec:
-    if "family" not in table or "source" not in table:
-        raise CatalogueError(f"Model {name!r} needs a `family` and a `source`.")
-    family = _parse_family(name, table["family"])
-    reference = next(spec for spec in BUILTIN_MODELS if spec.name == _REFERENCE[family])
+def _family_template(name: str, values: Mapping[str, Any]) -> ModelSpec:
+    if "family" not in values or "source" not in values:
+        raise CatalogueError(f"`models.{name}` is a new model: it needs a `family` and a `source`.")
+    reference = next(spec for spec in BUILTIN_MODELS if spec.name == _REFERENCE[values["family"]])
     return dataclasses.replace(reference, name=name, title=name, variant=None, licence="")
 
 
-def _parse_family(name: str, value: object) -> Family:
-    try:
-        return Family(str(value))
-    except ValueError:
-        known = ", ".join(f.value for f in Family)
-        raise CatalogueError(
-            f"Model {name!r} has unknown family {value!r}; known families: {known}."
-        ) from None
-
-
-def _apply_overrides(base: ModelSpec, name: str, table: Mapping[str, Any]) -> ModelSpec:
-    unknown = set(table) - _SPEC_KEYS - _LIMIT_KEYS
-    if unknown:
-        raise CatalogueError(f"Model {name!r} has unknown settings: {', '.join(sorted(unknown))}.")
-    spec_changes: dict[str, Any] = {k: v for k, v in table.items() if k in _SPEC_KEYS}
-    if "family" in spec_changes:
-        spec_changes["family"] = _parse_family(name, spec_changes["family"])
-    if "schedulers" in spec_changes:
-        spec_changes["schedulers"] = tuple(spec_changes["schedulers"])
-    if "source" in spec_changes:
-        spec_changes["source"] = str(spec_changes["source"])
-    limit_changes = {_LIMIT_ALIASES.get(k, k): v for k, v in table.items() if k in _LIMIT_KEYS}
+def _apply_overrides(base: ModelSpec, name: str, values: Mapping[str, Any]) -> ModelSpec:
+    spec_changes = {k: v for k, v in values.items() if k in _SPEC_KEYS}
+    limit_changes = {_LIMIT_ALIASES.get(k, k): v for k, v in values.items() if k in _LIMIT_KEYS}
     limits = dataclasses.replace(base.limits, **limit_changes)
-    try:
-        spec = dataclasses.replace(base, limits=limits, **spec_changes)
-    except TypeError as error:
-        raise CatalogueError(f"Model {name!r}: {error}") from None
-    if not spec.schedulers:
-        raise CatalogueError(f"Model {name!r} lists no scheduler.")
+    spec = dataclasses.replace(base, limits=limits, **spec_changes)
     _check_limits(spec)
     return spec
 
 
 def _check_limits(spec: ModelSpec) -> None:
-    """Refuse limits the family cannot honour: every size they allow must be made exactly."""
-    limits, name = spec.limits, spec.name
+    """Refuse limits that contradict each other, and limits the family cannot honour (every size
+    they allow must be made exactly); `CatalogueError` lists every fault."""
+    limits, prefix = spec.limits, f"`models.{spec.name}`"
     family_step = FAMILY_SIDE_MULTIPLE[spec.family]
     step = limits.multiple_of
-    if not isinstance(step, int) or step < 1 or step % family_step:
-        raise CatalogueError(
-            f"Model {name!r}: multiple_of = {step} cannot be honoured; {spec.family.value} "
+    problems = []
+    if limits.min_side > limits.max_side:
+        problems.append(f"{prefix}: min_side is larger than max_side.")
+    if limits.min_guidance > limits.max_guidance:
+        problems.append(f"{prefix}: min_guidance is larger than max_guidance.")
+    if step % family_step:
+        problems.append(
+            f"{prefix}: multiple_of = {step} cannot be honoured; {spec.family.value} "
             f"models make sides in multiples of {family_step}, so use {family_step} or a "
             f"multiple of it (say {family_step * max(1, round(step / family_step))})."
         )
-    if limits.min_side > limits.max_side:
-        raise CatalogueError(f"Model {name!r}: min_side is larger than max_side.")
-    for key in ("min_side", "max_side"):
-        value = getattr(limits, key)
-        if value < step or value % step:
-            raise CatalogueError(
-                f"Model {name!r}: {key} = {value} must be a multiple of multiple_of ({step})."
-            )
-    if limits.max_steps < 1:
-        raise CatalogueError(f"Model {name!r}: max_steps must be at least 1.")
+    else:
+        problems += [
+            f"{prefix}: {key} = {value} must be a multiple of multiple_of ({step})."
+            for key, value in (("min_side", limits.min_side), ("max_side", limits.max_side))
+            if value < step or value % step
+        ]
+    if problems:
+        raise CatalogueError(*problems)

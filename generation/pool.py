@@ -7,7 +7,9 @@ child process per GPU). It keeps three promises:
   published; on `start()` jobs left queued or running are taken back in their original order.
 - **Nothing wedges.** A worker that dies (segfault, CUDA error, out-of-memory kill) is restarted;
   the job it ran is retried once, and fails with a clear reason if it kills a worker again. A
-  cancel that a worker does not honour within `cancel_timeout_s` ends that worker.
+  cancel that a worker does not honour within `cancel_timeout_s` ends that worker. A worker that
+  cannot start is failed and retried with backoff; what happens to jobs meanwhile is the policy
+  of `generation.workers.supervision`.
 - **No idle GPU while a job it may run waits** (the scheduler decides which job; the pool prefers
   an idle worker that already holds the job's model).
 
@@ -70,11 +72,13 @@ from generation.workers.protocol import (
     StepDone,
     UnloadModel,
     WorkerEvent,
+    WorkerFailed,
     WorkerGone,
     WorkerLink,
     WorkerReady,
     WorkerSpec,
 )
+from generation.workers.supervision import SupervisionSettings, WorkerHealth
 
 __all__ = [
     "EventStream",
@@ -95,7 +99,6 @@ CRASH_REASON = (
     "Try a smaller size or fewer images."
 )
 _STABLE_AFTER_S = 30.0  # a worker up this long has recovered: restart the next crash at once
-_MAX_BACKOFF_S = 30.0
 
 
 class PoolError(EngineError):
@@ -117,6 +120,7 @@ class WorkerState(StrEnum):
     IDLE = "idle"
     BUSY = "busy"
     RESTARTING = "restarting"  # died; waiting to start again
+    FAILED = "failed"  # cannot start (see `WorkerStatus.problem`); retried with backoff
     STOPPED = "stopped"
 
 
@@ -136,6 +140,7 @@ class WorkerStatus:
     model_loads: int
     memory: Mapping[str, float]  # what is known: rss_mib, gpu_used_mib, gpu_total_mib, ...
     last_error: str | None
+    problem: str | None = None  # a failed worker: why, and when it is tried next
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +170,8 @@ class _Job:
     ended: bool = False
     # Set while no `mark_running` for this job is in flight: later writes wait for it.
     start_recorded: asyncio.Event = field(default_factory=asyncio.Event)
+    # Steps the worker reported before JobStarted could be announced; published right after it.
+    early_steps: list[JobProgress] = field(default_factory=list)
     outcome: asyncio.Future[JobStatus] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -187,6 +194,8 @@ class _Worker:
     acks: dict[str, list[asyncio.Future[None]]] = field(default_factory=dict)
     started: asyncio.Event = field(default_factory=asyncio.Event)  # ready at least once
     supervisor: asyncio.Task[None] | None = None
+    health: WorkerHealth | None = None
+    released: asyncio.Event = field(default_factory=asyncio.Event)  # an admin's hold ended
 
     @property
     def id(self) -> str:
@@ -234,12 +243,16 @@ class WorkerPool:
         observer: PoolObserver | None = None,
         cancel_timeout_s: float = 60.0,
         stop_timeout_s: float = 30.0,
+        supervision: SupervisionSettings | None = None,
         clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         """`workers`: one per GPU (see `generation.workers.config.discover_workers`).
         `engine_factory` (`"module:callable"`) and `engine_options` build each worker's engine.
         `cancel_timeout_s`: how long a running job may ignore a cancel before its worker is
-        ended. `stop_timeout_s`: how long `shutdown` waits for a worker to exit."""
+        ended. `stop_timeout_s`: how long `shutdown` waits for a worker to exit.
+        `supervision`: the policy for workers that are not running. `clock` (seconds) and
+        `sleep` time the queue and the restart delays (tests pass their own)."""
         if not workers:
             raise ValueError("The pool needs at least one worker.")
         ids = [config.id for config in workers]
@@ -256,13 +269,18 @@ class WorkerPool:
         self._cancel_timeout_s = cancel_timeout_s
         self._stop_timeout_s = stop_timeout_s
         self._clock = clock
+        self._sleep = sleep
+        self._supervision = supervision or SupervisionSettings()
         self._scheduler = FairScheduler(
             settings,
             cost_factors={name: spec.cost_factor for name, spec in catalogue.items()},
             capacity=len(workers),
             clock=clock,
         )
-        self._workers = {config.id: _Worker(config) for config in workers}
+        self._workers = {
+            config.id: _Worker(config, health=WorkerHealth(self._supervision, clock))
+            for config in workers
+        }
         self._jobs: dict[int, _Job] = {}
         self._subscribers: set[EventStream] = set()
         self._user_locks: weakref.WeakValueDictionary[int, asyncio.Lock] = (
@@ -284,7 +302,7 @@ class WorkerPool:
         for record in await self._store.unfinished_jobs():
             if record.status is JobStatus.RUNNING:
                 await self._store.requeue(record.id)
-            if not self._may_run_somewhere(record.request.model):
+            if not self._offered(record.request.model):
                 reason = f"{record.request.model} is no longer offered here."
                 await self._store.mark_failed(record.id, reason)
                 self._publish(JobFailed(record.id, reason, ModelUnavailable.kind))
@@ -318,6 +336,7 @@ class WorkerPool:
                 await stop
             elif worker.supervisor is not None:
                 worker.supervisor.cancel()
+            worker.released.set()
         supervisors = [w.supervisor for w in self._workers.values() if w.supervisor]
         await asyncio.gather(*supervisors, return_exceptions=True)
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -325,7 +344,8 @@ class WorkerPool:
             stream.put(None)
 
     async def wait_until_ready(self) -> None:
-        """Wait until every worker has started once (its engine built, pinned models loaded)."""
+        """Wait until every worker has started once (its engine built, pinned models loaded);
+        a worker that cannot start never does."""
         await asyncio.gather(*(worker.started.wait() for worker in self._workers.values()))
 
     # ---- jobs --------------------------------------------------------------------------------
@@ -334,8 +354,13 @@ class WorkerPool:
         """Queue a job: check the limits (raising `QueueFull` or `NotAccepting`, and
         `ModelUnavailable` when no worker may run the model, with nothing written), store it,
         then schedule it. Returns its `JobQueued` event (position and ETA), also published."""
-        if not self._may_run_somewhere(request.model):
+        if not self._offered(request.model):
             raise ModelUnavailable(f"No GPU here may run {request.model}.")
+        if not self._servable(request.model):
+            raise ModelUnavailable(
+                f"No GPU can run {request.model} right now ({self._why_unservable(request.model)}"
+                "). Try again later; the admins can see this with /admin gpus."
+            )
         lock = self._user_locks.get(owner.user_id)
         if lock is None:
             lock = self._user_locks[owner.user_id] = asyncio.Lock()
@@ -413,6 +438,28 @@ class WorkerPool:
     def alive_workers(self) -> int:
         """Workers ready for jobs or running one."""
         return sum(w.state in (WorkerState.IDLE, WorkerState.BUSY) for w in self._workers.values())
+
+    def worker_problems(self) -> dict[str, str]:
+        """Worker id → why it is failed and when it is tried next, for each failed worker."""
+        return {w.id: p for w in self._workers.values() if (p := self._problem(w)) is not None}
+
+    async def mark_failed(self, worker_id: str, reason: str) -> None:
+        """An admin takes a worker out of service: it is stopped and not restarted until
+        `restore`, and the waiting jobs that no other worker may run fail with `reason`."""
+        worker = self._worker(worker_id)
+        assert worker.health is not None
+        worker.health.hold(reason)
+        worker.released.clear()
+        if worker.link is not None:
+            await worker.link.kill()
+        await self._fail_stranded(worker)
+
+    def restore(self, worker_id: str) -> None:
+        """Start a worker again after `mark_failed`."""
+        worker = self._worker(worker_id)
+        assert worker.health is not None
+        worker.health.release()
+        worker.released.set()
 
     @property
     def scheduler(self) -> FairScheduler:
@@ -500,18 +547,27 @@ class WorkerPool:
                     await self._send(worker, CancelJob(job.id))
             await self._store.mark_running(job.id, worker.id)
             self._publish(JobStarted(job.id, worker.id))
+            for step in job.early_steps:
+                self._publish(step)
         finally:
+            job.early_steps.clear()
             job.start_recorded.set()
 
     # ---- workers -----------------------------------------------------------------------------
 
     async def _supervise(self, worker: _Worker) -> None:
         """Run the worker, restarting it whenever it dies, until the pool stops."""
-        failures = 0  # deaths in a row not explained by a job (those are retried or failed)
+        health = worker.health
+        assert health is not None
         while not self._stopping:
+            if health.held_by_admin:
+                worker.state = WorkerState.FAILED
+                await worker.released.wait()
+                continue
             worker.state = WorkerState.STARTING
             link = worker.link = self._link_factory(self._spec(worker))
             ready_at: float | None = None
+            cannot_start: str | None = None
             try:
                 await link.start()
                 async for event in link.events():
@@ -519,13 +575,16 @@ class WorkerPool:
                         ready_at = time.monotonic()
                         worker.loaded, worker.memory = event.loaded, event.memory
                         worker.state, worker.last_error = WorkerState.IDLE, None
+                        health.ready()
                         worker.started.set()
                         self._dispatch()
+                    elif isinstance(event, WorkerFailed):
+                        cannot_start = worker.last_error = event.reason
                     else:
                         await self._handle(worker, event)
             except Exception as error:
-                worker.last_error = f"could not start: {error}"
-                log.exception("Worker %s could not start", worker.id)
+                cannot_start = worker.last_error = f"could not start: {error}"
+                log.warning("Worker %s could not start: %s", worker.id, error)
             finally:
                 await link.kill()
             worker.state, worker.loaded = WorkerState.RESTARTING, ()
@@ -533,17 +592,43 @@ class WorkerPool:
             ran_a_job = await self._worker_lost(worker)
             if self._stopping:
                 break
+            if health.held_by_admin:
+                continue  # stopped by `mark_failed`: waits for `restore` at the top
             if ready_at is None:
                 worker.last_error = worker.last_error or "ended before it was ready (see its log)"
             stable = ready_at is not None and time.monotonic() - ready_at > _STABLE_AFTER_S
-            failures = 0 if stable or ran_a_job else failures + 1
+            was_failed = health.failed
+            delay = health.died(
+                worker.last_error or "it stopped",
+                recovered=stable or ran_a_job,
+                cannot_start=cannot_start is not None,
+            )
             worker.restarts += 1
             if self._observer is not None:
                 self._observer.record_worker_restart(worker.id)
-            delay = 0.0 if failures <= 1 else min(_MAX_BACKOFF_S, 0.5 * 2**failures)
-            log.warning("Worker %s died; restarting in %.1f s", worker.id, delay)
-            await asyncio.sleep(delay)
+            if health.failed:
+                worker.state = WorkerState.FAILED
+                log.warning("Worker %s failed: %s", worker.id, self._problem(worker))
+                if not was_failed:
+                    self._announce_stranded(worker)
+            else:
+                log.warning("Worker %s died; restarting in %.1f s", worker.id, delay)
+            await self._wait_to_retry(worker, delay)
         worker.state = WorkerState.STOPPED
+
+    async def _wait_to_retry(self, worker: _Worker, delay: float) -> None:
+        """Sleep `delay` seconds, failing the stranded jobs when their time comes meanwhile."""
+        health = worker.health
+        assert health is not None
+        if health.failed and not health.jobs_should_fail():
+            assert health.failed_since is not None
+            until = health.failed_since + self._supervision.fail_jobs_after_s - self._clock()
+            if until < delay:
+                await self._sleep(max(0.0, until))
+                delay -= max(0.0, until)
+        if health.jobs_should_fail():
+            await self._fail_stranded(worker)
+        await self._sleep(delay)
 
     async def _handle(self, worker: _Worker, event: WorkerEvent) -> None:
         try:
@@ -555,8 +640,12 @@ class WorkerPool:
         match event:
             case StepDone(job_id=job_id):
                 job = worker.job
-                if job is not None and job.id == job_id and job.start_recorded.is_set():
-                    self._publish(JobProgress(job_id, event.step, event.total, event.preview))
+                if job is not None and job.id == job_id:
+                    progress = JobProgress(job_id, event.step, event.total, event.preview)
+                    if job.start_recorded.is_set():
+                        self._publish(progress)
+                    else:  # the GPU started before the store said so: keep the order
+                        job.early_steps.append(progress)
             case JobDone():
                 worker.memory = event.memory
                 if job := self._take(worker, event.job_id, event.gpu_seconds, measured=True):
@@ -724,10 +813,64 @@ class WorkerPool:
     def _set_pinned(self, worker: _Worker, pinned: tuple[str, ...]) -> None:
         worker.config = dataclasses.replace(worker.config, pinned=pinned)
 
-    def _may_run_somewhere(self, model: str) -> bool:
+    def _offered(self, model: str) -> bool:
+        """Some worker may run `model`, whatever its state."""
         return model in self.catalogue and any(
             w.config.may_run(model) for w in self._workers.values()
         )
+
+    def _servable(self, model: str, *, besides: _Worker | None = None) -> bool:
+        """Some running or recovering worker (not failed; not `besides`) may run `model`."""
+        return any(
+            w.config.may_run(model) and w is not besides and w.state is not WorkerState.FAILED
+            for w in self._workers.values()
+        )
+
+    def _why_unservable(self, model: str) -> str:
+        return "; ".join(
+            f"{w.id}: {self._problem(w) or w.state.value}"
+            for w in self._workers.values()
+            if w.config.may_run(model)
+        )
+
+    def _problem(self, worker: _Worker) -> str | None:
+        if worker.state is not WorkerState.FAILED or worker.health is None:
+            return None
+        return worker.health.describe()
+
+    def _stranded(self, worker: _Worker) -> list[_Job]:
+        """Waiting jobs that this worker may run and no other running or recovering one may."""
+        return [
+            job
+            for job in self._jobs.values()
+            if not job.ended
+            and job.worker is None
+            and worker.config.may_run(job.request.model)
+            and not self._servable(job.request.model, besides=worker)
+        ]
+
+    def _announce_stranded(self, worker: _Worker) -> None:
+        """Tell the people whose jobs wait for a failed worker why they wait."""
+        reason = f"{worker.id} is not working ({self._problem(worker)}); your job waits for it."
+        for job in self._stranded(worker):
+            if (found := self._scheduler.position(job.id)) is not None:
+                self._publish(JobQueued(job.id, found[0], found[1], waiting_for=reason))
+
+    async def _fail_stranded(self, worker: _Worker) -> None:
+        """Fail the waiting jobs that only this (failed) worker could run, with its reason."""
+        assert worker.health is not None
+        reason = (
+            f"No GPU could run this job: {worker.id} is not working "
+            f"({worker.health.reason or 'failed'})."
+        )
+        for job in self._stranded(worker):
+            if self._scheduler.cancel(job.id):
+                await self._end(
+                    job,
+                    JobStatus.FAILED,
+                    self._store.mark_failed(job.id, reason),
+                    JobFailed(job.id, reason, "worker_failed"),
+                )
 
     def _status(self, worker: _Worker) -> WorkerStatus:
         models = worker.config.models
@@ -744,6 +887,7 @@ class WorkerPool:
             model_loads=worker.model_loads,
             memory=dict(worker.memory),
             last_error=worker.last_error,
+            problem=self._problem(worker),
         )
 
     def _publish(self, event: JobEvent) -> None:

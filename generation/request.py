@@ -109,10 +109,27 @@ def random_seeds(count: int) -> tuple[int, ...]:
 
 
 def clean_text(text: str) -> str:
-    """Drop control characters (keeping newlines as spaces) and surrounding white space."""
-    text = text.replace("\r\n", "\n").replace("\n", " ").replace("\t", " ")
-    kept = (ch for ch in text if unicodedata.category(ch)[0] != "C")
+    """Remove what is harmful in a prompt and keep everything writing systems and emoji need.
+
+    Removed: control characters (C0, DEL, C1; line breaks and tabs become spaces, as do U+2028 and
+    U+2029), lone surrogates (not encodable as UTF-8), and the bidirectional embedding, override
+    and isolate controls U+202A-U+202E and U+2066-U+2069, which can make a prompt display in a
+    different order than it is read (CVE-2021-42574, "Trojan Source"). Kept: every other format
+    character, such as the zero-width non-joiner of Persian (U+200C), the zero-width joiner of
+    emoji sequences (U+200D), the implicit marks U+200E/U+200F and emoji tag characters.
+    Runs of spaces become one; surrounding white space is dropped.
+    """
+    text = _LINE_BREAKS.sub(" ", text)
+    kept = (ch for ch in text if not _harmful(ch))
     return re.sub(r" {2,}", " ", "".join(kept)).strip()
+
+
+_LINE_BREAKS = re.compile(r"\r\n|[\n\r\t\v\f\x85\u2028\u2029]")
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _harmful(ch: str) -> bool:
+    return unicodedata.category(ch) in ("Cc", "Cs") or ch in _BIDI_CONTROLS
 
 
 def parse_aspect(aspect: str) -> tuple[int, int]:

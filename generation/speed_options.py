@@ -7,19 +7,16 @@ them with `generation.pipelines.speed`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, get_args
 
-DTYPES = ("auto", "bfloat16", "float16", "float32")
-ATTENTION = ("sdpa", "eager")
+from pydantic import Field
 
+from generation.config_schema import TABLE, Bool, Float, SettingsProblems, Text, validate_table
 
-class SpeedConfigError(ValueError):
-    """The `[speed]` table has faults; `problems` holds one sentence each."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__(" ".join(problems))
+Attention = Literal["sdpa", "eager"]
+ATTENTION: tuple[str, ...] = get_args(Attention)
+SpeedConfigError = SettingsProblems  # the `[speed]` table has faults; `problems` names each
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,33 +43,17 @@ class SpeedOptions:
       every device.
     """
 
-    dtype: str = "auto"
-    attention: str = "sdpa"
-    vae_tiling_megapixels: float = 1.5
-    compile: bool = False
-    compile_cache_dir: str | None = None
-    fp8: bool = False
-    fast_batches: bool = False
+    __pydantic_config__ = TABLE
+
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    attention: Attention = "sdpa"
+    vae_tiling_megapixels: Annotated[Float, Field(ge=0)] = 1.5
+    compile: Bool = False
+    compile_cache_dir: Annotated[Text, Field(min_length=1)] | None = None
+    fp8: Bool = False
+    fast_batches: Bool = False
 
     @classmethod
     def from_config(cls, table: Mapping[str, Any]) -> SpeedOptions:
         """Validate a `[speed]` table; raises `SpeedConfigError` naming every problem."""
-        known = {field.name for field in fields(cls)}
-        problems = [f"Unknown setting `speed.{key}`." for key in sorted(set(table) - known)]
-        values = {**{f.name: getattr(cls(), f.name) for f in fields(cls)}, **table}
-        if values["dtype"] not in DTYPES:
-            problems.append(f"`speed.dtype` should be one of {', '.join(DTYPES)}.")
-        if values["attention"] not in ATTENTION:
-            problems.append(f"`speed.attention` should be one of {', '.join(ATTENTION)}.")
-        tiling = values["vae_tiling_megapixels"]
-        if isinstance(tiling, bool) or not isinstance(tiling, int | float) or tiling < 0:
-            problems.append("`speed.vae_tiling_megapixels` should be a number of at least 0.")
-        for flag in ("compile", "fp8", "fast_batches"):
-            if not isinstance(values[flag], bool):
-                problems.append(f"`speed.{flag}` should be true or false.")
-        cache = values["compile_cache_dir"]
-        if cache is not None and not (isinstance(cache, str) and cache):
-            problems.append("`speed.compile_cache_dir` should be a directory path.")
-        if problems:
-            raise SpeedConfigError(problems)
-        return cls(**{key: values[key] for key in known})
+        return validate_table(cls, table, "speed")

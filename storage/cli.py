@@ -30,7 +30,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.db is None:
         parser.error("give the database with --db PATH (or set ATELIER_DB)")
     if args.command != "migrate" and not args.db.is_file():
-        return _fail(f"There is no database at {args.db} (`migrate` creates one).")
+        return _fail(
+            f"There is no database at {args.db}. The bot keeps it in its data_dir as "
+            "atelier.sqlite3 (data/atelier.sqlite3 beside atelier.toml by default); "
+            "`migrate` would create a new, empty one."
+        )
     try:
         return asyncio.run(_run(args))
     except StorageError as error:

@@ -342,7 +342,7 @@ def test_first_start_writes_the_example_configuration_and_says_what_to_do(tmp_pa
         timeout=120,
     )
     assert again.returncode == 1  # the check finds no token: the bot is not started
-    assert "DISCORD_TOKEN is not set" in again.stderr
+    assert "DISCORD_TOKEN is not set" in again.stdout  # bot check writes one ordered stream
     assert "Traceback" not in again.stdout + again.stderr
 
 

@@ -74,6 +74,7 @@ class Admin(
         name="blocklist", description="Words or patterns refused in prompts."
     )
     channels = app_commands.Group(name="channels", description="The channels that take jobs.")
+    worker = app_commands.Group(name="worker", description="Take a GPU worker out of service.")
 
     def __init__(self, bot: AtelierBot) -> None:
         self.bot = bot
@@ -296,6 +297,36 @@ class Admin(
         )
         done = {"load": "Loaded", "unload": "Unloaded", "pin": "Pinned"}[verb]
         await interaction.followup.send(f"✅ {done} {echo(model)} on {echo(gpu)}.", ephemeral=True)
+
+    @worker.command(name="fail", description="Take a GPU out: its waiting jobs fail.")
+    @app_commands.describe(gpu="Which GPU worker.", reason="Why (shown to those whose jobs fail).")
+    @app_commands.autocomplete(gpu=autocomplete_gpu)
+    async def worker_fail(
+        self,
+        interaction: discord.Interaction,
+        gpu: app_commands.Range[str, 1, 100],
+        reason: app_commands.Range[str, 1, MAX_REASON_CHARS],
+    ) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        await self.bot.pool.mark_failed(gpu, reason)  # PoolError: told as it is
+        await audit_admin_action(
+            self.bot, interaction, "worker.mark_failed", f"worker:{gpu}", {"reason": reason}
+        )
+        await interaction.followup.send(
+            f"✅ `{gpu}` is out of service; its waiting jobs that no other GPU can run have "
+            "failed with your reason. `/admin worker restore` brings it back.",
+            ephemeral=True,
+        )
+
+    @worker.command(name="restore", description="Start a GPU worker again (or try a failed one).")
+    @app_commands.describe(gpu="Which GPU worker.")
+    @app_commands.autocomplete(gpu=autocomplete_gpu)
+    async def worker_restore(
+        self, interaction: discord.Interaction, gpu: app_commands.Range[str, 1, 100]
+    ) -> None:
+        self.bot.pool.restore(gpu)  # PoolError: told as it is
+        await audit_admin_action(self.bot, interaction, "worker.restore", f"worker:{gpu}", {})
+        await interaction.response.send_message(f"✅ Starting `{gpu}` again.", ephemeral=True)
 
     # ---- usage -------------------------------------------------------------------------------
 

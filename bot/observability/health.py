@@ -12,8 +12,10 @@ True when healthy), for example::
         ...
 
 `/healthz` runs every check at once (each with a time limit) and answers 200 when all pass,
-503 otherwise, with a JSON body naming each check's state. `/metrics` serves the given registry
-in the Prometheus text format.
+503 otherwise, with a JSON body naming each check's state. A check answers True (ok), False
+(failing), a sentence (failing, for that reason) or a `Degraded` sentence: it still passes, and
+the status says "degraded" with the reason (say, one GPU of two is gone). `/metrics` serves the
+given registry in the Prometheus text format.
 """
 
 from __future__ import annotations
@@ -35,7 +37,14 @@ from bot.observability.logs import RedactSecrets
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8377
 
-HealthCheck = Callable[[], bool | Awaitable[bool]]
+
+class Degraded(str):
+    """A check's answer: working, with a problem worth an operator's look (the text says which)."""
+
+    __slots__ = ()
+
+
+HealthCheck = Callable[[], bool | str | Awaitable[bool | str]]
 
 
 def sqlite_writable(path: Path, *, timeout_s: float = 1.0) -> HealthCheck:
@@ -127,7 +136,7 @@ class HealthServer:
         names = list(self._checks)
         states = await asyncio.gather(*(self._run_check(self._checks[n]) for n in names))
         results = dict(zip(names, states, strict=True))
-        return all(state == "ok" for state in states), results
+        return all(state == "ok" or state.startswith("degraded") for state in states), results
 
     async def _run_check(self, check: HealthCheck) -> str:
         try:
@@ -139,11 +148,17 @@ class HealthServer:
             return f"timed out after {self._timeout_s:g} s"
         except Exception as error:
             return self._redact.redact(f"error: {type(error).__name__}: {error}")
+        if isinstance(result, Degraded):
+            return self._redact.redact(f"degraded: {result}")
+        if isinstance(result, str) and result:
+            return self._redact.redact(f"failing: {result}")
         return "ok" if result else "failing"
 
     async def _healthz(self, request: web.Request) -> web.Response:
         healthy, checks = await self.check()
-        body = json.dumps({"status": "ok" if healthy else "unhealthy", "checks": checks})
+        degraded = any(state.startswith("degraded") for state in checks.values())
+        status = ("degraded" if degraded else "ok") if healthy else "unhealthy"
+        body = json.dumps({"status": status, "checks": checks})
         return web.Response(
             text=body, status=200 if healthy else 503, content_type="application/json"
         )

@@ -14,7 +14,7 @@ import logging
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import TYPE_CHECKING
 
-from bot.observability.health import HealthServer, sqlite_writable
+from bot.observability.health import Degraded, HealthServer, sqlite_writable
 from bot.observability.logs import log_job_event
 from bot.observability.metrics import Metrics
 from bot.observability.settings import ObservabilitySettings
@@ -22,6 +22,7 @@ from generation.jobs import JobEvent, JobRecord
 
 if TYPE_CHECKING:
     from bot.app import AtelierBot
+    from generation.pool import WorkerPool
 
 log = logging.getLogger(__name__)
 job_log = logging.getLogger("bot.jobs")  # one line per job event
@@ -53,7 +54,7 @@ class Observability:
         checks = {
             "discord": lambda: bot.is_ready() and not bot.is_closed(),
             "database": sqlite_writable(bot.settings.database_path),
-            "workers": lambda: pool.alive_workers() > 0,
+            "workers": lambda: workers_health(pool),
         }
         server = HealthServer(
             checks, self.metrics.registry, host=self.settings.host, port=self.settings.port
@@ -85,3 +86,14 @@ async def _logged(events: AsyncIterable[JobEvent]) -> AsyncIterator[JobEvent]:
     async for event in events:
         log_job_event(job_log, event)
         yield event
+
+
+def workers_health(pool: WorkerPool) -> bool | str:
+    """Healthy when every worker runs; degraded, naming the failed ones and why, when some do;
+    failing when none does (with the reasons known)."""
+    problems = "; ".join(
+        f"{worker}: {problem}" for worker, problem in pool.worker_problems().items()
+    )
+    if pool.alive_workers() == 0:
+        return problems or False
+    return Degraded(problems) if problems else True

@@ -14,52 +14,34 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field
 
 from bot.observability.health import DEFAULT_HOST, DEFAULT_PORT
 from bot.observability.logs import LogStyle
+from generation.config_schema import TABLE, Bool, Int, Name, SettingsProblems, validate_table
 
-_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+ObservabilityConfigError = SettingsProblems  # the `[observability]` table has faults
 
 
-class ObservabilityConfigError(ValueError):
-    """The `[observability]` table has faults; `problems` holds one sentence each."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__(" ".join(problems))
+def _upper(value: object) -> object:
+    return value.upper() if isinstance(value, str) else value
 
 
 @dataclass(frozen=True, slots=True)
 class ObservabilitySettings:
-    host: str = DEFAULT_HOST
-    port: int = DEFAULT_PORT
-    enabled: bool = True
+    __pydantic_config__ = TABLE
+
+    host: Name = DEFAULT_HOST
+    port: Annotated[Int, Field(ge=1, le=65535)] = DEFAULT_PORT
+    enabled: Bool = True
     log_format: LogStyle = "kv"
-    log_level: str = "INFO"
+    log_level: Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR"], BeforeValidator(_upper)] = (
+        "INFO"
+    )
 
     @classmethod
     def from_config(cls, table: Mapping[str, Any]) -> ObservabilitySettings:
         """Validate an `[observability]` table; raises `ObservabilityConfigError`."""
-        problems = [f"Unknown setting `observability.{key}`." for key in sorted(set(table) - _KEYS)]
-        host = table.get("host", DEFAULT_HOST)
-        if not isinstance(host, str) or not host:
-            problems.append('`observability.host` should be an address such as "127.0.0.1".')
-        port = table.get("port", DEFAULT_PORT)
-        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-            problems.append("`observability.port` should be a port number from 1 to 65535.")
-        enabled = table.get("enabled", True)
-        if not isinstance(enabled, bool):
-            problems.append("`observability.enabled` should be true or false.")
-        log_format = table.get("log_format", "kv")
-        if log_format not in ("kv", "json"):
-            problems.append('`observability.log_format` should be "kv" or "json".')
-        level = table.get("log_level", "INFO")
-        if not isinstance(level, str) or level.upper() not in _LEVELS:
-            problems.append(f"`observability.log_level` should be one of {', '.join(_LEVELS)}.")
-        if problems:
-            raise ObservabilityConfigError(problems)
-        return cls(host, port, enabled, log_format, level.upper())
-
-
-_KEYS = {field for field in ObservabilitySettings.__dataclass_fields__}
+        return validate_table(cls, table, "observability")

@@ -9,8 +9,9 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import discord
 
-from bot.ui.fit import FittedEmbed, clip
+from bot.ui.fit import FittedEmbed
 from bot.ui.progress import format_duration
+from bot.ui.text import plain
 from generation.models import ModelSpec
 from generation.pool import PoolSnapshot, WorkerStatus
 from storage import Usage
@@ -19,10 +20,13 @@ ADMIN_COLOUR = discord.Colour.dark_gold()
 USER_COLOUR = discord.Colour.blurple()
 NO_JOBS = "You have no job waiting or running."
 ERROR_SHOWN = 200  # characters of a worker's last error
+PROBLEM_SHOWN = 300  # characters of why a worker is not working
 
 
 def worker_line(worker: WorkerStatus) -> str:
     """`cpu` · busy with job `12` · holds playground-v2.5"""
+    if worker.problem:
+        return f"`{worker.id}` · ⚠️ not working: {plain(worker.problem, PROBLEM_SHOWN)}"
     state = f"busy with job `{worker.job_id}`" if worker.job_id else worker.state.value
     holds = ", ".join(worker.loaded) or "no model"
     return f"`{worker.id}` · {state} · holds {holds}"
@@ -89,8 +93,10 @@ def gpus_embed(workers: Iterable[WorkerStatus]) -> discord.Embed:
             f"memory: {memory_text(worker)}",
             f"restarts: {worker.restarts} · model loads: {worker.model_loads}",
         ]
-        if worker.last_error:
-            lines.append(f"last error: {clip(worker.last_error, ERROR_SHOWN)}")
+        if worker.problem:
+            lines.append(f"⚠️ not working: {plain(worker.problem, PROBLEM_SHOWN)}")
+        elif worker.last_error:
+            lines.append(f"last error: {plain(worker.last_error, ERROR_SHOWN)}")
         embed.add_lines(worker.id, lines)
     if not embed.fields:
         embed.description = "No GPU worker is configured."

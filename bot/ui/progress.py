@@ -38,6 +38,7 @@ class ProgressState:
     phase: Phase = Phase.QUEUED
     position: int | None = None
     eta_s: float | None = None
+    waiting_for: str | None = None  # why it cannot start now, when no GPU can run it
     worker: str | None = None
     step: int = 0
     total: int = 0
@@ -46,10 +47,10 @@ class ProgressState:
 
     def advance(self, event: JobEvent) -> ProgressState:
         match event:
-            case JobQueued(position=position, eta_s=eta):
+            case JobQueued(position=position, eta_s=eta, waiting_for=waiting_for):
                 if self.phase is not Phase.QUEUED:
                     return self  # a late queue update must not undo "running"
-                return replace(self, position=position, eta_s=eta)
+                return replace(self, position=position, eta_s=eta, waiting_for=waiting_for)
             case JobStarted(worker=worker):
                 return replace(self, phase=Phase.RUNNING, worker=worker)
             case JobProgress(step=step, total=total, preview=preview):
@@ -96,6 +97,8 @@ def status_line(state: ProgressState) -> str:
     match state.phase:
         case Phase.QUEUED:
             where = f"#{state.position} in the queue" if state.position else "in the queue"
+            if state.waiting_for:
+                return f"⏳ Queued — {where}, waiting: {state.waiting_for}"
             return f"⏳ Queued — {where}, starts in about {format_duration(state.eta_s)}."
         case Phase.RUNNING:
             on = f" on `{state.worker}`" if state.worker else ""

@@ -61,7 +61,8 @@ def main(argv: list[str]) -> int:
                 commands.put(command)
 
     threading.Thread(target=read_commands, name="commands", daemon=True).start()
-    runtime.start()
+    if not runtime.start():
+        return 0  # WorkerFailed told the pool why; a traceback would add nothing
     while runtime.handle(commands.get()):
         pass
     return 0

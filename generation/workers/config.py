@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from generation.models import Catalogue
@@ -53,8 +54,10 @@ class WorkerConfig:
     def may_run(self, model: str) -> bool:
         return self.models is None or model in self.models
 
-    def check_models(self, catalogue: Catalogue) -> None:
-        """Raise ValueError naming any model this worker mentions that the catalogue lacks."""
+    def check_models(self, catalogue: Iterable[str]) -> None:
+        """Raise ValueError naming any model this worker mentions that the catalogue (or list of
+        model names) lacks."""
+        catalogue = list(catalogue)
         named = set(self.models or ()) | set(self.pinned)
         unknown = sorted(named - set(catalogue))
         if unknown:

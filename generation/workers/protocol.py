@@ -6,9 +6,10 @@ a child process (`generation.workers.process`), or, later, calls to a Ray actor 
 The conversation:
 
     pool → worker   RunJob, CancelJob, LoadModel, UnloadModel, Shutdown
-    worker → pool   WorkerReady once started, then per job StepDone* followed by exactly one of
-                    JobDone / JobError / JobStopped, and ModelLoaded / ModelUnloaded /
-                    ModelLoadFailed as models come and go.
+    worker → pool   WorkerReady once started (or WorkerFailed, and the worker exits, when it
+                    cannot start: no such GPU, an engine that cannot be built), then per
+                    job StepDone* followed by exactly one of JobDone / JobError / JobStopped,
+                    and ModelLoaded / ModelUnloaded / ModelLoadFailed as models come and go.
 
 A worker runs one command at a time in the order received, except CancelJob, which takes effect
 at once (within one denoising step). If the worker dies, its event stream simply ends.
@@ -86,6 +87,13 @@ class WorkerReady:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkerFailed:
+    """The worker cannot start here; retrying at once would fail the same way."""
+
+    reason: str  # a sentence for an operator, such as "cuda:1: this machine has no such GPU."
+
+
+@dataclass(frozen=True, slots=True)
 class StepDone:
     job_id: int
     step: int
@@ -136,6 +144,7 @@ class ModelLoadFailed:
 
 WorkerEvent = (
     WorkerReady
+    | WorkerFailed
     | StepDone
     | JobDone
     | JobError

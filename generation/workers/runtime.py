@@ -33,6 +33,7 @@ from generation.workers.protocol import (
     StepDone,
     UnloadModel,
     WorkerEvent,
+    WorkerFailed,
     WorkerReady,
     WorkerSpec,
 )
@@ -63,13 +64,20 @@ class WorkerRuntime:
         self._recent: list[str] = []  # loaded models, least recently used first
         self._cancelled: set[int] = set()
 
-    def start(self) -> None:
-        """Build the engine, load the pinned models, and report ready."""
-        factory = load_factory(self.spec.engine_factory)
-        self._engine = factory(self._catalogue, self.config.device, **self.spec.engine_options)
+    def start(self) -> bool:
+        """Build the engine (which checks the device), load the pinned models, and report
+        ready; or report `WorkerFailed` with the reason and return False when this worker cannot
+        start here (no such GPU, an engine that cannot be built)."""
+        try:
+            factory = load_factory(self.spec.engine_factory)
+            self._engine = factory(self._catalogue, self.config.device, **self.spec.engine_options)
+        except (ImportError, ValueError, TypeError, RuntimeError, EngineError) as error:
+            self._emit(WorkerFailed(str(error)))
+            return False
         for model in self.config.pinned:
             self._ensure_loaded(model)
         self._emit(WorkerReady(os.getpid(), self._loaded(), memory_report(self.config.device)))
+        return True
 
     def cancel(self, job_id: int) -> None:
         """Mark a job cancelled; safe to call from another thread while a job runs."""

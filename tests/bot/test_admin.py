@@ -108,6 +108,8 @@ async def test_a_non_admin_is_refused_every_admin_command_audited_and_nothing_ch
         "admin channels allow": {"channel": fake.channel("art")},
         "admin channels disallow": {"channel": fake.channel("general")},
         "admin channels list": {},
+        "admin worker fail": {"gpu": "cpu", "reason": "mine now"},
+        "admin worker restore": {"gpu": "cpu"},
     }
     assert set(attempts) == admin_command_paths(fake.command("admin") or {})
     before_audit = await last_audit_id(studio)

@@ -311,8 +311,8 @@ def test_observability_settings_are_validated_with_every_problem_named() -> None
         ObservabilitySettings.from_config({"port": 70000, "log_format": "xml", "colour": True})
     assert caught.value.problems == [
         "Unknown setting `observability.colour`.",
-        "`observability.port` should be a port number from 1 to 65535.",
-        '`observability.log_format` should be "kv" or "json".',
+        "`observability.port` should be at most 65535, not 70000.",
+        "`observability.log_format` should be one of 'kv' or 'json', not 'xml'.",
     ]
 
 

@@ -144,11 +144,13 @@ def test_check_passes_on_a_ready_machine_and_explains_each_problem(
     assert "All good." in ready.stdout
     assert "Database" in ready.stdout
     assert broken.returncode == 1
-    assert "DISCORD_TOKEN is not set" in broken.stderr
-    assert f"{pickled} has no safetensors weights for unet" in broken.stderr
-    assert "is not a diffusers folder" in broken.stderr
-    assert "Worker cuda:3 needs GPU cuda:3" in broken.stderr
-    assert "4 problems found." in broken.stdout
+    lines = broken.stdout.splitlines()  # one stream: the lines stay in order when piped
+    assert lines[1] == "[ERR] DISCORD_TOKEN is not set: put the bot token in the environment."
+    assert f"{pickled} has no safetensors weights for unet" in broken.stdout
+    assert "is not a diffusers folder" in broken.stdout
+    assert "Worker cuda:3 needs GPU cuda:3" in broken.stdout
+    assert lines[-1] == "4 problems found."
+    assert broken.stderr == ""
 
 
 def test_check_says_how_to_download_a_missing_hub_model_and_never_imports_torch(
@@ -175,10 +177,16 @@ def test_check_says_how_to_download_a_missing_hub_model_and_never_imports_torch(
     )
 
     assert "imported: []" in done.stdout
+    fetch = f"{sys.executable} -m generation.download"  # the interpreter that has Atelier
     assert (
         "Model flux-schnell: atelier-tests/absent is not downloaded yet; run "
-        "`python -m generation.download flux-schnell` (scripts/start runs it)."
-    ) in done.stderr
+        f"`{fetch} flux-schnell` (scripts/start runs it)."
+    ) in done.stdout
+    assert "All good." not in done.stdout
+    assert (
+        "No problems, but 3 models are not downloaded yet (playground-v2.5, flux-dev, "
+        f"flux-schnell): run `{fetch}` to fetch them (scripts/start does)."
+    ) in done.stdout
     assert done.returncode == 0, done.stderr  # scripts/start downloads it right after the check
 
 

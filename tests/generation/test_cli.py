@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -140,3 +141,95 @@ def test_bad_arguments_exit_2_with_a_message(
     assert message in done.stderr
     assert "Traceback" not in done.stderr
     assert not list(tmp_path.iterdir())
+
+
+# Runs the CLI's `main` and reports whether torch (and so any model) was ever imported.
+_RUN_AND_REPORT = (
+    "import json, sys; from generation.__main__ import main\n"
+    "code = main(json.loads(sys.argv[1]))\n"
+    "print(json.dumps({'torch_imported': 'torch' in sys.modules}))\n"
+    "sys.exit(code)"
+)
+
+
+@pytest.mark.parametrize(
+    ("out", "message"),
+    [
+        ("taken.png", "is a file; give a folder for the images."),
+        ("taken.png/images", "Cannot write images to"),
+        ("/proc/atelier-out", "Cannot write images to /proc/atelier-out"),
+    ],
+)
+def test_an_unusable_output_folder_exits_2_before_the_model_is_loaded(
+    out: str, message: str, tmp_path: Path, tiny_model_dirs: dict[str, Path]
+) -> None:
+    (tmp_path / "taken.png").write_bytes(b"an earlier result")
+    argv = ["--model", str(tiny_model_dirs["flux-schnell"]), "--prompt", "x", "--device", "cpu"]
+    argv += ["--out", out if out.startswith("/") else str(tmp_path / out)]
+
+    done = subprocess.run(
+        [sys.executable, "-c", _RUN_AND_REPORT, json.dumps(argv)],
+        capture_output=True,
+        text=True,
+        env=child_environment(),
+        check=False,
+        timeout=120,
+    )
+
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr
+    assert done.stderr.count("\n") == 1, "one sentence"
+    assert json.loads(done.stdout) == {"torch_imported": False}  # no model was ever loaded
+    assert (tmp_path / "taken.png").read_bytes() == b"an earlier result"
+
+
+def test_a_cuda_device_on_a_machine_without_one_exits_2_before_the_model_is_loaded(
+    tmp_path: Path, tiny_model_dirs: dict[str, Path]
+) -> None:
+    argv = ["--model", str(tiny_model_dirs["flux-schnell"]), "--prompt", "x"]
+    script = _RUN_AND_REPORT.replace(
+        "code = main(",
+        "import generation.engine as e\n"
+        "e.Engine.load = lambda *a: sys.exit('the model was loaded')\ncode = main(",
+    )
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            script,
+            json.dumps([*argv, "--device", "cuda:0", "--out", str(tmp_path)]),
+        ],
+        capture_output=True,
+        text=True,
+        env={**child_environment(), "CUDA_VISIBLE_DEVICES": ""},
+        check=False,
+        timeout=120,
+    )
+
+    assert done.returncode == 2, done.stderr
+    assert "error: Device cuda:0 is not available: this machine has 0 CUDA GPU(s)." in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_ctrl_c_while_the_model_loads_says_cancelled_and_exits_130(
+    tmp_path: Path, tiny_model_dirs: dict[str, Path]
+) -> None:
+    argv = ["--model", str(tiny_model_dirs["flux-dev"]), "--prompt", "x", "--device", "cpu"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "generation", *argv, "--out", str(tmp_path)],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_environment(),
+    )
+    assert process.stderr is not None
+    assert process.stderr.readline().startswith("Loading ")  # before torch is even imported
+    process.send_signal(signal.SIGINT)
+    stderr = process.stderr.read()
+    process.wait(timeout=120)
+
+    assert process.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1] == "cancelled"
+    assert "Traceback" not in stderr
+    assert not list(tmp_path.glob("*.png"))

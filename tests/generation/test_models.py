@@ -86,16 +86,24 @@ def test_spec_table_round_trips(spec: ModelSpec) -> None:
 @pytest.mark.parametrize(
     ("models", "message"),
     [
-        ({"x": {"source": "/m"}}, "Model 'x' needs a `family` and a `source`."),
+        ({"x": {"source": "/m"}}, "`models.x` is a new model: it needs a `family` and a `source`."),
         (
             {"x": {"family": "sd3", "source": "/m"}},
-            "Model 'x' has unknown family 'sd3'; known families: playground, flux.",
+            "`models.x.family` should be one of 'playground' or 'flux', not 'sd3'.",
         ),
-        ({"flux-dev": {"stepz": 3}}, "Model 'flux-dev' has unknown settings: stepz."),
-        ({"flux-dev": {"schedulers": []}}, "Model 'flux-dev' lists no scheduler."),
+        ({"flux-dev": {"stepz": 3}}, "Unknown setting `models.flux-dev.stepz`."),
+        ({"flux-dev": {"schedulers": []}}, "`models.flux-dev.schedulers` should not be empty."),
+        (
+            {"flux-dev": {"steps": "thirty"}},
+            "`models.flux-dev.steps` should be a whole number, not 'thirty'.",
+        ),
+        (
+            {"flux-dev": {"guidance": True}},
+            "`models.flux-dev.guidance` should be a number, not True.",
+        ),
         (
             {"flux-dev": {"min_side": 1024, "max_side": 512}},
-            "Model 'flux-dev': min_side is larger than max_side.",
+            "`models.flux-dev`: min_side is larger than max_side.",
         ),
     ],
 )

@@ -248,9 +248,31 @@ def test_one_seed_per_image() -> None:
 
 def test_control_characters_are_removed_from_prompts() -> None:
     request = build_request(
-        CATALOGUE, prompt="  a\tcat\x07 on\r\na   mat\u200b ", negative_prompt="\x1bblur"
+        CATALOGUE, prompt="  a\tcat\x07 on\r\na   mat\x85 ", negative_prompt="\x1bblur\u2028x"
     )
-    assert (request.prompt, request.negative_prompt) == ("a cat on a mat", "blur")
+    assert (request.prompt, request.negative_prompt) == ("a cat on a mat", "blur x")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645",  # Persian with a ZWNJ
+        "\U0001f469\u200d\U0001f4bb coder",  # woman technologist: ZWJ sequence
+        "\U0001f3f4\U000e0067\U000e0062\U000e0065\U000e006e\U000e0067\U000e007f flag",  # tags
+        "\u2764\ufe0f heart",  # variation selector
+        "\u0e20\u0e32\u0e29\u0e32\u200b\u0e44\u0e17\u0e22",  # Thai word break (ZWSP)
+        "\u05e9\u05dc\u05d5\u05dd\u200f abc",  # Hebrew with a right-to-left mark
+    ],
+)
+def test_writing_systems_and_emoji_are_kept_exactly(text: str) -> None:
+    request = build_request(CATALOGUE, prompt=text, negative_prompt=text)
+    assert request.prompt == text
+    assert GenerationRequest.from_json(request.to_json()).prompt == text
+
+
+def test_bidi_overrides_are_removed() -> None:
+    trojan = "a cat \u202eredro\u202c\u2066x\u2069"
+    assert build_request(CATALOGUE, prompt=trojan).prompt == "a cat redrox"
 
 
 def test_img2img_defaults_to_a_strength_of_point_six() -> None:

@@ -1,0 +1,53 @@
+"""An admin takes a GPU worker out of service with /admin worker fail: the waiting jobs only it
+could run fail with the admin's reason, new jobs are refused, and /admin worker restore brings it
+back; both are audited."""
+
+from __future__ import annotations
+
+import pytest
+
+from generation.jobs import JobStatus
+from tests.bot.helpers import (
+    StudioWorld,
+    answer,
+    imagine,
+    paused,
+    polled,
+    private_reply,
+    text_of,
+    wait_for_status,
+)
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+async def test_an_admin_fails_a_worker_and_restores_it(studio: StudioWorld) -> None:
+    fake, pool = studio.fake, studio.services.pool
+    admin = fake.user("admin")
+    async with paused(studio):
+        waiting = await imagine(fake, fake.user("alice"))
+        said = await private_reply(
+            fake,
+            await fake.slash(admin, "admin worker fail", {"gpu": "cpu", "reason": "fan broken"}),
+        )
+        assert "`cpu` is out of service" in said
+        assert await wait_for_status(studio.database, waiting, JobStatus.FAILED)
+        stored = await studio.database.get_job(waiting)
+        assert stored is not None
+        assert stored.record.error == "No GPU could run this job: cpu is not working (fan broken)."
+        refused = await answer(fake, await fake.slash(fake.user("bob"), "imagine", {"prompt": "x"}))
+        assert "cpu: marked failed by an admin: fan broken" in text_of(refused)
+
+    said = await private_reply(
+        fake, await fake.slash(admin, "admin worker restore", {"gpu": "cpu"})
+    )
+    assert "Starting `cpu` again." in said
+    await polled(lambda: _alive(pool))
+    again = await imagine(fake, fake.user("bob"))
+    assert await wait_for_status(studio.database, again, JobStatus.DONE)
+    actions = [entry.action for entry in await studio.database.recent_audit(limit=10)]
+    assert {"worker.mark_failed", "worker.restore"} <= set(actions)
+
+
+async def _alive(pool) -> bool | None:  # type: ignore[no-untyped-def]
+    return True if pool.alive_workers() == 1 else None
