@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -145,6 +146,11 @@ async def answer(fake: FakeDiscord, ix: InteractionRecord) -> Message:
         return shown[-1] if shown else None
 
     return await fake.wait_for(latest, what=f"the answer to /{ix.data.get('name')}")
+
+
+def as_rendered(text: str) -> str:
+    """`text` as Discord shows it: Markdown escapes (a backslash before a character) removed."""
+    return re.sub(r"\\(.)", r"\1", text)
 
 
 def text_of(message: Message) -> str:

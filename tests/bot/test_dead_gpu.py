@@ -24,6 +24,7 @@ from generation.pool import WorkerState
 from tests.bot.helpers import (
     StudioWorld,
     answer,
+    as_rendered,
     bot_settings,
     job_id_of,
     polled,
@@ -108,7 +109,8 @@ async def test_a_new_job_is_refused_with_the_reason(studio: StudioWorld) -> None
     reply = await answer(fake, ix)
 
     assert reply.ephemeral
-    assert "No GPU can run playground-v2.5 right now (cuda:0: " + REASON in text_of(reply)
+    shown = as_rendered(text_of(reply))
+    assert "No GPU can run playground-v2.5 right now (cuda:0: " + REASON in shown
 
 
 async def test_admin_gpus_info_and_healthz_name_the_reason(studio: StudioWorld) -> None:
@@ -117,6 +119,7 @@ async def test_admin_gpus_info_and_healthz_name_the_reason(studio: StudioWorld) 
 
     gpus = await private_reply(fake, await fake.slash(fake.user("admin"), "admin gpus", {}))
     info = await private_reply(fake, await fake.slash(fake.user("carol"), "info", {}))
+    gpus, info = as_rendered(gpus), as_rendered(info)
     registry = CollectorRegistry()
     pool = studio.services.pool
     async with (
