@@ -14,13 +14,12 @@ Key = tuple[float, int, int]
 @dataclass(slots=True)
 class ClassBook:
     """The waiting jobs of one class as (key, job id) in a sorted list (a job's rank is
-    O(log n)), the class's virtual time, and what ETAs need: the weights of the people waiting
-    and the waiting work units per model."""
+    O(log n)), the class's virtual time, and what ETAs need: the waiting work units per
+    model."""
 
     order: SortedList = field(default_factory=SortedList)
     virtual: float = 0.0  # the greatest start tag dispatched (start-time fair queuing's v(t))
     max_finish: float = 0.0  # the greatest finish tag given
-    active_weight: float = 0.0
     work: dict[str, float] = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -45,10 +44,3 @@ class ClassBook:
     def work_s(self, speed: Callable[[str], float]) -> float:
         """Estimated GPU-seconds of all the waiting work of this class."""
         return sum(units * speed(model) for model, units in self.work.items())
-
-    def fluid_work_s(self, tag: float, ahead: int, speed: Callable[[str], float]) -> float:
-        """GPU-seconds of this class served before a job tagged `tag` with `ahead` jobs of the
-        class before it: what a fluid fair share serves until the virtual time reaches `tag`
-        (the tag's lead times the weights waiting), at most `ahead` jobs of the mean size."""
-        fluid = max(0.0, tag - self.virtual) * self.active_weight
-        return min(fluid, ahead * self.work_s(speed) / max(1, len(self.order)))

@@ -32,8 +32,9 @@ from __future__ import annotations
 import heapq
 import itertools
 import time
-from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
 from generation.jobs import JobOwner, Priority
 from generation.scheduler.book import ClassBook
@@ -83,6 +84,7 @@ class FairScheduler:
         self._seqs = itertools.count()
         self._paused = False
         self._accepting = True
+        self._held: Counter[int] = Counter()  # places held by admissions in progress, per user
 
     # ---- admission and submission -----------------------------------------------------------
 
@@ -92,17 +94,31 @@ class FairScheduler:
             raise NotAccepting()
         limit = owner.max_queued or self.settings.max_queued
         user = self._users.get(owner.user_id)
-        waiting = user.waiting if user else 0
+        waiting = (user.waiting if user else 0) + self._held[owner.user_id]
         if waiting >= limit:
             raise QueueFull(
                 f"You already have {waiting} job{'s' if waiting != 1 else ''} waiting, the most "
                 f"allowed at once. Wait for one to start, or cancel one."
             )
         capacity = self.settings.queue_capacity
-        if capacity is not None and len(self._queued) >= capacity:
+        if capacity is not None and len(self._queued) + self._held.total() >= capacity:
             raise QueueFull(
                 f"The queue is full ({capacity:,} jobs waiting); try again in a few minutes."
             )
+
+    @contextmanager
+    def admission(self, owner: JobOwner) -> Iterator[None]:
+        """Hold one place for `owner` while their job is written down, then `submit` it inside
+        the block. Raises like `check_admission`; admissions in progress count as waiting jobs,
+        so concurrent ones cannot all pass the same last free place."""
+        self.check_admission(owner)
+        self._held[owner.user_id] += 1
+        try:
+            yield
+        finally:
+            self._held[owner.user_id] -= 1
+            if not self._held[owner.user_id]:
+                del self._held[owner.user_id]
 
     def submit(
         self,
@@ -124,16 +140,11 @@ class FairScheduler:
         # A job never goes in a higher class than an earlier waiting job of the same person.
         rank = max([asked, *(q[-1].rank for q in user.by_model.values() if q)])
         job = Job(job_id, user, model, work, rank, asked, queued_at, next(self._seqs))
-        ageing = self.settings.ageing_s
-        if rank == _RELAX and ageing is not None:
-            if queued_at + ageing <= now:
-                job.rank = _NORMAL
-            else:
-                heapq.heappush(self._ageing, (queued_at + ageing, job.seq, job))
         self._tag(job)
         user.by_model.setdefault(model, deque()).append(job)
         self._add_waiting(job)
         self._place(user)
+        self._lift_aged(now)
 
     # ---- dispatch -------------------------------------------------------------------------
 
@@ -151,8 +162,8 @@ class FairScheduler:
         self._lift_aged(now)
         everything = any(worker.models is None for worker in idle)
         allowed = set().union(*(w.models for w in idle if w.models is not None))
-        for tier in (UNDER_CAP, AT_CAP):
-            for rank in range(len(_CLASSES)):
+        for rank in range(len(_CLASSES)):
+            for tier in (UNDER_CAP, AT_CAP):
                 by_model = self._people.level(tier, rank)
                 if not by_model:
                     continue
@@ -197,7 +208,12 @@ class FairScheduler:
         if best is None:
             return None
         entry, worker = best
-        return entry[4].by_model[entry[5]][0], worker
+        passer = entry[4].by_model[entry[5]][0]
+        cost = self.estimate(passer.model, passer.work)
+        if job.passed_s + cost > lead:  # `job` has been passed over all it may be
+            return None
+        job.passed_s += cost
+        return passer, worker
 
     def _start(self, job: Job, worker: WorkerView, now: float) -> Assignment:
         user = job.user
@@ -211,7 +227,7 @@ class FairScheduler:
         cold = job.model not in worker.loaded
         self._estimates.record_dispatch(cold)
         estimate = self.estimate(job.model, job.work)
-        job.charged, job.started_at, job.worker = estimate, now, worker.id
+        job.started_at, job.worker = now, worker.id
         job.expected = estimate + (self._estimates.load_s(job.model) if cold else 0.0)
         user.running += 1
         self._running[job.id] = job
@@ -227,7 +243,7 @@ class FairScheduler:
         job = self._running.pop(job_id)
         user = job.user
         user.running -= 1
-        user.finish[job.rank] += (gpu_seconds - job.charged) / user.weight
+        user.finish[job.rank] += gpu_seconds / user.weight - job.charge
         book = self._books[job.rank]
         book.max_finish = max(book.max_finish, user.finish[job.rank])
         if measured and job.work > 0:
@@ -250,6 +266,7 @@ class FairScheduler:
         queue.insert(next((i for i, j in enumerate(queue) if j.seq > job.seq), len(queue)), job)
         self._add_waiting(job)
         self._place(user)
+        self._lift_aged(self._clock())
 
     def cancel(self, job_id: int) -> bool:
         """Remove a waiting job. False when it is not waiting (running, finished or unknown)."""
@@ -262,8 +279,7 @@ class FairScheduler:
         if not queue:
             del user.by_model[job.model]
         self._remove_waiting(job)
-        if user.finish.get(job.rank) == job.key[0] + job.cost / user.weight:
-            user.finish[job.rank] = job.key[0]  # it was their last: its time is given back
+        self._give_back(job)
         self._place(user)
         self._maybe_forget(user)
         self._end_busy_period(job.rank)
@@ -273,7 +289,8 @@ class FairScheduler:
         """Remove all of a user's waiting jobs; their ids, oldest first."""
         user = self._users.get(user_id)
         ids = sorted((job.seq, job.id) for job in user.jobs()) if user else []
-        return [job_id for _, job_id in ids if self.cancel(job_id)]
+        # newest first: each is then its person's last, and no later tag needs moving
+        return [job_id for _, job_id in reversed(ids) if self.cancel(job_id)][::-1]
 
     def record_load(self, model: str, seconds: float) -> None:
         """A GPU loaded `model` in `seconds` (for ETAs)."""
@@ -342,19 +359,19 @@ class FairScheduler:
         user = self._users.get(user_id)
         return (user.waiting, user.running) if user else (0, 0)
 
-    def position(self, job_id: int) -> tuple[int, float] | None:
-        """(position, ETA in seconds) of a waiting job, or None when it is not waiting.
+    def position(self, job_id: int) -> tuple[int, float | None] | None:
+        """(position, ETA in seconds) of a waiting job, or None when it is not waiting. The ETA
+        is None while the queue is paused (nothing starts until it is resumed).
 
-        The position counts the waiting jobs in higher classes and those of its class with a
-        lesser tag: O(log n). Caps and swaps can change the order a little: the ETA is an
+        The position counts the waiting jobs in higher classes and those of its class before it
+        in fair order: O(log n). Caps and swaps can change the order a little: the ETA is an
         estimate (see `_eta`)."""
         now = self._clock()
         self._lift_aged(now)
         job = self._queued.get(job_id)
         if job is None:
             return None
-        ahead = sum(len(book) for book in self._books[: job.rank])
-        ahead += self._books[job.rank].rank(job.key, job.id)
+        ahead = self._ahead(job)
         return ahead + 1, self._eta(job, ahead, now)
 
     def waiting(self, limit: int | None = None) -> list[WaitingJob]:
@@ -364,76 +381,118 @@ class FairScheduler:
         listed = itertools.islice(
             itertools.chain.from_iterable(b.order for b in self._books), limit
         )
-        listing = []
-        for ahead, (_, job_id) in enumerate(listed):
-            job = self._queued[job_id]
-            eta = self._eta(job, ahead, now)
-            listing.append(
-                WaitingJob(job.id, job.user.id, job.model, _CLASSES[job.rank], ahead + 1, eta)
-            )
-        return listing
+        return [
+            self._listed(self._queued[job_id], ahead, now)
+            for ahead, (_, job_id) in enumerate(listed)
+        ]
+
+    def waiting_of(self, user_id: int, limit: int) -> list[WaitingJob]:
+        """A person's first `limit` waiting jobs in the order asked, listed in queue order:
+        O(limit x log n) whatever the number of their jobs."""
+        now = self._clock()
+        self._lift_aged(now)
+        user = self._users.get(user_id)
+        if user is None:
+            return []
+        first = itertools.islice(heapq.merge(*user.by_model.values(), key=_seq), limit)
+        listing = [self._listed(job, self._ahead(job), now) for job in first]
+        return sorted(listing, key=lambda listed: listed.position)
 
     # ---- internals -------------------------------------------------------------------------
+
+    def _ahead(self, job: Job) -> int:
+        """Waiting jobs before `job`: all of the higher classes, and its class's before it."""
+        higher = sum(len(book) for book in self._books[: job.rank])
+        return higher + self._books[job.rank].rank(job.key, job.id)
+
+    def _listed(self, job: Job, ahead: int, now: float) -> WaitingJob:
+        eta = self._eta(job, ahead, now)
+        return WaitingJob(job.id, job.user.id, job.model, _CLASSES[job.rank], ahead + 1, eta)
 
     def _user(self, owner: JobOwner) -> Person:
         user = self._users.get(owner.user_id)
         if user is None:
             user = self._users[owner.user_id] = Person(owner.user_id)
         weight = owner.weight if owner.weight > 0 else 1.0
-        if weight != user.weight:
-            for rank in {job.rank for job in user.jobs()}:
-                self._books[rank].active_weight += weight - user.weight
-            user.weight = weight
+        user.weight = weight
         user.cap = self.settings.running_cap(weight, owner.max_running)
         return user
 
-    def _floor(self, rank: int) -> float:
-        """The class's virtual time: the greatest tag started, or the least waiting if lower."""
-        return self._books[rank].floor()
-
     def _tag(self, job: Job) -> None:
-        """Give `job` its start tag in its class and advance its person's finish tag."""
+        """Give `job` its start tag in its class and advance its person's finish tag by the
+        job's charge (its estimated GPU-seconds over their weight), which is kept with the job
+        so that exactly it can be given back."""
         user, rank = job.user, job.rank
-        floor = self._floor(rank)
-        earlier = [j.key[0] for j in user.jobs() if j.rank == rank and j is not job]
-        start = max([user.finish.get(rank, floor), *earlier])
+        floor = self._books[rank].floor()
+        earlier = user.waiting_in.get(rank, 0) > 0
+        start = user.finish.get(rank, floor)
+        if earlier:  # never before their own earlier job of the class
+            start = max(start, user.last_tag[rank])
         job.cost = self.estimate(job.model, job.work)
+        job.charge = job.cost / user.weight
         newcomer = not earlier and start <= floor  # first in line: ahead of the served on ties
         job.key = (max(start, floor), 0 if newcomer else 1, job.seq)
-        user.finish[rank] = job.key[0] + job.cost / user.weight
+        user.last_tag[rank] = job.key[0]
+        user.finish[rank] = job.key[0] + job.charge
         book = self._books[rank]
         book.max_finish = max(book.max_finish, user.finish[rank])
 
+    def _give_back(self, job: Job) -> None:
+        """`job` (no longer waiting in its class) will not run there: its person's finish tag
+        and their later jobs of the class move back by exactly its charge."""
+        user, rank, book = job.user, job.rank, self._books[job.rank]
+        user.finish[rank] -= job.charge
+        later = [j for j in user.jobs() if j.rank == rank and j.seq > job.seq and j is not job]
+        for other in later:
+            book.remove(other.key, other.id, other.model, other.work)
+            other.key = (other.key[0] - job.charge, *other.key[1:])
+            book.add(other.key, other.id, other.model, other.work)
+        if later:
+            user.last_tag[rank] -= job.charge
+
     def _add_waiting(self, job: Job) -> None:
         user = job.user
-        if not any(j.rank == job.rank for j in user.jobs() if j is not job):
-            self._books[job.rank].active_weight += user.weight
+        user.waiting_in[job.rank] = user.waiting_in.get(job.rank, 0) + 1
         user.waiting += 1
+        user.seqs.add(job.seq)
+        user.waiting_cost += job.cost
         self._asked_by_class[job.asked_rank] += 1
         self._queued[job.id] = job
         self._books[job.rank].add(job.key, job.id, job.model, job.work)
+        if job.rank == _RELAX and self.settings.ageing_s is not None:
+            heapq.heappush(self._ageing, (job.queued_at + self.settings.ageing_s, job.seq, job))
 
     def _remove_waiting(self, job: Job) -> None:
-        """Forget `job` as waiting (it is already out of its person's queues)."""
+        """Forget `job` as waiting (whether or not it is still in its person's queues)."""
         user = job.user
         user.waiting -= 1
+        user.seqs.remove(job.seq)
+        user.waiting_cost -= job.cost
+        user.waiting_in[job.rank] -= 1
+        if not user.waiting_in[job.rank]:
+            del user.waiting_in[job.rank]
         self._asked_by_class[job.asked_rank] -= 1
-        if not any(j.rank == job.rank for j in user.jobs() if j is not job):
-            self._books[job.rank].active_weight -= user.weight
         del self._queued[job.id]
         self._books[job.rank].remove(job.key, job.id, job.model, job.work)
 
     def _lift_aged(self, now: float) -> None:
-        """Relax jobs that have waited `ageing_s` join the normal class, newly tagged there."""
+        """Relax jobs that have waited `ageing_s` since they were asked for (a requeued job
+        keeps its time) join the normal class, newly tagged there; their relax charge is given
+        back, and when relax is left empty its people start level."""
+        lifted = False
         while self._ageing and self._ageing[0][0] <= now:
             _, _, job = heapq.heappop(self._ageing)
             if job.id not in self._queued or job.rank != _RELAX:
                 continue
             self._remove_waiting(job)
+            self._give_back(job)
             job.rank = _NORMAL
             self._tag(job)
             self._add_waiting(job)
             self._place(job.user)
+            lifted = True
+        if lifted:
+            self._end_busy_period(_RELAX)
 
     def _place(self, user: Person) -> None:
         self._people.place(user, len(self._users))
@@ -466,15 +525,17 @@ class FairScheduler:
             if user is not None:
                 self._maybe_forget(user)
 
-    def _eta(self, job: Job, ahead: int, now: float) -> float:
-        """Seconds until `job` starts, with `ahead` jobs listed before it.
+    def _eta(self, job: Job, ahead: int, now: float) -> float | None:
+        """Seconds until `job` starts, with `ahead` jobs listed before it (None while paused).
 
-        The work ahead is the waiting work of higher classes, plus its class's work up to its
-        tag as a fluid fair share would serve it (tag minus virtual time, times the weights of
-        the people waiting), plus the expected model loads of the jobs ahead. It is spread over
-        the GPUs that may run its model, each from when its running job is expected to end
-        (overrunning jobs are never counted as done). Its person's own earlier jobs are spread
-        over at most their running cap."""
+        The work ahead is the waiting work of higher classes, plus each job of its class before
+        it at the class's mean estimated size, plus the expected model loads of the jobs ahead.
+        It is spread over the GPUs that may run its model (with fewer jobs ahead than those
+        GPUs, each job ahead takes one whole), each from when its running job is
+        expected to end (overrunning jobs are never counted as done). Its person's own earlier
+        jobs are spread over at most their running cap."""
+        if self._paused:
+            return None
         free = {
             w: 0.0 for w, models in self._workers.items() if models is None or job.model in models
         }
@@ -489,15 +550,17 @@ class FairScheduler:
         free_in = [*free.values(), *[0.0] * unseen] or [0.0]
         higher = self._books[: job.rank]
         work = sum(book.work_s(self.speed) for book in higher)
-        in_class = ahead - sum(len(book) for book in higher)
-        work += self._books[job.rank].fluid_work_s(job.key[0], in_class, self.speed)
+        book = self._books[job.rank]
+        in_class = ahead - sum(len(b) for b in higher)
+        work += in_class * book.work_s(self.speed) / len(book)
         work += ahead * self._estimates.cold_share * self._estimates.mean_load_s()
-        eta = start_after(free_in, work)
-        earlier = [j for j in job.user.jobs() if j.seq < job.seq]
-        mine = sum(self.estimate(j.model, j.work) for j in earlier)
-        others = sum(book.work_s(self.speed) for book in self._books) - mine - job.cost
+        # fewer jobs ahead than GPUs: each takes a GPU whole, and this one the next to free
+        eta = sorted(free_in)[ahead] if ahead < len(free_in) else start_after(free_in, work)
+        user = job.user
+        mine = user.seqs.bisect_left(job.seq) * user.waiting_cost / user.waiting
+        others = sum(b.work_s(self.speed) for b in self._books) - user.waiting_cost
         if mine and others >= mine:  # the cap holds while others wait
-            lanes = min(job.user.cap, len(free_in))
+            lanes = min(user.cap, len(free_in))
             own = sorted(own_free)[:lanes] + [0.0] * max(0, lanes - len(own_free))
             eta = max(eta, start_after(own, mine))
         return eta
@@ -505,6 +568,10 @@ class FairScheduler:
     def _demand(self, models: frozenset[str]) -> float:
         """Waiting work units for `models`: a load evicts the GPU's least wanted models."""
         return sum(book.work.get(model, 0.0) for book in self._books for model in models)
+
+
+def _seq(job: Job) -> int:
+    return job.seq
 
 
 def _breadth(worker: WorkerView) -> float:

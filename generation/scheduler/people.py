@@ -13,6 +13,8 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from sortedcontainers import SortedList
+
 from generation.scheduler.book import Key
 from generation.scheduler.types import WorkerView
 
@@ -32,7 +34,8 @@ class Job:
     seq: int
     key: Key = (0.0, 1, 0)
     cost: float = 0.0  # estimated GPU-seconds when its tag was set
-    charged: float = 0.0
+    charge: float = 0.0  # what its tag added to its person's finish tag (cost / weight then)
+    passed_s: float = 0.0  # GPU-seconds of jobs started ahead of it to save a model load
     expected: float = 0.0  # estimated GPU-seconds of occupancy at dispatch, a model load included
     started_at: float = 0.0
     worker: str = ""
@@ -48,6 +51,10 @@ class Person:
     by_model: dict[str, deque[Job]] = field(default_factory=dict)  # waiting, in order asked
     entries: dict[str, int] = field(default_factory=dict)  # live heap entry per model
     waiting: int = 0
+    waiting_in: dict[int, int] = field(default_factory=dict)  # waiting jobs per class
+    last_tag: dict[int, float] = field(default_factory=dict)  # greatest tag given per class
+    seqs: SortedList = field(default_factory=SortedList)  # waiting jobs' seqs (own rank)
+    waiting_cost: float = 0.0  # estimated GPU-seconds of their waiting jobs
 
     def jobs(self) -> Iterator[Job]:
         for queue in self.by_model.values():

@@ -109,4 +109,4 @@ class WaitingJob:
     model: str
     priority: Priority  # its class now, ageing included
     position: int  # 1 = next to run
-    eta_s: float  # estimated seconds until it starts
+    eta_s: float | None  # estimated seconds until it starts; None while the queue is paused
