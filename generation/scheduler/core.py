@@ -3,28 +3,32 @@
 A pure, synchronous core (no asyncio, torch or discord) so a simulation can drive it and each
 decision is easy to test. The policy, in order (the README's "How the queue decides"):
 
-1. **Classes.** `admin` before `normal` before `relax`. A relax job that has waited `ageing_s`
-   joins the normal class as a newcomer would (rule 3), so relax never starves at any load.
+1. **Classes.** `admin` before `normal` before `relax`, whatever the caps. A relax job that
+   has waited `ageing_s` since it was asked for (through requeues) joins the normal class as a
+   newcomer would (rule 3), its relax charge given back, so relax never starves at any load.
 2. **Running cap (soft).** A person running `ceil(max_running x weight)` jobs waits behind
-   everyone under their cap, but still gets a GPU nobody else can use.
+   everyone of their class under their cap, but still gets a GPU nobody else can use.
 3. **Fair share** by start-time fair queuing (Goyal et al., SIGCOMM 1996): a job gets a start
    tag, `max(its person's finish tag, the class's virtual time)`, and its person's finish tag
    grows by its estimated GPU-seconds / weight. The least tag goes first. The virtual time is
    the greatest tag started so far, or the least tag waiting if that is lower, and the greatest
    finish tag once the class has nothing waiting or running; so a newcomer or someone back from
    a pause goes before everyone who has been served (ties go to the newcomer), and banks no
-   credit for time away. Measured times settle the finish tag.
+   credit for time away. Measured times settle the finish tag. Each job keeps its charge (its
+   estimate over the weight), so a cancel gives back exactly that, moving the person's later
+   jobs of the class back by it.
 4. **Per-GPU order.** A person's jobs run in the order asked among the jobs a given GPU may
    run: a later job may start on a GPU that cannot run the earlier one.
 5. **Model swaps.** If the fairest job's model is not loaded on any idle GPU that may run it,
    a job of the same class and cap tier whose model is loaded there goes first when its tag is
-   within `swap_lead_s` of the fairest one's. Each such pass moves the passer's finish tag on,
-   so the fairest job waits at most until everyone else is `swap_lead_s` of weighted
-   GPU-seconds ahead of it.
+   within `swap_lead_s` of the fairest one's, and while the jobs that passed the fairest one
+   add up to at most `swap_lead_s` estimated GPU-seconds (a budget kept with that job): swaps
+   delay any job by at most `swap_lead_s` of GPU time, however many people wait.
 
-Submit, dispatch, finish and cancel are O(log n) in waiting jobs (tags are fixed at
-submission; users sit in heaps per class, cap tier and model); a position is a rank in a sorted
-list of tags, O(log n), and an ETA adds O(GPUs).
+Submit, dispatch and finish are O(log n) in waiting jobs (tags are fixed at submission; users
+sit in heaps per class, cap tier and model), and cancel O(k log n) with k the person's later
+jobs (at most `max_queued`); a position is a rank in a sorted list of tags, O(log n), and an
+ETA adds O(GPUs); a listing of the first m jobs, or of a person's first m, is O(m log n).
 """
 
 from __future__ import annotations
