@@ -36,18 +36,18 @@ from __future__ import annotations
 import heapq
 import itertools
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 from generation.jobs import JobOwner, Priority
+from generation.scheduler.admission import Places
 from generation.scheduler.book import ClassBook
-from generation.scheduler.estimates import Estimates, left_s, start_after
+from generation.scheduler.estimates import Estimates
+from generation.scheduler.eta import eta_s
 from generation.scheduler.people import AT_CAP, UNDER_CAP, Entry, Job, PeopleHeaps, Person
 from generation.scheduler.types import (
     Assignment,
-    NotAccepting,
-    QueueFull,
     SchedulerSettings,
     WaitingJob,
     WorkerView,
@@ -88,27 +88,13 @@ class FairScheduler:
         self._seqs = itertools.count()
         self._paused = False
         self._accepting = True
-        self._held: Counter[int] = Counter()  # places held by admissions in progress, per user
+        self._places = Places(self.settings)
 
     # ---- admission and submission -----------------------------------------------------------
 
     def check_admission(self, owner: JobOwner) -> None:
         """Raise `QueueFull` (or `NotAccepting`) if `owner` may not queue one more job now."""
-        if not self._accepting:
-            raise NotAccepting()
-        limit = owner.max_queued or self.settings.max_queued
-        user = self._users.get(owner.user_id)
-        waiting = (user.waiting if user else 0) + self._held[owner.user_id]
-        if waiting >= limit:
-            raise QueueFull(
-                f"You already have {waiting} job{'s' if waiting != 1 else ''} waiting, the most "
-                f"allowed at once. Wait for one to start, or cancel one."
-            )
-        capacity = self.settings.queue_capacity
-        if capacity is not None and len(self._queued) + self._held.total() >= capacity:
-            raise QueueFull(
-                f"The queue is full ({capacity:,} jobs waiting); try again in a few minutes."
-            )
+        self._places.check(owner, self._waiting_of(owner), len(self._queued), self._accepting)
 
     @contextmanager
     def admission(self, owner: JobOwner) -> Iterator[None]:
@@ -116,13 +102,12 @@ class FairScheduler:
         the block. Raises like `check_admission`; admissions in progress count as waiting jobs,
         so concurrent ones cannot all pass the same last free place."""
         self.check_admission(owner)
-        self._held[owner.user_id] += 1
-        try:
+        with self._places.held(owner):
             yield
-        finally:
-            self._held[owner.user_id] -= 1
-            if not self._held[owner.user_id]:
-                del self._held[owner.user_id]
+
+    def _waiting_of(self, owner: JobOwner) -> int:
+        user = self._users.get(owner.user_id)
+        return user.waiting if user else 0
 
     def submit(
         self,
@@ -530,44 +515,19 @@ class FairScheduler:
                 self._maybe_forget(user)
 
     def _eta(self, job: Job, ahead: int, now: float) -> float | None:
-        """Seconds until `job` starts, with `ahead` jobs listed before it (None while paused).
-
-        The work ahead is the waiting work of higher classes, plus each job of its class before
-        it at the class's mean estimated size, plus the expected model loads of the jobs ahead.
-        It is spread over the GPUs that may run its model (with fewer jobs ahead than those
-        GPUs, each job ahead takes one whole), each from when its running job is
-        expected to end (overrunning jobs are never counted as done). Its person's own earlier
-        jobs are spread over at most their running cap."""
+        """Seconds until `job` starts (see `eta_s`), or None while paused."""
         if self._paused:
             return None
-        free = {
-            w: 0.0 for w, models in self._workers.items() if models is None or job.model in models
-        }
-        own_free = []
-        for running in self._running.values():
-            left = left_s(running.expected, now - running.started_at)
-            if running.worker in free:
-                free[running.worker] = left
-            if running.user is job.user:
-                own_free.append(left)
-        unseen = max(0, self.capacity - len(self._workers))
-        free_in = [*free.values(), *[0.0] * unseen] or [0.0]
-        higher = self._books[: job.rank]
-        work = sum(book.work_s(self.speed) for book in higher)
-        book = self._books[job.rank]
-        in_class = ahead - sum(len(b) for b in higher)
-        work += in_class * book.work_s(self.speed) / len(book)
-        work += ahead * self._estimates.cold_share * self._estimates.mean_load_s()
-        # fewer jobs ahead than GPUs: each takes a GPU whole, and this one the next to free
-        eta = sorted(free_in)[ahead] if ahead < len(free_in) else start_after(free_in, work)
-        user = job.user
-        mine = user.seqs.bisect_left(job.seq) * user.waiting_cost / user.waiting
-        others = sum(b.work_s(self.speed) for b in self._books) - user.waiting_cost
-        if mine and others >= mine:  # the cap holds while others wait
-            lanes = min(user.cap, len(free_in))
-            own = sorted(own_free)[:lanes] + [0.0] * max(0, lanes - len(own_free))
-            eta = max(eta, start_after(own, mine))
-        return eta
+        return eta_s(
+            job,
+            ahead,
+            now,
+            books=self._books,
+            running=self._running.values(),
+            workers=self._workers,
+            capacity=self.capacity,
+            estimates=self._estimates,
+        )
 
     def _demand(self, models: frozenset[str]) -> float:
         """Waiting work units for `models`: a load evicts the GPU's least wanted models."""
