@@ -6,8 +6,9 @@ decision is easy to test. The policy, in order (the README's "How the queue deci
 1. **Classes.** `admin` before `normal` before `relax`, whatever the caps. A relax job that
    has waited `ageing_s` since it was asked for (through requeues) joins the normal class as a
    newcomer would (rule 3), its relax charge given back, so relax never starves at any load.
-2. **Running cap (soft).** A person running `ceil(max_running x weight)` jobs waits behind
-   everyone of their class under their cap, but still gets a GPU nobody else can use.
+2. **Running cap (soft).** A person running `ceil(max_running x weight / w)` jobs, w the least
+   weight below 1 of anyone known (else 1), waits behind everyone of their class under their
+   cap, but still gets a GPU nobody else can use.
 3. **Fair share** by start-time fair queuing (Goyal et al., SIGCOMM 1996): a job gets a start
    tag, `max(its person's finish tag, the class's virtual time)`, and its person's finish tag
    grows by its estimated GPU-seconds / weight. The least tag goes first. The virtual time is
@@ -22,8 +23,8 @@ decision is easy to test. The policy, in order (the README's "How the queue deci
 5. **Model swaps.** If the fairest job's model is not loaded on any idle GPU that may run it,
    a job of the same class and cap tier whose model is loaded there goes first when its tag is
    within `swap_lead_s` of the fairest one's, and while the jobs that passed the fairest one
-   add up to at most `swap_lead_s` estimated GPU-seconds (a budget kept with that job): swaps
-   delay any job by at most `swap_lead_s` of GPU time, however many people wait.
+   add up to at most `swap_lead_s` estimated GPU-seconds (a budget kept with that job): a job
+   next in fair order is passed over for at most `swap_lead_s`, however many people wait.
 
 Submit, dispatch and finish are O(log n) in waiting jobs (tags are fixed at submission; users
 sit in heaps per class, cap tier and model), and cancel O(k log n) with k the person's later
@@ -39,6 +40,8 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+
+from sortedcontainers import SortedList
 
 from generation.jobs import JobOwner, Priority
 from generation.scheduler.admission import Places
@@ -89,6 +92,8 @@ class FairScheduler:
         self._paused = False
         self._accepting = True
         self._places = Places(self.settings)
+        self._weights = SortedList()  # (weight, user id) of the people known
+        self._least_weight = 1.0  # the least of those weights, if below 1
 
     # ---- admission and submission -----------------------------------------------------------
 
@@ -402,10 +407,36 @@ class FairScheduler:
         user = self._users.get(owner.user_id)
         if user is None:
             user = self._users[owner.user_id] = Person(owner.user_id)
-        weight = owner.weight if owner.weight > 0 else 1.0
-        user.weight = weight
-        user.cap = self.settings.running_cap(weight, owner.max_running)
+        else:
+            self._weights.remove((user.weight, user.id))
+        user.weight = owner.weight if owner.weight > 0 else 1.0
+        user.cap_override = owner.max_running
+        self._weights.add((user.weight, user.id))
+        self._rescale()
+        user.cap = self._cap(user)
         return user
+
+    def _forget_user(self, user: Person) -> None:
+        del self._users[user.id]
+        self._weights.remove((user.weight, user.id))
+        self._rescale()
+
+    def _cap(self, user: Person) -> int:
+        return self.settings.running_cap(user.weight / self._least_weight, user.cap_override)
+
+    def _rescale(self) -> None:
+        """Caps count weights relative to the least one below 1 of anyone known, so that a
+        weight of 0.5 next to 1 holds on any number of GPUs; when that least weight changes
+        (rarely: an admin sets weights) every cap is recomputed, O(people)."""
+        least = min(1.0, self._weights[0][0]) if self._weights else 1.0
+        if least == self._least_weight:
+            return
+        self._least_weight = least
+        for user in self._users.values():
+            cap = self._cap(user)
+            if cap != user.cap:
+                user.cap = cap
+                self._place(user)
 
     def _tag(self, job: Job) -> None:
         """Give `job` its start tag in its class and advance its person's finish tag by the
@@ -492,8 +523,8 @@ class FairScheduler:
         if user.waiting or user.running:
             return
         behind = [(f, r) for r, f in user.finish.items() if f > self._books[r].virtual]
-        if not behind:
-            self._users.pop(user.id, None)
+        if not behind and user.id in self._users:
+            self._forget_user(user)
         for finish, rank in behind:
             heapq.heappush(self._forget, (finish, rank, user.id))
 

@@ -46,6 +46,7 @@ class Person:
     id: int
     weight: float = 1.0
     cap: int = 1
+    cap_override: int | None = None  # a running cap an admin set for them
     running: int = 0
     finish: dict[int, float] = field(default_factory=dict)  # finish tag per class
     by_model: dict[str, deque[Job]] = field(default_factory=dict)  # waiting, in order asked

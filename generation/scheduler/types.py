@@ -41,7 +41,8 @@ class SchedulerSettings:
 
     - `max_queued` (int >= 1, default 5): waiting jobs per person; one more is refused.
     - `max_running` (int >= 1, default 1): running jobs per person of weight 1 while others
-      wait; a person's cap is `ceil(max_running x weight)` (soft: a GPU never idles for it).
+      wait; a person's cap is `ceil(max_running x weight / w)`, w the least weight below 1 of
+      anyone known (else 1) (soft: a GPU never idles for it).
     - `queue_capacity` (int >= 1 or None, default None): waiting jobs of everyone together.
     - `ageing_s` (seconds > 0 or None, default 600): how long a `relax` job waits before it
       competes in the `normal` class as a newcomer would (None: relax waits for an empty queue).
@@ -74,7 +75,7 @@ class SchedulerSettings:
 
     def running_cap(self, weight: float, override: int | None = None) -> int:
         """A person's running cap: `override` when an admin set one, else `max_running`
-        scaled by the weight and rounded up, so weights hold on any number of GPUs."""
+        scaled by the (relative) weight and rounded up, so weights hold on any number of GPUs."""
         if override:
             return override
         return max(1, math.ceil(self.max_running * weight - 1e-9))

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from collections.abc import Callable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from generation.jobs import JobOwner, Priority
 from generation.scheduler import FairScheduler, QueueFull, SchedulerSettings, WorkerView
@@ -67,7 +70,8 @@ class Sim:
             self.loaded[gpu] = self.model[job]
             self.at(self.now + load + self.seconds[job], (gpu, job))
 
-    def run(self, until: float = float("inf")) -> None:
+    def run(self, until: float = float("inf"), each: Callable[[], None] | None = None) -> None:
+        """Play the events up to `until`, calling `each` (if given) after every one."""
         self.dispatch()
         while self.events and self.events[0][0] <= until:
             when, _, action = heapq.heappop(self.events)
@@ -81,6 +85,8 @@ class Sim:
                     self.scheduler.finish(job, self.seconds[job])
                     user = self.owner[job]
                     self.served[user] = self.served.get(user, 0.0) + self.seconds[job]
+            if each is not None:
+                each()
             self.dispatch()
 
 
@@ -278,3 +284,89 @@ def test_concurrent_admissions_cannot_overshoot_the_capacity() -> None:
     with scheduler.admission(JobOwner(9)):
         scheduler.submit(1, JobOwner(9), PLAYGROUND, 1.0)
     assert scheduler.queued_count == 1
+
+
+# ---- properties ----------------------------------------------------------------------------
+
+MODELS = ("a", "b", "c")
+jobs_strategy = st.lists(
+    st.tuples(st.integers(0, 5), st.sampled_from(MODELS), st.integers(1, 30)),
+    min_size=1,
+    max_size=40,
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(jobs=jobs_strategy, loaded=st.sampled_from(MODELS), lead=st.integers(0, 60))
+def test_the_job_next_in_fair_order_is_passed_over_at_most_the_swap_lead(
+    jobs: list[tuple[int, str, int]], loaded: str, lead: int
+) -> None:
+    """Whoever waits, the GPU-seconds started while a job was at position 1 (ahead of it, to
+    keep a model loaded) add up to at most `swap_lead_s`."""
+    scheduler = FairScheduler(
+        SchedulerSettings(max_queued=1000, swap_lead_s=float(lead)),
+        cost_factors=dict.fromkeys(MODELS, 1.0),
+    )
+    for job, (user, model, work) in enumerate(jobs):
+        scheduler.submit(job, JobOwner(user), model, float(work))
+    passed: dict[int, float] = {}
+    while scheduler.queued_count:
+        first = scheduler.waiting(1)[0].job_id
+        started = scheduler.assign([WorkerView("g", loaded=frozenset({loaded}))])
+        assert started is not None
+        if started.job_id != first:
+            passed[first] = passed.get(first, 0.0) + jobs[started.job_id][2]
+            assert passed[first] <= lead
+        loaded = jobs[started.job_id][1]
+        scheduler.finish(started.job_id, jobs[started.job_id][2])
+
+
+@settings(max_examples=80, deadline=None)
+@given(jobs=jobs_strategy, data=st.data())
+def test_a_cancelled_job_leaves_the_order_as_if_never_asked(
+    jobs: list[tuple[int, str, int]], data: st.DataObject
+) -> None:
+    """Cancel any waiting job that is not its person's first: every other job's position is
+    what it would be had the job never been asked for (its charge given back exactly)."""
+    later = [j for j, (user, _, _) in enumerate(jobs) if any(u == user for u, _, _ in jobs[:j])]
+    if not later:
+        return
+    cancelled = data.draw(st.sampled_from(later))
+
+    def scheduler_of(skip: int | None) -> FairScheduler:
+        scheduler = FairScheduler(
+            SchedulerSettings(max_queued=1000), cost_factors=dict.fromkeys(MODELS, 1.0)
+        )
+        for job, (user, model, work) in enumerate(jobs):
+            if job != skip:
+                scheduler.submit(job, JobOwner(user), model, float(work))
+        return scheduler
+
+    asked = scheduler_of(None)
+    assert asked.cancel(cancelled)
+    never = scheduler_of(cancelled)
+    assert [w.job_id for w in asked.waiting()] == [w.job_id for w in never.waiting()]
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    weights=st.lists(st.sampled_from([0.25, 0.5, 1.0, 2.0]), min_size=2, max_size=4),
+    gpus=st.integers(1, 4),
+)
+def test_weights_hold_on_any_number_of_gpus(weights: list[float], gpus: int) -> None:
+    """t7: backlogged people (always 5 waiting) with weights below and above 1 get GPU time in
+    proportion to their weights, within 5 %, with the default `max_running` of 1."""
+    sim = Sim(gpus)
+    lengths = itertools.cycle([5.0, 15.0, 10.0, 7.0, 13.0])
+
+    def top_up() -> None:
+        for user, weight in enumerate(weights):
+            while sim.scheduler.user_counts(user)[0] < 5:
+                sim.submit(user, PLAYGROUND, next(lengths), weight=weight)
+
+    top_up()
+    sim.run(until=6_000.0, each=top_up)
+    total = sum(sim.served.values())
+    for user, weight in enumerate(weights):
+        share = sim.served.get(user, 0.0) / total / (weight / sum(weights))
+        assert share == pytest.approx(1.0, abs=0.05)
