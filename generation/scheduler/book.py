@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sortedcontainers import SortedList
+
+if TYPE_CHECKING:
+    from generation.scheduler.people import Job
 
 # A job's order key within its class: (start tag, 0 for a newcomer's job else 1, submission seq).
 Key = tuple[float, int, int]
@@ -44,3 +48,32 @@ class ClassBook:
     def work_s(self, speed: Callable[[str], float]) -> float:
         """Estimated GPU-seconds of all the waiting work of this class."""
         return sum(units * speed(model) for model, units in self.work.items())
+
+    def tag(self, job: Job, cost: float) -> None:
+        """Give `job` (of this class, `cost` estimated GPU-seconds) its start tag and advance its
+        person's finish tag by its charge (cost over their weight), kept with the job so that
+        exactly it can be given back."""
+        user, rank, floor = job.user, job.rank, self.floor()
+        earlier = user.waiting_in.get(rank, 0) > 0
+        start = user.finish.get(rank, floor)
+        if earlier:  # never before their own earlier job of the class
+            start = max(start, user.last_tag[rank])
+        job.cost, job.charge = cost, cost / user.weight
+        newcomer = not earlier and start <= floor  # first in line: ahead of the served on ties
+        job.key = (max(start, floor), 0 if newcomer else 1, job.seq)
+        user.last_tag[rank] = job.key[0]
+        user.finish[rank] = job.key[0] + job.charge
+        self.max_finish = max(self.max_finish, user.finish[rank])
+
+    def give_back(self, job: Job) -> None:
+        """`job` (no longer waiting here) will not run in this class: its person's finish tag
+        and their later jobs of the class move back by exactly its charge."""
+        user, rank = job.user, job.rank
+        user.finish[rank] -= job.charge
+        later = [j for j in user.jobs() if j.rank == rank and j.seq > job.seq and j is not job]
+        for other in later:
+            self.remove(other.key, other.id, other.model, other.work)
+            other.key = (other.key[0] - job.charge, *other.key[1:])
+            self.add(other.key, other.id, other.model, other.work)
+        if later:
+            user.last_tag[rank] -= job.charge

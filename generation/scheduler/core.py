@@ -41,14 +41,12 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
-from sortedcontainers import SortedList
-
 from generation.jobs import JobOwner, Priority
 from generation.scheduler.admission import Places
-from generation.scheduler.book import ClassBook
+from generation.scheduler.book import ClassBook, Key
 from generation.scheduler.estimates import Estimates
 from generation.scheduler.eta import eta_s
-from generation.scheduler.people import AT_CAP, UNDER_CAP, Entry, Job, PeopleHeaps, Person
+from generation.scheduler.people import AT_CAP, UNDER_CAP, Caps, Entry, Job, PeopleHeaps, Person
 from generation.scheduler.types import (
     Assignment,
     SchedulerSettings,
@@ -92,8 +90,7 @@ class FairScheduler:
         self._paused = False
         self._accepting = True
         self._places = Places(self.settings)
-        self._weights = SortedList()  # (weight, user id) of the people known
-        self._least_weight = 1.0  # the least of those weights, if below 1
+        self._caps = Caps(self.settings)
 
     # ---- admission and submission -----------------------------------------------------------
 
@@ -252,10 +249,17 @@ class FairScheduler:
         job = self._running.pop(job_id)
         user = job.user
         user.running -= 1
-        higher = [j for j in user.jobs() if j.rank < job.rank]
-        if higher:  # later jobs of theirs went in a higher class: it joins them, first
-            job.rank = min(j.rank for j in higher)
-            job.key = (min(j.key[0] for j in higher if j.rank == job.rank), 0, job.seq)
+        # Between its person's earlier and later waiting jobs in class order: it joins the
+        # lowest class of the earlier ones (after them), or else the highest of the later ones
+        # (first), and its charge moves with it.
+        lower = [j for j in user.jobs() if j.seq < job.seq and j.rank > job.rank]
+        higher = [j for j in user.jobs() if j.seq > job.seq and j.rank < job.rank]
+        if lower:
+            rank = max(j.rank for j in lower)
+            self._move(job, rank, (max(j.key[0] for j in lower if j.rank == rank), 1, job.seq))
+        elif higher:
+            rank = min(j.rank for j in higher)
+            self._move(job, rank, (min(j.key[0] for j in higher if j.rank == rank), 0, job.seq))
         queue = user.by_model.setdefault(job.model, deque())
         queue.insert(next((i for i, j in enumerate(queue) if j.seq > job.seq), len(queue)), job)
         self._add_waiting(job)
@@ -273,7 +277,7 @@ class FairScheduler:
         if not queue:
             del user.by_model[job.model]
         self._remove_waiting(job)
-        self._give_back(job)
+        self._books[job.rank].give_back(job)
         self._place(user)
         self._maybe_forget(user)
         self._end_busy_period(job.rank)
@@ -407,68 +411,35 @@ class FairScheduler:
         user = self._users.get(owner.user_id)
         if user is None:
             user = self._users[owner.user_id] = Person(owner.user_id)
-        else:
-            self._weights.remove((user.weight, user.id))
-        user.weight = owner.weight if owner.weight > 0 else 1.0
-        user.cap_override = owner.max_running
-        self._weights.add((user.weight, user.id))
-        self._rescale()
-        user.cap = self._cap(user)
+        weight = owner.weight if owner.weight > 0 else 1.0
+        if self._caps.join(user, weight, owner.max_running):
+            self._recap()
+        user.cap = self._caps.of(user)
         return user
 
     def _forget_user(self, user: Person) -> None:
         del self._users[user.id]
-        self._weights.remove((user.weight, user.id))
-        self._rescale()
+        if self._caps.leave(user):
+            self._recap()
 
-    def _cap(self, user: Person) -> int:
-        return self.settings.running_cap(user.weight / self._least_weight, user.cap_override)
-
-    def _rescale(self) -> None:
-        """Caps count weights relative to the least one below 1 of anyone known, so that a
-        weight of 0.5 next to 1 holds on any number of GPUs; when that least weight changes
-        (rarely: an admin sets weights) every cap is recomputed, O(people)."""
-        least = min(1.0, self._weights[0][0]) if self._weights else 1.0
-        if least == self._least_weight:
-            return
-        self._least_weight = least
+    def _recap(self) -> None:
+        """The least weight changed (rarely: an admin sets weights): every cap again, O(people)."""
         for user in self._users.values():
-            cap = self._cap(user)
-            if cap != user.cap:
+            if (cap := self._caps.of(user)) != user.cap:
                 user.cap = cap
                 self._place(user)
 
-    def _tag(self, job: Job) -> None:
-        """Give `job` its start tag in its class and advance its person's finish tag by the
-        job's charge (its estimated GPU-seconds over their weight), which is kept with the job
-        so that exactly it can be given back."""
-        user, rank = job.user, job.rank
-        floor = self._books[rank].floor()
-        earlier = user.waiting_in.get(rank, 0) > 0
-        start = user.finish.get(rank, floor)
-        if earlier:  # never before their own earlier job of the class
-            start = max(start, user.last_tag[rank])
-        job.cost = self.estimate(job.model, job.work)
-        job.charge = job.cost / user.weight
-        newcomer = not earlier and start <= floor  # first in line: ahead of the served on ties
-        job.key = (max(start, floor), 0 if newcomer else 1, job.seq)
-        user.last_tag[rank] = job.key[0]
-        user.finish[rank] = job.key[0] + job.charge
+    def _move(self, job: Job, rank: int, key: Key) -> None:
+        """Move a job that is not waiting to class `rank` with order key `key`, its charge
+        given back in its old class and counted in the new one."""
+        self._books[job.rank].give_back(job)
+        job.rank, job.key, user = rank, key, job.user
+        user.finish[rank] = max(user.finish.get(rank, key[0]), key[0]) + job.charge
         book = self._books[rank]
         book.max_finish = max(book.max_finish, user.finish[rank])
 
-    def _give_back(self, job: Job) -> None:
-        """`job` (no longer waiting in its class) will not run there: its person's finish tag
-        and their later jobs of the class move back by exactly its charge."""
-        user, rank, book = job.user, job.rank, self._books[job.rank]
-        user.finish[rank] -= job.charge
-        later = [j for j in user.jobs() if j.rank == rank and j.seq > job.seq and j is not job]
-        for other in later:
-            book.remove(other.key, other.id, other.model, other.work)
-            other.key = (other.key[0] - job.charge, *other.key[1:])
-            book.add(other.key, other.id, other.model, other.work)
-        if later:
-            user.last_tag[rank] -= job.charge
+    def _tag(self, job: Job) -> None:
+        self._books[job.rank].tag(job, self.estimate(job.model, job.work))
 
     def _add_waiting(self, job: Job) -> None:
         user = job.user
@@ -505,7 +476,7 @@ class FairScheduler:
             if job.id not in self._queued or job.rank != _RELAX:
                 continue
             self._remove_waiting(job)
-            self._give_back(job)
+            self._books[_RELAX].give_back(job)
             job.rank = _NORMAL
             self._tag(job)
             self._add_waiting(job)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from sortedcontainers import SortedList
 
 from generation.scheduler.book import Key
-from generation.scheduler.types import WorkerView
+from generation.scheduler.types import SchedulerSettings, WorkerView
 
 UNDER_CAP, AT_CAP = 0, 1
 _SWAP_SCAN = 16  # entries looked at per loaded model for a swap-saving job (a cost bound only)
@@ -65,6 +65,38 @@ class Person:
         """Their first waiting job (in the order asked) that `worker` may run."""
         heads = [q[0] for m, q in self.by_model.items() if q and worker.may_run(m)]
         return min(heads, key=lambda job: job.seq, default=None)
+
+
+class Caps:
+    """Running caps: `max_running` x weight, rounded up (or an admin's override), with weights
+    taken relative to the least weight below 1 of anyone known, so that a weight of 0.5 next to
+    1 holds on any number of GPUs."""
+
+    def __init__(self, settings: SchedulerSettings) -> None:
+        self._settings = settings
+        self._weights = SortedList()  # (weight, person id) of everyone known
+        self._least = 1.0
+
+    def join(self, person: Person, weight: float, override: int | None) -> bool:
+        """Set a (new or known) person's weight and override; True when every cap changes."""
+        if (person.weight, person.id) in self._weights:
+            self._weights.remove((person.weight, person.id))
+        person.weight, person.cap_override = weight, override
+        self._weights.add((weight, person.id))
+        return self._settle()
+
+    def leave(self, person: Person) -> bool:
+        """Forget a person; True when every cap changes."""
+        self._weights.remove((person.weight, person.id))
+        return self._settle()
+
+    def of(self, person: Person) -> int:
+        return self._settings.running_cap(person.weight / self._least, person.cap_override)
+
+    def _settle(self) -> bool:
+        least = min(1.0, self._weights[0][0]) if self._weights else 1.0
+        changed, self._least = least != self._least, least
+        return changed
 
 
 # A heap entry: (*head job key, entry id, person, model); live while person.entries[model] == id.

@@ -235,6 +235,23 @@ def test_a_requeued_relax_job_keeps_its_ageing(crash: float) -> None:
     assert restarts[0] <= max(crash, 600.0) + 10.0 + 1e-9
 
 
+def test_requeued_jobs_keep_their_persons_order_across_classes() -> None:
+    """Found by the state machine: a normal job, then an admin job of the same person (nothing
+    waiting, so it goes admin), both running; both workers die. The person's jobs run again
+    in the order asked (the admin job used to go first)."""
+    scheduler = FairScheduler(SchedulerSettings(max_running=2), capacity=2)
+    scheduler.submit(1, JobOwner(0), PLAYGROUND, 1.0)
+    assert scheduler.assign([WorkerView("a")]) is not None
+    scheduler.submit(2, JobOwner(0, priority=Priority.ADMIN), PLAYGROUND, 1.0)
+    assert scheduler.assign([WorkerView("b")]) is not None
+    scheduler.requeue(1)
+    scheduler.requeue(2)
+    assert [w.job_id for w in scheduler.waiting()] == [1, 2]
+    first = scheduler.assign([WorkerView("a")])
+    assert first is not None
+    assert first.job_id == 1
+
+
 def test_relax_starts_level_again_and_its_people_are_forgotten() -> None:
     """t5: after relax jobs aged into normal and everything drained, a long-time relax person
     and a new one share the relax class level (R1 went last), and nobody is remembered."""
