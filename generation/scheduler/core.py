@@ -178,33 +178,14 @@ class FairScheduler:
         self, job: Job, idle: Sequence[WorkerView], by_model: dict[str, list[Entry]]
     ) -> tuple[Job, WorkerView] | None:
         """`job` on a GPU that holds its model; else the fairest job of the same class and
-        cap tier whose model an idle GPU holds, if its tag is within `swap_lead_s` of `job`'s;
-        else None (`job` loads its model)."""
+        cap tier whose model an idle GPU holds (see `PeopleHeaps.passer`); else None (`job`
+        loads its model)."""
         warm = [w for w in idle if job.model in w.loaded and w.may_run(job.model)]
         if warm:
             return job, min(warm, key=lambda w: (_breadth(w), len(w.loaded)))
-        lead = self.settings.swap_lead_s
-        if lead <= 0:
-            return None
-        limit = job.key[0] + lead
-        best: tuple[Entry, WorkerView] | None = None
-        for worker in idle:
-            for model in worker.loaded:
-                heap = by_model.get(model)
-                if not heap or not worker.may_run(model):
-                    continue
-                found = self._people.first_valid(heap, worker, limit)
-                if found is not None and (best is None or found < best[0]):
-                    best = found, worker
-        if best is None:
-            return None
-        entry, worker = best
-        passer = entry[4].by_model[entry[5]][0]
-        cost = self.estimate(passer.model, passer.work)
-        if job.passed_s + cost > lead:  # `job` has been passed over all it may be
-            return None
-        job.passed_s += cost
-        return passer, worker
+        return self._people.passer(
+            job, idle, by_model, self.settings.swap_lead_s, lambda j: self.estimate(j.model, j.work)
+        )
 
     def _start(self, job: Job, worker: WorkerView, now: float) -> Assignment:
         user = job.user

@@ -10,7 +10,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from sortedcontainers import SortedList
@@ -150,6 +150,39 @@ class PeopleHeaps:
         for entry in popped:
             heapq.heappush(heap, entry)
         return found
+
+    def passer(
+        self,
+        job: Job,
+        idle: Sequence[WorkerView],
+        by_model: dict[str, list[Entry]],
+        lead: float,
+        cost: Callable[[Job], float],
+    ) -> tuple[Job, WorkerView] | None:
+        """The fairest job in `by_model` (one class and cap tier) whose model an `idle` GPU
+        holds and whose tag is within `lead` of `job`'s, to start before `job` there and save a
+        model load; None once the jobs that passed `job` would add up to more than `lead`
+        estimated GPU-seconds (`cost`), which is counted on `job`."""
+        if lead <= 0:
+            return None
+        limit = job.key[0] + lead
+        best: tuple[Entry, WorkerView] | None = None
+        for worker in idle:
+            for model in worker.loaded:
+                heap = by_model.get(model)
+                if not heap or not worker.may_run(model):
+                    continue
+                found = self.first_valid(heap, worker, limit)
+                if found is not None and (best is None or found < best[0]):
+                    best = found, worker
+        if best is None:
+            return None
+        entry, worker = best
+        passer = entry[4].by_model[entry[5]][0]
+        if job.passed_s + cost(passer) > lead:  # `job` has been passed over all it may be
+            return None
+        job.passed_s += cost(passer)
+        return passer, worker
 
     def _live_top(self, heap: list[Entry]) -> Entry | None:
         """The heap's least live entry, after dropping the stale ones above it."""
