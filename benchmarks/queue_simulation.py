@@ -18,6 +18,10 @@ seeded and fixed:
   each one's GPU time over its fair share (1.0 = exact).
 - **relax**: normal traffic at 1.2x the GPUs' capacity for 2 hours; one relax person asks for a
   job every 5 minutes. The relax jobs' longest wait.
+- **swaps**: one GPU holding Playground, a stream of one-job Playground people at 0.9x and 1.3x
+  load, and one FLUX job: its wait against the swap lead plus the longest job plus one load.
+- **one_job_people**: 2 GPUs at 95 % load, each person asks one job (all tie in fair order):
+  ETA error at submission against the wait.
 - **churn**: the evening with 10 % of waiting jobs cancelled and a worker crash every 5 minutes
   (its job is retried). Jobs lost, run twice, or run out of their person's order.
 - **scale**: 100,000 queued jobs from 10,000 people; microseconds per submit, dispatch and
@@ -498,6 +502,47 @@ def relax() -> dict[str, object]:
     return result
 
 
+def swaps() -> dict[str, object]:
+    """One GPU holding Playground, a Poisson stream of one-job people asking 10 s Playground
+    jobs; at t=5 someone asks one FLUX job. Its wait against the swap lead plus the longest job
+    plus its model's load (each newcomer used to get a fresh lead: it never started at 1.3x)."""
+    result = {}
+    lead = SchedulerSettings().swap_lead_s
+    for load in (0.9, 1.3):
+        rng = random.Random(3)
+        jobs, t = [Job(0, 1, FLUX_DEV, 30.0, 5.0)], 0.0
+        while (t := t + rng.expovariate(load / 10.0)) < 5000:
+            jobs.append(Job(len(jobs), 100 + len(jobs), PLAYGROUND, 10.0, t))
+        by_policy = {}
+        for policy in POLICIES:
+            copies = [Job(j.id, j.user, j.model, j.seconds, j.arrival) for j in jobs]
+            simulate(policy, copies, [Gpu("g0", loaded=PLAYGROUND)], until=5000.0)
+            flux = copies[0]
+            by_policy[policy.name] = round(flux.start - 5.0, 1) if flux.start else None
+        result[f"load_{load}"] = {
+            "flux_wait_s": by_policy,
+            "bound_s": lead + 30.0 + LOAD_S[FLUX_DEV],
+        }
+    return result
+
+
+def one_job_people() -> dict[str, object]:
+    """2 GPUs at 95 % load from people who each ask one 10-20 s job (equal tags: every one is
+    a newcomer). ETA error at submission against the wait."""
+    rng = random.Random(7)
+    jobs, t = [], 0.0
+    while (t := t + rng.expovariate(0.95 * 2 / 15.0)) < 7200:
+        jobs.append(Job(len(jobs), len(jobs), PLAYGROUND, rng.uniform(10, 20), t))
+    simulate(Atelier, jobs, [Gpu("g0", loaded=PLAYGROUND), Gpu("g1", loaded=PLAYGROUND)])
+    errors = [abs(j.eta - (j.start - j.arrival)) for j in jobs if j.eta is not None and j.start]
+    return {
+        "atelier": {
+            "wait_p95_s": round(percentile(waits(jobs), 0.95), 1),
+            "eta_abs_error_p95_s": round(percentile(errors, 0.95), 1),
+        }
+    }
+
+
 def churn() -> dict[str, object]:
     result = {}
     for policy in POLICIES:
@@ -572,6 +617,8 @@ def main() -> None:
                 "mixed": mixed(),
                 "weights": weights(),
                 "relax": relax(),
+                "swaps": swaps(),
+                "one_job_people": one_job_people(),
                 "churn": churn(),
                 "scale": scale(),
             }

@@ -134,7 +134,7 @@ class JobRecord:
 class JobQueued:
     job_id: int
     position: int  # 1 = next to run
-    eta_s: float  # estimated seconds until it starts
+    eta_s: float | None  # estimated seconds until it starts; None while the queue is paused
     waiting_for: str | None = None  # why it cannot start now (no worker may run it), if so
 
 

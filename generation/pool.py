@@ -23,7 +23,6 @@ import asyncio
 import dataclasses
 import logging
 import time
-import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -283,9 +282,6 @@ class WorkerPool:
         }
         self._jobs: dict[int, _Job] = {}
         self._subscribers: set[EventStream] = set()
-        self._user_locks: weakref.WeakValueDictionary[int, asyncio.Lock] = (
-            weakref.WeakValueDictionary()
-        )
         self._tasks: set[asyncio.Task[Any]] = set()
         self._started = False
         self._stopping = False
@@ -361,11 +357,9 @@ class WorkerPool:
                 f"No GPU can run {request.model} right now ({self._why_unservable(request.model)}"
                 "). Try again later; the admins can see this with /admin gpus."
             )
-        lock = self._user_locks.get(owner.user_id)
-        if lock is None:
-            lock = self._user_locks[owner.user_id] = asyncio.Lock()
-        async with lock:  # two submits of one user cannot both pass the same last free place
-            self._scheduler.check_admission(owner)
+        # the place is held while the job is written, so concurrent submits (of anyone)
+        # cannot all pass the same last free place
+        with self._scheduler.admission(owner):
             job_id = await self._store.create_job(request, owner)
             self._enqueue(job_id, request, owner)
         event = self._queued_event(job_id)
@@ -520,7 +514,7 @@ class WorkerPool:
         )
 
     def _queued_event(self, job_id: int) -> JobQueued:
-        position, eta = self._scheduler.position(job_id) or (1, 0.0)
+        position, eta = self._scheduler.position(job_id) or (1, None)
         return JobQueued(job_id, position, eta)
 
     def _dispatch(self) -> None:

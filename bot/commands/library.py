@@ -304,7 +304,7 @@ class Library(commands.Cog):
     async def queue(self, interaction: discord.Interaction) -> None:
         user_id = interaction.user.id
         pool = self.bot.pool
-        snapshot = pool.snapshot(waiting_limit=pool.scheduler.queued_count)
+        snapshot = pool.snapshot(waiting_limit=0)  # counts and GPUs; their own jobs below
         records = []
         for worker in snapshot.workers:
             stored = (
@@ -314,9 +314,9 @@ class Library(commands.Cog):
             )
             if stored is not None and stored.record.owner.user_id == user_id:
                 records.append(stored.record)
-        waiting = [job.job_id for job in snapshot.waiting if job.user_id == user_id]
-        for job_id in waiting[:QUEUE_SHOWN]:
-            stored = await self.bot.database.get_job(job_id, init_image=False)
+        waiting = pool.scheduler.waiting_of(user_id, QUEUE_SHOWN)
+        for listed in waiting:
+            stored = await self.bot.database.get_job(listed.job_id, init_image=False)
             if stored is not None:
                 records.append(stored.record)
         lines = [
@@ -324,7 +324,7 @@ class Library(commands.Cog):
             f"  {unfinished_status(self.bot, record)}"
             for record in records
         ]
-        hidden = max(len(waiting) - QUEUE_SHOWN, 0)
+        hidden = pool.scheduler.user_counts(user_id)[0] - len(waiting)
         embed = user_queue_embed(lines, hidden, snapshot)
         await interaction.response.send_message(embed=embed, ephemeral=True)
 

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import discord
 
 from bot.ui.fit import FittedEmbed
-from bot.ui.progress import format_duration
+from bot.ui.progress import format_duration, starts_in
 from bot.ui.text import plain
 from generation.models import ModelSpec
 from generation.pool import PoolSnapshot, WorkerStatus
@@ -44,7 +44,7 @@ def admin_queue_embed(snapshot: PoolSnapshot, owners: Mapping[int, int]) -> disc
     ]
     waiting = [
         f"#{job.position} · job `{job.job_id}` · <@{job.user_id}> · {job.model} · "
-        f"{job.priority.value} · starts in about {format_duration(job.eta_s)}"
+        f"{job.priority.value} · {starts_in(job.eta_s)}"
         for job in snapshot.waiting
     ]
     by_class = ", ".join(f"{n} {c.value}" for c, n in snapshot.queued_by_class.items() if n)

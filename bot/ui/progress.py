@@ -70,6 +70,14 @@ class ProgressState:
         return self
 
 
+def starts_in(eta_s: float | None) -> str:
+    """A waiting job's start: `starts in about 1 min 15 s`, or, with no estimate (the queue is
+    paused), that it starts once the queue is resumed."""
+    if eta_s is None:
+        return "starts once an admin resumes the queue"
+    return f"starts in about {format_duration(eta_s)}"
+
+
 def format_duration(seconds: float | None) -> str:
     """`75` → `1 min 15 s`; unknown → `unknown`."""
     if seconds is None:
@@ -99,7 +107,7 @@ def status_line(state: ProgressState) -> str:
             where = f"#{state.position} in the queue" if state.position else "in the queue"
             if state.waiting_for:
                 return f"⏳ Queued — {where}, waiting: {state.waiting_for}"
-            return f"⏳ Queued — {where}, starts in about {format_duration(state.eta_s)}."
+            return f"⏳ Queued — {where}, {starts_in(state.eta_s)}."
         case Phase.RUNNING:
             on = f" on `{state.worker}`" if state.worker else ""
             return f"🎨 Generating{on}: {progress_bar(state.step, state.total)}"

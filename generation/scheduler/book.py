@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sortedcontainers import SortedList
+
+if TYPE_CHECKING:
+    from generation.scheduler.people import Job
 
 # A job's order key within its class: (start tag, 0 for a newcomer's job else 1, submission seq).
 Key = tuple[float, int, int]
@@ -14,13 +18,12 @@ Key = tuple[float, int, int]
 @dataclass(slots=True)
 class ClassBook:
     """The waiting jobs of one class as (key, job id) in a sorted list (a job's rank is
-    O(log n)), the class's virtual time, and what ETAs need: the weights of the people waiting
-    and the waiting work units per model."""
+    O(log n)), the class's virtual time, and what ETAs need: the waiting work units per
+    model."""
 
     order: SortedList = field(default_factory=SortedList)
     virtual: float = 0.0  # the greatest start tag dispatched (start-time fair queuing's v(t))
     max_finish: float = 0.0  # the greatest finish tag given
-    active_weight: float = 0.0
     work: dict[str, float] = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -46,9 +49,31 @@ class ClassBook:
         """Estimated GPU-seconds of all the waiting work of this class."""
         return sum(units * speed(model) for model, units in self.work.items())
 
-    def fluid_work_s(self, tag: float, ahead: int, speed: Callable[[str], float]) -> float:
-        """GPU-seconds of this class served before a job tagged `tag` with `ahead` jobs of the
-        class before it: what a fluid fair share serves until the virtual time reaches `tag`
-        (the tag's lead times the weights waiting), at most `ahead` jobs of the mean size."""
-        fluid = max(0.0, tag - self.virtual) * self.active_weight
-        return min(fluid, ahead * self.work_s(speed) / max(1, len(self.order)))
+    def tag(self, job: Job, cost: float) -> None:
+        """Give `job` (of this class, `cost` estimated GPU-seconds) its start tag and advance its
+        person's finish tag by its charge (cost over their weight), kept with the job so that
+        exactly it can be given back."""
+        user, rank, floor = job.user, job.rank, self.floor()
+        earlier = user.waiting_in.get(rank, 0) > 0
+        start = user.finish.get(rank, floor)
+        if earlier:  # never before their own earlier job of the class
+            start = max(start, user.last_tag[rank])
+        job.cost, job.charge = cost, cost / user.weight
+        newcomer = not earlier and start <= floor  # first in line: ahead of the served on ties
+        job.key = (max(start, floor), 0 if newcomer else 1, job.seq)
+        user.last_tag[rank] = job.key[0]
+        user.finish[rank] = job.key[0] + job.charge
+        self.max_finish = max(self.max_finish, user.finish[rank])
+
+    def give_back(self, job: Job) -> None:
+        """`job` (no longer waiting here) will not run in this class: its person's finish tag
+        and their later jobs of the class move back by exactly its charge."""
+        user, rank = job.user, job.rank
+        user.finish[rank] -= job.charge
+        later = [j for j in user.jobs() if j.rank == rank and j.seq > job.seq and j is not job]
+        for other in later:
+            self.remove(other.key, other.id, other.model, other.work)
+            other.key = (other.key[0] - job.charge, *other.key[1:])
+            self.add(other.key, other.id, other.model, other.work)
+        if later:
+            user.last_tag[rank] -= job.charge

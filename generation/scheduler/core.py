@@ -3,28 +3,33 @@
 A pure, synchronous core (no asyncio, torch or discord) so a simulation can drive it and each
 decision is easy to test. The policy, in order (the README's "How the queue decides"):
 
-1. **Classes.** `admin` before `normal` before `relax`. A relax job that has waited `ageing_s`
-   joins the normal class as a newcomer would (rule 3), so relax never starves at any load.
-2. **Running cap (soft).** A person running `ceil(max_running x weight)` jobs waits behind
-   everyone under their cap, but still gets a GPU nobody else can use.
+1. **Classes.** `admin` before `normal` before `relax`, whatever the caps. A relax job that
+   has waited `ageing_s` since it was asked for (through requeues) joins the normal class as a
+   newcomer would (rule 3), its relax charge given back, so relax never starves at any load.
+2. **Running cap (soft).** A person running `ceil(max_running x weight / w)` jobs, w the least
+   weight below 1 of anyone known (else 1), waits behind everyone of their class under their
+   cap, but still gets a GPU nobody else can use.
 3. **Fair share** by start-time fair queuing (Goyal et al., SIGCOMM 1996): a job gets a start
    tag, `max(its person's finish tag, the class's virtual time)`, and its person's finish tag
    grows by its estimated GPU-seconds / weight. The least tag goes first. The virtual time is
    the greatest tag started so far, or the least tag waiting if that is lower, and the greatest
    finish tag once the class has nothing waiting or running; so a newcomer or someone back from
    a pause goes before everyone who has been served (ties go to the newcomer), and banks no
-   credit for time away. Measured times settle the finish tag.
+   credit for time away. Measured times settle the finish tag. Each job keeps its charge (its
+   estimate over the weight), so a cancel gives back exactly that, moving the person's later
+   jobs of the class back by it.
 4. **Per-GPU order.** A person's jobs run in the order asked among the jobs a given GPU may
    run: a later job may start on a GPU that cannot run the earlier one.
 5. **Model swaps.** If the fairest job's model is not loaded on any idle GPU that may run it,
    a job of the same class and cap tier whose model is loaded there goes first when its tag is
-   within `swap_lead_s` of the fairest one's. Each such pass moves the passer's finish tag on,
-   so the fairest job waits at most until everyone else is `swap_lead_s` of weighted
-   GPU-seconds ahead of it.
+   within `swap_lead_s` of the fairest one's, and while the jobs that passed the fairest one
+   add up to at most `swap_lead_s` estimated GPU-seconds (a budget kept with that job): a job
+   next in fair order is passed over for at most `swap_lead_s`, however many people wait.
 
-Submit, dispatch, finish and cancel are O(log n) in waiting jobs (tags are fixed at
-submission; users sit in heaps per class, cap tier and model); a position is a rank in a sorted
-list of tags, O(log n), and an ETA adds O(GPUs).
+Submit, dispatch and finish are O(log n) in waiting jobs (tags are fixed at submission; users
+sit in heaps per class, cap tier and model), and cancel O(k log n) with k the person's later
+jobs (at most `max_queued`); a position is a rank in a sorted list of tags, O(log n), and an
+ETA adds O(GPUs); a listing of the first m jobs, or of a person's first m, is O(m log n).
 """
 
 from __future__ import annotations
@@ -33,16 +38,17 @@ import heapq
 import itertools
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
 from generation.jobs import JobOwner, Priority
-from generation.scheduler.book import ClassBook
-from generation.scheduler.estimates import Estimates, left_s, start_after
-from generation.scheduler.people import AT_CAP, UNDER_CAP, Entry, Job, PeopleHeaps, Person
+from generation.scheduler.admission import Places
+from generation.scheduler.book import ClassBook, Key
+from generation.scheduler.estimates import Estimates
+from generation.scheduler.eta import eta_s
+from generation.scheduler.people import AT_CAP, UNDER_CAP, Caps, Entry, Job, PeopleHeaps, Person
 from generation.scheduler.types import (
     Assignment,
-    NotAccepting,
-    QueueFull,
     SchedulerSettings,
     WaitingJob,
     WorkerView,
@@ -83,26 +89,27 @@ class FairScheduler:
         self._seqs = itertools.count()
         self._paused = False
         self._accepting = True
+        self._places = Places(self.settings)
+        self._caps = Caps(self.settings)
 
     # ---- admission and submission -----------------------------------------------------------
 
     def check_admission(self, owner: JobOwner) -> None:
         """Raise `QueueFull` (or `NotAccepting`) if `owner` may not queue one more job now."""
-        if not self._accepting:
-            raise NotAccepting()
-        limit = owner.max_queued or self.settings.max_queued
+        self._places.check(owner, self._waiting_of(owner), len(self._queued), self._accepting)
+
+    @contextmanager
+    def admission(self, owner: JobOwner) -> Iterator[None]:
+        """Hold one place for `owner` while their job is written down, then `submit` it inside
+        the block. Raises like `check_admission`; admissions in progress count as waiting jobs,
+        so concurrent ones cannot all pass the same last free place."""
+        self.check_admission(owner)
+        with self._places.held(owner):
+            yield
+
+    def _waiting_of(self, owner: JobOwner) -> int:
         user = self._users.get(owner.user_id)
-        waiting = user.waiting if user else 0
-        if waiting >= limit:
-            raise QueueFull(
-                f"You already have {waiting} job{'s' if waiting != 1 else ''} waiting, the most "
-                f"allowed at once. Wait for one to start, or cancel one."
-            )
-        capacity = self.settings.queue_capacity
-        if capacity is not None and len(self._queued) >= capacity:
-            raise QueueFull(
-                f"The queue is full ({capacity:,} jobs waiting); try again in a few minutes."
-            )
+        return user.waiting if user else 0
 
     def submit(
         self,
@@ -124,16 +131,11 @@ class FairScheduler:
         # A job never goes in a higher class than an earlier waiting job of the same person.
         rank = max([asked, *(q[-1].rank for q in user.by_model.values() if q)])
         job = Job(job_id, user, model, work, rank, asked, queued_at, next(self._seqs))
-        ageing = self.settings.ageing_s
-        if rank == _RELAX and ageing is not None:
-            if queued_at + ageing <= now:
-                job.rank = _NORMAL
-            else:
-                heapq.heappush(self._ageing, (queued_at + ageing, job.seq, job))
         self._tag(job)
         user.by_model.setdefault(model, deque()).append(job)
         self._add_waiting(job)
         self._place(user)
+        self._lift_aged(now)
 
     # ---- dispatch -------------------------------------------------------------------------
 
@@ -151,8 +153,8 @@ class FairScheduler:
         self._lift_aged(now)
         everything = any(worker.models is None for worker in idle)
         allowed = set().union(*(w.models for w in idle if w.models is not None))
-        for tier in (UNDER_CAP, AT_CAP):
-            for rank in range(len(_CLASSES)):
+        for rank in range(len(_CLASSES)):
+            for tier in (UNDER_CAP, AT_CAP):
                 by_model = self._people.level(tier, rank)
                 if not by_model:
                     continue
@@ -176,28 +178,14 @@ class FairScheduler:
         self, job: Job, idle: Sequence[WorkerView], by_model: dict[str, list[Entry]]
     ) -> tuple[Job, WorkerView] | None:
         """`job` on a GPU that holds its model; else the fairest job of the same class and
-        cap tier whose model an idle GPU holds, if its tag is within `swap_lead_s` of `job`'s;
-        else None (`job` loads its model)."""
+        cap tier whose model an idle GPU holds (see `PeopleHeaps.passer`); else None (`job`
+        loads its model)."""
         warm = [w for w in idle if job.model in w.loaded and w.may_run(job.model)]
         if warm:
             return job, min(warm, key=lambda w: (_breadth(w), len(w.loaded)))
-        lead = self.settings.swap_lead_s
-        if lead <= 0:
-            return None
-        limit = job.key[0] + lead
-        best: tuple[Entry, WorkerView] | None = None
-        for worker in idle:
-            for model in worker.loaded:
-                heap = by_model.get(model)
-                if not heap or not worker.may_run(model):
-                    continue
-                found = self._people.first_valid(heap, worker, limit)
-                if found is not None and (best is None or found < best[0]):
-                    best = found, worker
-        if best is None:
-            return None
-        entry, worker = best
-        return entry[4].by_model[entry[5]][0], worker
+        return self._people.passer(
+            job, idle, by_model, self.settings.swap_lead_s, lambda j: self.estimate(j.model, j.work)
+        )
 
     def _start(self, job: Job, worker: WorkerView, now: float) -> Assignment:
         user = job.user
@@ -211,7 +199,7 @@ class FairScheduler:
         cold = job.model not in worker.loaded
         self._estimates.record_dispatch(cold)
         estimate = self.estimate(job.model, job.work)
-        job.charged, job.started_at, job.worker = estimate, now, worker.id
+        job.started_at, job.worker = now, worker.id
         job.expected = estimate + (self._estimates.load_s(job.model) if cold else 0.0)
         user.running += 1
         self._running[job.id] = job
@@ -227,7 +215,7 @@ class FairScheduler:
         job = self._running.pop(job_id)
         user = job.user
         user.running -= 1
-        user.finish[job.rank] += (gpu_seconds - job.charged) / user.weight
+        user.finish[job.rank] += gpu_seconds / user.weight - job.charge
         book = self._books[job.rank]
         book.max_finish = max(book.max_finish, user.finish[job.rank])
         if measured and job.work > 0:
@@ -242,14 +230,22 @@ class FairScheduler:
         job = self._running.pop(job_id)
         user = job.user
         user.running -= 1
-        higher = [j for j in user.jobs() if j.rank < job.rank]
-        if higher:  # later jobs of theirs went in a higher class: it joins them, first
-            job.rank = min(j.rank for j in higher)
-            job.key = (min(j.key[0] for j in higher if j.rank == job.rank), 0, job.seq)
+        # Between its person's earlier and later waiting jobs in class order: it joins the
+        # lowest class of the earlier ones (after them), or else the highest of the later ones
+        # (first), and its charge moves with it.
+        lower = [j for j in user.jobs() if j.seq < job.seq and j.rank > job.rank]
+        higher = [j for j in user.jobs() if j.seq > job.seq and j.rank < job.rank]
+        if lower:
+            rank = max(j.rank for j in lower)
+            self._move(job, rank, (max(j.key[0] for j in lower if j.rank == rank), 1, job.seq))
+        elif higher:
+            rank = min(j.rank for j in higher)
+            self._move(job, rank, (min(j.key[0] for j in higher if j.rank == rank), 0, job.seq))
         queue = user.by_model.setdefault(job.model, deque())
         queue.insert(next((i for i, j in enumerate(queue) if j.seq > job.seq), len(queue)), job)
         self._add_waiting(job)
         self._place(user)
+        self._lift_aged(self._clock())
 
     def cancel(self, job_id: int) -> bool:
         """Remove a waiting job. False when it is not waiting (running, finished or unknown)."""
@@ -262,8 +258,7 @@ class FairScheduler:
         if not queue:
             del user.by_model[job.model]
         self._remove_waiting(job)
-        if user.finish.get(job.rank) == job.key[0] + job.cost / user.weight:
-            user.finish[job.rank] = job.key[0]  # it was their last: its time is given back
+        self._books[job.rank].give_back(job)
         self._place(user)
         self._maybe_forget(user)
         self._end_busy_period(job.rank)
@@ -273,7 +268,8 @@ class FairScheduler:
         """Remove all of a user's waiting jobs; their ids, oldest first."""
         user = self._users.get(user_id)
         ids = sorted((job.seq, job.id) for job in user.jobs()) if user else []
-        return [job_id for _, job_id in ids if self.cancel(job_id)]
+        # newest first: each is then its person's last, and no later tag needs moving
+        return [job_id for _, job_id in reversed(ids) if self.cancel(job_id)][::-1]
 
     def record_load(self, model: str, seconds: float) -> None:
         """A GPU loaded `model` in `seconds` (for ETAs)."""
@@ -342,19 +338,19 @@ class FairScheduler:
         user = self._users.get(user_id)
         return (user.waiting, user.running) if user else (0, 0)
 
-    def position(self, job_id: int) -> tuple[int, float] | None:
-        """(position, ETA in seconds) of a waiting job, or None when it is not waiting.
+    def position(self, job_id: int) -> tuple[int, float | None] | None:
+        """(position, ETA in seconds) of a waiting job, or None when it is not waiting. The ETA
+        is None while the queue is paused (nothing starts until it is resumed).
 
-        The position counts the waiting jobs in higher classes and those of its class with a
-        lesser tag: O(log n). Caps and swaps can change the order a little: the ETA is an
+        The position counts the waiting jobs in higher classes and those of its class before it
+        in fair order: O(log n). Caps and swaps can change the order a little: the ETA is an
         estimate (see `_eta`)."""
         now = self._clock()
         self._lift_aged(now)
         job = self._queued.get(job_id)
         if job is None:
             return None
-        ahead = sum(len(book) for book in self._books[: job.rank])
-        ahead += self._books[job.rank].rank(job.key, job.id)
+        ahead = self._ahead(job)
         return ahead + 1, self._eta(job, ahead, now)
 
     def waiting(self, limit: int | None = None) -> list[WaitingJob]:
@@ -364,76 +360,111 @@ class FairScheduler:
         listed = itertools.islice(
             itertools.chain.from_iterable(b.order for b in self._books), limit
         )
-        listing = []
-        for ahead, (_, job_id) in enumerate(listed):
-            job = self._queued[job_id]
-            eta = self._eta(job, ahead, now)
-            listing.append(
-                WaitingJob(job.id, job.user.id, job.model, _CLASSES[job.rank], ahead + 1, eta)
-            )
-        return listing
+        return [
+            self._listed(self._queued[job_id], ahead, now)
+            for ahead, (_, job_id) in enumerate(listed)
+        ]
+
+    def waiting_of(self, user_id: int, limit: int) -> list[WaitingJob]:
+        """A person's first `limit` waiting jobs in the order asked, listed in queue order:
+        O(limit x log n) whatever the number of their jobs."""
+        now = self._clock()
+        self._lift_aged(now)
+        user = self._users.get(user_id)
+        if user is None:
+            return []
+        first = itertools.islice(heapq.merge(*user.by_model.values(), key=_seq), limit)
+        listing = [self._listed(job, self._ahead(job), now) for job in first]
+        return sorted(listing, key=lambda listed: listed.position)
 
     # ---- internals -------------------------------------------------------------------------
+
+    def _ahead(self, job: Job) -> int:
+        """Waiting jobs before `job`: all of the higher classes, and its class's before it."""
+        higher = sum(len(book) for book in self._books[: job.rank])
+        return higher + self._books[job.rank].rank(job.key, job.id)
+
+    def _listed(self, job: Job, ahead: int, now: float) -> WaitingJob:
+        eta = self._eta(job, ahead, now)
+        return WaitingJob(job.id, job.user.id, job.model, _CLASSES[job.rank], ahead + 1, eta)
 
     def _user(self, owner: JobOwner) -> Person:
         user = self._users.get(owner.user_id)
         if user is None:
             user = self._users[owner.user_id] = Person(owner.user_id)
         weight = owner.weight if owner.weight > 0 else 1.0
-        if weight != user.weight:
-            for rank in {job.rank for job in user.jobs()}:
-                self._books[rank].active_weight += weight - user.weight
-            user.weight = weight
-        user.cap = self.settings.running_cap(weight, owner.max_running)
+        if self._caps.join(user, weight, owner.max_running):
+            self._recap()
+        user.cap = self._caps.of(user)
         return user
 
-    def _floor(self, rank: int) -> float:
-        """The class's virtual time: the greatest tag started, or the least waiting if lower."""
-        return self._books[rank].floor()
+    def _forget_user(self, user: Person) -> None:
+        del self._users[user.id]
+        if self._caps.leave(user):
+            self._recap()
 
-    def _tag(self, job: Job) -> None:
-        """Give `job` its start tag in its class and advance its person's finish tag."""
-        user, rank = job.user, job.rank
-        floor = self._floor(rank)
-        earlier = [j.key[0] for j in user.jobs() if j.rank == rank and j is not job]
-        start = max([user.finish.get(rank, floor), *earlier])
-        job.cost = self.estimate(job.model, job.work)
-        newcomer = not earlier and start <= floor  # first in line: ahead of the served on ties
-        job.key = (max(start, floor), 0 if newcomer else 1, job.seq)
-        user.finish[rank] = job.key[0] + job.cost / user.weight
+    def _recap(self) -> None:
+        """The least weight changed (rarely: an admin sets weights): every cap again, O(people)."""
+        for user in self._users.values():
+            if (cap := self._caps.of(user)) != user.cap:
+                user.cap = cap
+                self._place(user)
+
+    def _move(self, job: Job, rank: int, key: Key) -> None:
+        """Move a job that is not waiting to class `rank` with order key `key`, its charge
+        given back in its old class and counted in the new one."""
+        self._books[job.rank].give_back(job)
+        job.rank, job.key, user = rank, key, job.user
+        user.finish[rank] = max(user.finish.get(rank, key[0]), key[0]) + job.charge
         book = self._books[rank]
         book.max_finish = max(book.max_finish, user.finish[rank])
 
+    def _tag(self, job: Job) -> None:
+        self._books[job.rank].tag(job, self.estimate(job.model, job.work))
+
     def _add_waiting(self, job: Job) -> None:
         user = job.user
-        if not any(j.rank == job.rank for j in user.jobs() if j is not job):
-            self._books[job.rank].active_weight += user.weight
+        user.waiting_in[job.rank] = user.waiting_in.get(job.rank, 0) + 1
         user.waiting += 1
+        user.seqs.add(job.seq)
+        user.waiting_cost += job.cost
         self._asked_by_class[job.asked_rank] += 1
         self._queued[job.id] = job
         self._books[job.rank].add(job.key, job.id, job.model, job.work)
+        if job.rank == _RELAX and self.settings.ageing_s is not None:
+            heapq.heappush(self._ageing, (job.queued_at + self.settings.ageing_s, job.seq, job))
 
     def _remove_waiting(self, job: Job) -> None:
-        """Forget `job` as waiting (it is already out of its person's queues)."""
+        """Forget `job` as waiting (whether or not it is still in its person's queues)."""
         user = job.user
         user.waiting -= 1
+        user.seqs.remove(job.seq)
+        user.waiting_cost -= job.cost
+        user.waiting_in[job.rank] -= 1
+        if not user.waiting_in[job.rank]:
+            del user.waiting_in[job.rank]
         self._asked_by_class[job.asked_rank] -= 1
-        if not any(j.rank == job.rank for j in user.jobs() if j is not job):
-            self._books[job.rank].active_weight -= user.weight
         del self._queued[job.id]
         self._books[job.rank].remove(job.key, job.id, job.model, job.work)
 
     def _lift_aged(self, now: float) -> None:
-        """Relax jobs that have waited `ageing_s` join the normal class, newly tagged there."""
+        """Relax jobs that have waited `ageing_s` since they were asked for (a requeued job
+        keeps its time) join the normal class, newly tagged there; their relax charge is given
+        back, and when relax is left empty its people start level."""
+        lifted = False
         while self._ageing and self._ageing[0][0] <= now:
             _, _, job = heapq.heappop(self._ageing)
             if job.id not in self._queued or job.rank != _RELAX:
                 continue
             self._remove_waiting(job)
+            self._books[_RELAX].give_back(job)
             job.rank = _NORMAL
             self._tag(job)
             self._add_waiting(job)
             self._place(job.user)
+            lifted = True
+        if lifted:
+            self._end_busy_period(_RELAX)
 
     def _place(self, user: Person) -> None:
         self._people.place(user, len(self._users))
@@ -444,8 +475,8 @@ class FairScheduler:
         if user.waiting or user.running:
             return
         behind = [(f, r) for r, f in user.finish.items() if f > self._books[r].virtual]
-        if not behind:
-            self._users.pop(user.id, None)
+        if not behind and user.id in self._users:
+            self._forget_user(user)
         for finish, rank in behind:
             heapq.heappush(self._forget, (finish, rank, user.id))
 
@@ -466,45 +497,28 @@ class FairScheduler:
             if user is not None:
                 self._maybe_forget(user)
 
-    def _eta(self, job: Job, ahead: int, now: float) -> float:
-        """Seconds until `job` starts, with `ahead` jobs listed before it.
-
-        The work ahead is the waiting work of higher classes, plus its class's work up to its
-        tag as a fluid fair share would serve it (tag minus virtual time, times the weights of
-        the people waiting), plus the expected model loads of the jobs ahead. It is spread over
-        the GPUs that may run its model, each from when its running job is expected to end
-        (overrunning jobs are never counted as done). Its person's own earlier jobs are spread
-        over at most their running cap."""
-        free = {
-            w: 0.0 for w, models in self._workers.items() if models is None or job.model in models
-        }
-        own_free = []
-        for running in self._running.values():
-            left = left_s(running.expected, now - running.started_at)
-            if running.worker in free:
-                free[running.worker] = left
-            if running.user is job.user:
-                own_free.append(left)
-        unseen = max(0, self.capacity - len(self._workers))
-        free_in = [*free.values(), *[0.0] * unseen] or [0.0]
-        higher = self._books[: job.rank]
-        work = sum(book.work_s(self.speed) for book in higher)
-        in_class = ahead - sum(len(book) for book in higher)
-        work += self._books[job.rank].fluid_work_s(job.key[0], in_class, self.speed)
-        work += ahead * self._estimates.cold_share * self._estimates.mean_load_s()
-        eta = start_after(free_in, work)
-        earlier = [j for j in job.user.jobs() if j.seq < job.seq]
-        mine = sum(self.estimate(j.model, j.work) for j in earlier)
-        others = sum(book.work_s(self.speed) for book in self._books) - mine - job.cost
-        if mine and others >= mine:  # the cap holds while others wait
-            lanes = min(job.user.cap, len(free_in))
-            own = sorted(own_free)[:lanes] + [0.0] * max(0, lanes - len(own_free))
-            eta = max(eta, start_after(own, mine))
-        return eta
+    def _eta(self, job: Job, ahead: int, now: float) -> float | None:
+        """Seconds until `job` starts (see `eta_s`), or None while paused."""
+        if self._paused:
+            return None
+        return eta_s(
+            job,
+            ahead,
+            now,
+            books=self._books,
+            running=self._running.values(),
+            workers=self._workers,
+            capacity=self.capacity,
+            estimates=self._estimates,
+        )
 
     def _demand(self, models: frozenset[str]) -> float:
         """Waiting work units for `models`: a load evicts the GPU's least wanted models."""
         return sum(book.work.get(model, 0.0) for book in self._books for model in models)
+
+
+def _seq(job: Job) -> int:
+    return job.seq
 
 
 def _breadth(worker: WorkerView) -> float:

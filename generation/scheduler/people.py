@@ -10,11 +10,13 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
+from sortedcontainers import SortedList
+
 from generation.scheduler.book import Key
-from generation.scheduler.types import WorkerView
+from generation.scheduler.types import SchedulerSettings, WorkerView
 
 UNDER_CAP, AT_CAP = 0, 1
 _SWAP_SCAN = 16  # entries looked at per loaded model for a swap-saving job (a cost bound only)
@@ -32,7 +34,8 @@ class Job:
     seq: int
     key: Key = (0.0, 1, 0)
     cost: float = 0.0  # estimated GPU-seconds when its tag was set
-    charged: float = 0.0
+    charge: float = 0.0  # what its tag added to its person's finish tag (cost / weight then)
+    passed_s: float = 0.0  # GPU-seconds of jobs started ahead of it to save a model load
     expected: float = 0.0  # estimated GPU-seconds of occupancy at dispatch, a model load included
     started_at: float = 0.0
     worker: str = ""
@@ -43,11 +46,16 @@ class Person:
     id: int
     weight: float = 1.0
     cap: int = 1
+    cap_override: int | None = None  # a running cap an admin set for them
     running: int = 0
     finish: dict[int, float] = field(default_factory=dict)  # finish tag per class
     by_model: dict[str, deque[Job]] = field(default_factory=dict)  # waiting, in order asked
     entries: dict[str, int] = field(default_factory=dict)  # live heap entry per model
     waiting: int = 0
+    waiting_in: dict[int, int] = field(default_factory=dict)  # waiting jobs per class
+    last_tag: dict[int, float] = field(default_factory=dict)  # greatest tag given per class
+    seqs: SortedList = field(default_factory=SortedList)  # waiting jobs' seqs (own rank)
+    waiting_cost: float = 0.0  # estimated GPU-seconds of their waiting jobs
 
     def jobs(self) -> Iterator[Job]:
         for queue in self.by_model.values():
@@ -57,6 +65,38 @@ class Person:
         """Their first waiting job (in the order asked) that `worker` may run."""
         heads = [q[0] for m, q in self.by_model.items() if q and worker.may_run(m)]
         return min(heads, key=lambda job: job.seq, default=None)
+
+
+class Caps:
+    """Running caps: `max_running` x weight, rounded up (or an admin's override), with weights
+    taken relative to the least weight below 1 of anyone known, so that a weight of 0.5 next to
+    1 holds on any number of GPUs."""
+
+    def __init__(self, settings: SchedulerSettings) -> None:
+        self._settings = settings
+        self._weights = SortedList()  # (weight, person id) of everyone known
+        self._least = 1.0
+
+    def join(self, person: Person, weight: float, override: int | None) -> bool:
+        """Set a (new or known) person's weight and override; True when every cap changes."""
+        if (person.weight, person.id) in self._weights:
+            self._weights.remove((person.weight, person.id))
+        person.weight, person.cap_override = weight, override
+        self._weights.add((weight, person.id))
+        return self._settle()
+
+    def leave(self, person: Person) -> bool:
+        """Forget a person; True when every cap changes."""
+        self._weights.remove((person.weight, person.id))
+        return self._settle()
+
+    def of(self, person: Person) -> int:
+        return self._settings.running_cap(person.weight / self._least, person.cap_override)
+
+    def _settle(self) -> bool:
+        least = min(1.0, self._weights[0][0]) if self._weights else 1.0
+        changed, self._least = least != self._least, least
+        return changed
 
 
 # A heap entry: (*head job key, entry id, person, model); live while person.entries[model] == id.
@@ -110,6 +150,39 @@ class PeopleHeaps:
         for entry in popped:
             heapq.heappush(heap, entry)
         return found
+
+    def passer(
+        self,
+        job: Job,
+        idle: Sequence[WorkerView],
+        by_model: dict[str, list[Entry]],
+        lead: float,
+        cost: Callable[[Job], float],
+    ) -> tuple[Job, WorkerView] | None:
+        """The fairest job in `by_model` (one class and cap tier) whose model an `idle` GPU
+        holds and whose tag is within `lead` of `job`'s, to start before `job` there and save a
+        model load; None once the jobs that passed `job` would add up to more than `lead`
+        estimated GPU-seconds (`cost`), which is counted on `job`."""
+        if lead <= 0:
+            return None
+        limit = job.key[0] + lead
+        best: tuple[Entry, WorkerView] | None = None
+        for worker in idle:
+            for model in worker.loaded:
+                heap = by_model.get(model)
+                if not heap or not worker.may_run(model):
+                    continue
+                found = self.first_valid(heap, worker, limit)
+                if found is not None and (best is None or found < best[0]):
+                    best = found, worker
+        if best is None:
+            return None
+        entry, worker = best
+        passer = entry[4].by_model[entry[5]][0]
+        if job.passed_s + cost(passer) > lead:  # `job` has been passed over all it may be
+            return None
+        job.passed_s += cost(passer)
+        return passer, worker
 
     def _live_top(self, heap: list[Entry]) -> Entry | None:
         """The heap's least live entry, after dropping the stale ones above it."""

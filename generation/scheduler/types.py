@@ -41,13 +41,15 @@ class SchedulerSettings:
 
     - `max_queued` (int >= 1, default 5): waiting jobs per person; one more is refused.
     - `max_running` (int >= 1, default 1): running jobs per person of weight 1 while others
-      wait; a person's cap is `ceil(max_running x weight)` (soft: a GPU never idles for it).
+      wait; a person's cap is `ceil(max_running x weight / w)`, w the least weight below 1 of
+      anyone known (else 1) (soft: a GPU never idles for it).
     - `queue_capacity` (int >= 1 or None, default None): waiting jobs of everyone together.
     - `ageing_s` (seconds > 0 or None, default 600): how long a `relax` job waits before it
       competes in the `normal` class as a newcomer would (None: relax waits for an empty queue).
     - `swap_lead_s` (GPU-seconds >= 0, default 120): how far ahead in weighted GPU time a
       person may be of the fairest one and still go first because their job's model is loaded
-      on an idle GPU, saving a model load (0: never).
+      on an idle GPU, saving a model load; also the most estimated GPU-seconds of such jobs
+      that may go before any one job (0: never).
     - `speed_smoothing` (0 < x <= 1, default 0.3): weight of each new measurement in a model's
       measured speed (an exponential moving average).
     """
@@ -73,7 +75,7 @@ class SchedulerSettings:
 
     def running_cap(self, weight: float, override: int | None = None) -> int:
         """A person's running cap: `override` when an admin set one, else `max_running`
-        scaled by the weight and rounded up, so weights hold on any number of GPUs."""
+        scaled by the (relative) weight and rounded up, so weights hold on any number of GPUs."""
         if override:
             return override
         return max(1, math.ceil(self.max_running * weight - 1e-9))
@@ -109,4 +111,4 @@ class WaitingJob:
     model: str
     priority: Priority  # its class now, ageing included
     position: int  # 1 = next to run
-    eta_s: float  # estimated seconds until it starts
+    eta_s: float | None  # estimated seconds until it starts; None while the queue is paused

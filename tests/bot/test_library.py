@@ -240,6 +240,9 @@ async def test_queue_lists_your_waiting_jobs_with_positions_and_cancel_removes_o
         for job in (first, second):
             assert f"`{job}`" in listing
             assert f"#{pool.position(job)} in the queue" in listing
+        # paused: nothing starts, so no number of seconds is claimed
+        assert listing.count("starts once an admin resumes the queue") == 2
+        assert "starts in about" not in listing
         assert f"`{theirs}`" not in listing
         shown = await private_reply(fake, await fake.slash(alice, "show", {"job": first}))
         assert f"#{pool.position(first)} in the queue" in shown

@@ -62,6 +62,10 @@ def test_progress_state_follows_the_events_and_never_goes_back() -> None:
     state = ProgressState(7)
     state = state.advance(JobQueued(7, position=3, eta_s=75))
     assert status_line(state) == "⏳ Queued — #3 in the queue, starts in about 1 min 15 s."
+    paused = ProgressState(7).advance(JobQueued(7, position=3, eta_s=None))
+    assert status_line(paused) == (
+        "⏳ Queued — #3 in the queue, starts once an admin resumes the queue."
+    )
 
     state = state.advance(JobStarted(7, worker="cuda:1"))
     state = state.advance(JobProgress(7, step=2, total=4, preview=b"png"))

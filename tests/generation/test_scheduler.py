@@ -227,18 +227,19 @@ def test_a_loaded_model_goes_first_within_the_swap_lead(clock: Clock) -> None:
         scheduler.submit(job_id, JobOwner(2), "a", 1.0)
     warm_a = WorkerView("gpu", loaded=frozenset({"a"}))
     order = run_all(scheduler, clock, warm_a)
-    # Jobs for the loaded model pass job 1 while their person is within 2 s of its tag (0):
-    # those tagged 0, 1 and 2. Then job 1 loads its model.
-    assert order == [10, 11, 12, 1, 13, 14, 15]
+    # Jobs for the loaded model pass job 1 while their person is within 2 s of its tag (0)
+    # and the jobs passing it add up to at most 2 GPU-seconds: 10 and 11. Then job 1 loads
+    # its model.
+    assert order == [10, 11, 1, 12, 13, 14, 15]
 
 
-def test_the_swap_lead_counts_per_person(clock: Clock) -> None:
+def test_the_swap_lead_bounds_the_total_passing_of_one_job(clock: Clock) -> None:
     scheduler = make(clock, swap_lead_s=2.0)
     scheduler.submit(1, JobOwner(1), "b", 1.0)
-    for job_id in range(10, 13):  # three newcomers level with job 1
+    for job_id in range(10, 13):  # three newcomers level with job 1, each 1 s
         scheduler.submit(job_id, JobOwner(job_id), "a", 1.0)
     order = run_all(scheduler, clock, WorkerView("gpu", loaded=frozenset({"a"})))
-    assert order == [10, 11, 12, 1]
+    assert order == [10, 11, 1, 12]  # 2 GPU-seconds pass job 1 in all, not 2 per person
 
 
 def test_no_swap_lead_means_strict_fair_order(clock: Clock) -> None:

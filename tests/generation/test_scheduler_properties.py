@@ -27,6 +27,7 @@ WORKERS = {
     "a-only": WorkerView("a-only", models=frozenset({"a"})),
     "b-only": WorkerView("b-only", models=frozenset({"b"})),
 }
+CLASS_RANK = {priority: rank for rank, priority in enumerate(Priority)}
 MAX_QUEUED, MAX_RUNNING = 4, 1
 
 
@@ -92,8 +93,13 @@ class SchedulerMachine(RuleBasedStateMachine):
                 for w, view in WORKERS.items()
                 if w not in self.running
             ]
-            runnable = {
-                user
+            classes = {w.job_id: CLASS_RANK[w.priority] for w in self.scheduler.waiting()}
+            runnable = {  # user → the highest class (least rank) of a job an idle GPU may run
+                user: min(
+                    classes[job]
+                    for job in queue
+                    if any(w.may_run(self.model_of[job]) for w in idle)
+                )
                 for user, queue in self.queues.items()
                 if any(w.may_run(self.model_of[job]) for w in idle for job in queue)
             }
@@ -111,8 +117,13 @@ class SchedulerMachine(RuleBasedStateMachine):
             # The first of this person's jobs that this GPU may run.
             may_run = [j for j in self.queues[user] if WORKERS[worker].may_run(self.model_of[j])]
             assert may_run[0] == job
-            if self.running_of(user) >= self.cap(user):  # soft cap: only if nobody else could go
-                uncapped = [u for u in runnable if self.running_of(u) < self.cap(u)]
+            if self.running_of(user) >= self.cap(user):  # soft cap: only if nobody else of
+                # the same or a higher class could go (a higher class always goes first)
+                uncapped = [
+                    u
+                    for u, rank in runnable.items()
+                    if self.running_of(u) < self.cap(u) and rank <= classes[job]
+                ]
                 assert not uncapped
             self.queues[user].remove(job)
             self.running[worker] = job
@@ -184,9 +195,13 @@ class SchedulerMachine(RuleBasedStateMachine):
 
     @invariant()
     def no_eta_of_zero_while_every_gpu_that_may_run_it_is_busy(self) -> None:
+        if self.scheduler.paused:  # nothing starts: no number of seconds is shown
+            assert all(w.eta_s is None for w in self.scheduler.waiting())
+            return
         if not self.dispatched_once:  # until then the scheduler has not seen the workers
             return
         for waiting in self.scheduler.waiting():
+            assert waiting.eta_s is not None
             eligible = [w for w, view in WORKERS.items() if view.may_run(waiting.model)]
             if all(w in self.running for w in eligible):
                 assert waiting.eta_s > 0.0
