@@ -240,27 +240,12 @@ class Studio:
         return user.guild_permissions.manage_guild
 
     async def _derive(self, action: Action, record: JobRecord, index: int) -> GenerationRequest:
-        request = record.request
-        match action:
-            case Action.RERUN:
-                return derived.rerun(request, record.id)
-            case Action.REROLL:
-                return derived.reroll(request, record.id)
-            case Action.VARY_SUBTLE | Action.VARY_STRONG:
-                image = await self.image(record, index)
-                return derived.vary(
-                    self.settings.catalogue,
-                    request,
-                    record.id,
-                    image,
-                    strong=action is Action.VARY_STRONG,
-                )
-            case Action.UPSCALE:
-                image = await self.image(record, index)
-                return derived.upscale(
-                    self.settings.catalogue, request, record.id, image, request.seeds[index]
-                )
-        raise ValueError(f"{action} makes no new job")
+        image = b""
+        if action in derived.IMAGE_ACTIONS:
+            image = await self.image(record, index)
+        return derived.derive(
+            self.settings.catalogue, action, record.request, record.id, image, index
+        )
 
     async def allowed_channels(self, guild_id: int | None) -> set[int]:
         """The channels that take jobs: the configuration's and those admins allowed in this
@@ -474,7 +459,9 @@ class Studio:
             stored = await self.database.get_job(record.request.parent_job)
             parent = stored.record if stored is not None else None
         notes = [*result_notes(record, parent), *([note] if note else [])]
-        actions = derived.image_actions(self.settings.catalogue, record.request)
+        actions = derived.offered_actions(
+            self.settings.catalogue, record.request, self.pool.may_run
+        )
         return result_messages(record, uploads, notes, actions)
 
     async def record_result(self, record: JobRecord, sent: Posted, channel_id: int | None) -> None:
