@@ -12,7 +12,12 @@ _UNREAD_SHOWN = 60
 
 def result_notes(record: JobRecord, parent: JobRecord | None) -> list[str]:
     """The notes for a finished job; `parent` is the job it derives from, if still stored."""
-    notes = [prompt_cut_note(record), init_fit_note(record.request), rerun_note(record, parent)]
+    notes = [
+        prompt_cut_note(record),
+        init_fit_note(record.request),
+        rerun_note(record, parent),
+        derived_note(record, parent),
+    ]
     return [note for note in notes if note]
 
 
@@ -37,6 +42,34 @@ def cut_sentence(request: GenerationRequest, cut: PromptCut) -> str:
     return (
         f"✂️ {request.model} reads {cut.limit}: it does not read your prompt from “{shown}” on "
         "(put what matters first)."
+    )
+
+
+def derived_note(record: JobRecord, parent: JobRecord | None) -> str | None:
+    """For a reroll, variation or upscale: what was changed from the parent job to fit the
+    model's current limits (`bot.derived`), so nobody wonders where their negative prompt went."""
+    request = record.request
+    if parent is None or request.kind not in (JobKind.REROLL, JobKind.VARY, JobKind.UPSCALE):
+        return None
+    before = parent.request
+    changes = []
+    if before.negative_prompt and not request.negative_prompt:
+        changes.append(f"without your negative prompt ({request.model} no longer takes one)")
+    if before.scheduler != request.scheduler:
+        changes.append(f"with the scheduler {request.scheduler} (not {before.scheduler})")
+    if before.steps > request.steps:
+        changes.append(f"with {request.steps} steps (not {before.steps})")
+    if before.guidance != request.guidance:
+        changes.append(f"with guidance {request.guidance:g} (not {before.guidance:g})")
+    resized = (before.width, before.height) != (request.width, request.height)
+    if resized and request.kind is not JobKind.UPSCALE:
+        changes.append(f"at {request.width}x{request.height} (not {before.width}x{before.height})")
+    if not changes:
+        return None
+    return (
+        f"ℹ️ {request.model}'s limits changed since job `{parent.id}`, so this job ran "
+        + ", ".join(changes)
+        + "."
     )
 
 

@@ -17,7 +17,9 @@ from bot import derived
 from bot.actions import REACTIONS, Action
 from bot.errors import UserError
 from bot.ui.choices import ASPECTS
+from bot.ui.notes import derived_note
 from generation.img2img import denoising_steps
+from generation.jobs import JobOwner, JobRecord, JobStatus
 from generation.models import Catalogue, Family, ModelSpec
 from generation.request import GenerationRequest, JobKind, build_request
 from generation.tiny import catalogue_config
@@ -369,3 +371,40 @@ async def test_v_on_a_2_step_playground_result_raises_only_the_steps(
     image = await studio.database.read_image(job_id_of(result), 0)
     assert request.init_image == image
     assert png_pixels(image)
+
+
+def test_a_variation_fitted_to_new_limits_says_what_it_changed() -> None:
+    parent = build_request(
+        CATALOGUE,
+        prompt="a fox",
+        negative_prompt="blurry",
+        scheduler="edm-euler",
+        steps=40,
+        seed=1,
+    )
+    now = Catalogue.from_config(
+        {
+            "playground-v2.5": {
+                "negative_prompt": False,
+                "schedulers": ["edm-dpmsolver++"],
+                "max_steps": 30,
+            }
+        }
+    )
+    assert Action.RERUN not in derived.offered_actions(now, parent)
+    made = derived.vary(now, parent, 7, IMAGE)
+    assert (made.negative_prompt, made.scheduler, made.steps) == ("", "edm-dpmsolver++", 30)
+
+    def record(job_id: int, request: GenerationRequest) -> JobRecord:
+        return JobRecord(job_id, JobOwner(1), request, JobStatus.DONE, queued_at=0.0)
+
+    note = derived_note(record(8, made), record(7, parent))
+    assert note is not None
+    assert "limits changed since job `7`" in note
+    assert "without your negative prompt" in note
+    assert "scheduler edm-dpmsolver++ (not edm-euler)" in note
+    assert "30 steps (not 40)" in note
+    assert (
+        derived_note(record(8, derived.vary(CATALOGUE, parent, 7, IMAGE)), record(7, parent))
+        is None
+    )
