@@ -153,11 +153,14 @@ class Studio:
     async def _add_notes(self, tracker: _Tracker, request: GenerationRequest) -> None:
         """Where the prompt will be cut, what is done to the init image (found off the event
         loop), for the progress message."""
-        cut = None
+        cut = negative_cut = None
         if request.model in self.settings.catalogue:
             spec = self.settings.catalogue[request.model]
             cut = await asyncio.to_thread(self._prompts.cut, spec, request.prompt)
-        notes = tuple(request_notes(request, cut))
+            if request.negative_prompt:
+                negative = request.negative_prompt
+                negative_cut = await asyncio.to_thread(self._prompts.cut, spec, negative)
+        notes = tuple(request_notes(request, cut, negative_cut))
         if notes:
             tracker.notes = notes
             tracker.changed.set()
