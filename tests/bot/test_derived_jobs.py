@@ -19,11 +19,18 @@ from bot.errors import UserError
 from bot.ui.choices import ASPECTS
 from bot.ui.notes import derived_note
 from generation.img2img import denoising_steps
-from generation.jobs import JobOwner, JobRecord, JobStatus
+from generation.jobs import GeneratedImage, JobOwner, JobRecord, JobStatus
 from generation.models import Catalogue, Family, ModelSpec
 from generation.request import GenerationRequest, JobKind, build_request
 from generation.tiny import catalogue_config
-from tests.bot.helpers import StudioFactory, StudioWorld, job_id_of, png_pixels
+from tests.bot.helpers import (
+    StudioFactory,
+    StudioWorld,
+    answer,
+    job_id_of,
+    png_pixels,
+    private_reply,
+)
 from tests.discord import Message
 from tests.discord.records import walk_components
 
@@ -408,3 +415,55 @@ def test_a_variation_fitted_to_new_limits_says_what_it_changed() -> None:
         derived_note(record(8, derived.vary(CATALOGUE, parent, 7, IMAGE)), record(7, parent))
         is None
     )
+
+
+@MODULE_LOOP
+async def test_buttons_on_an_old_result_fit_tightened_limits_through_the_bot(
+    studio_with: StudioFactory, tiny_model_dirs: dict[str, Path]
+) -> None:
+    """A result made last month with a negative prompt, the second scheduler and 8 steps; the
+    owner has since turned negative prompts off, kept one scheduler and lowered max_steps to 3.
+    /show offers no 🔁 (it could not be exact) and /rerun says why; V runs, fitted, and says
+    what it changed."""
+    models = catalogue_config(tiny_model_dirs)
+    then = Catalogue.from_config(models)
+    models["playground-v2.5"] |= {
+        "negative_prompt": False,
+        "schedulers": ["edm-dpmsolver++"],
+        "max_steps": 3,
+    }
+    async with studio_with(models=models) as world:
+        fake, alice = world.fake, world.fake.user("alice")
+        old = build_request(
+            then,
+            prompt="a lighthouse",
+            negative_prompt="blurry",
+            scheduler="edm-euler",
+            steps=8,
+            seed=5,
+        )
+        job = await world.database.create_job(old, JobOwner(alice.id))
+        await world.database.mark_running(job, "cpu")
+        png = _png(old.width, old.height)
+        await world.database.mark_done(job, [GeneratedImage(0, 5, png, old.width, old.height)], 1.0)
+
+        shown = await answer(fake, await fake.slash(alice, "show", {"job": job}))
+        assert f"atelier:rerun:{job}" not in shown.custom_ids
+        assert f"atelier:reroll:{job}" in shown.custom_ids
+        refused = await private_reply(fake, await fake.slash(alice, "rerun", {"job": job}))
+        assert "cannot be rerun exactly" in refused
+
+        ix = await fake.click(alice, shown, f"atelier:vary-subtle:{job}:0")
+        varied = job_id_of(await fake.wait_for(lambda: ix.original))
+        result = await world.result_of(varied)
+        request = (await world.delivered(varied)).record.request
+        assert (request.negative_prompt, request.scheduler) == ("", "edm-dpmsolver++")
+        assert request.steps == 3
+        assert "without your negative prompt" in result.content
+        assert "scheduler edm-dpmsolver++ (not edm-euler)" in result.content
+
+
+def _png(width: int, height: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), "orange").save(buffer, format="PNG")
+    return buffer.getvalue()
