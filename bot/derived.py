@@ -1,56 +1,145 @@
 """New requests made from a finished job: rerun, reroll, vary and upscale.
 
-A rerun keeps every parameter and seed, so the images come out pixel-identical. The others go
-through `build_request` again so the model's limits still apply, with parameters derived so that
-the job runs: an upscale asks for twice the size or, where the model allows less, the largest
-size at the same aspect; a variation raises the steps only where, at the parent's steps, the
-model's img2img pipeline would run no denoising step at all (`generation.img2img`). Where no
-valid job exists (an image already at the model's largest size), `image_actions` leaves the
-button out and the derivation raises `UserError`.
+A rerun keeps every parameter and seed, so the images come out pixel-identical; it is refused
+(and its button left out) where the model is gone or its limits no longer admit the job, since a
+changed rerun would not be one. The others go through `build_request` again with parameters
+derived to fit the model's CURRENT limits (`fitted`): steps and guidance clamped into range, a
+scheduler no longer offered replaced by the default, a negative prompt dropped where the model no
+longer takes one (the result says so: `bot.ui.notes.derived_note`), a size no longer allowed
+replaced by the nearest allowed one at the same aspect. An upscale asks for twice the size or,
+where the model allows less, the largest size at the same aspect; a variation raises the steps
+only where, at the parent's steps, the model's img2img pipeline would run no denoising step at
+all (`generation.img2img`). Where no valid job exists (an image already at the largest size, a
+prompt longer than the model now takes), `offered_actions` leaves the button out and the
+derivation raises `UserError` with a sentence saying why.
 """
 
 from __future__ import annotations
 
+import io
+from collections.abc import Callable
 from dataclasses import replace
+from functools import lru_cache
 
 from bot.actions import Action
 from bot.errors import UserError
-from generation.img2img import steps_that_run
+from generation.img2img import denoising_steps, steps_that_run
 from generation.models import Catalogue, ModelSpec
-from generation.request import GenerationRequest, JobKind, build_request, random_seeds
+from generation.request import (
+    GenerationRequest,
+    JobKind,
+    RequestError,
+    build_request,
+    random_seeds,
+)
 
 VARY_STRENGTH = {False: 0.35, True: 0.7}  # subtle, strong
 UPSCALE_FACTOR = 2
 UPSCALE_STRENGTH = 0.3
 IMAGE_ACTIONS = (Action.UPSCALE, Action.VARY_SUBTLE, Action.VARY_STRONG)
+JOB_ACTIONS = (Action.RERUN, Action.REROLL)
 
 
-def rerun(request: GenerationRequest, job_id: int, index: int | None = None) -> GenerationRequest:
-    """The same job again (or one of its images): same parameters, same seeds."""
+def rerun(
+    catalogue: Catalogue, request: GenerationRequest, job_id: int, index: int | None = None
+) -> GenerationRequest:
+    """The same job again (or one of its images): same parameters, same seeds. Raises
+    `UserError` where the model is gone or its current limits no longer admit the job."""
+    problem = rerun_problem(catalogue, request)
+    if problem:
+        raise UserError(problem)
     seeds = request.seeds if index is None else (request.seeds[index],)
     return replace(request, seeds=seeds, parent_job=job_id, kind=JobKind.RERUN)
 
 
-def reroll(request: GenerationRequest, job_id: int) -> GenerationRequest:
-    """The same parameters with fresh seeds."""
-    return replace(
-        request, seeds=random_seeds(request.count), parent_job=job_id, kind=JobKind.REROLL
+def rerun_problem(catalogue: Catalogue, request: GenerationRequest) -> str | None:
+    """Why `request` cannot be rerun exactly (a sentence), None where it can."""
+    spec = _spec(catalogue, request)
+    try:
+        again = build_request(
+            catalogue,
+            prompt=request.prompt,
+            model=request.model,
+            negative_prompt=request.negative_prompt or None,
+            width=request.width,
+            height=request.height,
+            steps=request.steps,
+            guidance=request.guidance if spec.limits.guidance else None,
+            scheduler=request.scheduler,
+            seeds=request.seeds,
+            init_image=request.init_image,
+            strength=request.strength,
+        )
+    except RequestError as error:
+        return (
+            f"This job cannot be rerun exactly: {spec.name}'s limits changed since it was "
+            f"made. {error.message} 🎲 makes it again with new seeds within today's limits."
+        )
+    if again.guidance != request.guidance:
+        return (
+            f"This job cannot be rerun exactly: {spec.name}'s guidance is now fixed at "
+            f"{again.guidance:g} (the job used {request.guidance:g})."
+        )
+    return None
+
+
+def reroll(catalogue: Catalogue, request: GenerationRequest, job_id: int) -> GenerationRequest:
+    """The same parameters with fresh seeds, fitted to the model's current limits."""
+    spec = _spec(catalogue, request)
+    return _build(
+        catalogue,
+        spec,
+        request,
+        size=_size(spec, request),
+        steps=min(request.steps, spec.limits.max_steps),
+        seeds=random_seeds(request.count),
+        kind=JobKind.REROLL,
+        job_id=job_id,
+        init_image=request.init_image,
+        strength=request.strength,
     )
 
 
-def image_actions(catalogue: Catalogue, request: GenerationRequest) -> tuple[Action, ...]:
-    """The per-image actions (U, V subtle, V strong) that make a valid job from `request`'s
-    images: the buttons a result offers."""
-    if request.model not in catalogue:
+def offered_actions(
+    catalogue: Catalogue,
+    request: GenerationRequest,
+    may_run: Callable[[str], bool] = lambda model: True,
+) -> tuple[Action, ...]:
+    """The actions that make a valid job from `request` (U, V subtle, V strong per image; 🔁 🎲
+    per job): the buttons a result offers. `may_run(model)` says whether any GPU may run a model
+    (`WorkerPool.may_run`); none is offered where none may."""
+    if request.model not in catalogue or not may_run(request.model):
         return ()
-    spec = catalogue[request.model]
     offered = []
-    if upscale_size(spec, request) and _steps(spec, request, UPSCALE_STRENGTH) is not None:
-        offered.append(Action.UPSCALE)
-    for action, strong in ((Action.VARY_SUBTLE, False), (Action.VARY_STRONG, True)):
-        if _steps(spec, request, VARY_STRENGTH[strong]) is not None:
-            offered.append(action)
+    for action in (*IMAGE_ACTIONS, *JOB_ACTIONS):
+        try:
+            derive(catalogue, action, request, 0, _placeholder(request.width, request.height))
+        except UserError:
+            continue
+        offered.append(action)
     return tuple(offered)
+
+
+def derive(
+    catalogue: Catalogue,
+    action: Action,
+    request: GenerationRequest,
+    job_id: int,
+    image: bytes = b"",
+    index: int = 0,
+) -> GenerationRequest:
+    """The job a button of `request`'s result makes (`image`: the clicked image, the `index`-th,
+    for U and V). Raises `UserError` where none is valid."""
+    match action:
+        case Action.RERUN:
+            return rerun(catalogue, request, job_id)
+        case Action.REROLL:
+            return reroll(catalogue, request, job_id)
+        case Action.VARY_SUBTLE | Action.VARY_STRONG:
+            return vary(catalogue, request, job_id, image, strong=action is Action.VARY_STRONG)
+        case Action.UPSCALE:
+            return upscale(catalogue, request, job_id, image, request.seeds[index])
+    raise ValueError(f"{action} makes no new job")
 
 
 def upscale_size(spec: ModelSpec, request: GenerationRequest) -> tuple[int, int] | None:
@@ -70,15 +159,13 @@ def vary(
     """Variations of one image (img2img at the same size, or the nearest the model now allows),
     as many as the job made."""
     spec = _spec(catalogue, request)
-    size = (request.width, request.height)
-    if not spec.limits.allows_size(*size):  # the model's limits changed since the job
-        size = spec.size_for_aspect(*size)
     return _from_image(
         catalogue,
+        spec,
         request,
         job_id,
         image,
-        size=size,
+        size=_size(spec, request),
         strength=VARY_STRENGTH[strong] if strength is None else strength,
         count=request.count,
         kind=JobKind.VARY,
@@ -90,7 +177,8 @@ def upscale(
 ) -> GenerationRequest:
     """One image at twice the size (or the model's largest at that aspect), refined lightly
     from the original (same seed)."""
-    size = upscale_size(_spec(catalogue, request), request)
+    spec = _spec(catalogue, request)
+    size = upscale_size(spec, request)
     if size is None:
         raise UserError(
             f"This image ({request.width}x{request.height}) is already at the largest size "
@@ -98,6 +186,7 @@ def upscale(
         )
     return _from_image(
         catalogue,
+        spec,
         request,
         job_id,
         image,
@@ -114,8 +203,10 @@ def _spec(catalogue: Catalogue, request: GenerationRequest) -> ModelSpec:
     return catalogue[request.model]
 
 
-def _steps(spec: ModelSpec, request: GenerationRequest, strength: float) -> int | None:
-    return steps_that_run(spec.family, request.steps, strength, spec.limits.max_steps)
+def _size(spec: ModelSpec, request: GenerationRequest) -> tuple[int, int]:
+    """The job's size, or the nearest the model now allows at its aspect."""
+    size = (request.width, request.height)
+    return size if spec.limits.allows_size(*size) else spec.size_for_aspect(*size)
 
 
 def _guidance(spec: ModelSpec, guidance: float) -> float | None:
@@ -128,6 +219,7 @@ def _guidance(spec: ModelSpec, guidance: float) -> float | None:
 
 def _from_image(
     catalogue: Catalogue,
+    spec: ModelSpec,
     request: GenerationRequest,
     job_id: int,
     image: bytes,
@@ -138,27 +230,91 @@ def _from_image(
     count: int = 1,
     seeds: tuple[int, ...] | None = None,
 ) -> GenerationRequest:
-    spec = _spec(catalogue, request)
-    steps = _steps(spec, request, strength)
+    max_steps = spec.limits.max_steps
+    steps = steps_that_run(spec.family, request.steps, strength, max_steps)
     if steps is None:
+        lowest = _lowest_strength(spec)
         raise UserError(
-            f"A strength of {strength:g} runs no step on {spec.name} even at its "
-            f"{spec.limits.max_steps} steps; choose a higher strength."
+            f"A strength of {strength:g} runs no step on {spec.name} even at its {max_steps} "
+            f"steps; choose a strength of at least {lowest:g}."
         )
-    return build_request(
+    return _build(
         catalogue,
-        prompt=request.prompt,
-        model=request.model,
-        negative_prompt=request.negative_prompt or None,
-        width=size[0],
-        height=size[1],
+        spec,
+        request,
+        size=size,
         steps=steps,
-        guidance=_guidance(spec, request.guidance),
-        scheduler=request.scheduler,
         seeds=seeds,
         count=count,
+        kind=kind,
+        job_id=job_id,
         init_image=image,
         strength=strength,
-        parent_job=job_id,
-        kind=kind,
     )
+
+
+def _lowest_strength(spec: ModelSpec) -> float:
+    """The lowest strength (in hundredths, rounded up) that runs a step at the model's most
+    steps."""
+    for hundredths in range(1, 101):
+        if denoising_steps(spec.family, spec.limits.max_steps, hundredths / 100) >= 1:
+            return hundredths / 100
+    return 1.0
+
+
+def _build(
+    catalogue: Catalogue,
+    spec: ModelSpec,
+    request: GenerationRequest,
+    *,
+    size: tuple[int, int],
+    steps: int,
+    kind: JobKind,
+    job_id: int,
+    init_image: bytes | None,
+    strength: float | None,
+    count: int = 1,
+    seeds: tuple[int, ...] | None = None,
+) -> GenerationRequest:
+    """`request`'s prompt and settings fitted to `spec`'s current limits (see the module's
+    docstring); `UserError` where they cannot be."""
+    limits = spec.limits
+    for what, text in (("prompt", request.prompt), ("negative prompt", request.negative_prompt)):
+        if len(text) > limits.max_prompt_chars:
+            raise UserError(
+                f"This job's {what} is {len(text):,} characters long; {spec.name} now takes at "
+                f"most {limits.max_prompt_chars:,}, so it cannot make this job again. Use "
+                "/imagine with a shorter one."
+            )
+    scheduler = request.scheduler if request.scheduler in spec.schedulers else None
+    try:
+        return build_request(
+            catalogue,
+            prompt=request.prompt,
+            model=request.model,
+            negative_prompt=(request.negative_prompt or None) if limits.negative_prompt else None,
+            width=size[0],
+            height=size[1],
+            steps=steps,
+            guidance=_guidance(spec, request.guidance),
+            scheduler=scheduler,
+            seeds=seeds,
+            count=count,
+            init_image=init_image,
+            strength=strength,
+            parent_job=job_id,
+            kind=kind,
+        )
+    except RequestError as error:  # a limit no derivation can meet (say, an empty prompt)
+        raise UserError(error.message) from None
+
+
+@lru_cache(maxsize=64)
+def _placeholder(width: int, height: int) -> bytes:
+    """A PNG of `width` x `height` standing in for a result's image when checking which
+    buttons make a job (only its header is read)."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("L", (max(1, width), max(1, height))).save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -155,11 +155,14 @@ class Studio:
     async def _add_notes(self, tracker: _Tracker, request: GenerationRequest) -> None:
         """Where the prompt will be cut, what is done to the init image (found off the event
         loop), for the progress message."""
-        cut = None
+        cut = negative_cut = None
         if request.model in self.settings.catalogue:
             spec = self.settings.catalogue[request.model]
             cut = await asyncio.to_thread(self._prompts.cut, spec, request.prompt)
-        notes = tuple(request_notes(request, cut))
+            if request.negative_prompt:
+                negative = request.negative_prompt
+                negative_cut = await asyncio.to_thread(self._prompts.cut, spec, negative)
+        notes = tuple(request_notes(request, cut, negative_cut))
         if notes:
             tracker.notes = notes
             tracker.changed.set()
@@ -243,27 +246,12 @@ class Studio:
                 await message.delete()
 
     async def _derive(self, action: Action, record: JobRecord, index: int) -> GenerationRequest:
-        request = record.request
-        match action:
-            case Action.RERUN:
-                return derived.rerun(request, record.id)
-            case Action.REROLL:
-                return derived.reroll(request, record.id)
-            case Action.VARY_SUBTLE | Action.VARY_STRONG:
-                image = await self.image(record, index)
-                return derived.vary(
-                    self.settings.catalogue,
-                    request,
-                    record.id,
-                    image,
-                    strong=action is Action.VARY_STRONG,
-                )
-            case Action.UPSCALE:
-                image = await self.image(record, index)
-                return derived.upscale(
-                    self.settings.catalogue, request, record.id, image, request.seeds[index]
-                )
-        raise ValueError(f"{action} makes no new job")
+        image = b""
+        if action in derived.IMAGE_ACTIONS:
+            image = await self.image(record, index)
+        return derived.derive(
+            self.settings.catalogue, action, record.request, record.id, image, index
+        )
 
     async def allowed_channels(self, guild_id: int | None) -> set[int]:
         """The channels that take jobs: the configuration's and those admins allowed in this
@@ -477,7 +465,9 @@ class Studio:
             stored = await self.database.get_job(record.request.parent_job, init_image=False)
             parent = stored.record if stored is not None else None
         notes = [*result_notes(record, parent), *([note] if note else [])]
-        actions = derived.image_actions(self.settings.catalogue, record.request)
+        actions = derived.offered_actions(
+            self.settings.catalogue, record.request, self.pool.may_run
+        )
         return result_messages(record, uploads, notes, actions)
 
     async def record_result(self, record: JobRecord, sent: Posted, channel_id: int | None) -> None:

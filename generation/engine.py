@@ -26,10 +26,10 @@ from generation.metadata import encode_png
 from generation.models import Catalogue, ModelSpec, UnknownModel
 from generation.pipelines import LoadedPipeline, PipelineFamily, family_pipelines
 from generation.pipelines.loading import resolve_source
-from generation.pipelines.provenance import model_revision
+from generation.pipelines.provenance import config_revision, model_revision
 from generation.pipelines.speed import prepare_call
 from generation.previews import latent_preview_png
-from generation.prompts import find_cut, prompt_tokenizer
+from generation.prompts import encoder_settings, find_cut, prompt_tokenizer
 from generation.request import GenerationRequest
 from generation.speed_options import SpeedOptions
 from generation.workers.config import DEVICE_PATTERN
@@ -57,6 +57,7 @@ class _LoadedModel:
     family: PipelineFamily
     loaded: LoadedPipeline
     revision: str
+    config: str | None
     image_to_image: DiffusionPipeline | None = None
     schedulers: dict[str, SchedulerMixin] = field(default_factory=dict)
 
@@ -217,14 +218,22 @@ class Engine:
             raise ModelUnavailable(str(error)) from None
         family = family_pipelines(spec.family)
         loaded = family.load(spec, self.device, offload=self.offload, speed=self.speed)
-        revision = model_revision(spec, resolve_source(spec))
-        self._models[name] = _LoadedModel(spec, family, loaded, revision)
+        path = resolve_source(spec)
+        self._models[name] = _LoadedModel(
+            spec, family, loaded, model_revision(spec, path), config_revision(spec, path)
+        )
         return self._models[name]
 
     def _facts(self, model: _LoadedModel, request: GenerationRequest) -> RunFacts:
         """What besides `request` decided the pixels of this run."""
         pipe = model.loaded.pipe
-        cut = find_cut(request.prompt, model.spec, getattr(pipe, prompt_tokenizer(model.spec)))
+        tokenizer = getattr(pipe, prompt_tokenizer(model.spec))
+        cut = find_cut(request.prompt, model.spec, tokenizer)
+        negative_cut = (
+            find_cut(request.negative_prompt, model.spec, tokenizer)
+            if request.negative_prompt
+            else None
+        )
         return RunFacts(
             model_revision=model.revision,
             diffusers=diffusers.__version__,
@@ -233,7 +242,10 @@ class Engine:
             precision=self._precision(pipe.dtype),
             batching="fast" if self.speed.fast_batches and request.count > 1 else "per-image",
             prompt_cut_at=cut.at if cut else None,
-            prompt_limit=cut.limit if cut else "",
+            prompt_limit=(cut or negative_cut).limit if cut or negative_cut else "",
+            negative_cut_at=negative_cut.at if negative_cut else None,
+            model_config=model.config,
+            settings=encoder_settings(model.spec),
         )
 
     def _device_type(self) -> str:

@@ -43,7 +43,12 @@ class RunFacts:
     weights' dtype plus any pixel-changing speed option (fp8, compile, eager attention);
     `batching`: "per-image" (exact) or "fast" (`[speed] fast_batches`). `prompt_cut_at`: the
     character of the prompt where the text encoder stopped reading (None: it read all of it),
-    `prompt_limit` the encoder's limit in words ("77 CLIP tokens").
+    `prompt_limit` the encoder's limit in words ("77 CLIP tokens"); `negative_cut_at` the same
+    for the negative prompt. `model_config`: `sha256:` over a local folder's configuration and
+    tokenizer files (None for a Hub snapshot, and for jobs made before it was recorded);
+    `settings`: the pipeline arguments besides the request that change pixels (FLUX's
+    `max_sequence_length`), None for jobs made before it was recorded. A None on either side
+    of a comparison is unknown, not a difference.
     """
 
     model_revision: str
@@ -54,6 +59,9 @@ class RunFacts:
     batching: str = "per-image"
     prompt_cut_at: int | None = None
     prompt_limit: str = ""
+    negative_cut_at: int | None = None
+    model_config: str | None = None
+    settings: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -64,24 +72,45 @@ class RunFacts:
         return cls(**{key: value for key, value in data.items() if key in known})
 
     def differences(self, before: RunFacts) -> list[str]:
-        """What differs from `before` that can change the pixels, one phrase each."""
+        """What differs from `before` that can change the pixels, one phrase each, showing the
+        part of each value that differs."""
         names = {
             "model_revision": "the model's weights",
+            "model_config": "the model's configuration files",
+            "settings": "the pipeline settings",
             "diffusers": "diffusers",
             "torch": "PyTorch",
             "device_type": "the device type",
             "precision": "the precision settings",
             "batching": "the batching setting",
         }
-        return [
-            f"{label} ({_short(getattr(before, name))} → {_short(getattr(self, name))})"
-            for name, label in names.items()
-            if getattr(before, name) != getattr(self, name)
-        ]
+        changes = []
+        for name, label in names.items():
+            old, new = getattr(before, name), getattr(self, name)
+            if old is not None and new is not None and old != new:
+                changes.append(f"{label} ({' → '.join(_differing(old, new))})")
+        return changes
 
 
-def _short(value: str, limit: int = 24) -> str:
-    return value if len(value) <= limit else value[: limit - 1] + "…"
+_SHOWN = 60  # characters of a value a note shows; eight notes stay far below 2,000
+
+
+def _differing(before: str, after: str) -> tuple[str, str]:
+    """`before` and `after` whole when short, else from a little before where they first
+    differ, so a note never hides the change (a long GPU name, a setting added at the end)."""
+    if max(len(before), len(after)) <= _SHOWN:
+        return before, after
+    common = next(
+        (i for i, (a, b) in enumerate(zip(before, after, strict=False)) if a != b),
+        min(len(before), len(after)),
+    )
+    start = max(0, common - 12)
+
+    def window(value: str) -> str:
+        shown = value[start : start + _SHOWN]
+        return ("…" if start else "") + shown + ("…" if start + _SHOWN < len(value) else "")
+
+    return window(before), window(after)
 
 
 @dataclass(frozen=True, slots=True)

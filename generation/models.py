@@ -120,20 +120,36 @@ class ModelSpec:
         return self.source.startswith(("/", ".", "~")) or Path(self.source).expanduser().is_dir()
 
     def size_for_aspect(self, aspect_w: int, aspect_h: int) -> tuple[int, int]:
-        """The width and height of about native_side² pixels with the given aspect ratio.
+        """The width and height of about native_side² pixels (fewer where `max_megapixels`
+        allows less) with the given aspect ratio, within every size limit.
 
         Sides are rounded to the model's `multiple_of` and kept within its side limits, so that
-        `16:9` on Playground gives 1344x768, its native bucket.
+        `16:9` on Playground gives 1344x768, its native bucket; where the rounding passes
+        `max_megapixels`, the area aimed at is lowered until it does not (`_check_limits` makes
+        sure min_side² fits).
         """
+        limits = self.limits
         ratio = aspect_w / aspect_h
-        area = self.native_side**2
-        step = self.limits.multiple_of
+        most = limits.max_megapixels * 1_000_000
+        area = min(self.native_side**2, most)
+        step = limits.multiple_of
+
+        def sides(area: float) -> tuple[int, int]:
+            width, height = math.sqrt(area * ratio), math.sqrt(area / ratio)
+            # Scaled as a whole into the side limits, so the aspect survives them.
+            scale = min(1.0, limits.max_side / max(width, height))
+            scale = max(scale, limits.min_side / min(width, height))
+            return fit(width * scale), fit(height * scale)
 
         def fit(side: float) -> int:
-            side = max(self.limits.min_side, min(self.limits.max_side, side))
+            side = max(limits.min_side, min(limits.max_side, side))
             return max(step, round(side / step) * step)
 
-        return fit(math.sqrt(area * ratio)), fit(math.sqrt(area / ratio))
+        width, height = sides(area)
+        while width * height > most:  # ends: at min_side x min_side, which fits
+            area *= 0.98
+            width, height = sides(area)
+        return width, height
 
     def upscale_size(self, width: int, height: int, factor: int = 2) -> tuple[int, int] | None:
         """`factor` times `width` x `height`, or the largest size within the limits at about the
@@ -395,5 +411,10 @@ def _check_limits(spec: ModelSpec) -> None:
             for key, value in (("min_side", limits.min_side), ("max_side", limits.max_side))
             if value < step or value % step
         ]
+    if limits.min_side**2 > limits.max_megapixels * 1_000_000:
+        problems.append(
+            f"{prefix}: max_megapixels = {limits.max_megapixels:g} is smaller than "
+            f"min_side² ({limits.min_side}x{limits.min_side}); no size would be allowed."
+        )
     if problems:
         raise CatalogueError(*problems)

@@ -298,7 +298,7 @@ class WorkerPool:
         for record in await self._store.unfinished_jobs():
             if record.status is JobStatus.RUNNING:
                 await self._store.requeue(record.id)
-            if not self._offered(record.request.model):
+            if not self.may_run(record.request.model):
                 reason = f"{record.request.model} is no longer offered here."
                 await self._store.mark_failed(record.id, reason)
                 self._publish(JobFailed(record.id, reason, ModelUnavailable.kind))
@@ -350,7 +350,7 @@ class WorkerPool:
         """Queue a job: check the limits (raising `QueueFull` or `NotAccepting`, and
         `ModelUnavailable` when no worker may run the model, with nothing written), store it,
         then schedule it. Returns its `JobQueued` event (position and ETA), also published."""
-        if not self._offered(request.model):
+        if not self.may_run(request.model):
             raise ModelUnavailable(f"No GPU here may run {request.model}.")
         if not self._servable(request.model):
             raise ModelUnavailable(
@@ -807,8 +807,9 @@ class WorkerPool:
     def _set_pinned(self, worker: _Worker, pinned: tuple[str, ...]) -> None:
         worker.config = dataclasses.replace(worker.config, pinned=pinned)
 
-    def _offered(self, model: str) -> bool:
-        """Some worker may run `model`, whatever its state."""
+    def may_run(self, model: str) -> bool:
+        """Whether the catalogue holds `model` and some worker may run it (its `models`),
+        whatever the worker's state."""
         return model in self.catalogue and any(
             w.config.may_run(model) for w in self._workers.values()
         )

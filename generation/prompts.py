@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +41,13 @@ def sequence_length(spec: ModelSpec) -> int:
     return spec.max_sequence_length or _FLUX_DEFAULT_TOKENS
 
 
+def encoder_settings(spec: ModelSpec) -> str:
+    """The text-encoding arguments besides the request that change pixels, recorded with every
+    job (`RunFacts.settings`): FLUX's `max_sequence_length` (the T5 embedding's length changes
+    the image even for a short prompt); nothing for Playground."""
+    return f"max_sequence_length={sequence_length(spec)}" if spec.family is Family.FLUX else ""
+
+
 def token_limit(spec: ModelSpec, tokenizer: Any) -> tuple[int, str]:
     """The tokens that encoder reads, and that limit in words."""
     if spec.family is Family.FLUX:
@@ -52,30 +58,48 @@ def token_limit(spec: ModelSpec, tokenizer: Any) -> tuple[int, str]:
 
 
 def find_cut(prompt: str, spec: ModelSpec, tokenizer: Any) -> PromptCut | None:
-    """Where `spec`'s encoder stops reading `prompt` (None: it reads all of it)."""
+    """Where `spec`'s encoder stops reading `prompt` (None: it reads all of it): the character
+    `at` where the text before it takes the tokens the encoder reads and one character more
+    takes more. Found by bisection over characters with the pipeline's own tokenizer (slow or
+    fast: a slow tokenizer has no offsets, and converting it may count differently), so a
+    prompt without spaces (Chinese, emoji, `red,red,…`) is cut where it really is."""
     max_tokens, limit = token_limit(spec, tokenizer)
+    read = max_tokens - tokenizer.num_special_tokens_to_add()
 
     def tokens(text: str) -> int:
-        return len(tokenizer(text, truncation=False).input_ids)
+        return len(tokenizer(text, add_special_tokens=False, truncation=False).input_ids)
 
     # Counting a long prompt without truncation is the point here, not a mistake to warn about.
     quiet = logging.getLogger("transformers.tokenization_utils_base")
     level = quiet.level
     quiet.setLevel(logging.ERROR)
     try:
-        if tokens(prompt) <= max_tokens:
+        if tokens(prompt) <= read:
             return None
-        words = list(re.finditer(r"\S+", prompt))
-        read, unread = 0, len(words)  # words[:read] fit; words[:unread] do not
-        while unread - read > 1:
-            middle = (read + unread) // 2
-            if tokens(prompt[: words[middle - 1].end()]) <= max_tokens:
-                read = middle
+        fits, too_long = 0, len(prompt)  # tokens(prompt[:fits]) <= read < tokens(prompt[:too_long])
+        while too_long - fits > 1:
+            middle = (fits + too_long) // 2
+            if tokens(prompt[:middle]) <= read:
+                fits = middle
             else:
-                unread = middle
-        return PromptCut(words[read].start(), limit)
+                too_long = middle
+        # Inside a word, a prefix can tokenize otherwise than the whole prompt ("b" alone is a
+        # token that "blur14" does not start with): step back to where the prefix's tokens
+        # are the prompt's first tokens.
+        whole = tokenizer.tokenize(prompt)
+        while fits > 0 and not _starts(whole, tokenizer.tokenize(prompt[:fits])):
+            fits -= 1
+        return PromptCut(fits, limit)
     finally:
         quiet.setLevel(level)
+
+
+def _starts(whole: list[str], head: list[str]) -> bool:
+    """Whether the tokens `head` begin `whole`; the last may lack CLIP's end-of-word mark, which
+    a prefix cut inside a run of letters puts on it."""
+    if len(head) > len(whole) or head[:-1] != whole[: len(head) - 1]:
+        return False
+    return not head or head[-1].removesuffix("</w>") == whole[len(head) - 1].removesuffix("</w>")
 
 
 class PromptReader:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
 import secrets
 import unicodedata
@@ -258,12 +259,13 @@ def _size(
                 f"The {name} must be a multiple of {limits.multiple_of} for {spec.name} "
                 f"(got {side}; try {round(side / limits.multiple_of) * limits.multiple_of}).",
             )
-    megapixels = width * height / 1_000_000
-    if megapixels > limits.max_megapixels:
+    most = limits.max_megapixels * 1_000_000
+    if width * height > most:
+        # Pixel counts, not rounded megapixels: 1024x1024 must not read as "1.0" beside 1.0.
         raise RequestError(
             "size",
-            f"{width}x{height} is {megapixels:.1f} megapixels; "
-            f"{spec.name} allows at most {limits.max_megapixels:g}.",
+            f"{width}x{height} is {width * height:,} pixels; {spec.name} allows at most "
+            f"{math.floor(most):,} ({limits.max_megapixels:g} MP).",
         )
     return width, height
 

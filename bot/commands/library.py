@@ -254,7 +254,10 @@ class Library(commands.Cog):
     ) -> None:
         record = await own_job(self.bot, interaction.user, job, init_image=True)
         index = None if image is None else image_index(record, image)
-        await self._submit(interaction, derived.rerun(record.request, record.id, index))
+        await self._submit(
+            interaction,
+            derived.rerun(self.bot.settings.catalogue, record.request, record.id, index),
+        )
 
     @app_commands.command(name="vary", description="Variations of one image of your job.")
     @app_commands.describe(

@@ -104,15 +104,15 @@ class ResultButton(
 def result_view(
     job_id: int,
     count: int,
-    image_actions: Collection[Action] = (),
+    actions: Collection[Action] = (),
     images: Sequence[int] | None = None,
 ) -> discord.ui.View:
-    """Per image U (upscale) and V (vary subtle / strong), those in `image_actions` (the ones
-    that make a valid job: `bot.derived.image_actions`); per job 🔁 🎲 ℹ️ 🗑️. `images` (default:
-    all `count`) are the 0-based images of the message the view is on (a result spread over
-    several messages has the buttons of its own images on each)."""
+    """Per image U (upscale) and V (vary subtle / strong), per job 🔁 🎲: those in `actions` (the
+    ones that make a valid job: `bot.derived.offered_actions`); per job ℹ️ 🗑️ always. `images`
+    (default: all `count`) are the 0-based images of the message the view is on (a result spread
+    over several messages has the buttons of its own images on each)."""
     view = discord.ui.View(timeout=None)
-    offered = [button for button in _IMAGE_BUTTONS if button[0] in image_actions]
+    offered = [button for button in _IMAGE_BUTTONS if button[0] in actions]
     for row, (action, label, style) in enumerate(offered):
         for index in range(count) if images is None else images:
             view.add_item(
@@ -121,6 +121,8 @@ def result_view(
                 )
             )
     for action, emoji, label in _JOB_BUTTONS:
+        if action in (Action.RERUN, Action.REROLL) and action not in actions:
+            continue
         danger = action is Action.DELETE
         view.add_item(
             ResultButton(

@@ -12,31 +12,79 @@ _UNREAD_SHOWN = 60
 
 def result_notes(record: JobRecord, parent: JobRecord | None) -> list[str]:
     """The notes for a finished job; `parent` is the job it derives from, if still stored."""
-    notes = [prompt_cut_note(record), init_fit_note(record.request), rerun_note(record, parent)]
+    notes = [
+        prompt_cut_note(record),
+        init_fit_note(record.request),
+        rerun_note(record, parent),
+        derived_note(record, parent),
+    ]
     return [note for note in notes if note]
 
 
-def request_notes(request: GenerationRequest, cut: PromptCut | None) -> list[str]:
-    """The notes for the first reply to a new job: where its prompt will be cut (`cut`, from
-    `generation.prompts.PromptReader`) and what is done to its init image."""
-    notes = [cut_sentence(request, cut) if cut else None, init_fit_note(request)]
+def request_notes(
+    request: GenerationRequest, cut: PromptCut | None, negative_cut: PromptCut | None = None
+) -> list[str]:
+    """The notes for the first reply to a new job: where its prompt and negative prompt will be
+    cut (`cut`, `negative_cut`, from `generation.prompts.PromptReader`) and what is done to its
+    init image."""
+    notes = [
+        cut_sentence(request, cut) if cut else None,
+        cut_sentence(request, negative_cut, negative=True) if negative_cut else None,
+        init_fit_note(request),
+    ]
     return [note for note in notes if note]
 
 
 def prompt_cut_note(record: JobRecord) -> str | None:
-    """Where the text encoder stopped reading the prompt, when it did not read all of it."""
+    """Where the text encoder stopped reading the prompt and the negative prompt, when it did
+    not read all of them."""
     facts = record.facts
-    if facts is None or facts.prompt_cut_at is None:
+    if facts is None:
         return None
-    return cut_sentence(record.request, PromptCut(facts.prompt_cut_at, facts.prompt_limit))
+    notes = [
+        cut_sentence(record.request, PromptCut(at, facts.prompt_limit), negative=negative)
+        for at, negative in ((facts.prompt_cut_at, False), (facts.negative_cut_at, True))
+        if at is not None
+    ]
+    return "\n".join(notes) or None
 
 
-def cut_sentence(request: GenerationRequest, cut: PromptCut) -> str:
-    unread = request.prompt[cut.at :]
+def cut_sentence(request: GenerationRequest, cut: PromptCut, *, negative: bool = False) -> str:
+    text = request.negative_prompt if negative else request.prompt
+    unread = text[cut.at :]
     shown = unread if len(unread) <= _UNREAD_SHOWN else unread[: _UNREAD_SHOWN - 1] + "…"
+    which = "negative prompt" if negative else "prompt"
     return (
-        f"✂️ {request.model} reads {cut.limit}: it does not read your prompt from “{shown}” on "
-        "(put what matters first)."
+        f"✂️ {request.model} reads {cut.limit}: it does not read your {which} from “{shown}” "
+        "on (put what matters first)."
+    )
+
+
+def derived_note(record: JobRecord, parent: JobRecord | None) -> str | None:
+    """For a reroll, variation or upscale: what was changed from the parent job to fit the
+    model's current limits (`bot.derived`), so nobody wonders where their negative prompt went."""
+    request = record.request
+    if parent is None or request.kind not in (JobKind.REROLL, JobKind.VARY, JobKind.UPSCALE):
+        return None
+    before = parent.request
+    changes = []
+    if before.negative_prompt and not request.negative_prompt:
+        changes.append(f"without your negative prompt ({request.model} no longer takes one)")
+    if before.scheduler != request.scheduler:
+        changes.append(f"with the scheduler {request.scheduler} (not {before.scheduler})")
+    if before.steps > request.steps:
+        changes.append(f"with {request.steps} steps (not {before.steps})")
+    if before.guidance != request.guidance:
+        changes.append(f"with guidance {request.guidance:g} (not {before.guidance:g})")
+    resized = (before.width, before.height) != (request.width, request.height)
+    if resized and request.kind is not JobKind.UPSCALE:
+        changes.append(f"at {request.width}x{request.height} (not {before.width}x{before.height})")
+    if not changes:
+        return None
+    return (
+        f"ℹ️ {request.model}'s limits changed since job `{parent.id}`, so this job ran "
+        + ", ".join(changes)
+        + "."
     )
 
 

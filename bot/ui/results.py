@@ -43,11 +43,11 @@ def result_messages(
     record: JobRecord,
     uploads: Sequence[Upload],
     notes: Sequence[str] = (),
-    image_actions: Collection[Action] = (),
+    actions: Collection[Action] = (),
 ) -> list[Message]:
     """The messages that show `record`'s images (`uploads`, one per image, in order): the first
     says what was made; each further one which images it holds. Every message has the buttons
-    of its images (those of `image_actions`) and the job's buttons."""
+    of its images and of the job (those of `actions` that are such buttons, and ℹ️ 🗑️)."""
     groups = batches(uploads)
     messages = []
     for number, group in enumerate(groups):
@@ -59,7 +59,7 @@ def result_messages(
             Message(
                 content=content,
                 uploads=tuple(uploads[index] for index in group),
-                view=result_view(record.id, record.request.count, image_actions, group),
+                view=result_view(record.id, record.request.count, actions, group),
             )
         )
     return messages

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 
 from generation.models import ModelSpec
@@ -16,9 +17,29 @@ def model_revision(spec: ModelSpec, path: Path) -> str:
     `sha256:` over the relative names and SHA-256 of its `.safetensors` weight files."""
     if not spec.is_local:
         return path.name
+    return _folder_hash(path, lambda file: file.suffix == ".safetensors")
+
+
+def config_revision(spec: ModelSpec, path: Path) -> str | None:
+    """For a local folder, `sha256:` over its other files that change pixels: `model_index.json`,
+    each component's `config.json`, the scheduler's `scheduler_config.json`, the tokenizers'
+    files (`*.json`, `*.txt`, `*.model`). None for a Hub snapshot, whose commit covers them."""
+    if not spec.is_local:
+        return None
+    return _folder_hash(path, lambda file: file.suffix in _CONFIG_SUFFIXES)
+
+
+_CONFIG_SUFFIXES = frozenset({".json", ".txt", ".model"})
+
+
+def _folder_hash(path: Path, wanted: Callable[[Path], bool]) -> str:
     digest = hashlib.sha256()
-    for file in sorted(path.rglob("*.safetensors")):
-        digest.update(f"{file.relative_to(path).as_posix()}\0{_file_sha256(file)}\n".encode())
+    for file in sorted(path.rglob("*")):
+        relative = file.relative_to(path)
+        if any(part.startswith(".") for part in relative.parts) or not file.is_file():
+            continue  # hidden: caches and VCS data, not the model
+        if wanted(file):
+            digest.update(f"{relative.as_posix()}\0{_file_sha256(file)}\n".encode())
     return f"sha256:{digest.hexdigest()}"
 
 

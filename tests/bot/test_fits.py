@@ -13,6 +13,7 @@ import discord
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bot.actions import Action
 from bot.attachments import Upload
 from bot.commands.library import HistoryFilters, history_embed
 from bot.targets import Message
@@ -229,7 +230,8 @@ def test_result_messages_fit(record: JobRecord, sizes: list[int]) -> None:
     uploads = [
         Upload(f"atelier-{record.id}-{i + 1}.png", bytes(size)) for i, size in enumerate(sizes)
     ]
-    check_result(result_messages(record, uploads, ["a note " * 50]), len(uploads))
+    every_button = set(Action)
+    check_result(result_messages(record, uploads, ["a note " * 50], every_button), len(uploads))
 
 
 @LOOSE

@@ -113,9 +113,9 @@ def test_rerun_keeps_seeds_and_reroll_changes_them() -> None:
     catalogue = Catalogue.builtin()
     request = build_request(catalogue, prompt="a fox", seed=10, count=3)
 
-    again = derived.rerun(request, 5)
-    one = derived.rerun(request, 5, index=2)
-    other = derived.reroll(request, 5)
+    again = derived.rerun(catalogue, request, 5)
+    one = derived.rerun(catalogue, request, 5, index=2)
+    other = derived.reroll(catalogue, request, 5)
 
     assert again.seeds == (10, 11, 12)
     assert again.kind is JobKind.RERUN

@@ -90,8 +90,10 @@ def test_a_cut_prompt_is_recorded_where_it_was_cut(
     cut_at = facts_a["prompt_cut_at"]
     assert cut_at is not None
     assert 0 < cut_at < len(words)
-    assert words[cut_at:].startswith("word")
-    assert words[cut_at - 1] == " "
+    # Cut at the exact character (not the last space): what follows it is never read. (FLUX's
+    # CLIP summary reads 77 tokens, more than the tiny T5's 64: Playground only.)
+    if model == "playground-v2.5":
+        assert np.array_equal(run(words[:cut_at] + "q" * 80)[0], cut_a)
     encoder = "T5" if model.startswith("flux") else "CLIP"
     assert facts_a["prompt_limit"].endswith(f"{encoder} tokens")
     # Changing a word the model did read changes the image.

@@ -132,8 +132,11 @@ async def test_every_image_of_every_job_kind_reruns_bit_exact(
         # Reruns: of each whole job (the rerun kind), and of each image alone.
         reruns: list[tuple[str, int | None, GenerationRequest]] = []
         for name, (job_id, request, _) in done.items():
-            reruns.append((name, None, derived.rerun(request, job_id)))
-            reruns += [(name, i, derived.rerun(request, job_id, i)) for i in range(request.count)]
+            reruns.append((name, None, derived.rerun(tiny_catalogue, request, job_id)))
+            reruns += [
+                (name, i, derived.rerun(tiny_catalogue, request, job_id, i))
+                for i in range(request.count)
+            ]
         results = await runner.run([request for _, _, request in reruns])
         # A rerun of a rerun (the rerun kind's own reruns) reproduces it too.
         first_rerun = next(
@@ -141,7 +144,9 @@ async def test_every_image_of_every_job_kind_reruns_bit_exact(
             for (_, i, r), (job_id, _) in zip(reruns, results, strict=False)
             if i is None
         )
-        ((_, again),) = await runner.run([derived.rerun(first_rerun[1], first_rerun[0], 0)])
+        ((_, again),) = await runner.run(
+            [derived.rerun(tiny_catalogue, first_rerun[1], first_rerun[0], 0)]
+        )
         await pool.shutdown()
 
     checked = 0

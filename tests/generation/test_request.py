@@ -94,7 +94,7 @@ BAD_REQUESTS: list[tuple[str, dict[str, Any], str, str]] = [
         "too many megapixels",
         {"model": "small", "width": 1024, "height": 1088},
         "size",
-        "1024x1088 is 1.1 megapixels; small allows at most 1.",
+        "1024x1088 is 1,114,112 pixels; small allows at most 1,000,000 (1 MP).",
     ),
     (
         "aspect not a ratio",
