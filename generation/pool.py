@@ -564,6 +564,8 @@ class WorkerPool:
             cannot_start: str | None = None
             try:
                 await link.start()
+                if self._stopping:  # shut down while the process started: nothing stopped it
+                    continue  # (`finally` kills it, and the loop ends)
                 async for event in link.events():
                     if isinstance(event, WorkerReady):
                         ready_at = time.monotonic()
@@ -899,3 +901,4 @@ class WorkerPool:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("Pool task %s failed", task.get_name(), exc_info=task.exception())
+
