@@ -22,6 +22,7 @@ from tests.bot.helpers import (
     job_count,
     job_id_of,
     paused,
+    polled,
     private_reply,
     studio_people,
     text_of,
@@ -111,7 +112,11 @@ async def test_a_non_admin_is_refused_every_admin_command_audited_and_nothing_ch
     assert set(attempts) == admin_command_paths(fake.command("admin") or {})
     before_audit = await last_audit_id(studio)
     bob_before = await studio.database.get_user(bob.id)
-    loaded_before = studio.bot.pool.snapshot().workers[0].loaded
+
+    async def loaded() -> tuple[str, ...] | None:  # a running job's model is reported loaded
+        return studio.bot.pool.snapshot().workers[0].loaded or None  # a moment after it starts
+
+    loaded_before = await polled(loaded)
 
     for command, options in attempts.items():
         reply = await private_reply(fake, await fake.slash(alice, command, options))
