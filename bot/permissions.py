@@ -177,3 +177,30 @@ class AdmittingTree(app_commands.CommandTree):
             await interaction.response.autocomplete([])
             return False
         return True
+
+
+# What posting a result in a channel takes: the message, its image files and its embed
+# (Discord answers 403 / 50013 Missing Permissions otherwise; docs/topics/permissions.md).
+_POSTING = {
+    "view_channel": "View Channel",
+    "send_messages": "Send Messages",
+    "attach_files": "Attach Files",
+    "embed_links": "Embed Links",
+}
+
+
+def require_posting(client: discord.Client, channel_id: int, guild_id: int | None) -> None:
+    """`UserError` naming what the bot lacks to post results in a server channel (from its
+    roles and the channel's overwrites, as cached); nothing to check in a DM or an unknown
+    channel."""
+    guild = client.get_guild(guild_id) if guild_id else None
+    channel = guild.get_channel_or_thread(channel_id) if guild else None
+    if guild is None or channel is None:
+        return
+    have = channel.permissions_for(guild.me)
+    missing = [label for name, label in _POSTING.items() if not getattr(have, name)]
+    if missing:
+        raise UserError(
+            f"I can't post results in {channel.mention}: I lack {', '.join(missing)} there. "
+            "A server admin can grant it."
+        )

@@ -11,14 +11,19 @@ from typing import TYPE_CHECKING
 import discord
 from discord.ext import commands
 
-from bot.actions import REACTIONS
+from bot.actions import REACTIONS, Action
 from bot.errors import NotAPerson, describe
+from bot.permissions import require_posting
 from bot.targets import ChannelTarget, Message
 
 if TYPE_CHECKING:
     from bot.app import AtelierBot
 
 log = logging.getLogger(__name__)
+
+
+# Actions that post nothing in the channel: deleting, and the parameters by DM.
+_PRIVATE_ACTIONS = frozenset({Action.DELETE, Action.SEND_DM})
 
 
 class Reactions(commands.Cog):
@@ -41,6 +46,9 @@ class Reactions(commands.Cog):
         )
         channel = self.bot.get_partial_messageable(payload.channel_id, guild_id=payload.guild_id)
         try:
+            if action not in _PRIVATE_ACTIONS:
+                # a reaction's job posts in the channel itself (no interaction to answer through)
+                require_posting(self.bot, payload.channel_id, payload.guild_id)
             await self.bot.studio.act(
                 action,
                 job_id,

@@ -901,4 +901,3 @@ class WorkerPool:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("Pool task %s failed", task.get_name(), exc_info=task.exception())
-

@@ -4,7 +4,10 @@ lineage, deletion by its owner, and the delivery of results."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import sqlite3
+import time
 
 import aiosqlite
 
@@ -144,6 +147,23 @@ class Library(Store):
         older = jobs[-1].id if (more if after is None else True) else None
         newer = jobs[0].id if (more if after is not None else before is not None) else None
         return HistoryPage(jobs, older, newer)
+
+    async def save_history_filter(self, model: str | None, text: str | None) -> str:
+        """A 16-character key for the /history filters (model, text), stored so that the key
+        alone finds them again (the same filters always get the same key)."""
+        key = hashlib.sha256(json.dumps([model, text]).encode()).hexdigest()[:16]
+        async with self._transaction() as conn:
+            await conn.execute(
+                "INSERT OR IGNORE INTO history_filters (key, model, text, created_at)"
+                " VALUES (?, ?, ?, ?)",
+                (key, model, text, time.time()),
+            )
+        return key
+
+    async def history_filter(self, key: str) -> tuple[str | None, str | None] | None:
+        """The (model, text) saved under `key` by `save_history_filter`; None if unknown."""
+        row = await self._fetchone("SELECT model, text FROM history_filters WHERE key = ?", (key,))
+        return None if row is None else (row[0], row[1])
 
     async def lineage(self, job_id: int) -> Lineage:
         """The job's ancestors (root first) and children, leaving out deleted jobs."""

@@ -30,15 +30,28 @@ class Reports(Store):
             await self._usage("model", since, until),
         )
 
-    async def _usage(self, column: str, since: float, until: float) -> list[Usage]:
+    async def user_usage(self, user_id: int, since: float, until: float) -> Usage | None:
+        """One user's jobs, images, GPU-seconds and mean wait for jobs queued in [since, until)
+        (Unix times); None when they queued none. Reads only that user's jobs."""
+        found = await self._usage("user_id", since, until, "AND j.user_id = ?", (user_id,))
+        return found[0] if found else None
+
+    async def _usage(
+        self,
+        column: str,
+        since: float,
+        until: float,
+        narrow: str = "",
+        params: tuple[int, ...] = (),
+    ) -> list[Usage]:
         rows = await self._fetchall(
             f"""SELECT key, count(*) AS jobs, sum(images) AS images, total(gpu_seconds) AS gpu,
                        avg(wait) AS wait
                 FROM (SELECT j.{column} AS key, j.gpu_seconds,
                              j.started_at - j.queued_at AS wait,
                              (SELECT count(*) FROM images AS i WHERE i.job_id = j.id) AS images
-                      FROM jobs AS j WHERE j.queued_at >= ? AND j.queued_at < ?)
+                      FROM jobs AS j WHERE j.queued_at >= ? AND j.queued_at < ? {narrow})
                 GROUP BY key ORDER BY gpu DESC, jobs DESC, key""",
-            (since, until),
+            (since, until, *params),
         )
         return [Usage(row[0], row[1], row[2], row[3], row[4]) for row in rows]

@@ -84,11 +84,12 @@ class Account(commands.Cog):
     @app_commands.command(name="info", description="GPUs, models, the queue, and your usage.")
     async def info(self, interaction: discord.Interaction) -> None:
         pool, user_id = self.bot.pool, interaction.user.id
+        # The usage query reads the caller's jobs of 30 days, however many: answer first.
+        await interaction.response.defer(ephemeral=True, thinking=True)
         snapshot = pool.snapshot(waiting_limit=0)
         waiting, running = pool.scheduler.user_counts(user_id)
         now = time.time()
-        stats = await self.bot.database.stats(now - USAGE_PERIOD_S, now + 1)
-        usage = next((u for u in stats.by_user if u.key == user_id), None)
+        usage = await self.bot.database.user_usage(user_id, now - USAGE_PERIOD_S, now + 1)
         recent = (
             f"last 30 days: {usage.jobs} jobs, {usage.images} images, "
             f"{usage.gpu_seconds:.0f} GPU-seconds"
@@ -97,7 +98,7 @@ class Account(commands.Cog):
         )
         you = f"{waiting} waiting, {running} running now · {recent}"
         embed = info_embed(snapshot, self.bot.settings.catalogue.values(), you)
-        await interaction.response.send_message(embed=embed, ephemeral=True)
+        await interaction.followup.send(embed=embed, ephemeral=True)
 
     def _defaults_embed(self, standing: UserSettings, title: str) -> discord.Embed:
         server = self.bot.settings.defaults

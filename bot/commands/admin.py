@@ -343,9 +343,11 @@ class Admin(
         days = 7 if period is None else period.value
         name = next(n for n, d in PERIODS_DAYS.items() if d == days)
         now = time.time()
+        # The query reads every job of the period (all time: the whole history): answer first.
+        await interaction.response.defer(ephemeral=True, thinking=True)
         stats = await self.bot.database.stats(now - days * 86_400 if days else 0.0, now + 1)
         embed = stats_embed(name, stats.by_user, stats.by_model, STATS_SHOWN)
-        await interaction.response.send_message(embed=embed, ephemeral=True)
+        await interaction.followup.send(embed=embed, ephemeral=True)
 
     # ---- allowed channels --------------------------------------------------------------------
 

@@ -6,8 +6,10 @@ job id gets a short ephemeral answer and changes nothing. New jobs (`/rerun`, `/
 blocklist apply to them the same way.
 
 History pages are ephemeral; their ◀ ▶ buttons are `DynamicItem`s that carry the page cursor and
-the filters in their custom_id (`atelier:history:o:123:MODEL:TEXT`), so they keep working after a
-restart, and the person clicking is always the person whose history it is (only they see it).
+a 16-character key of the filters (saved in the database) in their custom_id
+(`atelier:history:o:123:KEY`), so any filter fits Discord's 100 characters, the buttons keep
+working after a restart, and the person clicking is always the person whose history it is (only
+they see it).
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
-from urllib.parse import quote, unquote
 
 import discord
 from discord import app_commands
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
 HISTORY_PAGE_SIZE = 10
 QUEUE_SHOWN = 20  # of a person's waiting jobs, looked up and listed by /queue
 MAX_FILTER_CHARS = 40
-MAX_CUSTOM_ID = 100
 _STATUS_ICONS = {
     JobStatus.QUEUED: "⏳",
     JobStatus.RUNNING: "🎨",
@@ -129,27 +129,28 @@ def history_embed(jobs: list[JobRecord], filters: HistoryFilters) -> discord.Emb
     )
 
 
-def history_custom_id(direction: str, cursor: int, filters: HistoryFilters) -> str:
-    """`atelier:history:o:123:MODEL:TEXT`: "o" pages to older jobs, "n" to newer ones."""
-    return f"{_HISTORY_PREFIX}:{direction}:{cursor}:{quote(filters.model or '', safe='')}:" + (
-        filters.text or ""
-    )
+def history_custom_id(direction: str, cursor: int, filter_key: str) -> str:
+    """`atelier:history:o:123:KEY`: "o" pages to older jobs, "n" to newer ones; KEY (16
+    characters, empty without filters) finds the filters in the database, so the custom_id stays
+    within Discord's 100 characters whatever the filters are."""
+    return f"{_HISTORY_PREFIX}:{direction}:{cursor}:{filter_key}"
 
 
 class HistoryButton(
     discord.ui.DynamicItem[discord.ui.Button[Any]],
-    template=_HISTORY_PREFIX
-    + r":(?P<direction>[on]):(?P<cursor>\d{1,19}):(?P<model>[^:]*):(?P<text>.*)",
+    template=_HISTORY_PREFIX + r":(?P<direction>[on]):(?P<cursor>\d{1,19}):(?P<key>[0-9a-f]{0,16})",
 ):
-    """◀ Newer / Older ▶ on a history page; the custom_id holds the cursor and the filters."""
+    """◀ Newer / Older ▶ on a history page; the custom_id holds the cursor and the filters' key."""
 
-    def __init__(self, direction: str, cursor: int | None, filters: HistoryFilters) -> None:
+    def __init__(
+        self, direction: str, cursor: int | None, filters: HistoryFilters, filter_key: str
+    ) -> None:
         older = direction == "o"
         super().__init__(
             discord.ui.Button(
                 label="Older ▶" if older else "◀ Newer",
                 style=discord.ButtonStyle.secondary,
-                custom_id=history_custom_id(direction, cursor or 0, filters),
+                custom_id=history_custom_id(direction, cursor or 0, filter_key),
                 disabled=cursor is None,
             )
         )
@@ -165,18 +166,23 @@ class HistoryButton(
         match: re.Match[str],
         /,
     ) -> HistoryButton:
-        filters = HistoryFilters(unquote(match["model"]) or None, match["text"] or None)
-        return cls(match["direction"], int(match["cursor"]), filters)
+        bot = cast("AtelierBot", interaction.client)
+        key = match["key"]
+        saved = await bot.database.history_filter(key) if key else (None, None)
+        # An unknown key (a database restored from before the page) pages without filters.
+        filters = HistoryFilters(*saved) if saved else HistoryFilters()
+        return cls(match["direction"], int(match["cursor"]), filters, key if saved else "")
 
     async def callback(self, interaction: discord.Interaction) -> None:
         bot = cast("AtelierBot", interaction.client)
         try:
             await admit(bot.studio, interaction.user, interaction.guild_id)
+            await interaction.response.defer()  # a text search reads the whole history
             key = "before" if self.direction == "o" else "after"
             embed, view = await history_page(
                 bot, interaction.user.id, self.filters, **{key: self.cursor}
             )
-            await interaction.response.edit_message(embed=embed, view=view)
+            await interaction.edit_original_response(embed=embed, view=view)
         except Exception as error:
             await report_error(interaction, error)
 
@@ -198,9 +204,14 @@ async def history_page(
         model=filters.model,
         text=filters.text,
     )
+    filter_key = (
+        await bot.database.save_history_filter(filters.model, filters.text)
+        if filters.model or filters.text
+        else ""
+    )
     view = discord.ui.View(timeout=None)
-    view.add_item(HistoryButton("n", page.newer, filters))
-    view.add_item(HistoryButton("o", page.older, filters))
+    view.add_item(HistoryButton("n", page.newer, filters, filter_key))
+    view.add_item(HistoryButton("o", page.older, filters, filter_key))
     return history_embed(page.jobs, filters), view
 
 
@@ -298,15 +309,17 @@ class Library(commands.Cog):
         if model is not None:
             self.bot.settings.catalogue[model]  # UnknownModel: told with the models there are
         filters = HistoryFilters(model, clean_text(contains or "") or None)
-        if len(history_custom_id("o", 2**63, filters)) > MAX_CUSTOM_ID:
-            raise UserError("That filter is too long to page through; please shorten it.")
+        # A text search reads every job of the person's history: answer within 3 s first.
+        await interaction.response.defer(ephemeral=True, thinking=True)
         embed, view = await history_page(self.bot, interaction.user.id, filters)
-        await interaction.response.send_message(embed=embed, view=view, ephemeral=True)
+        await interaction.followup.send(embed=embed, view=view, ephemeral=True)
 
     @app_commands.command(name="queue", description="Your waiting and running jobs, with ETAs.")
     async def queue(self, interaction: discord.Interaction) -> None:
         user_id = interaction.user.id
         pool = self.bot.pool
+        # each listed job is read from the database: answer first
+        await interaction.response.defer(ephemeral=True, thinking=True)
         snapshot = pool.snapshot(waiting_limit=0)  # counts and GPUs; their own jobs below
         records = []
         for worker in snapshot.workers:
@@ -329,7 +342,7 @@ class Library(commands.Cog):
         ]
         hidden = pool.scheduler.user_counts(user_id)[0] - len(waiting)
         embed = user_queue_embed(lines, hidden, snapshot)
-        await interaction.response.send_message(embed=embed, ephemeral=True)
+        await interaction.followup.send(embed=embed, ephemeral=True)
 
     @app_commands.command(name="cancel", description="Cancel one of your jobs, waiting or running.")
     @app_commands.describe(job="The job id.")

@@ -115,9 +115,8 @@ async def test_a_non_admin_is_refused_every_admin_command_audited_and_nothing_ch
     before_audit = await last_audit_id(studio)
     bob_before = await studio.database.get_user(bob.id)
 
-    async def loaded() -> tuple[str, ...] | None:  # the worker reports its model after RUNNING
-        models = studio.bot.pool.snapshot().workers[0].loaded
-        return models or None
+    async def loaded() -> tuple[str, ...] | None:  # a running job's model is reported loaded
+        return studio.bot.pool.snapshot().workers[0].loaded or None  # a moment after it starts
 
     loaded_before = await polled(loaded)
 

@@ -162,10 +162,12 @@ async def test_history_pages_through_every_job_with_buttons_also_after_a_restart
     while not is_disabled(page, "o"):
         if len(seen) == 2:  # the buttons hold their state: they work after a restart
             await studio.runner.restart()
+        shown = listed_job_ids(page)
         click = await fake.click(carol, page, button(page, "o"))
         await fake.interaction_response(click)
         assert click.response is not None
-        assert click.response.type is CallbackType.UPDATE
+        assert click.response.type is CallbackType.DEFERRED_UPDATE  # at once; the page follows
+        await fake.wait_for(lambda s=shown: listed_job_ids(page) != s, what="the older page")
         seen.append(listed_job_ids(page))
 
     assert [len(ids) for ids in seen] == [10, 10, 10]

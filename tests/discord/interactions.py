@@ -21,7 +21,7 @@ def interaction_payload(
 ) -> dict[str, Any]:
     """INTERACTION_CREATE as discord.py 2.7 parses it, without its ``data`` (the caller adds it);
     ``attachment_size_limit`` is required by discord.py (a KeyError without it)."""
-    permissions = str(world.permissions(user))
+    permissions = str(world.channel_permissions(user, channel))
     payload: dict[str, Any] = {
         "id": str(interaction_id),
         "application_id": str(world.application_id),
@@ -30,7 +30,7 @@ def interaction_payload(
         "version": 1,
         "channel_id": str(channel.id),
         "channel": {**channel.payload(), "permissions": permissions},
-        "app_permissions": str(world.permissions(world.bot)),
+        "app_permissions": str(world.channel_permissions(world.bot, channel)),
         "locale": "en-US",
         "entitlements": [],
         "attachment_size_limit": attachment_size_limit,

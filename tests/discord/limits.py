@@ -15,6 +15,17 @@ from enum import Enum
 from typing import Any
 
 from tests.discord.faults import RestError
+from tests.discord.interaction_rules import (
+    check_choice_types,
+    check_modal_layout,
+    focused_option_type,
+)
+from tests.discord.message_rules import (
+    check_button,
+    check_embed_parts,
+    check_select,
+    check_v2_message,
+)
 
 Path = tuple[str | int, ...]
 
@@ -169,6 +180,7 @@ def check_message(payload: Mapping[str, Any], route: Route, errors: FormErrors) 
     if flags & ~ALLOWED_FLAGS[route]:
         errors.add(("flags",), "MESSAGE_FLAGS_INVALID", f"Invalid flags for {route.value}.")
     check_components(payload.get("components") or [], flags, errors)
+    check_v2_message(payload, errors)
     _check_allowed_mentions(payload.get("allowed_mentions"), errors)
 
 
@@ -189,12 +201,13 @@ def _check_embed(embed: Mapping[str, Any], path: Path, errors: FormErrors) -> in
         errors.required_text((*path, "fields", index, "name"), field.get("name"), MAX_FIELD_NAME)
         errors.required_text((*path, "fields", index, "value"), field.get("value"), MAX_FIELD_VALUE)
         size += len(field.get("name") or "") + len(field.get("value") or "")
-    if footer := embed.get("footer"):
+    if (footer := embed.get("footer")) is not None:  # an empty footer / author is refused too
         errors.required_text((*path, "footer", "text"), footer.get("text"), MAX_FOOTER_TEXT)
         size += len(footer.get("text") or "")
-    if author := embed.get("author"):
+    if (author := embed.get("author")) is not None:
         errors.required_text((*path, "author", "name"), author.get("name"), MAX_AUTHOR_NAME)
         size += len(author.get("name") or "")
+    check_embed_parts(embed, path, errors)
     return size
 
 
@@ -261,15 +274,17 @@ def _check_interactive(
     custom_id = component.get("custom_id")
     if component.get("type") == 2:
         errors.max_length((*path, "label"), component.get("label"), MAX_BUTTON_LABEL)
-        if not component.get("label") and not component.get("emoji"):
+        premium = component.get("style") == 6
+        if not premium and not component.get("label") and not component.get("emoji"):
             errors.add(path, "BUTTON_LABEL_OR_EMOJI_REQUIRED", "A button needs a label or emoji.")
         link = component.get("style") == 5
-        premium = component.get("style") == 6
         if link and (custom_id is not None or not component.get("url")):
             errors.add(path, "BUTTON_LINK_INVALID", "A link button has a url and no custom_id.")
         if not link and not premium and custom_id is None:
             errors.add((*path, "custom_id"), "BASE_TYPE_REQUIRED", "This field is required")
+        check_button(path, component, errors)
     else:
+        check_select(path, component, errors)
         options = component.get("options")
         if options is not None:
             errors.length_between((*path, "options"), options, 1, MAX_SELECT_OPTIONS)
@@ -298,8 +313,14 @@ def _check_interactive(
     seen.add(custom_id)
 
 
-def check_callback(interaction_type: int, payload: Mapping[str, Any], errors: FormErrors) -> None:
-    """An interaction callback: its type must suit the interaction, and its data its type."""
+def check_callback(
+    interaction_type: int,
+    payload: Mapping[str, Any],
+    errors: FormErrors,
+    interaction_data: Mapping[str, Any] | None = None,
+) -> None:
+    """An interaction callback: its type must suit the interaction, and its data its type
+    (autocomplete values that of the focused option in ``interaction_data``)."""
     kind = payload.get("type")
     if kind not in VALID_CALLBACKS.get(interaction_type, set()):
         errors.add(
@@ -315,9 +336,13 @@ def check_callback(interaction_type: int, payload: Mapping[str, Any], errors: Fo
         if (data.get("flags") or 0) & ~MessageFlag.EPHEMERAL:
             errors.add(("data", "flags"), "MESSAGE_FLAGS_INVALID", "Only EPHEMERAL is allowed.")
     elif kind == 8:
-        check_choices(data.get("choices") or [], ("data", "choices"), errors)
+        choices = data.get("choices") or []
+        check_choices(choices, ("data", "choices"), errors)
+        option_type = focused_option_type(interaction_data)
+        check_choice_types(choices, ("data", "choices"), option_type, errors)
     elif kind == 9:
         _check_modal(data, errors)
+        check_modal_layout(data, errors)
 
 
 def check_choices(choices: Sequence[Mapping[str, Any]], path: Path, errors: FormErrors) -> None:
@@ -387,6 +412,17 @@ class _Prefixed(FormErrors):
 
     def add(self, path: Path, code: str, message: str) -> None:
         self._inner.add((*self._prefix, *path), code, message)
+
+
+def check_file_count(files: int, errors: FormErrors) -> None:
+    """docs/reference.mdx, "Uploading Files": at most 10 files a message, whether or not the
+    body lists them in ``attachments``."""
+    if files > MAX_ATTACHMENTS:
+        errors.add(
+            ("attachments",),
+            "BASE_TYPE_MAX_LENGTH",
+            f"Must be {MAX_ATTACHMENTS} or fewer in length.",
+        )
 
 
 def check_upload(sizes: Iterable[int], request_bytes: int, per_file_limit: int) -> None:

@@ -26,9 +26,11 @@ from tests.discord.limits import (
     FormErrors,
     Route,
     check_callback,
+    check_file_count,
     check_message,
     check_upload,
 )
+from tests.discord.message_rules import is_unicode_emoji
 from tests.discord.options import content_type_for
 from tests.discord.records import (
     Attachment,
@@ -41,7 +43,7 @@ from tests.discord.records import (
 )
 from tests.discord.spec import PROBE_HEADER, RECORDED_BODIES, RecordedBody, spec_validator
 from tests.discord.state import FakeState
-from tests.discord.world import Channel
+from tests.discord.world import Channel, Permission
 
 API_PREFIX = "/api/v10"
 FILE_FIELD = re.compile(r"files\[(\d+)\]")
@@ -87,14 +89,17 @@ class RestApi:
         self.token = token
 
     async def body(
-        self, request: web.Request, check: Callable[[Any, FormErrors], None] | None = None
+        self,
+        request: web.Request,
+        check: Callable[[Any, FormErrors], None] | None = None,
+        upload_limit: int | None = None,
     ) -> tuple[Any, dict[int, Upload]]:
-        """Read a request body as Discord does: the upload limits first (413 / 40005), then the
-        spec's schema and ``check`` (400 / 50035). Every body is recorded (``spec``)."""
+        """Read a request body as Discord does: the upload limits first (413 / 40005; each file
+        at most ``upload_limit``, by default the server's), then the spec's schema and ``check``
+        (400 / 50035). Every body is recorded (``spec``)."""
         payload, files, size = await read_body(request)
-        check_upload(
-            (len(data) for _, data in files.values()), size, self.state.attachment_size_limit
-        )
+        per_file = self.state.attachment_size_limit if upload_limit is None else upload_limit
+        check_upload((len(data) for _, data in files.values()), size, per_file)
         path = request.path.removeprefix(API_PREFIX)
         content_type = (
             "multipart/form-data"
@@ -112,6 +117,7 @@ class RestApi:
                 errors.add(where, "SCHEMA_INVALID", why)
         if check is not None:
             check(payload, errors)
+        check_file_count(len(files), errors)
         errors.raise_if_any()
         return payload, files
 
@@ -217,7 +223,9 @@ class RestApi:
         if self.state.clock.now() - ix.created_at > FIRST_RESPONSE_S:
             raise RestError(*UNKNOWN_INTERACTION)
         payload, files = await self.body(
-            request, lambda body, errors: check_callback(ix.type, body, errors)
+            request,
+            lambda body, errors: check_callback(ix.type, body, errors, ix.payload.get("data")),
+            ix.payload["attachment_size_limit"],
         )
         kind = CallbackType(payload["type"])
         data = payload.get("data") or {}
@@ -283,7 +291,9 @@ class RestApi:
     async def post_followup(self, request: web.Request) -> web.Response:
         """A follow-up; the first one after a deferred response fills the "thinking…" message."""
         ix = self._webhook_interaction(request)
-        payload, files = await self.body(request, _message_check(Route.INTERACTION))
+        payload, files = await self.body(
+            request, _message_check(Route.INTERACTION), ix.payload["attachment_size_limit"]
+        )
         if ix.original is not None and ix.original.loading and not ix.original.deleted:
             version = self._compose(payload, files, None, keep_flags=ix.original.flags)
             message = ix.original
@@ -305,8 +315,10 @@ class RestApi:
         return json_response(self.state.message_payload(message))
 
     async def edit_webhook_message(self, request: web.Request) -> web.Response:
-        _, message = self._webhook_message(request)
-        payload, files = await self.body(request, _message_check(Route.WEBHOOK_EDIT))
+        ix, message = self._webhook_message(request)
+        payload, files = await self.body(
+            request, _message_check(Route.WEBHOOK_EDIT), ix.payload["attachment_size_limit"]
+        )
         version = self._compose(payload, files, message.current, keep_flags=message.flags)
         await self.state.edit_message(message, version)
         return json_response(self.state.message_payload(message))
@@ -323,6 +335,38 @@ class RestApi:
         if channel is None:
             raise RestError(*UNKNOWN_CHANNEL)
         return channel
+
+    def _require_permissions(self, channel: Channel, needed: int) -> None:
+        """docs/topics/permissions.md: the bot's own permissions in ``channel`` (roles and
+        overwrites) must hold ``needed``; else 403 / 50013 "Missing Permissions"
+        (docs/topics/opcodes-and-status-codes.md). Interaction answers and follow-ups need
+        none (they are webhooks)."""
+        if ~self.world.channel_permissions(self.world.bot, channel) & needed:
+            raise RestError(403, 50013, "Missing Permissions")
+
+    def _require_content_permissions(
+        self, channel: Channel, payload: dict[str, Any], files: dict[int, Upload]
+    ) -> None:
+        """Uploads need ATTACH_FILES, embeds EMBED_LINKS."""
+        needed = (Permission.ATTACH_FILES if files else 0) | (
+            Permission.EMBED_LINKS if payload.get("embeds") else 0
+        )
+        self._require_permissions(channel, needed)
+
+    def _check_reference(self, channel: Channel, reference: dict[str, Any] | None) -> None:
+        """docs/resources/message.md, "Message Reference Structure": a reply's message must exist
+        in the same channel unless ``fail_if_not_exists`` is false (then it is a plain message);
+        else 400 / 50035 (MESSAGE_REFERENCE_UNKNOWN_MESSAGE)."""
+        if not reference or reference.get("fail_if_not_exists") is False:
+            return
+        target = self.state.messages.get(int(reference["message_id"]))
+        in_channel = int(reference.get("channel_id") or channel.id) == channel.id
+        if target is None or target.deleted or target.channel_id != channel.id or not in_channel:
+            errors = FormErrors()
+            errors.add(
+                ("message_reference",), "MESSAGE_REFERENCE_UNKNOWN_MESSAGE", "Unknown message"
+            )
+            errors.raise_if_any()
 
     def _message(self, request: web.Request) -> Message:
         channel = self._channel(request.match_info["channel"])
@@ -358,7 +402,12 @@ class RestApi:
         channel = self._channel(request.match_info["channel"])
         if channel.recipient is not None and channel.recipient.id in self.state.closed_dms:
             raise RestError(403, 50007, "Cannot send messages to this user")
-        payload, files = await self.body(request, _message_check(Route.CREATE))
+        self._require_permissions(channel, Permission.VIEW_CHANNEL | Permission.SEND_MESSAGES)
+        payload, files = await self.body(
+            request, _message_check(Route.CREATE), self.state.upload_limit(channel)
+        )
+        self._require_content_permissions(channel, payload, files)
+        self._check_reference(channel, payload.get("message_reference"))
         version = self._compose(payload, files, None)
         message = await self.state.create_message(channel, self.world.bot, version)
         return json_response(self.state.message_payload(message))
@@ -370,7 +419,11 @@ class RestApi:
         message = self._message(request)
         if message.author != self.world.bot:
             raise RestError(403, 50005, "Cannot edit a message authored by another user")
-        payload, files = await self.body(request, _message_check(Route.EDIT))
+        channel = self._channel(message.channel_id)
+        payload, files = await self.body(
+            request, _message_check(Route.EDIT), self.state.upload_limit(channel)
+        )
+        self._require_content_permissions(channel, payload, files)
         version = self._compose(payload, files, message.current, keep_flags=message.flags)
         await self.state.edit_message(message, version)
         return json_response(self.state.message_payload(message))
@@ -388,7 +441,16 @@ class RestApi:
         if request.match_info["user"] != "@me":
             raise RestError(405, 0, "405: Method Not Allowed")
         message = self._message(request)
-        await self.state.add_reaction(message, self.world.bot, request.match_info["emoji"])
+        emoji = request.match_info["emoji"]
+        # docs/resources/message.md, "Create Reaction": an emoji Discord does not know (or one
+        # not URL-encoded) answers 10014 Unknown Emoji; the fake's server has no custom emoji.
+        if not is_unicode_emoji(emoji):
+            raise RestError(400, 10014, "Unknown Emoji")
+        self._require_permissions(
+            self._channel(message.channel_id),
+            Permission.ADD_REACTIONS | Permission.READ_MESSAGE_HISTORY,
+        )
+        await self.state.add_reaction(message, self.world.bot, emoji)
         return web.Response(status=204)
 
     async def delete_reaction(self, request: web.Request) -> web.Response:
@@ -455,7 +517,8 @@ class RestApi:
             flags = payload.get("flags") or 0
         else:
             flags = (keep_flags & ~MessageFlag.LOADING) | (payload.get("flags") or 0)
-        if not (content or embeds or attachments or components):
+        # whitespace alone is no content (Discord strips it): 50006 as for an empty message
+        if not (content.strip() or embeds or attachments or components):
             raise RestError(400, 50006, "Cannot send an empty message")
         return MessageVersion(content, embeds, attachments, components, flags)
 

@@ -387,7 +387,7 @@ class FakeDiscord:
         interaction_id = self.world.ids.next()
         token = f"interaction-{interaction_id}-{secrets.token_urlsafe(16)}"
         payload = interaction_payload(
-            self.world, self.state.attachment_size_limit, interaction_id, token, kind, user, channel
+            self.world, self.state.upload_limit(channel), interaction_id, token, kind, user, channel
         )
         payload["data"] = data
         if message is not None:

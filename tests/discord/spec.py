@@ -98,7 +98,13 @@ class SpecValidator:
                     for part in ("paths", route, method, "requestBody", "content", content_type)
                 )
                 schema = {"$ref": f"{_SPEC_URI}#/{pointer}/schema"}
-                self._validators[key] = Draft202012Validator(schema, registry=self._registry)
+                # The spec's ``format``s are enforced (``uri``: rfc3986-validator, ``date-time``:
+                # rfc3339-validator), as Discord parses them: "Not a well formed URL."
+                self._validators[key] = Draft202012Validator(
+                    schema,
+                    registry=self._registry,
+                    format_checker=Draft202012Validator.FORMAT_CHECKER,
+                )
         return self._validators[key]
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import quote
 
 from tests.discord.clock import FakeClock
+from tests.discord.faults import RestError
 from tests.discord.gateway import Gateway
 from tests.discord.records import (
     Attachment,
@@ -22,6 +23,10 @@ from tests.discord.records import (
     emoji_payload,
 )
 from tests.discord.world import UPLOAD_LIMITS, Channel, User, World
+
+# docs/topics/opcodes-and-status-codes.md, JSON error 30010: "Maximum number of reactions
+# reached (20)": at most 20 distinct emoji on one message.
+MAX_DISTINCT_REACTIONS = 20
 
 
 class FakeState:
@@ -45,6 +50,15 @@ class FakeState:
         self.closed_dms: set[int] = set()
         self.attachment_size_limit = UPLOAD_LIMITS[world.premium_tier]
         self.clock = FakeClock()
+
+    def upload_limit(self, channel: Channel) -> int:
+        """The per-file upload limit in ``channel``: the server's (its boost), but in a DM the
+        unboosted default whatever the server's boost (docs/resources/guild.md "Premium Tier":
+        boosts raise the limit in that server only), and never above the server's limit when
+        a test lowered it."""
+        if channel.is_dm:
+            return min(UPLOAD_LIMITS[0], self.attachment_size_limit)
+        return self.attachment_size_limit
 
     def store_attachment(
         self, filename: str, data: bytes, content_type: str, description: str | None = None
@@ -111,6 +125,9 @@ class FakeState:
         reactors = message.reactions.setdefault(emoji, [])
         if user in reactors:
             return
+        distinct = sum(1 for users in message.reactions.values() if users)
+        if not reactors and distinct >= MAX_DISTINCT_REACTIONS:
+            raise RestError(400, 30010, "Maximum number of reactions reached (20)")
         reactors.append(user)
         self.changed()
         event = self._reaction_event(message, user, emoji)

@@ -328,8 +328,13 @@ def choices(count: int, name: Callable[[int], str] = str) -> Body:
         (choices(26), ("data", "choices"), "BASE_TYPE_MAX_LENGTH"),
         (choices(1, lambda i: "x" * 101), ("data", "choices", 0, "name"), "BASE_TYPE_BAD_LENGTH"),
         (choices(1, lambda i: ""), ("data", "choices", 0, "name"), "BASE_TYPE_BAD_LENGTH"),
+        (
+            {"type": 8, "data": {"choices": [{"name": "a", "value": 5}]}},  # `what` is a string
+            ("data", "choices", 0, "value"),
+            "APPLICATION_COMMAND_OPTION_CHOICE_TYPE_INVALID",
+        ),
     ],
-    ids=["choices-25", "choice-name-100", "choice-name-non-empty"],
+    ids=["choices-25", "choice-name-100", "choice-name-non-empty", "choice-value-type"],
 )
 async def test_autocomplete_limits(
     fake_discord: FakeDiscord, body: Body, path: tuple[str | int, ...], code: str

@@ -6,7 +6,9 @@ The default world (``World.default()``) is what every test gets unless it adds m
   which has no Discord permission of its own: the bot's configuration makes it an admin role),
   ``manager`` (role "Moderator", which has Manage Server), and plain users ``alice``, ``bob``,
   ``carol``. The bot's own user is ``world.bot`` (name "Atelier", role "Atelier Bot").
-- channels (``world.channel(name)``): ``general``, ``art``, ``bot-log`` (text channels).
+- channels (``world.channel(name)``): ``general``, ``art``, ``bot-log`` (text channels), with
+  no permission overwrites: everyone, the bot included, may post, attach files and embed links.
+  ``World.add_channel(name, overwrites)`` makes a channel where roles or members may not.
 
 Everything here is plain data plus the JSON shapes discord.py 2.7 parses; nothing talks to the
 network. Add people or channels with ``World.add_user`` / ``World.add_channel`` before the bot
@@ -39,6 +41,16 @@ class Permission:
     USE_EXTERNAL_EMOJIS = 1 << 18
     USE_APPLICATION_COMMANDS = 1 << 31
     ALL = (1 << 51) - 1
+    # In a DM there are no roles: the bot may post, attach, embed and react.
+    DM = (
+        VIEW_CHANNEL
+        | SEND_MESSAGES
+        | ADD_REACTIONS
+        | EMBED_LINKS
+        | ATTACH_FILES
+        | READ_MESSAGE_HISTORY
+        | USE_EXTERNAL_EMOJIS
+    )
 
     EVERYONE = (
         VIEW_CHANNEL
@@ -125,6 +137,25 @@ class User:
 
 
 @dataclass(frozen=True)
+class Overwrite:
+    """docs/resources/channel.md, "Overwrite Object": permissions allowed and denied in one
+    channel to a role (``type`` 0; the guild id is @everyone) or a member (``type`` 1)."""
+
+    id: int
+    type: int
+    allow: int = 0
+    deny: int = 0
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id),
+            "type": self.type,
+            "allow": str(self.allow),
+            "deny": str(self.deny),
+        }
+
+
+@dataclass(frozen=True)
 class Channel:
     """A text channel of the guild (``guild_id`` set) or a DM channel (``recipient`` set)."""
 
@@ -133,6 +164,7 @@ class Channel:
     guild_id: int | None = None
     recipient: User | None = None
     position: int = 0
+    overwrites: tuple[Overwrite, ...] = ()
 
     @property
     def is_dm(self) -> bool:
@@ -152,7 +184,7 @@ class Channel:
             "guild_id": str(self.guild_id),
             "name": self.name,
             "position": self.position,
-            "permission_overwrites": [],
+            "permission_overwrites": [overwrite.payload() for overwrite in self.overwrites],
             "nsfw": False,
             "parent_id": None,
             "topic": None,
@@ -224,9 +256,11 @@ class World:
         self.roles[name] = role
         return role
 
-    def add_channel(self, name: str) -> Channel:
-        """Add a text channel to the guild."""
-        channel = Channel(self.ids.next(), name, self.guild_id, position=len(self.channels))
+    def add_channel(self, name: str, overwrites: tuple[Overwrite, ...] = ()) -> Channel:
+        """Add a text channel to the guild, with permission ``overwrites``."""
+        channel = Channel(
+            self.ids.next(), name, self.guild_id, position=len(self.channels), overwrites=overwrites
+        )
         self.channels[name] = channel
         return channel
 
@@ -261,6 +295,27 @@ class World:
         for role in user.roles:
             bits |= role.permissions
         return Permission.ALL if bits & Permission.ADMINISTRATOR else bits
+
+    def channel_permissions(self, user: User, channel: Channel) -> int:
+        """The member's permissions in ``channel`` (docs/topics/permissions.md, "Permission
+        Overwrites"): guild permissions, then the @everyone overwrite, then the member's roles'
+        overwrites together (deny, then allow), then the member's own. A DM: ``Permission.DM``."""
+        if channel.is_dm:
+            return Permission.DM
+        bits = self.permissions(user)
+        if bits == Permission.ALL:  # the owner and administrators: overwrites do not apply
+            return bits
+        role_ids = {role.id for role in user.roles}
+        for stage in ({self.guild_id}, role_ids):
+            matching = [o for o in channel.overwrites if o.type == 0 and o.id in stage]
+            deny = allow = 0
+            for overwrite in matching:
+                deny, allow = deny | overwrite.deny, allow | overwrite.allow
+            bits = (bits & ~deny) | allow
+        for overwrite in channel.overwrites:
+            if overwrite.type == 1 and overwrite.id == user.id:
+                bits = (bits & ~overwrite.deny) | overwrite.allow
+        return bits
 
     def member_payload(self, user: User, *, with_user: bool = True) -> dict[str, Any]:
         member: dict[str, Any] = {
