@@ -304,6 +304,16 @@ class Catalogue(Mapping[str, ModelSpec]):
         specs = {spec.name: spec for spec in BUILTIN_MODELS} if include_builtin else {}
         problems: list[str] = []
         for name, table in models.items():
+            nested = _dotted_names(name, table)
+            problems += [
+                f"`[models.{dotted}]` was read as tables inside tables: TOML splits a table's "
+                f'name at each dot. Quote a model name that holds a dot: `[models."{dotted}"]`.'
+                for dotted in nested
+            ]
+            if nested:
+                table = {k: v for k, v in table.items() if not isinstance(v, Mapping)}
+                if not table:
+                    continue
             try:
                 values = validate_table(ModelTable, table, "models", name).values()
                 base = specs.get(name) or _family_template(name, values)
@@ -354,6 +364,18 @@ def spec_table(spec: ModelSpec) -> dict[str, Any]:
     for key in _LIMIT_KEYS:
         table[key] = getattr(spec.limits, _LIMIT_ALIASES.get(key, key))
     return table
+
+
+def _dotted_names(name: str, table: Any) -> list[str]:
+    """The names a table holds as tables of its own (no model key is a table): what an unquoted
+    `[models.playground-v2.5]` becomes (`models."playground-v2"."5"`), written back with dots."""
+    if not isinstance(table, Mapping):
+        return []
+    names = []
+    for key, value in table.items():
+        if isinstance(value, Mapping):
+            names += _dotted_names(f"{name}.{key}", value) or [f"{name}.{key}"]
+    return names
 
 
 def _family_template(name: str, values: Mapping[str, Any]) -> ModelSpec:

@@ -10,10 +10,12 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
+from bot.config import settings_from_mapping
 from tests.conftest import REPO
 
 README = REPO / "README.md"
@@ -156,3 +158,13 @@ def test_the_skipped_commands_are_still_in_the_readme() -> None:
         command for command, _ in shell_commands(README.read_text())
     }
     assert set(SKIPPED) <= keys
+
+
+def test_every_toml_block_of_the_readme_is_a_valid_configuration(tmp_path: Path) -> None:
+    blocks = re.findall(r"```toml\n(.*?)```", README.read_text(), re.S)
+    assert len(blocks) >= 4
+    for block in blocks:
+        table = tomllib.loads(block)
+        settings = settings_from_mapping(table, {}, base_dir=tmp_path)  # raises ConfigError
+        for name in table.get("models", {}):
+            assert name in settings.catalogue, block

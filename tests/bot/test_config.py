@@ -136,3 +136,21 @@ def test_the_token_comes_only_from_the_environment() -> None:
     with pytest.raises(ConfigError, match="Unknown setting `token`"):
         settings_from_mapping({"token": TOKEN}, {})
     assert not settings_from_mapping({}, {}).token
+
+
+def test_an_unquoted_dotted_model_name_is_explained_with_its_quoted_form(tmp_path: Path) -> None:
+    config = tmp_path / "atelier.toml"
+    config.write_text(
+        '[models.playground-v2.5]\nsource = "/models/pg"\n\n[models.flux-dev]\nsteps = "many"\n'
+    )
+
+    with pytest.raises(ConfigError) as error:
+        load_settings(config, {})
+
+    assert error.value.problems == [
+        "`[models.playground-v2.5]` was read as tables inside tables: TOML splits a table's "
+        'name at each dot. Quote a model name that holds a dot: `[models."playground-v2.5"]`.',
+        "`models.flux-dev.steps` should be a whole number, not 'many'.",  # not hidden by it
+    ]
+    config.write_text('[models."playground-v2.5"]\nsource = "/models/pg"\n')
+    assert load_settings(config, {}).catalogue["playground-v2.5"].source == "/models/pg"
