@@ -10,8 +10,8 @@ from generation.jobs import JobStatus
 from tests.bot.helpers import (
     SLOW_JOB,
     StudioWorld,
-    as_rendered,
     answer,
+    as_rendered,
     imagine,
     job_id_of,
     paused,
@@ -69,7 +69,8 @@ async def test_a_job_running_on_the_worker_an_admin_fails_fails_with_the_reason(
     reason = "No GPU could run this job: cpu is not working (maintenance)."
     assert await wait_for_status(studio.database, running, JobStatus.FAILED)
     stored = await studio.database.get_job(running)
-    assert stored is not None and stored.record.error == reason
+    assert stored is not None
+    assert stored.record.error == reason
 
     def told() -> str | None:
         shown = [as_rendered(text_of(m)) for m in ix.messages if not m.deleted]

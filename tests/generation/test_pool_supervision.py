@@ -180,8 +180,7 @@ async def test_a_job_running_on_a_worker_an_admin_marks_failed_moves_to_another_
     assert not isinstance(done, JobFailed)
     told = [e for e in recorder.by_job[running.job_id] if isinstance(e, JobQueued)]
     assert told[-1].waiting_for == (
-        f"{first} was marked failed by an admin: its fan is broken; "
-        "it starts again on another GPU"
+        f"{first} was marked failed by an admin: its fan is broken; it starts again on another GPU"
     )
     await pool.shutdown()
 
