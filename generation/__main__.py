@@ -169,7 +169,7 @@ def check_output_folder(out: Path) -> None:
 
 
 def check_device(device: str | None) -> None:
-    if device is not None and not DEVICE_PATTERN.match(device):
+    if device is not None and not DEVICE_PATTERN.fullmatch(device):
         raise UsageError(f"Unknown device {device!r}; use cpu, cuda or cuda:N.")
 
 
