@@ -109,7 +109,9 @@ class Settings:
 def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
     """Read the TOML file at `path` (default: `config_path_from_env`) and the environment.
 
-    Raises `FileNotFoundError` when the file is missing and `ConfigError` listing every fault.
+    Raises `FileNotFoundError` when the file is missing and `ConfigError` listing every fault
+    (a file that cannot be read, such as a folder, a dangling link or text that is not UTF-8,
+    is one).
     """
     env = os.environ if env is None else env
     path = config_path_from_env(env) if path is None else path
@@ -117,6 +119,19 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
         table = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as error:
         raise ConfigError([f"{path} is not valid TOML: {error}."]) from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            [f"{path} is not UTF-8 text (byte {error.start}); save it as UTF-8."]
+        ) from None
+    except IsADirectoryError:
+        raise ConfigError([f"{path} is a folder, not a configuration file."]) from None
+    except FileNotFoundError:
+        if path.is_symlink():
+            target = os.readlink(path)
+            raise ConfigError([f"{path} links to {target}, which does not exist."]) from None
+        raise
+    except OSError as error:
+        raise ConfigError([f"{path} cannot be read: {error.strerror or error}."]) from None
     return settings_from_mapping(table, env, base_dir=path.parent, config_path=path)
 
 
