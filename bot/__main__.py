@@ -38,8 +38,10 @@ def token_help(config_args: str = "") -> str:
 
 
 def next_commands(config_args: str = "") -> str:
+    """The steps after the configuration: check, download the weights (once), run."""
     return (
-        f"run `{python_command('-m bot check' + config_args)}` and "
+        f"run `{python_command('-m bot check' + config_args)}`, "
+        f"`{python_command('-m generation.download' + config_args)}` and "
         f"`{python_command('-m bot' + config_args)}`"
     )
 
