@@ -33,6 +33,7 @@ CATALOGUE = Catalogue.from_config(
             "family": "playground",
             "source": "/m/a",
             "multiple_of": 128,
+            "steps": 8,  # a default its max_steps allows (the configuration refuses others)
             "max_steps": 8,
             "max_side": 1536,
             "max_megapixels": 2.0,
@@ -40,6 +41,7 @@ CATALOGUE = Catalogue.from_config(
         "small-flux": {
             "family": "flux",
             "source": "/m/b",
+            "steps": 3,
             "max_steps": 3,
             "native_side": 512,
             "min_side": 256,
@@ -158,8 +160,14 @@ def test_buttons_on_jobs_made_under_other_limits_still_make_valid_jobs() -> None
     lower guidance ceiling. Every button still offered makes a job the model now accepts."""
     tighter = Catalogue.from_config(
         {
-            "playground-v2.5": {"max_steps": 20, "multiple_of": 128, "max_guidance": 2.0},
-            "flux-dev": {"max_steps": 10, "multiple_of": 32, "max_side": 1536},
+            "playground-v2.5": {
+                "steps": 20,
+                "max_steps": 20,
+                "multiple_of": 128,
+                "guidance": 2.0,
+                "max_guidance": 2.0,
+            },
+            "flux-dev": {"steps": 10, "max_steps": 10, "multiple_of": 32, "max_side": 1536},
         }
     )
     offered = 0
