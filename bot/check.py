@@ -131,6 +131,8 @@ async def _database(settings: Settings) -> Finding:
     except DatabaseUnusable as error:
         return Finding(False, f"Database {settings.database_path}: {error}")
     except OSError as error:
-        return Finding(False, f"Database {settings.database_path} cannot be opened: {error}.")
+        return Finding(
+            False, f"Database {settings.database_path} cannot be opened: {str(error).rstrip('.')}."
+        )
     await database.close()
     return Finding(True, f"Database {settings.database_path} opens.")
