@@ -163,6 +163,11 @@ def settings_from_mapping(
     default_model = _raw(table, "defaults", "model")
     if isinstance(default_model, str) and default_model not in model_names:
         problems.append(f"`defaults.model` {toml_value(default_model)} is not a configured model.")
+    if file.workers.backoff_s > file.workers.max_backoff_s:
+        problems.append(
+            f"`workers.backoff_s` ({file.workers.backoff_s:g}) is more than "
+            f"`workers.max_backoff_s` ({file.workers.max_backoff_s:g})."
+        )
     gpus, problems = _workers(table, read, catalogue or valid, model_names, problems)
     if problems:
         raise ConfigError(problems)

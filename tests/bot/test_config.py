@@ -211,3 +211,12 @@ def test_every_fault_of_a_gpu_table_is_listed_and_one_device_is_listed_once() ->
         '`gpus[4]`: device "cuda:1" is the same device as `gpus[3]`\'s "cuda:01"; '
         "list each device once.",
     ]
+
+
+def test_a_first_retry_delay_above_its_ceiling_is_refused() -> None:
+    with pytest.raises(ConfigError) as caught:
+        settings_from_mapping({"workers": {"backoff_s": 100, "max_backoff_s": 1}}, {})
+
+    assert caught.value.problems == [
+        "`workers.backoff_s` (100) is more than `workers.max_backoff_s` (1)."
+    ]
