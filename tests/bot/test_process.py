@@ -153,7 +153,7 @@ def test_commands_printed_after_config_repeat_it_and_a_set_token_is_not_asked_fo
 
     assert first.returncode == 2
     assert "Set DISCORD_TOKEN" not in first.stderr
-    assert f"DISCORD_TOKEN is set, so run `{sys.executable} -m bot check {given}` and " in (
+    assert f"DISCORD_TOKEN is set, so run `{sys.executable} -m bot check {given}`, " in (
         first.stderr
     )
     check = run_bot_command(
@@ -162,7 +162,7 @@ def test_commands_printed_after_config_repeat_it_and_a_set_token_is_not_asked_fo
     assert f"`{sys.executable} -m generation.download {given}` to fetch them" in check.stdout
     assert f"`{sys.executable} -m generation.download {given} flux-dev`" in check.stdout
     no_token = run_bot_command("--config", str(path), cwd=tmp_path)
-    assert f"then run `{sys.executable} -m bot check {given}` and" in no_token.stderr
+    assert f"then run `{sys.executable} -m bot check {given}`, " in no_token.stderr
 
 
 async def test_a_token_discord_refuses_ends_in_one_clear_sentence(

@@ -140,8 +140,8 @@ def test_bot_check_refuses_a_model_value_of_the_wrong_type(tmp_path: Path) -> No
     )
 
     assert done.returncode == 1
-    assert '`models.flux-schnell.steps` should be a whole number, not "thirty".' in done.stderr
-    assert "Traceback" not in done.stderr
+    assert '`models.flux-schnell.steps` should be a whole number, not "thirty".' in done.stdout
+    assert "Traceback" not in done.stdout + done.stderr
 
 
 # ---- the README and the example agree with the schema -----------------------------------------

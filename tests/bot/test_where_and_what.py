@@ -34,9 +34,9 @@ def test_wrong_values_for_dms_and_downloads_are_each_reported() -> None:
         )
 
     assert caught.value.problems == [
-        "`allow_dms` should be true or false, not 'yes'.",
-        "`dm_blocklist` should be a list of words or patterns (text).",
-        "`download_timeout_s` should be a number of at least 0.1.",
+        '`allow_dms` should be true or false, not "yes".',
+        "`dm_blocklist[1]` should be text, not 3.",
+        "`download_timeout_s` should be at least 0.1, not 0.",
     ]
 
 
