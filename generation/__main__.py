@@ -15,6 +15,7 @@ that cannot run exits with 1; Ctrl-C cancels the run at any time, loading includ
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 
@@ -24,12 +25,16 @@ EXIT_CANCELLED = 130
 
 
 def _cancel(signum: int, frame: object) -> None:
-    """Ctrl-C before the run can stop between steps: say so and exit 130. Installed before
-    anything else is imported, so that no moment of the start (imports, reading the catalogue,
-    loading torch and the model) lets a KeyboardInterrupt escape: an uncaught one prints a
-    traceback, and Python then ends the process by SIGINT itself instead of exiting 130."""
-    print("cancelled", file=sys.stderr, flush=True)
-    raise SystemExit(EXIT_CANCELLED)
+    """Ctrl-C before the run can stop between steps: say so and exit 130 at once. Installed
+    before anything else is imported, so that no moment of the start (imports, reading the
+    catalogue, loading torch and the model) lets a KeyboardInterrupt escape: an uncaught one
+    prints a traceback, and Python then ends the process by SIGINT itself instead of exiting
+    130. Nothing is raised: an exception thrown into a library's import machinery can be
+    swallowed or turned into another error (diffusers' lazy imports do both). Nothing has been
+    written yet, so there is nothing to clean up."""
+    sys.stderr.write("cancelled\n")
+    sys.stderr.flush()
+    os._exit(EXIT_CANCELLED)
 
 
 signal.signal(signal.SIGINT, _cancel)
