@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
+import os
+import shlex
 import signal
 import sys
 from pathlib import Path
@@ -25,13 +26,23 @@ from generation.config_file import config_path_from_env
 from generation.shell import python_command
 
 
-def token_help() -> str:
-    """What to do about the token, with commands that work as printed in this environment."""
+def token_help(config_args: str = "") -> str:
+    """What to do about the token, with commands that work as printed in this environment
+    (`config_args`: the `--config FILE` the person gave, repeated in each command)."""
     return (
         "Set DISCORD_TOKEN in the environment to your bot's token "
         "(Discord Developer Portal → your application → Bot → Reset Token), for example:\n"
         "    export DISCORD_TOKEN='...'\n"
-        f"then run `{python_command('-m bot check')}` and `{python_command('-m bot')}`."
+        f"then {next_commands(config_args)}."
+    )
+
+
+def next_commands(config_args: str = "") -> str:
+    """The steps after the configuration: check, download the weights (once), run."""
+    return (
+        f"run `{python_command('-m bot check' + config_args)}`, "
+        f"`{python_command('-m generation.download' + config_args)}` and "
+        f"`{python_command('-m bot' + config_args)}`"
     )
 
 
@@ -49,31 +60,48 @@ def main(argv: list[str] | None = None) -> int:
 
         return demo()
     path = args.config or config_path_from_env()
+    config_args = f" --config {shlex.quote(str(args.config))}" if args.config else ""
+    out = sys.stdout if args.command == "check" else sys.stderr  # check: one stream, in order
 
-    if not path.exists():
-        return first_run(path)
+    if not path.exists() and not path.is_symlink():
+        return first_run(path, config_args)
     try:
         settings = load_settings(path)
     except ConfigError as error:
-        print(f"{path} has problems:\n{error}", file=sys.stderr)
+        print(f"{path} has problems:\n{error}", file=out)
         return 1
     if args.command == "check":
         from bot.check import run_checks
 
-        return asyncio.run(run_checks(settings))
+        return asyncio.run(run_checks(settings, config_args))
     if not settings.token:
-        print(f"No token. {token_help()}", file=sys.stderr)
+        print(f"No token. {token_help(config_args)}", file=sys.stderr)
         return 1
     return run(settings)
 
 
-def first_run(path: Path) -> int:
+def first_run(path: Path, config_args: str = "") -> int:
     """Write the commented example configuration and say what is left to do."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(EXAMPLE_CONFIG, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("x", encoding="utf-8") as file:  # "x": never through a dangling link
+            file.write(EXAMPLE_CONFIG.read_text(encoding="utf-8"))
+    except OSError as error:
+        print(
+            f"There is no configuration at {path}, and I could not write an example there "
+            f"({error.strerror or error}). Point ATELIER_CONFIG (or --config) at a file in a "
+            "folder you can write to, or create that folder.",
+            file=sys.stderr,
+        )
+        return 1
+    left = (
+        f"DISCORD_TOKEN is set, so {next_commands(config_args)}."
+        if os.environ.get("DISCORD_TOKEN", "").strip()
+        else f"The one thing left to do:\n{token_help(config_args)}"
+    )
     print(
         f"Welcome to Atelier! There was no configuration, so I wrote an example to {path}.\n"
-        f"It works as it is on one GPU. The one thing left to do:\n{token_help()}",
+        f"It works as it is on one GPU. {left}",
         file=sys.stderr,
     )
     return 2

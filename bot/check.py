@@ -34,13 +34,14 @@ class Finding:
         return f"[{mark}] {self.text}"
 
 
-async def run_checks(settings: Settings) -> int:
-    """Print every finding; 0 when nothing is a problem."""
+async def run_checks(settings: Settings, config_args: str = "") -> int:
+    """Print every finding; 0 when nothing is a problem. `config_args` (` --config FILE`)
+    goes into the commands printed."""
     findings = [
         Finding(True, f"Configuration {settings.config_path or ''} is valid."),
         _token(settings),
         *_gpus(settings),
-        *(_model(spec) for spec in settings.catalogue.values()),
+        *(_model(spec, config_args) for spec in settings.catalogue.values()),
         await _database(settings),
     ]
     for finding in findings:  # one stream, so that the lines stay in order when piped
@@ -53,7 +54,7 @@ async def run_checks(settings: Settings) -> int:
         print(
             f"No problems, but {len(missing)} model{'s are' if len(missing) != 1 else ' is'} not "
             f"downloaded yet ({', '.join(missing)}): run "
-            f"`{python_command('-m generation.download')}` to fetch "
+            f"`{python_command('-m generation.download' + config_args)}` to fetch "
             f"{'them' if len(missing) != 1 else 'it'} (scripts/start does). Until then "
             f"{'their' if len(missing) != 1 else 'its'} jobs fail."
         )
@@ -91,7 +92,7 @@ def _gpus(settings: Settings) -> Iterator[Finding]:
             )
 
 
-def _model(spec: ModelSpec) -> Finding:
+def _model(spec: ModelSpec, config_args: str) -> Finding:
     if spec.is_local:
         folder = Path(spec.source).expanduser()
         if not (folder / MODEL_INDEX).is_file():
@@ -104,7 +105,7 @@ def _model(spec: ModelSpec) -> Finding:
             return Finding(  # not a problem yet: scripts/start downloads after this check
                 False,
                 f"Model {spec.name}: {spec.source} is not downloaded yet; run "
-                f"`{python_command(f'-m generation.download {spec.name}')}` "
+                f"`{python_command(f'-m generation.download{config_args} {spec.name}')}` "
                 "(scripts/start runs it). Until then its jobs fail.",
                 problem=False,
             )
@@ -130,6 +131,8 @@ async def _database(settings: Settings) -> Finding:
     except DatabaseUnusable as error:
         return Finding(False, f"Database {settings.database_path}: {error}")
     except OSError as error:
-        return Finding(False, f"Database {settings.database_path} cannot be opened: {error}.")
+        return Finding(
+            False, f"Database {settings.database_path} cannot be opened: {str(error).rstrip('.')}."
+        )
     await database.close()
     return Finding(True, f"Database {settings.database_path} opens.")

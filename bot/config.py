@@ -26,11 +26,16 @@ from typing import Any, get_type_hints
 from bot.observability.settings import ObservabilitySettings
 from bot.settings_schema import AtelierFile, GpuTable, ProgressSettings, UserDefaults
 from generation.config_file import config_path_from_env
-from generation.config_schema import SettingsProblems, validate_table
+from generation.config_schema import SettingsProblems, toml_value, validate_table
 from generation.models import Catalogue, CatalogueError
 from generation.scheduler import SchedulerSettings
 from generation.speed_options import SpeedOptions
-from generation.workers.config import WorkerConfig
+from generation.workers.config import (
+    DEVICE_PATTERN,
+    WorkerConfig,
+    canonical_device,
+    model_problems,
+)
 from generation.workers.supervision import SupervisionSettings
 
 EXAMPLE_CONFIG = Path(__file__).with_name("example.toml")
@@ -104,7 +109,9 @@ class Settings:
 def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
     """Read the TOML file at `path` (default: `config_path_from_env`) and the environment.
 
-    Raises `FileNotFoundError` when the file is missing and `ConfigError` listing every fault.
+    Raises `FileNotFoundError` when the file is missing and `ConfigError` listing every fault
+    (a file that cannot be read, such as a folder, a dangling link or text that is not UTF-8,
+    is one).
     """
     env = os.environ if env is None else env
     path = config_path_from_env(env) if path is None else path
@@ -112,6 +119,19 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
         table = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as error:
         raise ConfigError([f"{path} is not valid TOML: {error}."]) from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            [f"{path} is not UTF-8 text (byte {error.start}); save it as UTF-8."]
+        ) from None
+    except IsADirectoryError:
+        raise ConfigError([f"{path} is a folder, not a configuration file."]) from None
+    except FileNotFoundError:
+        if path.is_symlink():
+            target = os.readlink(path)
+            raise ConfigError([f"{path} links to {target}, which does not exist."]) from None
+        raise
+    except OSError as error:
+        raise ConfigError([f"{path} cannot be read: {error.strerror or error}."]) from None
     return settings_from_mapping(table, env, base_dir=path.parent, config_path=path)
 
 
@@ -131,28 +151,24 @@ def settings_from_mapping(
     file = read.tables
     models = table.get("models", {})
     if not isinstance(models, Mapping):
-        problems.append(f"`models` should be a table, not {models!r}.")
+        problems.append(f"`models` should be a table, not {toml_value(models)}.")
         models = {}
-    catalogue = None
+    catalogue = valid = None
     try:  # each [models.NAME] table is validated against `ModelTable` here
         catalogue = Catalogue.from_config(models)
     except CatalogueError as error:
         problems.extend(error.problems)
+        valid = error.valid
     model_names = list(dict.fromkeys([*(catalogue or Catalogue.builtin()), *models]))
     default_model = _raw(table, "defaults", "model")
     if isinstance(default_model, str) and default_model not in model_names:
-        problems.append(f"`defaults.model` {default_model!r} is not a configured model.")
-    gpus = []
-    for index, gpu in read.gpus:
-        try:
-            worker = gpu.worker()
-            worker.check_models(model_names)
-            gpus.append(worker)
-        except ValueError as error:
-            problems.append(f"`gpus[{index}]`: {error}")
-    devices = [gpu.device for _, gpu in read.gpus]
-    if len(set(devices)) != len(devices):
-        problems.append("`gpus` lists the same device twice.")
+        problems.append(f"`defaults.model` {toml_value(default_model)} is not a configured model.")
+    if file.workers.backoff_s > file.workers.max_backoff_s:
+        problems.append(
+            f"`workers.backoff_s` ({file.workers.backoff_s:g}) is more than "
+            f"`workers.max_backoff_s` ({file.workers.max_backoff_s:g})."
+        )
+    gpus, problems = _workers(table, read, catalogue or valid, model_names, problems)
     if problems:
         raise ConfigError(problems)
     assert catalogue is not None
@@ -201,7 +217,7 @@ def _read_tables(table: Mapping[str, Any]) -> tuple[_File, list[str]]:
                 problems.extend(error.problems)
     gpus = table.get("gpus", [])
     if not isinstance(gpus, list):
-        problems.append(f"`gpus` should be a list of [[gpus]] tables, not {gpus!r}.")
+        problems.append(f"`gpus` should be a list of [[gpus]] tables, not {toml_value(gpus)}.")
         gpus = []
     valid_gpus = []
     for index, item in enumerate(gpus):  # one by one, so that a faulty one hides nothing
@@ -210,6 +226,52 @@ def _read_tables(table: Mapping[str, Any]) -> tuple[_File, list[str]]:
         except SettingsProblems as error:
             problems.extend(error.problems)
     return _File(AtelierFile(**values), tuple(valid_gpus)), problems
+
+
+def _workers(
+    table: Mapping[str, Any],
+    read: _File,
+    catalogue: Catalogue | None,
+    names: list[str],
+    problems: list[str],
+) -> tuple[list[WorkerConfig], list[str]]:
+    """The valid `[[gpus]]` tables as workers, and `problems` with every fault of every table:
+    the models a faulty table names are checked too, and two spellings of one device clash."""
+    valid = dict(read.gpus)
+    raw = table.get("gpus") if isinstance(table.get("gpus"), list) else []
+    workers: list[WorkerConfig] = []
+    seen: dict[str, int] = {}  # each device, spelt one way → the first table naming it
+    for index, item in enumerate(raw):
+        where = f"`gpus[{index}]`"
+        gpu = valid.get(index)
+        if gpu is None:  # its own faults are listed; the models it names are checked still
+            named = {key: _names(item, key) for key in ("models", "pinned")}
+            found = model_problems("it", **named, vram_gb=None, catalogue=names)
+        else:
+            who = f"Worker {toml_value(gpu.device)}"
+            found = model_problems(
+                who, gpu.models, gpu.pinned, gpu.vram_gb, catalogue or names, names
+            )
+            try:
+                workers.append(gpu.worker())
+            except SettingsProblems as error:
+                found = error.problems + found
+        problems += [f"{where}: {p}" for p in found]
+        device = item.get("device") if isinstance(item, Mapping) else None
+        if not (isinstance(device, str) and DEVICE_PATTERN.fullmatch(device)):
+            continue
+        first = seen.setdefault(canonical_device(device), index)
+        if first != index:
+            problems.append(
+                f"{where}: device {toml_value(device)} is the same device as `gpus[{first}]`'s "
+                f"{toml_value(raw[first]['device'])}; list each device once."
+            )
+    return workers, problems
+
+
+def _names(item: Any, key: str) -> list[str]:
+    value = item.get(key) if isinstance(item, Mapping) else None
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
 
 def _raw(table: Mapping[str, Any], *keys: str) -> Any:

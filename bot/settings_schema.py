@@ -18,7 +18,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, Field
 
 from bot.observability.settings import ObservabilitySettings
-from generation.config_schema import TABLE, Bool, Float, Int, Name, Text
+from generation.config_schema import TABLE, Bool, Float, Int, Name, Text, toml_value
 from generation.models import ModelTable
 from generation.request import MAX_COUNT, RequestError, parse_aspect
 from generation.scheduler import SchedulerSettings
@@ -38,8 +38,8 @@ def _aspect(value: str) -> str:
 
 
 def _device(value: str) -> str:
-    if not DEVICE_PATTERN.match(value):
-        raise ValueError(f"unknown device {value!r}; use cpu, cuda or cuda:N.")
+    if not DEVICE_PATTERN.fullmatch(value):
+        raise ValueError(f"unknown device {toml_value(value)}; use cpu, cuda or cuda:N.")
     return value
 
 

@@ -15,25 +15,44 @@ that cannot run exits with 1; Ctrl-C cancels the run at any time, loading includ
 
 from __future__ import annotations
 
-import argparse
-import json
-import re
+import os
 import signal
 import sys
-import tempfile
-from pathlib import Path
-from typing import Any
-
-from generation.config_file import read_models_tables
-from generation.input_images import UnusableImage, canonical_png
-from generation.models import BUILTIN_MODELS, Catalogue, CatalogueError, spec_table
-from generation.request import GenerationRequest, RequestError, build_request
-from generation.tiny import SETTINGS_FILE
-from generation.workers.config import DEVICE_PATTERN
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_CANCELLED = 130
+
+
+def _cancel(signum: int, frame: object) -> None:
+    """Ctrl-C before the run can stop between steps: say so and exit 130 at once. Installed
+    before anything else is imported, so that no moment of the start (imports, reading the
+    catalogue, loading torch and the model) lets a KeyboardInterrupt escape: an uncaught one
+    prints a traceback, and Python then ends the process by SIGINT itself instead of exiting
+    130. Nothing is raised: an exception thrown into a library's import machinery can be
+    swallowed or turned into another error (diffusers' lazy imports do both). Nothing has been
+    written yet, so there is nothing to clean up."""
+    sys.stderr.write("cancelled\n")
+    sys.stderr.flush()
+    os._exit(EXIT_CANCELLED)
+
+
+signal.signal(signal.SIGINT, _cancel)
+
+import argparse  # noqa: E402 (after the handler: see `_cancel`)
+import json  # noqa: E402
+import re  # noqa: E402
+import tempfile  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+from generation.config_file import read_models_tables  # noqa: E402
+from generation.input_images import UnusableImage, canonical_png  # noqa: E402
+from generation.models import BUILTIN_MODELS, Catalogue, CatalogueError, spec_table  # noqa: E402
+from generation.request import GenerationRequest, RequestError, build_request  # noqa: E402
+from generation.tiny import SETTINGS_FILE  # noqa: E402
+from generation.workers.config import DEVICE_PATTERN  # noqa: E402
+
 _NUMBERED = re.compile(r"^(\d+)-")
 
 
@@ -169,7 +188,7 @@ def check_output_folder(out: Path) -> None:
 
 
 def check_device(device: str | None) -> None:
-    if device is not None and not DEVICE_PATTERN.match(device):
+    if device is not None and not DEVICE_PATTERN.fullmatch(device):
         raise UsageError(f"Unknown device {device!r}; use cpu, cuda or cuda:N.")
 
 
@@ -183,11 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, RequestError, CatalogueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    try:
-        return run(args, catalogue, request)
-    except KeyboardInterrupt:  # Ctrl-C while torch or the model loads
-        print("cancelled", file=sys.stderr)
-        return EXIT_CANCELLED
+    return run(args, catalogue, request)
 
 
 def run(args: argparse.Namespace, catalogue: Catalogue, request: GenerationRequest) -> int:

@@ -9,6 +9,8 @@ the number 30, `1` is not `true`, and `true` is not a number.
 
 from __future__ import annotations
 
+import json
+import math
 from typing import Annotated, Any
 
 from pydantic import ConfigDict, Field, Strict, TypeAdapter, ValidationError
@@ -82,21 +84,39 @@ _BOUNDS = {
 }
 
 
+def toml_value(value: Any) -> str:
+    """`value` as it is written in TOML (`true`, `"text"`, `[1, 2]`), for messages about the
+    file: a person fixes what they wrote, not Python's spelling of it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(item) for item in value) + "]"
+    if isinstance(value, dict):
+        pairs = ", ".join(f"{json.dumps(str(k))} = {toml_value(v)}" for k, v in value.items())
+        return "{" + (f" {pairs} " if pairs else "") + "}"
+    return str(value)
+
+
 def _sentence(path: str, item: Any) -> str:
-    kind, found = item["type"], item.get("input")
+    kind, found = item["type"], toml_value(item.get("input"))
     context = item.get("ctx") or {}
     if kind in ("extra_forbidden", "unexpected_keyword_argument"):
         return f"Unknown setting `{path}`."
     if kind in ("missing", "missing_argument"):
         return f"`{path}` is required."
     if kind in _KINDS:
-        return f"`{path}` should be {_KINDS[kind]}, not {found!r}."
+        return f"`{path}` should be {_KINDS[kind]}, not {found}."
     if kind in _BOUNDS:
         words, bound = _BOUNDS[kind]
         limit = context[bound]
-        return f"`{path}` should be {words} {limit:g}, not {found!r}."
+        return f"`{path}` should be {words} {limit:g}, not {found}."
     if kind in ("literal_error", "enum"):
-        return f"`{path}` should be one of {context['expected']}, not {found!r}."
+        expected = context["expected"].replace("'", '"')  # TOML's quotes
+        return f"`{path}` should be one of {expected}, not {found}."
     if kind in ("string_too_short", "too_short") and context.get("min_length") == 1:
         return f"`{path}` should not be empty."
     if kind == "value_error":

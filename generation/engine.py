@@ -39,7 +39,7 @@ ProgressCallback = Callable[[int, int, bytes | None], None]
 
 def check_device(device: str) -> str:
     """Return `device` if this machine has it; raise ValueError with a friendly message if not."""
-    if not DEVICE_PATTERN.match(device):
+    if not DEVICE_PATTERN.fullmatch(device):
         raise ValueError(f"Unknown device {device!r}; use cpu, cuda or cuda:N.")
     if device.startswith("cuda"):
         count = torch.cuda.device_count()

@@ -31,6 +31,7 @@ from generation.config_schema import (
     PositiveFloat,
     SettingsProblems,
     Text,
+    toml_value,
     validate_table,
 )
 
@@ -46,6 +47,13 @@ class Family(StrEnum):
 # SDXL's pipeline refuses sides that are not multiples of its VAE's scale factor (8);
 # FluxPipeline packs 2x2 latent patches and rounds sides down to multiples of 2 x 8 = 16.
 FAMILY_SIDE_MULTIPLE = {Family.PLAYGROUND: 8, Family.FLUX: 16}
+
+# The schedulers each family's pipeline module offers (`PipelineFamily.schedulers`, which imports
+# diffusers; tests/generation/test_pipelines.py keeps the two the same).
+FAMILY_SCHEDULERS = {
+    Family.PLAYGROUND: ("edm-dpmsolver++", "edm-euler"),
+    Family.FLUX: ("flow-euler",),
+}
 
 
 class UnknownModel(LookupError):
@@ -63,6 +71,7 @@ class CatalogueError(ValueError):
 
     def __init__(self, *problems: str) -> None:
         self.problems = list(problems)
+        self.valid: Catalogue | None = None  # from `from_config`: the catalogue less the faults
         super().__init__(" ".join(problems))
 
 
@@ -125,7 +134,7 @@ class ModelSpec:
 
         Sides are rounded to the model's `multiple_of` and kept within its side limits, so that
         `16:9` on Playground gives 1344x768, its native bucket; where the rounding passes
-        `max_megapixels`, the area aimed at is lowered until it does not (`_check_limits` makes
+        `max_megapixels`, the area aimed at is lowered until it does not (`_limit_problems` makes
         sure min_side² fits).
         """
         limits = self.limits
@@ -320,16 +329,32 @@ class Catalogue(Mapping[str, ModelSpec]):
         specs = {spec.name: spec for spec in BUILTIN_MODELS} if include_builtin else {}
         problems: list[str] = []
         for name, table in models.items():
+            nested = _dotted_names(name, table)
+            problems += [
+                f"`[models.{dotted}]` was read as tables inside tables: TOML splits a table's "
+                f'name at each dot. Quote a model name that holds a dot: `[models."{dotted}"]`.'
+                for dotted in nested
+            ]
+            if nested:
+                table = {k: v for k, v in table.items() if not isinstance(v, Mapping)}
+                if not table:
+                    continue
             try:
                 values = validate_table(ModelTable, table, "models", name).values()
-                base = specs.get(name) or _family_template(name, values)
-                specs[name] = _apply_overrides(base, name, values)
             except SettingsProblems as error:
                 problems.extend(error.problems)
+                values = _valid_part(table)  # the cross-checks still run on the valid keys
+                if values is None:
+                    continue
+            try:
+                base = specs.get(name) or _family_template(name, values)
+                specs[name] = _apply_overrides(base, name, values)
             except CatalogueError as error:
                 problems.extend(error.problems)
         if problems:
-            raise CatalogueError(*problems)
+            error = CatalogueError(*problems)
+            error.valid = cls(list(specs.values()))  # the tables without faults, for checks
+            raise error
         return cls(list(specs.values()))
 
     def __getitem__(self, name: str) -> ModelSpec:
@@ -372,6 +397,33 @@ def spec_table(spec: ModelSpec) -> dict[str, Any]:
     return table
 
 
+def _valid_part(table: Any) -> dict[str, Any] | None:
+    """The keys of a faulty `[models.NAME]` table that are valid on their own, or None when its
+    `family` or `source` is faulty (what the table is, is then unknown) or it is no table."""
+    if not isinstance(table, Mapping):
+        return None
+    valid: dict[str, Any] = {}
+    for key, value in table.items():
+        try:
+            valid |= validate_table(ModelTable, {key: value}).values()
+        except SettingsProblems:
+            if key in ("family", "source"):
+                return None
+    return valid
+
+
+def _dotted_names(name: str, table: Any) -> list[str]:
+    """The names a table holds as tables of its own (no model key is a table): what an unquoted
+    `[models.playground-v2.5]` becomes (`models."playground-v2"."5"`), written back with dots."""
+    if not isinstance(table, Mapping):
+        return []
+    names = []
+    for key, value in table.items():
+        if isinstance(value, Mapping):
+            names += _dotted_names(f"{name}.{key}", value) or [f"{name}.{key}"]
+    return names
+
+
 def _family_template(name: str, values: Mapping[str, Any]) -> ModelSpec:
     if "family" not in values or "source" not in values:
         raise CatalogueError(f"`models.{name}` is a new model: it needs a `family` and a `source`.")
@@ -382,23 +434,59 @@ def _family_template(name: str, values: Mapping[str, Any]) -> ModelSpec:
 def _apply_overrides(base: ModelSpec, name: str, values: Mapping[str, Any]) -> ModelSpec:
     spec_changes = {k: v for k, v in values.items() if k in _SPEC_KEYS}
     limit_changes = {_LIMIT_ALIASES.get(k, k): v for k, v in values.items() if k in _LIMIT_KEYS}
+    family = spec_changes.pop("family", base.family)
     limits = dataclasses.replace(base.limits, **limit_changes)
     spec = dataclasses.replace(base, limits=limits, **spec_changes)
-    _check_limits(spec)
+    problems = _limit_problems(spec)
+    if family is not base.family:
+        problems.insert(
+            0,
+            f"`models.{name}.family` is {toml_value(family.value)}, but {name} is a "
+            f"{base.family.value} model: leave `family` out of a built-in model's table, "
+            "or give yours a new name.",
+        )
+    if problems:
+        raise CatalogueError(*problems)
     return spec
 
 
-def _check_limits(spec: ModelSpec) -> None:
-    """Refuse limits that contradict each other, and limits the family cannot honour (every size
-    they allow must be made exactly); `CatalogueError` lists every fault."""
+def _limit_problems(spec: ModelSpec) -> list[str]:
+    """Every value that contradicts another (a default its own limits refuse, limits that
+    exclude each other) or that the family cannot honour (a scheduler it lacks, a size it would
+    not make exactly): each would fail jobs, so the configuration is refused."""
     limits, prefix = spec.limits, f"`models.{spec.name}`"
     family_step = FAMILY_SIDE_MULTIPLE[spec.family]
     step = limits.multiple_of
-    problems = []
-    if limits.min_side > limits.max_side:
-        problems.append(f"{prefix}: min_side is larger than max_side.")
+    offered = FAMILY_SCHEDULERS[spec.family]
+    problems = [
+        f"{prefix}: scheduler {toml_value(name)} is not one {spec.family.value} models offer "
+        f"({', '.join(offered)})."
+        for name in spec.schedulers
+        if name not in offered
+    ]
+    if spec.steps > limits.max_steps:
+        problems.append(
+            f"{prefix}: steps = {spec.steps} is more than max_steps ({limits.max_steps})."
+        )
     if limits.min_guidance > limits.max_guidance:
         problems.append(f"{prefix}: min_guidance is larger than max_guidance.")
+    elif not limits.min_guidance <= spec.guidance <= limits.max_guidance:
+        problems.append(
+            f"{prefix}: guidance = {spec.guidance:g} is outside min_guidance..max_guidance "
+            f"({limits.min_guidance:g} to {limits.max_guidance:g})."
+        )
+    if limits.min_side > limits.max_side:
+        problems.append(f"{prefix}: min_side is larger than max_side.")
+    elif not limits.min_side <= spec.native_side <= limits.max_side:
+        problems.append(
+            f"{prefix}: native_side = {spec.native_side} is outside min_side..max_side "
+            f"({limits.min_side} to {limits.max_side})."
+        )
+    if limits.min_side**2 > limits.max_megapixels * 1_000_000:
+        problems.append(
+            f"{prefix}: max_megapixels = {limits.max_megapixels:g} is smaller than the smallest "
+            f"image min_side allows ({limits.min_side}x{limits.min_side})."
+        )
     if step % family_step:
         problems.append(
             f"{prefix}: multiple_of = {step} cannot be honoured; {spec.family.value} "
@@ -411,10 +499,4 @@ def _check_limits(spec: ModelSpec) -> None:
             for key, value in (("min_side", limits.min_side), ("max_side", limits.max_side))
             if value < step or value % step
         ]
-    if limits.min_side**2 > limits.max_megapixels * 1_000_000:
-        problems.append(
-            f"{prefix}: max_megapixels = {limits.max_megapixels:g} is smaller than "
-            f"min_side² ({limits.min_side}x{limits.min_side}); no size would be allowed."
-        )
-    if problems:
-        raise CatalogueError(*problems)
+    return problems

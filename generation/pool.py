@@ -703,8 +703,21 @@ class WorkerPool:
             self._scheduler.finish(job.id, elapsed, measured=False)
             await self._end(job, JobStatus.CANCELLED, self._store.mark_cancelled(job.id))
             return True
-        if not self._stopping:
+        health = worker.health
+        held = health is not None and health.held_by_admin  # stopped by `mark_failed`
+        if not self._stopping and not held:
             job.crashes += 1
+        if held and not self._servable(job.request.model, besides=worker):
+            await job.start_recorded.wait()
+            self._scheduler.finish(job.id, elapsed, measured=False)
+            reason = self._stranded_reason(worker)
+            await self._end(
+                job,
+                JobStatus.FAILED,
+                self._store.mark_failed(job.id, reason),
+                JobFailed(job.id, reason, "worker_failed"),
+            )
+            return True
         if job.crashes >= 2:
             log.error("Job %s crashed worker %s twice; failing it", job.id, worker.id)
             self._scheduler.finish(job.id, elapsed, measured=False)
@@ -719,7 +732,11 @@ class WorkerPool:
         await job.start_recorded.wait()
         await self._store.requeue(job.id)
         self._scheduler.requeue(job.id)
-        self._publish(self._queued_event(job.id))
+        queued = self._queued_event(job.id)
+        if held and health is not None:
+            why = f"{worker.id} was {health.describe()}; it starts again on another GPU"
+            queued = dataclasses.replace(queued, waiting_for=why)
+        self._publish(queued)
         if job.cancel_requested and self._scheduler.cancel(job.id):
             await self._end(job, JobStatus.CANCELLED, self._store.mark_cancelled(job.id))
         self._dispatch()
@@ -855,11 +872,7 @@ class WorkerPool:
 
     async def _fail_stranded(self, worker: _Worker) -> None:
         """Fail the waiting jobs that only this (failed) worker could run, with its reason."""
-        assert worker.health is not None
-        reason = (
-            f"No GPU could run this job: {worker.id} is not working "
-            f"({worker.health.reason or 'failed'})."
-        )
+        reason = self._stranded_reason(worker)
         for job in self._stranded(worker):
             if self._scheduler.cancel(job.id):
                 await self._end(
@@ -868,6 +881,13 @@ class WorkerPool:
                     self._store.mark_failed(job.id, reason),
                     JobFailed(job.id, reason, "worker_failed"),
                 )
+
+    def _stranded_reason(self, worker: _Worker) -> str:
+        assert worker.health is not None
+        return (
+            f"No GPU could run this job: {worker.id} is not working "
+            f"({worker.health.reason or 'failed'})."
+        )
 
     def _status(self, worker: _Worker) -> WorkerStatus:
         models = worker.config.models

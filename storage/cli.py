@@ -29,6 +29,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.db is None:
         parser.error("give the database with --db PATH (or set ATELIER_DB)")
+    if args.db.is_dir():
+        return _fail(f"{args.db} is a folder; give the database file (atelier.sqlite3) in it.")
+    if args.command != "migrate" and args.db.is_file() and args.db.stat().st_size == 0:
+        return _fail(  # opening it would make it a database: only `migrate` creates one
+            f"{args.db} is an empty file, not an Atelier database; nothing was changed. "
+            "`migrate` would make it a new, empty database."
+        )
     if args.command != "migrate" and not args.db.is_file():
         return _fail(
             f"There is no database at {args.db}. The bot keeps it in its data_dir as "

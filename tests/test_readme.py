@@ -10,10 +10,12 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
+from bot.config import settings_from_mapping
 from tests.conftest import REPO
 
 README = REPO / "README.md"
@@ -138,7 +140,7 @@ def test_the_commands_the_bot_prints_work_as_printed(clone: Path, tmp_path: Path
     printed = re.findall(r"`([^`]+)`", first.stderr)
 
     assert first.returncode == 2
-    assert printed == ["python -m bot check", "python -m bot"]
+    assert printed == ["python -m bot check", "python -m generation.download", "python -m bot"]
     check = subprocess.run(
         ["bash", "-c", printed[0]],
         cwd=tmp_path,
@@ -156,3 +158,46 @@ def test_the_skipped_commands_are_still_in_the_readme() -> None:
         command for command, _ in shell_commands(README.read_text())
     }
     assert set(SKIPPED) <= keys
+
+
+def test_every_toml_block_of_the_readme_is_a_valid_configuration(tmp_path: Path) -> None:
+    blocks = re.findall(r"```toml\n(.*?)```", README.read_text(), re.S)
+    assert len(blocks) >= 4
+    for block in blocks:
+        table = tomllib.loads(block)
+        settings = settings_from_mapping(table, {}, base_dir=tmp_path)  # raises ConfigError
+        for name in table.get("models", {}):
+            assert name in settings.catalogue, block
+
+
+def test_scripts_start_prints_commands_that_work_from_the_folder_it_was_run_in(
+    clone: Path, tmp_path: Path
+) -> None:
+    env = {**environment(clone), "ATELIER_CONFIG": str(tmp_path / "atelier.toml")}
+    env.pop("PYTHONPATH")
+
+    first = subprocess.run(
+        [str(clone / "scripts" / "start"), "--no-install"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    printed = re.findall(r"`([^`]+)`", first.stderr)
+
+    assert first.returncode == 2, first.stderr
+    assert [command.split(" ", 1)[1] for command in printed] == [
+        "-m bot check",
+        "-m generation.download",
+        "-m bot",
+    ]
+    check = subprocess.run(
+        ["bash", "-c", printed[0]],
+        cwd=tmp_path,
+        env={**env, "DISCORD_TOKEN": "x", "PYTHONPATH": str(clone)},  # as installed there
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr

@@ -13,9 +13,11 @@ import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from generation.config_schema import SettingsProblems
 from generation.models import Catalogue
 
-DEVICE_PATTERN = re.compile(r"^(cpu|cuda(:\d+)?)$")  # the devices a worker or the engine accepts
+# The devices a worker or the engine accepts; use `fullmatch` (`$` would let "cpu\n" through).
+DEVICE_PATTERN = re.compile(r"cpu|cuda(:\d+)?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,35 +38,89 @@ class WorkerConfig:
     pinned: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if not DEVICE_PATTERN.match(self.device):
-            raise ValueError(
+        if problems := self.problems():
+            raise SettingsProblems(problems)
+
+    def problems(self) -> list[str]:
+        """Every way this worker contradicts itself, one sentence each."""
+        problems = []
+        if not DEVICE_PATTERN.fullmatch(self.device):
+            problems.append(
                 f"Worker {self.id!r}: unknown device {self.device!r}; use cpu, cuda or cuda:N."
             )
         if self.max_models < 1:
-            raise ValueError(f"Worker {self.id!r}: max_models must be at least 1.")
+            problems.append(f"Worker {self.id!r}: max_models must be at least 1.")
         if len(self.pinned) > self.max_models:
-            raise ValueError(
+            problems.append(
                 f"Worker {self.id!r} pins {len(self.pinned)} models but may hold only "
                 f"{self.max_models} (raise max_models)."
             )
-        for model in self.pinned:
-            if not self.may_run(model):
-                raise ValueError(f"Worker {self.id!r} pins {model!r}, which it may not run.")
+        problems += [
+            f"Worker {self.id!r} pins {model!r}, which it may not run."
+            for model in self.pinned
+            if not self.may_run(model)
+        ]
+        return problems
 
     def may_run(self, model: str) -> bool:
         return self.models is None or model in self.models
 
     def check_models(self, catalogue: Iterable[str]) -> None:
-        """Raise ValueError naming any model this worker mentions that the catalogue (or list of
-        model names) lacks."""
-        catalogue = list(catalogue)
-        named = set(self.models or ()) | set(self.pinned)
-        unknown = sorted(named - set(catalogue))
-        if unknown:
-            raise ValueError(
-                f"Worker {self.id!r} names unknown model(s) {', '.join(unknown)}; "
-                f"available: {', '.join(catalogue)}."
-            )
+        """Raise `SettingsProblems` (a ValueError) naming every fault of `model_problems`."""
+        if problems := self.model_problems(catalogue):
+            raise SettingsProblems(problems)
+
+    def model_problems(self, catalogue: Iterable[str]) -> list[str]:
+        """See `model_problems`, for this worker."""
+        return model_problems(
+            f"Worker {self.id!r}", self.models or (), self.pinned, self.vram_gb, catalogue
+        )
+
+
+def canonical_device(device: str) -> str:
+    """The one spelling of a device: `cuda` and `cuda:00` are `cuda:0` (PyTorch's `cuda` is
+    the current device, 0 in a fresh process)."""
+    if device.startswith("cuda"):
+        index = device.partition(":")[2]
+        return f"cuda:{int(index) if index.isdigit() else 0}"
+    return device
+
+
+def model_problems(
+    who: str,
+    models: Iterable[str],
+    pinned: Iterable[str],
+    vram_gb: float | None,
+    catalogue: Iterable[str],
+    names: Iterable[str] | None = None,
+) -> list[str]:
+    """The models a worker (`who`) names that are not among `names` (default: the catalogue's),
+    and, with a `vram_gb` budget and a `Catalogue`, the named models that need more memory than
+    the budget (alone, or pinned together): one sentence each."""
+    known = list(catalogue if names is None else names)
+    pinned = list(pinned)
+    named = set(models) | set(pinned)
+    problems = []
+    unknown = sorted(named - set(known))
+    if unknown:
+        problems.append(
+            f"{who} names unknown model(s) {', '.join(unknown)}; available: {', '.join(known)}."
+        )
+    if vram_gb is None or not isinstance(catalogue, Catalogue):
+        return problems
+    problems += [
+        f"{who}: {name} needs {catalogue[name].vram_gb:g} GB, more than its vram_gb budget "
+        f"({vram_gb:g} GB)."
+        for name in sorted(named & set(catalogue))
+        if catalogue[name].vram_gb > vram_gb
+    ]
+    together = sum(catalogue[name].vram_gb for name in set(pinned) & set(catalogue))
+    if len(set(pinned)) > 1 and together > vram_gb:
+        problems.append(
+            f"{who}: its pinned models need {together:g} GB together, more than its vram_gb "
+            f"budget ({vram_gb:g} GB)."
+        )
+    return problems
 
 
 @dataclass(frozen=True, slots=True)

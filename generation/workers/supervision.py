@@ -7,7 +7,8 @@ process that crashes as it starts; later a lost remote node or a model that no l
 - While it is failed, the jobs already accepted stay queued and their people are told why they
   wait; a new job for a model that no running or recovering worker may run is refused.
 - A worker failed for `fail_jobs_after_s`, or marked failed by an admin, turns the waiting jobs
-  that no other worker may run into failures with its reason.
+  that no other worker may run into failures with its reason. A job running on a worker an
+  admin marks failed fails the same way, or waits for another worker that may run it, told why.
 
 `WorkerHealth` keeps one worker's side of this (the pool acts on it); its clock is the pool's,
 so tests drive the delays with a clock of their own.

@@ -45,6 +45,8 @@ DISGUISES = {
     "zero-width joiner": "g\u200dore",
     "zero-width non-joiner": "gor\u200ce",
     "word joiner": "g\u2060ore",
+    "byte order mark": "go\ufeffre",
+    "invisible times": "go\u2062re",
     "soft hyphen": "go\u00adre",
     "variation selector": "g\ufe0fore",
     "combining grapheme joiner": "go\u034fre",

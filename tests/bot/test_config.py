@@ -90,23 +90,23 @@ def test_every_problem_is_reported_at_once() -> None:
     with pytest.raises(ConfigError) as caught:
         settings_from_mapping(table, {})
 
-    assert caught.value.problems == [
+    assert caught.value.problems == [  # values as TOML writes them
         "Unknown setting `tokn`.",
-        "`owner_ids[0]` should be a whole number, not '123'.",
+        '`owner_ids[0]` should be a whole number, not "123".',
         "`defaults.aspect`: Aspect ratio 'wide' should look like `16:9`.",
         "`defaults.count` should be at most 4, not 9.",
         "Unknown setting `limits.colour`.",
         "`limits.max_queued` should be at least 1, not 0.",
         "`progress.edit_interval_s` should be at least 0.2, not 0.01.",
         "Unknown setting `speed.turbo`.",
-        "`speed.dtype` should be one of 'auto', 'bfloat16', 'float16' or 'float32', not 'fp4'.",
-        "`speed.fp8` should be true or false, not 'yes'.",
+        '`speed.dtype` should be one of "auto", "bfloat16", "float16" or "float32", not "fp4".',
+        '`speed.fp8` should be true or false, not "yes".',
         "`observability.port` should be at least 1, not 0.",
-        "`gpus[0].device`: unknown device 'tpu:0'; use cpu, cuda or cuda:N.",
-        "`models.x.family` should be one of 'playground' or 'flux', not 'unet'.",
+        '`gpus[0].device`: unknown device "tpu:0"; use cpu, cuda or cuda:N.',
+        '`models.x.family` should be one of "playground" or "flux", not "unet".',
         "`models.y` is a new model: it needs a `family` and a `source`.",
-        "`defaults.model` 'dall-e' is not a configured model.",
-        "`gpus[1]`: Worker 'cuda:0' names unknown model(s) nope; available: playground-v2.5, "
+        '`defaults.model` "dall-e" is not a configured model.',
+        '`gpus[1]`: Worker "cuda:0" names unknown model(s) nope; available: playground-v2.5, '
         "flux-dev, flux-schnell, x, y.",
     ]
 
@@ -136,3 +136,87 @@ def test_the_token_comes_only_from_the_environment() -> None:
     with pytest.raises(ConfigError, match="Unknown setting `token`"):
         settings_from_mapping({"token": TOKEN}, {})
     assert not settings_from_mapping({}, {}).token
+
+
+def test_an_unquoted_dotted_model_name_is_explained_with_its_quoted_form(tmp_path: Path) -> None:
+    config = tmp_path / "atelier.toml"
+    config.write_text(
+        '[models.playground-v2.5]\nsource = "/models/pg"\n\n[models.flux-dev]\nsteps = "many"\n'
+    )
+
+    with pytest.raises(ConfigError) as error:
+        load_settings(config, {})
+
+    assert error.value.problems == [
+        "`[models.playground-v2.5]` was read as tables inside tables: TOML splits a table's "
+        'name at each dot. Quote a model name that holds a dot: `[models."playground-v2.5"]`.',
+        '`models.flux-dev.steps` should be a whole number, not "many".',  # not hidden by it
+    ]
+    config.write_text('[models."playground-v2.5"]\nsource = "/models/pg"\n')
+    assert load_settings(config, {}).catalogue["playground-v2.5"].source == "/models/pg"
+
+
+def test_model_values_that_would_fail_the_first_job_are_refused_all_at_once() -> None:
+    table = {
+        "models": {
+            "flux-schnell": {"schedulers": ["edm-euler"], "steps": 50, "guidance": 7.0},
+            "flux-dev": {"family": "playground", "native_side": 64},
+            "playground-v2.5": {"steps": "many", "min_side": 1024, "max_side": 512},
+        },
+        "gpus": [{"device": "cuda:0", "models": ["flux-dev", "playground-v2.5"], "vram_gb": 24}],
+    }
+
+    with pytest.raises(ConfigError) as caught:
+        settings_from_mapping(table, {})
+
+    assert caught.value.problems == [
+        '`models.flux-schnell`: scheduler "edm-euler" is not one flux models offer (flow-euler).',
+        "`models.flux-schnell`: steps = 50 is more than max_steps (16).",
+        "`models.flux-schnell`: guidance = 7 is outside min_guidance..max_guidance (0 to 0).",
+        '`models.flux-dev.family` is "playground", but flux-dev is a flux model: leave `family` '
+        "out of a built-in model's table, or give yours a new name.",
+        "`models.flux-dev`: native_side = 64 is outside min_side..max_side (256 to 2048).",
+        '`models.playground-v2.5.steps` should be a whole number, not "many".',
+        "`models.playground-v2.5`: min_side is larger than max_side.",  # not hidden by the above
+        '`gpus[0]`: Worker "cuda:0": flux-dev needs 34 GB, more than its vram_gb budget (24 GB).',
+    ]
+
+
+def test_every_fault_of_a_gpu_table_is_listed_and_one_device_is_listed_once() -> None:
+    table = {
+        "gpus": [
+            {"device": "cuda", "models": ["nope"], "pinned": ["nope2", "flux-dev"]},
+            {"device": "cuda:00"},
+            {"device": "cpu\n", "models": ["gone"]},
+            {"device": "cuda:01", "max_models": True, "pinned": ["other"]},
+            {"device": "cuda:1"},
+        ]
+    }
+
+    with pytest.raises(ConfigError) as caught:
+        settings_from_mapping(table, {})
+
+    available = "available: playground-v2.5, flux-dev, flux-schnell."
+    assert caught.value.problems == [
+        '`gpus[2].device`: unknown device "cpu\\n"; use cpu, cuda or cuda:N.',
+        "`gpus[3].max_models` should be a whole number, not true.",
+        "`gpus[0]`: Worker 'cuda' pins 2 models but may hold only 1 (raise max_models).",
+        "`gpus[0]`: Worker 'cuda' pins 'nope2', which it may not run.",
+        "`gpus[0]`: Worker 'cuda' pins 'flux-dev', which it may not run.",
+        f'`gpus[0]`: Worker "cuda" names unknown model(s) nope, nope2; {available}',
+        '`gpus[1]`: device "cuda:00" is the same device as `gpus[0]`\'s "cuda"; '
+        "list each device once.",
+        f"`gpus[2]`: it names unknown model(s) gone; {available}",  # its table is faulty
+        f"`gpus[3]`: it names unknown model(s) other; {available}",
+        '`gpus[4]`: device "cuda:1" is the same device as `gpus[3]`\'s "cuda:01"; '
+        "list each device once.",
+    ]
+
+
+def test_a_first_retry_delay_above_its_ceiling_is_refused() -> None:
+    with pytest.raises(ConfigError) as caught:
+        settings_from_mapping({"workers": {"backoff_s": 100, "max_backoff_s": 1}}, {})
+
+    assert caught.value.problems == [
+        "`workers.backoff_s` (100) is more than `workers.max_backoff_s` (1)."
+    ]

@@ -42,6 +42,7 @@ CATALOGUE_CONFIG: dict[str, dict[str, object]] = {
         "family": "playground",
         "source": "/m/a",
         "multiple_of": 128,
+        "steps": 8,  # a default its max_steps allows (the configuration refuses others)
         "max_steps": 8,
         "max_side": 1536,
         "max_megapixels": 2.0,
@@ -49,6 +50,7 @@ CATALOGUE_CONFIG: dict[str, dict[str, object]] = {
     "small-flux": {
         "family": "flux",
         "source": "/m/b",
+        "steps": 3,
         "max_steps": 3,
         "native_side": 512,
         "min_side": 256,
@@ -231,9 +233,9 @@ TIGHTENED = {
     "max_side": {"max_side": 1024},
     "multiple_of": {"multiple_of": 128},
     "max_megapixels": {"max_megapixels": 0.5},
-    "max_steps": {"max_steps": 2},
-    "min_guidance": {"min_guidance": 5.0},
-    "max_guidance": {"max_guidance": 1.0},
+    "max_steps": {"steps": 2, "max_steps": 2},  # defaults must lie within the limits
+    "min_guidance": {"guidance": 5.0, "min_guidance": 5.0},
+    "max_guidance": {"guidance": 1.0, "max_guidance": 1.0},
     "guidance_adjustable": {"guidance_adjustable": False},
     "negative_prompt": {"negative_prompt": False},
     "max_prompt_chars": {"max_prompt_chars": 6},  # "a fox" and "blurry" fit
@@ -242,7 +244,9 @@ TIGHTENED = {
         "max_side": 1536,
         "multiple_of": 128,
         "max_megapixels": 1.0,
+        "steps": 3,
         "max_steps": 3,
+        "guidance": 2.0,
         "max_guidance": 2.0,
         "negative_prompt": False,
         "schedulers": ["edm-euler"],

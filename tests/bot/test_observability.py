@@ -312,7 +312,7 @@ def test_observability_settings_are_validated_with_every_problem_named() -> None
     assert caught.value.problems == [
         "Unknown setting `observability.colour`.",
         "`observability.port` should be at most 65535, not 70000.",
-        "`observability.log_format` should be one of 'kv' or 'json', not 'xml'.",
+        '`observability.log_format` should be one of "kv" or "json", not "xml".',
     ]
 
 

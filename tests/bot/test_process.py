@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from bot.config import EXAMPLE_CONFIG
+from bot.config import EXAMPLE_CONFIG, ConfigError, load_settings
 from storage import Database
 from tests.bot.helpers import bot_config, job_id_of
 from tests.conftest import REPO, child_environment
@@ -82,8 +82,87 @@ def test_a_bad_configuration_lists_every_problem(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "`data_dir` should be text" in done.stderr
     assert "`limits.max_queued`" in done.stderr
-    assert "`defaults.model` 'dall-e'" in done.stderr
+    assert '`defaults.model` "dall-e"' in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def _unreadable(kind: str, tmp_path: Path) -> tuple[Path, str]:
+    """A configuration path that cannot be read, and the sentence that says why."""
+    path = tmp_path / "atelier.toml"
+    if kind == "folder":
+        path.mkdir()
+        return path, f"{path} is a folder, not a configuration file."
+    if kind == "not utf-8":
+        path.write_bytes(b'data_dir = "\xff"\n')
+        return path, f"{path} is not UTF-8 text (byte 12); save it as UTF-8."
+    path.symlink_to(tmp_path / "gone" / "atelier.toml")
+    return path, f"{path} links to {tmp_path / 'gone' / 'atelier.toml'}, which does not exist."
+
+
+@pytest.mark.parametrize("command", [[], ["check"]])
+@pytest.mark.parametrize("kind", ["folder", "not utf-8", "dangling link"])
+def test_a_configuration_that_cannot_be_read_is_one_sentence(
+    tmp_path: Path, kind: str, command: list[str]
+) -> None:
+    path, sentence = _unreadable(kind, tmp_path)
+
+    done = run_bot_command(*command, "--config", str(path), cwd=tmp_path)
+
+    assert done.returncode == 1
+    said = done.stdout if command else done.stderr  # check: one stream, in order
+    assert sentence in said
+    assert "Traceback" not in done.stdout + done.stderr
+    assert not (tmp_path / "gone").exists()
+
+
+def test_an_unreadable_configuration_is_one_sentence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "atelier.toml"
+    path.write_text("")
+
+    def refused(*args: object, **kwargs: object) -> str:  # root reads any file: fake the refusal
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(Path, "read_text", refused)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, {})
+    assert caught.value.problems == [f"{path} cannot be read: Permission denied."]
+
+
+def test_a_first_run_where_the_example_cannot_be_written_is_one_sentence(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("")
+    path = tmp_path / "afile" / "atelier.toml"  # below a file: no folder can be made there
+
+    done = run_bot_command(cwd=tmp_path, env={"ATELIER_CONFIG": str(path)})
+
+    assert done.returncode == 1
+    assert f"There is no configuration at {path}, and I could not write an example" in (done.stderr)
+    assert "Traceback" not in done.stderr
+
+
+def test_commands_printed_after_config_repeat_it_and_a_set_token_is_not_asked_for(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "my config.toml"
+    given = f"--config '{path}'"
+
+    first = run_bot_command(
+        "check", "--config", str(path), cwd=tmp_path, env={"DISCORD_TOKEN": "x"}
+    )
+
+    assert first.returncode == 2
+    assert "Set DISCORD_TOKEN" not in first.stderr
+    assert f"DISCORD_TOKEN is set, so run `{sys.executable} -m bot check {given}`, " in (
+        first.stderr
+    )
+    check = run_bot_command(
+        "check", "--config", str(path), cwd=tmp_path, env={"DISCORD_TOKEN": "x"}
+    )
+    assert f"`{sys.executable} -m generation.download {given}` to fetch them" in check.stdout
+    assert f"`{sys.executable} -m generation.download {given} flux-dev`" in check.stdout
+    no_token = run_bot_command("--config", str(path), cwd=tmp_path)
+    assert f"then run `{sys.executable} -m bot check {given}`, " in no_token.stderr
 
 
 async def test_a_token_discord_refuses_ends_in_one_clear_sentence(

@@ -29,7 +29,7 @@ TABLES = {  # each table of the file → its declared type
 FAULTS: dict[str, tuple[dict[str, Any], str, dict[str, Any], str]] = {
     "defaults": (
         {"count": "2"},
-        "`defaults.count` should be a whole number, not '2'.",
+        '`defaults.count` should be a whole number, not "2".',
         {"count": 0},
         "`defaults.count` should be at least 1, not 0.",
     ),
@@ -41,7 +41,7 @@ FAULTS: dict[str, tuple[dict[str, Any], str, dict[str, Any], str]] = {
     ),
     "progress": (
         {"edit_interval_s": "1s"},
-        "`progress.edit_interval_s` should be a number, not '1s'.",
+        '`progress.edit_interval_s` should be a number, not "1s".',
         {"queue_refresh_s": 0},
         "`progress.queue_refresh_s` should be at least 0.5, not 0.",
     ),
@@ -53,7 +53,7 @@ FAULTS: dict[str, tuple[dict[str, Any], str, dict[str, Any], str]] = {
     ),
     "observability": (
         {"port": "8377"},
-        "`observability.port` should be a whole number, not '8377'.",
+        '`observability.port` should be a whole number, not "8377".',
         {"port": 65536},
         "`observability.port` should be at most 65535, not 65536.",
     ),
@@ -109,10 +109,10 @@ def test_gpus_and_models_tables_are_checked_with_their_paths() -> None:
 
     assert found == [
         "Unknown setting `gpus[1].vram`.",
-        "`gpus[1].max_models` should be a whole number, not '2'.",
+        '`gpus[1].max_models` should be a whole number, not "2".',
         "`gpus[1].vram_gb` should be more than 0, not 0.",
         "Unknown setting `models.flux-schnell.seed`.",
-        "`models.flux-schnell.steps` should be a whole number, not 'thirty'.",
+        '`models.flux-schnell.steps` should be a whole number, not "thirty".',
         "`models.flux-schnell.max_megapixels` should be more than 0, not 0.",
         "`models.mine.schedulers` should not be empty.",
     ]
@@ -140,8 +140,8 @@ def test_bot_check_refuses_a_model_value_of_the_wrong_type(tmp_path: Path) -> No
     )
 
     assert done.returncode == 1
-    assert "`models.flux-schnell.steps` should be a whole number, not 'thirty'." in done.stderr
-    assert "Traceback" not in done.stderr
+    assert '`models.flux-schnell.steps` should be a whole number, not "thirty".' in done.stdout
+    assert "Traceback" not in done.stdout + done.stderr
 
 
 # ---- the README and the example agree with the schema -----------------------------------------

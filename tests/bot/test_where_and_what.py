@@ -34,7 +34,7 @@ def test_wrong_values_for_dms_and_downloads_are_each_reported() -> None:
         )
 
     assert caught.value.problems == [
-        "`allow_dms` should be true or false, not 'yes'.",
+        '`allow_dms` should be true or false, not "yes".',
         "`dm_blocklist[1]` should be text, not 3.",
         "`download_timeout_s` should be at least 0.1, not 0.",
     ]

@@ -8,9 +8,12 @@ import pytest
 
 from generation.jobs import JobStatus
 from tests.bot.helpers import (
+    SLOW_JOB,
     StudioWorld,
     answer,
+    as_rendered,
     imagine,
+    job_id_of,
     paused,
     polled,
     private_reply,
@@ -51,3 +54,28 @@ async def test_an_admin_fails_a_worker_and_restores_it(studio: StudioWorld) -> N
 
 async def _alive(pool) -> bool | None:  # type: ignore[no-untyped-def]
     return True if pool.alive_workers() == 1 else None
+
+
+async def test_a_job_running_on_the_worker_an_admin_fails_fails_with_the_reason(
+    studio: StudioWorld,
+) -> None:
+    fake, admin = studio.fake, studio.fake.user("admin")
+    ix = await fake.slash(fake.user("erin"), "imagine", {"prompt": "a slow one", **SLOW_JOB})
+    running = job_id_of(await answer(fake, ix))
+    await wait_for_status(studio.database, running, JobStatus.RUNNING)
+
+    await fake.slash(admin, "admin worker fail", {"gpu": "cpu", "reason": "maintenance"})
+
+    reason = "No GPU could run this job: cpu is not working (maintenance)."
+    assert await wait_for_status(studio.database, running, JobStatus.FAILED)
+    stored = await studio.database.get_job(running)
+    assert stored is not None
+    assert stored.record.error == reason
+
+    def told() -> str | None:
+        shown = [as_rendered(text_of(m)) for m in ix.messages if not m.deleted]
+        return next((text for text in shown if reason in text), None)
+
+    assert await fake.wait_for(told, what="the job's message saying why it failed")
+    await fake.slash(admin, "admin worker restore", {"gpu": "cpu"})
+    await polled(lambda: _alive(studio.services.pool))

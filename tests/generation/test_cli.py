@@ -233,3 +233,34 @@ def test_ctrl_c_while_the_model_loads_says_cancelled_and_exits_130(
     assert stderr.strip().splitlines()[-1] == "cancelled"
     assert "Traceback" not in stderr
     assert not list(tmp_path.glob("*.png"))
+
+
+def test_ctrl_c_while_the_command_line_imports_says_cancelled_and_exits_130(
+    tmp_path: Path,
+) -> None:
+    """The signal arrives at a moment the test chooses: while `python -m generation` imports
+    its modules (an import hook sends it), where an escaping KeyboardInterrupt would print a
+    traceback and end the process by SIGINT (-2) instead of 130."""
+    script = (
+        "import os, runpy, signal, sys\n"
+        "class Interrupt:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'generation.input_images':\n"
+        "            os.kill(os.getpid(), signal.SIGINT)\n"
+        "        return None\n"
+        "sys.meta_path.insert(0, Interrupt())\n"
+        "sys.argv = ['generation', '--model', 'flux-dev', '--prompt', 'x', '--out', sys.argv[1]]\n"
+        "runpy.run_module('generation', run_name='__main__', alter_sys=True)\n"
+    )
+
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=child_environment(),
+        timeout=120,
+    )
+
+    assert done.returncode == 130, done.stderr
+    assert done.stderr.strip() == "cancelled"
+    assert not list(tmp_path.iterdir())

@@ -226,7 +226,7 @@ def test_unknown_models_and_bad_configuration_change_nothing(tmp_path: Path, cap
     assert f"cannot be used: Cannot read {tmp_path / 'absent.toml'}" in capsys.readouterr().err
     config = write_config(tmp_path, {"mine": {"family": "sd15", "source": "x/y"}})
     assert main(["--config", str(config)]) == 2
-    assert "`models.mine.family` should be one of 'playground' or 'flux', not 'sd15'." in (
+    assert '`models.mine.family` should be one of "playground" or "flux", not "sd15".' in (
         capsys.readouterr().err
     )
     assert main(["--config", str(write_config(tmp_path, {})), "sdxl-turbo"]) == 2

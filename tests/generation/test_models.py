@@ -89,17 +89,17 @@ def test_spec_table_round_trips(spec: ModelSpec) -> None:
         ({"x": {"source": "/m"}}, "`models.x` is a new model: it needs a `family` and a `source`."),
         (
             {"x": {"family": "sd3", "source": "/m"}},
-            "`models.x.family` should be one of 'playground' or 'flux', not 'sd3'.",
+            '`models.x.family` should be one of "playground" or "flux", not "sd3".',
         ),
         ({"flux-dev": {"stepz": 3}}, "Unknown setting `models.flux-dev.stepz`."),
         ({"flux-dev": {"schedulers": []}}, "`models.flux-dev.schedulers` should not be empty."),
         (
             {"flux-dev": {"steps": "thirty"}},
-            "`models.flux-dev.steps` should be a whole number, not 'thirty'.",
+            '`models.flux-dev.steps` should be a whole number, not "thirty".',
         ),
         (
             {"flux-dev": {"guidance": True}},
-            "`models.flux-dev.guidance` should be a number, not True.",
+            "`models.flux-dev.guidance` should be a number, not true.",
         ),
         (
             {"flux-dev": {"min_side": 1024, "max_side": 512}},
@@ -122,3 +122,11 @@ def test_membership_is_a_plain_yes_or_no() -> None:
     catalogue = Catalogue.builtin()
     assert "flux-dev" in catalogue
     assert "sdxl-turbo" not in catalogue
+
+
+def test_the_schedulers_the_configuration_accepts_are_the_ones_each_pipeline_offers() -> None:
+    from generation.models import FAMILY_SCHEDULERS
+    from generation.pipelines import FluxFamily, PlaygroundFamily
+
+    assert set(FAMILY_SCHEDULERS[Family.PLAYGROUND]) == set(PlaygroundFamily.schedulers)
+    assert set(FAMILY_SCHEDULERS[Family.FLUX]) == set(FluxFamily.schedulers)

@@ -144,6 +144,47 @@ async def test_a_worker_an_admin_marks_failed_fails_the_jobs_only_it_could_run(
     await pool.shutdown()
 
 
+async def test_a_job_running_on_a_worker_an_admin_marks_failed_fails_with_the_reason(
+    catalogue: Catalogue, database: Database
+) -> None:
+    pool = make_pool(catalogue, database, workers=1, step_seconds=5)  # one step: 5 s
+    recorder = Recorder(pool)
+    await pool.start()
+    running = await pool.submit(request(catalogue, steps=50), JobOwner(1))
+    await recorder.until(lambda: "JobStarted" in recorder.kinds(running.job_id))
+
+    await pool.mark_failed("cpu:0", "its fan is broken")
+
+    (failed,) = await recorder.finished(running.job_id)
+    assert isinstance(failed, JobFailed)
+    assert failed.reason == "No GPU could run this job: cpu:0 is not working (its fan is broken)."
+    stored = (await database.get_job(running.job_id)).record
+    assert (stored.status, stored.error) == (JobStatus.FAILED, failed.reason)
+    await pool.shutdown()
+
+
+async def test_a_job_running_on_a_worker_an_admin_marks_failed_moves_to_another_and_says_why(
+    catalogue: Catalogue, database: Database
+) -> None:
+    pool = make_pool(catalogue, database, workers=2, step_seconds=0.5)
+    recorder = Recorder(pool)
+    await pool.start()
+    await pool.wait_until_ready()
+    running = await pool.submit(request(catalogue, steps=8), JobOwner(1))
+    await recorder.until(lambda: "JobStarted" in recorder.kinds(running.job_id))
+    (first,) = [w.id for w in pool.snapshot().workers if w.job_id == running.job_id]
+
+    await pool.mark_failed(first, "its fan is broken")
+
+    (done,) = await recorder.finished(running.job_id)
+    assert not isinstance(done, JobFailed)
+    told = [e for e in recorder.by_job[running.job_id] if isinstance(e, JobQueued)]
+    assert told[-1].waiting_for == (
+        f"{first} was marked failed by an admin: its fan is broken; it starts again on another GPU"
+    )
+    await pool.shutdown()
+
+
 class SlowToRecordStarts:
     """The real store, slow to record that a job started (as under a busy disk)."""
 

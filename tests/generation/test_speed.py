@@ -70,10 +70,10 @@ def test_bad_speed_options_name_every_problem() -> None:
         )
     assert caught.value.problems == [
         "Unknown setting `speed.turbo`.",
-        "`speed.dtype` should be one of 'auto', 'bfloat16', 'float16' or 'float32', not 'int4'.",
-        "`speed.attention` should be one of 'sdpa' or 'eager', not 'flash9'.",
+        '`speed.dtype` should be one of "auto", "bfloat16", "float16" or "float32", not "int4".',
+        '`speed.attention` should be one of "sdpa" or "eager", not "flash9".',
         "`speed.vae_tiling_megapixels` should be at least 0, not -1.",
-        "`speed.compile` should be true or false, not 'yes'.",
+        '`speed.compile` should be true or false, not "yes".',
     ]
 
 

@@ -106,6 +106,29 @@ def test_a_missing_database_is_not_created_except_by_migrate(tmp_path: Path, cap
     assert not (tmp_path / "nope.db").exists()
 
 
+@pytest.mark.parametrize("command", [["check"], ["stats"], ["backup", "out.sqlite3"]])
+def test_an_empty_file_is_not_made_a_database_except_by_migrate(
+    tmp_path: Path, capsys, command: list[str]
+) -> None:
+    path = tmp_path / "atelier.sqlite3"
+    path.touch()
+
+    code, out, err = run(capsys, "--db", str(path), *command)
+
+    assert code == 2
+    assert f"{path} is an empty file, not an Atelier database; nothing was changed." in err
+    assert "ok" not in out
+    assert path.stat().st_size == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["atelier.sqlite3"]  # no journal either
+
+
+def test_a_folder_given_as_the_database_is_named_as_a_folder(tmp_path: Path, capsys) -> None:
+    code, _, err = run(capsys, "--db", str(tmp_path), "check")
+
+    assert code == 2
+    assert f"{tmp_path} is a folder; give the database file (atelier.sqlite3) in it." in err
+
+
 def test_python_dash_m_storage_runs(filled_db: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "storage", "--db", str(filled_db), "check"],
