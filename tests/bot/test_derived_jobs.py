@@ -300,7 +300,9 @@ def test_vary_strength_too_low_for_the_steps_says_which_strength_works() -> None
 
 def test_reroll_fits_lowered_limits_and_rerun_is_refused_with_a_sentence() -> None:
     parent = build_request(CATALOGUE, prompt="a fox", aspect="16:9", steps=50, seed=2)
-    lower = Catalogue.from_config({"playground-v2.5": {"max_steps": 20, "max_side": 1024}})
+    lower = Catalogue.from_config(
+        {"playground-v2.5": {"steps": 20, "max_steps": 20, "max_side": 1024}}
+    )
     rolled = derived.reroll(lower, parent, 1)
     assert (rolled.steps, rolled.width, rolled.height) == (20, 1024, 576)
     refused = r"cannot be rerun exactly.*width must be between 256 and 1024"
@@ -398,6 +400,7 @@ def test_a_variation_fitted_to_new_limits_says_what_it_changed() -> None:
             "playground-v2.5": {
                 "negative_prompt": False,
                 "schedulers": ["edm-dpmsolver++"],
+                "steps": 30,
                 "max_steps": 30,
             }
         }
@@ -434,6 +437,7 @@ async def test_buttons_on_an_old_result_fit_tightened_limits_through_the_bot(
     models["playground-v2.5"] |= {
         "negative_prompt": False,
         "schedulers": ["edm-dpmsolver++"],
+        "steps": 3,
         "max_steps": 3,
     }
     async with studio_with(models=models) as world:

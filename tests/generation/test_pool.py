@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -32,18 +31,6 @@ from generation.workers.config import WorkerConfig
 from generation.workers.standin import run_record
 from storage import Database
 from tests.generation.helpers import STANDIN, Recorder, make_pool, request
-
-
-@pytest.fixture(scope="module")
-def catalogue() -> Catalogue:
-    return Catalogue.builtin()
-
-
-@pytest.fixture
-async def database(tmp_path: Path) -> AsyncIterator[Database]:
-    db = await Database.open(tmp_path / "atelier.sqlite3")
-    yield db
-    await db.close()
 
 
 async def status_of(db: Database, job_id: int) -> JobStatus:

@@ -4,8 +4,6 @@ and a paused queue claims no start time."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -15,13 +13,6 @@ from generation.pool import QueueFull
 from generation.scheduler import SchedulerSettings
 from storage import Database
 from tests.generation.helpers import make_pool, request
-
-
-@pytest.fixture
-async def database(tmp_path: Path) -> AsyncIterator[Database]:
-    db = await Database.open(tmp_path / "atelier.sqlite3")
-    yield db
-    await db.close()
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,6 @@ has been failed for the configured time or an admin marks it failed."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -43,18 +41,6 @@ class ControlledTime:
             await self.released.wait()
         self.now += seconds
         await asyncio.sleep(0)
-
-
-@pytest.fixture(scope="module")
-def catalogue() -> Catalogue:
-    return Catalogue.builtin()
-
-
-@pytest.fixture
-async def database(tmp_path: Path) -> AsyncIterator[Database]:
-    db = await Database.open(tmp_path / "atelier.sqlite3")
-    yield db
-    await db.close()
 
 
 def dead_gpu_pool(
