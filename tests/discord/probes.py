@@ -51,3 +51,13 @@ def refused(status: int, answer: Any, *path: str | int) -> list[str]:
     assert answer["code"] == 50035
     assert answer["message"] == "Invalid Form Body"
     return error_codes(answer, *path)
+
+
+async def assert_message_refused(
+    fake: FakeDiscord, body: Body, path: tuple[str | int, ...], code: str
+) -> None:
+    """Posting ``body`` in #general is refused with ``code`` at ``path``, and posts nothing."""
+    channel = fake.channel("general")
+    status, answer = await call(fake, "POST", f"/channels/{channel.id}/messages", body)
+    assert code in refused(status, answer, *path)
+    assert fake.channel_messages(channel) == []

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.discord import FakeDiscord, InteractionRecord, run_bot
-from tests.discord.probes import Body, call, refused
+from tests.discord.probes import Body, assert_message_refused, call, refused
 from tests.discord.test_limits import HoldingBot, button, callback_path, embed, held, row
 from tests.discord.world import UPLOAD_LIMITS, Overwrite, Permission
 
@@ -188,10 +188,7 @@ CONTENT_CASES += [
 async def test_content_rule_is_refused_like_discord(
     fake_discord: FakeDiscord, body: Body, path: tuple[str | int, ...], code: str
 ) -> None:
-    channel = fake_discord.channel("general")
-    status, answer = await call(fake_discord, "POST", f"/channels/{channel.id}/messages", body)
-    assert code in refused(status, answer, *path)
-    assert fake_discord.channel_messages(channel) == []
+    await assert_message_refused(fake_discord, body, path, code)
 
 
 async def test_well_formed_links_emoji_and_selects_are_accepted(fake_discord: FakeDiscord) -> None:

@@ -12,7 +12,7 @@ import pytest
 from discord import app_commands
 
 from tests.discord import FakeDiscord, InteractionRecord, run_bot
-from tests.discord.probes import Body, MiB, call, refused
+from tests.discord.probes import Body, MiB, assert_message_refused, call, refused
 from tests.discord.spec import spec_validator
 
 
@@ -170,10 +170,7 @@ MESSAGE_CASES: list[tuple[str, Body, tuple[str | int, ...], str]] = [
 async def test_message_limit_is_refused_like_discord(
     fake_discord: FakeDiscord, body: Body, path: tuple[str | int, ...], code: str
 ) -> None:
-    channel = fake_discord.channel("general")
-    status, answer = await call(fake_discord, "POST", f"/channels/{channel.id}/messages", body)
-    assert code in refused(status, answer, *path)
-    assert fake_discord.channel_messages(channel) == []
+    await assert_message_refused(fake_discord, body, path, code)
 
 
 async def test_a_message_at_every_limit_is_accepted(fake_discord: FakeDiscord) -> None:
