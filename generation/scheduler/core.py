@@ -21,10 +21,13 @@ decision is easy to test. The policy, in order (the README's "How the queue deci
 4. **Per-GPU order.** A person's jobs run in the order asked among the jobs a given GPU may
    run: a later job may start on a GPU that cannot run the earlier one.
 5. **Model swaps.** If the fairest job's model is not loaded on any idle GPU that may run it,
-   a job of the same class and cap tier whose model is loaded there goes first when its tag is
-   within `swap_lead_s` of the fairest one's, and while the jobs that passed the fairest one
-   add up to at most `swap_lead_s` estimated GPU-seconds (a budget kept with that job): a job
-   next in fair order is passed over for at most `swap_lead_s`, however many people wait.
+   a job of the same class and cap tier whose model is loaded there goes first; or, when a
+   busy GPU is running a job of the fairest job's model (it can start there without a load),
+   a job whose model no GPU holds loads it, rather than a second copy of the fairest job's
+   model. Either only when its tag is within `swap_lead_s` of the fairest one's, and while the
+   jobs that passed the fairest one add up to at most `swap_lead_s` estimated GPU-seconds (a
+   budget kept with that job): a job next in fair order is passed over for at most
+   `swap_lead_s`, however many people wait.
 
 Submit, dispatch and finish are O(log n) in waiting jobs (tags are fixed at submission; users
 sit in heaps per class, cap tier and model), and cancel O(k log n) with k the person's later
@@ -164,13 +167,11 @@ class FairScheduler:
                     continue
                 user, model = fairest[4], fairest[5]
                 job = user.by_model[model][0]
-                choice = self._warm_choice(job, idle, by_model)
+                choice = self._warm_choice(job, idle, by_model) or self._spread_choice(
+                    job, idle, by_model
+                )
                 if choice is None:
-                    worker = min(
-                        (w for w in idle if w.may_run(model)),
-                        key=lambda w: (_breadth(w), self._demand(w.loaded)),
-                    )
-                    choice = job, worker
+                    choice = job, min((w for w in idle if w.may_run(model)), key=self._load_order)
                 return self._start(*choice, now)
         return None
 
@@ -183,9 +184,37 @@ class FairScheduler:
         warm = [w for w in idle if job.model in w.loaded and w.may_run(job.model)]
         if warm:
             return job, min(warm, key=lambda w: (_breadth(w), len(w.loaded)))
+        return self._pass(job, [(w, m) for w in idle for m in w.loaded], by_model)
+
+    def _spread_choice(
+        self, job: Job, idle: Sequence[WorkerView], by_model: dict[str, list[Entry]]
+    ) -> tuple[Job, WorkerView] | None:
+        """When a busy GPU is running a job of `job`'s model (so `job` can start there without
+        a load), the fairest job of the same class and cap tier whose model no GPU holds, to
+        load its model on an idle GPU rather than a second copy of `job`'s; within the same lead
+        and budget as any job passing `job` (see `PeopleHeaps.passer`). Else None."""
+        busy = {running.model for running in self._running.values()}
+        if job.model not in busy:
+            return None
+        free = [m for m in by_model if m not in busy.union(*(w.loaded for w in idle))]
+        pairs = [(w, m) for w in sorted(idle, key=self._load_order) for m in free]
+        return self._pass(job, pairs, by_model)
+
+    def _pass(
+        self, job: Job, pairs: list[tuple[WorkerView, str]], by_model: dict[str, list[Entry]]
+    ) -> tuple[Job, WorkerView] | None:
         return self._people.passer(
-            job, idle, by_model, self.settings.swap_lead_s, lambda j: self.estimate(j.model, j.work)
+            job,
+            pairs,
+            by_model,
+            self.settings.swap_lead_s,
+            lambda j: self.estimate(j.model, j.work),
         )
+
+    def _load_order(self, worker: WorkerView) -> tuple[float, float]:
+        """Which idle GPU loads a model first: the one allowed the fewest models, then the one
+        whose loaded models have the least waiting work (a load evicts them)."""
+        return _breadth(worker), self._demand(worker.loaded)
 
     def _start(self, job: Job, worker: WorkerView, now: float) -> Assignment:
         user = job.user

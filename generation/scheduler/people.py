@@ -154,27 +154,26 @@ class PeopleHeaps:
     def passer(
         self,
         job: Job,
-        idle: Sequence[WorkerView],
+        pairs: Sequence[tuple[WorkerView, str]],
         by_model: dict[str, list[Entry]],
         lead: float,
         cost: Callable[[Job], float],
     ) -> tuple[Job, WorkerView] | None:
-        """The fairest job in `by_model` (one class and cap tier) whose model an `idle` GPU
-        holds and whose tag is within `lead` of `job`'s, to start before `job` there and save a
-        model load; None once the jobs that passed `job` would add up to more than `lead`
-        estimated GPU-seconds (`cost`), which is counted on `job`."""
+        """The fairest job in `by_model` (one class and cap tier) of a model paired with an idle
+        GPU in `pairs`, whose tag is within `lead` of `job`'s, to start before `job` on that
+        GPU; None once the jobs that passed `job` would add up to more than `lead` estimated
+        GPU-seconds (`cost`), which is counted on `job`."""
         if lead <= 0:
             return None
         limit = job.key[0] + lead
         best: tuple[Entry, WorkerView] | None = None
-        for worker in idle:
-            for model in worker.loaded:
-                heap = by_model.get(model)
-                if not heap or not worker.may_run(model):
-                    continue
-                found = self.first_valid(heap, worker, limit)
-                if found is not None and (best is None or found < best[0]):
-                    best = found, worker
+        for worker, model in pairs:
+            heap = by_model.get(model)
+            if not heap or not worker.may_run(model):
+                continue
+            found = self.first_valid(heap, worker, limit)
+            if found is not None and (best is None or found < best[0]):
+                best = found, worker
         if best is None:
             return None
         entry, worker = best

@@ -47,9 +47,10 @@ class SchedulerSettings:
     - `ageing_s` (seconds > 0 or None, default 600): how long a `relax` job waits before it
       competes in the `normal` class as a newcomer would (None: relax waits for an empty queue).
     - `swap_lead_s` (GPU-seconds >= 0, default 120): how far ahead in weighted GPU time a
-      person may be of the fairest one and still go first because their job's model is loaded
-      on an idle GPU, saving a model load; also the most estimated GPU-seconds of such jobs
-      that may go before any one job (0: never).
+      person may be of the fairest one and still go first to save a model load (their job's
+      model is loaded on an idle GPU, or loaded on no GPU while the fairest job's is on a busy
+      one); also the most estimated GPU-seconds of such jobs that may go before any one job
+      (0: never).
     - `speed_smoothing` (0 < x <= 1, default 0.3): weight of each new measurement in a model's
       measured speed (an exponential moving average).
     """

@@ -338,6 +338,49 @@ def test_the_job_next_in_fair_order_is_passed_over_at_most_the_swap_lead(
         scheduler.finish(started.job_id, jobs[started.job_id][2])
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    jobs=jobs_strategy,
+    loaded=st.tuples(st.sampled_from(MODELS), st.sampled_from(MODELS)),
+    lead=st.integers(0, 20),
+)
+def test_on_two_gpus_the_next_job_is_passed_over_at_most_the_swap_lead(
+    jobs: list[tuple[int, str, int]], loaded: tuple[str, str], lead: int
+) -> None:
+    """Two GPUs, each job running its work in seconds: a free GPU always gets a job, and the
+    GPU-seconds started ahead of the job at position 1 (for a model loaded on the free GPU, or
+    loaded nowhere while its model runs on the busy one) add up to at most `swap_lead_s`."""
+    clock = [0.0]
+    scheduler = FairScheduler(  # nobody is capped: a start out of fair order is a swap
+        SchedulerSettings(max_queued=1000, max_running=2, swap_lead_s=float(lead)),
+        cost_factors=dict.fromkeys(MODELS, 1.0),
+        capacity=2,
+        clock=lambda: clock[0],
+    )
+    for job, (user, model, work) in enumerate(jobs):
+        scheduler.submit(job, JobOwner(user), model, float(work))
+    holds = {"g0": loaded[0], "g1": loaded[1]}
+    running: dict[str, tuple[float, int]] = {}  # GPU → (ends at, job)
+    passed: dict[int, float] = {}
+    while scheduler.queued_count or running:
+        while scheduler.queued_count and len(running) < 2:
+            first = scheduler.waiting(1)[0].job_id
+            idle = [
+                WorkerView(g, loaded=frozenset({m})) for g, m in holds.items() if g not in running
+            ]
+            started = scheduler.assign(idle)
+            assert started is not None  # no GPU idles while a job waits
+            job = started.job_id
+            if job != first:
+                passed[first] = passed.get(first, 0.0) + jobs[job][2]
+                assert passed[first] <= lead
+            holds[started.worker_id] = jobs[job][1]
+            running[started.worker_id] = (clock[0] + jobs[job][2], job)
+        gpu = min(running, key=lambda g: running[g])
+        clock[0], job = running.pop(gpu)
+        scheduler.finish(job, jobs[job][2])
+
+
 @settings(max_examples=80, deadline=None)
 @given(jobs=jobs_strategy, data=st.data())
 def test_a_cancelled_job_leaves_the_order_as_if_never_asked(

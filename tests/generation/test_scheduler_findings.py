@@ -321,3 +321,68 @@ def test_a_swap_never_passes_a_higher_class_or_a_capped_tier() -> None:
     scheduler.submit(2, JobOwner(2), PLAYGROUND, 10.0)
     warm = WorkerView("gpu", loaded=frozenset({PLAYGROUND}))
     assert scheduler.assign([warm]).job_id == 1  # type: ignore[union-attr]
+
+
+SCHNELL = "schnell"
+
+
+def started_on(scheduler: FairScheduler, gpu: str, loaded: str) -> int:
+    found = scheduler.assign([WorkerView(gpu, loaded=frozenset({loaded}))])
+    assert found is not None
+    assert found.worker_id == gpu
+    return found.job_id
+
+
+def test_a_free_gpu_loads_a_model_no_gpu_holds_rather_than_a_second_copy() -> None:
+    """GPU B runs a FLUX job; the fairest waiting job is FLUX too, the next one Schnell. GPU A
+    (holding Playground) frees: it loads Schnell, and the FLUX job starts on B when B frees
+    without a load (one load in all; loading FLUX on A as well took two)."""
+    clock = Clock()
+    scheduler = make(clock, capacity=2)
+    scheduler.submit(1, JobOwner(1), FLUX, 10.0)
+    assert started_on(scheduler, "b", FLUX) == 1
+    scheduler.submit(2, JobOwner(2), FLUX, 10.0)
+    scheduler.submit(3, JobOwner(3), SCHNELL, 10.0)
+    assert [w.job_id for w in scheduler.waiting()] == [2, 3]
+    assert started_on(scheduler, "a", PLAYGROUND) == 3
+    clock.now = 10.0
+    scheduler.finish(1, 10.0)
+    assert started_on(scheduler, "b", FLUX) == 2
+
+
+@pytest.mark.parametrize(
+    ("busy_model", "lead"),
+    [(PLAYGROUND, 120.0), (FLUX, 0.0)],
+    ids=["the busy GPU holds another model", "no swap lead"],
+)
+def test_the_fairest_job_loads_its_model_when_no_busy_gpu_can_take_it_warm(
+    busy_model: str, lead: float
+) -> None:
+    clock = Clock()
+    scheduler = make(clock, capacity=2, swap_lead_s=lead)
+    scheduler.submit(1, JobOwner(1), busy_model, 10.0)
+    assert started_on(scheduler, "b", busy_model) == 1
+    scheduler.submit(2, JobOwner(2), FLUX, 10.0)
+    scheduler.submit(3, JobOwner(3), SCHNELL, 10.0)
+    assert started_on(scheduler, "a", PLAYGROUND) == 2
+
+
+def test_loading_another_model_shares_the_swap_budget() -> None:
+    """The fairest job waits for the busy GPU holding its model while Schnell jobs go first on
+    the free GPU (the first loads Schnell, the next run warm) only until they add up to the
+    swap lead (25 s): then it loads its model there, a second copy."""
+    clock = Clock()
+    scheduler = make(clock, capacity=2, swap_lead_s=25.0)
+    scheduler.submit(1, JobOwner(1), FLUX, 1000.0)
+    assert started_on(scheduler, "b", FLUX) == 1
+    scheduler.submit(2, JobOwner(2), FLUX, 10.0)
+    for job in (3, 4, 5):
+        scheduler.submit(job, JobOwner(job), SCHNELL, 10.0)
+    order, loaded = [], PLAYGROUND
+    while scheduler.queued_count:
+        job = started_on(scheduler, "a", loaded)
+        order.append(job)
+        loaded = FLUX if job == 2 else SCHNELL
+        clock.now += 10.0
+        scheduler.finish(job, 10.0)
+    assert order == [3, 4, 2, 5]

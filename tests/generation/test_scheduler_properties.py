@@ -21,7 +21,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from generation.jobs import JobOwner, Priority
 from generation.scheduler import FairScheduler, QueueFull, SchedulerSettings, WorkerView
 
-SPEEDS = {"a": 1.0, "b": 3.0}
+SPEEDS = {"a": 1.0, "b": 3.0, "c": 2.0}  # three models on three GPUs: swaps of every kind
 WORKERS = {
     "any": WorkerView("any"),
     "a-only": WorkerView("a-only", models=frozenset({"a"})),
