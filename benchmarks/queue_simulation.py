@@ -1,14 +1,22 @@
 """The queue's promises under realistic and adversarial load: a seeded discrete-event simulation.
 
 Drives the real `FairScheduler` (never a copy of its policy) on simulated GPUs, next to two
-baselines: FIFO (one queue, first come first served) and per-user round robin. A GPU holds one
-model; running a job on a GPU that holds another model first loads it (8-25 s). Scenarios, each
-seeded and fixed:
+baselines: FIFO (one queue, first come first served) and per-user round robin. A GPU keeps
+`max_models` models loaded (1 unless said), unloading the least recently used as a worker does;
+running a job whose model it does not hold first loads it (8-25 s). Scenarios, each seeded and
+fixed:
 
 - **evening**: 2 GPUs, 3 models, 2 hours of Poisson arrivals at ~85 % load (model loads aside)
   from 60 people with heavy-tailed activity (a few people ask for most jobs); the speed priors
   are 1.5x too optimistic, so estimates must be learnt. Waits per kind of user, Jain index, model
-  loads, ETA error at submission, ETAs of "0 s" given while a job ahead was still running.
+  loads (also those made while no waiting job's model was loaded on an idle GPU, and those of a
+  model a busy GPU held), ETA error at submission, ETAs of "0 s" given while a job ahead was
+  still running. Each GPU holds one model at a time: a 40 GB card (FLUX.1 needs 34 GB, so it
+  fits no second model), or any GPU listed without `max_models`. Next to the baselines,
+  `warm_first`, which is not fair: a job whose model an idle GPU holds always goes first, so
+  its loads are about the fewest that any policy which never idles a GPU can expect here.
+- **evening_two_models_per_gpu**: the same on GPUs keeping 2 models (the README's 80 GB
+  example, `max_models = 2`).
 - **flood**: 3 people queue 40 jobs each at once on 2 GPUs; a light user asks for one job every
   45 s. Light users' longest wait against the longest single job plus one model load, for
   `max_running` 1, 2 and 4.
@@ -73,15 +81,28 @@ class Job:
 
 @dataclass
 class Gpu:
+    """A simulated GPU: it keeps up to `max_models` models loaded, unloading the least recently
+    used to make room, as a worker does (generation/workers/runtime.py)."""
+
     id: str
     models: frozenset[str] | None = None
-    loaded: str | None = None
+    loaded: tuple[str, ...] = ()  # least recently used first
+    max_models: int = 1
     job: Job | None = None
-    busy_until: float = 0.0
     generation: int = 0  # bumps on a crash so the old completion event is ignored
 
     def may_run(self, model: str) -> bool:
         return self.models is None or model in self.models
+
+    def holds(self, model: str) -> bool:
+        return model in self.loaded
+
+    def use(self, model: str) -> bool:
+        """Run a job of `model`: True when it had to be loaded."""
+        cold = model not in self.loaded
+        kept = [m for m in self.loaded if m != model]
+        self.loaded = (*kept[len(kept) - self.max_models + 1 :], model)
+        return cold
 
 
 # ---- policies --------------------------------------------------------------------------------
@@ -105,9 +126,7 @@ class Atelier:
         self.scheduler.submit(job.id, owner, job.model, job.seconds)
 
     def assign(self, idle: list[Gpu]) -> tuple[int, str] | None:
-        views = [
-            WorkerView(g.id, g.models, frozenset({g.loaded} if g.loaded else ())) for g in idle
-        ]
+        views = [WorkerView(g.id, g.models, frozenset(g.loaded)) for g in idle]
         found = self.scheduler.assign(views)
         return (found.job_id, found.worker_id) if found else None
 
@@ -145,7 +164,7 @@ class Fifo:
 
     def _take(self, job: Job, idle: list[Gpu]) -> tuple[int, str]:
         del self.queue[job.id]
-        gpu = min((g for g in idle if g.may_run(job.model)), key=lambda g: g.loaded != job.model)
+        gpu = min((g for g in idle if g.may_run(job.model)), key=lambda g: not g.holds(job.model))
         return job.id, gpu.id
 
     def assign(self, idle: list[Gpu]) -> tuple[int, str] | None:
@@ -192,6 +211,34 @@ class RoundRobin(Fifo):
         return None
 
 
+class WarmFirst(Fifo):
+    """A reference for model loads, not a fair policy: a waiting job whose model an idle GPU
+    holds always goes first (the oldest such); else the model with the most waiting jobs loads,
+    preferring one that no busy GPU holds. It never idles a GPU, so its loads are about the
+    fewest that any policy keeping every GPU busy can expect from the same arrivals."""
+
+    name = "warm_first"
+
+    def __init__(self, clock: Callable[[], float], gpus: list[Gpu], max_running: int) -> None:
+        super().__init__(clock, gpus, max_running)
+        self.gpus = gpus
+
+    def assign(self, idle: list[Gpu]) -> tuple[int, str] | None:
+        for gpu in idle:
+            for job in self.queue.values():
+                if gpu.holds(job.model) and gpu.may_run(job.model):
+                    return self._take(job, [gpu])
+        busy = {m for g in self.gpus if g.job is not None for m in g.loaded}
+        runnable = [j for j in self.queue.values() if any(g.may_run(j.model) for g in idle)]
+        if not runnable:
+            return None
+        counts = defaultdict(int)
+        for job in runnable:
+            counts[job.model] += 1
+        model = max(counts, key=lambda m: (m not in busy, counts[m]))
+        return self._take(next(j for j in runnable if j.model == model), idle)
+
+
 POLICIES = (Atelier, Fifo, RoundRobin)
 
 
@@ -205,6 +252,7 @@ class Outcome:
     end: float
     loads: int = 0
     forced_loads: int = 0  # loads when no waiting job's model was loaded on an idle GPU
+    copies: int = 0  # loads of a model that a busy GPU held
     load_seconds: float = 0.0
     idle_while_runnable_s: float = 0.0
     ran: dict[int, int] = field(default_factory=lambda: defaultdict(int))
@@ -277,7 +325,7 @@ def simulate(
                 continue
             job, gpu.job = gpu.job, None
             gpu.generation += 1
-            gpu.loaded = None
+            gpu.loaded = ()
             out.service[job.user].pop()
             policy.requeue(job)
             waiting[job.id] = job
@@ -285,7 +333,7 @@ def simulate(
             out.ran[job.id] -= 1
         while (idle := [g for g in gpus if g.job is None]) and (found := policy.assign(idle)):
             warm_waiting = any(
-                g.loaded == j.model and g.may_run(j.model) for g in idle for j in waiting.values()
+                g.holds(j.model) and g.may_run(j.model) for g in idle for j in waiting.values()
             )
             job_id, gpu_id = found
             job, gpu = by_id[job_id], gpu_of[gpu_id]
@@ -300,12 +348,12 @@ def simulate(
             if job.start is None:
                 job.start = t
             load = 0.0
-            if gpu.loaded != job.model:
+            if gpu.use(job.model):
                 load = LOAD_S[job.model]
                 out.loads += 1
                 out.forced_loads += not warm_waiting
+                out.copies += any(g.job and g.holds(job.model) for g in gpus)
                 out.load_seconds += load
-                gpu.loaded = job.model
                 policy.loaded(job.model, load)
             gpu.job = job
             out.ran[job_id] += 1
@@ -395,16 +443,21 @@ def evening_report(out: Outcome) -> dict[str, object]:
         "jain": round(jain(normalised_service(out, 3600.0)), 4),
         "model_loads": out.loads,
         "loads_with_no_warm_job_waiting": out.forced_loads,
+        "loads_copying_a_busy_gpus_model": out.copies,
         "idle_gpu_s_while_runnable": round(out.idle_while_runnable_s, 1),
         "eta_abs_error_p95_s": round(percentile(eta_errors, 0.95), 1) if eta_errors else None,
         "eta_zero_behind_running": sum(j.eta_zero_behind_running for j in out.jobs),
     }
 
 
-def evening() -> dict[str, object]:
+def evening(max_models: int = 1) -> dict[str, object]:
+    """`max_models` 1: GPUs that hold one of these models at a time (a 40 GB card, or any
+    GPU listed without `max_models`); 2: the README's 80 GB example (`max_models = 2`)."""
     return {
-        p.name: evening_report(simulate(p, evening_jobs(7), [Gpu("g0"), Gpu("g1")]))
-        for p in POLICIES
+        p.name: evening_report(
+            simulate(p, evening_jobs(7), [Gpu(f"g{i}", max_models=max_models) for i in range(2)])
+        )
+        for p in (*POLICIES, WarmFirst)
     }
 
 
@@ -516,7 +569,7 @@ def swaps() -> dict[str, object]:
         by_policy = {}
         for policy in POLICIES:
             copies = [Job(j.id, j.user, j.model, j.seconds, j.arrival) for j in jobs]
-            simulate(policy, copies, [Gpu("g0", loaded=PLAYGROUND)], until=5000.0)
+            simulate(policy, copies, [Gpu("g0", loaded=(PLAYGROUND,))], until=5000.0)
             flux = copies[0]
             by_policy[policy.name] = round(flux.start - 5.0, 1) if flux.start else None
         result[f"load_{load}"] = {
@@ -533,7 +586,7 @@ def one_job_people() -> dict[str, object]:
     jobs, t = [], 0.0
     while (t := t + rng.expovariate(0.95 * 2 / 15.0)) < 7200:
         jobs.append(Job(len(jobs), len(jobs), PLAYGROUND, rng.uniform(10, 20), t))
-    simulate(Atelier, jobs, [Gpu("g0", loaded=PLAYGROUND), Gpu("g1", loaded=PLAYGROUND)])
+    simulate(Atelier, jobs, [Gpu("g0", loaded=(PLAYGROUND,)), Gpu("g1", loaded=(PLAYGROUND,))])
     errors = [abs(j.eta - (j.start - j.arrival)) for j in jobs if j.eta is not None and j.start]
     return {
         "atelier": {
@@ -613,6 +666,7 @@ def main() -> None:
                 "benchmark": "queue_simulation",
                 "settings": settings_fields(),
                 "evening": evening(),
+                "evening_two_models_per_gpu": evening(max_models=2),
                 "flood": flood(),
                 "mixed": mixed(),
                 "weights": weights(),
