@@ -101,7 +101,7 @@ class Gpu:
         """Run a job of `model`: True when it had to be loaded."""
         cold = model not in self.loaded
         kept = [m for m in self.loaded if m != model]
-        self.loaded = (*kept[len(kept) - self.max_models + 1 :], model)
+        self.loaded = (*kept[max(0, len(kept) - self.max_models + 1) :], model)
         return cold
 
 
