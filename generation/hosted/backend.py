@@ -113,14 +113,15 @@ class HostedBackend:
             self._session = None
 
     async def probe(self) -> bool:
-        """Ask the API for the credits left; resume API jobs when there are some. True when
-        API jobs may run."""
+        """Ask the API for the credits left; resume API jobs when they pay for the cheapest
+        image any model makes. True when API jobs may run."""
         try:
             left = await self._client().credits()
         except ApiError as error:
             log.info("credit probe: no answer (HTTP %s)", error.status)
             return not self.gate.paused
-        if left > 0:
+        cheapest = min(m.price.per_image or m.price.first_mp for m in self._models.values())
+        if left >= cheapest:
             self.gate.resume()
         return not self.gate.paused
 
