@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -272,3 +273,9 @@ async def test_reference_images_are_sent_as_base64_and_priced(
     # 3 for the first output megapixel, 1.5 for each input megapixel (published prices)
     assert result.cost == 6
     assert catalogue.hosted["flux-2-pro"].estimate(request) == 6
+
+
+def test_the_readme_quotes_what_a_person_sees_on_moderation() -> None:
+    readme = " ".join((Path(__file__).parents[2] / "README.md").read_text().split())
+    for outcome in (Outcome.REQUEST_MODERATED, Outcome.CONTENT_MODERATED):
+        assert SENTENCES[outcome] in readme
