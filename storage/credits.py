@@ -123,9 +123,15 @@ class Credits(Store):
 
     async def reserve(self, job_id: int, user_id: int, model: str, credits: float) -> None:
         """Reserve `credits` for `job_id`, or raise `BudgetExceeded` (nothing written) when the
-        person's daily budget or the server's daily or monthly one cannot take them."""
+        person's daily budget or the server's daily or monthly one cannot take them. A job
+        reserved before (resumed after a restart) keeps its reservation."""
         now = self._clock()
         async with self._transaction() as conn:
+            held = await conn.execute_fetchall(
+                "SELECT 1 FROM credit_ledger WHERE job_id = ?", (job_id,)
+            )
+            if held:
+                return
             budgets = {
                 (row["user_id"], row["period"]): row["credits"]
                 for row in await conn.execute_fetchall("SELECT * FROM credit_budgets")

@@ -155,13 +155,11 @@ class HostedBackend:
         failed = [end for end, _, _ in ends if end.outcome is not Outcome.READY]
         if not failed:
             return HostedResult(Outcome.READY, images, cost)
-        first = failed[0]
+        first = failed[0].outcome
+        # Images of one job fail alike (one 402 pauses all); any of them may hold the detail.
+        detail = next((end.detail for end in failed if end.outcome is first and end.detail), "")
         return HostedResult(
-            first.outcome,
-            images,
-            cost,
-            SENTENCES[first.outcome],
-            self._admin_note(first.outcome, job_id, first.detail),
+            first, images, cost, SENTENCES[first], self._admin_note(first, job_id, detail)
         )
 
     def _admin_note(self, outcome: Outcome, job_id: int, detail: str) -> str | None:
@@ -187,11 +185,7 @@ class HostedBackend:
         try:
             if task is None:
                 task = await self._submit(job_id, model, request, index, report)
-            cost = (
-                task.cost
-                if task.cost is not None
-                else model.price.estimate(request.width, request.height, [])
-            )
+            cost = task.cost if task.cost is not None else model.estimate(request) / request.count
             sample = await self._until_ready(task, report)
             await report(HostedProgress(index, "downloading"))
             try:
@@ -222,6 +216,8 @@ class HostedBackend:
                 lambda: self._client().submit(model.name, body), index, report
             )
         except _Ended as end:
+            if end.outcome is Outcome.NOT_FOUND:  # no such endpoint: a fault here
+                raise _Ended(Outcome.REFUSED, end.detail) from None
             if end.outcome is Outcome.NO_CREDITS:
                 first = self.gate.pause()
                 raise _Ended(

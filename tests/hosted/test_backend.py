@@ -279,3 +279,14 @@ def test_the_readme_quotes_what_a_person_sees_on_moderation() -> None:
     readme = " ".join((Path(__file__).parents[2] / "README.md").read_text().split())
     for outcome in (Outcome.REQUEST_MODERATED, Outcome.CONTENT_MODERATED):
         assert SENTENCES[outcome] in readme
+
+
+async def test_out_of_credits_on_a_several_image_job_tells_the_admins_once(
+    fake: FakeBfl, backend: HostedBackend, db: Database, catalogue: Catalogue
+) -> None:
+    fake.credits = 0
+    job_id, request = await new_job(db, catalogue, count=4)
+    result = await backend.run(job_id, request)
+    assert result.outcome is Outcome.NO_CREDITS
+    assert "out of credits" in (result.admin_note or "")
+    assert result.images == ()

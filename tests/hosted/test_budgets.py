@@ -108,3 +108,12 @@ async def test_a_person_budget_is_per_day(setup) -> None:
     db, _, _ = setup
     with pytest.raises(InvalidValue, match="per day"):
         await db.set_budget(7, Period.MONTH, 10, by=ADMIN)
+
+
+async def test_a_resumed_job_keeps_its_reservation(setup) -> None:
+    db, _, job = setup
+    await db.set_budget(PERSON_DEFAULT, Period.DAY, 4, by=ADMIN)
+    job_id = await job()
+    await db.reserve(job_id, 7, "flux-pro-1.1", 4)
+    await db.reserve(job_id, 7, "flux-pro-1.1", 4)  # after a restart: not counted twice
+    assert await db.spent(0, 7) == 4
