@@ -4,6 +4,7 @@ fake BFL API (real HTTP on three ports), tasks stored in a real SQLite database.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 from pathlib import Path
 
@@ -290,3 +291,27 @@ async def test_out_of_credits_on_a_several_image_job_tells_the_admins_once(
     assert result.outcome is Outcome.NO_CREDITS
     assert "out of credits" in (result.admin_note or "")
     assert result.images == ()
+
+
+async def test_api_images_are_stored_like_local_ones_and_the_job_reads_back(
+    fake: FakeBfl, backend: HostedBackend, db: Database, catalogue: Catalogue
+) -> None:
+    reference = sample_png(8, 512, 512)
+    job_id, request = await new_job(
+        db, catalogue, model="flux-kontext-max", aspect="21:9", input_images=[reference]
+    )
+    await db.mark_running(job_id, "bfl-api")
+    result = await backend.run(job_id, request)
+    await db.mark_done(job_id, result.images, 0.0)
+
+    stored = await db.get_job(job_id)
+    assert stored is not None
+    assert stored.record.request == request  # reference images and aspect ratio included
+    assert stored.record.facts == result.images[0].facts
+    png = await db.read_image(job_id, 0)
+    assert png == result.images[0].png
+    record = read_record(png)["request"]
+    assert record["aspect_ratio"] == "21:9"
+    assert "input_images" not in record  # megabytes: named by their hash instead
+    assert record["input_images_sha256"] == [hashlib.sha256(reference).hexdigest()]
+    assert fake.submitted[0]["aspect_ratio"] == "21:9"
