@@ -110,3 +110,14 @@ def test_api_requests_round_trip_and_local_records_are_unchanged(catalogue: Cata
     assert GenerationRequest.from_json(refs.to_json()) == refs
     local = build_request(catalogue, model="flux-dev", prompt="x", seed=3)
     assert not {"aspect_ratio", "raw", "input_images"} & set(local.to_dict())
+
+
+async def test_a_422_detail_list_reaches_the_log_in_one_line(fake: FakeBfl) -> None:
+    async with aiohttp.ClientSession() as session:
+        client = BflClient(settings(fake), session)
+        with pytest.raises(ApiError) as refused:
+            await client.submit("flux-pro-1.1", {"prompt": "x", "width": 1000, "colour": "red"})
+    assert refused.value.status == 422
+    assert "body.colour: Extra inputs are not permitted" in refused.value.detail
+    assert "body.width: must be 256-1440 and a multiple of 32" in refused.value.detail
+    assert fake.tasks == {}
