@@ -2,8 +2,12 @@
 
     python -m generation --model NAME_OR_DIR --prompt TEXT [--negative TEXT] [--seed N]
         [--steps N] [--guidance X] [--width W --height H | --aspect W:H] [--count N]
-        [--scheduler S] [--init IMAGE --strength S] [--device cpu|cuda|cuda:N] [--offload]
-        [--config atelier.toml] --out DIR
+        [--scheduler S] [--init IMAGE --strength S] [--ref IMAGE ...] [--raw]
+        [--device cpu|cuda|cuda:N] [--offload] [--config atelier.toml] --out DIR
+
+The API models of Black Forest Labs (`flux-pro-1.1`, `flux-2-pro`, ...; `generation.hosted`)
+run when `BFL_API_KEY` is set (`BFL_API_URL` names another host); `--ref` gives them reference
+images where they take them, `--raw` is FLUX1.1 [pro] Ultra's raw mode.
 
 `--model` is a catalogue name or a diffusers directory (its family is read from
 `model_index.json`; an `atelier.json` beside it supplies catalogue settings). Each image is
@@ -43,11 +47,15 @@ import argparse  # noqa: E402 (after the handler: see `_cancel`)
 import json  # noqa: E402
 import re  # noqa: E402
 import tempfile  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 from generation.config_file import read_models_tables  # noqa: E402
+from generation.hosted.catalogue import HOSTED_MODELS, hosted_models  # noqa: E402
+from generation.hosted.settings import ApiSettings, SettingsError  # noqa: E402
 from generation.input_images import UnusableImage, canonical_png  # noqa: E402
+from generation.jobs import GeneratedImage  # noqa: E402
 from generation.models import BUILTIN_MODELS, Catalogue, CatalogueError, spec_table  # noqa: E402
 from generation.request import GenerationRequest, RequestError, build_request  # noqa: E402
 from generation.tiny import SETTINGS_FILE  # noqa: E402
@@ -77,6 +85,10 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--scheduler")
     parser.add_argument("--init", type=Path, help="init image for image-to-image")
     parser.add_argument("--strength", type=float, help="how far to move from --init (0-1]")
+    parser.add_argument(
+        "--ref", type=Path, action="append", help="a reference image (API models; repeatable)"
+    )
+    parser.add_argument("--raw", action="store_true", help="raw mode (FLUX1.1 [pro] Ultra)")
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if any)")
     parser.add_argument(
         "--offload", action="store_true", help="keep weights in CPU memory (small GPUs)"
@@ -98,7 +110,12 @@ def catalogue_for(model: str, config: Path | None) -> tuple[Catalogue, str]:
     directory = Path(model).expanduser()
     if directory.is_dir():
         name, tables[name] = directory_model(directory)
-    return Catalogue.from_config(tables), name
+    hosted = hosted_models()
+    if not hosted and any(m.name == name for m in HOSTED_MODELS):
+        raise UsageError(
+            f"{name} runs on Black Forest Labs' API: set BFL_API_KEY to your key to use it."
+        )
+    return Catalogue.from_config(tables).with_hosted(hosted), name
 
 
 def directory_model(directory: Path) -> tuple[str, dict[str, Any]]:
@@ -142,15 +159,18 @@ def _guidance_embeds(directory: Path) -> bool:
     return bool(config.get("guidance_embeds", True))
 
 
+def read_image(path: Path, what: str) -> bytes:
+    """The canonical PNG of the image at `path` (as the bot stores uploads)."""
+    try:
+        return canonical_png(path.read_bytes())
+    except OSError as error:
+        raise UsageError(f"Cannot read the {what} {path}: {error.strerror}.") from None
+    except UnusableImage as error:
+        raise UsageError(f"{path}: {error.message}") from None
+
+
 def request_from(args: argparse.Namespace, catalogue: Catalogue, model: str) -> GenerationRequest:
-    init_image = None
-    if args.init is not None:
-        try:
-            init_image = canonical_png(args.init.read_bytes())
-        except OSError as error:
-            raise UsageError(f"Cannot read the init image {args.init}: {error.strerror}.") from None
-        except UnusableImage as error:
-            raise UsageError(f"{args.init}: {error.message}") from None
+    init_image = None if args.init is None else read_image(args.init, "init image")
     return build_request(
         catalogue,
         model=model,
@@ -166,6 +186,8 @@ def request_from(args: argparse.Namespace, catalogue: Catalogue, model: str) -> 
         count=args.count,
         init_image=init_image,
         strength=args.strength,
+        raw=args.raw or None,
+        input_images=[read_image(path, "reference image") for path in args.ref or ()],
     )
 
 
@@ -199,9 +221,14 @@ def main(argv: list[str] | None = None) -> int:
         request = request_from(args, catalogue, model)
         check_device(args.device)
         check_output_folder(args.out)
-    except (UsageError, RequestError, CatalogueError) as error:
+        settings = ApiSettings.from_environment() if request.model in catalogue.hosted else None
+    except (UsageError, RequestError, CatalogueError, SettingsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    if settings is not None:
+        from generation.hosted.cli import run_hosted
+
+        return run_hosted(request, settings, lambda images: write_images(args.out, request, images))
     return run(args, catalogue, request)
 
 
@@ -213,7 +240,6 @@ def run(args: argparse.Namespace, catalogue: Catalogue, request: GenerationReque
 
     from generation.engine import Engine
     from generation.errors import Cancelled, EngineError
-    from generation.metadata import image_record
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -244,15 +270,22 @@ def run(args: argparse.Namespace, catalogue: Catalogue, request: GenerationReque
         except EngineError as error:
             print(f"error: {error}", file=sys.stderr)
             return EXIT_FAILED
-    number = next_number(args.out)
+    write_images(args.out, request, images)
+    return 0
+
+
+def write_images(out: Path, request: GenerationRequest, images: Sequence[GeneratedImage]) -> None:
+    """Write each image as `NNNNN-SEED.png` in `out` and announce it by a JSON line."""
+    from generation.metadata import image_record
+
+    number = next_number(out)
     for image in images:
-        path = args.out / f"{number + image.index:05d}-{image.seed}.png"
+        path = out / f"{number + image.index:05d}-{image.seed}.png"
         path.write_bytes(image.png)
         print(
             json.dumps({"path": str(path), **image_record(request, image.index, image.facts)}),
             flush=True,
         )
-    return 0
 
 
 if __name__ == "__main__":

@@ -4,8 +4,9 @@ Every image carries two text chunks:
 - `parameters`: the prompt, then `Negative prompt: ...` (when there is one), then a line of
   `Key: value` pairs (Steps, Sampler, CFG scale, Seed, Size, Model, Denoising strength) in the
   format AUTOMATIC1111 writes and image viewers, ComfyUI and sd-parsers read;
-- `atelier`: JSON with this image's index and seed and the full request. The init image itself is
-  not repeated in every output (it can be megabytes); its SHA-256 identifies it.
+- `atelier`: JSON with this image's index and seed and the full request. The init image and
+  reference images themselves are not repeated in every output (they can be megabytes); their
+  SHA-256 identifies them.
 """
 
 from __future__ import annotations
@@ -49,11 +50,15 @@ def image_record(
 ) -> dict[str, Any]:
     """What the `atelier` chunk (and the CLI's JSON line) says about image `index`: its seed,
     the request, and what else decided its pixels (`made_with`, see `RunFacts`)."""
-    parameters = replace(request, init_image=None).to_dict()  # no base64 of the image to drop
+    parameters = replace(request, init_image=None, input_images=()).to_dict()  # no base64
     del parameters["init_image"]
     parameters["init_image_sha256"] = (
         hashlib.sha256(request.init_image).hexdigest() if request.init_image is not None else None
     )
+    if request.input_images:  # an API model's reference images (`generation.hosted`)
+        parameters["input_images_sha256"] = [
+            hashlib.sha256(image).hexdigest() for image in request.input_images
+        ]
     record = {"index": index, "seed": request.seeds[index], "request": parameters}
     if facts is not None:
         record["made_with"] = facts.to_dict()

@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field
 
@@ -34,6 +34,9 @@ from generation.config_schema import (
     toml_value,
     validate_table,
 )
+
+if TYPE_CHECKING:
+    from generation.hosted.catalogue import HostedModel
 
 
 class Family(StrEnum):
@@ -306,10 +309,26 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
 class Catalogue(Mapping[str, ModelSpec]):
     """The models this installation offers, by name."""
 
-    def __init__(self, specs: list[ModelSpec] | tuple[ModelSpec, ...]) -> None:
+    def __init__(
+        self,
+        specs: list[ModelSpec] | tuple[ModelSpec, ...],
+        hosted: tuple[HostedModel, ...] = (),
+    ) -> None:
         self._specs = {spec.name: spec for spec in specs}
         if not self._specs:
             raise CatalogueError("The catalogue holds no model.")
+        # The API models (`generation.hosted`): requests name them like local models, but no
+        # worker runs them, so they are not among the mapping's items.
+        self.hosted: dict[str, HostedModel] = {model.name: model for model in hosted}
+        if clash := sorted(set(self.hosted) & set(self._specs)):
+            raise CatalogueError(
+                f"{', '.join(clash)}: named like a hosted API model; give the local model "
+                "another name."
+            )
+
+    def with_hosted(self, hosted: tuple[HostedModel, ...]) -> Catalogue:
+        """This catalogue offering the API models `hosted` too."""
+        return Catalogue(list(self._specs.values()), hosted)
 
     @classmethod
     def builtin(cls) -> Catalogue:

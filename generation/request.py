@@ -65,6 +65,11 @@ class GenerationRequest:
     strength: float | None = None
     parent_job: int | None = None
     kind: JobKind = JobKind.NEW
+    # Hosted (API) models only (`generation.hosted`); left out of the JSON at their defaults, so
+    # local jobs' records are as before.
+    aspect_ratio: str | None = None  # sent as `aspect_ratio` by models sized by aspect
+    raw: bool = False  # FLUX1.1 [pro] Ultra's raw mode
+    input_images: tuple[bytes, ...] = ()  # reference images, checked and canonical
 
     @property
     def count(self) -> int:
@@ -84,6 +89,10 @@ class GenerationRequest:
         data["kind"] = self.kind.value
         if self.init_image is not None:
             data["init_image"] = base64.b64encode(self.init_image).decode("ascii")
+        data["input_images"] = [base64.b64encode(i).decode("ascii") for i in self.input_images]
+        for name, default in _HOSTED_DEFAULTS.items():
+            if data[name] == default:
+                del data[name]
         return data
 
     def to_json(self) -> str:
@@ -97,11 +106,15 @@ class GenerationRequest:
         data["guidance"] = float(data["guidance"])
         if data.get("init_image") is not None:
             data["init_image"] = base64.b64decode(data["init_image"])
+        data["input_images"] = tuple(base64.b64decode(i) for i in data.get("input_images", ()))
         return cls(**data)
 
     @classmethod
     def from_json(cls, text: str) -> GenerationRequest:
         return cls.from_dict(json.loads(text))
+
+
+_HOSTED_DEFAULTS: dict[str, Any] = {"aspect_ratio": None, "raw": False, "input_images": []}
 
 
 def random_seeds(count: int) -> tuple[int, ...]:
@@ -165,12 +178,45 @@ def build_request(
     strength: float | None = None,
     parent_job: int | None = None,
     kind: JobKind = JobKind.NEW,
+    raw: bool | None = None,
+    input_images: tuple[bytes, ...] | list[bytes] | None = None,
 ) -> GenerationRequest:
     """Validate what a person asked for and fill in the model's defaults.
 
     `seed` is the first image's seed (the others follow it: seed+1, ...); `seeds` gives each
-    image's seed explicitly and then decides the count. Raises `RequestError` on the first fault.
+    image's seed explicitly and then decides the count. `raw` and `input_images` (reference
+    images) are for the hosted models that take them (`generation.hosted.validation`, which
+    checks a request for a model in `catalogue.hosted`). Raises `RequestError` on the first fault.
     """
+    if model is not None and model in catalogue.hosted:
+        from generation.hosted.validation import build_hosted_request  # imports this module
+
+        return build_hosted_request(
+            catalogue.hosted[model],
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            width=width,
+            height=height,
+            aspect=aspect,
+            steps=steps,
+            guidance=guidance,
+            scheduler=scheduler,
+            seed=seed,
+            seeds=seeds,
+            count=count,
+            init_image=init_image,
+            strength=strength,
+            parent_job=parent_job,
+            kind=kind,
+            raw=raw,
+            input_images=input_images,
+        )
+    if raw or input_images:
+        name = model or catalogue.default.name
+        raise RequestError(
+            "image" if input_images else "raw",
+            f"{name} takes no {'reference images' if input_images else 'raw mode'}.",
+        )
     spec = _model(catalogue, model)
     limits = spec.limits
 
@@ -200,7 +246,7 @@ def build_request(
     steps = _steps(spec, steps)
     guidance = _guidance(spec, guidance)
     scheduler = _scheduler(spec, scheduler)
-    seed_tuple = _seeds(seed, seeds, count)
+    seed_tuple = check_seeds(seed, seeds, count)
     if strength is not None and denoising_steps(spec.family, steps, strength) < 1:
         raise RequestError(
             "strength",
@@ -306,9 +352,10 @@ def _scheduler(spec: ModelSpec, scheduler: str | None) -> str:
     return scheduler
 
 
-def _seeds(
+def check_seeds(
     seed: int | None, seeds: tuple[int, ...] | list[int] | None, count: int
 ) -> tuple[int, ...]:
+    """The seeds of a request: `seeds`, or `count` from `seed` (random when None)."""
     if seeds is not None:
         if seed is not None:
             raise RequestError("seed", "Give either one seed or a list of seeds, not both.")

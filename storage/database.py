@@ -8,6 +8,7 @@ from pathlib import Path
 from types import TracebackType
 
 from storage import schema
+from storage.credits import Credits
 from storage.images import ImageStore
 from storage.jobs import JobLifecycle
 from storage.library import Library
@@ -17,9 +18,10 @@ from storage.private import make_private, new_private_file, private_folder
 from storage.reports import Reports
 
 
-class Database(JobLifecycle, Library, Reports, Privacy, Maintenance):
+class Database(JobLifecycle, Library, Reports, Privacy, Maintenance, Credits):
     """Jobs and their lifecycle (implements `generation.jobs.JobStore`), images, users, guild
-    settings, the audit log, and the owner's maintenance tasks.
+    settings, the audit log, the owner's maintenance tasks, and API spending (implements
+    `generation.hosted.tasks.TaskStore`).
 
     Open it with `await Database.open(path)`, close it with `await db.close()` or use it as
     `async with await Database.open(path) as db:`. Every write commits (and reaches the disk)

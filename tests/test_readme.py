@@ -42,6 +42,9 @@ SKIPPED = {
     "tests/generation/test_speed.py covers it",
     ".venv/bin/pytest tests/bot -q": "runs part of this test suite from inside it",
     "scripts/start --demo": "tests/bot/test_demo.py runs the demo",
+    'BFL_API_KEY=bfl_your_key python -m generation --model flux-2-pro --prompt "a lighthouse '
+    'at dusk" --aspect 16:9 --seed 42 --ref out/00001-42.png --out out/': "needs a Black Forest "
+    "Labs key and credits; tests/hosted/test_cli.py runs it against the fake BFL API",
 }
 HUB_COMMANDS = (
     "python -m generation --model playground-v2.5",

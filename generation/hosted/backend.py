@@ -1,0 +1,287 @@
+"""`HostedBackend`: one job on Black Forest Labs' API, end to end, resumable after a restart.
+
+For each image (one task per seed, all at once): submit (waiting out 429 "too many active
+tasks" and retrying 5xx with backoff), store the task (`id`, `polling_url`, `cost`) through the
+`TaskStore` before waiting, poll the returned `polling_url` with backoff, download the sample at
+once on Ready and turn it into a PNG with Atelier's metadata. A job whose tasks are stored resumes
+polling them instead of submitting again. The interface the pool drives::
+
+    result = await backend.run(job_id, request, on_progress)   # -> HostedResult
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from generation.hosted.catalogue import HOSTED_MODELS, HostedModel
+from generation.hosted.client import ApiError, BflClient, SampleGone
+from generation.hosted.credits import CreditGate
+from generation.hosted.outcomes import FOR_ADMINS, SENTENCES, Outcome, for_http_status, for_status
+from generation.hosted.payload import request_body
+from generation.hosted.samples import stored_image
+from generation.hosted.settings import ApiSettings
+from generation.hosted.tasks import HostedTask, TaskStore
+from generation.input_images import UnusableImage
+from generation.jobs import GeneratedImage
+from generation.request import GenerationRequest
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class HostedProgress:
+    """`state`: "waiting" (for a free task slot or for the API to come back), "submitted",
+    "pending" (with `progress` 0-1 where the API gives it) or "downloading"."""
+
+    index: int
+    state: str
+    progress: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HostedResult:
+    """`outcome` is READY when every image is; otherwise the first image's outcome that is
+    not, with `reason` for the person. `images` holds those that were made; `cost` the credits
+    charged (the replies' `cost`); `admin_note` a sentence for the admins, where they must act."""
+
+    outcome: Outcome
+    images: tuple[GeneratedImage, ...]
+    cost: float
+    reason: str | None = None
+    admin_note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """Seconds. Polls start at `poll_first` and grow by `growth` to `poll_max` (BFL's client
+    polls every 0.5 s; many concurrent jobs call for 1-2 s). Retries of 429/5xx start at
+    `retry_first` and grow to `retry_max`; 5xx and lost connections are retried for `patience`
+    in all, 429 for as long as it takes (a slot always frees)."""
+
+    poll_first: float = 0.5
+    poll_max: float = 2.0
+    retry_first: float = 1.0
+    retry_max: float = 30.0
+    growth: float = 1.5
+    patience: float = 900.0
+
+
+ProgressCallback = Callable[[HostedProgress], Awaitable[None] | None]
+
+
+class _Ended(Exception):
+    def __init__(self, outcome: Outcome, detail: str = "") -> None:
+        self.outcome = outcome
+        self.detail = detail
+
+
+class HostedBackend:
+    """Runs API jobs with one key. Owns the HTTP session and the key's `CreditGate`."""
+
+    def __init__(
+        self,
+        settings: ApiSettings,
+        store: TaskStore,
+        *,
+        timing: Timing | None = None,
+        models: tuple[HostedModel, ...] = HOSTED_MODELS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._timing = timing or Timing()
+        self._models = {model.name: model for model in models}
+        self._clock = clock
+        self._session: aiohttp.ClientSession | None = None
+        self.gate = CreditGate()
+
+    def _client(self) -> BflClient:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120))
+        return BflClient(self._settings, self._session)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def probe(self) -> bool:
+        """Ask the API for the credits left; resume API jobs when they pay for the cheapest
+        image any model makes. True when API jobs may run."""
+        try:
+            left = await self._client().credits()
+        except ApiError as error:
+            log.info("credit probe: no answer (HTTP %s)", error.status)
+            return not self.gate.paused
+        cheapest = min(m.price.per_image or m.price.first_mp for m in self._models.values())
+        if left >= cheapest:
+            self.gate.resume()
+        return not self.gate.paused
+
+    async def run(
+        self,
+        job_id: int,
+        request: GenerationRequest,
+        on_progress: ProgressCallback | None = None,
+    ) -> HostedResult:
+        """Make every image of `request`; tasks already stored for `job_id` are polled again,
+        not resubmitted. Never raises for anything the API does."""
+        model = self._models[request.model]
+        stored = {task.index: task for task in await self._store.hosted_tasks(job_id)}
+        if self.gate.paused and len(stored) < request.count:
+            return HostedResult(Outcome.NO_CREDITS, (), 0.0, SENTENCES[Outcome.NO_CREDITS])
+
+        async def report(progress: HostedProgress) -> None:
+            if on_progress is not None:
+                done = on_progress(progress)
+                if done is not None:
+                    await done
+
+        ends = await asyncio.gather(
+            *(
+                self._image(job_id, model, request, index, stored.get(index), report)
+                for index in range(request.count)
+            )
+        )
+        images = tuple(image for _, image, _ in ends if image is not None)
+        cost = sum(cost for _, _, cost in ends)
+        failed = [end for end, _, _ in ends if end.outcome is not Outcome.READY]
+        if not failed:
+            return HostedResult(Outcome.READY, images, cost)
+        first = failed[0].outcome
+        # Images of one job fail alike (one 402 pauses all); any of them may hold the detail.
+        detail = next((end.detail for end in failed if end.outcome is first and end.detail), "")
+        return HostedResult(
+            first, images, cost, SENTENCES[first], self._admin_note(first, job_id, detail)
+        )
+
+    def _admin_note(self, outcome: Outcome, job_id: int, detail: str) -> str | None:
+        if outcome not in FOR_ADMINS:
+            return None
+        log.warning("BFL API job %s ended %s: %s", job_id, outcome.value, detail)
+        if outcome is Outcome.NO_CREDITS:
+            return detail or None  # set once, by the task that paused the gate
+        if outcome is Outcome.KEY_REFUSED:
+            return "Black Forest Labs' API refused the key (BFL_API_KEY): check it."
+        return f"Job {job_id} on the BFL API ended with {outcome.value}: {detail}"
+
+    async def _image(
+        self,
+        job_id: int,
+        model: HostedModel,
+        request: GenerationRequest,
+        index: int,
+        task: HostedTask | None,
+        report: Callable[[HostedProgress], Awaitable[None]],
+    ) -> tuple[_Ended, GeneratedImage | None, float]:
+        cost = 0.0
+        try:
+            if task is None:
+                task = await self._submit(job_id, model, request, index, report)
+            cost = task.cost if task.cost is not None else model.estimate(request) / request.count
+            sample = await self._until_ready(task, report)
+            await report(HostedProgress(index, "downloading"))
+            try:
+                data = await self._retrying(lambda: self._client().download(sample), index, report)
+            except SampleGone:
+                raise _Ended(Outcome.EXPIRED) from None
+            try:
+                image = stored_image(data, request, index)
+            except UnusableImage as error:
+                raise _Ended(Outcome.BAD_REPLY, f"sample: {error.message}") from None
+        except _Ended as end:
+            return end, None, cost
+        return _Ended(Outcome.READY), image, cost
+
+    async def _submit(
+        self,
+        job_id: int,
+        model: HostedModel,
+        request: GenerationRequest,
+        index: int,
+        report: Callable[[HostedProgress], Awaitable[None]],
+    ) -> HostedTask:
+        if self.gate.paused:
+            raise _Ended(Outcome.NO_CREDITS)
+        body = request_body(model, request, index)
+        try:
+            reply = await self._retrying(
+                lambda: self._client().submit(model.name, body), index, report
+            )
+        except _Ended as end:
+            if end.outcome is Outcome.NOT_FOUND:  # no such endpoint: a fault here
+                raise _Ended(Outcome.REFUSED, end.detail) from None
+            if end.outcome is Outcome.NO_CREDITS:
+                first = self.gate.pause()
+                raise _Ended(
+                    end.outcome,
+                    "Black Forest Labs' account is out of credits (HTTP 402): API jobs are "
+                    "refused until an admin resumes them or a probe finds credits."
+                    if first
+                    else "",
+                ) from None
+            raise
+        task = HostedTask(
+            index=index,
+            task_id=reply.id,
+            polling_url=reply.polling_url,
+            cost=reply.cost,
+            input_mp=reply.input_mp,
+            output_mp=reply.output_mp,
+            submitted_at=self._clock(),
+        )
+        await self._store.save_hosted_task(job_id, task)
+        await report(HostedProgress(index, "submitted"))
+        return task
+
+    async def _until_ready(
+        self, task: HostedTask, report: Callable[[HostedProgress], Awaitable[None]]
+    ) -> str:
+        """The sample URL once the task is Ready; raises `_Ended` for any other end."""
+        delay = self._timing.poll_first
+        while True:
+            polled = await self._retrying(
+                lambda: self._client().poll(task.polling_url), task.index, report
+            )
+            if polled.status == "Ready":
+                if polled.sample is None:
+                    raise _Ended(Outcome.BAD_REPLY, "Ready without result.sample")
+                return polled.sample
+            ended = for_status(polled.status)
+            if ended is not None:
+                raise _Ended(ended, polled.status)
+            await report(HostedProgress(task.index, "pending", polled.progress))
+            await asyncio.sleep(delay)
+            delay = min(delay * self._timing.growth, self._timing.poll_max)
+
+    async def _retrying(
+        self,
+        call: Callable[[], Awaitable[Any]],
+        index: int,
+        report: Callable[[HostedProgress], Awaitable[None]],
+    ) -> Any:
+        """`call()`, waiting out 429 and retrying 5xx / no connection with backoff (5xx for
+        `patience` seconds at most); any other error ends the task with its outcome."""
+        timing = self._timing
+        delay, waited_on_faults = timing.retry_first, 0.0
+        while True:
+            try:
+                return await call()
+            except ApiError as error:
+                outcome = for_http_status(error.status) if error.status else None
+                if outcome is not None:
+                    raise _Ended(outcome, f"HTTP {error.status}: {error.detail}") from None
+                if error.status != 429:
+                    if waited_on_faults >= timing.patience:
+                        raise _Ended(Outcome.UNAVAILABLE, error.detail) from None
+                    waited_on_faults += delay
+                await report(HostedProgress(index, "waiting"))
+                await asyncio.sleep(delay)
+                delay = min(delay * timing.growth * 2, timing.retry_max)

@@ -1,0 +1,89 @@
+"""Every documented end of an API task, and the sentence a person reads for it.
+
+Sources: BFL's get_result reference (`status` is one of "Task not found", "Pending",
+"Request Moderated", "Content Moderated", "Ready", "Error"; BFL's own example client also treats
+"Failed" as an error) and its error reference (400, 401, 402, 403, 422, 429, 500, 503).
+429 and 5xx are not outcomes: the backend waits and retries them.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Outcome(StrEnum):
+    READY = "ready"
+    REQUEST_MODERATED = "request_moderated"  # refused before generating (prompt or input)
+    CONTENT_MODERATED = "content_moderated"  # the output was blocked
+    FAILED = "failed"  # status Error / Failed
+    NOT_FOUND = "task_not_found"
+    REFUSED = "refused"  # 400/422: a request Atelier should not have sent (a bug here)
+    KEY_REFUSED = "key_refused"  # 401/403
+    NO_CREDITS = "no_credits"  # 402, or paused after one
+    EXPIRED = "sample_expired"  # Ready, but the signed sample URL had expired
+    UNAVAILABLE = "unavailable"  # 5xx or no connection for longer than the backend waits
+    BAD_REPLY = "bad_reply"  # a reply that breaks the documented shape
+
+
+SENTENCES = {
+    Outcome.REQUEST_MODERATED: (
+        "Black Forest Labs' moderation refused this request (its prompt or a reference image) "
+        "before making anything."
+    ),
+    Outcome.CONTENT_MODERATED: (
+        "Black Forest Labs' moderation blocked the image it made, so there is nothing to show."
+    ),
+    Outcome.FAILED: "Black Forest Labs' API reported an error while making this image.",
+    Outcome.NOT_FOUND: "Black Forest Labs' API no longer knows this task; its image is lost.",
+    Outcome.REFUSED: (
+        "The API refused this request; that is a fault in Atelier, and the admins can read the "
+        "details in the bot's log."
+    ),
+    Outcome.KEY_REFUSED: "The API key was refused; the admins have been told.",
+    Outcome.NO_CREDITS: (
+        "The Black Forest Labs account is out of credits: API models are paused until an "
+        "admin resumes them."
+    ),
+    Outcome.EXPIRED: (
+        "The image was ready, but its download link had expired (they last 10 minutes) before "
+        "Atelier could fetch it."
+    ),
+    Outcome.UNAVAILABLE: "Black Forest Labs' API stayed unavailable; please try again later.",
+    Outcome.BAD_REPLY: (
+        "The API sent a reply Atelier cannot use; the admins can read the details in the log."
+    ),
+}
+
+# Outcomes an admin must hear about (a person cannot fix them).
+FOR_ADMINS = frozenset(
+    {Outcome.REFUSED, Outcome.KEY_REFUSED, Outcome.NO_CREDITS, Outcome.BAD_REPLY}
+)
+
+_STATUSES = {
+    "Request Moderated": Outcome.REQUEST_MODERATED,
+    "Content Moderated": Outcome.CONTENT_MODERATED,
+    "Error": Outcome.FAILED,
+    "Failed": Outcome.FAILED,
+    "Task not found": Outcome.NOT_FOUND,
+}
+
+
+def for_status(status: str) -> Outcome | None:
+    """The outcome a polled `status` ends a task with; None while it is still under way
+    ("Pending", and "Ready" before its sample is fetched)."""
+    if status in ("Pending", "Ready"):
+        return None
+    return _STATUSES.get(status, Outcome.BAD_REPLY)
+
+
+def for_http_status(code: int) -> Outcome | None:
+    """The outcome an HTTP error ends a task with; None for one to wait out (429, 5xx)."""
+    if code == 429 or code >= 500:
+        return None
+    if code == 402:
+        return Outcome.NO_CREDITS
+    if code in (401, 403):
+        return Outcome.KEY_REFUSED
+    if code == 404:
+        return Outcome.NOT_FOUND
+    return Outcome.REFUSED if code in (400, 422) else Outcome.BAD_REPLY

@@ -1,0 +1,119 @@
+"""`python -m generation --model flux-pro-1.1 ...` in a child process against the fake BFL API."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from generation.metadata import read_record
+from tests.conftest import child_environment
+from tests.hosted.fake_bfl import KEY, FakeBfl, sample_png
+
+
+async def cli(fake: FakeBfl | None, *argv: str, key: str = KEY) -> tuple[int, str, str]:
+    env = child_environment()
+    env.pop("BFL_API_KEY", None)
+    if key:
+        env["BFL_API_KEY"] = key
+    if fake is not None:
+        env["BFL_API_URL"] = fake.submit_url
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "generation",
+        *argv,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await child.communicate()
+    return child.returncode or 0, out.decode(), err.decode()
+
+
+async def test_the_cli_makes_api_images_with_metadata(fake: FakeBfl, tmp_path: Path) -> None:
+    code, out, err = await cli(
+        fake, "--model", "flux-pro-1.1", "--prompt", "a red fox", "--seed", "9",
+        "--count", "2", "--aspect", "3:2", "--out", str(tmp_path),
+    )  # fmt: skip
+    assert code == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [line["seed"] for line in lines] == [9, 10]
+    for line in lines:
+        png = await asyncio.to_thread(Path(line["path"]).read_bytes)
+        assert read_record(png)["request"]["model"] == "flux-pro-1.1"
+        with Image.open(io.BytesIO(png)) as image:
+            assert image.size == (1248, 832)  # 3:2 at about 1 MP, multiples of 32
+    assert "cost: 8 credits" in err
+    assert KEY not in out + err
+
+
+async def test_the_cli_sends_reference_images(fake: FakeBfl, tmp_path: Path) -> None:
+    ref = tmp_path / "ref.png"
+    ref.write_bytes(sample_png(3, 640, 480))
+    code, _, err = await cli(
+        fake, "--model", "flux-kontext-pro", "--prompt", "make it night", "--ref", str(ref),
+        "--out", str(tmp_path / "out"),
+    )  # fmt: skip
+    assert code == 0, err
+    assert "input_image" in fake.submitted[0]
+    assert "aspect_ratio" not in fake.submitted[0]  # follows the reference image
+
+
+@pytest.mark.parametrize(
+    ("script", "words"),
+    [(["Request Moderated"], "moderation refused"), (["Content Moderated"], "blocked")],
+)
+async def test_the_cli_says_why_an_api_job_failed(
+    fake: FakeBfl, tmp_path: Path, script: list[str], words: str
+) -> None:
+    fake.scripts = [script]
+    code, out, err = await cli(
+        fake, "--model", "flux-2-pro", "--prompt", "x", "--out", str(tmp_path)
+    )
+    assert code == 1
+    assert out == ""
+    assert words in err
+
+
+async def test_the_cli_reports_a_refused_key(fake: FakeBfl, tmp_path: Path) -> None:
+    code, _, err = await cli(
+        fake, "--model", "flux-2-pro", "--prompt", "x", "--out", str(tmp_path), key="bfl_nope"
+    )
+    assert code == 1
+    assert "key was refused" in err
+    assert "bfl_nope" not in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["--width", "1000", "--height", "1024"], "multiple of 32"),
+        (["--width", "1440", "--height", "1472"], "between 256 and 1440"),
+        (["--steps", "20"], "chooses its own steps"),
+        (["--negative", "blur"], "negative prompt"),
+        (["--raw"], "raw mode"),
+    ],
+)
+async def test_the_cli_refuses_what_the_api_would_refuse_before_sending(
+    fake: FakeBfl, tmp_path: Path, argv: list[str], words: str
+) -> None:
+    code, _, err = await cli(
+        fake, "--model", "flux-pro-1.1", "--prompt", "x", *argv, "--out", str(tmp_path)
+    )
+    assert code == 2
+    assert words in err
+    assert fake.submitted == []
+
+
+async def test_without_a_key_the_cli_says_how_to_enable_api_models(tmp_path: Path) -> None:
+    code, _, err = await cli(
+        None, "--model", "flux-2-max", "--prompt", "x", "--out", str(tmp_path), key=""
+    )
+    assert code == 2
+    assert "BFL_API_KEY" in err

@@ -1,0 +1,51 @@
+"""The key stays a secret: from the environment only, hidden from repr, not given to worker
+processes, sent only to the API's own hosts."""
+
+from __future__ import annotations
+
+import pytest
+
+from generation.hosted.settings import DEFAULT_URL, ApiSettings, SettingsError
+from generation.workers.process import worker_environment
+
+
+def test_settings_come_from_the_environment_and_hide_the_key() -> None:
+    assert ApiSettings.from_environment({}) is None
+    settings = ApiSettings.from_environment({"BFL_API_KEY": " bfl_secret "})
+    assert settings is not None
+    assert settings.key == "bfl_secret"
+    assert settings.base_url == DEFAULT_URL
+    assert "bfl_secret" not in repr(settings)
+    local = ApiSettings.from_environment(
+        {"BFL_API_KEY": "k", "BFL_API_URL": "http://127.0.0.1:8080/"}
+    )
+    assert local is not None
+    assert local.base_url == "http://127.0.0.1:8080"
+
+
+@pytest.mark.parametrize("url", ["api.bfl.ai", "ftp://api.bfl.ai", "https://"])
+def test_an_unusable_base_url_is_refused_with_a_sentence(url: str) -> None:
+    with pytest.raises(SettingsError, match="BFL_API_URL should look like"):
+        ApiSettings.from_environment({"BFL_API_KEY": "k", "BFL_API_URL": url})
+
+
+def test_worker_processes_never_get_the_key() -> None:
+    env = worker_environment({"BFL_API_KEY": "bfl_secret", "BFL_API_URL": "x", "PATH": "/bin"})
+    assert "BFL_API_KEY" not in env
+    assert "bfl_secret" not in env.values()
+    assert env["PATH"] == "/bin"
+
+
+@pytest.mark.parametrize(
+    ("url", "trusted"),
+    [
+        ("https://api.bfl.ai/v1/get_result?id=1", True),
+        ("https://api.eu2.bfl.ai/v1/get_result?id=1", True),
+        ("http://api.eu2.bfl.ai/v1/get_result?id=1", False),  # the key never travels in clear
+        ("https://bfl.ai.evil.example/v1/get_result", False),
+        ("https://evilbfl.ai/v1/get_result", False),
+        ("https://delivery-eu1.bfl.ai.example/x", False),
+    ],
+)
+def test_the_key_goes_only_to_the_apis_own_hosts(url: str, trusted: bool) -> None:
+    assert ApiSettings(key="k").trusts(url) is trusted
