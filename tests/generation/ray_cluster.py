@@ -1,0 +1,86 @@
+"""A local Ray cluster for the tests: a head started with `ray start --head --block` in a
+session of its own, which the test can kill (every process of it, as a lost head or `ray stop`
+would) and start again on the same port.
+
+Only this cluster's processes are touched (its process group), never another Ray on the machine.
+Token authentication is on, with a token made for the test, as the README asks of real clusters.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from generation.workers.config import WorkerConfig
+from generation.workers.ray_config import RayPlacement
+
+RESOURCE = "atelier-test-node"  # the custom resource the head offers; actors are placed by it
+_READY_TIMEOUT_S = 120.0
+_PROJECT = str(Path(__file__).resolve().parents[2])
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class LocalRayCluster:
+    def __init__(self, temp_dir: Path) -> None:
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.temp_dir = temp_dir
+        self.env = {
+            "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN": secrets.token_hex(16),
+            "RAY_USAGE_STATS_ENABLED": "0",
+        }
+        self._head: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = os.environ | self.env
+        # the actors' worker processes import this checkout's code
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PROJECT, env.get("PYTHONPATH")]))
+        ray = str(Path(sys.executable).with_name("ray"))
+        self._head = subprocess.Popen(
+            [
+                ray, "start", "--head", "--block", f"--port={self.port}",
+                "--node-ip-address=127.0.0.1", "--num-cpus=4", "--num-gpus=0",
+                f"--resources={{\"{RESOURCE}\": 100}}", "--include-dashboard=false",
+                "--disable-usage-stats", f"--temp-dir={self.temp_dir}",
+            ],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + _READY_TIMEOUT_S
+        while True:  # the GCS port answers once the head is up
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                if self._head.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("The test's Ray head did not start.") from None
+                time.sleep(0.2)
+
+    def kill(self) -> None:
+        """Kill every process of this cluster at once (a lost head node)."""
+        if self._head is not None and self._head.poll() is None:
+            os.killpg(self._head.pid, signal.SIGKILL)
+            self._head.wait()
+        self._head = None
+
+    def worker(self, worker_id: str, **options: object) -> WorkerConfig:
+        """A CPU worker whose actor runs on this cluster's node."""
+        placement = RayPlacement(
+            address=self.address, node=RESOURCE, num_gpus=0, start_timeout_s=60.0
+        )
+        return WorkerConfig(worker_id, "cpu", ray=placement, **options)  # type: ignore[arg-type]
