@@ -15,14 +15,14 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field
 
-from generation.config_schema import TABLE, Bool, Float, Name
+from generation.config_schema import TABLE, Bool, Float, Text
 
 # A Ray node id: 28 bytes written in hex (`ray list nodes`, `ray.nodes()[i]["NodeID"]`).
 _NODE_ID = re.compile(r"[0-9a-f]{56}")
@@ -35,7 +35,7 @@ class RaySettings:
 
     __pydantic_config__ = TABLE
 
-    address: Name  # "HOST:PORT" of the head's GCS (6379 by default), or "auto" on the head
+    address: Text = ""  # "HOST:PORT" of the head (port 6379 by default), "auto" on it; "": none
     allow_insecure: Bool = False  # connect to a cluster elsewhere without a token: never advised
     start_timeout_s: Annotated[Float, Field(gt=0)] = 120.0  # connect + place + build the engine
 
@@ -62,6 +62,18 @@ class RayPlacement:
         except ValueError:
             return "resource"
         return "ip"
+
+    def is_on(self, node_id: str, ip: str, resources: Iterable[str]) -> bool:
+        """Whether the node with this id, IP address and resources is `node`."""
+        kind = self.node_kind
+        if kind == "id":
+            return node_id == self.node
+        return self.resource in resources
+
+    @property
+    def resource(self) -> str:
+        """The Ray resource that only `node` has (for a node named by IP or resource)."""
+        return f"node:{self.node}" if self.node_kind == "ip" else self.node
 
     def host_port(self) -> tuple[str, int] | None:
         """The address's host and port, or None for "auto" (or no port)."""

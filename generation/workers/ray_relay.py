@@ -126,14 +126,19 @@ def _unreachable(placement: RayPlacement) -> str | None:
     """Why the cluster cannot be joined (refused by policy, or its port does not answer)."""
     if problem := connection_problem(placement.address, placement.allow_insecure):
         return problem
-    where = placement.host_port()
+    return _silent(placement.address)
+
+
+def _silent(address: str) -> str | None:
+    """Why nothing answers at `address` (`HOST:PORT`), or None when its port does."""
+    where = RayPlacement(address, node="").host_port()
     if where is None:
         return None
     try:
         socket.create_connection(where, timeout=_REACH_TIMEOUT_S).close()
     except OSError as error:
         why = error.strerror or error
-        return f"the Ray cluster at {placement.address} does not answer ({why})."
+        return f"the Ray cluster at {address} does not answer ({why})."
     return None
 
 
@@ -141,25 +146,29 @@ def _placement_options(
     placement: RayPlacement, nodes: list[dict[str, Any]]
 ) -> dict[str, Any] | str:
     """The actor's options to run on `placement.node`, or why no live node is that node."""
-    kind = placement.node_kind
-    alive = [node for node in nodes if node.get("Alive")]
+    found = any(
+        node.get("Alive")
+        and placement.is_on(node["NodeID"], node["NodeManagerAddress"], node["Resources"])
+        for node in nodes
+    )
+    if not found:
+        return (
+            f"no live node of the Ray cluster is {placement.node} ({placement.node_kind}); "
+            "is it connected?"
+        )
     options: dict[str, Any] = {"num_gpus": placement.num_gpus, "num_cpus": 0}
-    if kind == "id":
+    if placement.node_kind == "id":
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        found = any(node["NodeID"] == placement.node for node in alive)
         options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(placement.node, soft=False)
     else:
-        resource = f"node:{placement.node}" if kind == "ip" else placement.node
-        found = any(resource in node.get("Resources", {}) for node in alive)
-        options["resources"] = {resource: 0.001}
-    if not found:
-        return f"no live node of the Ray cluster is {placement.node} ({kind}); is it connected?"
+        options["resources"] = {placement.resource: 0.001}
     return options
 
 
 def list_nodes(address: str) -> list[dict[str, Any]]:
-    """The live nodes of the cluster at `address`: id, IP, GPUs, custom resources."""
+    """The live nodes of the cluster at `address`: id, IP, GPUs, resources (`node:IP` and
+    custom ones)."""
     import ray
 
     ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
@@ -172,8 +181,7 @@ def list_nodes(address: str) -> list[dict[str, Any]]:
                 "resources": sorted(
                     name
                     for name in node["Resources"]
-                    if not name.startswith("node:")
-                    and name not in ("CPU", "GPU", "memory", "object_store_memory")
+                    if name not in ("CPU", "GPU", "memory", "object_store_memory")
                 ),
             }
             for node in ray.nodes()
@@ -191,7 +199,12 @@ def _exit(code: int = 0) -> None:
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--nodes"]:
-        print(json.dumps(list_nodes(sys.argv[2])))
+        try:
+            if silent := _silent(sys.argv[2]):
+                raise ConnectionError(silent)
+            print(json.dumps(list_nodes(sys.argv[2])))
+        except Exception as error:  # Ray's errors on joining: one sentence for the operator
+            print(json.dumps({"error": f"{type(error).__name__}: {error}"}))
         _exit(0)
     main(sys.argv[1:])
     _exit(0)

@@ -15,7 +15,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from generation.workers.config import WorkerConfig
 from generation.workers.ray_config import RayPlacement
@@ -84,3 +87,17 @@ class LocalRayCluster:
             address=self.address, node=RESOURCE, num_gpus=0, start_timeout_s=60.0
         )
         return WorkerConfig(worker_id, "cpu", ray=placement, **options)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRayCluster]:
+    """One local Ray head per test module, its token in this process's environment."""
+    head = LocalRayCluster(tmp_path_factory.mktemp("ray"))
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in head.env.items():
+            patch.setenv(name, value)
+        head.start()
+        try:
+            yield head
+        finally:
+            head.kill()

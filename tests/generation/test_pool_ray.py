@@ -14,9 +14,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import Iterator
-
-import pytest
 
 from generation.jobs import (
     JobCancelled,
@@ -36,25 +33,13 @@ from generation.workers.standin import run_record
 from generation.workers.supervision import SupervisionSettings
 from storage import Database
 from tests.generation.helpers import STANDIN, Recorder, request
-from tests.generation.ray_cluster import LocalRayCluster, free_port
+from tests.generation.ray_cluster import LocalRayCluster, cluster, free_port
+
+__all__ = ["cluster"]  # the fixture, imported
 
 STEP_S = 0.05
 ACTOR_START_S = 90.0  # an actor's first start on a busy CI machine (Ray starts a Python worker)
 QUICK_RETRIES = SupervisionSettings(backoff_s=0.2, max_backoff_s=1.0)
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRayCluster]:
-    """One local Ray head for the module, its token in this process's environment."""
-    head = LocalRayCluster(tmp_path_factory.mktemp("ray"))
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in head.env.items():
-            patch.setenv(name, value)
-        head.start()
-        try:
-            yield head
-        finally:
-            head.kill()
 
 
 def pool_of(
