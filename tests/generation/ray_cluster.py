@@ -51,6 +51,7 @@ class LocalRayCluster:
         # the actors' worker processes import this checkout's code
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PROJECT, env.get("PYTHONPATH")]))
         ray = str(Path(sys.executable).with_name("ray"))
+        log = self.temp_dir.parent / f"head-{self.port}.log"
         self._head = subprocess.Popen(
             [
                 ray, "start", "--head", "--block", f"--port={self.port}",
@@ -60,19 +61,16 @@ class LocalRayCluster:
             ],
             env=env,
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
         deadline = time.monotonic() + _READY_TIMEOUT_S
-        while True:  # the GCS port answers once the head is up
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                if self._head.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("The test's Ray head did not start.") from None
-                time.sleep(0.2)
+        # `ray start` says so once the head's processes all run (before, a driver may fail)
+        while "Ray runtime started." not in log.read_text():
+            if self._head.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"The test's Ray head did not start; see {log}.")
+            time.sleep(0.2)
 
     def kill(self) -> None:
         """Kill every process of this cluster at once (a lost head node)."""
