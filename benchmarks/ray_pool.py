@@ -9,10 +9,11 @@ its `JobFinished` (images stored), and the engine's own run time (the job's GPU-
 subtracted to get what each kind of worker adds (`*_overhead_s`). The two sides' engine times
 differ by the processes' surroundings (on a shared CPU the actor's runs have been the faster), so
 `overhead_ratio` is a local job's time against the same job with the Ray worker's overhead
-instead, (run + ray overhead) / (run + process overhead); `wall_ratio` is the plain ratio. Then each pool runs the stand-in engine making 4 MB PNGs, and
-the delivery time is from the end of the run in the worker (monotonic clock, shared by the
-processes of one machine) to `JobFinished`. Prints ONE JSON line; the goal is an overhead ratio
-(median actor job / median process job) of at most 1.05.
+instead, (run + ray overhead) / (run + process overhead); `wall_ratio` is the plain ratio.
+Then each pool runs the stand-in engine making 4 MB PNGs, and the delivery time is from the
+end of the run in the worker (monotonic clock, shared by the processes of one machine) to
+`JobFinished`. Prints ONE JSON line; the goal is an overhead ratio of at most 1.05 for jobs of
+about a second.
 
     python -m benchmarks.ray_pool [--jobs 15] [--job-s 1.0]
 """
