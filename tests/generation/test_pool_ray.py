@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 
 from generation.jobs import (
     JobCancelled,
@@ -101,6 +102,7 @@ async def test_jobs_run_on_actors_and_local_processes_side_by_side_under_one_fai
         assert stored is not None
         assert stored.record.status is JobStatus.DONE
     assert actor_pid != os.getpid()
+    assert "ray" not in sys.modules  # Ray lives in the relays and actors, not the pool's process
     await pool.shutdown()
 
 
