@@ -65,11 +65,42 @@ class LocalRayCluster:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
+        self._wait_started(self._head, log)
+
+    def add_node(self, resource: str) -> subprocess.Popen[bytes]:
+        """Join a second node (a raylet of its own on this machine) offering `resource`;
+        `kill_node` ends it as a lost machine would end."""
+        env = os.environ | self.env
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PROJECT, env.get("PYTHONPATH")]))
+        ray = str(Path(sys.executable).with_name("ray"))
+        log = self.temp_dir.parent / f"node-{resource}.log"
+        node = subprocess.Popen(
+            [
+                ray, "start", "--block", f"--address={self.address}",
+                "--node-ip-address=127.0.0.1", "--num-cpus=2", "--num-gpus=0",
+                f"--resources={{\"{resource}\": 100}}",
+            ],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        self._wait_started(node, log)
+        return node
+
+    @staticmethod
+    def kill_node(node: subprocess.Popen[bytes]) -> None:
+        if node.poll() is None:
+            os.killpg(node.pid, signal.SIGKILL)
+            node.wait()
+
+    def _wait_started(self, process: subprocess.Popen[bytes], log: Path) -> None:
         deadline = time.monotonic() + _READY_TIMEOUT_S
-        # `ray start` says so once the head's processes all run (before, a driver may fail)
+        # `ray start` says so once the node's processes all run (before, a driver may fail)
         while "Ray runtime started." not in log.read_text():
-            if self._head.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"The test's Ray head did not start; see {log}.")
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"A test Ray node did not start; see {log}.")
             time.sleep(0.2)
 
     def kill(self) -> None:
@@ -79,10 +110,12 @@ class LocalRayCluster:
             self._head.wait()
         self._head = None
 
-    def worker(self, worker_id: str, **options: object) -> WorkerConfig:
-        """A CPU worker whose actor runs on this cluster's node."""
+    def worker(
+        self, worker_id: str, node: str = RESOURCE, start_timeout_s: float = 60.0, **options: object
+    ) -> WorkerConfig:
+        """A CPU worker whose actor runs on the node offering resource `node` (the head's)."""
         placement = RayPlacement(
-            address=self.address, node=RESOURCE, num_gpus=0, start_timeout_s=60.0
+            address=self.address, node=node, num_gpus=0, start_timeout_s=start_timeout_s
         )
         return WorkerConfig(worker_id, "cpu", ray=placement, **options)  # type: ignore[arg-type]
 

@@ -221,3 +221,34 @@ async def test_jobs_of_a_lost_cluster_wait_and_run_when_it_returns(
     results = await recorder.finished(running, waiting, timeout_s=2 * ACTOR_START_S)
     assert all(isinstance(result, JobFinished) for result in results)
     await pool.shutdown()
+
+
+async def test_a_lost_node_marks_its_gpu_failed_requeues_its_job_and_the_gpu_returns_with_it(
+    catalogue: Catalogue, database: Database, cluster: LocalRayCluster
+) -> None:
+    node = cluster.add_node("second-box")
+    remote = cluster.worker("box", node="second-box", start_timeout_s=15.0)
+    pool = pool_of(catalogue, database, [WorkerConfig("cpu:0", "cpu"), remote])
+    recorder = Recorder(pool)
+    try:
+        await ready(pool)
+        jobs = [(await pool.submit(request(catalogue, steps=60), JobOwner(1))).job_id for _ in "ab"]
+        await recorder.until(lambda: all("JobProgress" in recorder.kinds(job) for job in jobs))
+        (on_box,) = [job for job in jobs if started_on(recorder, job) == ["box"]]
+        cluster.kill_node(node)
+        results = await recorder.finished(*jobs, timeout_s=ACTOR_START_S)
+        assert all(isinstance(result, JobFinished) for result in results)
+        assert started_on(recorder, on_box) == ["box", "cpu:0"]  # requeued, run on a local GPU
+        await recorder.until(
+            lambda: worker(pool, "box").state is WorkerState.FAILED, timeout_s=ACTOR_START_S
+        )
+        assert "box" in pool.worker_problems()  # what /admin gpus and /healthz show
+        node = cluster.add_node("second-box")
+        await recorder.until(
+            lambda: worker(pool, "box").state is WorkerState.IDLE, timeout_s=2 * ACTOR_START_S
+        )
+        again = (await pool.submit(request(catalogue), JobOwner(2))).job_id
+        assert isinstance((await recorder.finished(again))[0], JobFinished)
+    finally:
+        await pool.shutdown()
+        cluster.kill_node(node)
