@@ -43,7 +43,7 @@ _POLL_S = 0.5  # how long one poll waits for an event; the actor answers at once
 _REACH_TIMEOUT_S = 5.0  # a TCP connection to the head; `ray.init` itself waits minutes
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the pool decides when workers stop
     connection = socket.socket(fileno=int(argv[0]))
     stream = connection.makefile("rb")
