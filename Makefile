@@ -16,7 +16,7 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) torch==2.13.0
 
 venv: $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,ray]'  # the Ray tests always run
 
 lint: venv
 	$(BIN)/ruff check .

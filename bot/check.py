@@ -1,7 +1,8 @@
 """`python -m bot check`: is this configuration and this machine ready to run the bot?
 
 Checks the token is set (not whether Discord accepts it: that needs a connection), the GPUs the
-workers name (with `nvidia-smi`, never importing torch in this process), that every model's
+workers name (with `nvidia-smi`, never importing torch in this process), the GPUs of the `[ray]`
+cluster (`bot.check_ray`), that every model's
 weights are in a local folder or the Hugging Face cache as safetensors (as `generation.download`
 judges them; a model not downloaded yet is only a note, as scripts/start downloads it next), and
 that the database opens. Prints one line per check (all on standard output, in order) and a
@@ -37,10 +38,13 @@ class Finding:
 async def run_checks(settings: Settings, config_args: str = "") -> int:
     """Print every finding; 0 when nothing is a problem. `config_args` (` --config FILE`)
     goes into the commands printed."""
+    from bot.check_ray import ray_findings  # it builds on `Finding`, defined here
+
     findings = [
         Finding(True, f"Configuration {settings.config_path or ''} is valid."),
         _token(settings),
         *_gpus(settings),
+        *ray_findings(settings),
         *(_model(spec, config_args) for spec in settings.catalogue.values()),
         await _database(settings),
     ]
@@ -76,6 +80,8 @@ def _gpus(settings: Settings) -> Iterator[Finding]:
     workers = settings.gpus or tuple(discover_workers(settings.catalogue, gpus))
     indices = {g.index for g in gpus}
     for worker in workers:
+        if worker.ray is not None:
+            continue  # on another machine: see `bot.check_ray`
         if worker.device == "cpu":
             yield Finding(
                 True, f"Worker {worker.id} runs on the CPU (very slow for real models).", False

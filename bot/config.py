@@ -16,6 +16,7 @@ each naming its key's path, so an owner fixes the file in one go.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import tomllib
 from collections.abc import Mapping
@@ -36,6 +37,7 @@ from generation.workers.config import (
     canonical_device,
     model_problems,
 )
+from generation.workers.ray_config import RaySettings, connection_problem
 from generation.workers.supervision import SupervisionSettings
 
 EXAMPLE_CONFIG = Path(__file__).with_name("example.toml")
@@ -86,6 +88,7 @@ class Settings:
     speed: SpeedOptions = field(default_factory=SpeedOptions)  # the workers' CUDA pipelines
     observability: ObservabilitySettings = field(default_factory=ObservabilitySettings)
     workers: SupervisionSettings = field(default_factory=SupervisionSettings)  # not running
+    ray: RaySettings = field(default_factory=RaySettings)  # the cluster of remote GPUs
     owner_ids: frozenset[int] = frozenset()
     admin_role_ids: frozenset[int] = frozenset()
     allowed_channel_ids: frozenset[int] = frozenset()  # empty: every channel
@@ -169,6 +172,7 @@ def settings_from_mapping(
             f"`workers.max_backoff_s` ({file.workers.max_backoff_s:g})."
         )
     gpus, problems = _workers(table, read, catalogue or valid, model_names, problems)
+    problems += _ray_problems(read, env)
     if problems:
         raise ConfigError(problems)
     assert catalogue is not None
@@ -184,6 +188,7 @@ def settings_from_mapping(
         speed=file.speed,
         observability=file.observability,
         workers=file.workers,
+        ray=file.ray,
         owner_ids=frozenset(file.owner_ids),
         admin_role_ids=frozenset(file.admin_role_ids),
         allowed_channel_ids=frozenset(file.allowed_channel_ids),
@@ -253,12 +258,14 @@ def _workers(
                 who, gpu.models, gpu.pinned, gpu.vram_gb, catalogue or names, names
             )
             try:
-                workers.append(gpu.worker())
+                workers.append(gpu.worker(read.tables.ray))
             except SettingsProblems as error:
                 found = error.problems + found
         problems += [f"{where}: {p}" for p in found]
         device = item.get("device") if isinstance(item, Mapping) else None
         if not (isinstance(device, str) and DEVICE_PATTERN.fullmatch(device)):
+            continue
+        if item.get("backend") == "ray":  # a device of another machine
             continue
         first = seen.setdefault(canonical_device(device), index)
         if first != index:
@@ -267,6 +274,45 @@ def _workers(
                 f"{toml_value(raw[first]['device'])}; list each device once."
             )
     return workers, problems
+
+
+def _ray_problems(read: _File, env: Mapping[str, str]) -> list[str]:
+    """What stops the `[[gpus]]` tables with `backend = "ray"` from joining `[ray]`'s cluster."""
+    ray = read.tables.ray
+    problems = []
+    remote = [(index, gpu) for index, gpu in read.gpus if gpu.backend == "ray"]
+    for index, gpu in read.gpus:
+        where = f"`gpus[{index}]`"
+        if gpu.backend == "ray" and gpu.node is None:
+            problems.append(
+                f"{where}: a Ray GPU needs `node`: its node's id, IP address or custom resource."
+            )
+        unused = [key for key in ("node", "id") if getattr(gpu, key) is not None]
+        if gpu.backend == "local" and unused:
+            problems.append(f'{where}: `{unused[0]}` is only for `backend = "ray"`.')
+    ids: dict[str, tuple[int, GpuTable]] = {}
+    for index, gpu in read.gpus:
+        first, other = ids.setdefault(gpu.worker_id, (index, gpu))
+        if first != index and "ray" in (gpu.backend, other.backend):  # local: one per device
+            problems.append(
+                f"`gpus[{index}]`: its worker id {toml_value(gpu.worker_id)} is also "
+                f"`gpus[{first}]`'s; give each Ray GPU its own `id`."
+            )
+    if not remote:
+        return problems
+    if not ray.address:
+        problems.append(
+            '`[[gpus]]` with `backend = "ray"` need the cluster: set `[ray] address` '
+            '("HOST:6379", or "auto" on the head node).'
+        )
+    elif problem := connection_problem(ray.address, ray.allow_insecure, env):
+        problems.append(f"`ray.address`: {problem}")
+    if importlib.util.find_spec("ray") is None:
+        problems.append(
+            "Ray is not installed, and `[[gpus]]` tables use it: install Atelier with "
+            "`pip install '.[ray]'` from its checkout."
+        )
+    return problems
 
 
 def _names(item: Any, key: str) -> list[str]:

@@ -5,7 +5,8 @@ Each table is a frozen dataclass validated by pydantic (see `generation.config_s
 the engine also reads live beside the code that uses them and are composed here: `[speed]` is
 `generation.speed_options.SpeedOptions`, `[observability]` is
 `bot.observability.settings.ObservabilitySettings`, `[workers]` is
-`generation.workers.supervision.SupervisionSettings`, a `[models.NAME]` table is
+`generation.workers.supervision.SupervisionSettings`, `[ray]` is
+`generation.workers.ray_config.RaySettings`, a `[models.NAME]` table is
 `generation.models.ModelTable`. The README's configuration tables are checked against this
 module (tests/bot/test_settings_schema.py).
 """
@@ -13,7 +14,7 @@ module (tests/bot/test_settings_schema.py).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field
 
@@ -24,6 +25,7 @@ from generation.request import MAX_COUNT, RequestError, parse_aspect
 from generation.scheduler import SchedulerSettings
 from generation.speed_options import SpeedOptions
 from generation.workers.config import DEVICE_PATTERN, WorkerConfig
+from generation.workers.ray_config import RayPlacement, RaySettings
 from generation.workers.supervision import SupervisionSettings
 
 DiscordId = Annotated[Int, Field(gt=0)]
@@ -112,16 +114,37 @@ class GpuTable:
     max_models: Annotated[Int, Field(ge=1)] = _default(WorkerConfig, "max_models")  # noqa: RUF009
     vram_gb: Annotated[Float, Field(gt=0)] | None = None
     pinned: tuple[Name, ...] = ()
+    backend: Literal["local", "ray"] = "local"  # "ray": a GPU of another machine, see [ray]
+    node: Name | None = None  # ray: its node's id, IP address or custom resource
+    id: Name | None = None  # ray: the worker's name (default NODE:DEVICE)
+    num_gpus: Annotated[Float, Field(ge=0)] = 1.0  # ray: GPUs the actor reserves on its node
 
-    def worker(self) -> WorkerConfig:
-        """Raises ValueError when the table contradicts itself (pins a model it may not run)."""
+    @property
+    def worker_id(self) -> str:
+        if self.backend == "ray":
+            return self.id or f"{self.node}:{self.device}"
+        return self.device
+
+    def worker(self, ray: RaySettings | None = None) -> WorkerConfig:
+        """Raises ValueError when the table contradicts itself (pins a model it may not run).
+        `ray`: the cluster, for a table with `backend = "ray"`."""
+        placement = None
+        if self.backend == "ray" and ray is not None and self.node is not None:
+            placement = RayPlacement(
+                address=ray.address,
+                node=self.node,
+                num_gpus=self.num_gpus,
+                allow_insecure=ray.allow_insecure,
+                start_timeout_s=ray.start_timeout_s,
+            )
         return WorkerConfig(
-            id=self.device,
+            id=self.worker_id,
             device=self.device,
             models=frozenset(self.models) or None,
             max_models=self.max_models,
             vram_gb=self.vram_gb,
             pinned=self.pinned,
+            ray=placement,
         )
 
 
@@ -146,4 +169,5 @@ class AtelierFile:
     observability: ObservabilitySettings = field(default_factory=ObservabilitySettings)
     gpus: tuple[GpuTable, ...] = ()  # empty: one worker per GPU found (or one CPU worker)
     workers: SupervisionSettings = field(default_factory=SupervisionSettings)
+    ray: RaySettings = field(default_factory=RaySettings)  # GPUs of other machines
     models: dict[Name, ModelTable] = field(default_factory=dict)

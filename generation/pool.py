@@ -54,7 +54,7 @@ from generation.scheduler import (
     work_units,
 )
 from generation.workers.config import WorkerConfig
-from generation.workers.process import ProcessWorker
+from generation.workers.links import make_link
 from generation.workers.protocol import (
     DEFAULT_ENGINE,
     CancelJob,
@@ -238,7 +238,7 @@ class WorkerPool:
         settings: SchedulerSettings | None = None,
         engine_factory: str = DEFAULT_ENGINE,
         engine_options: Mapping[str, Any] | None = None,
-        link_factory: LinkFactory = ProcessWorker,
+        link_factory: LinkFactory = make_link,
         observer: PoolObserver | None = None,
         cancel_timeout_s: float = 60.0,
         stop_timeout_s: float = 30.0,

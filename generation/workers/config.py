@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from generation.config_schema import SettingsProblems
 from generation.models import Catalogue
+from generation.workers.ray_config import RayPlacement
 
 # The devices a worker or the engine accepts; use `fullmatch` (`$` would let "cpu\n" through).
 DEVICE_PATTERN = re.compile(r"cpu|cuda(:\d+)?")
@@ -27,7 +28,9 @@ class WorkerConfig:
     `models`: the models it may run (None: any). `max_models`: how many may stay loaded at once
     (the least recently used unpinned model is unloaded to make room). `vram_gb`: an optional
     memory budget checked against each model's `vram_gb` in the catalogue. `pinned`: models loaded
-    at start and never unloaded to make room.
+    at start and never unloaded to make room. `ray`: where its Ray actor runs, for a GPU on
+    another machine (None: a process of this machine); `device` is then the device inside the
+    actor, which sees only the GPUs Ray gave it (`cuda` is the first).
     """
 
     id: str
@@ -36,6 +39,7 @@ class WorkerConfig:
     max_models: int = 1
     vram_gb: float | None = None
     pinned: tuple[str, ...] = ()
+    ray: RayPlacement | None = None
 
     def __post_init__(self) -> None:
         if problems := self.problems():

@@ -61,7 +61,9 @@ def worker_environment(environ: Mapping[str, str]) -> dict[str, str]:
 
 
 class ProcessWorker:
-    """A `WorkerLink` to a child process."""
+    """A `WorkerLink` to a child process running `entry` (`python -m ENTRY FD`)."""
+
+    entry = "generation.workers.child"
 
     def __init__(self, spec: WorkerSpec) -> None:
         self.spec = spec
@@ -75,12 +77,12 @@ class ProcessWorker:
 
     async def start(self) -> None:
         ours, theirs = socket.socketpair()
-        env = worker_environment(os.environ)
+        env = self.environment(os.environ)
         try:
             self._process = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "generation.workers.child",
+                self.entry,
                 str(theirs.fileno()),
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
@@ -90,6 +92,10 @@ class ProcessWorker:
             theirs.close()
         self._reader, self._writer = await asyncio.open_unix_connection(sock=ours)
         await self._write(encode(self.spec))
+
+    def environment(self, environ: Mapping[str, str]) -> dict[str, str]:
+        """The child's environment (see `worker_environment`)."""
+        return worker_environment(environ)
 
     async def events(self) -> AsyncIterator[WorkerEvent]:
         if self._reader is None:

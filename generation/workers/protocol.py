@@ -2,7 +2,8 @@
 
 Everything that crosses is a frozen dataclass of plain values (str, int, float, bytes, tuples,
 `GenerationRequest`, `GeneratedImage`, `ModelSpec`), so any transport can carry it: a socket to
-a child process (`generation.workers.process`), or, later, calls to a Ray actor on another machine.
+a child process (`generation.workers.process`), which for a GPU of another machine is a relay
+that turns them into calls to a Ray actor (`generation.workers.ray_relay`).
 The conversation:
 
     pool → worker   RunJob, CancelJob, LoadModel, UnloadModel, Shutdown

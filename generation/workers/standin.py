@@ -9,7 +9,9 @@ takes `step_seconds`; a prompt containing a directive misbehaves on purpose:
 
 Each image is a 16x16 PNG whose `standin` text chunk records, as JSON, the process id and the
 `time.monotonic()` at which the run started and ended (monotonic time is shared by all
-processes of a Linux machine), so a benchmark can measure the gaps between jobs.
+processes of a Linux machine), so a benchmark can measure the gaps between jobs. With
+`image_bytes`, each PNG also carries that many random bytes (a private chunk), as large real
+images would: a benchmark can time their delivery.
 """
 
 from __future__ import annotations
@@ -39,11 +41,13 @@ class StandInEngine:
         *,
         step_seconds: float = 0.01,
         load_seconds: float = 0.0,
+        image_bytes: int = 0,
     ) -> None:
         self.catalogue = catalogue
         self.device = device
         self.step_seconds = step_seconds
         self.load_seconds = load_seconds
+        self.image_bytes = image_bytes
         self._loaded: list[str] = []
 
     @property
@@ -84,7 +88,7 @@ class StandInEngine:
                 on_progress(step, request.steps, None)
         record = {"pid": os.getpid(), "start": started, "end": time.monotonic()}
         return [
-            GeneratedImage(index, seed, _png(record), _SIDE, _SIDE)
+            GeneratedImage(index, seed, _png(record, self.image_bytes), _SIDE, _SIDE)
             for index, seed in enumerate(request.seeds)
         ]
 
@@ -92,9 +96,11 @@ class StandInEngine:
 _SIDE = 16  # the images are small whatever the request's size: encoding them takes no time
 
 
-def _png(record: dict[str, object]) -> bytes:
+def _png(record: dict[str, object], padding: int = 0) -> bytes:
     info = PngImagePlugin.PngInfo()
     info.add_text("standin", json.dumps(record))
+    if padding:  # "prVt": ancillary, private, safe to copy (PNG specification, section 5.4)
+        info.add(b"prVt", os.urandom(padding))
     buffer = io.BytesIO()
     Image.new("RGB", (_SIDE, _SIDE), (40, 90, 160)).save(buffer, format="PNG", pnginfo=info)
     return buffer.getvalue()

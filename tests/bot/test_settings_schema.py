@@ -63,6 +63,12 @@ FAULTS: dict[str, tuple[dict[str, Any], str, dict[str, Any], str]] = {
         {"fail_jobs_after_s": -1},
         "`workers.fail_jobs_after_s` should be at least 0, not -1.",
     ),
+    "ray": (
+        {"allow_insecure": "yes"},
+        '`ray.allow_insecure` should be true or false, not "yes".',
+        {"start_timeout_s": 0},
+        "`ray.start_timeout_s` should be more than 0, not 0.",
+    ),
 }
 
 
