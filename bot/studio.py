@@ -24,16 +24,16 @@ import discord
 
 from bot import derived
 from bot.actions import Action
-from bot.attachments import Upload, fit_upload, limit_note
+from bot.attachments import Upload
 from bot.blocklist import first_blocked_term
 from bot.config import Settings
+from bot.courier import Courier
 from bot.errors import Blocked, NotAllowedHere, NotFound, NotYours, UserError
 from bot.permissions import admit, may_manage_server, require_place
-from bot.targets import ChannelTarget, Message, Target
-from bot.ui.embeds import PREVIEW_FILENAME, failure_content, parameters_embed, progress_embed
-from bot.ui.notes import request_notes, result_notes
+from bot.targets import Message, Target
+from bot.ui.embeds import PREVIEW_FILENAME, parameters_embed, progress_embed
+from bot.ui.notes import request_notes
 from bot.ui.progress import Phase, ProgressState
-from bot.ui.results import result_messages
 from generation.jobs import JobEvent, JobOwner, JobQueued, JobRecord, JobStatus
 from generation.prompts import PromptReader
 from generation.request import GenerationRequest
@@ -92,7 +92,7 @@ class Studio:
         self.pool = pool
         self._trackers: dict[int, _Tracker] = {}
         self._prompts = PromptReader()
-        self._delivering: set[int] = set()
+        self.courier = Courier(client, settings, database, pool.may_run, self.image, self._spawn)
         self._submitting = 0
         self._no_submits = asyncio.Event()
         self._no_submits.set()
@@ -106,7 +106,7 @@ class Studio:
     async def start(self) -> None:
         """Follow the pool's events, and deliver what a previous run left undelivered."""
         self._consumer = asyncio.create_task(self._consume(), name="studio-events")
-        self._spawn(self._deliver_leftovers(), "studio-leftovers")
+        self._spawn(self.courier.deliver_leftovers(), "studio-leftovers")
 
     async def stop(self) -> None:
         self._events.close()
@@ -145,7 +145,7 @@ class Studio:
             await target.open(self._progress_message(tracker, show_preview=False))
         except discord.HTTPException:
             log.warning("Job %s: first reply failed; continuing in the channel", queued.job_id)
-            target = self._channel_target(owner, target.user_id)
+            target = self.courier.channel_target(owner, target.user_id)
         tracker.attach(target)
         # Not before the reply: Discord wants one within 3 s, and the first use of a model loads
         # its tokenizer. The progress message shows the notes with its next edit.
@@ -319,7 +319,7 @@ class Studio:
             self._trackers.pop(tracker.job_id, None)
             return  # not a Discord job (say, the CLI's): nothing to show
         tracker.request = stored.record.request
-        tracker.attach(await self._resumed_target(stored.record))
+        tracker.attach(await self.courier.resumed_target(stored.record))
 
     async def _follow(self, tracker: _Tracker) -> None:
         interval = self.settings.progress.edit_interval_s
@@ -362,7 +362,7 @@ class Studio:
             if new_preview:
                 preview_shown, last_preview = True, last_edit
         self._trackers.pop(tracker.job_id, None)
-        await self._deliver(tracker.job_id, target)
+        await self.courier.deliver(tracker.job_id, target)
 
     async def _remember_progress(self, tracker: _Tracker, target: Target) -> None:
         """Record the job's progress message (each new one once): after a restart, the job
@@ -403,112 +403,6 @@ class Studio:
                 state, tracker.request, show_preview=show_preview, notes=tracker.notes
             ),
             uploads=uploads,
-        )
-
-    # ---- delivering results ----------------------------------------------------------------
-
-    async def _deliver(
-        self, job_id: int, target: Target, attempt: int = 0, sent: Posted = ()
-    ) -> None:
-        """Post the result (or failure); on a Discord error, retry later past the parts `sent`."""
-        if job_id in self._delivering and attempt == 0:
-            return
-        self._delivering.add(job_id)
-        stored = await self.database.get_job(job_id)  # the init image's shape is in the notes
-        if stored is None or stored.deleted or stored.delivered_at is not None:
-            self._delivering.discard(job_id)
-            return
-        try:
-            messages = await self.result_messages(stored.record, target.upload_limit)
-            for message in messages[len(sent) :]:
-                post = target.deliver_more if sent else target.deliver
-                sent = (*sent, await post(message))
-        except discord.HTTPException as error:
-            if 400 <= error.status < 500 and error.status != 429:
-                log.error(
-                    "Job %s: Discord refused the result (%s); it stays undelivered until the "
-                    "next start",
-                    job_id,
-                    error,
-                )
-                self._delivering.discard(job_id)
-                return
-            delay = REDELIVERY_DELAYS_S[min(attempt, len(REDELIVERY_DELAYS_S) - 1)]
-            log.warning("Job %s: delivery failed (%s); retrying in %.0f s", job_id, error, delay)
-            retry = self._redeliver(job_id, target, attempt + 1, delay, sent)
-            self._spawn(retry, f"redeliver-{job_id}")
-            return
-        await self.record_result(stored.record, sent, stored.record.owner.channel_id)
-        await self.database.mark_delivered(job_id)
-        self._delivering.discard(job_id)
-
-    async def _redeliver(
-        self, job_id: int, target: Target, attempt: int, delay: float, sent: Posted
-    ) -> None:
-        await asyncio.sleep(delay)
-        await self._deliver(job_id, target, attempt, sent)
-
-    async def result_messages(self, record: JobRecord, limit: int) -> list[Message]:
-        """What shows a finished job: its images (each under `limit` bytes, in as many messages
-        as 25 MiB per request needs) with the result buttons, or why it failed or was cancelled."""
-        if record.status is not JobStatus.DONE:
-            phase = Phase.FAILED if record.status is JobStatus.FAILED else Phase.CANCELLED
-            state = ProgressState(record.id, phase=phase, reason=record.error)
-            return [Message(content=failure_content(record, state), uploads=())]
-        uploads = []
-        for index in range(record.request.count):
-            png = await self.image(record, index)
-            uploads.append(fit_upload(f"atelier-{record.id}-{index + 1}", png, limit))
-        note = limit_note(uploads, limit)
-        parent = None
-        if record.request.parent_job is not None:
-            stored = await self.database.get_job(record.request.parent_job, init_image=False)
-            parent = stored.record if stored is not None else None
-        notes = [*result_notes(record, parent), *([note] if note else [])]
-        actions = derived.offered_actions(
-            self.settings.catalogue, record.request, self.pool.may_run
-        )
-        return result_messages(record, uploads, notes, actions)
-
-    async def record_result(self, record: JobRecord, sent: Posted, channel_id: int | None) -> None:
-        """Record the messages showing `record` (for reactions) and which holds which image."""
-        index = 0
-        for message in sent:
-            await self.database.record_message(record.id, message.id, channel_id)
-            for attachment in message.attachments:
-                await self.database.set_image_attachment(
-                    record.id, index, message.id, attachment.id
-                )
-                index += 1
-
-    async def _deliver_leftovers(self) -> None:
-        """Results a previous run finished but could not post (or was killed before posting)."""
-        await self.client.wait_until_ready()
-        for record in await self.database.undelivered_jobs():
-            if record.status.is_final and record.owner.channel_id is not None:
-                await self._deliver(record.id, await self._resumed_target(record))
-
-    async def _resumed_target(self, record: JobRecord) -> ChannelTarget:
-        """Where a job of an earlier run goes on: its channel, with the last message recorded
-        for it (the progress message left behind) edited as the job moves and removed once
-        the result is posted, so no stale "running 3/4" stays in the channel."""
-        messages = await self.database.messages_of(record.id)
-        last = messages[-1].message_id if messages else None
-        return self._channel_target(record.owner, progress_message_id=last)
-
-    def _channel_target(
-        self,
-        owner: JobOwner,
-        user_id: int | None = None,
-        *,
-        progress_message_id: int | None = None,
-    ) -> ChannelTarget:
-        return ChannelTarget(
-            self.client,
-            owner.channel_id or 0,
-            owner.user_id if user_id is None else user_id,
-            guild_id=owner.guild_id,
-            progress_message_id=progress_message_id,
         )
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:

@@ -183,8 +183,10 @@ class JobProgress:
 
 @dataclass(frozen=True, slots=True)
 class JobFinished:
+    """The job is done and its images are stored (read them from the store: events stay small)."""
+
     job_id: int
-    images: tuple[GeneratedImage, ...]
+    image_count: int
     gpu_seconds: float
 
 
@@ -200,13 +202,34 @@ class JobCancelled:
     job_id: int
 
 
-JobEvent = JobQueued | JobStarted | JobProgress | JobFinished | JobFailed | JobCancelled
+@dataclass(frozen=True, slots=True)
+class JobStalled:
+    """The store could not record the job's new state; the pool keeps the job and tries again.
+
+    `problem`: a sentence (the store's own, such as "The database is read-only ...");
+    `retry_in_s`: seconds until the next try. The job's next event ends the stall.
+    """
+
+    job_id: int
+    problem: str
+    retry_in_s: float
+
+
+JobEvent = (
+    JobQueued | JobStarted | JobProgress | JobFinished | JobFailed | JobCancelled | JobStalled
+)
+
+
+class StoreUnavailable(Exception):
+    """The store cannot write right now (a read-only or full disk, an unwritable image folder):
+    the same write may succeed later. `str(error)` is a sentence for the person waiting."""
 
 
 class JobStore(Protocol):
     """What the engine needs from storage; `storage.Database` implements it.
 
     Every method commits before it returns: a job is durable before anyone is told about it.
+    A write that fails for a passing reason raises `StoreUnavailable` (the pool retries it).
     """
 
     async def create_job(self, request: GenerationRequest, owner: JobOwner) -> int: ...

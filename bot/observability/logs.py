@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, Literal, TextIO
 
-from generation.jobs import JobEvent, JobFailed, JobProgress
+from generation.jobs import JobEvent, JobFailed, JobProgress, JobStalled
 
 LogStyle = Literal["kv", "json"]
 REDACTED = "[redacted]"
@@ -67,7 +67,11 @@ def log_job_event(logger: logging.Logger | logging.LoggerAdapter, event: JobEven
         elif not isinstance(value, bytes | type(None)):
             fields[field.name] = value
     name = "job." + type(event).__name__.removeprefix("Job").lower()
-    level = {JobFailed: logging.WARNING, JobProgress: logging.DEBUG}.get(type(event), logging.INFO)
+    level = {
+        JobFailed: logging.WARNING,
+        JobStalled: logging.WARNING,
+        JobProgress: logging.DEBUG,
+    }.get(type(event), logging.INFO)
     logger.log(level, name, extra=fields)
 
 

@@ -31,6 +31,7 @@ from generation.jobs import (
     JobProgress,
     JobQueued,
     JobRecord,
+    JobStalled,
     JobStarted,
     JobStatus,
     Priority,
@@ -175,8 +176,8 @@ class Metrics:
                     self.wait_seconds.labels(job.model).observe(max(0.0, now - job.queued_at))
                 job.started_at, job.worker = now, event.worker
                 self._busy.setdefault(event.worker, _Busy()).running[event.job_id] = now
-            case JobProgress():
-                pass  # progress changes no metric
+            case JobProgress() | JobStalled():
+                pass  # progress and a store retry change no metric
             case JobFinished() | JobFailed() | JobCancelled():
                 self._end(event, job, model, now)
 
@@ -256,7 +257,7 @@ class Metrics:
         match event:
             case JobFinished():
                 outcome = JobStatus.DONE
-                self.images.labels(job.model).inc(len(event.images))
+                self.images.labels(job.model).inc(event.image_count)
             case JobFailed():
                 outcome = JobStatus.FAILED
                 self.failures.labels(job.model, event.error_kind).inc()

@@ -12,6 +12,7 @@ from generation.jobs import (
     JobFinished,
     JobProgress,
     JobQueued,
+    JobStalled,
     JobStarted,
 )
 
@@ -44,8 +45,15 @@ class ProgressState:
     total: int = 0
     preview: bytes | None = None
     reason: str | None = None
+    problem: str | None = None  # the store could not record the job yet; it is retried
 
     def advance(self, event: JobEvent) -> ProgressState:
+        if isinstance(event, JobStalled):
+            retry = format_duration(event.retry_in_s)
+            return replace(self, problem=f"{event.problem} Trying again in {retry}.")
+        return replace(self, problem=None)._advance(event)
+
+    def _advance(self, event: JobEvent) -> ProgressState:
         match event:
             case JobQueued(position=position, eta_s=eta, waiting_for=waiting_for):
                 if self.phase is not Phase.QUEUED:
@@ -101,7 +109,14 @@ def progress_bar(step: int, total: int, width: int = BAR_WIDTH) -> str:
 
 
 def status_line(state: ProgressState) -> str:
-    """One line for the message's description."""
+    """One line for the message's description (two while the store cannot record the job)."""
+    line = _phase_line(state)
+    if state.problem and not state.phase.is_final:
+        return f"{line}\n⚠️ {state.problem} Your job is kept."
+    return line
+
+
+def _phase_line(state: ProgressState) -> str:
     match state.phase:
         case Phase.QUEUED:
             where = f"#{state.position} in the queue" if state.position else "in the queue"

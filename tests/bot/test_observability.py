@@ -30,7 +30,6 @@ from bot.observability import (
     sqlite_writable,
 )
 from generation.jobs import (
-    GeneratedImage,
     JobCancelled,
     JobFailed,
     JobFinished,
@@ -49,10 +48,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-def image(index: int = 0) -> GeneratedImage:
-    return GeneratedImage(index=index, seed=index, png=b"\x89PNG", width=64, height=64)
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -88,7 +83,7 @@ def run_story(metrics: Metrics, clock: Clock) -> None:
     metrics.observe(JobStarted(4, "cuda:1"))  # waited 2 s
     clock.now += 3
     metrics.observe(JobProgress(1, 1, 4))
-    metrics.observe(JobFinished(1, (image(0), image(1)), gpu_seconds=3.0))  # ran 3 s
+    metrics.observe(JobFinished(1, 2, gpu_seconds=3.0))  # ran 3 s
     metrics.observe(JobStarted(2, "cuda:0"))  # waited 5 s
     metrics.observe(JobCancelled(3))  # never started
     clock.now += 1
@@ -155,7 +150,7 @@ def test_busy_fraction_only_counts_the_recent_window() -> None:
     metrics.observe(JobQueued(1, 1, 0.0), model="flux-dev")
     metrics.observe(JobStarted(1, "cuda:0"))
     clock.now += 5
-    metrics.observe(JobFinished(1, (image(),), 5.0))
+    metrics.observe(JobFinished(1, 1, 5.0))
     clock.now += 20  # the busy interval is now older than the window
     assert metrics.busy_fraction("cuda:0") == 0
     assert metrics.busy_seconds("cuda:0") == 5
@@ -169,9 +164,9 @@ def test_the_next_job_announced_before_the_last_one_ended_keeps_both_busy_spans(
     metrics.observe(JobStarted(1, "cuda:0"))
     clock.now += 4
     metrics.observe(JobStarted(2, "cuda:0"))  # the pool freed the worker before announcing
-    metrics.observe(JobFinished(1, (image(),), 4.0))
+    metrics.observe(JobFinished(1, 1, 4.0))
     clock.now += 6
-    metrics.observe(JobFinished(2, (image(),), 6.0))
+    metrics.observe(JobFinished(2, 1, 6.0))
     assert metrics.busy_seconds("cuda:0") == 10
     assert metrics.busy_fraction("cuda:0") == 1
     assert metrics.run_seconds.labels("flux-dev")._sum.get() == 10
@@ -180,7 +175,7 @@ def test_the_next_job_announced_before_the_last_one_ended_keeps_both_busy_spans(
 def test_events_of_jobs_never_seen_queued_are_counted_under_the_given_model() -> None:
     metrics = Metrics(clock=Clock())
     metrics.observe(JobStarted(9, "cuda:0"), model="flux-dev")
-    metrics.observe(JobFinished(9, (image(),), 1.0))
+    metrics.observe(JobFinished(9, 1, 1.0))
     metrics.observe(JobCancelled(10))
     assert metrics.jobs.labels("flux-dev", "done")._value.get() == 1
     assert metrics.jobs.labels("unknown", "cancelled")._value.get() == 1
@@ -350,7 +345,7 @@ def test_job_ids_are_on_every_line_about_a_job(log_stream) -> None:
         logging.getLogger("storage.test").info("row written")  # knows nothing about jobs
     bind(log, job_id=18, user_id=5).info("delivered")
     log_job_event(log, JobQueued(19, 2, 12.5))
-    log_job_event(log, JobFinished(19, (image(0), image(1)), 3.25))
+    log_job_event(log, JobFinished(19, 2, 3.25))
     log_job_event(log, JobFailed(20, "Out of memory.", "out_of_memory"))
     log.info("unrelated")
 

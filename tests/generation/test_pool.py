@@ -30,7 +30,7 @@ from generation.scheduler import SchedulerSettings
 from generation.workers.config import WorkerConfig
 from generation.workers.standin import run_record
 from storage import Database
-from tests.generation.helpers import STANDIN, Recorder, make_pool, request
+from tests.generation.helpers import STANDIN, Recorder, make_pool, request, stored_pngs
 
 
 async def status_of(db: Database, job_id: int) -> JobStatus:
@@ -59,7 +59,7 @@ async def test_jobs_from_three_users_complete_on_two_workers(
         assert await status_of(database, job_id) is JobStatus.DONE
     workers = {e.worker for e in recorder.events if isinstance(e, JobStarted)}
     assert workers == {"cpu:0", "cpu:1"}
-    pids = {run_record(r.images[0].png)["pid"] for r in results}  # type: ignore[union-attr]
+    pids = {run_record((await stored_pngs(database, job_id))[0])["pid"] for job_id in ids}
     assert len(pids) == 2  # two processes did the work
     snapshot = pool.snapshot()
     assert all(w.state is WorkerState.IDLE and w.model_loads == 1 for w in snapshot.workers)
@@ -91,7 +91,7 @@ async def test_a_killed_worker_restarts_and_its_job_still_completes(
     os.kill(first_pid, signal.SIGKILL)
     (result,) = await recorder.finished(job)
     assert isinstance(result, JobFinished)
-    assert run_record(result.images[0].png)["pid"] != first_pid
+    assert run_record((await stored_pngs(database, job))[0])["pid"] != first_pid
     assert recorder.kinds(job).count("JobStarted") == 2  # put back in the queue, run again
     assert "JobQueued" in recorder.kinds(job)[2:]
     assert await status_of(database, job) is JobStatus.DONE

@@ -38,7 +38,7 @@ async def test_concurrent_submits_never_pass_a_limit(
         return_exceptions=True,
     )
     assert sum(isinstance(r, QueueFull) for r in results) == 7
-    assert pool.scheduler.queued_count == 3
+    assert pool.snapshot(0).queued == 3
     assert len(await database.unfinished_jobs()) == 3
     await pool.shutdown(drain=False)
 
