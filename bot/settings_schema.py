@@ -20,8 +20,8 @@ from pydantic import AfterValidator, Field
 from bot.observability.settings import ObservabilitySettings
 from generation.config_schema import TABLE, Bool, Float, Int, Name, Text, toml_value
 from generation.models import ModelTable
+from generation.pool import SchedulerSettings
 from generation.request import MAX_COUNT, RequestError, parse_aspect
-from generation.scheduler import SchedulerSettings
 from generation.speed_options import SpeedOptions
 from generation.workers.config import DEVICE_PATTERN, WorkerConfig
 from generation.workers.supervision import SupervisionSettings

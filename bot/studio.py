@@ -122,7 +122,7 @@ class Studio:
     ) -> JobQueued:
         """Queue `request` and post its progress message through `target`.
 
-        Raises `NotAllowedHere`, `Blocked` or `generation.scheduler.QueueFull` before anything
+        Raises `NotAllowedHere`, `Blocked` or `generation.pool.QueueFull` before anything
         is queued. Once the
         pool has accepted the job it is never lost: if the first reply fails, the job continues
         in the channel.

@@ -9,7 +9,7 @@ from generation.pool.types import (
     WorkerState,
     WorkerStatus,
 )
-from generation.scheduler import NotAccepting, QueueFull
+from generation.scheduler import NotAccepting, QueueFull, SchedulerSettings
 
 __all__ = [
     "EventStream",
@@ -18,6 +18,7 @@ __all__ = [
     "PoolObserver",
     "PoolSnapshot",
     "QueueFull",
+    "SchedulerSettings",
     "WorkerPool",
     "WorkerState",
     "WorkerStatus",
