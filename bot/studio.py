@@ -33,7 +33,7 @@ from bot.permissions import admit, may_manage_server, require_place
 from bot.targets import Message, Target
 from bot.ui.embeds import PREVIEW_FILENAME, parameters_embed, progress_embed
 from bot.ui.notes import request_notes
-from bot.ui.progress import Phase, ProgressState
+from bot.ui.progress import ProgressState
 from generation.jobs import JobEvent, JobOwner, JobQueued, JobRecord, JobStatus
 from generation.prompts import PromptReader
 from generation.request import GenerationRequest
@@ -46,7 +46,6 @@ log = logging.getLogger(__name__)
 
 REDELIVERY_DELAYS_S = (2.0, 10.0, 30.0, 120.0, 600.0)  # then every 600 s
 MAX_CONCURRENT_DECODES = 2  # uploaded images decoded at once (each up to ~0.45 GB: input_images)
-REFRESHED_POSITIONS = 20  # beyond this place, a moving queue would cost too many edits
 Posted = Sequence[discord.Message]  # the messages of a result posted so far
 
 
@@ -60,6 +59,7 @@ class _Tracker:
     target: Target | None = None
     claimed: bool = False  # a submit in this process will attach the target
     recorded_message: int | None = None  # the progress message storage knows of
+    opened: ProgressState | None = None  # what the first message showed, when this run sent it
     notes: tuple[str, ...] = ()  # how the job will be made, for the progress message
     target_ready: asyncio.Event = field(default_factory=asyncio.Event)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -141,6 +141,7 @@ class Studio:
         tracker.claimed = True
         tracker.request = request
         tracker.update(queued)
+        tracker.opened = tracker.state  # the queue may move while the reply is on its way
         try:
             await target.open(self._progress_message(tracker, show_preview=False))
         except discord.HTTPException:
@@ -329,11 +330,11 @@ class Studio:
         assert target is not None
         await self._remember_progress(tracker, target)
         last_edit = last_preview = float("-inf")
-        shown = tracker.state
+        shown = tracker.opened or tracker.state
         shown_notes: tuple[str, ...] = ()  # the first reply goes out before the notes are known
         preview_shown = False
         while not tracker.final.is_set():
-            await self._next_change(tracker)
+            await tracker.changed.wait()
             delay = last_edit + interval - time.monotonic()
             if delay > 0:
                 with contextlib.suppress(TimeoutError):
@@ -375,21 +376,6 @@ class Studio:
             await self.database.record_message(tracker.job_id, message_id, target.channel_id)
         except StorageError as error:
             log.warning("Job %s: progress message not recorded (%s)", tracker.job_id, error)
-
-    async def _next_change(self, tracker: _Tracker) -> None:
-        """Wait for the job's next event; while it waits near the front of the queue, look its
-        position up every `queue_refresh_s` (the pool announces a position only once)."""
-        refresh = self.settings.progress.queue_refresh_s
-        while True:
-            waiting = tracker.state.phase is Phase.QUEUED
-            try:
-                await asyncio.wait_for(tracker.changed.wait(), refresh if waiting else None)
-                return
-            except TimeoutError:
-                position = self.pool.position(tracker.job_id) or tracker.state.position
-                if position != tracker.state.position and position <= REFRESHED_POSITIONS:
-                    eta = self.pool.eta(tracker.job_id) or 0.0
-                    tracker.update(JobQueued(tracker.job_id, position, eta))
 
     def _progress_message(
         self, tracker: _Tracker, *, show_preview: bool, attach_preview: bool = False

@@ -43,6 +43,7 @@ from generation.jobs import (
 from generation.models import Catalogue
 from generation.pool.commands import ModelCommands
 from generation.pool.live import LiveJob, LiveWorker
+from generation.pool.positions import PositionBoard
 from generation.pool.stream import EventStream
 from generation.pool.supervision import WorkerSupervision
 from generation.pool.types import PoolError, PoolObserver, PoolSnapshot, WorkerState, WorkerStatus
@@ -128,6 +129,7 @@ class WorkerPool(WorkerSupervision, ModelCommands):
             for config in workers
         }
         self._jobs: dict[int, LiveJob] = {}
+        self._board = PositionBoard(self._scheduler, self._publish)
         self._subscribers: set[EventStream] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._started = False
@@ -154,7 +156,9 @@ class WorkerPool(WorkerSupervision, ModelCommands):
             taken_back.append(record.id)
         listed = {waiting.job_id: waiting for waiting in self._scheduler.waiting()}
         for job_id in taken_back:  # one listing, not a position query per job
-            self._publish(JobQueued(job_id, listed[job_id].position, listed[job_id].eta_s))
+            queued = JobQueued(job_id, listed[job_id].position, listed[job_id].eta_s)
+            self._publish(queued)
+            self._board.told(queued)
         for worker in self._workers.values():
             worker.supervisor = asyncio.create_task(
                 self._supervise(worker), name=f"worker-{worker.id}"
@@ -211,6 +215,7 @@ class WorkerPool(WorkerSupervision, ModelCommands):
             self._enqueue(job_id, request, owner)
         event = self._queued_event(job_id)
         self._publish(event)
+        self._board.told(event)
         self._dispatch()
         return event
 
@@ -238,6 +243,7 @@ class WorkerPool(WorkerSupervision, ModelCommands):
             return False
         job.cancel_requested = True
         if self._scheduler.cancel(job_id):
+            self._board.moved()
             await self._end(job, JobStatus.CANCELLED, partial(self._store.mark_cancelled, job_id))
         elif job.worker is not None and job.run_sent:
             await self._send(job.worker, CancelJob(job_id))
@@ -272,6 +278,7 @@ class WorkerPool(WorkerSupervision, ModelCommands):
     def pause(self) -> None:
         """Start no new jobs; running jobs finish."""
         self._scheduler.pause()
+        self._board.moved()
 
     def resume(self) -> None:
         self._scheduler.resume()
@@ -348,7 +355,8 @@ class WorkerPool(WorkerSupervision, ModelCommands):
         return JobQueued(job_id, position, eta)
 
     def _dispatch(self) -> None:
-        """Hand waiting jobs to idle workers until either runs out."""
+        """Hand waiting jobs to idle workers until either runs out; the places shown move."""
+        self._board.moved()
         while not self._stopping:
             idle = [w for w in self._workers.values() if w.state is WorkerState.IDLE]
             views = [WorkerView(w.id, w.config.models, frozenset(w.loaded)) for w in idle]

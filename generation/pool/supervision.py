@@ -230,6 +230,7 @@ class WorkerSupervision:
             why = f"{worker.id} was {health.describe()}; it starts again on another GPU"
             queued = dataclasses.replace(queued, waiting_for=why)
         self._publish(queued)
+        self._board.told(queued)
         if job.cancel_requested and self._scheduler.cancel(job.id):
             await self._end(job, JobStatus.CANCELLED, partial(self._store.mark_cancelled, job.id))
         self._dispatch()
@@ -256,6 +257,7 @@ class WorkerSupervision:
     async def _fail_stranded(self, worker: LiveWorker) -> None:
         """Fail the waiting jobs that only this (failed) worker could run, with its reason."""
         reason = self._stranded_reason(worker)
+        self._board.moved()
         for job in self._stranded(worker):
             if self._scheduler.cancel(job.id):
                 await self._end(

@@ -52,7 +52,10 @@ async def test_jobs_from_three_users_complete_on_two_workers(
     assert all(isinstance(r, JobFinished) for r in results)
     for job_id in ids:
         kinds = recorder.kinds(job_id)
-        assert kinds[:2] == ["JobQueued", "JobStarted"]
+        # queued, its place pushed as the queue moved (no polling), then started
+        moving = kinds[: kinds.index("JobStarted")]
+        assert moving
+        assert set(moving) == {"JobQueued"}
         assert kinds[-1] == "JobFinished"
         steps = [e.step for e in recorder.by_job[job_id] if isinstance(e, JobProgress)]
         assert steps == [1, 2, 3, 4, 5]
@@ -145,7 +148,9 @@ async def test_cancel_a_waiting_and_a_running_job(catalogue: Catalogue, database
     await recorder.until(lambda: any(isinstance(e, JobProgress) for e in recorder.by_job[running]))
 
     assert await pool.cancel(waiting) is True
-    assert recorder.kinds(waiting) == ["JobQueued", "JobCancelled"]
+    *queued, last = recorder.kinds(waiting)
+    assert set(queued) == {"JobQueued"}
+    assert last == "JobCancelled"
     assert await status_of(database, waiting) is JobStatus.CANCELLED
 
     assert await pool.cancel(running) is True
@@ -283,3 +288,25 @@ async def test_shutdown_without_drain_puts_running_jobs_back_and_a_restart_finis
         assert started == ids  # in their original order
         assert [type(recorder.by_job[i][0]) for i in ids] == [JobQueued] * 3
         await pool.shutdown()
+
+
+async def test_places_are_pushed_as_the_queue_moves(
+    catalogue: Catalogue, database: Database
+) -> None:
+    pool = make_pool(catalogue, database, settings=SchedulerSettings(max_queued=30))
+    recorder = Recorder(pool)
+    await pool.start()
+    pool.pause()
+    ids = [(await pool.submit(request(catalogue), JobOwner(1))).job_id for _ in range(25)]
+
+    def places(job_id: int) -> list[int]:
+        return [e.position for e in recorder.by_job[job_id] if isinstance(e, JobQueued)]
+
+    await recorder.until(lambda: len(places(ids[-1])) == 1)
+    assert await pool.cancel(ids[0])  # nobody asks for places: they come
+    await recorder.until(lambda: places(ids[20]) == [21, 20])
+
+    assert places(ids[1]) == [2, 1]
+    assert places(ids[19]) == [20, 19]
+    assert places(ids[24]) == [25]  # beyond the first 20, a move is not an edit per job
+    await pool.shutdown(drain=False)
