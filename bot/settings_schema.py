@@ -98,8 +98,7 @@ class ProgressSettings:
 
     edit_interval_s: Annotated[Float, Field(ge=0.2)] = 1.5
     preview_interval_s: Annotated[Float, Field(ge=0.5)] = 5.0
-    # no longer used (the pool pushes places as the queue moves); accepted so old files load
-    queue_refresh_s: Annotated[Float, Field(ge=0.5)] = 15.0
+    queue_refresh_s: Annotated[Float, Field(ge=0.5)] = 15.0  # a waiting job's edits, at most
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,7 +33,7 @@ from bot.permissions import admit, may_manage_server, require_place
 from bot.targets import Message, Target
 from bot.ui.embeds import PREVIEW_FILENAME, parameters_embed, progress_embed
 from bot.ui.notes import request_notes
-from bot.ui.progress import ProgressState
+from bot.ui.progress import Phase, ProgressState
 from generation.jobs import JobEvent, JobOwner, JobQueued, JobRecord, JobStatus
 from generation.prompts import PromptReader
 from generation.request import GenerationRequest
@@ -323,7 +323,6 @@ class Studio:
         tracker.attach(await self.courier.resumed_target(stored.record))
 
     async def _follow(self, tracker: _Tracker) -> None:
-        interval = self.settings.progress.edit_interval_s
         preview_interval = self.settings.progress.preview_interval_s
         await tracker.target_ready.wait()
         target = tracker.target
@@ -335,10 +334,7 @@ class Studio:
         preview_shown = False
         while not tracker.final.is_set():
             await tracker.changed.wait()
-            delay = last_edit + interval - time.monotonic()
-            if delay > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(tracker.final.wait(), delay)
+            await self._pace(tracker, shown, last_edit)
             if tracker.final.is_set():
                 break
             tracker.changed.clear()
@@ -376,6 +372,21 @@ class Studio:
             await self.database.record_message(tracker.job_id, message_id, target.channel_id)
         except StorageError as error:
             log.warning("Job %s: progress message not recorded (%s)", tracker.job_id, error)
+
+    async def _pace(self, tracker: _Tracker, shown: ProgressState, last_edit: float) -> None:
+        """Wait until the next edit is due: `edit_interval_s` after the last one, or
+        `queue_refresh_s` while the job still waits (the pool pushes every move of the first
+        places; one edit per waiting job per move would run into Discord's rate limits)."""
+        progress = self.settings.progress
+        while not tracker.final.is_set():
+            waiting = tracker.state.phase is Phase.QUEUED and shown.phase is Phase.QUEUED
+            interval = max(progress.edit_interval_s, progress.queue_refresh_s if waiting else 0)
+            delay = last_edit + interval - time.monotonic()
+            if delay <= 0:
+                return
+            tracker.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(tracker.changed.wait(), delay)
 
     def _progress_message(
         self, tracker: _Tracker, *, show_preview: bool, attach_preview: bool = False
