@@ -161,10 +161,18 @@ class JobRecord:
 
 @dataclass(frozen=True, slots=True)
 class JobQueued:
+    """The job waits: queued, put back after its worker died, or its place changed.
+
+    `model`, `priority` and `queued_at` (Unix time) are set when the job enters the queue (not
+    on a mere change of place), so followers such as metrics need no lookup in storage."""
+
     job_id: int
     position: int  # 1 = next to run
     eta_s: float | None  # estimated seconds until it starts; None while the queue is paused
     waiting_for: str | None = None  # why it cannot start now (no worker may run it), if so
+    model: str | None = None
+    priority: Priority | None = None
+    queued_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -156,7 +156,15 @@ class WorkerPool(WorkerSupervision, ModelCommands):
             taken_back.append(record.id)
         listed = {waiting.job_id: waiting for waiting in self._scheduler.waiting()}
         for job_id in taken_back:  # one listing, not a position query per job
-            queued = JobQueued(job_id, listed[job_id].position, listed[job_id].eta_s)
+            job, place = self._jobs[job_id], listed[job_id]
+            queued = JobQueued(
+                job_id,
+                place.position,
+                place.eta_s,
+                model=job.request.model,
+                priority=job.owner.priority,
+                queued_at=job.queued_at,
+            )
             self._publish(queued)
             self._board.told(queued)
         for worker in self._workers.values():
@@ -345,14 +353,24 @@ class WorkerPool(WorkerSupervision, ModelCommands):
         owner: JobOwner,
         queued_at: float | None = None,
     ) -> None:
-        self._jobs[job_id] = LiveJob(job_id, request, owner)
+        job = LiveJob(job_id, request, owner, queued_at if queued_at is not None else self._clock())
+        self._jobs[job_id] = job
         self._scheduler.submit(
             job_id, owner, request.model, work_units(request), queued_at=queued_at
         )
 
     def _queued_event(self, job_id: int) -> JobQueued:
+        """The `JobQueued` of a job entering the queue: its place and what labels it."""
         position, eta = self._scheduler.position(job_id) or (1, None)
-        return JobQueued(job_id, position, eta)
+        job = self._jobs[job_id]
+        return JobQueued(
+            job_id,
+            position,
+            eta,
+            model=job.request.model,
+            priority=job.owner.priority,
+            queued_at=job.queued_at,
+        )
 
     def _dispatch(self) -> None:
         """Hand waiting jobs to idle workers until either runs out; the places shown move."""

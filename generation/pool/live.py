@@ -24,6 +24,7 @@ class LiveJob:
     id: int
     request: GenerationRequest
     owner: JobOwner
+    queued_at: float  # Unix time it was first queued
     crashes: int = 0
     worker: LiveWorker | None = None
     started_at: float = 0.0
