@@ -57,7 +57,6 @@ class _Tracker:
     state: ProgressState
     request: GenerationRequest | None = None
     target: Target | None = None
-    claimed: bool = False  # a submit in this process will attach the target
     recorded_message: int | None = None  # the progress message storage knows of
     opened: ProgressState | None = None  # what the first message showed, when this run sent it
     notes: tuple[str, ...] = ()  # how the job will be made, for the progress message
@@ -93,9 +92,6 @@ class Studio:
         self._trackers: dict[int, _Tracker] = {}
         self._prompts = PromptReader()
         self.courier = Courier(client, settings, database, pool.may_run, self.image, self._spawn)
-        self._submitting = 0
-        self._no_submits = asyncio.Event()
-        self._no_submits.set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._events = pool.subscribe()  # before the pool starts: no event is missed
         self._consumer: asyncio.Task[None] | None = None
@@ -129,16 +125,9 @@ class Studio:
         """
         await self._check_place(owner)
         await self._check_prompt(owner.guild_id, request)
-        self._submitting += 1
-        self._no_submits.clear()
-        try:
-            queued = await self.pool.submit(request, owner)  # QueueFull: told as it is
-        finally:
-            self._submitting -= 1
-            if not self._submitting:
-                self._no_submits.set()
+        # `reply_to`: the job's events say it is this submit's, so nobody else adopts it
+        queued = await self.pool.submit(request, owner, reply_to=target)  # QueueFull: as is
         tracker = self._tracker(queued.job_id)
-        tracker.claimed = True
         tracker.request = request
         tracker.update(queued)
         tracker.opened = tracker.state  # the queue may move while the reply is on its way
@@ -294,7 +283,12 @@ class Studio:
 
     async def _consume(self) -> None:
         async for event in self._events:
-            tracker = self._trackers.get(event.job_id) or self._adopt(event.job_id)
+            tracker = self._trackers.get(event.job_id)
+            if tracker is None:
+                tracker = self._tracker(event.job_id)
+                if not (isinstance(event, JobQueued) and event.reply_to is not None):
+                    # not submitted by this run (taken back after a restart, or the CLI's)
+                    self._spawn(self._resume(tracker), f"job-{event.job_id}-resume")
             tracker.update(event)
 
     def _tracker(self, job_id: int) -> _Tracker:
@@ -304,17 +298,8 @@ class Studio:
             self._spawn(self._follow(tracker), f"job-{job_id}")
         return tracker
 
-    def _adopt(self, job_id: int) -> _Tracker:
-        """A job this process did not submit (yet): unless a submit claims it, use its channel."""
-        tracker = self._tracker(job_id)
-        self._spawn(self._resolve_orphan(tracker), f"job-{job_id}-orphan")
-        return tracker
-
-    async def _resolve_orphan(self, tracker: _Tracker) -> None:
-        await self._no_submits.wait()
-        if tracker.claimed:
-            return
-        tracker.claimed = True
+    async def _resume(self, tracker: _Tracker) -> None:
+        """Follow a job this run did not submit in its channel, from its stored record."""
         stored = await self.database.get_job(tracker.job_id, init_image=False)
         if stored is None or stored.record.owner.channel_id is None:
             self._trackers.pop(tracker.job_id, None)

@@ -7,7 +7,7 @@ later, machine boundaries (Ray actors).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -173,6 +173,10 @@ class JobQueued:
     model: str | None = None
     priority: Priority | None = None
     queued_at: float | None = None
+    # The submitter's own handle for its reply (the bot's progress message), stored with the
+    # job so that no follower learns of the job before the code that submitted it; in-process
+    # only, opaque to the engine.
+    reply_to: object | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

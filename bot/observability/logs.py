@@ -62,7 +62,7 @@ def log_job_event(logger: logging.Logger | logging.LoggerAdapter, event: JobEven
     fields: dict[str, Any] = {}
     for field in dataclasses.fields(event):
         value = getattr(event, field.name)
-        if not isinstance(value, bytes | type(None)):
+        if isinstance(value, str | int | float):  # not previews, nor a submitter's handle
             fields[field.name] = value
     name = "job." + type(event).__name__.removeprefix("Job").lower()
     level = {

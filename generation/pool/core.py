@@ -205,10 +205,13 @@ class WorkerPool(WorkerSupervision, ModelCommands):
 
     # ---- jobs --------------------------------------------------------------------------------
 
-    async def submit(self, request: GenerationRequest, owner: JobOwner) -> JobQueued:
+    async def submit(
+        self, request: GenerationRequest, owner: JobOwner, *, reply_to: object | None = None
+    ) -> JobQueued:
         """Queue a job: check the limits (raising `QueueFull` or `NotAccepting`, and
         `ModelUnavailable` when no worker may run the model, with nothing written), store it,
-        then schedule it. Returns its `JobQueued` event (position and ETA), also published."""
+        then schedule it. Returns its `JobQueued` event (position and ETA), also published,
+        carrying `reply_to` (the submitter's handle for its reply, kept with the job)."""
         if not self.may_run(request.model):
             raise ModelUnavailable(f"No GPU here may run {request.model}.")
         if not self._servable(request.model):
@@ -221,6 +224,7 @@ class WorkerPool(WorkerSupervision, ModelCommands):
         with self._scheduler.admission(owner):
             job_id = await self._store.create_job(request, owner)
             self._enqueue(job_id, request, owner)
+            self._jobs[job_id].reply_to = reply_to
         event = self._queued_event(job_id)
         self._publish(event)
         self._board.told(event)
@@ -370,6 +374,7 @@ class WorkerPool(WorkerSupervision, ModelCommands):
             model=job.request.model,
             priority=job.owner.priority,
             queued_at=job.queued_at,
+            reply_to=job.reply_to,
         )
 
     def _dispatch(self) -> None:

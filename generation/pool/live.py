@@ -25,6 +25,7 @@ class LiveJob:
     request: GenerationRequest
     owner: JobOwner
     queued_at: float  # Unix time it was first queued
+    reply_to: object | None = None  # the submitter's handle (see `JobQueued.reply_to`)
     crashes: int = 0
     worker: LiveWorker | None = None
     started_at: float = 0.0

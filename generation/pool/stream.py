@@ -9,14 +9,19 @@ from collections.abc import AsyncIterator
 from generation.jobs import JobEvent, JobProgress, JobQueued
 
 STREAM_LIMIT = 1_000  # buffered events per subscriber before superseded ones are dropped
-_SUPERSEDED = (JobProgress, JobQueued)  # a later event of the same job says more
+
+
+def _superseded(event: JobEvent | None) -> bool:
+    """A step, or a mere change of place: a later event of the same job says more. (A
+    `JobQueued` that enters a job in the queue carries its labels: it is never dropped.)"""
+    return isinstance(event, JobProgress) or (isinstance(event, JobQueued) and event.model is None)
 
 
 class EventStream:
     """One subscriber's job events, in order; iteration ends when the pool shuts down.
 
-    The buffer holds at most `limit` events that a later one supersedes (a step, a queue
-    position): a subscriber that falls behind loses the oldest of those (counted in `dropped`),
+    The buffer holds at most `limit` events that a later one supersedes (a step, a change of
+    place): a subscriber that falls behind loses the oldest of those (counted in `dropped`),
     never a start or an end, so memory stays bounded by `limit` plus one start and one end per
     job the pool holds.
     """
@@ -54,10 +59,10 @@ class EventStream:
 
     def _make_room(self, event: JobEvent | None) -> bool:
         """Drop the oldest superseded event; False when `event` itself should be dropped."""
-        if isinstance(event, _SUPERSEDED):
+        if _superseded(event):
             return False
         for index, held in enumerate(self._buffer):
-            if isinstance(held, _SUPERSEDED):
+            if _superseded(held):
                 del self._buffer[index]
                 self.dropped += 1
                 break
