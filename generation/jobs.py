@@ -26,6 +26,17 @@ class JobStatus(StrEnum):
         return self in (JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
+class JobState(StrEnum):
+    """Where a live job stands, as the pool (its one owner) sees it. A new stage (a model
+    loading, a hosted API or a remote node awaited) is one more member here, set by the pool
+    where that stage begins; every live view reads it from a `JobSnapshot`."""
+
+    WAITING = "waiting"  # in the queue
+    STARTING = "starting"  # handed to a worker; its start not yet recorded
+    RUNNING = "running"
+    SAVING = "saving"  # ended on the worker; the store is recording it (retried if need be)
+
+
 class Priority(StrEnum):
     """Strict priority classes, highest first (see `generation.scheduler`)."""
 
@@ -154,6 +165,29 @@ class JobRecord:
     gpu_seconds: float | None = None
     error: str | None = None
     facts: RunFacts | None = None  # None until done, and for jobs made before it was recorded
+
+
+@dataclass(frozen=True, slots=True)
+class JobSnapshot:
+    """A live job at one moment (`WorkerPool.job`): who asked, for which model, where it
+    stands. `position` (1 = next) and `eta_s` (seconds until it starts; None while the queue is
+    paused) only while it waits; `worker`, `step` and `total` once it is on a GPU; `problem`: a
+    sentence while the store cannot record it (it is retried)."""
+
+    job_id: int
+    owner: JobOwner
+    model: str
+    state: JobState
+    position: int | None = None
+    eta_s: float | None = None
+    worker: str | None = None
+    step: int = 0
+    total: int = 0
+    problem: str | None = None
+
+    @property
+    def priority(self) -> Priority:
+        return self.owner.priority
 
 
 # ---- events: what a front end sees of a job, in order -------------------------------------------

@@ -30,7 +30,7 @@ from bot.ui.choices import autocomplete_model
 from bot.ui.embeds import parameters_embed
 from bot.ui.fit import FittedEmbed, Name
 from bot.ui.listings import user_queue_embed
-from bot.ui.progress import Phase, ProgressState, status_line
+from bot.ui.progress import Phase, ProgressState, live_progress, status_line
 from bot.ui.text import plain
 from generation.jobs import JobRecord, JobStatus
 from generation.request import MAX_COUNT, GenerationRequest, clean_text
@@ -81,14 +81,13 @@ def image_index(record: JobRecord, image: int) -> int:
 
 
 def unfinished_status(bot: AtelierBot, record: JobRecord) -> str:
-    """The status line of a queued or running job (position and ETA, or its GPU)."""
-    if record.status is JobStatus.RUNNING:
-        return status_line(ProgressState(record.id, phase=Phase.RUNNING, worker=record.worker))
-    return status_line(
-        ProgressState(
-            record.id, position=bot.pool.position(record.id), eta_s=bot.pool.eta(record.id)
-        )
-    )
+    """The status line of a queued or running job, as the pool has it now (place and ETA, or
+    its GPU and step); what storage says when it has just ended."""
+    live = bot.pool.job(record.id)
+    if live is not None:
+        return status_line(live_progress(live))
+    phase = Phase.RUNNING if record.status is JobStatus.RUNNING else Phase.QUEUED
+    return status_line(ProgressState(record.id, phase=phase, worker=record.worker))
 
 
 # ---- history pages ------------------------------------------------------------------------------

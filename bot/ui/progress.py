@@ -12,8 +12,10 @@ from generation.jobs import (
     JobFinished,
     JobProgress,
     JobQueued,
+    JobSnapshot,
     JobStalled,
     JobStarted,
+    JobState,
 )
 
 BAR_WIDTH = 20
@@ -76,6 +78,20 @@ class ProgressState:
             case JobCancelled():
                 return replace(self, phase=Phase.CANCELLED)
         return self
+
+
+def live_progress(live: JobSnapshot) -> ProgressState:
+    """What the progress message would show of a live job (for `/queue` and `/show`)."""
+    if live.state is JobState.WAITING:
+        return ProgressState(live.job_id, position=live.position, eta_s=live.eta_s)
+    return ProgressState(
+        live.job_id,
+        phase=Phase.RUNNING,
+        worker=live.worker,
+        step=live.step,
+        total=live.total,
+        problem=live.problem,
+    )
 
 
 def starts_in(eta_s: float | None) -> str:

@@ -34,8 +34,10 @@ from generation.jobs import (
     JobFailed,
     JobOwner,
     JobQueued,
+    JobSnapshot,
     JobStalled,
     JobStarted,
+    JobState,
     JobStatus,
     JobStore,
     StoreUnavailable,
@@ -275,15 +277,13 @@ class WorkerPool(WorkerSupervision, ModelCommands):
         results = await asyncio.gather(*(self.cancel(job_id) for job_id in mine))
         return sum(results)
 
-    def position(self, job_id: int) -> int | None:
-        """A waiting job's place in the queue (1: next), or None when it is not waiting."""
-        found = self._scheduler.position(job_id)
-        return found[0] if found else None
-
-    def eta(self, job_id: int) -> float | None:
-        """Estimated seconds until a waiting job starts, or None when it is not waiting."""
-        found = self._scheduler.position(job_id)
-        return found[1] if found else None
+    def job(self, job_id: int) -> JobSnapshot | None:
+        """A live (waiting or running) job as it stands now; None once it has ended."""
+        job = self._jobs.get(job_id)
+        if job is None:
+            return None
+        waiting = job.state is JobState.WAITING
+        return job.snapshot(self._scheduler.position(job_id) if waiting else None)
 
     # ---- admin -------------------------------------------------------------------------------
 
@@ -390,6 +390,7 @@ class WorkerPool(WorkerSupervision, ModelCommands):
             job = self._jobs[assignment.job_id]
             worker.state, worker.job = WorkerState.BUSY, job
             job.worker, job.started_at = worker, self._clock()
+            job.state, job.ran_on, job.step = JobState.STARTING, worker.id, 0
             job.start_recorded.clear()
             self._spawn(self._start_job(worker, job), f"start-{job.id}")
 
@@ -400,7 +401,9 @@ class WorkerPool(WorkerSupervision, ModelCommands):
                 job.run_sent = True
                 if job.cancel_requested:
                     await self._send(worker, CancelJob(job.id))
-            await self._durably(job.id, partial(self._store.mark_running, job.id, worker.id))
+            await self._durably(job, partial(self._store.mark_running, job.id, worker.id))
+            if job.state is JobState.STARTING:
+                job.state = JobState.RUNNING
             self._publish(JobStarted(job.id, worker.id))
             for step in job.early_steps:
                 self._publish(step)
@@ -417,17 +420,17 @@ class WorkerPool(WorkerSupervision, ModelCommands):
     ) -> None:
         """Record a job's final state (`write`, retried while the store is unavailable), then
         announce it (`JobCancelled` unless given)."""
-        job.ended = True
+        job.ended, job.state = True, JobState.SAVING
         try:
             await job.start_recorded.wait()
-            await self._durably(job.id, write)
+            await self._durably(job, write)
             self._publish(event or JobCancelled(job.id))
         finally:
             self._jobs.pop(job.id, None)
             if not job.outcome.done():
                 job.outcome.set_result(status)
 
-    async def _durably(self, job_id: int, write: Callable[[], Awaitable[None]]) -> None:
+    async def _durably(self, job: LiveJob, write: Callable[[], Awaitable[None]]) -> None:
         """Run a store write until it succeeds. While the store is unavailable (a read-only
         database, an unwritable image folder) the job is kept, its followers are told why and
         when the next try is (`JobStalled`), and the write is tried again after
@@ -435,11 +438,13 @@ class WorkerPool(WorkerSupervision, ModelCommands):
         for attempt in itertools.count():
             try:
                 await write()
+                job.problem = None
                 return
             except StoreUnavailable as error:
                 delay = STORE_RETRY_DELAYS_S[min(attempt, len(STORE_RETRY_DELAYS_S) - 1)]
-                log.warning("Job %s: %s Trying again in %.0f s", job_id, error, delay)
-                self._publish(JobStalled(job_id, str(error), delay))
+                log.warning("Job %s: %s Trying again in %.0f s", job.id, error, delay)
+                job.problem = str(error)
+                self._publish(JobStalled(job.id, job.problem, delay))
                 await self._sleep(delay)
 
     async def _send(self, worker: LiveWorker, command: Command) -> bool:

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from generation.jobs import JobOwner, JobProgress, JobStatus
+from generation.jobs import JobOwner, JobProgress, JobSnapshot, JobState, JobStatus
 from generation.pool.types import WorkerState
 from generation.request import GenerationRequest
 from generation.workers.config import WorkerConfig
@@ -26,6 +26,11 @@ class LiveJob:
     owner: JobOwner
     queued_at: float  # Unix time it was first queued
     reply_to: object | None = None  # the submitter's handle (see `JobQueued.reply_to`)
+    state: JobState = JobState.WAITING
+    ran_on: str | None = None  # the worker it was last handed to
+    step: int = 0
+    total: int = 0
+    problem: str | None = None  # why the store cannot record it now (see `JobStalled`)
     crashes: int = 0
     worker: LiveWorker | None = None
     started_at: float = 0.0
@@ -42,6 +47,21 @@ class LiveJob:
 
     def __post_init__(self) -> None:
         self.start_recorded.set()
+
+    def snapshot(self, place: tuple[int, float | None] | None) -> JobSnapshot:
+        """This job now; `place`: its (position, ETA) while it waits."""
+        return JobSnapshot(
+            self.id,
+            self.owner,
+            self.request.model,
+            self.state,
+            position=place[0] if place else None,
+            eta_s=place[1] if place else None,
+            worker=self.ran_on if self.state is not JobState.WAITING else None,
+            step=self.step,
+            total=self.total,
+            problem=self.problem,
+        )
 
 
 @dataclass(eq=False)

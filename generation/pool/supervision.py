@@ -13,6 +13,7 @@ from generation.jobs import (
     JobFinished,
     JobProgress,
     JobQueued,
+    JobState,
     JobStatus,
 )
 from generation.pool.live import CRASH_REASON, LiveJob, LiveWorker
@@ -128,6 +129,7 @@ class WorkerSupervision:
             case StepDone(job_id=job_id):
                 job = worker.job
                 if job is not None and job.id == job_id:
+                    job.step, job.total = event.step, event.total
                     progress = JobProgress(job_id, event.step, event.total, event.preview)
                     if job.start_recorded.is_set():
                         self._publish(progress)
@@ -223,8 +225,9 @@ class WorkerSupervision:
             return True
         # The store first: until the job is queued there again it must not be dispatched.
         await job.start_recorded.wait()
-        await self._durably(job.id, partial(self._store.requeue, job.id))
+        await self._durably(job, partial(self._store.requeue, job.id))
         self._scheduler.requeue(job.id)
+        job.state, job.step = JobState.WAITING, 0
         queued = self._queued_event(job.id)
         if held and health is not None:
             why = f"{worker.id} was {health.describe()}; it starts again on another GPU"

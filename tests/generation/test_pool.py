@@ -22,7 +22,9 @@ from generation.jobs import (
     JobProgress,
     JobQueued,
     JobStarted,
+    JobState,
     JobStatus,
+    Priority,
 )
 from generation.models import Catalogue
 from generation.pool import PoolError, QueueFull, WorkerPool, WorkerState
@@ -176,7 +178,7 @@ async def test_cancel_all_of_a_users_jobs(catalogue: Catalogue, database: Databa
     assert await pool.cancel_user(1) == 3
     for job_id in mine:
         assert await status_of(database, job_id) is JobStatus.CANCELLED
-    assert pool.position(theirs) == 1
+    assert pool.job(theirs).position == 1
     await pool.shutdown(drain=False)
 
 
@@ -203,7 +205,7 @@ async def test_pause_holds_jobs_and_resume_runs_them(
     job = (await pool.submit(request(catalogue), JobOwner(1))).job_id
     await pool.wait_until_ready()
     assert pool.paused
-    assert pool.position(job) == 1
+    assert pool.job(job).position == 1
     assert pool.snapshot().waiting[0].job_id == job
     pool.resume()
     (result,) = await recorder.finished(job)
@@ -310,3 +312,36 @@ async def test_places_are_pushed_as_the_queue_moves(
     assert places(ids[19]) == [20, 19]
     assert places(ids[24]) == [25]  # beyond the first 20, a move is not an edit per job
     await pool.shutdown(drain=False)
+
+
+async def test_a_live_job_is_one_snapshot_from_waiting_to_running(
+    catalogue: Catalogue, database: Database
+) -> None:
+    pool = make_pool(catalogue, database)
+    recorder = Recorder(pool)
+    await pool.start()
+    pool.pause()
+    owner = JobOwner(5, priority=Priority.RELAX)
+    job = (await pool.submit(request(catalogue, steps=100), owner)).job_id
+
+    waiting = pool.job(job)
+    assert waiting is not None
+    assert (waiting.state, waiting.position, waiting.eta_s) == (JobState.WAITING, 1, None)
+    assert (waiting.owner, waiting.priority, waiting.model) == (
+        owner,
+        Priority.RELAX,
+        "playground-v2.5",
+    )
+
+    pool.resume()
+    await recorder.until(
+        lambda: any(isinstance(e, JobProgress) and e.step >= 2 for e in recorder.by_job[job])
+    )
+    running = pool.job(job)
+    assert running is not None
+    assert running.state is JobState.RUNNING
+    assert (running.worker, running.position, running.total) == ("cpu:0", None, 100)
+    assert running.step >= 2
+    assert await pool.cancel(job)
+    assert pool.job(job) is None  # ended: history is storage's
+    await pool.shutdown()

@@ -50,6 +50,6 @@ async def test_a_paused_queue_gives_no_start_time(database: Database) -> None:
     pool.pause()
     queued = await pool.submit(request(catalogue), JobOwner(1))
     assert queued.eta_s is None
-    assert pool.position(queued.job_id) == 1
-    assert pool.eta(queued.job_id) is None
+    assert pool.job(queued.job_id).position == 1
+    assert pool.job(queued.job_id).eta_s is None
     await pool.shutdown(drain=False)
