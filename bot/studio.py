@@ -1,13 +1,14 @@
-"""The service between Discord and the engine: accept jobs, follow them, deliver their results.
+"""The studio between Discord and the engine: the gatekeeper (who may ask for what, where) and
+the courier (progress, then delivery by `bot.courier.Courier`).
 
 `Studio.submit` checks who asks and where, hands the request to the worker pool (which makes it
-durable) and posts the job's one progress message. A single task consumes the pool's events and
-feeds one `_Tracker` per job, which edits that message at most every `edit_interval_s` (a preview
-at most every `preview_interval_s`) and finally turns it into the result. A result that cannot be
-posted (Discord 5xx, 429 past discord.py's own retries) stays undelivered in storage and is
-retried with backoff, and again on the next start-up. Storage records each progress message, so
-a job taken back after a restart (even a SIGKILL) edits its old message on instead of leaving it
-stale.
+durable) with its reply target, and posts the job's one progress message. A single task consumes
+the pool's events and feeds one `_Tracker` per job, which edits that message at most every
+`edit_interval_s` (a preview at most every `preview_interval_s`, a new place in the queue at most
+every `queue_refresh_s`) and finally hands it to the courier. A job's first event carries its
+submitter's target, so no job is guessed to be an orphan; a job taken back after a restart (even a
+SIGKILL) is followed in its channel, editing the progress message storage recorded for it.
+Live state is the pool's (`WorkerPool.job`); history is storage's.
 """
 
 from __future__ import annotations

@@ -13,6 +13,11 @@ child process per GPU). It keeps three promises:
 - **No idle GPU while a job it may run waits** (the scheduler decides which job; the pool prefers
   an idle worker that already holds the job's model).
 
+The pool is the one owner of live job state: each job's `JobState` and progress live in its
+`LiveJob`, `job(id)` returns a frozen `JobSnapshot`, and every change is published as an event
+(places of the first 20 waiting jobs included, by `PositionBoard`: nothing polls). A store write
+that fails for a passing reason is retried with backoff and announced (`JobStalled`).
+
 Front ends call `submit`, consume `subscribe()`, and use the admin methods (pause, cancel, load,
 pin, snapshot). This module imports no torch: only the worker processes do.
 """
