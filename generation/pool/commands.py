@@ -1,5 +1,5 @@
-"""The pool's model commands for admins: load, unload and pin models on a worker (part of
-`WorkerPool`; its state is the pool's)."""
+"""The pool's admin commands on workers: take one out of service and back, load, unload and
+pin models, and how each worker stands (part of `WorkerPool`; its state is the pool's)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,38 @@ import dataclasses
 
 from generation.models import UnknownModel
 from generation.pool.live import LiveWorker
-from generation.pool.types import PoolError, WorkerState
+from generation.pool.types import PoolError, WorkerState, WorkerStatus
 from generation.workers.protocol import Command, LoadModel, UnloadModel
 
 
 class ModelCommands:
     """Mixed into `WorkerPool`."""
+
+    def alive_workers(self) -> int:
+        """Workers ready for jobs or running one."""
+        return sum(w.state in (WorkerState.IDLE, WorkerState.BUSY) for w in self._workers.values())
+
+    def worker_problems(self) -> dict[str, str]:
+        """Worker id → why it is failed and when it is tried next, for each failed worker."""
+        return {w.id: p for w in self._workers.values() if (p := self._problem(w)) is not None}
+
+    async def mark_failed(self, worker_id: str, reason: str) -> None:
+        """An admin takes a worker out of service: it is stopped and not restarted until
+        `restore`, and the waiting jobs that no other worker may run fail with `reason`."""
+        worker = self._worker(worker_id)
+        assert worker.health is not None
+        worker.health.hold(reason)
+        worker.released.clear()
+        if worker.link is not None:
+            await worker.link.kill()
+        await self._fail_stranded(worker)
+
+    def restore(self, worker_id: str) -> None:
+        """Start a worker again after `mark_failed`."""
+        worker = self._worker(worker_id)
+        assert worker.health is not None
+        worker.health.release()
+        worker.released.set()
 
     async def load_model(self, worker_id: str, model: str) -> None:
         """Load `model` on a worker now (after its current job). Raises PoolError or
@@ -78,3 +104,21 @@ class ModelCommands:
 
     def _set_pinned(self, worker: LiveWorker, pinned: tuple[str, ...]) -> None:
         worker.config = dataclasses.replace(worker.config, pinned=pinned)
+
+    def _status(self, worker: LiveWorker) -> WorkerStatus:
+        models = worker.config.models
+        return WorkerStatus(
+            id=worker.id,
+            device=worker.config.device,
+            state=worker.state,
+            job_id=worker.job.id if worker.job else None,
+            loaded=worker.loaded,
+            pinned=worker.config.pinned,
+            models=tuple(sorted(models)) if models is not None else None,
+            pid=worker.link.pid if worker.link else None,
+            restarts=worker.restarts,
+            model_loads=worker.model_loads,
+            memory=dict(worker.memory),
+            last_error=worker.last_error,
+            problem=self._problem(worker),
+        )

@@ -53,7 +53,7 @@ from generation.pool.live import LiveJob, LiveWorker
 from generation.pool.positions import PositionBoard
 from generation.pool.stream import EventStream
 from generation.pool.supervision import WorkerSupervision
-from generation.pool.types import PoolError, PoolObserver, PoolSnapshot, WorkerState, WorkerStatus
+from generation.pool.types import PoolError, PoolObserver, PoolSnapshot, WorkerState
 from generation.request import GenerationRequest
 from generation.scheduler import (
     FairScheduler,
@@ -305,32 +305,6 @@ class WorkerPool(WorkerSupervision, ModelCommands):
     def paused(self) -> bool:
         return self._scheduler.paused
 
-    def alive_workers(self) -> int:
-        """Workers ready for jobs or running one."""
-        return sum(w.state in (WorkerState.IDLE, WorkerState.BUSY) for w in self._workers.values())
-
-    def worker_problems(self) -> dict[str, str]:
-        """Worker id → why it is failed and when it is tried next, for each failed worker."""
-        return {w.id: p for w in self._workers.values() if (p := self._problem(w)) is not None}
-
-    async def mark_failed(self, worker_id: str, reason: str) -> None:
-        """An admin takes a worker out of service: it is stopped and not restarted until
-        `restore`, and the waiting jobs that no other worker may run fail with `reason`."""
-        worker = self._worker(worker_id)
-        assert worker.health is not None
-        worker.health.hold(reason)
-        worker.released.clear()
-        if worker.link is not None:
-            await worker.link.kill()
-        await self._fail_stranded(worker)
-
-    def restore(self, worker_id: str) -> None:
-        """Start a worker again after `mark_failed`."""
-        worker = self._worker(worker_id)
-        assert worker.health is not None
-        worker.health.release()
-        worker.released.set()
-
     def user_counts(self, user_id: int) -> tuple[int, int]:
         """(waiting, running) jobs of one user."""
         return self._scheduler.user_counts(user_id)
@@ -504,24 +478,6 @@ class WorkerPool(WorkerSupervision, ModelCommands):
         if worker.state is not WorkerState.FAILED or worker.health is None:
             return None
         return worker.health.describe()
-
-    def _status(self, worker: LiveWorker) -> WorkerStatus:
-        models = worker.config.models
-        return WorkerStatus(
-            id=worker.id,
-            device=worker.config.device,
-            state=worker.state,
-            job_id=worker.job.id if worker.job else None,
-            loaded=worker.loaded,
-            pinned=worker.config.pinned,
-            models=tuple(sorted(models)) if models is not None else None,
-            pid=worker.link.pid if worker.link else None,
-            restarts=worker.restarts,
-            model_loads=worker.model_loads,
-            memory=dict(worker.memory),
-            last_error=worker.last_error,
-            problem=self._problem(worker),
-        )
 
     def _publish(self, event: JobEvent) -> None:
         for stream in list(self._subscribers):
