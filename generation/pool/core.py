@@ -413,13 +413,16 @@ class WorkerPool(WorkerSupervision, ModelCommands):
         """Run a store write until it succeeds. While the store is unavailable (a read-only
         database, an unwritable image folder) the job is kept, its followers are told why and
         when the next try is (`JobStalled`), and the write is tried again after
-        `STORE_RETRY_DELAYS_S`; no restart is needed once the fault is fixed."""
+        `STORE_RETRY_DELAYS_S`; no restart is needed once the fault is fixed. During a
+        shutdown it gives up (the job stays unfinished in storage and runs again on start)."""
         for attempt in itertools.count():
             try:
                 await write()
                 job.problem = None
                 return
             except StoreUnavailable as error:
+                if not self._scheduler.accepting:  # shutting down: the next start reruns it
+                    raise
                 delay = STORE_RETRY_DELAYS_S[min(attempt, len(STORE_RETRY_DELAYS_S) - 1)]
                 log.warning("Job %s: %s Trying again in %.0f s", job.id, error, delay)
                 job.problem = str(error)
