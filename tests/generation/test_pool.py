@@ -21,6 +21,7 @@ from generation.jobs import (
     JobOwner,
     JobProgress,
     JobQueued,
+    JobStalled,
     JobStarted,
     JobState,
     JobStatus,
@@ -344,4 +345,52 @@ async def test_a_live_job_is_one_snapshot_from_waiting_to_running(
     assert running.step >= 2
     assert await pool.cancel(job)
     assert pool.job(job) is None  # ended: history is storage's
+    await pool.shutdown()
+
+
+class ReadOnlyForAWhile:
+    """The real store, whose first `failures` attempts to record a finish fail as SQLite's do
+    on a read-only disk (mapped to `StorageUnavailable` by the store itself)."""
+
+    def __init__(self, store: Database, failures: int) -> None:
+        self._store = store
+        self.failures = failures
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)
+
+    async def mark_done(self, *args: object) -> None:
+        if self.failures:
+            self.failures -= 1
+            await self._store._conn.execute("PRAGMA query_only = ON")
+            try:
+                await self._store.mark_done(*args)  # type: ignore[arg-type]
+            finally:
+                await self._store._conn.execute("PRAGMA query_only = OFF")
+        await self._store.mark_done(*args)  # type: ignore[arg-type]
+
+
+async def test_a_finish_the_store_refuses_is_announced_retried_with_backoff_and_kept(
+    catalogue: Catalogue, database: Database
+) -> None:
+    delays: list[float] = []
+
+    async def sleep(seconds: float) -> None:  # the test's clock: no real waiting
+        delays.append(seconds)
+
+    store = ReadOnlyForAWhile(database, failures=3)
+    pool = make_pool(catalogue, store, sleep=sleep)  # type: ignore[arg-type]
+    recorder = Recorder(pool)
+    await pool.start()
+    job = (await pool.submit(request(catalogue), JobOwner(1))).job_id
+
+    (result,) = await recorder.finished(job)
+
+    assert isinstance(result, JobFinished)
+    stalls = [e for e in recorder.by_job[job] if isinstance(e, JobStalled)]
+    assert [s.retry_in_s for s in stalls] == [1.0, 2.0, 5.0]
+    assert all("attempt to write a readonly database" in s.problem for s in stalls)
+    assert delays[-3:] == [1.0, 2.0, 5.0]
+    assert await status_of(database, job) is JobStatus.DONE
+    assert len(await stored_pngs(database, job)) == 1
     await pool.shutdown()
