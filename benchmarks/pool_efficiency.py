@@ -64,7 +64,7 @@ async def run(workers: int, jobs_per_user: int, step_seconds: float) -> dict[str
                 if isinstance(event, JobFailed):
                     raise RuntimeError(f"job {event.job_id} failed: {event.reason}")
                 if isinstance(event, JobFinished):
-                    runs.append(run_record(event.images[0].png))
+                    runs.append(run_record(await db.read_image(event.job_id, 0) or b""))
                     if len(runs) == expected:
                         break
             await pool.shutdown()

@@ -29,7 +29,7 @@ from bot.settings_schema import AtelierFile, GpuTable, ProgressSettings, UserDef
 from generation.config_file import config_path_from_env
 from generation.config_schema import SettingsProblems, toml_value, validate_table
 from generation.models import Catalogue, CatalogueError
-from generation.scheduler import SchedulerSettings
+from generation.pool import SchedulerSettings
 from generation.speed_options import SpeedOptions
 from generation.workers.config import (
     DEVICE_PATTERN,

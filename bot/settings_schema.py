@@ -21,8 +21,8 @@ from pydantic import AfterValidator, Field
 from bot.observability.settings import ObservabilitySettings
 from generation.config_schema import TABLE, Bool, Float, Int, Name, Text, toml_value
 from generation.models import ModelTable
+from generation.pool import SchedulerSettings
 from generation.request import MAX_COUNT, RequestError, parse_aspect
-from generation.scheduler import SchedulerSettings
 from generation.speed_options import SpeedOptions
 from generation.workers.config import DEVICE_PATTERN, WorkerConfig
 from generation.workers.ray_config import RayPlacement, RaySettings
@@ -100,7 +100,7 @@ class ProgressSettings:
 
     edit_interval_s: Annotated[Float, Field(ge=0.2)] = 1.5
     preview_interval_s: Annotated[Float, Field(ge=0.5)] = 5.0
-    queue_refresh_s: Annotated[Float, Field(ge=0.5)] = 15.0  # a waiting job's place, looked up
+    queue_refresh_s: Annotated[Float, Field(ge=0.5)] = 15.0  # a waiting job's edits, at most
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,13 +1,14 @@
-"""The service between Discord and the engine: accept jobs, follow them, deliver their results.
+"""The studio between Discord and the engine: the gatekeeper (who may ask for what, where) and
+the courier (progress, then delivery by `bot.courier.Courier`).
 
 `Studio.submit` checks who asks and where, hands the request to the worker pool (which makes it
-durable) and posts the job's one progress message. A single task consumes the pool's events and
-feeds one `_Tracker` per job, which edits that message at most every `edit_interval_s` (a preview
-at most every `preview_interval_s`) and finally turns it into the result. A result that cannot be
-posted (Discord 5xx, 429 past discord.py's own retries) stays undelivered in storage and is
-retried with backoff, and again on the next start-up. Storage records each progress message, so
-a job taken back after a restart (even a SIGKILL) edits its old message on instead of leaving it
-stale.
+durable) with its reply target, and posts the job's one progress message. A single task consumes
+the pool's events and feeds one `_Tracker` per job, which edits that message at most every
+`edit_interval_s` (a preview at most every `preview_interval_s`, a new place in the queue at most
+every `queue_refresh_s`) and finally hands it to the courier. A job's first event carries its
+submitter's target, so no job is guessed to be an orphan; a job taken back after a restart (even a
+SIGKILL) is followed in its channel, editing the progress message storage recorded for it.
+Live state is the pool's (`WorkerPool.job`); history is storage's.
 """
 
 from __future__ import annotations
@@ -24,16 +25,16 @@ import discord
 
 from bot import derived
 from bot.actions import Action
-from bot.attachments import Upload, fit_upload, limit_note
+from bot.attachments import Upload
 from bot.blocklist import first_blocked_term
 from bot.config import Settings
+from bot.courier import Courier
 from bot.errors import Blocked, NotAllowedHere, NotFound, NotYours, UserError
 from bot.permissions import admit, may_manage_server, require_place
-from bot.targets import ChannelTarget, Message, Target
-from bot.ui.embeds import PREVIEW_FILENAME, failure_content, parameters_embed, progress_embed
-from bot.ui.notes import request_notes, result_notes
+from bot.targets import Message, Target
+from bot.ui.embeds import PREVIEW_FILENAME, parameters_embed, progress_embed
+from bot.ui.notes import request_notes
 from bot.ui.progress import Phase, ProgressState
-from bot.ui.results import result_messages
 from generation.jobs import JobEvent, JobOwner, JobQueued, JobRecord, JobStatus
 from generation.prompts import PromptReader
 from generation.request import GenerationRequest
@@ -46,7 +47,6 @@ log = logging.getLogger(__name__)
 
 REDELIVERY_DELAYS_S = (2.0, 10.0, 30.0, 120.0, 600.0)  # then every 600 s
 MAX_CONCURRENT_DECODES = 2  # uploaded images decoded at once (each up to ~0.45 GB: input_images)
-REFRESHED_POSITIONS = 20  # beyond this place, a moving queue would cost too many edits
 Posted = Sequence[discord.Message]  # the messages of a result posted so far
 
 
@@ -58,8 +58,8 @@ class _Tracker:
     state: ProgressState
     request: GenerationRequest | None = None
     target: Target | None = None
-    claimed: bool = False  # a submit in this process will attach the target
     recorded_message: int | None = None  # the progress message storage knows of
+    opened: ProgressState | None = None  # what the first message showed, when this run sent it
     notes: tuple[str, ...] = ()  # how the job will be made, for the progress message
     target_ready: asyncio.Event = field(default_factory=asyncio.Event)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -92,10 +92,7 @@ class Studio:
         self.pool = pool
         self._trackers: dict[int, _Tracker] = {}
         self._prompts = PromptReader()
-        self._delivering: set[int] = set()
-        self._submitting = 0
-        self._no_submits = asyncio.Event()
-        self._no_submits.set()
+        self.courier = Courier(client, settings, database, pool.may_run, self.image, self._spawn)
         self._tasks: set[asyncio.Task[None]] = set()
         self._events = pool.subscribe()  # before the pool starts: no event is missed
         self._consumer: asyncio.Task[None] | None = None
@@ -106,7 +103,7 @@ class Studio:
     async def start(self) -> None:
         """Follow the pool's events, and deliver what a previous run left undelivered."""
         self._consumer = asyncio.create_task(self._consume(), name="studio-events")
-        self._spawn(self._deliver_leftovers(), "studio-leftovers")
+        self._spawn(self.courier.deliver_leftovers(), "studio-leftovers")
 
     async def stop(self) -> None:
         self._events.close()
@@ -122,30 +119,24 @@ class Studio:
     ) -> JobQueued:
         """Queue `request` and post its progress message through `target`.
 
-        Raises `NotAllowedHere`, `Blocked` or `generation.scheduler.QueueFull` before anything
+        Raises `NotAllowedHere`, `Blocked` or `generation.pool.QueueFull` before anything
         is queued. Once the
         pool has accepted the job it is never lost: if the first reply fails, the job continues
         in the channel.
         """
         await self._check_place(owner)
         await self._check_prompt(owner.guild_id, request)
-        self._submitting += 1
-        self._no_submits.clear()
-        try:
-            queued = await self.pool.submit(request, owner)  # QueueFull: told as it is
-        finally:
-            self._submitting -= 1
-            if not self._submitting:
-                self._no_submits.set()
+        # `reply_to`: the job's events say it is this submit's, so nobody else adopts it
+        queued = await self.pool.submit(request, owner, reply_to=target)  # QueueFull: as is
         tracker = self._tracker(queued.job_id)
-        tracker.claimed = True
         tracker.request = request
         tracker.update(queued)
+        tracker.opened = tracker.state  # the queue may move while the reply is on its way
         try:
             await target.open(self._progress_message(tracker, show_preview=False))
         except discord.HTTPException:
             log.warning("Job %s: first reply failed; continuing in the channel", queued.job_id)
-            target = self._channel_target(owner, target.user_id)
+            target = self.courier.channel_target(owner, target.user_id)
         tracker.attach(target)
         # Not before the reply: Discord wants one within 3 s, and the first use of a model loads
         # its tokenizer. The progress message shows the notes with its next edit.
@@ -293,7 +284,12 @@ class Studio:
 
     async def _consume(self) -> None:
         async for event in self._events:
-            tracker = self._trackers.get(event.job_id) or self._adopt(event.job_id)
+            tracker = self._trackers.get(event.job_id)
+            if tracker is None:
+                tracker = self._tracker(event.job_id)
+                if not (isinstance(event, JobQueued) and event.reply_to is not None):
+                    # not submitted by this run (taken back after a restart, or the CLI's)
+                    self._spawn(self._resume(tracker), f"job-{event.job_id}-resume")
             tracker.update(event)
 
     def _tracker(self, job_id: int) -> _Tracker:
@@ -303,41 +299,28 @@ class Studio:
             self._spawn(self._follow(tracker), f"job-{job_id}")
         return tracker
 
-    def _adopt(self, job_id: int) -> _Tracker:
-        """A job this process did not submit (yet): unless a submit claims it, use its channel."""
-        tracker = self._tracker(job_id)
-        self._spawn(self._resolve_orphan(tracker), f"job-{job_id}-orphan")
-        return tracker
-
-    async def _resolve_orphan(self, tracker: _Tracker) -> None:
-        await self._no_submits.wait()
-        if tracker.claimed:
-            return
-        tracker.claimed = True
+    async def _resume(self, tracker: _Tracker) -> None:
+        """Follow a job this run did not submit in its channel, from its stored record."""
         stored = await self.database.get_job(tracker.job_id, init_image=False)
         if stored is None or stored.record.owner.channel_id is None:
             self._trackers.pop(tracker.job_id, None)
             return  # not a Discord job (say, the CLI's): nothing to show
         tracker.request = stored.record.request
-        tracker.attach(await self._resumed_target(stored.record))
+        tracker.attach(await self.courier.resumed_target(stored.record))
 
     async def _follow(self, tracker: _Tracker) -> None:
-        interval = self.settings.progress.edit_interval_s
         preview_interval = self.settings.progress.preview_interval_s
         await tracker.target_ready.wait()
         target = tracker.target
         assert target is not None
         await self._remember_progress(tracker, target)
         last_edit = last_preview = float("-inf")
-        shown = tracker.state
+        shown = tracker.opened or tracker.state
         shown_notes: tuple[str, ...] = ()  # the first reply goes out before the notes are known
         preview_shown = False
         while not tracker.final.is_set():
-            await self._next_change(tracker)
-            delay = last_edit + interval - time.monotonic()
-            if delay > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(tracker.final.wait(), delay)
+            await tracker.changed.wait()
+            await self._pace(tracker, shown, last_edit)
             if tracker.final.is_set():
                 break
             tracker.changed.clear()
@@ -362,7 +345,7 @@ class Studio:
             if new_preview:
                 preview_shown, last_preview = True, last_edit
         self._trackers.pop(tracker.job_id, None)
-        await self._deliver(tracker.job_id, target)
+        await self.courier.deliver(tracker.job_id, target)
 
     async def _remember_progress(self, tracker: _Tracker, target: Target) -> None:
         """Record the job's progress message (each new one once): after a restart, the job
@@ -376,20 +359,20 @@ class Studio:
         except StorageError as error:
             log.warning("Job %s: progress message not recorded (%s)", tracker.job_id, error)
 
-    async def _next_change(self, tracker: _Tracker) -> None:
-        """Wait for the job's next event; while it waits near the front of the queue, look its
-        position up every `queue_refresh_s` (the pool announces a position only once)."""
-        refresh = self.settings.progress.queue_refresh_s
-        while True:
-            waiting = tracker.state.phase is Phase.QUEUED
-            try:
-                await asyncio.wait_for(tracker.changed.wait(), refresh if waiting else None)
+    async def _pace(self, tracker: _Tracker, shown: ProgressState, last_edit: float) -> None:
+        """Wait until the next edit is due: `edit_interval_s` after the last one, or
+        `queue_refresh_s` while the job still waits (the pool pushes every move of the first
+        places; one edit per waiting job per move would run into Discord's rate limits)."""
+        progress = self.settings.progress
+        while not tracker.final.is_set():
+            waiting = tracker.state.phase is Phase.QUEUED and shown.phase is Phase.QUEUED
+            interval = max(progress.edit_interval_s, progress.queue_refresh_s if waiting else 0)
+            delay = last_edit + interval - time.monotonic()
+            if delay <= 0:
                 return
-            except TimeoutError:
-                position = self.pool.position(tracker.job_id) or tracker.state.position
-                if position != tracker.state.position and position <= REFRESHED_POSITIONS:
-                    eta = self.pool.eta(tracker.job_id) or 0.0
-                    tracker.update(JobQueued(tracker.job_id, position, eta))
+            tracker.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(tracker.changed.wait(), delay)
 
     def _progress_message(
         self, tracker: _Tracker, *, show_preview: bool, attach_preview: bool = False
@@ -403,112 +386,6 @@ class Studio:
                 state, tracker.request, show_preview=show_preview, notes=tracker.notes
             ),
             uploads=uploads,
-        )
-
-    # ---- delivering results ----------------------------------------------------------------
-
-    async def _deliver(
-        self, job_id: int, target: Target, attempt: int = 0, sent: Posted = ()
-    ) -> None:
-        """Post the result (or failure); on a Discord error, retry later past the parts `sent`."""
-        if job_id in self._delivering and attempt == 0:
-            return
-        self._delivering.add(job_id)
-        stored = await self.database.get_job(job_id)  # the init image's shape is in the notes
-        if stored is None or stored.deleted or stored.delivered_at is not None:
-            self._delivering.discard(job_id)
-            return
-        try:
-            messages = await self.result_messages(stored.record, target.upload_limit)
-            for message in messages[len(sent) :]:
-                post = target.deliver_more if sent else target.deliver
-                sent = (*sent, await post(message))
-        except discord.HTTPException as error:
-            if 400 <= error.status < 500 and error.status != 429:
-                log.error(
-                    "Job %s: Discord refused the result (%s); it stays undelivered until the "
-                    "next start",
-                    job_id,
-                    error,
-                )
-                self._delivering.discard(job_id)
-                return
-            delay = REDELIVERY_DELAYS_S[min(attempt, len(REDELIVERY_DELAYS_S) - 1)]
-            log.warning("Job %s: delivery failed (%s); retrying in %.0f s", job_id, error, delay)
-            retry = self._redeliver(job_id, target, attempt + 1, delay, sent)
-            self._spawn(retry, f"redeliver-{job_id}")
-            return
-        await self.record_result(stored.record, sent, stored.record.owner.channel_id)
-        await self.database.mark_delivered(job_id)
-        self._delivering.discard(job_id)
-
-    async def _redeliver(
-        self, job_id: int, target: Target, attempt: int, delay: float, sent: Posted
-    ) -> None:
-        await asyncio.sleep(delay)
-        await self._deliver(job_id, target, attempt, sent)
-
-    async def result_messages(self, record: JobRecord, limit: int) -> list[Message]:
-        """What shows a finished job: its images (each under `limit` bytes, in as many messages
-        as 25 MiB per request needs) with the result buttons, or why it failed or was cancelled."""
-        if record.status is not JobStatus.DONE:
-            phase = Phase.FAILED if record.status is JobStatus.FAILED else Phase.CANCELLED
-            state = ProgressState(record.id, phase=phase, reason=record.error)
-            return [Message(content=failure_content(record, state), uploads=())]
-        uploads = []
-        for index in range(record.request.count):
-            png = await self.image(record, index)
-            uploads.append(fit_upload(f"atelier-{record.id}-{index + 1}", png, limit))
-        note = limit_note(uploads, limit)
-        parent = None
-        if record.request.parent_job is not None:
-            stored = await self.database.get_job(record.request.parent_job, init_image=False)
-            parent = stored.record if stored is not None else None
-        notes = [*result_notes(record, parent), *([note] if note else [])]
-        actions = derived.offered_actions(
-            self.settings.catalogue, record.request, self.pool.may_run
-        )
-        return result_messages(record, uploads, notes, actions)
-
-    async def record_result(self, record: JobRecord, sent: Posted, channel_id: int | None) -> None:
-        """Record the messages showing `record` (for reactions) and which holds which image."""
-        index = 0
-        for message in sent:
-            await self.database.record_message(record.id, message.id, channel_id)
-            for attachment in message.attachments:
-                await self.database.set_image_attachment(
-                    record.id, index, message.id, attachment.id
-                )
-                index += 1
-
-    async def _deliver_leftovers(self) -> None:
-        """Results a previous run finished but could not post (or was killed before posting)."""
-        await self.client.wait_until_ready()
-        for record in await self.database.undelivered_jobs():
-            if record.status.is_final and record.owner.channel_id is not None:
-                await self._deliver(record.id, await self._resumed_target(record))
-
-    async def _resumed_target(self, record: JobRecord) -> ChannelTarget:
-        """Where a job of an earlier run goes on: its channel, with the last message recorded
-        for it (the progress message left behind) edited as the job moves and removed once
-        the result is posted, so no stale "running 3/4" stays in the channel."""
-        messages = await self.database.messages_of(record.id)
-        last = messages[-1].message_id if messages else None
-        return self._channel_target(record.owner, progress_message_id=last)
-
-    def _channel_target(
-        self,
-        owner: JobOwner,
-        user_id: int | None = None,
-        *,
-        progress_message_id: int | None = None,
-    ) -> ChannelTarget:
-        return ChannelTarget(
-            self.client,
-            owner.channel_id or 0,
-            owner.user_id if user_id is None else user_id,
-            guild_id=owner.guild_id,
-            progress_message_id=progress_message_id,
         )
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:

@@ -7,7 +7,7 @@ later, machine boundaries (Ray actors).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -24,6 +24,17 @@ class JobStatus(StrEnum):
     @property
     def is_final(self) -> bool:
         return self in (JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+class JobState(StrEnum):
+    """Where a live job stands, as the pool (its one owner) sees it. A new stage (a model
+    loading, a hosted API or a remote node awaited) is one more member here, set by the pool
+    where that stage begins; every live view reads it from a `JobSnapshot`."""
+
+    WAITING = "waiting"  # in the queue
+    STARTING = "starting"  # handed to a worker; its start not yet recorded
+    RUNNING = "running"
+    SAVING = "saving"  # ended on the worker; the store is recording it (retried if need be)
 
 
 class Priority(StrEnum):
@@ -156,15 +167,50 @@ class JobRecord:
     facts: RunFacts | None = None  # None until done, and for jobs made before it was recorded
 
 
+@dataclass(frozen=True, slots=True)
+class JobSnapshot:
+    """A live job at one moment (`WorkerPool.job`): who asked, for which model, where it
+    stands. `position` (1 = next) and `eta_s` (seconds until it starts; None while the queue is
+    paused) only while it waits; `worker`, `step` and `total` once it is on a GPU; `problem`: a
+    sentence while the store cannot record it (it is retried)."""
+
+    job_id: int
+    owner: JobOwner
+    model: str
+    state: JobState
+    position: int | None = None
+    eta_s: float | None = None
+    worker: str | None = None
+    step: int = 0
+    total: int = 0
+    problem: str | None = None
+
+    @property
+    def priority(self) -> Priority:
+        return self.owner.priority
+
+
 # ---- events: what a front end sees of a job, in order -------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class JobQueued:
+    """The job waits: queued, put back after its worker died, or its place changed.
+
+    `model`, `priority` and `queued_at` (Unix time) are set when the job enters the queue (not
+    on a mere change of place), so followers such as metrics need no lookup in storage."""
+
     job_id: int
     position: int  # 1 = next to run
     eta_s: float | None  # estimated seconds until it starts; None while the queue is paused
     waiting_for: str | None = None  # why it cannot start now (no worker may run it), if so
+    model: str | None = None
+    priority: Priority | None = None
+    queued_at: float | None = None
+    # The submitter's own handle for its reply (the bot's progress message), stored with the
+    # job so that no follower learns of the job before the code that submitted it; in-process
+    # only, opaque to the engine.
+    reply_to: object | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,8 +229,10 @@ class JobProgress:
 
 @dataclass(frozen=True, slots=True)
 class JobFinished:
+    """The job is done and its images are stored (read them from the store: events stay small)."""
+
     job_id: int
-    images: tuple[GeneratedImage, ...]
+    image_count: int
     gpu_seconds: float
 
 
@@ -200,13 +248,34 @@ class JobCancelled:
     job_id: int
 
 
-JobEvent = JobQueued | JobStarted | JobProgress | JobFinished | JobFailed | JobCancelled
+@dataclass(frozen=True, slots=True)
+class JobStalled:
+    """The store could not record the job's new state; the pool keeps the job and tries again.
+
+    `problem`: a sentence (the store's own, such as "The database is read-only ...");
+    `retry_in_s`: seconds until the next try. The job's next event ends the stall.
+    """
+
+    job_id: int
+    problem: str
+    retry_in_s: float
+
+
+JobEvent = (
+    JobQueued | JobStarted | JobProgress | JobFinished | JobFailed | JobCancelled | JobStalled
+)
+
+
+class StoreUnavailable(Exception):
+    """The store cannot write right now (a read-only or full disk, an unwritable image folder):
+    the same write may succeed later. `str(error)` is a sentence for the person waiting."""
 
 
 class JobStore(Protocol):
     """What the engine needs from storage; `storage.Database` implements it.
 
     Every method commits before it returns: a job is durable before anyone is told about it.
+    A write that fails for a passing reason raises `StoreUnavailable` (the pool retries it).
     """
 
     async def create_job(self, request: GenerationRequest, owner: JobOwner) -> int: ...

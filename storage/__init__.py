@@ -13,6 +13,7 @@ from storage.errors import (
     NewerSchema,
     NotAtelierDatabase,
     StorageError,
+    StorageUnavailable,
     UnknownJob,
 )
 from storage.people import KEEP, Keep
@@ -52,6 +53,7 @@ __all__ = [
     "QueueSnapshot",
     "Stats",
     "StorageError",
+    "StorageUnavailable",
     "StoredImage",
     "StoredJob",
     "UnknownJob",

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from generation.jobs import StoreUnavailable
+
 
 class StorageError(Exception):
     """Base class of every storage failure."""
@@ -43,3 +49,18 @@ class InvalidTransition(StorageError):
 
 class InvalidValue(StorageError, ValueError):
     """A setting or argument outside what storage accepts (a negative limit, ...)."""
+
+
+class StorageUnavailable(StorageError, StoreUnavailable):
+    """The database or the image folder cannot be used right now (read-only, full, missing);
+    the same operation may succeed once that is fixed."""
+
+
+@contextmanager
+def unavailable_as_storage_error() -> Iterator[None]:
+    """Raise SQLite's `OperationalError` (a read-only or full disk, a locked file) as
+    `StorageUnavailable`, so callers handle one error type."""
+    try:
+        yield
+    except sqlite3.OperationalError as error:
+        raise StorageUnavailable(f"The database cannot be used right now ({error}).") from error

@@ -17,7 +17,7 @@ import aiosqlite
 
 from generation.jobs import GeneratedImage, JobOwner, JobRecord, JobStatus
 from generation.request import GenerationRequest
-from storage.errors import InvalidTransition, InvalidValue, UnknownJob
+from storage.errors import InvalidTransition, InvalidValue, StorageUnavailable, UnknownJob
 from storage.images import sha256_of
 from storage.store import UNFINISHED, Store
 
@@ -90,7 +90,7 @@ class JobLifecycle(Store):
         indices = [image.index for image in images]
         if not images or len(set(indices)) != len(indices) or min(indices) < 0:
             raise InvalidValue(f"Job #{job_id} needs one or more images with distinct indices.")
-        hashes = await asyncio.to_thread(self._write_files, images)
+        hashes = await asyncio.to_thread(self._write_files, images)  # StorageUnavailable
         now = self._clock()
         async with self._transaction() as conn:
             facts = images[0].facts
@@ -140,9 +140,16 @@ class JobLifecycle(Store):
     def _write_files(
         self, images: Sequence[GeneratedImage], hashes: Sequence[str] | None = None
     ) -> list[str]:
+        """Write the images' files; `StorageUnavailable` when the image folder cannot be written
+        (read-only, full, gone)."""
         hashes = list(hashes) if hashes is not None else [sha256_of(im.png) for im in images]
-        for image, sha in zip(images, hashes, strict=True):
-            self._images.ensure(image.png, sha)
+        try:
+            for image, sha in zip(images, hashes, strict=True):
+                self._images.ensure(image.png, sha)
+        except OSError as error:
+            raise StorageUnavailable(
+                f"The image folder cannot be written right now ({error.strerror or error})."
+            ) from error
         return hashes
 
 

@@ -13,6 +13,7 @@ import aiosqlite
 
 from generation.jobs import JobOwner, JobRecord, JobStatus, Priority, RunFacts
 from generation.request import GenerationRequest
+from storage.errors import unavailable_as_storage_error
 from storage.images import ImageStore
 
 # Every query that returns jobs selects these, so one function turns rows into records. Lists
@@ -41,7 +42,7 @@ class Store:
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         """A write transaction, committed (durably) when the block ends, rolled back on error."""
-        async with self._lock:
+        async with self._lock, _mapped():
             await self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._conn
@@ -54,7 +55,7 @@ class Store:
     @asynccontextmanager
     async def _snapshot(self) -> AsyncIterator[aiosqlite.Connection]:
         """A read transaction: several queries that see one consistent state."""
-        async with self._lock:
+        async with self._lock, _mapped():
             await self._conn.execute("BEGIN")
             try:
                 yield self._conn
@@ -62,7 +63,7 @@ class Store:
                 await self._conn.execute("ROLLBACK")
 
     async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
-        async with self._lock:
+        async with self._lock, _mapped():
             return list(await self._conn.execute_fetchall(sql, params))
 
     async def _write_one(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
@@ -100,6 +101,12 @@ class Store:
                     removed += size > 0
                     freed += size
         return removed, freed
+
+
+@asynccontextmanager
+async def _mapped() -> AsyncIterator[None]:
+    with unavailable_as_storage_error():
+        yield
 
 
 def job_from_row(row: aiosqlite.Row) -> JobRecord:

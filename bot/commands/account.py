@@ -87,7 +87,7 @@ class Account(commands.Cog):
         # The usage query reads the caller's jobs of 30 days, however many: answer first.
         await interaction.response.defer(ephemeral=True, thinking=True)
         snapshot = pool.snapshot(waiting_limit=0)
-        waiting, running = pool.scheduler.user_counts(user_id)
+        waiting, running = pool.user_counts(user_id)
         now = time.time()
         usage = await self.bot.database.user_usage(user_id, now - USAGE_PERIOD_S, now + 1)
         recent = (

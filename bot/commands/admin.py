@@ -19,6 +19,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.commands.library import not_cancelled
 from bot.errors import UserError
 from bot.permissions import audit_admin_action, require_admin
 from bot.ui.choices import autocomplete_gpu, autocomplete_model
@@ -130,7 +131,7 @@ class Admin(
             raise UserError(f"Job `{job}` is already {record.status.value}.")
         await interaction.response.defer(ephemeral=True, thinking=True)  # a GPU step may finish
         if not await self.bot.pool.cancel(job):
-            return f"Job `{job}` ended before it could be cancelled."
+            return await not_cancelled(self.bot, job)
         owner = record.owner.user_id
         await audit_admin_action(
             self.bot, interaction, "job.cancel", f"job:{job}", {"owner": owner}
@@ -145,7 +146,7 @@ class Admin(
         pool.pause()
         await audit_admin_action(self.bot, interaction, "pool.pause", "pool")
         await interaction.response.send_message(
-            f"⏸️ Paused. Running jobs finish; {pool.scheduler.queued_count} waiting jobs stay "
+            f"⏸️ Paused. Running jobs finish; {pool.snapshot(0).queued} waiting jobs stay "
             "queued (and new ones are still accepted) until `/admin resume`.",
             ephemeral=True,
         )
@@ -173,7 +174,7 @@ class Admin(
             await self.bot.database.ban(user.id, reason, by=interaction.user.id)
         except InvalidValue as error:
             raise UserError(str(error)) from None
-        waiting, running = self.bot.pool.scheduler.user_counts(user.id)
+        waiting, running = self.bot.pool.user_counts(user.id)
         await interaction.response.send_message(
             f"🔨 Banned {user.mention}: they can no longer use the bot. "
             f"Their {waiting + running} unfinished job(s) continue; "

@@ -30,7 +30,7 @@ from bot.ui.choices import autocomplete_model
 from bot.ui.embeds import parameters_embed
 from bot.ui.fit import FittedEmbed, Name
 from bot.ui.listings import user_queue_embed
-from bot.ui.progress import Phase, ProgressState, status_line
+from bot.ui.progress import Phase, ProgressState, live_progress, status_line
 from bot.ui.text import plain
 from generation.jobs import JobRecord, JobStatus
 from generation.request import MAX_COUNT, GenerationRequest, clean_text
@@ -62,6 +62,14 @@ async def own_job(
     return record
 
 
+async def not_cancelled(bot: AtelierBot, job_id: int) -> str:
+    """Why `/cancel` did not cancel a job: someone else's cancel came first, or it ended."""
+    record = await bot.studio.job(job_id, init_image=False)
+    if record.status is JobStatus.CANCELLED:
+        return f"Job `{job_id}` was already cancelled."
+    return f"Job `{job_id}` ended ({record.status.value}) before it could be cancelled."
+
+
 def image_index(record: JobRecord, image: int) -> int:
     """The 0-based index of image `image` (1-based, as people count) of a job."""
     if not 1 <= image <= record.request.count:
@@ -73,14 +81,13 @@ def image_index(record: JobRecord, image: int) -> int:
 
 
 def unfinished_status(bot: AtelierBot, record: JobRecord) -> str:
-    """The status line of a queued or running job (position and ETA, or its GPU)."""
-    if record.status is JobStatus.RUNNING:
-        return status_line(ProgressState(record.id, phase=Phase.RUNNING, worker=record.worker))
-    return status_line(
-        ProgressState(
-            record.id, position=bot.pool.position(record.id), eta_s=bot.pool.eta(record.id)
-        )
-    )
+    """The status line of a queued or running job, as the pool has it now (place and ETA, or
+    its GPU and step); what storage says when it has just ended."""
+    live = bot.pool.job(record.id)
+    if live is not None:
+        return status_line(live_progress(live))
+    phase = Phase.RUNNING if record.status is JobStatus.RUNNING else Phase.QUEUED
+    return status_line(ProgressState(record.id, phase=phase, worker=record.worker))
 
 
 # ---- history pages ------------------------------------------------------------------------------
@@ -243,13 +250,13 @@ class Library(commands.Cog):
             return
         await interaction.response.defer(ephemeral=private, thinking=True)  # files take a moment
         studio = self.bot.studio
-        first, *more = await studio.result_messages(record, interaction.filesize_limit)
+        first, *more = await studio.courier.result_messages(record, interaction.filesize_limit)
         sent = [await interaction.edit_original_response(**first.edit_kwargs())]
         for message in more:
             kwargs = message.send_kwargs()
             sent.append(await interaction.followup.send(ephemeral=private, wait=True, **kwargs))  # type: ignore[arg-type]
         if not private:  # reactions on the new messages act on the job too
-            await studio.record_result(record, sent, interaction.channel_id)
+            await studio.courier.record_result(record, sent, interaction.channel_id)
 
     @app_commands.command(
         name="rerun", description="Make one of your jobs again: same seeds, identical images."
@@ -330,7 +337,7 @@ class Library(commands.Cog):
             )
             if stored is not None and stored.record.owner.user_id == user_id:
                 records.append(stored.record)
-        waiting = pool.scheduler.waiting_of(user_id, QUEUE_SHOWN)
+        waiting = pool.waiting_of(user_id, QUEUE_SHOWN)
         for listed in waiting:
             stored = await self.bot.database.get_job(listed.job_id, init_image=False)
             if stored is not None:
@@ -340,7 +347,7 @@ class Library(commands.Cog):
             f"  {unfinished_status(self.bot, record)}"
             for record in records
         ]
-        hidden = pool.scheduler.user_counts(user_id)[0] - len(waiting)
+        hidden = pool.user_counts(user_id)[0] - len(waiting)
         embed = user_queue_embed(lines, hidden, snapshot)
         await interaction.followup.send(embed=embed, ephemeral=True)
 
@@ -356,7 +363,7 @@ class Library(commands.Cog):
         if await self.bot.pool.cancel(record.id):
             reply = f"🚫 Cancelled job `{job}`."
         else:
-            reply = f"Job `{job}` ended before it could be cancelled."
+            reply = await not_cancelled(self.bot, job)
         await interaction.followup.send(reply, ephemeral=True)
 
     async def _submit(self, interaction: discord.Interaction, request: GenerationRequest) -> None:

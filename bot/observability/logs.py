@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, Literal, TextIO
 
-from generation.jobs import JobEvent, JobFailed, JobProgress
+from generation.jobs import JobEvent, JobFailed, JobProgress, JobStalled
 
 LogStyle = Literal["kv", "json"]
 REDACTED = "[redacted]"
@@ -57,17 +57,19 @@ def bind(logger: logging.Logger, **fields: Any) -> logging.LoggerAdapter:
 def log_job_event(logger: logging.Logger | logging.LoggerAdapter, event: JobEvent) -> None:
     """Log one engine event as one line: `job.queued job_id=17 position=2 eta_s=12.5`.
 
-    Image bytes and previews are summarised, never logged; progress goes at DEBUG level.
+    Previews are never logged; progress goes at DEBUG level.
     """
     fields: dict[str, Any] = {}
     for field in dataclasses.fields(event):
         value = getattr(event, field.name)
-        if field.name == "images":
-            fields["images"] = len(value)
-        elif not isinstance(value, bytes | type(None)):
+        if isinstance(value, str | int | float):  # not previews, nor a submitter's handle
             fields[field.name] = value
     name = "job." + type(event).__name__.removeprefix("Job").lower()
-    level = {JobFailed: logging.WARNING, JobProgress: logging.DEBUG}.get(type(event), logging.INFO)
+    level = {
+        JobFailed: logging.WARNING,
+        JobStalled: logging.WARNING,
+        JobProgress: logging.DEBUG,
+    }.get(type(event), logging.INFO)
     logger.log(level, name, extra=fields)
 
 

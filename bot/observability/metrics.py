@@ -1,12 +1,11 @@
 """Prometheus metrics for the bot process, fed with the engine's job events.
 
-The events carry only job ids, so `Metrics` keeps a small map from job id to what the labels
-need (model, priority class, when it was queued and started, on which worker); a job leaves the
-map when it ends. The bot runs `await metrics.feed(pool.subscribe(), lookup)`, which looks each
-new job up once (in storage: its model, priority class and original queueing time, so jobs
-resubmitted after a restart count their whole wait); `observe(event, model=..., ...)` is the
-same for one event at a time. The pool reports model loads and worker restarts directly
-(`Metrics` is a `generation.pool.PoolObserver`).
+A job's `JobQueued` says what labels it (model, priority class, original queueing time, so jobs
+taken back after a restart count their whole wait): `Metrics` keeps a small map from job id to
+those labels and when and where it started, and a job leaves the map when it ends. Nothing is
+looked up in storage. The bot runs `await metrics.feed(pool.subscribe())`; `observe(event)` is
+the same for one event. The pool reports model loads and worker restarts directly (`Metrics` is
+a `generation.pool.PoolObserver`).
 
 Every metric lives in the instance's own `CollectorRegistry`, never the global one, so tests and
 several bots in one process do not mix.
@@ -31,6 +30,7 @@ from generation.jobs import (
     JobProgress,
     JobQueued,
     JobRecord,
+    JobStalled,
     JobStarted,
     JobStatus,
     Priority,
@@ -138,23 +138,18 @@ class Metrics:
 
     # ---- feeding ---------------------------------------------------------------------------
 
-    def observe(
-        self,
-        event: JobEvent,
-        *,
-        model: str | None = None,
-        priority: Priority | None = None,
-        queued_at: float | None = None,
-    ) -> None:
-        """Account for one job event. `model`/`priority` matter for `JobQueued` (they label the
-        job from then on); `queued_at` (Unix time) overrides "now" as its queueing time."""
+    def observe(self, event: JobEvent) -> None:
+        """Account for one job event; a job is labelled by its `JobQueued` (model, priority
+        class, queueing time); one never seen queued counts under the model "unknown"."""
         now = self._clock()
         job = self._jobs.get(event.job_id)
         match event:
             case JobQueued():
                 if job is None:
                     job = _Job(
-                        model or UNKNOWN_MODEL, priority or Priority.NORMAL, queued_at or now
+                        event.model or UNKNOWN_MODEL,
+                        event.priority or Priority.NORMAL,
+                        event.queued_at if event.queued_at is not None else now,
                     )
                     self._jobs[event.job_id] = job
                     self._enqueue(job)
@@ -162,10 +157,10 @@ class Metrics:
                     self._stop_running(event.job_id, job, now)
                     job.queued_at = now
                     self._enqueue(job)
-                # else: a position update of a job already waiting
+                # else: a change of place of a job already waiting
             case JobStarted():
-                if job is None:  # queued before we listened: its wait counts if we know it
-                    job = _Job(model or UNKNOWN_MODEL, priority or Priority.NORMAL, queued_at)
+                if job is None:  # never seen queued
+                    job = _Job(UNKNOWN_MODEL, Priority.NORMAL, None)
                     self._jobs[event.job_id] = job
                 elif job.running:
                     self._stop_running(event.job_id, job, now)
@@ -175,28 +170,15 @@ class Metrics:
                     self.wait_seconds.labels(job.model).observe(max(0.0, now - job.queued_at))
                 job.started_at, job.worker = now, event.worker
                 self._busy.setdefault(event.worker, _Busy()).running[event.job_id] = now
-            case JobProgress():
-                pass  # progress changes no metric
+            case JobProgress() | JobStalled():
+                pass  # progress and a store retry change no metric
             case JobFinished() | JobFailed() | JobCancelled():
-                self._end(event, job, model, now)
+                self._end(event, job, now)
 
-    async def feed(self, events: AsyncIterable[JobEvent], lookup: JobLookup) -> None:
-        """Observe every event of `events` (say `pool.subscribe()`) until it ends, labelling each
-        job the first time it is seen with its stored record (`lookup(job_id)`; None: unknown)."""
+    async def feed(self, events: AsyncIterable[JobEvent]) -> None:
+        """Observe every event of `events` (say `pool.subscribe()`) until it ends."""
         async for event in events:
-            if event.job_id in self._jobs:
-                self.observe(event)
-                continue
-            record = await lookup(event.job_id)
-            if record is None:
-                self.observe(event)
-            else:
-                self.observe(
-                    event,
-                    model=record.request.model,
-                    priority=record.owner.priority,
-                    queued_at=record.queued_at,
-                )
+            self.observe(event)
 
     def record_model_load(self, worker: str, model: str) -> None:
         """A worker loaded `model` (the pool reports it)."""
@@ -241,12 +223,11 @@ class Metrics:
         self,
         event: JobFinished | JobFailed | JobCancelled,
         job: _Job | None,
-        model: str | None,
         now: float,
     ) -> None:
         self._jobs.pop(event.job_id, None)
         if job is None:
-            job = _Job(model or UNKNOWN_MODEL, Priority.NORMAL, None)
+            job = _Job(UNKNOWN_MODEL, Priority.NORMAL, None)
         elif job.running:
             if isinstance(event, JobFinished):
                 self.run_seconds.labels(job.model).observe(max(0.0, now - job.started_at))
@@ -256,7 +237,7 @@ class Metrics:
         match event:
             case JobFinished():
                 outcome = JobStatus.DONE
-                self.images.labels(job.model).inc(len(event.images))
+                self.images.labels(job.model).inc(event.image_count)
             case JobFailed():
                 outcome = JobStatus.FAILED
                 self.failures.labels(job.model, event.error_kind).inc()

@@ -18,7 +18,7 @@ from bot.observability.health import Degraded, HealthServer, sqlite_writable
 from bot.observability.logs import log_job_event
 from bot.observability.metrics import Metrics
 from bot.observability.settings import ObservabilitySettings
-from generation.jobs import JobEvent, JobRecord
+from generation.jobs import JobEvent
 
 if TYPE_CHECKING:
     from bot.app import AtelierBot
@@ -40,14 +40,9 @@ class Observability:
         self._follower: asyncio.Task[None] | None = None
 
     async def start(self, bot: AtelierBot) -> None:
-        pool, database = bot.pool, bot.database
-
-        async def lookup(job_id: int) -> JobRecord | None:
-            stored = await database.get_job(job_id, init_image=False)
-            return stored.record if stored is not None else None
-
+        pool = bot.pool
         self._follower = asyncio.create_task(
-            self.metrics.feed(_logged(pool.subscribe()), lookup), name="observability-events"
+            self.metrics.feed(_logged(pool.subscribe())), name="observability-events"
         )
         if not self.settings.enabled:
             return

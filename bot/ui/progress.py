@@ -12,7 +12,10 @@ from generation.jobs import (
     JobFinished,
     JobProgress,
     JobQueued,
+    JobSnapshot,
+    JobStalled,
     JobStarted,
+    JobState,
 )
 
 BAR_WIDTH = 20
@@ -44,8 +47,15 @@ class ProgressState:
     total: int = 0
     preview: bytes | None = None
     reason: str | None = None
+    problem: str | None = None  # the store could not record the job yet; it is retried
 
     def advance(self, event: JobEvent) -> ProgressState:
+        if isinstance(event, JobStalled):
+            retry = format_duration(event.retry_in_s)
+            return replace(self, problem=f"{event.problem} Trying again in {retry}.")
+        return replace(self, problem=None)._advance(event)
+
+    def _advance(self, event: JobEvent) -> ProgressState:
         match event:
             case JobQueued(position=position, eta_s=eta, waiting_for=waiting_for):
                 if self.phase is not Phase.QUEUED:
@@ -68,6 +78,20 @@ class ProgressState:
             case JobCancelled():
                 return replace(self, phase=Phase.CANCELLED)
         return self
+
+
+def live_progress(live: JobSnapshot) -> ProgressState:
+    """What the progress message would show of a live job (for `/queue` and `/show`)."""
+    if live.state is JobState.WAITING:
+        return ProgressState(live.job_id, position=live.position, eta_s=live.eta_s)
+    return ProgressState(
+        live.job_id,
+        phase=Phase.RUNNING,
+        worker=live.worker,
+        step=live.step,
+        total=live.total,
+        problem=live.problem,
+    )
 
 
 def starts_in(eta_s: float | None) -> str:
@@ -101,7 +125,14 @@ def progress_bar(step: int, total: int, width: int = BAR_WIDTH) -> str:
 
 
 def status_line(state: ProgressState) -> str:
-    """One line for the message's description."""
+    """One line for the message's description (two while the store cannot record the job)."""
+    line = _phase_line(state)
+    if state.problem and not state.phase.is_final:
+        return f"{line}\n⚠️ {state.problem} Your job is kept."
+    return line
+
+
+def _phase_line(state: ProgressState) -> str:
     match state.phase:
         case Phase.QUEUED:
             where = f"#{state.position} in the queue" if state.position else "in the queue"

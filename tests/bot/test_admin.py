@@ -220,7 +220,7 @@ async def test_queue_gpus_pause_and_cancel_show_and_do_the_right_thing(studio: S
     assert "The queue is **paused**: 3 waiting (3 normal), 1 running." in queue
     assert f"`cpu` · job `{busy}` · <@{carol.id}>" in queue
     for job in waiting:
-        assert f"#{pool.position(job)} · job `{job}` ·" in queue
+        assert f"#{pool.job(job).position} · job `{job}` ·" in queue
 
     gpus = await admin_says(studio, "admin gpus")
     assert f"busy on `cpu` · job `{busy}`" in gpus
@@ -380,7 +380,7 @@ async def test_limits_are_shown_changed_and_apply_to_the_next_imagine(studio: St
     async with paused(studio):
         ahead = [await imagine(fake, alice, prompt=f"alice {n}") for n in range(2)]
         first = await imagine(fake, carol, prompt="carol first")
-        assert pool.position(first) == 1  # the admin class goes before everyone
+        assert pool.job(first).position == 1  # the admin class goes before everyone
         full = await private_reply(
             fake, await fake.slash(carol, "imagine", {"prompt": "carol second"})
         )
@@ -389,7 +389,7 @@ async def test_limits_are_shown_changed_and_apply_to_the_next_imagine(studio: St
         reset = await admin_says(studio, "admin limits", {"user": carol, "reset": True})
         assert "Max waiting\n5 (default)" in reset
         second = await imagine(fake, carol, prompt="carol second")
-        assert pool.position(second) is not None
+        assert pool.job(second).position is not None
     for job in (*ahead, first, second):
         await wait_for_status(db, job, JobStatus.DONE)
 

@@ -241,13 +241,13 @@ async def test_queue_lists_your_waiting_jobs_with_positions_and_cancel_removes_o
         listing = await private_reply(fake, await fake.slash(alice, "queue"))
         for job in (first, second):
             assert f"`{job}`" in listing
-            assert f"#{pool.position(job)} in the queue" in listing
+            assert f"#{pool.job(job).position} in the queue" in listing
         # paused: nothing starts, so no number of seconds is claimed
         assert listing.count("starts once an admin resumes the queue") == 2
         assert "starts in about" not in listing
         assert f"`{theirs}`" not in listing
         shown = await private_reply(fake, await fake.slash(alice, "show", {"job": first}))
-        assert f"#{pool.position(first)} in the queue" in shown
+        assert f"#{pool.job(first).position} in the queue" in shown
         assert f"Job {first} — parameters" in shown
         assert "the queue is paused" in listing
 
@@ -256,7 +256,7 @@ async def test_queue_lists_your_waiting_jobs_with_positions_and_cancel_removes_o
         cancelled = await private_reply(fake, await fake.slash(alice, "cancel", {"job": second}))
         assert f"Cancelled job `{second}`" in cancelled
         assert await wait_for_status(studio.database, second, JobStatus.CANCELLED)
-        assert pool.position(second) is None
+        assert pool.job(second) is None  # no longer live
 
         after = await private_reply(fake, await fake.slash(alice, "queue"))
         assert f"`{second}`" not in after

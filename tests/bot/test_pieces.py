@@ -76,7 +76,7 @@ def test_progress_state_follows_the_events_and_never_goes_back() -> None:
     assert "2/4" in status_line(state)
     assert state.advance(JobProgress(7, 3, 4)).preview == b"png"  # kept until a new one
 
-    assert state.advance(JobFinished(7, (), 1.0)).phase is Phase.FINISHED
+    assert state.advance(JobFinished(7, 0, 1.0)).phase is Phase.FINISHED
     failed = state.advance(JobFailed(7, "The GPU ran out of memory.", "out_of_memory"))
     assert failed.phase.is_final
     assert "ran out of memory" in status_line(failed)

@@ -17,6 +17,7 @@ from generation.models import Catalogue
 from generation.pool import WorkerPool
 from generation.request import GenerationRequest, build_request
 from generation.workers.config import WorkerConfig
+from storage import Database
 
 
 def pixels(png: bytes) -> np.ndarray:
@@ -91,3 +92,11 @@ class Recorder:
 
     def kinds(self, job_id: int) -> list[str]:
         return [type(e).__name__ for e in self.by_job[job_id]]
+
+
+async def stored_pngs(database: Database, job_id: int) -> list[bytes]:
+    """A finished job's PNGs as storage holds them, by index (events carry no image bytes)."""
+    images = await database.images_of(job_id)
+    pngs = [await database.read_image(job_id, image.index) for image in images]
+    assert all(png is not None for png in pngs), f"job {job_id} has an image missing"
+    return [png for png in pngs if png is not None]

@@ -38,7 +38,7 @@ async def test_concurrent_submits_never_pass_a_limit(
         return_exceptions=True,
     )
     assert sum(isinstance(r, QueueFull) for r in results) == 7
-    assert pool.scheduler.queued_count == 3
+    assert pool.snapshot(0).queued == 3
     assert len(await database.unfinished_jobs()) == 3
     await pool.shutdown(drain=False)
 
@@ -50,6 +50,6 @@ async def test_a_paused_queue_gives_no_start_time(database: Database) -> None:
     pool.pause()
     queued = await pool.submit(request(catalogue), JobOwner(1))
     assert queued.eta_s is None
-    assert pool.position(queued.job_id) == 1
-    assert pool.eta(queued.job_id) is None
+    assert pool.job(queued.job_id).position == 1
+    assert pool.job(queued.job_id).eta_s is None
     await pool.shutdown(drain=False)

@@ -27,7 +27,8 @@ from generation.jobs import (
     JobStatus,
 )
 from generation.models import Catalogue
-from generation.pool import CRASH_REASON, WorkerPool, WorkerState, WorkerStatus
+from generation.pool import WorkerPool, WorkerState, WorkerStatus
+from generation.pool.live import CRASH_REASON
 from generation.workers.config import WorkerConfig
 from generation.workers.ray_config import RayPlacement
 from generation.workers.standin import run_record
@@ -95,7 +96,7 @@ async def test_jobs_run_on_actors_and_local_processes_side_by_side_under_one_fai
     for job in remote_jobs:  # images made in the actor's process, progress reported step by step
         finished = recorder.final(job)
         assert isinstance(finished, JobFinished)
-        assert run_record(finished.images[0].png)["pid"] == actor_pid
+        assert run_record(await database.read_image(job, 0))["pid"] == actor_pid
         steps = [e.step for e in recorder.by_job[job] if isinstance(e, JobProgress)]
         assert steps == [1, 2, 3, 4, 5]
         stored = await database.get_job(job)
@@ -139,7 +140,7 @@ async def test_an_actor_killed_mid_job_is_replaced_and_the_job_retried_once_and_
     os.kill(first_pid, signal.SIGKILL)
     (finished,) = await recorder.finished(job, timeout_s=ACTOR_START_S)
     assert isinstance(finished, JobFinished)
-    assert run_record(finished.images[0].png)["pid"] != first_pid  # made by the new actor
+    assert run_record(await database.read_image(job, 0))["pid"] != first_pid  # new actor
     assert recorder.kinds(job).count("JobStarted") == 2
     assert worker(pool, "remote").restarts == 1
     await pool.shutdown()

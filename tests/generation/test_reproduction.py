@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from bot import derived
-from generation.jobs import GeneratedImage, JobFinished, JobOwner
+from generation.jobs import JobFinished, JobOwner
 from generation.models import Catalogue
 from generation.pool import WorkerPool
 from generation.request import GenerationRequest, JobKind, build_request
@@ -38,9 +38,10 @@ def _init_png() -> bytes:
 
 
 class _Runner:
-    def __init__(self, pool: WorkerPool, recorder: Recorder) -> None:
+    def __init__(self, pool: WorkerPool, recorder: Recorder, db: Database) -> None:
         self.pool = pool
         self.recorder = recorder
+        self.db = db
 
     async def run(self, requests: list[GenerationRequest]) -> list[tuple[int, list[bytes]]]:
         """Each request's job id and PNGs, all queued at once."""
@@ -49,12 +50,9 @@ class _Runner:
         out = []
         for job_id, result in zip(ids, results, strict=True):
             assert isinstance(result, JobFinished), result
-            out.append((job_id, [image.png for image in _sorted(result.images)]))
+            pngs = [await self.db.read_image(job_id, i) for i in range(result.image_count)]
+            out.append((job_id, [png for png in pngs if png is not None]))
         return out
-
-
-def _sorted(images: tuple[GeneratedImage, ...]) -> list[GeneratedImage]:
-    return sorted(images, key=lambda image: image.index)
 
 
 def _first_jobs(catalogue: Catalogue) -> list[tuple[str, GenerationRequest]]:
@@ -117,7 +115,7 @@ async def test_every_image_of_every_job_kind_reruns_bit_exact(
         pool = WorkerPool(tiny_catalogue, db, [WorkerConfig("cpu:0", "cpu")])
         recorder = Recorder(pool)
         await pool.start()
-        runner = _Runner(pool, recorder)
+        runner = _Runner(pool, recorder, db)
         done: dict[str, tuple[int, GenerationRequest, list[bytes]]] = {}
         for wave in (_first_jobs, lambda c: _derived_jobs(c, done)):
             jobs = wave(tiny_catalogue)

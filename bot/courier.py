@@ -1,0 +1,214 @@
+"""The courier: posts each finished job's result (or why it failed), whatever Discord answers.
+
+A result is delivered once and never dropped. What each refusal leads to (README, "When Discord
+or the disk fails"):
+
+- 5xx, 429 past discord.py's own retries, or no way to reach the person at all: the result stays
+  undelivered in storage and is tried again after `REDELIVERY_DELAYS_S` (and on the next start);
+- 413 (Discord's upload limit is lower than the bot knew, say a server lost its boosts): the
+  images are fitted again under half the largest file Discord refused, at once;
+- 403 or 404 on the channel (the bot may no longer post there, or the channel is gone): the
+  result goes to the person's DMs, with a sentence saying why it is there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any
+
+import discord
+
+from bot import derived
+from bot.attachments import fit_upload, limit_note
+from bot.config import Settings
+from bot.targets import ChannelTarget, Message, Target
+from bot.ui.embeds import failure_content
+from bot.ui.notes import result_notes
+from bot.ui.progress import Phase, ProgressState
+from bot.ui.results import result_messages
+from generation.jobs import JobOwner, JobRecord, JobStatus
+from storage import Database
+
+log = logging.getLogger(__name__)
+
+REDELIVERY_DELAYS_S = (2.0, 10.0, 30.0, 120.0, 600.0)  # then every 600 s
+MIN_FITTED_LIMIT = 1024  # bytes: below this a 413 is not answered by shrinking further
+Posted = Sequence[discord.Message]  # the messages of a result posted so far
+ImageReader = Callable[[JobRecord, int], Awaitable[bytes]]
+Spawn = Callable[[Coroutine[Any, Any, None], str], None]
+
+
+class Courier:
+    """Delivers results; `deliver` may be called for a job any number of times (it posts once)."""
+
+    def __init__(
+        self,
+        client: discord.Client,
+        settings: Settings,
+        database: Database,
+        may_run: Callable[[str], bool],
+        read_image: ImageReader,
+        spawn: Spawn,
+    ) -> None:
+        """`may_run(model)`: whether a model may run here (for the result's buttons);
+        `read_image(record, index)`: a stored PNG; `spawn(coroutine, name)`: runs a retry."""
+        self.client = client
+        self.settings = settings
+        self.database = database
+        self._may_run = may_run
+        self._read_image = read_image
+        self._spawn = spawn
+        self._delivering: set[int] = set()
+
+    async def deliver(
+        self,
+        job_id: int,
+        target: Target,
+        attempt: int = 0,
+        sent: Posted = (),
+        limit: int | None = None,
+    ) -> None:
+        """Post the result (or failure) through `target`; on a refusal, see the module
+        docstring. `sent`: the parts already posted; `limit`: the upload limit to fit under."""
+        if job_id in self._delivering and attempt == 0:
+            return
+        self._delivering.add(job_id)
+        stored = await self.database.get_job(job_id)  # the init image's shape is in the notes
+        if stored is None or stored.deleted or stored.delivered_at is not None:
+            self._delivering.discard(job_id)
+            return
+        record = stored.record
+        limit = target.upload_limit if limit is None else limit
+        posting: Message | None = None
+        try:
+            messages = await self.result_messages(record, limit)
+            for posting in messages[len(sent) :]:
+                post = target.deliver_more if sent else target.deliver
+                sent = (*sent, await post(posting))
+        except discord.HTTPException as error:
+            await self._refused(record, target, attempt, sent, limit, posting, error)
+            return
+        await self.record_result(record, sent, target.channel_id)
+        await self.database.mark_delivered(job_id)
+        self._delivering.discard(job_id)
+
+    async def _refused(
+        self,
+        record: JobRecord,
+        target: Target,
+        attempt: int,
+        sent: Posted,
+        limit: int,
+        posting: Message | None,
+        error: discord.HTTPException,
+    ) -> None:
+        job_id = record.id
+        largest = max((len(u.data) for u in (posting.uploads or ())), default=0) if posting else 0
+        if error.status == 413 and largest // 2 >= MIN_FITTED_LIMIT:
+            log.warning("Job %s: Discord refused %d bytes; fitting under less", job_id, largest)
+            await self.deliver(job_id, target, attempt + 1, sent, min(limit, largest // 2))
+            return
+        if error.status in (403, 404) and not sent and not _is_dm(target):
+            log.warning("Job %s: cannot post in its channel (%s); sending it by DM", job_id, error)
+            if await self._deliver_by_dm(record, target, error):
+                return
+        delay = REDELIVERY_DELAYS_S[min(attempt, len(REDELIVERY_DELAYS_S) - 1)]
+        log.warning("Job %s: delivery failed (%s); retrying in %.0f s", job_id, error, delay)
+        self._spawn(
+            self._redeliver(job_id, target, attempt + 1, delay, sent), f"redeliver-{job_id}"
+        )
+
+    async def _deliver_by_dm(
+        self, record: JobRecord, target: Target, error: discord.HTTPException
+    ) -> bool:
+        """Post the result in the person's DMs, saying why; False when the DM fails too."""
+        try:
+            user = self.client.get_user(record.owner.user_id) or await self.client.fetch_user(
+                record.owner.user_id
+            )
+            channel = await user.create_dm()
+            why = "may no longer post there" if error.status == 403 else "cannot find it"
+            await channel.send(
+                f"I could not post the result of job `{record.id}` in <#{target.channel_id}> "
+                f"(I {why}), so here it is."
+            )
+        except discord.HTTPException as dm_error:
+            log.warning("Job %s: the DM failed as well (%s)", record.id, dm_error)
+            return False
+        dm = ChannelTarget(self.client, channel.id, record.owner.user_id)
+        self._delivering.discard(record.id)
+        await self.deliver(record.id, dm, attempt=1)
+        return True
+
+    async def _redeliver(
+        self, job_id: int, target: Target, attempt: int, delay: float, sent: Posted
+    ) -> None:
+        await asyncio.sleep(delay)
+        await self.deliver(job_id, target, attempt, sent)
+
+    async def result_messages(self, record: JobRecord, limit: int) -> list[Message]:
+        """What shows a finished job: its images (each under `limit` bytes, in as many messages
+        as 25 MiB per request needs) with the result buttons, or why it failed or was cancelled."""
+        if record.status is not JobStatus.DONE:
+            phase = Phase.FAILED if record.status is JobStatus.FAILED else Phase.CANCELLED
+            state = ProgressState(record.id, phase=phase, reason=record.error)
+            return [Message(content=failure_content(record, state), uploads=())]
+        uploads = []
+        for index in range(record.request.count):
+            png = await self._read_image(record, index)
+            uploads.append(fit_upload(f"atelier-{record.id}-{index + 1}", png, limit))
+        note = limit_note(uploads, limit)
+        parent = None
+        if record.request.parent_job is not None:
+            stored = await self.database.get_job(record.request.parent_job, init_image=False)
+            parent = stored.record if stored is not None else None
+        notes = [*result_notes(record, parent), *([note] if note else [])]
+        actions = derived.offered_actions(self.settings.catalogue, record.request, self._may_run)
+        return result_messages(record, uploads, notes, actions)
+
+    async def record_result(self, record: JobRecord, sent: Posted, channel_id: int | None) -> None:
+        """Record the messages showing `record` (for reactions) and which holds which image."""
+        index = 0
+        for message in sent:
+            await self.database.record_message(record.id, message.id, channel_id)
+            for attachment in message.attachments:
+                await self.database.set_image_attachment(
+                    record.id, index, message.id, attachment.id
+                )
+                index += 1
+
+    async def deliver_leftovers(self) -> None:
+        """Results a previous run finished but could not post (or was killed before posting)."""
+        await self.client.wait_until_ready()
+        for record in await self.database.undelivered_jobs():
+            if record.status.is_final and record.owner.channel_id is not None:
+                await self.deliver(record.id, await self.resumed_target(record))
+
+    async def resumed_target(self, record: JobRecord) -> ChannelTarget:
+        """Where a job of an earlier run goes on: its channel, with the last message recorded
+        for it (the progress message left behind) edited as the job moves and removed once
+        the result is posted, so no stale "running 3/4" stays in the channel."""
+        messages = await self.database.messages_of(record.id)
+        last = messages[-1].message_id if messages else None
+        return self.channel_target(record.owner, progress_message_id=last)
+
+    def channel_target(
+        self,
+        owner: JobOwner,
+        user_id: int | None = None,
+        *,
+        progress_message_id: int | None = None,
+    ) -> ChannelTarget:
+        return ChannelTarget(
+            self.client,
+            owner.channel_id or 0,
+            owner.user_id if user_id is None else user_id,
+            guild_id=owner.guild_id,
+            progress_message_id=progress_message_id,
+        )
+
+
+def _is_dm(target: Target) -> bool:
+    return isinstance(target, ChannelTarget) and target.guild_id is None

@@ -1,0 +1,25 @@
+"""The worker pool: fair scheduling of jobs onto supervised GPU workers (see `core`)."""
+
+from generation.pool.core import WorkerPool
+from generation.pool.stream import EventStream
+from generation.pool.types import (
+    PoolError,
+    PoolObserver,
+    PoolSnapshot,
+    WorkerState,
+    WorkerStatus,
+)
+from generation.scheduler import NotAccepting, QueueFull, SchedulerSettings
+
+__all__ = [
+    "EventStream",
+    "NotAccepting",
+    "PoolError",
+    "PoolObserver",
+    "PoolSnapshot",
+    "QueueFull",
+    "SchedulerSettings",
+    "WorkerPool",
+    "WorkerState",
+    "WorkerStatus",
+]

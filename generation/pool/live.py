@@ -1,0 +1,86 @@
+"""The pool's own record of each job and worker it manages (one owner: the `WorkerPool`)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from generation.jobs import JobOwner, JobProgress, JobSnapshot, JobState, JobStatus
+from generation.pool.types import WorkerState
+from generation.request import GenerationRequest
+from generation.workers.config import WorkerConfig
+from generation.workers.protocol import WorkerLink
+from generation.workers.supervision import WorkerHealth
+
+CRASH_REASON = (
+    "This job made its GPU worker crash twice, so it was not tried again. "
+    "Try a smaller size or fewer images."
+)
+
+
+@dataclass(eq=False)
+class LiveJob:
+    id: int
+    request: GenerationRequest
+    owner: JobOwner
+    queued_at: float  # Unix time it was first queued
+    reply_to: object | None = None  # the submitter's handle (see `JobQueued.reply_to`)
+    state: JobState = JobState.WAITING
+    ran_on: str | None = None  # the worker it was last handed to
+    step: int = 0
+    total: int = 0
+    problem: str | None = None  # why the store cannot record it now (see `JobStalled`)
+    crashes: int = 0
+    worker: LiveWorker | None = None
+    started_at: float = 0.0
+    run_sent: bool = False
+    cancel_requested: bool = False
+    ended: bool = False
+    # Set while no `mark_running` for this job is in flight: later writes wait for it.
+    start_recorded: asyncio.Event = field(default_factory=asyncio.Event)
+    # Steps the worker reported before JobStarted could be announced; published right after it.
+    early_steps: list[JobProgress] = field(default_factory=list)
+    outcome: asyncio.Future[JobStatus] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+    def __post_init__(self) -> None:
+        self.start_recorded.set()
+
+    def snapshot(self, place: tuple[int, float | None] | None) -> JobSnapshot:
+        """This job now; `place`: its (position, ETA) while it waits."""
+        return JobSnapshot(
+            self.id,
+            self.owner,
+            self.request.model,
+            self.state,
+            position=place[0] if place else None,
+            eta_s=place[1] if place else None,
+            worker=self.ran_on if self.state is not JobState.WAITING else None,
+            step=self.step,
+            total=self.total,
+            problem=self.problem,
+        )
+
+
+@dataclass(eq=False)
+class LiveWorker:
+    config: WorkerConfig
+    link: WorkerLink | None = None
+    state: WorkerState = WorkerState.STARTING
+    job: LiveJob | None = None
+    loaded: tuple[str, ...] = ()
+    restarts: int = 0
+    model_loads: int = 0
+    memory: Mapping[str, float] = field(default_factory=dict)
+    last_error: str | None = None
+    acks: dict[str, list[asyncio.Future[None]]] = field(default_factory=dict)
+    started: asyncio.Event = field(default_factory=asyncio.Event)  # ready at least once
+    supervisor: asyncio.Task[None] | None = None
+    health: WorkerHealth | None = None
+    released: asyncio.Event = field(default_factory=asyncio.Event)  # an admin's hold ended
+
+    @property
+    def id(self) -> str:
+        return self.config.id

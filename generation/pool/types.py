@@ -1,0 +1,68 @@
+"""What the pool shows of itself: its errors, its workers' states, and a snapshot of the queue."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from generation.errors import EngineError
+from generation.jobs import Priority
+from generation.scheduler import WaitingJob
+
+
+class PoolError(EngineError):
+    """An admin request the pool cannot do (unknown worker, model not allowed there, ...)."""
+
+    kind = "pool"
+
+
+class PoolObserver(Protocol):
+    """Receives counts for metrics (`bot.observability.Metrics` fits)."""
+
+    def record_model_load(self, worker: str, model: str) -> None: ...
+
+    def record_worker_restart(self, worker: str) -> None: ...
+
+
+class WorkerState(StrEnum):
+    STARTING = "starting"  # process launched, engine loading
+    IDLE = "idle"
+    BUSY = "busy"
+    RESTARTING = "restarting"  # died; waiting to start again
+    FAILED = "failed"  # cannot start (see `WorkerStatus.problem`); retried with backoff
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerStatus:
+    """One worker as an admin sees it."""
+
+    id: str
+    device: str
+    state: WorkerState
+    job_id: int | None
+    loaded: tuple[str, ...]
+    pinned: tuple[str, ...]
+    models: tuple[str, ...] | None  # allowed; None: any
+    pid: int | None
+    restarts: int
+    model_loads: int
+    memory: Mapping[str, float]  # what is known: rss_mib, gpu_used_mib, gpu_total_mib, ...
+    last_error: str | None
+    problem: str | None = None  # a failed worker: why, and when it is tried next
+
+
+@dataclass(frozen=True, slots=True)
+class PoolSnapshot:
+    """The queue and the workers at one moment."""
+
+    paused: bool
+    accepting: bool
+    queued: int
+    running: int
+    queued_by_class: Mapping[Priority, int]
+    waiting: tuple[WaitingJob, ...]  # the first ones, in projected order, with ETAs
+    workers: tuple[WorkerStatus, ...]
+    model_speeds: Mapping[str, float]  # measured seconds per work unit (see `work_units`)

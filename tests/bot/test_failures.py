@@ -1,0 +1,247 @@
+"""What a person sees when Discord or the disk fails (README, "When Discord or the disk fails"),
+end to end: the real bot, the fake Discord, SQLite and a worker process.
+
+A job is never left silent: a result the channel refuses goes by DM, one over a shrunk upload
+limit is fitted again, a finish the store cannot record is announced, retried and completed
+once the fault clears (no restart), and a job cancelled twice at once is cancelled, reported
+and audited once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+import pytest_asyncio
+
+from generation.jobs import JobStatus
+from tests.bot.helpers import (
+    SLOW_JOB,
+    StudioFactory,
+    StudioWorld,
+    answer,
+    imagine,
+    job_id_of,
+    paused,
+    private_reply,
+    studio_people,
+    text_of,
+    wait_for_status,
+)
+from tests.discord import InteractionRecord, Message
+from tests.discord.world import Overwrite, Permission
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+MEDIUM_JOB = {"width": 256, "height": 256, "steps": 30}  # a few seconds on the CPU worker
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def studio(studio_with: StudioFactory) -> AsyncIterator[StudioWorld]:
+    """The shared studio plus a second admin and a #gallery channel."""
+    world = studio_people()
+    world.add_user("deputy", roles=("Atelier Admin",))
+    world.add_channel("gallery")
+    async with studio_with(world) as started:
+        yield started
+
+
+def shown(message: Message | None) -> str:
+    return text_of(message) if message is not None else ""
+
+
+async def progress_says(studio: StudioWorld, ix: InteractionRecord, text: str) -> str:
+    """The progress message's text once it contains `text`."""
+    await studio.fake.wait_for(lambda: text in shown(ix.original), what=repr(text))
+    return shown(ix.original)
+
+
+def set_overwrites(studio: StudioWorld, channel: str, *overwrites: Overwrite) -> None:
+    """An admin edits a channel's permissions (no gateway update: the bot's cache is stale)."""
+    channels = studio.fake.world.channels
+    channels[channel] = dataclasses.replace(channels[channel], overwrites=overwrites)
+
+
+async def a_job(studio: StudioWorld, user: str, **options: object) -> tuple[InteractionRecord, int]:
+    fake = studio.fake
+    ix = await fake.slash(fake.user(user), "imagine", {"prompt": "a quiet harbour"} | options)
+    return ix, job_id_of(await answer(fake, ix))
+
+
+# ---- Discord refuses the result -------------------------------------------------------------
+
+
+@asynccontextmanager
+async def reaction_job(
+    studio: StudioWorld, user: str, channel: str, prompt: str
+) -> AsyncIterator[int]:
+    """A job made by a 🔁 reaction (its messages go to the channel, not an interaction); it
+    waits in the queue until the block ends."""
+    fake = studio.fake
+    place = fake.channel(channel)
+    ix = await fake.slash(fake.user(user), "imagine", {"prompt": prompt}, channel=place)
+    first = await studio.result_of(job_id_of(await answer(fake, ix)))
+    async with paused(studio):
+        await fake.react(fake.user(user), first, "🔁")
+        progress = await fake.wait_for_message(
+            lambda m: m.channel_id == place.id and m is not first and bool(m.embeds)
+        )
+        yield job_id_of(progress)
+
+
+async def test_a_result_the_channel_no_longer_takes_goes_by_dm_and_says_why(
+    studio: StudioWorld,
+) -> None:
+    fake, alice = studio.fake, studio.fake.user("alice")
+    gallery = fake.channel("gallery")
+    try:
+        async with reaction_job(studio, "alice", "gallery", "a lighthouse") as job:
+            # an admin takes Send Messages away from the bot while the job waits
+            bot_role = fake.world.roles["Atelier Bot"].id
+            set_overwrites(studio, "gallery", Overwrite(bot_role, 0, deny=Permission.SEND_MESSAGES))
+
+        dm = await fake.wait_for(
+            lambda: [m for m in fake.dms(alice) if m.attachments] or None, what="the DM result"
+        )
+    finally:
+        set_overwrites(studio, "gallery")
+
+    said = " ".join(m.content for m in fake.dms(alice))
+    assert f"I could not post the result of job `{job}` in <#{gallery.id}>" in said
+    assert "may no longer post there" in said
+    assert f"job `{job}`" in dm[0].content
+    stored = await studio.delivered(job)
+    assert stored.record.status is JobStatus.DONE
+    assert await studio.database.job_for_message(dm[0].id) == job  # reactions work there too
+
+
+async def test_a_result_over_a_limit_that_shrank_meanwhile_is_fitted_again(
+    studio: StudioWorld,
+) -> None:
+    fake = studio.fake
+    general = fake.channel("general")
+    async with reaction_job(studio, "bob", "general", "static noise") as job:
+        fake.attachment_size_limit = 1500  # the server lost its boosts; the bot was not told
+    try:
+        result = await studio.result_of(job)
+    finally:
+        fake.attachment_size_limit = 10 * 2**20
+
+    assert result.channel_id == general.id
+    assert len(await studio.database.read_image(job, 0)) > 1500  # the PNG did not fit
+    attachment = result.attachments[0]
+    assert attachment.filename.endswith(".jpg")
+    assert attachment.size <= 1500
+    assert "re-encoded as JPEG to fit" in result.content
+    assert (await studio.delivered(job)).delivered_at is not None
+
+
+# ---- the disk refuses the finish ------------------------------------------------------------
+
+
+@asynccontextmanager
+async def read_only_database(studio: StudioWorld) -> AsyncIterator[None]:
+    """SQLite refuses every write ("attempt to write a readonly database") until the block
+    ends, as when the disk is remounted read-only."""
+    conn = studio.database._conn  # fault injection: the bot's own connection
+    await conn.execute("PRAGMA query_only = ON")
+    try:
+        yield
+    finally:
+        await conn.execute("PRAGMA query_only = OFF")
+
+
+@asynccontextmanager
+async def unwritable_image_folder(studio: StudioWorld) -> AsyncIterator[None]:
+    """The image folder is gone and a file stands in its way until the block ends."""
+    folder = studio.database.images_dir
+    aside = folder.with_name(folder.name + ".aside")
+    folder.rename(aside)
+    folder.write_bytes(b"not a folder")
+    try:
+        yield
+    finally:
+        folder.unlink()
+        aside.rename(folder)
+
+
+async def finish_blocked(studio: StudioWorld, fault: str) -> tuple[InteractionRecord, int, str]:
+    """A job that finishes while `fault` holds: its interaction, id and what its progress
+    message says meanwhile (once the pool has retried at least once)."""
+    ix, job = await a_job(studio, "carol", **MEDIUM_JOB)
+    await wait_for_status(studio.database, job, JobStatus.RUNNING)
+    blocked = read_only_database if fault == "database" else unwritable_image_folder
+    async with blocked(studio):
+        said = await progress_says(studio, ix, "Trying again in 2 s")
+        assert (await studio.database.get_job(job)).record.status is JobStatus.RUNNING
+    return ix, job, said
+
+
+async def test_a_read_only_database_at_the_finish_is_told_retried_and_finished(
+    studio: StudioWorld,
+) -> None:
+    ix, job, said = await finish_blocked(studio, "database")
+
+    assert "The database cannot be used right now (attempt to write a readonly database)" in said
+    assert "Your job is kept." in said
+    result = await studio.result_of(job)  # the fault cleared: no restart needed
+    assert result is ix.original
+    assert len(result.attachments) == 1
+    assert (await studio.delivered(job)).record.status is JobStatus.DONE
+
+
+async def test_an_unwritable_image_folder_at_the_finish_is_told_retried_and_finished(
+    studio: StudioWorld,
+) -> None:
+    _, job, said = await finish_blocked(studio, "images")
+
+    assert "The image folder cannot be written right now" in said
+    assert "Your job is kept." in said
+    result = await studio.result_of(job)
+    assert result.attachments[0].data == await studio.database.read_image(job, 0)
+    assert (await studio.delivered(job)).record.status is JobStatus.DONE
+
+
+# ---- a job cancelled twice at once ----------------------------------------------------------
+
+
+async def test_two_admins_cancelling_one_job_at_once_cancel_report_and_audit_it_once(
+    studio: StudioWorld,
+) -> None:
+    fake, db = studio.fake, studio.database
+    busy = await imagine(fake, fake.user("erin"), prompt="a long frieze", **SLOW_JOB)
+    await wait_for_status(db, busy, JobStatus.RUNNING)
+    before = max((e.id for e in await db.recent_audit(limit=1)), default=0)
+
+    both = await asyncio.gather(
+        *(fake.slash(fake.user(who), "admin cancel", {"job": busy}) for who in ("admin", "deputy"))
+    )
+    replies = sorted([await private_reply(fake, ix) for ix in both])
+
+    assert sum(f"Cancelled job `{busy}`" in reply for reply in replies) == 1
+    assert sum(f"Job `{busy}` was already cancelled." in reply for reply in replies) == 1
+    audited = [e for e in await db.recent_audit(limit=20) if e.id > before]
+    assert [(e.action, e.target) for e in audited] == [("job.cancel", f"job:{busy}")]
+    assert await wait_for_status(db, busy, JobStatus.CANCELLED)
+
+
+async def test_the_owner_and_an_admin_cancelling_at_once_hear_cancelled_once(
+    studio: StudioWorld,
+) -> None:
+    fake, db = studio.fake, studio.database
+    frank = fake.user("frank")
+    busy = await imagine(fake, frank, prompt="a long tapestry", **SLOW_JOB)
+    await wait_for_status(db, busy, JobStatus.RUNNING)
+
+    mine, theirs = await asyncio.gather(
+        fake.slash(frank, "cancel", {"job": busy}),
+        fake.slash(fake.user("admin"), "admin cancel", {"job": busy}),
+    )
+    replies = [await private_reply(fake, mine), await private_reply(fake, theirs)]
+
+    assert sum("🚫 Cancelled" in reply for reply in replies) == 1
+    assert sum("was already cancelled" in reply for reply in replies) == 1
+    assert await wait_for_status(db, busy, JobStatus.CANCELLED)
