@@ -18,7 +18,6 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
         native_side=1024,
         limits=ModelLimits(min_side=256, max_side=2048, multiple_of=64, max_megapixels=4.2),
         variant="fp16",
-        vram_gb=9.0,
         licence="Playground v2.5 Community License",
         cost_factor=0.08,
     ),
@@ -35,7 +34,6 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
         limits=ModelLimits(
             min_side=256, max_side=2048, max_megapixels=4.2, negative_prompt=False, **_SIDE_16
         ),
-        vram_gb=34.0,
         licence="FLUX.1 [dev] Non-Commercial License",
         cost_factor=0.24,
     ),
@@ -60,7 +58,6 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
             max_guidance=0.0,
             **_SIDE_16,
         ),
-        vram_gb=34.0,
         licence="Apache-2.0",
         cost_factor=0.24,
     ),

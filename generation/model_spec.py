@@ -68,7 +68,9 @@ class ModelSpec:
     max_sequence_length: int | None = None  # FLUX's T5 prompt length
     limits: ModelLimits = field(default_factory=ModelLimits)
     variant: str | None = None  # e.g. Playground's "fp16" weights, used on CUDA where present
-    vram_gb: float = 0.0  # peak VRAM at the native size, batch 1, in GiB
+    # Peak VRAM at the native size, batch 1, full profile, in GiB; 0: from the computed figures
+    # (`generation.profiles.needed_gib`).
+    vram_gb: float = 0.0
     licence: str = ""
     cost_factor: float = 1.0  # relative GPU-seconds per step per megapixel (the scheduler's prior)
 

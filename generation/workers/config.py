@@ -10,11 +10,20 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from generation.config_schema import SettingsProblems
-from generation.models import Catalogue
+from generation.models import Catalogue, ModelSpec
+from generation.profiles import (
+    DEFAULT_PROFILE,
+    UnknownProfile,
+    best_profile,
+    installed_libraries,
+    needed_gib,
+    profile,
+    profiles_for,
+)
 
 # The devices a worker or the engine accepts; use `fullmatch` (`$` would let "cpu\n" through).
 DEVICE_PATTERN = re.compile(r"cpu|cuda(:\d+)?")
@@ -26,8 +35,9 @@ class WorkerConfig:
 
     `models`: the models it may run (None: any). `max_models`: how many may stay loaded at once
     (the least recently used unpinned model is unloaded to make room). `vram_gb`: an optional
-    memory budget checked against each model's `vram_gb` in the catalogue. `pinned`: models loaded
-    at start and never unloaded to make room.
+    memory budget checked against what each model needs under its profile. `pinned`: models
+    loaded at start and never unloaded to make room. `profiles`: (model, profile name) pairs, the
+    memory profile each model is loaded with here (`generation.profiles`; absent: "full").
     """
 
     id: str
@@ -36,6 +46,7 @@ class WorkerConfig:
     max_models: int = 1
     vram_gb: float | None = None
     pinned: tuple[str, ...] = ()
+    profiles: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if problems := self.problems():
@@ -65,6 +76,10 @@ class WorkerConfig:
     def may_run(self, model: str) -> bool:
         return self.models is None or model in self.models
 
+    def profile_of(self, model: str) -> str:
+        """The memory profile `model` is loaded with on this worker."""
+        return dict(self.profiles).get(model, DEFAULT_PROFILE)
+
     def check_models(self, catalogue: Iterable[str]) -> None:
         """Raise `SettingsProblems` (a ValueError) naming every fault of `model_problems`."""
         if problems := self.model_problems(catalogue):
@@ -73,7 +88,12 @@ class WorkerConfig:
     def model_problems(self, catalogue: Iterable[str]) -> list[str]:
         """See `model_problems`, for this worker."""
         return model_problems(
-            f"Worker {self.id!r}", self.models or (), self.pinned, self.vram_gb, catalogue
+            f"Worker {self.id!r}",
+            self.models or (),
+            self.pinned,
+            self.vram_gb,
+            catalogue,
+            profiles=dict(self.profiles),
         )
 
 
@@ -93,34 +113,60 @@ def model_problems(
     vram_gb: float | None,
     catalogue: Iterable[str],
     names: Iterable[str] | None = None,
+    profiles: Mapping[str, str] | None = None,
 ) -> list[str]:
-    """The models a worker (`who`) names that are not among `names` (default: the catalogue's),
-    and, with a `vram_gb` budget and a `Catalogue`, the named models that need more memory than
-    the budget (alone, or pinned together): one sentence each."""
+    """The models a worker (`who`) names that are not among `names` (default: the catalogue's);
+    with a `Catalogue`, the `profiles` (model → profile name) its family lacks; and with a
+    `vram_gb` budget, the named models that fit it under no profile (or not under the one
+    `profiles` sets), alone or pinned together: one sentence each."""
     known = list(catalogue if names is None else names)
     pinned = list(pinned)
+    profiles = dict(profiles or {})
     named = set(models) | set(pinned)
     problems = []
-    unknown = sorted(named - set(known))
+    unknown = sorted((named | set(profiles)) - set(known))
     if unknown:
         problems.append(
             f"{who} names unknown model(s) {', '.join(unknown)}; available: {', '.join(known)}."
         )
-    if vram_gb is None or not isinstance(catalogue, Catalogue):
+    if not isinstance(catalogue, Catalogue):
         return problems
-    problems += [
-        f"{who}: {name} needs {catalogue[name].vram_gb:g} GB, more than its vram_gb budget "
-        f"({vram_gb:g} GB)."
-        for name in sorted(named & set(catalogue))
-        if catalogue[name].vram_gb > vram_gb
-    ]
-    together = sum(catalogue[name].vram_gb for name in set(pinned) & set(catalogue))
+    for name in sorted(set(profiles) & set(catalogue)):
+        try:
+            profile(catalogue[name].family, profiles[name])
+        except UnknownProfile as error:
+            problems.append(f"{who}: {name}: {error}")
+            del profiles[name]
+    if vram_gb is None:
+        return problems
+    needs = {}
+    for name in sorted((named | set(profiles)) & set(catalogue)):
+        fits, needs[name], used = _fit(catalogue[name], vram_gb, profiles.get(name))
+        if not fits:
+            problems.append(
+                f"{who}: {name} needs {needs[name]:.1f} GB with {used} profile, more than its "
+                f"vram_gb budget ({vram_gb:g} GB)."
+            )
+    together = sum(needs[name] for name in set(pinned) & set(needs))
     if len(set(pinned)) > 1 and together > vram_gb:
         problems.append(
-            f"{who}: its pinned models need {together:g} GB together, more than its vram_gb "
+            f"{who}: its pinned models need {together:.1f} GB together, more than its vram_gb "
             f"budget ({vram_gb:g} GB)."
         )
     return problems
+
+
+def _fit(spec: ModelSpec, memory_gib: float, chosen: str | None) -> tuple[bool, float, str]:
+    """Whether `spec` fits `memory_gib` (under the profile `chosen`, else under its best fitting
+    one), what it needs there, and which profile that is, as a phrase."""
+    if chosen is not None:
+        need = needed_gib(spec, profile(spec.family, chosen))
+        return need <= memory_gib, need, f"its {chosen}"
+    best = best_profile(spec, memory_gib, installed_libraries())
+    if best is not None:
+        return True, needed_gib(spec, best), f"its {best.name}"
+    smallest = profiles_for(spec.family)[-1]
+    return False, needed_gib(spec, smallest), f"even its smallest ({smallest.name})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,19 +207,36 @@ def parse_gpu_list(output: str) -> list[GpuInfo]:
     return gpus
 
 
-def discover_workers(catalogue: Catalogue, gpus: list[GpuInfo] | None = None) -> list[WorkerConfig]:
-    """One worker per GPU, allowed the models whose `vram_gb` fits its memory and keeping as many
-    loaded as fit together; or one CPU worker when this machine has no NVIDIA GPU."""
+def discover_workers(
+    catalogue: Catalogue,
+    gpus: list[GpuInfo] | None = None,
+    libraries: frozenset[str] | None = None,
+) -> list[WorkerConfig]:
+    """One worker per GPU, allowed every model that fits its memory under some profile (the
+    best-quality one that fits, given the optional `libraries` installed: by default those found
+    here) and keeping as many loaded as fit together; or one CPU worker without an NVIDIA GPU."""
     gpus = list_gpus() if gpus is None else gpus
     if not gpus:
         return [WorkerConfig("cpu", "cpu")]
+    libraries = installed_libraries() if libraries is None else libraries
     workers = []
     for gpu in gpus:
-        fits = frozenset(name for name, spec in catalogue.items() if spec.vram_gb <= gpu.memory_gb)
+        chosen = {
+            name: best
+            for name, spec in catalogue.items()
+            if (best := best_profile(spec, gpu.memory_gb, libraries)) is not None
+        }
+        needs = sorted(needed_gib(catalogue[name], p) for name, p in chosen.items())
+        together = sum(1 for i in range(len(needs)) if sum(needs[: i + 1]) <= gpu.memory_gb)
         device = f"cuda:{gpu.index}"
         workers.append(
             WorkerConfig(
-                device, device, models=fits, max_models=max(1, len(fits)), vram_gb=gpu.memory_gb
+                device,
+                device,
+                models=frozenset(chosen),
+                max_models=max(1, together),
+                vram_gb=gpu.memory_gb,
+                profiles=tuple((name, p.name) for name, p in chosen.items()),
             )
         )
     return workers
