@@ -91,19 +91,10 @@ def nf4_bytes(module: Any) -> int:
 
 
 def fp8_bytes(module: Any, compute_dtype: Any) -> int:
-    """Bytes of `module` after diffusers' layerwise casting to float8 storage."""
-    import torch
-    from diffusers.hooks.layerwise_casting import apply_layerwise_casting
-    from diffusers.models.modeling_utils import ModelMixin
+    """Bytes of `module` after the fp8 profile's layerwise casting (as the worker applies it)."""
+    from generation.pipelines.profiles import cast_to_fp8
 
-    if isinstance(module, ModelMixin):
-        module.enable_layerwise_casting(
-            storage_dtype=torch.float8_e4m3fn, compute_dtype=compute_dtype
-        )
-    else:
-        apply_layerwise_casting(
-            module, storage_dtype=torch.float8_e4m3fn, compute_dtype=compute_dtype
-        )
+    cast_to_fp8(module, compute_dtype)
     return module_bytes(module)
 
 

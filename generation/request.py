@@ -65,6 +65,8 @@ class GenerationRequest:
     strength: float | None = None
     parent_job: int | None = None
     kind: JobKind = JobKind.NEW
+    # The memory profile to run with (a rerun asks for its parent's); None: the worker's own.
+    profile: str | None = None
 
     @property
     def count(self) -> int:

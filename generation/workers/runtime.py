@@ -71,7 +71,12 @@ class WorkerRuntime:
         start here (no such GPU, an engine that cannot be built)."""
         try:
             factory = load_factory(self.spec.engine_factory)
-            self._engine = factory(self._catalogue, self.config.device, **self.spec.engine_options)
+            self._engine = factory(
+                self._catalogue,
+                self.config.device,
+                profiles=dict(self.config.profiles),
+                **self.spec.engine_options,
+            )
         except (ImportError, ValueError, TypeError, RuntimeError, EngineError) as error:
             self._emit(WorkerFailed(str(error)))
             return False
