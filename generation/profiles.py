@@ -60,7 +60,7 @@ class Profile:
         """Why this profile cannot run on `device`, or None when it can."""
         if self.cuda_only and not device.startswith("cuda"):
             parts = ["bitsandbytes NF4"] * bool(self.nf4) + ["CPU offload"] * self.offload
-            return f"the {self.name} profile uses {' and '.join(parts)}, which need a CUDA GPU"
+            return f"the {self.name} profile needs a CUDA GPU (for {' and '.join(parts)})"
         return None
 
 
