@@ -112,6 +112,7 @@ class GpuTable:
     max_models: Annotated[Int, Field(ge=1)] = _default(WorkerConfig, "max_models")  # noqa: RUF009
     vram_gb: Annotated[Float, Field(gt=0)] | None = None
     pinned: tuple[Name, ...] = ()
+    profiles: dict[Name, Name] = field(default_factory=dict)  # model → memory profile
 
     def worker(self) -> WorkerConfig:
         """Raises ValueError when the table contradicts itself (pins a model it may not run)."""
@@ -122,6 +123,7 @@ class GpuTable:
             max_models=self.max_models,
             vram_gb=self.vram_gb,
             pinned=self.pinned,
+            profiles=tuple(sorted(self.profiles.items())),
         )
 
 

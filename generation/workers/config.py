@@ -7,6 +7,7 @@ or a single CPU worker on a machine without NVIDIA GPUs.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 import subprocess
@@ -17,6 +18,7 @@ from generation.config_schema import SettingsProblems
 from generation.models import Catalogue, ModelSpec
 from generation.profiles import (
     DEFAULT_PROFILE,
+    Profile,
     UnknownProfile,
     best_profile,
     installed_libraries,
@@ -207,6 +209,29 @@ def parse_gpu_list(output: str) -> list[GpuInfo]:
     return gpus
 
 
+def best_profiles(
+    catalogue: Catalogue, names: Iterable[str], memory_gib: float, libraries: frozenset[str]
+) -> dict[str, Profile]:
+    """For each of `names` that fits `memory_gib` under some profile, the best such profile."""
+    return {
+        name: best
+        for name in names
+        if (best := best_profile(catalogue[name], memory_gib, libraries)) is not None
+    }
+
+
+def fit_profiles(worker: WorkerConfig, catalogue: Catalogue | None) -> WorkerConfig:
+    """`worker` with, where it has a `vram_gb` budget, the best-quality profile that fits the
+    budget for each model it may run and sets no profile for (the automatic choice)."""
+    if worker.vram_gb is None or catalogue is None:
+        return worker
+    set_here = dict(worker.profiles)
+    names = [n for n in catalogue if worker.may_run(n) and n not in set_here]
+    chosen = best_profiles(catalogue, names, worker.vram_gb, installed_libraries())
+    profiles = set_here | {name: p.name for name, p in chosen.items()}
+    return dataclasses.replace(worker, profiles=tuple(sorted(profiles.items())))
+
+
 def discover_workers(
     catalogue: Catalogue,
     gpus: list[GpuInfo] | None = None,
@@ -221,11 +246,7 @@ def discover_workers(
     libraries = installed_libraries() if libraries is None else libraries
     workers = []
     for gpu in gpus:
-        chosen = {
-            name: best
-            for name, spec in catalogue.items()
-            if (best := best_profile(spec, gpu.memory_gb, libraries)) is not None
-        }
+        chosen = best_profiles(catalogue, catalogue, gpu.memory_gb, libraries)
         needs = sorted(needed_gib(catalogue[name], p) for name, p in chosen.items())
         together = sum(1 for i in range(len(needs)) if sum(needs[: i + 1]) <= gpu.memory_gb)
         device = f"cuda:{gpu.index}"
