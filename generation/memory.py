@@ -53,20 +53,18 @@ def component_configs(layout: str) -> dict[str, dict[str, Any]]:
     return components
 
 
-def build_on_meta(kind: str, config: dict[str, Any]) -> Any:
-    """The module `kind` ("diffusers:Class" or "transformers:Class") with `config`, on meta."""
-    import torch
-
+def build_component(kind: str, config: dict[str, Any]) -> Any:
+    """The module `kind` ("diffusers:Class" or "transformers:Class") with `config`, random
+    weights on torch's current default device (under `torch.device("meta")`: shapes only)."""
     library, _, name = kind.partition(":")
-    with torch.device("meta"):
-        if library == "diffusers":
-            import diffusers
+    if library == "diffusers":
+        import diffusers
 
-            return getattr(diffusers, name)(**config)
-        import transformers
+        return getattr(diffusers, name)(**config)
+    import transformers
 
-        model_class = getattr(transformers, name)
-        return model_class(model_class.config_class(**config))
+    model_class = getattr(transformers, name)
+    return model_class(model_class.config_class(**config))
 
 
 def module_bytes(module: Any) -> int:
@@ -100,8 +98,11 @@ def fp8_bytes(module: Any, compute_dtype: Any) -> int:
 
 def component_bytes(kind: str, config: dict[str, Any], family: Family, treatment: str) -> int:
     """Bytes of one component under `treatment` ("native", "fp8" or "nf4")."""
+    import torch
+
     dtype = family_dtype(family)
-    module = build_on_meta(kind, config).to(dtype)
+    with torch.device("meta"):
+        module = build_component(kind, config).to(dtype)
     if treatment == "fp8":
         return fp8_bytes(module, dtype)
     if treatment == "nf4":
