@@ -27,6 +27,7 @@ from generation.metadata import encode_png
 from generation.models import Catalogue, ModelSpec, UnknownModel
 from generation.pipelines import LoadedPipeline, PipelineFamily, family_pipelines
 from generation.pipelines.loading import resolve_source
+from generation.pipelines.profiles import effective_speed
 from generation.pipelines.provenance import config_revision, model_revision
 from generation.pipelines.speed import prepare_call
 from generation.previews import latent_preview_png
@@ -306,7 +307,7 @@ class Engine:
             diffusers=diffusers.__version__,
             torch=torch.__version__,
             device_type=self._device_type(),
-            precision=self._precision(pipe.dtype),
+            precision=self._precision(pipe.dtype, model),
             batching="fast" if self.speed.fast_batches and request.count > 1 else "per-image",
             prompt_cut_at=cut.at if cut else None,
             prompt_limit=(cut or negative_cut).limit if cut or negative_cut else "",
@@ -321,13 +322,15 @@ class Engine:
             return "cpu"
         return f"cuda ({torch.cuda.get_device_name(self.device)})"
 
-    def _precision(self, dtype: torch.dtype) -> str:
-        """The weights' dtype and the `[speed]` options that change pixels on this device."""
+    def _precision(self, dtype: torch.dtype, model: _LoadedModel) -> str:
+        """The weights' dtype and the `[speed]` options that change pixels on this device (fp8
+        only where the memory profile left it to them: the profile is recorded on its own)."""
         parts = [str(dtype).removeprefix("torch.")]
         if self.device.startswith("cuda"):
-            parts.append(f"{self.speed.attention} attention")
-            parts.append(f"VAE tiles above {self.speed.vae_tiling_megapixels:g} MP")
-            parts += ["fp8"] * self.speed.fp8 + ["compiled"] * self.speed.compile
+            speed = effective_speed(self.speed, model.memory, model.family.denoiser)
+            parts.append(f"{speed.attention} attention")
+            parts.append(f"VAE tiles above {speed.vae_tiling_megapixels:g} MP")
+            parts += ["fp8"] * speed.fp8 + ["compiled"] * speed.compile
         return ", ".join(parts)
 
     def _release_memory(self) -> None:

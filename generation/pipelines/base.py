@@ -15,7 +15,12 @@ from generation.errors import ModelUnavailable
 from generation.models import ModelSpec
 from generation.pipelines.batching import PerImageForward
 from generation.pipelines.loading import place, read_pipeline
-from generation.pipelines.profiles import check_available, load_options, store_in_fp8
+from generation.pipelines.profiles import (
+    check_available,
+    effective_speed,
+    load_options,
+    store_in_fp8,
+)
 from generation.pipelines.speed import apply, weights_dtype
 from generation.profiles import Profile, profile
 from generation.request import GenerationRequest
@@ -59,8 +64,8 @@ class PipelineFamily(ABC):
         `memory` says (default: full), placed on `device` and sped up with `speed` (the
         defaults when None; nothing changes off CUDA). Raises ModelUnavailable where the profile
         cannot run on `device`."""
-        speed = speed or SpeedOptions()
         memory = memory or profile(spec.family, "full")
+        speed = effective_speed(speed or SpeedOptions(), memory, self.denoiser)
         check_available(spec, memory, device)
         unknown = [name for name in spec.schedulers if name not in self.schedulers]
         if unknown:

@@ -8,11 +8,13 @@ fp8 storage through diffusers' layerwise casting once the pipeline is read; offl
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from generation.errors import ModelUnavailable
 from generation.models import ModelSpec
 from generation.profiles import Profile
+from generation.speed_options import SpeedOptions
 
 if TYPE_CHECKING:
     import torch
@@ -24,6 +26,14 @@ def check_available(spec: ModelSpec, chosen: Profile, device: str) -> None:
     reason = chosen.unavailable_on(device)
     if reason is not None:
         raise ModelUnavailable(f"Model {spec.name!r} cannot load here: {reason}.")
+
+
+def effective_speed(speed: SpeedOptions, chosen: Profile, denoiser: str) -> SpeedOptions:
+    """`speed` less its fp8 option where `chosen` already holds the denoiser in fp8 or NF4 (the
+    profile decides how the weights are held; torchao on top would quantize them twice)."""
+    if speed.fp8 and denoiser in (*chosen.fp8, *chosen.nf4):
+        return replace(speed, fp8=False)
+    return speed
 
 
 def load_options(chosen: Profile, dtype: torch.dtype) -> dict[str, Any]:

@@ -221,13 +221,18 @@ def best_profiles(
 
 
 def fit_profiles(worker: WorkerConfig, catalogue: Catalogue | None) -> WorkerConfig:
-    """`worker` with, where it has a `vram_gb` budget, the best-quality profile that fits the
-    budget for each model it may run and sets no profile for (the automatic choice)."""
+    """`worker` with, where it has a `vram_gb` budget, the best-quality profile for each model
+    it may run and sets no profile for (the automatic choice) that fits its share of the budget:
+    all of it, or with `max_models` = N above 1 an Nth, so that N models stay loaded together."""
     if worker.vram_gb is None or catalogue is None:
         return worker
     set_here = dict(worker.profiles)
     names = [n for n in catalogue if worker.may_run(n) and n not in set_here]
-    chosen = best_profiles(catalogue, names, worker.vram_gb, installed_libraries())
+    share, libraries = worker.vram_gb / worker.max_models, installed_libraries()
+    # A model too large for a share still gets the best profile that fits it alone.
+    chosen = best_profiles(catalogue, names, worker.vram_gb, libraries) | best_profiles(
+        catalogue, names, share, libraries
+    )
     profiles = set_here | {name: p.name for name, p in chosen.items()}
     return dataclasses.replace(worker, profiles=tuple(sorted(profiles.items())))
 

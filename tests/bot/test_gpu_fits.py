@@ -83,3 +83,18 @@ def test_a_profile_that_cannot_be_used_is_refused_in_a_sentence(
     with pytest.raises(ConfigError) as caught:
         settings_from_mapping(table, {})
     assert caught.value.problems == [problem]
+
+
+def test_a_budget_for_two_models_leaves_room_for_the_second() -> None:
+    one, two = settings_from_mapping(
+        {
+            "gpus": [
+                {"device": "cuda:0", "vram_gb": 48},
+                {"device": "cuda:1", "vram_gb": 48, "max_models": 2},
+            ]
+        },
+        {},
+    ).gpus
+    assert one.profile_of("flux-dev") == "full"  # 34.5 GB: alone, it fits
+    assert two.profile_of("flux-dev") == "fp8"  # in half of 48 GB
+    assert two.profile_of("playground-v2.5") == "full"

@@ -79,3 +79,16 @@ def test_out_of_memory_falls_to_the_next_profile_this_device_runs() -> None:
     assert lower_profile(flux, "full", "cpu").name == "fp8"  # offload needs CUDA
     assert lower_profile(flux, "fp8", "cpu") is None
     assert best_profile(CATALOGUE["flux-dev"], 4, NF4) is None
+
+
+def test_a_profile_that_holds_the_denoiser_in_fp8_turns_the_speed_option_off() -> None:
+    from generation.pipelines.profiles import effective_speed
+    from generation.speed_options import SpeedOptions
+
+    flux = CATALOGUE["flux-dev"].family
+    speed = SpeedOptions(fp8=True, compile=True)
+    assert effective_speed(speed, profile(flux, "full"), "transformer") == speed
+    for name in ("fp8", "nf4-offload"):
+        assert effective_speed(speed, profile(flux, name), "transformer") == SpeedOptions(
+            compile=True
+        )
