@@ -25,16 +25,11 @@ import json
 import sys
 from typing import Any
 
+from generation.builtin_models import BUILTIN_MODELS
 from generation.model_spec import Family
 from generation.profiles import DATA, FAMILY_PROFILES, WEIGHT_MEMORY_FILE, Profile
 
 CONFIGS_FILE = DATA / "full_configs.json"
-LAYOUTS = {"playground-v2.5": "playground", "flux-dev": "flux-dev", "flux-schnell": "flux-schnell"}
-LAYOUT_FAMILY = {
-    "playground-v2.5": Family.PLAYGROUND,
-    "flux-dev": Family.FLUX,
-    "flux-schnell": Family.FLUX,
-}
 NF4_BLOCK = 64  # bitsandbytes quantize_4bit's default blocksize
 NF4_ABSMAX_BYTES = 4  # one float32 absmax per block
 
@@ -42,7 +37,7 @@ NF4_ABSMAX_BYTES = 4  # one float32 absmax per block
 def component_configs(layout: str) -> dict[str, dict[str, Any]]:
     """The full-size components of `layout`: name → {"class", "config"} (from the data file)."""
     data = json.loads(CONFIGS_FILE.read_text())
-    entry = data[LAYOUTS[layout]]
+    entry = data[layout]
     base = data[entry["_like"]] if "_like" in entry else entry
     components = {}
     for name, value in base.items():
@@ -132,7 +127,7 @@ def profile_figures(components: dict[str, dict[str, int]], chosen: Profile) -> d
 
 def compute(layout: str) -> dict[str, Any]:
     """Every profile's figures for `layout` (a built-in model name)."""
-    family = LAYOUT_FAMILY[layout]
+    family = next(spec.family for spec in BUILTIN_MODELS if spec.name == layout)
     profiles = FAMILY_PROFILES[family]
     wanted = {
         name: {"native"}
@@ -164,7 +159,7 @@ def compute_all() -> dict[str, Any]:
             f"{transformers.__version__}) from generation/data/full_configs.json: parameters and "
             "buffers built on the meta device, bytes as each profile stores them"
         ),
-        **{layout: {"profiles": compute(layout)} for layout in LAYOUTS},
+        **{spec.name: {"profiles": compute(spec.name)} for spec in BUILTIN_MODELS},
     }
 
 

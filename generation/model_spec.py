@@ -20,6 +20,10 @@ class Family(StrEnum):
 # FluxPipeline packs 2x2 latent patches and rounds sides down to multiples of 2 x 8 = 16.
 FAMILY_SIDE_MULTIPLE = {Family.PLAYGROUND: 8, Family.FLUX: 16}
 
+# Each family's reference model: a new model of the family takes its defaults and limits, and
+# its weight-memory figures (`generation.profiles`), from it.
+FAMILY_REFERENCE = {Family.PLAYGROUND: "playground-v2.5", Family.FLUX: "flux-dev"}
+
 # The schedulers each family's pipeline module offers (`PipelineFamily.schedulers`, which imports
 # diffusers; tests/generation/test_pipelines.py keeps the two the same).
 FAMILY_SCHEDULERS = {

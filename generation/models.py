@@ -34,6 +34,7 @@ from generation.config_schema import (
 )
 from generation.model_spec import (
     ASPECT_TOLERANCE,
+    FAMILY_REFERENCE,
     FAMILY_SCHEDULERS,
     FAMILY_SIDE_MULTIPLE,
     Family,
@@ -201,7 +202,6 @@ class Catalogue(Mapping[str, ModelSpec]):
         return next(iter(self._specs.values()))
 
 
-_REFERENCE = {Family.PLAYGROUND: "playground-v2.5", Family.FLUX: "flux-dev"}
 _SPEC_KEYS = {f.name for f in dataclasses.fields(ModelSpec)} - {"limits", "name"}
 # In a table, `guidance` is the default scale; whether a request may change it is
 # `guidance_adjustable` (the ModelLimits field `guidance`).
@@ -249,7 +249,9 @@ def _dotted_names(name: str, table: Any) -> list[str]:
 def _family_template(name: str, values: Mapping[str, Any]) -> ModelSpec:
     if "family" not in values or "source" not in values:
         raise CatalogueError(f"`models.{name}` is a new model: it needs a `family` and a `source`.")
-    reference = next(spec for spec in BUILTIN_MODELS if spec.name == _REFERENCE[values["family"]])
+    reference = next(
+        spec for spec in BUILTIN_MODELS if spec.name == FAMILY_REFERENCE[values["family"]]
+    )
     return dataclasses.replace(reference, name=name, title=name, variant=None, licence="")
 
 

@@ -6,7 +6,9 @@ card; worker processes apply a profile when they load a model (`generation.pipel
 
 Each family lists its profiles best quality first (an offloaded profile computes exactly what
 "full" does, only slower; fp8 and NF4 change pixels slightly). A family added later (FLUX.2 [klein],
-Kontext) adds one entry to `FAMILY_PROFILES` and its configurations to `data/full_configs.json`.
+Kontext) adds its profiles to `FAMILY_PROFILES` and its activation estimate to `ACTIVATION_GIB`
+here, and its built-in models' component configurations to `data/full_configs.json`; then
+`python -m generation.memory --write` computes the figures.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from generation.model_spec import Family, ModelSpec
+from generation.model_spec import FAMILY_REFERENCE, Family, ModelSpec
 
 DATA = Path(__file__).parent / "data"
 WEIGHT_MEMORY_FILE = DATA / "weight_memory.json"
@@ -120,10 +122,7 @@ def lower_profile(family: Family, name: str, device: str) -> Profile | None:
 def layout(spec: ModelSpec) -> str:
     """The weight layout whose figures apply to `spec`: its own for a built-in model, else its
     family's reference (a fine-tune has its base model's shapes)."""
-    figures = weight_memory()
-    if spec.name in figures:
-        return spec.name
-    return {Family.PLAYGROUND: "playground-v2.5", Family.FLUX: "flux-dev"}[spec.family]
+    return spec.name if spec.name in weight_memory() else FAMILY_REFERENCE[spec.family]
 
 
 @cache
@@ -143,10 +142,9 @@ def needed_gib(spec: ModelSpec, chosen: Profile) -> float:
 
 
 def installed_libraries() -> frozenset[str]:
-    """The optional quantization libraries present here (found, not imported)."""
-    return frozenset(
-        name for name in ("bitsandbytes", "torchao", "gguf") if importlib.util.find_spec(name)
-    )
+    """The optional libraries some profile needs that are present here (found, not imported)."""
+    wanted = {p.library for profiles in FAMILY_PROFILES.values() for p in profiles if p.library}
+    return frozenset(name for name in wanted if importlib.util.find_spec(name))
 
 
 def best_profile(

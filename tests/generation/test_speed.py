@@ -120,7 +120,8 @@ def test_engine_takes_a_speed_table_and_keeps_cpu_images_identical(
     )
     assert [image.png for image in images] == [image.png for image in plain]
     assert caplog.messages == [
-        "Loaded flux-schnell on cpu in float32; speed options applied: none; skipped: "
+        "Loaded flux-schnell on cpu in float32, full profile; speed options applied: none; "
+        "skipped: "
         "attention: cpu is not a CUDA device, fp8: cpu is not a CUDA device, "
         "compile: cpu is not a CUDA device"
     ]
