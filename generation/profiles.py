@@ -59,10 +59,15 @@ class Profile:
         return bool(self.nf4) or self.offload
 
     def unavailable_on(self, device: str) -> str | None:
-        """Why this profile cannot run on `device`, or None when it can."""
+        """Why this profile cannot run on `device` in this process, or None when it can."""
         if self.cuda_only and not device.startswith("cuda"):
             parts = ["bitsandbytes NF4"] * bool(self.nf4) + ["CPU offload"] * self.offload
             return f"the {self.name} profile needs a CUDA GPU (for {' and '.join(parts)})"
+        if self.library is not None and importlib.util.find_spec(self.library) is None:
+            return (
+                f"the {self.name} profile needs {self.library}, which is not installed here "
+                "(pip install 'atelier[quantization]')"
+            )
         return None
 
 

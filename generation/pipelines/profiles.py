@@ -41,13 +41,8 @@ def load_options(chosen: Profile, dtype: torch.dtype) -> dict[str, Any]:
     components (4-bit NormalFloat, computed in `dtype`), or nothing."""
     if not chosen.nf4:
         return {}
-    try:
-        import bitsandbytes  # noqa: F401  (diffusers checks it late, with a vaguer message)
-        from diffusers.quantizers import PipelineQuantizationConfig
-    except ImportError:
-        raise ModelUnavailable(
-            f"The {chosen.name} profile needs bitsandbytes: pip install 'atelier[quantization]'."
-        ) from None
+    from diffusers.quantizers import PipelineQuantizationConfig  # bitsandbytes: check_available
+
     config = PipelineQuantizationConfig(
         quant_backend="bitsandbytes_4bit",
         quant_kwargs={

@@ -92,3 +92,17 @@ def test_a_profile_that_holds_the_denoiser_in_fp8_turns_the_speed_option_off() -
         assert effective_speed(speed, profile(flux, name), "transformer") == SpeedOptions(
             compile=True
         )
+
+
+def test_a_profile_whose_library_is_missing_is_not_offered_to_a_rerun_or_a_fallback() -> None:
+    import importlib.util
+
+    flux = CATALOGUE["flux-dev"].family
+    nf4 = profile(flux, "nf4-offload")
+    if importlib.util.find_spec("bitsandbytes") is not None:
+        pytest.skip("bitsandbytes is installed here")
+    assert nf4.unavailable_on("cuda:0") == (
+        "the nf4-offload profile needs bitsandbytes, which is not installed here "
+        "(pip install 'atelier[quantization]')"
+    )
+    assert lower_profile(flux, "fp8-offload", "cuda:0") is None
