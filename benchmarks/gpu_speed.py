@@ -1,10 +1,13 @@
 """GPU speed: seconds per image for Playground v2.5, FLUX.1-dev and FLUX.1-schnell, with and
-without each speed option, plus peak GPU memory. Prints ONE JSON line whose `results` hold one
-entry per model and variant; each entry also goes to stderr as soon as it is measured.
+without each speed option and in each memory profile (`--profile`), plus peak GPU memory. Prints
+ONE JSON line whose `results` hold one entry per model, variant and profile; each entry also goes
+to stderr as soon as it is measured. `--cap-gib` caps the process's GPU memory
+(`torch.cuda.set_per_process_memory_fraction`) to prove a profile fits a smaller card.
 
     python -m benchmarks.gpu_speed                    # CUDA, full size, 1024x1024
     python -m benchmarks.gpu_speed --models flux-dev --variants default,compile
     python -m benchmarks.gpu_speed --tiny             # CPU, tiny models: proves the script works
+    python -m benchmarks.gpu_speed --models flux-dev --profile fp8 --cap-gib 22.5  # a 24 GB card?
 
 Full size means the real architectures (SDXL UNet, FLUX.1 transformer, CLIP-L, OpenCLIP bigG,
 T5-XXL and the VAEs) with RANDOM weights: speed does not depend on the weights, and none can be
@@ -24,11 +27,14 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from itertools import product
 from pathlib import Path
 from typing import Any
 
-from generation.models import Catalogue, Family, ModelSpec
+from generation.models import Catalogue, ModelSpec
+from generation.pipelines.profiles import store_in_fp8
 from generation.pipelines.speed import SpeedReport
+from generation.profiles import Profile, UnknownProfile, profile
 from generation.speed_options import SpeedOptions
 from generation.tiny import BUILTIN_NAMES
 
@@ -46,123 +52,54 @@ VARIANTS: dict[str, SpeedOptions] = {
 _PROMPT = "a lighthouse on a cliff at dawn, volumetric light, highly detailed oil painting"
 
 
-def clip_l() -> Any:
-    from transformers import CLIPTextModel
-
-    return CLIPTextModel(_clip_config(768, 3072, 12, 12, "quick_gelu", 768))
-
-
-def clip_bigg() -> Any:
-    from transformers import CLIPTextModelWithProjection
-
-    return CLIPTextModelWithProjection(_clip_config(1280, 5120, 32, 20, "gelu", 1280))
-
-
-def _clip_config(hidden: int, mlp: int, layers: int, heads: int, act: str, proj: int) -> Any:
-    from transformers import CLIPTextConfig
-
-    # The tiny tokenizer's begin/end ids (512, 513) fit the real 49408-entry vocabulary.
-    return CLIPTextConfig(
-        vocab_size=49408,
-        hidden_size=hidden,
-        intermediate_size=mlp,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        hidden_act=act,
-        projection_dim=proj,
-        max_position_embeddings=77,
-        bos_token_id=512,
-        eos_token_id=513,
-        pad_token_id=513,
-    )
-
-
-def t5_xxl() -> Any:
-    from transformers import T5Config, T5EncoderModel
-
-    return T5EncoderModel(
-        T5Config(
-            vocab_size=32128,
-            d_model=4096,
-            d_kv=64,
-            d_ff=10240,
-            num_layers=24,
-            num_heads=64,
-            feed_forward_proj="gated-gelu",
-            dropout_rate=0.0,
-            pad_token_id=0,
-            eos_token_id=1,
-            decoder_start_token_id=0,
-        )
-    )
-
-
-def sdxl_unet() -> Any:
-    from diffusers import UNet2DConditionModel
-
-    return UNet2DConditionModel(
-        sample_size=128,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-        block_out_channels=(320, 640, 1280),
-        layers_per_block=2,
-        attention_head_dim=(5, 10, 20),
-        transformer_layers_per_block=(1, 2, 10),
-        cross_attention_dim=2048,
-        use_linear_projection=True,
-        addition_embed_type="text_time",
-        addition_time_embed_dim=256,
-        projection_class_embeddings_input_dim=2816,
-    )
-
-
-def vae_like(tiny_vae: Any) -> Callable[[], Any]:
-    """The real (SDXL/FLUX) VAE size with the tiny one's latent format and scaling."""
-
-    def build() -> Any:
-        from diffusers import AutoencoderKL
-
-        config = tiny_vae.config
-        return AutoencoderKL(
-            down_block_types=("DownEncoderBlock2D",) * 4,
-            up_block_types=("UpDecoderBlock2D",) * 4,
-            block_out_channels=(128, 256, 512, 512),
-            layers_per_block=2,
-            sample_size=1024,
-            latent_channels=config.latent_channels,
-            scaling_factor=config.scaling_factor,
-            shift_factor=config.shift_factor,
-            latents_mean=config.latents_mean,
-            latents_std=config.latents_std,
-            use_quant_conv=config.use_quant_conv,
-            use_post_quant_conv=config.use_post_quant_conv,
-        )
-
-    return build
+# What the full-size components need besides their published shapes to run with the tiny
+# models' tokenizers and schedulers: the tiny CLIP tokenizer's begin/end ids (512, 513 fit the
+# real 49,408-entry vocabulary), T5's special ids, and the tiny VAE's latent format and scaling.
+_CLIP_IDS = {"bos_token_id": 512, "eos_token_id": 513, "pad_token_id": 513}
+_T5_IDS = {"dropout_rate": 0.0, "pad_token_id": 0, "eos_token_id": 1, "decoder_start_token_id": 0}
+_VAE_FORMAT = (
+    "scaling_factor",
+    "shift_factor",
+    "latents_mean",
+    "latents_std",
+    "use_quant_conv",
+    "use_post_quant_conv",
+)
 
 
 def full_size_factories(spec: ModelSpec, tiny: Any) -> dict[str, Callable[[], Any]]:
-    """Builders of the full-size random-weight components that replace the tiny ones."""
-    from diffusers import FluxTransformer2DModel
+    """Builders of the full-size random-weight components that replace the tiny ones: the
+    published shapes of `generation/data/full_configs.json` (`generation.memory`)."""
+    from generation.memory import build_component, component_configs
 
-    if spec.family is Family.PLAYGROUND:
-        return {
-            "unet": sdxl_unet,
-            "vae": vae_like(tiny.vae),
-            "text_encoder": clip_l,
-            "text_encoder_2": clip_bigg,
-        }
-    guidance = tiny.transformer.config.guidance_embeds
-    return {
-        "transformer": lambda: FluxTransformer2DModel(guidance_embeds=guidance),
-        "vae": vae_like(tiny.vae),
-        "text_encoder": clip_l,
-        "text_encoder_2": t5_xxl,
-    }
+    def factory(entry: dict[str, Any], extra: dict[str, Any]) -> Callable[[], Any]:
+        return lambda: build_component(entry["class"], entry["config"] | extra)
+
+    factories = {}
+    for name, entry in component_configs(spec.name).items():
+        kind = entry["class"]
+        extra: dict[str, Any] = {}
+        if kind.startswith("transformers:CLIP"):
+            extra = _CLIP_IDS
+        elif kind.endswith("T5EncoderModel"):
+            extra = _T5_IDS
+        elif name == "vae":
+            extra = {key: tiny.vae.config[key] for key in _VAE_FORMAT}
+        factories[name] = factory(entry, extra)
+    return factories
 
 
-def build_pipeline(spec: ModelSpec, tiny_dir: Path, *, full: bool, device: str, dtype: Any) -> Any:
-    """The model's text-to-image pipeline: the tiny one, or full size with random weights."""
+def build_pipeline(
+    spec: ModelSpec,
+    tiny_dir: Path,
+    *,
+    full: bool,
+    device: str,
+    dtype: Any,
+    memory: Profile | None = None,
+) -> Any:
+    """The model's text-to-image pipeline: the tiny one, or full size with random weights,
+    held as the memory profile `memory` says (default: full)."""
     import torch
 
     from generation.pipelines import family_pipelines
@@ -178,13 +115,18 @@ def build_pipeline(spec: ModelSpec, tiny_dir: Path, *, full: bool, device: str, 
             torch.set_default_dtype(dtype)
             for name, factory in full_size_factories(spec, pipe).items():
                 components[name] = None  # free the tiny one first
-                with torch.device(device):
+                with torch.device("cpu" if memory and memory.offload else device):
                     components[name] = factory().eval()
         finally:
             torch.set_default_dtype(previous)
         pipe = family.text_to_image(**components, **family.load_options)
+    memory = memory or profile(spec.family, "full")
+    store_in_fp8(pipe, memory, dtype)
     if device != "meta":
-        pipe.to(device)
+        if memory.offload:
+            pipe.enable_model_cpu_offload(device=device)
+        else:
+            pipe.to(device)
         pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -250,13 +192,14 @@ def measure(
 
 
 def run_variant(
-    spec: ModelSpec, variant: str, tiny_dir: Path, args: argparse.Namespace
+    spec: ModelSpec, variant: str, tiny_dir: Path, args: argparse.Namespace, memory_name: str
 ) -> dict[str, Any]:
     import torch
 
     from generation.pipelines import family_pipelines, speed
 
     options = VARIANTS[variant]
+    memory = profile(spec.family, memory_name)
     dtype = speed.weights_dtype(options, args.device, family_pipelines(spec.family).cuda_dtype)
     steps = args.steps or spec.steps
     line: dict[str, Any] = {
@@ -264,14 +207,20 @@ def run_variant(
         "device": device_name(args.device),
         "model": spec.name,
         "variant": variant,
+        "profile": memory.name,
+        "cap_gib": args.cap_gib,
         "size": f"{args.side}x{args.side}",
         "steps": steps,
         "count": args.count,
         "dtype": str(dtype).removeprefix("torch."),
     }
     pipe = None
+    if reason := _unmeasurable(memory, args.device):
+        return line | {"skipped": [reason]}
     try:
-        pipe = build_pipeline(spec, tiny_dir, full=not args.tiny, device=args.device, dtype=dtype)
+        pipe = build_pipeline(
+            spec, tiny_dir, full=not args.tiny, device=args.device, dtype=dtype, memory=memory
+        )
         report: SpeedReport = speed.apply(pipe, spec.family, options, args.device)
         line |= {"applied": list(report.applied), "skipped": list(report.skipped)}
         line |= measure(pipe, spec, options, args.device, args.side, steps, args.count, args.repeat)
@@ -286,6 +235,26 @@ def run_variant(
         if speed.is_cuda(args.device):
             torch.cuda.empty_cache()
     return line
+
+
+def _unmeasurable(memory: Profile, device: str) -> str | None:
+    """Why this script cannot measure `memory` on `device`, if it cannot."""
+    if reason := memory.unavailable_on(device):
+        return reason
+    if memory.nf4:
+        # bitsandbytes quantizes while diffusers reads weights from disk; these are built in
+        # memory (a full-size random FLUX written to disk first would be 24 GB).
+        return f"{memory.name}: NF4 needs weights read from disk; measure it with the bot"
+    return None
+
+
+def cap_memory(device: str, cap_gib: float) -> None:
+    """Let this process allocate at most `cap_gib` GiB of `device` (a smaller card's memory
+    less the CUDA context, which the allocator does not count)."""
+    import torch
+
+    total = torch.cuda.get_device_properties(device).total_memory / 2**30
+    torch.cuda.set_per_process_memory_fraction(min(1.0, cap_gib / total), device)
 
 
 def device_name(device: str) -> str:
@@ -304,7 +273,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--count", type=int, default=1, help="images per pipeline call")
     parser.add_argument("--repeat", type=int, default=2, help="timed calls after the warm-up")
     parser.add_argument("--device", help="cuda:N (default cuda:0; tiny: cpu)")
+    parser.add_argument(
+        "--profile",
+        default="full",
+        help="comma-separated memory profiles (generation.profiles), each measured per model",
+    )
+    parser.add_argument(
+        "--cap-gib",
+        type=float,
+        help="cap this process's GPU memory, e.g. 11.4 to prove a fit on a 12 GB card",
+    )
     args = parser.parse_args(argv)
+    args.profiles = [name.strip() for name in args.profile.split(",") if name.strip()]
     args.models = [name.strip() for name in args.models.split(",") if name.strip()]
     args.variants = [name.strip() for name in args.variants.split(",") if name.strip()]
     for name in args.models:
@@ -313,6 +293,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for name in args.variants:
         if name not in VARIANTS:
             parser.error(f"unknown variant {name!r}; choose from {', '.join(VARIANTS)}")
+    catalogue = Catalogue.builtin()
+    for model in args.models:
+        for name in args.profiles:
+            try:
+                profile(catalogue[model].family, name)
+            except UnknownProfile as error:
+                parser.error(str(error))
     args.side = args.side or (64 if args.tiny else 1024)
     args.device = args.device or ("cpu" if args.tiny else "cuda:0")
     if args.tiny and args.steps is None:
@@ -331,13 +318,15 @@ def main(argv: list[str] | None = None) -> int:
         print(message, file=sys.stderr)
         print(json.dumps({"benchmark": "gpu_speed", "skipped": message}), flush=True)
         return 0
+    if args.cap_gib and args.device.startswith("cuda"):
+        cap_memory(args.device, args.cap_gib)
     catalogue = Catalogue.builtin()
     results = []
     with tempfile.TemporaryDirectory(prefix="atelier-gpu-speed-") as tmp:
         for name in args.models:
             tiny_dir = tiny.build(Path(tmp) / name, _TINY_FAMILY[name])
-            for variant in args.variants:
-                results.append(run_variant(catalogue[name], variant, tiny_dir, args))
+            for variant, memory in product(args.variants, args.profiles):
+                results.append(run_variant(catalogue[name], variant, tiny_dir, args, memory))
                 print(json.dumps(results[-1]), file=sys.stderr, flush=True)  # a full run is long
     print(json.dumps({"benchmark": "gpu_speed", "results": results}), flush=True)
     return 0

@@ -18,9 +18,10 @@ from pathlib import Path
 
 from bot.config import Settings
 from generation.download import MODEL_INDEX, cached_snapshot, missing_weights
-from generation.models import ModelSpec
+from generation.models import Catalogue, ModelSpec
+from generation.profiles import needed_gib, profile
 from generation.shell import python_command
-from generation.workers.config import discover_workers, list_gpus
+from generation.workers.config import WorkerConfig, discover_workers, list_gpus
 from storage import Database, DatabaseUnusable
 
 
@@ -90,12 +91,29 @@ def _gpus(settings: Settings) -> Iterator[Finding]:
         index = int(worker.device.partition(":")[2] or 0)
         if index in indices:
             yield Finding(True, f"Worker {worker.id} has its GPU.")
+            yield _fits(worker, settings.catalogue)
         else:
             yield Finding(
                 False,
                 f"Worker {worker.id} needs GPU {worker.device}, which nvidia-smi does not show "
                 "(check the driver, the container's GPU access, or the [[gpus]] tables).",
             )
+
+
+def _fits(worker: WorkerConfig, catalogue: Catalogue) -> Finding:
+    """Which models a GPU worker runs and with which memory profile (README, "Which GPU do I
+    need?"), and which it does not."""
+    runs = []
+    for name, spec in catalogue.items():
+        if worker.may_run(name):
+            chosen = profile(spec.family, worker.profile_of(name))
+            runs.append(f"{name} as {chosen.name} (~{needed_gib(spec, chosen):.1f} GB)")
+    left = [name for name in catalogue if not worker.may_run(name)]
+    memory = f" ({worker.vram_gb:g} GiB)" if worker.vram_gb else ""
+    text = f"Worker {worker.id}{memory} runs " + (", ".join(runs) or "no model")
+    if left:
+        text += f"; not {', '.join(left)} (too large, or not allowed here)"
+    return Finding(True, text + ".", problem=False)
 
 
 def _model(spec: ModelSpec, config_args: str) -> Finding:

@@ -35,6 +35,7 @@ from generation.workers.config import (
     DEVICE_PATTERN,
     WorkerConfig,
     canonical_device,
+    fit_profiles,
     model_problems,
 )
 from generation.workers.ray_config import RaySettings, connection_problem
@@ -255,10 +256,16 @@ def _workers(
         else:
             who = f"Worker {toml_value(gpu.device)}"
             found = model_problems(
-                who, gpu.models, gpu.pinned, gpu.vram_gb, catalogue or names, names
+                who,
+                gpu.models,
+                gpu.pinned,
+                gpu.vram_gb,
+                catalogue or names,
+                names,
+                profiles=gpu.profiles,
             )
             try:
-                workers.append(gpu.worker(read.tables.ray))
+                workers.append(fit_profiles(gpu.worker(read.tables.ray), catalogue))
             except SettingsProblems as error:
                 found = error.problems + found
         problems += [f"{where}: {p}" for p in found]

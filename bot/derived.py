@@ -41,15 +41,20 @@ JOB_ACTIONS = (Action.RERUN, Action.REROLL)
 
 
 def rerun(
-    catalogue: Catalogue, request: GenerationRequest, job_id: int, index: int | None = None
+    catalogue: Catalogue,
+    request: GenerationRequest,
+    job_id: int,
+    index: int | None = None,
+    profile: str | None = None,
 ) -> GenerationRequest:
-    """The same job again (or one of its images): same parameters, same seeds. Raises
-    `UserError` where the model is gone or its current limits no longer admit the job."""
+    """The same job again (or one of its images): same parameters, same seeds, and the memory
+    `profile` the job ran with. Raises `UserError` where the model is gone or its current limits
+    no longer admit the job."""
     problem = rerun_problem(catalogue, request)
     if problem:
         raise UserError(problem)
     seeds = request.seeds if index is None else (request.seeds[index],)
-    return replace(request, seeds=seeds, parent_job=job_id, kind=JobKind.RERUN)
+    return replace(request, seeds=seeds, parent_job=job_id, kind=JobKind.RERUN, profile=profile)
 
 
 def rerun_problem(catalogue: Catalogue, request: GenerationRequest) -> str | None:
@@ -127,12 +132,14 @@ def derive(
     job_id: int,
     image: bytes = b"",
     index: int = 0,
+    profile: str | None = None,
 ) -> GenerationRequest:
     """The job a button of `request`'s result makes (`image`: the clicked image, the `index`-th,
-    for U and V). Raises `UserError` where none is valid."""
+    for U and V; `profile`: the job's memory profile, which a rerun keeps). Raises `UserError`
+    where none is valid."""
     match action:
         case Action.RERUN:
-            return rerun(catalogue, request, job_id)
+            return rerun(catalogue, request, job_id, profile=profile)
         case Action.REROLL:
             return reroll(catalogue, request, job_id)
         case Action.VARY_SUBTLE | Action.VARY_STRONG:

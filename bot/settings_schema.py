@@ -118,6 +118,7 @@ class GpuTable:
     node: Name | None = None  # ray: its node's id, IP address or custom resource
     id: Name | None = None  # ray: the worker's name (default NODE:DEVICE)
     num_gpus: Annotated[Float, Field(ge=0)] = 1.0  # ray: GPUs the actor reserves on its node
+    profiles: dict[Name, Name] = field(default_factory=dict)  # model → memory profile
 
     @property
     def worker_id(self) -> str:
@@ -145,6 +146,7 @@ class GpuTable:
             vram_gb=self.vram_gb,
             pinned=self.pinned,
             ray=placement,
+            profiles=tuple(sorted(self.profiles.items())),
         )
 
 

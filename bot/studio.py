@@ -241,7 +241,7 @@ class Studio:
         if action in derived.IMAGE_ACTIONS:
             image = await self.image(record, index)
         return derived.derive(
-            self.settings.catalogue, action, record.request, record.id, image, index
+            self.settings.catalogue, action, record.request, record.id, image, index, record.profile
         )
 
     async def allowed_channels(self, guild_id: int | None) -> set[int]:

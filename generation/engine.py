@@ -9,6 +9,7 @@ only worker processes (and the CLI) import this module.
 from __future__ import annotations
 
 import gc
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -26,15 +27,18 @@ from generation.metadata import encode_png
 from generation.models import Catalogue, ModelSpec, UnknownModel
 from generation.pipelines import LoadedPipeline, PipelineFamily, family_pipelines
 from generation.pipelines.loading import resolve_source
+from generation.pipelines.profiles import effective_speed
 from generation.pipelines.provenance import config_revision, model_revision
 from generation.pipelines.speed import prepare_call
 from generation.previews import latent_preview_png
+from generation.profiles import DEFAULT_PROFILE, Profile, UnknownProfile, lower_profile, profile
 from generation.prompts import encoder_settings, find_cut, prompt_tokenizer
 from generation.request import GenerationRequest
 from generation.speed_options import SpeedOptions
 from generation.workers.config import DEVICE_PATTERN
 
 ProgressCallback = Callable[[int, int, bytes | None], None]
+log = logging.getLogger(__name__)
 
 
 def check_device(device: str) -> str:
@@ -58,6 +62,7 @@ class _LoadedModel:
     loaded: LoadedPipeline
     revision: str
     config: str | None
+    memory: Profile
     image_to_image: DiffusionPipeline | None = None
     schedulers: dict[str, SchedulerMixin] = field(default_factory=dict)
 
@@ -132,11 +137,14 @@ class Engine:
         preview_every: int = 4,
         offload: bool = False,
         speed: SpeedOptions | Mapping[str, Any] | None = None,
+        profiles: Mapping[str, str] | None = None,
     ) -> None:
         """`preview_every` steps a preview accompanies progress (0: none); `offload` keeps
         weights in CPU memory between uses (for GPUs too small for a whole model). `speed`: the
         CUDA speed options, or a `[speed]` table as a plain mapping (what crosses into a worker
-        process); a bad table raises SpeedConfigError."""
+        process); a bad table raises SpeedConfigError. `profiles`: model → the memory profile
+        it loads with (absent: full); a job that runs out of memory moves its model one profile
+        down for good (`generation.profiles.lower_profile`)."""
         self.catalogue = catalogue
         self.device = check_device(device)
         self.preview_every = preview_every
@@ -144,6 +152,7 @@ class Engine:
         self.speed = (
             speed if isinstance(speed, SpeedOptions) else SpeedOptions.from_config(speed or {})
         )
+        self.profiles = dict(profiles or {})
         self._models: dict[str, _LoadedModel] = {}
 
     @property
@@ -176,27 +185,33 @@ class Engine:
         """
         if should_cancel is not None and should_cancel():
             raise Cancelled("The job was cancelled before it started.")
-        model = self._loaded(request.model)
-        pipe = model.pipeline_for(request)
-        prepare_call(pipe, self.speed, self.device, request.width, request.height)
         init_image = _init_image(request)
+        model = self._loaded(request.model, self._wanted_profile(request))
         reporter = _StepReporter(
             request, model.family, on_progress, should_cancel, self.preview_every
         )
-        generators = [torch.Generator("cpu").manual_seed(seed) for seed in request.seeds]
         try:
-            with model.loaded.per_image.images(1 if self.speed.fast_batches else request.count):
-                images = pipe(
-                    **model.family.arguments(request, model.spec, init_image),
-                    generator=generators,
-                    callback_on_step_end=reporter,
-                ).images
+            images = self._run(model, request, init_image, reporter)
         except torch.OutOfMemoryError:
             self._release_memory()
-            raise OutOfMemory(
-                f"{self.device} ran out of memory for {request.count} image(s) of "
-                f"{request.width}x{request.height}; try fewer images or a smaller size."
-            ) from None
+            lower = lower_profile(model.spec.family, model.memory.name, self.device)
+            if lower is None:
+                raise self._out_of_memory(request) from None
+            # Once, one profile down; the model stays there (this worker has learnt).
+            log.warning(
+                "%s ran out of memory on %s with the %s profile; retrying with %s",
+                request.model,
+                self.device,
+                model.memory.name,
+                lower.name,
+            )
+            self.profiles[request.model] = lower.name
+            model = self._loaded(request.model, lower.name)
+            try:
+                images = self._run(model, request, init_image, reporter)
+            except torch.OutOfMemoryError:
+                self._release_memory()
+                raise self._out_of_memory(request) from None
         if reporter.cancelled:
             raise Cancelled("The job was cancelled.")
         facts = self._facts(model, request)
@@ -209,18 +224,71 @@ class Engine:
             made.append(GeneratedImage(index, seed, png, image.width, image.height, facts))
         return made
 
-    def _loaded(self, name: str) -> _LoadedModel:
-        if name in self._models:
-            return self._models[name]
+    def _run(
+        self,
+        model: _LoadedModel,
+        request: GenerationRequest,
+        init_image: Image.Image | None,
+        reporter: _StepReporter,
+    ) -> list[Image.Image]:
+        """One batched pipeline call; raises torch.OutOfMemoryError as it comes."""
+        pipe = model.pipeline_for(request)
+        prepare_call(pipe, self.speed, self.device, request.width, request.height)
+        generators = [torch.Generator("cpu").manual_seed(seed) for seed in request.seeds]
+        with model.loaded.per_image.images(1 if self.speed.fast_batches else request.count):
+            return pipe(
+                **model.family.arguments(request, model.spec, init_image),
+                generator=generators,
+                callback_on_step_end=reporter,
+            ).images
+
+    def _out_of_memory(self, request: GenerationRequest) -> OutOfMemory:
+        return OutOfMemory(
+            f"{self.device} ran out of memory for {request.count} image(s) of "
+            f"{request.width}x{request.height}; try fewer images or a smaller size."
+        )
+
+    def _wanted_profile(self, request: GenerationRequest) -> str | None:
+        """The profile a request asks for (a rerun: its parent's) where this device can run it,
+        else None (the model's own here; the job's record then shows the difference)."""
+        if request.profile is None or request.model not in self.catalogue:
+            return None
+        try:
+            wanted = profile(self.catalogue[request.model].family, request.profile)
+        except UnknownProfile:
+            return None
+        return wanted.name if wanted.unavailable_on(self.device) is None else None
+
+    def _loaded(self, name: str, wanted: str | None = None) -> _LoadedModel:
+        """`name` loaded with the profile `wanted` (None: its configured one), reloading it where
+        it is loaded with another."""
         try:
             spec = self.catalogue[name]
         except UnknownModel as error:
             raise ModelUnavailable(str(error)) from None
+        try:
+            memory = profile(spec.family, wanted or self.profiles.get(name, DEFAULT_PROFILE))
+        except UnknownProfile as error:
+            raise ModelUnavailable(str(error)) from None
+        current = self._models.get(name)
+        if current is not None and current.memory == memory:
+            return current
+        self.unload(name)
         family = family_pipelines(spec.family)
-        loaded = family.load(spec, self.device, offload=self.offload, speed=self.speed)
+        try:
+            loaded = family.load(
+                spec, self.device, offload=self.offload, speed=self.speed, memory=memory
+            )
+        except OutOfMemory:
+            lower = lower_profile(spec.family, memory.name, self.device)
+            if lower is None:
+                raise
+            log.warning("%s does not fit %s with the %s profile", name, self.device, memory.name)
+            self.profiles[name] = lower.name
+            return self._loaded(name, lower.name)
         path = resolve_source(spec)
         self._models[name] = _LoadedModel(
-            spec, family, loaded, model_revision(spec, path), config_revision(spec, path)
+            spec, family, loaded, model_revision(spec, path), config_revision(spec, path), memory
         )
         return self._models[name]
 
@@ -239,13 +307,14 @@ class Engine:
             diffusers=diffusers.__version__,
             torch=torch.__version__,
             device_type=self._device_type(),
-            precision=self._precision(pipe.dtype),
+            precision=self._precision(pipe.dtype, model),
             batching="fast" if self.speed.fast_batches and request.count > 1 else "per-image",
             prompt_cut_at=cut.at if cut else None,
             prompt_limit=(cut or negative_cut).limit if cut or negative_cut else "",
             negative_cut_at=negative_cut.at if negative_cut else None,
             model_config=model.config,
             settings=encoder_settings(model.spec),
+            profile=model.memory.name,
         )
 
     def _device_type(self) -> str:
@@ -253,13 +322,15 @@ class Engine:
             return "cpu"
         return f"cuda ({torch.cuda.get_device_name(self.device)})"
 
-    def _precision(self, dtype: torch.dtype) -> str:
-        """The weights' dtype and the `[speed]` options that change pixels on this device."""
+    def _precision(self, dtype: torch.dtype, model: _LoadedModel) -> str:
+        """The weights' dtype and the `[speed]` options that change pixels on this device (fp8
+        only where the memory profile left it to them: the profile is recorded on its own)."""
         parts = [str(dtype).removeprefix("torch.")]
         if self.device.startswith("cuda"):
-            parts.append(f"{self.speed.attention} attention")
-            parts.append(f"VAE tiles above {self.speed.vae_tiling_megapixels:g} MP")
-            parts += ["fp8"] * self.speed.fp8 + ["compiled"] * self.speed.compile
+            speed = effective_speed(self.speed, model.memory, model.family.denoiser)
+            parts.append(f"{speed.attention} attention")
+            parts.append(f"VAE tiles above {speed.vae_tiling_megapixels:g} MP")
+            parts += ["fp8"] * speed.fp8 + ["compiled"] * speed.compile
         return ", ".join(parts)
 
     def _release_memory(self) -> None:

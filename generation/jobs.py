@@ -58,8 +58,9 @@ class RunFacts:
     for the negative prompt. `model_config`: `sha256:` over a local folder's configuration and
     tokenizer files (None for a Hub snapshot, and for jobs made before it was recorded);
     `settings`: the pipeline arguments besides the request that change pixels (FLUX's
-    `max_sequence_length`), None for jobs made before it was recorded. A None on either side
-    of a comparison is unknown, not a difference.
+    `max_sequence_length`), None for jobs made before it was recorded; `profile`: the memory
+    profile the model ran with (`generation.profiles`; "full" for jobs made before profiles).
+    A None on either side of a comparison is unknown, not a difference.
     """
 
     model_revision: str
@@ -73,6 +74,7 @@ class RunFacts:
     negative_cut_at: int | None = None
     model_config: str | None = None
     settings: str | None = None
+    profile: str = "full"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -94,6 +96,7 @@ class RunFacts:
             "device_type": "the device type",
             "precision": "the precision settings",
             "batching": "the batching setting",
+            "profile": "the memory profile",
         }
         changes = []
         for name, label in names.items():
@@ -165,6 +168,7 @@ class JobRecord:
     gpu_seconds: float | None = None
     error: str | None = None
     facts: RunFacts | None = None  # None until done, and for jobs made before it was recorded
+    profile: str = "full"  # the memory profile it ran with; a rerun asks for the same
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,15 +13,13 @@ of a known family, or points a built-in name at a local diffusers directory, thr
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
-from enum import StrEnum
-from pathlib import Path
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field
 
+from generation.builtin_models import BUILTIN_MODELS
 from generation.config_schema import (
     TABLE,
     Bool,
@@ -34,29 +32,33 @@ from generation.config_schema import (
     toml_value,
     validate_table,
 )
+from generation.model_spec import (
+    ASPECT_TOLERANCE,
+    FAMILY_REFERENCE,
+    FAMILY_SCHEDULERS,
+    FAMILY_SIDE_MULTIPLE,
+    Family,
+    ModelLimits,
+    ModelSpec,
+)
 
 if TYPE_CHECKING:
     from generation.hosted.catalogue import HostedModel
 
-
-class Family(StrEnum):
-    """A pipeline family: one module in `generation.pipelines` serves every model of a family."""
-
-    PLAYGROUND = "playground"  # SDXL architecture with Playground v2.5's EDM schedulers
-    FLUX = "flux"  # FLUX.1 transformer (dev: guidance-distilled; schnell: timestep-distilled)
-
-
-# The side every image of a family must be a multiple of, or diffusers silently makes another size:
-# SDXL's pipeline refuses sides that are not multiples of its VAE's scale factor (8);
-# FluxPipeline packs 2x2 latent patches and rounds sides down to multiples of 2 x 8 = 16.
-FAMILY_SIDE_MULTIPLE = {Family.PLAYGROUND: 8, Family.FLUX: 16}
-
-# The schedulers each family's pipeline module offers (`PipelineFamily.schedulers`, which imports
-# diffusers; tests/generation/test_pipelines.py keeps the two the same).
-FAMILY_SCHEDULERS = {
-    Family.PLAYGROUND: ("edm-dpmsolver++", "edm-euler"),
-    Family.FLUX: ("flow-euler",),
-}
+__all__ = [
+    "ASPECT_TOLERANCE",
+    "BUILTIN_MODELS",
+    "FAMILY_SCHEDULERS",
+    "FAMILY_SIDE_MULTIPLE",
+    "Catalogue",
+    "CatalogueError",
+    "Family",
+    "ModelLimits",
+    "ModelSpec",
+    "ModelTable",
+    "UnknownModel",
+    "spec_table",
+]
 
 
 class UnknownModel(LookupError):
@@ -77,122 +79,6 @@ class CatalogueError(ValueError):
         self.valid: Catalogue | None = None  # from `from_config`: the catalogue less the faults
         super().__init__(" ".join(problems))
 
-
-@dataclass(frozen=True, slots=True)
-class ModelLimits:
-    """What a request for this model may ask for."""
-
-    min_side: int = 256
-    max_side: int = 2048
-    multiple_of: int = 64
-    max_megapixels: float = 4.2
-    max_steps: int = 100
-    min_guidance: float = 0.0
-    max_guidance: float = 20.0
-    negative_prompt: bool = True
-    max_prompt_chars: int = 2000
-    guidance: bool = True  # False where guidance is fixed (schnell): the option is refused
-
-    def allows_size(self, width: int, height: int) -> bool:
-        """Whether a request may ask for `width` x `height` pixels."""
-        return (
-            all(self.min_side <= side <= self.max_side for side in (width, height))
-            and not width % self.multiple_of
-            and not height % self.multiple_of
-            and width * height <= self.max_megapixels * 1_000_000
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class ModelSpec:
-    """One catalogue entry."""
-
-    name: str
-    family: Family
-    source: str  # a Hugging Face Hub id or a local diffusers directory
-    title: str
-    steps: int
-    guidance: float
-    schedulers: tuple[str, ...]  # the first is the default
-    native_side: int = 1024  # aspect ratios map to sizes of about native_side² pixels
-    max_sequence_length: int | None = None  # FLUX's T5 prompt length
-    limits: ModelLimits = field(default_factory=ModelLimits)
-    variant: str | None = None  # e.g. Playground's "fp16" weights, used on CUDA where present
-    vram_gb: float = 0.0  # peak VRAM at the native size, batch 1, in GiB
-    licence: str = ""
-    cost_factor: float = 1.0  # relative GPU-seconds per step per megapixel (the scheduler's prior)
-
-    @property
-    def default_scheduler(self) -> str:
-        return self.schedulers[0]
-
-    @property
-    def is_local(self) -> bool:
-        """True when the source is a directory on this machine rather than a Hub id."""
-        return self.source.startswith(("/", ".", "~")) or Path(self.source).expanduser().is_dir()
-
-    def size_for_aspect(self, aspect_w: int, aspect_h: int) -> tuple[int, int]:
-        """The width and height of about native_side² pixels (fewer where `max_megapixels`
-        allows less) with the given aspect ratio, within every size limit.
-
-        Sides are rounded to the model's `multiple_of` and kept within its side limits, so that
-        `16:9` on Playground gives 1344x768, its native bucket; where the rounding passes
-        `max_megapixels`, the area aimed at is lowered until it does not (`_limit_problems` makes
-        sure min_side² fits).
-        """
-        limits = self.limits
-        ratio = aspect_w / aspect_h
-        most = limits.max_megapixels * 1_000_000
-        area = min(self.native_side**2, most)
-        step = limits.multiple_of
-
-        def sides(area: float) -> tuple[int, int]:
-            width, height = math.sqrt(area * ratio), math.sqrt(area / ratio)
-            # Scaled as a whole into the side limits, so the aspect survives them.
-            scale = min(1.0, limits.max_side / max(width, height))
-            scale = max(scale, limits.min_side / min(width, height))
-            return fit(width * scale), fit(height * scale)
-
-        def fit(side: float) -> int:
-            side = max(limits.min_side, min(limits.max_side, side))
-            return max(step, round(side / step) * step)
-
-        width, height = sides(area)
-        while width * height > most:  # ends: at min_side x min_side, which fits
-            area *= 0.98
-            width, height = sides(area)
-        return width, height
-
-    def upscale_size(self, width: int, height: int, factor: int = 2) -> tuple[int, int] | None:
-        """`factor` times `width` x `height`, or the largest size within the limits at about the
-        same aspect (sides multiples of `multiple_of`, the ratio within 5%); None when nothing
-        larger is allowed."""
-        limits = self.limits
-        step = limits.multiple_of
-        long, short = max(width, height), min(width, height)
-        scale = min(
-            factor,
-            limits.max_side / long,
-            math.sqrt(limits.max_megapixels * 1_000_000 / (width * height)),
-        )
-        new_long = int(long * scale + 1e-9) // step * step
-        while new_long >= long:  # the long side sets the aspect's rounding error smallest
-            new_short = round(new_long * short / long / step) * step
-            if (
-                new_short >= short
-                and limits.allows_size(new_long, new_short)
-                and abs(new_long / new_short - long / short) <= ASPECT_TOLERANCE * long / short
-            ):
-                if (new_long, new_short) == (long, short):
-                    return None
-                return (new_long, new_short) if width >= height else (new_short, new_long)
-            new_long -= step
-        return None
-
-
-# Two sizes within 5% of each other's aspect ratio count as the same shape: an upscale keeps it,
-# and an init image that close is fitted without a note (rounding to `multiple_of` costs ~2%).
-ASPECT_TOLERANCE = 0.05
 
 Count = Annotated[Int, Field(ge=1)]
 Side = Annotated[Int, Field(ge=8)]
@@ -241,69 +127,6 @@ class ModelTable:
             for f in dataclasses.fields(self)
             if getattr(self, f.name) is not None
         }
-
-
-_SIDE_16 = {"multiple_of": 16}
-
-BUILTIN_MODELS: tuple[ModelSpec, ...] = (
-    ModelSpec(
-        name="playground-v2.5",
-        family=Family.PLAYGROUND,
-        source="playgroundai/playground-v2.5-1024px-aesthetic",
-        title="Playground v2.5 (1024px aesthetic)",
-        steps=50,
-        guidance=3.0,
-        schedulers=("edm-dpmsolver++", "edm-euler"),
-        native_side=1024,
-        limits=ModelLimits(min_side=256, max_side=2048, multiple_of=64, max_megapixels=4.2),
-        variant="fp16",
-        vram_gb=9.0,
-        licence="Playground v2.5 Community License",
-        cost_factor=0.08,
-    ),
-    ModelSpec(
-        name="flux-dev",
-        family=Family.FLUX,
-        source="black-forest-labs/FLUX.1-dev",
-        title="FLUX.1 [dev]",
-        steps=28,
-        guidance=3.5,
-        schedulers=("flow-euler",),
-        native_side=1024,
-        max_sequence_length=512,
-        limits=ModelLimits(
-            min_side=256, max_side=2048, max_megapixels=4.2, negative_prompt=False, **_SIDE_16
-        ),
-        vram_gb=34.0,
-        licence="FLUX.1 [dev] Non-Commercial License",
-        cost_factor=0.24,
-    ),
-    ModelSpec(
-        name="flux-schnell",
-        family=Family.FLUX,
-        source="black-forest-labs/FLUX.1-schnell",
-        title="FLUX.1 [schnell]",
-        steps=4,
-        guidance=0.0,
-        schedulers=("flow-euler",),
-        native_side=1024,
-        max_sequence_length=256,
-        limits=ModelLimits(
-            min_side=256,
-            max_side=2048,
-            max_megapixels=4.2,
-            max_steps=16,
-            negative_prompt=False,
-            guidance=False,
-            min_guidance=0.0,
-            max_guidance=0.0,
-            **_SIDE_16,
-        ),
-        vram_gb=34.0,
-        licence="Apache-2.0",
-        cost_factor=0.24,
-    ),
-)
 
 
 class Catalogue(Mapping[str, ModelSpec]):
@@ -398,7 +221,6 @@ class Catalogue(Mapping[str, ModelSpec]):
         return next(iter(self._specs.values()))
 
 
-_REFERENCE = {Family.PLAYGROUND: "playground-v2.5", Family.FLUX: "flux-dev"}
 _SPEC_KEYS = {f.name for f in dataclasses.fields(ModelSpec)} - {"limits", "name"}
 # In a table, `guidance` is the default scale; whether a request may change it is
 # `guidance_adjustable` (the ModelLimits field `guidance`).
@@ -446,7 +268,9 @@ def _dotted_names(name: str, table: Any) -> list[str]:
 def _family_template(name: str, values: Mapping[str, Any]) -> ModelSpec:
     if "family" not in values or "source" not in values:
         raise CatalogueError(f"`models.{name}` is a new model: it needs a `family` and a `source`.")
-    reference = next(spec for spec in BUILTIN_MODELS if spec.name == _REFERENCE[values["family"]])
+    reference = next(
+        spec for spec in BUILTIN_MODELS if spec.name == FAMILY_REFERENCE[values["family"]]
+    )
     return dataclasses.replace(reference, name=name, title=name, variant=None, licence="")
 
 

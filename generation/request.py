@@ -70,6 +70,8 @@ class GenerationRequest:
     aspect_ratio: str | None = None  # sent as `aspect_ratio` by models sized by aspect
     raw: bool = False  # FLUX1.1 [pro] Ultra's raw mode
     input_images: tuple[bytes, ...] = ()  # reference images, checked and canonical
+    # The memory profile to run with (a rerun asks for its parent's); None: the worker's own.
+    profile: str | None = None
 
     @property
     def count(self) -> int:

@@ -98,8 +98,13 @@ class JobLifecycle(Store):
                 conn,
                 job_id,
                 JobStatus.DONE,
-                "finished_at = ?, gpu_seconds = ?, run_facts = ?",
-                (now, gpu_seconds, json.dumps(facts.to_dict()) if facts else None),
+                "finished_at = ?, gpu_seconds = ?, run_facts = ?, memory_profile = ?",
+                (
+                    now,
+                    gpu_seconds,
+                    json.dumps(facts.to_dict()) if facts else None,
+                    facts.profile if facts else "full",
+                ),
             )
             # Under the write lock: a shared file released meanwhile is written again.
             await asyncio.to_thread(self._write_files, images, hashes)

@@ -136,4 +136,5 @@ def job_from_row(row: aiosqlite.Row) -> JobRecord:
         gpu_seconds=row["gpu_seconds"],
         error=row["error"],
         facts=RunFacts.from_dict(json.loads(row["run_facts"])) if row["run_facts"] else None,
+        profile=row["memory_profile"],
     )

@@ -274,7 +274,9 @@ class Library(commands.Cog):
         index = None if image is None else image_index(record, image)
         await self._submit(
             interaction,
-            derived.rerun(self.bot.settings.catalogue, record.request, record.id, index),
+            derived.rerun(
+                self.bot.settings.catalogue, record.request, record.id, index, record.profile
+            ),
         )
 
     @app_commands.command(name="vary", description="Variations of one image of your job.")

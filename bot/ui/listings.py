@@ -28,7 +28,7 @@ def worker_line(worker: WorkerStatus) -> str:
     if worker.problem:
         return f"`{worker.id}` · ⚠️ not working: {plain(worker.problem, PROBLEM_SHOWN)}"
     state = f"busy with job `{worker.job_id}`" if worker.job_id else worker.state.value
-    holds = ", ".join(worker.loaded) or "no model"
+    holds = ", ".join(map(worker.held, worker.loaded)) or "no model"
     return f"`{worker.id}` · {state} · holds {holds}"
 
 
@@ -88,7 +88,7 @@ def gpus_embed(workers: Iterable[WorkerStatus]) -> discord.Embed:
         lines = [
             f"{worker.state.value} on `{worker.device}`"
             + (f" · job `{worker.job_id}`" if worker.job_id else ""),
-            f"models: {', '.join(worker.loaded) or 'none'}"
+            f"models: {', '.join(map(worker.held, worker.loaded)) or 'none'}"
             + (f" (pinned: {', '.join(worker.pinned)})" if worker.pinned else ""),
             f"memory: {memory_text(worker)}",
             f"restarts: {worker.restarts} · model loads: {worker.model_loads}",
@@ -149,7 +149,7 @@ def info_embed(snapshot: PoolSnapshot, models: Iterable[ModelSpec], you: str) ->
     loaded_on: dict[str, list[str]] = {}
     for worker in snapshot.workers:
         for name in worker.loaded:
-            loaded_on.setdefault(name, []).append(worker.id)
+            loaded_on.setdefault(name, []).append(f"{worker.id} ({worker.profile_of(name)})")
     model_lines = [
         f"`{spec.name}` — {spec.title}"
         + (f" · loaded on {', '.join(loaded_on[spec.name])}" if spec.name in loaded_on else "")

@@ -15,7 +15,14 @@ from generation.errors import ModelUnavailable
 from generation.models import ModelSpec
 from generation.pipelines.batching import PerImageForward
 from generation.pipelines.loading import place, read_pipeline
+from generation.pipelines.profiles import (
+    check_available,
+    effective_speed,
+    load_options,
+    store_in_fp8,
+)
 from generation.pipelines.speed import apply, weights_dtype
+from generation.profiles import Profile, profile
 from generation.request import GenerationRequest
 from generation.speed_options import SpeedOptions
 
@@ -51,10 +58,15 @@ class PipelineFamily(ABC):
         *,
         offload: bool = False,
         speed: SpeedOptions | None = None,
+        memory: Profile | None = None,
     ) -> LoadedPipeline:
-        """The text-to-image pipeline for `spec`, read from disk, placed on `device` and sped up
-        with `speed` (the defaults when None; nothing changes off CUDA)."""
-        speed = speed or SpeedOptions()
+        """The text-to-image pipeline for `spec`, read from disk, held as the memory profile
+        `memory` says (default: full), placed on `device` and sped up with `speed` (the
+        defaults when None; nothing changes off CUDA). Raises ModelUnavailable where the profile
+        cannot run on `device`."""
+        memory = memory or profile(spec.family, "full")
+        speed = effective_speed(speed or SpeedOptions(), memory, self.denoiser)
+        check_available(spec, memory, device)
         unknown = [name for name in spec.schedulers if name not in self.schedulers]
         if unknown:
             raise ModelUnavailable(
@@ -62,19 +74,28 @@ class PipelineFamily(ABC):
                 f"{', '.join(unknown)} (known: {', '.join(self.schedulers)})."
             )
         dtype = weights_dtype(speed, device, self.cuda_dtype)
-        pipe = read_pipeline(self.text_to_image, spec, device, dtype=dtype, **self.load_options)
+        pipe = read_pipeline(
+            self.text_to_image,
+            spec,
+            device,
+            dtype=dtype,
+            **self.load_options,
+            **load_options(memory, dtype),
+        )
+        store_in_fp8(pipe, memory, dtype)
         # Before placement, so that offload hooks wrap (and keep) the per-image forward.
         per_image = PerImageForward(
             getattr(pipe, self.denoiser), self.sample_argument, self.unbatched_inputs
         )
         pipe.vae.enable_slicing()
-        place(pipe, spec, device, offload=offload)
+        place(pipe, spec, device, offload=offload or memory.offload)
         report = apply(pipe, spec.family, speed, device)
         log.info(
-            "Loaded %s on %s in %s; speed options applied: %s; skipped: %s",
+            "Loaded %s on %s in %s, %s profile; speed options applied: %s; skipped: %s",
             spec.name,
             device,
             str(dtype).removeprefix("torch."),
+            memory.name,
             ", ".join(report.applied) or "none",
             ", ".join(report.skipped) or "none",
         )

@@ -121,4 +121,5 @@ class ModelCommands:
             memory=dict(worker.memory),
             last_error=worker.last_error,
             problem=self._problem(worker),
+            profiles=worker.config.profiles,
         )

@@ -52,6 +52,14 @@ class WorkerStatus:
     memory: Mapping[str, float]  # what is known: rss_mib, gpu_used_mib, gpu_total_mib, ...
     last_error: str | None
     problem: str | None = None  # a failed worker: why, and when it is tried next
+    profiles: tuple[tuple[str, str], ...] = ()  # model → its memory profile here (absent: full)
+
+    def profile_of(self, model: str) -> str:
+        return dict(self.profiles).get(model, "full")
+
+    def held(self, model: str) -> str:
+        """`model` with the memory profile it is loaded with here: `flux-dev (fp8)`."""
+        return f"{model} ({self.profile_of(model)})"
 
 
 @dataclass(frozen=True, slots=True)

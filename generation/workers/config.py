@@ -7,14 +7,25 @@ or a single CPU worker on a machine without NVIDIA GPUs.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from generation.config_schema import SettingsProblems
-from generation.models import Catalogue
+from generation.models import Catalogue, ModelSpec
+from generation.profiles import (
+    DEFAULT_PROFILE,
+    Profile,
+    UnknownProfile,
+    best_profile,
+    installed_libraries,
+    needed_gib,
+    profile,
+    profiles_for,
+)
 from generation.workers.ray_config import RayPlacement
 
 # The devices a worker or the engine accepts; use `fullmatch` (`$` would let "cpu\n" through).
@@ -27,10 +38,12 @@ class WorkerConfig:
 
     `models`: the models it may run (None: any). `max_models`: how many may stay loaded at once
     (the least recently used unpinned model is unloaded to make room). `vram_gb`: an optional
-    memory budget checked against each model's `vram_gb` in the catalogue. `pinned`: models loaded
-    at start and never unloaded to make room. `ray`: where its Ray actor runs, for a GPU on
-    another machine (None: a process of this machine); `device` is then the device inside the
-    actor, which sees only the GPUs Ray gave it (`cuda` is the first).
+    memory budget checked against what each model needs under its profile. `pinned`: models
+    loaded at start and never unloaded to make room. `profiles`: (model, profile name) pairs, the
+    memory profile each model is loaded with here (`generation.profiles`; absent: "full").
+    `ray`: where its Ray actor runs, for a GPU on another machine (None: a process of this
+    machine); `device` is then the device inside the actor, which sees only the GPUs Ray gave it
+    (`cuda` is the first).
     """
 
     id: str
@@ -40,6 +53,7 @@ class WorkerConfig:
     vram_gb: float | None = None
     pinned: tuple[str, ...] = ()
     ray: RayPlacement | None = None
+    profiles: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if problems := self.problems():
@@ -69,6 +83,10 @@ class WorkerConfig:
     def may_run(self, model: str) -> bool:
         return self.models is None or model in self.models
 
+    def profile_of(self, model: str) -> str:
+        """The memory profile `model` is loaded with on this worker."""
+        return dict(self.profiles).get(model, DEFAULT_PROFILE)
+
     def check_models(self, catalogue: Iterable[str]) -> None:
         """Raise `SettingsProblems` (a ValueError) naming every fault of `model_problems`."""
         if problems := self.model_problems(catalogue):
@@ -77,7 +95,12 @@ class WorkerConfig:
     def model_problems(self, catalogue: Iterable[str]) -> list[str]:
         """See `model_problems`, for this worker."""
         return model_problems(
-            f"Worker {self.id!r}", self.models or (), self.pinned, self.vram_gb, catalogue
+            f"Worker {self.id!r}",
+            self.models or (),
+            self.pinned,
+            self.vram_gb,
+            catalogue,
+            profiles=dict(self.profiles),
         )
 
 
@@ -97,34 +120,60 @@ def model_problems(
     vram_gb: float | None,
     catalogue: Iterable[str],
     names: Iterable[str] | None = None,
+    profiles: Mapping[str, str] | None = None,
 ) -> list[str]:
-    """The models a worker (`who`) names that are not among `names` (default: the catalogue's),
-    and, with a `vram_gb` budget and a `Catalogue`, the named models that need more memory than
-    the budget (alone, or pinned together): one sentence each."""
+    """The models a worker (`who`) names that are not among `names` (default: the catalogue's);
+    with a `Catalogue`, the `profiles` (model → profile name) its family lacks; and with a
+    `vram_gb` budget, the named models that fit it under no profile (or not under the one
+    `profiles` sets), alone or pinned together: one sentence each."""
     known = list(catalogue if names is None else names)
     pinned = list(pinned)
+    profiles = dict(profiles or {})
     named = set(models) | set(pinned)
     problems = []
-    unknown = sorted(named - set(known))
+    unknown = sorted((named | set(profiles)) - set(known))
     if unknown:
         problems.append(
             f"{who} names unknown model(s) {', '.join(unknown)}; available: {', '.join(known)}."
         )
-    if vram_gb is None or not isinstance(catalogue, Catalogue):
+    if not isinstance(catalogue, Catalogue):
         return problems
-    problems += [
-        f"{who}: {name} needs {catalogue[name].vram_gb:g} GB, more than its vram_gb budget "
-        f"({vram_gb:g} GB)."
-        for name in sorted(named & set(catalogue))
-        if catalogue[name].vram_gb > vram_gb
-    ]
-    together = sum(catalogue[name].vram_gb for name in set(pinned) & set(catalogue))
+    for name in sorted(set(profiles) & set(catalogue)):
+        try:
+            profile(catalogue[name].family, profiles[name])
+        except UnknownProfile as error:
+            problems.append(f"{who}: {name}: {error}")
+            del profiles[name]
+    if vram_gb is None:
+        return problems
+    needs = {}
+    for name in sorted((named | set(profiles)) & set(catalogue)):
+        fits, needs[name], used = _fit(catalogue[name], vram_gb, profiles.get(name))
+        if not fits:
+            problems.append(
+                f"{who}: {name} needs {needs[name]:.1f} GB with {used} profile, more than its "
+                f"vram_gb budget ({vram_gb:g} GB)."
+            )
+    together = sum(needs[name] for name in set(pinned) & set(needs))
     if len(set(pinned)) > 1 and together > vram_gb:
         problems.append(
-            f"{who}: its pinned models need {together:g} GB together, more than its vram_gb "
+            f"{who}: its pinned models need {together:.1f} GB together, more than its vram_gb "
             f"budget ({vram_gb:g} GB)."
         )
     return problems
+
+
+def _fit(spec: ModelSpec, memory_gib: float, chosen: str | None) -> tuple[bool, float, str]:
+    """Whether `spec` fits `memory_gib` (under the profile `chosen`, else under its best fitting
+    one), what it needs there, and which profile that is, as a phrase."""
+    if chosen is not None:
+        need = needed_gib(spec, profile(spec.family, chosen))
+        return need <= memory_gib, need, f"its {chosen}"
+    best = best_profile(spec, memory_gib, installed_libraries())
+    if best is not None:
+        return True, needed_gib(spec, best), f"its {best.name}"
+    smallest = profiles_for(spec.family)[-1]
+    return False, needed_gib(spec, smallest), f"even its smallest ({smallest.name})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,19 +214,60 @@ def parse_gpu_list(output: str) -> list[GpuInfo]:
     return gpus
 
 
-def discover_workers(catalogue: Catalogue, gpus: list[GpuInfo] | None = None) -> list[WorkerConfig]:
-    """One worker per GPU, allowed the models whose `vram_gb` fits its memory and keeping as many
-    loaded as fit together; or one CPU worker when this machine has no NVIDIA GPU."""
+def best_profiles(
+    catalogue: Catalogue, names: Iterable[str], memory_gib: float, libraries: frozenset[str]
+) -> dict[str, Profile]:
+    """For each of `names` that fits `memory_gib` under some profile, the best such profile."""
+    return {
+        name: best
+        for name in names
+        if (best := best_profile(catalogue[name], memory_gib, libraries)) is not None
+    }
+
+
+def fit_profiles(worker: WorkerConfig, catalogue: Catalogue | None) -> WorkerConfig:
+    """`worker` with, where it has a `vram_gb` budget, the best-quality profile for each model
+    it may run and sets no profile for (the automatic choice) that fits its share of the budget:
+    all of it, or with `max_models` = N above 1 an Nth, so that N models stay loaded together."""
+    if worker.vram_gb is None or catalogue is None:
+        return worker
+    set_here = dict(worker.profiles)
+    names = [n for n in catalogue if worker.may_run(n) and n not in set_here]
+    share, libraries = worker.vram_gb / worker.max_models, installed_libraries()
+    # A model too large for a share still gets the best profile that fits it alone.
+    chosen = best_profiles(catalogue, names, worker.vram_gb, libraries) | best_profiles(
+        catalogue, names, share, libraries
+    )
+    profiles = set_here | {name: p.name for name, p in chosen.items()}
+    return dataclasses.replace(worker, profiles=tuple(sorted(profiles.items())))
+
+
+def discover_workers(
+    catalogue: Catalogue,
+    gpus: list[GpuInfo] | None = None,
+    libraries: frozenset[str] | None = None,
+) -> list[WorkerConfig]:
+    """One worker per GPU, allowed every model that fits its memory under some profile (the
+    best-quality one that fits, given the optional `libraries` installed: by default those found
+    here) and keeping as many loaded as fit together; or one CPU worker without an NVIDIA GPU."""
     gpus = list_gpus() if gpus is None else gpus
     if not gpus:
         return [WorkerConfig("cpu", "cpu")]
+    libraries = installed_libraries() if libraries is None else libraries
     workers = []
     for gpu in gpus:
-        fits = frozenset(name for name, spec in catalogue.items() if spec.vram_gb <= gpu.memory_gb)
+        chosen = best_profiles(catalogue, catalogue, gpu.memory_gb, libraries)
+        needs = sorted(needed_gib(catalogue[name], p) for name, p in chosen.items())
+        together = sum(1 for i in range(len(needs)) if sum(needs[: i + 1]) <= gpu.memory_gb)
         device = f"cuda:{gpu.index}"
         workers.append(
             WorkerConfig(
-                device, device, models=fits, max_models=max(1, len(fits)), vram_gb=gpu.memory_gb
+                device,
+                device,
+                models=frozenset(chosen),
+                max_models=max(1, together),
+                vram_gb=gpu.memory_gb,
+                profiles=tuple((name, p.name) for name, p in chosen.items()),
             )
         )
     return workers

@@ -18,6 +18,7 @@ from typing import Any
 
 from generation.errors import Cancelled, EngineError, ModelUnavailable
 from generation.models import Catalogue
+from generation.profiles import needed_gib, profile
 from generation.workers.protocol import (
     CancelJob,
     Command,
@@ -70,7 +71,12 @@ class WorkerRuntime:
         start here (no such GPU, an engine that cannot be built)."""
         try:
             factory = load_factory(self.spec.engine_factory)
-            self._engine = factory(self._catalogue, self.config.device, **self.spec.engine_options)
+            self._engine = factory(
+                self._catalogue,
+                self.config.device,
+                profiles=dict(self.config.profiles),
+                **self.spec.engine_options,
+            )
         except (ImportError, ValueError, TypeError, RuntimeError, EngineError) as error:
             self._emit(WorkerFailed(str(error)))
             return False
@@ -176,7 +182,7 @@ class WorkerRuntime:
                 return True
             if budget is None:
                 return False
-            needed = sum(self._catalogue[m].vram_gb for m in [*self._recent, model])
+            needed = sum(self._need_gib(m) for m in [*self._recent, model])
             return needed > budget
 
         while crowded():
@@ -184,6 +190,10 @@ class WorkerRuntime:
             if not victims:
                 return  # only pinned models: the job still runs, over the limit
             self._unload(victims[0])
+
+    def _need_gib(self, model: str) -> float:
+        spec = self._catalogue[model]
+        return needed_gib(spec, profile(spec.family, self.config.profile_of(model)))
 
     def _unload(self, model: str) -> None:
         if model in self._recent:

@@ -7,11 +7,11 @@ takes `step_seconds`; a prompt containing a directive misbehaves on purpose:
 - `standin:crash` kills its own process at the first step (like a segfault or the OOM killer);
 - `standin:oom` raises OutOfMemory; `standin:error` raises an ordinary exception.
 
-Each image is a 16x16 PNG whose `standin` text chunk records, as JSON, the process id and the
-`time.monotonic()` at which the run started and ended (monotonic time is shared by all
-processes of a Linux machine), so a benchmark can measure the gaps between jobs. With
-`image_bytes`, each PNG also carries that many random bytes (a private chunk), as large real
-images would: a benchmark can time their delivery.
+Each image is a 16x16 PNG whose `standin` text chunk records, as JSON, the process id, the
+memory profile the model would run with, and the `time.monotonic()` at which the run started
+and ended (monotonic time is shared by all processes of a Linux machine), so a benchmark can
+measure the gaps between jobs. With `image_bytes`, each PNG also carries that many random bytes
+(a private chunk), as large real images would: a benchmark can time their delivery.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ import json
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from PIL import Image, PngImagePlugin
 
@@ -42,12 +43,14 @@ class StandInEngine:
         step_seconds: float = 0.01,
         load_seconds: float = 0.0,
         image_bytes: int = 0,
+        profiles: Mapping[str, str] | None = None,
     ) -> None:
         self.catalogue = catalogue
         self.device = device
         self.step_seconds = step_seconds
         self.load_seconds = load_seconds
         self.image_bytes = image_bytes
+        self.profiles = dict(profiles or {})
         self._loaded: list[str] = []
 
     @property
@@ -86,7 +89,12 @@ class StandInEngine:
             time.sleep(self.step_seconds)
             if on_progress is not None:
                 on_progress(step, request.steps, None)
-        record = {"pid": os.getpid(), "start": started, "end": time.monotonic()}
+        record = {
+            "pid": os.getpid(),
+            "start": started,
+            "end": time.monotonic(),
+            "profile": self.profiles.get(request.model, "full"),
+        }
         return [
             GeneratedImage(index, seed, _png(record, self.image_bytes), _SIDE, _SIDE)
             for index, seed in enumerate(request.seeds)
@@ -106,7 +114,7 @@ def _png(record: dict[str, object], padding: int = 0) -> bytes:
     return buffer.getvalue()
 
 
-def run_record(png: bytes) -> dict[str, float]:
+def run_record(png: bytes) -> dict[str, Any]:
     """The `standin` record of a stand-in image: pid, start and end."""
     with Image.open(io.BytesIO(png)) as image:
         return json.loads(image.text["standin"])

@@ -253,7 +253,7 @@ async def test_models_are_listed_loaded_pinned_and_unloaded_per_gpu(studio: Stud
     warm = await imagine(fake, fake.user("admin"), prompt="a warm-up")  # the worker is ready
     await wait_for_status(studio.database, warm, JobStatus.DONE)
     listing = await admin_says(studio, "admin models list")
-    assert "`cpu` · idle · holds playground-v2.5 · may run any" in listing
+    assert "`cpu` · idle · holds playground-v2.5 (full) · may run any" in listing
 
     loaded = await admin_says(studio, "admin models load", {"gpu": "cpu", "model": "flux-schnell"})
     assert "Loaded `flux-schnell` on `cpu`" in loaded

@@ -187,6 +187,8 @@ def schema_defaults() -> dict[str, str]:
         if item.name == "gpus":
             for gpu_field in dataclasses.fields(GpuTable):
                 default = gpu_field.default
+                if gpu_field.default_factory is not dataclasses.MISSING:
+                    default = gpu_field.default_factory()
                 shown = (
                     "required" if default is dataclasses.MISSING else documented_default(default)
                 )

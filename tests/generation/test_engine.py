@@ -173,8 +173,9 @@ def test_images_carry_their_metadata(engine: Engine, tiny_catalogue: Catalogue) 
 
 
 def test_out_of_memory_becomes_its_own_error(
-    engine: Engine, tiny_catalogue: Catalogue, monkeypatch: pytest.MonkeyPatch
+    tiny_catalogue: Catalogue, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    engine = Engine(tiny_catalogue, "cpu")  # its own: out of memory moves a model's profile
     request = build_request(tiny_catalogue, model="flux-schnell", prompt=PROMPT, count=4)
     engine.load("flux-schnell")
 
@@ -184,7 +185,10 @@ def test_out_of_memory_becomes_its_own_error(
     with monkeypatch.context() as patch:
         patch.setattr(torch.nn.Linear, "forward", exhausted)
         with pytest.raises(OutOfMemory, match="4 image\\(s\\) of 64x64; try fewer images"):
-            engine.generate(request)
+            engine.generate(request)  # full, then fp8 (the lowest the CPU runs): both fail
+    assert engine.profiles["flux-schnell"] == "fp8"
+    # The fp8 layers' casting hooks captured the patched forward when the retry loaded them.
+    engine.unload("flux-schnell")
     assert len(engine.generate(request)) == 4
 
 

@@ -120,7 +120,8 @@ def test_engine_takes_a_speed_table_and_keeps_cpu_images_identical(
     )
     assert [image.png for image in images] == [image.png for image in plain]
     assert caplog.messages == [
-        "Loaded flux-schnell on cpu in float32; speed options applied: none; skipped: "
+        "Loaded flux-schnell on cpu in float32, full profile; speed options applied: none; "
+        "skipped: "
         "attention: cpu is not a CUDA device, fp8: cpu is not a CUDA device, "
         "compile: cpu is not a CUDA device"
     ]
@@ -302,3 +303,17 @@ def test_gpu_speed_builds_the_real_architectures_at_full_size(tiny_model_dirs) -
         )
         counts = {name: round(n / 1e6) for name, n in gpu_speed.parameter_count(pipe).items()}
         assert counts == sizes
+
+
+def test_gpu_speed_benchmark_measures_each_memory_profile() -> None:
+    out = io.StringIO()
+    arguments = ["--tiny", "--models", "flux-schnell", "--variants", "default", "--repeat", "1"]
+    with contextlib.redirect_stdout(out):
+        code = gpu_speed.main([*arguments, "--profile", "full,fp8,fp8-offload"])
+    assert code == 0
+    lines = json.loads(out.getvalue())["results"]
+    assert [line["profile"] for line in lines] == ["full", "fp8", "fp8-offload"]
+    assert all(line["s_per_image"] > 0 for line in lines[:2])
+    assert lines[2]["skipped"] == ["the fp8-offload profile needs a CUDA GPU (for CPU offload)"]
+    with pytest.raises(SystemExit), contextlib.redirect_stderr(io.StringIO()):
+        gpu_speed.main([*arguments, "--profile", "q3"])

@@ -64,3 +64,31 @@ async def test_jobs_made_before_facts_were_recorded_stay_rerunnable(
         stored = await db.get_job(job_id)
         assert stored is not None
         assert stored.record.facts == FACTS
+
+
+async def test_the_memory_profile_is_recorded_and_old_jobs_ran_full(
+    tmp_path: Path, make_request
+) -> None:
+    path = tmp_path / "old.db"
+    first = resources.files("storage").joinpath("migrations", "0001_initial.sql").read_text()
+    request: GenerationRequest = make_request(seed=12)
+    with sqlite3.connect(path) as conn:  # a job finished before profiles existed
+        conn.executescript(first)
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        conn.execute("PRAGMA user_version = 1")
+        conn.execute(
+            "INSERT INTO jobs (user_id, priority, weight, model, kind, request, status, queued_at)"
+            " VALUES (1, 'normal', 1.0, ?, 'new', ?, 'done', 0)",
+            (request.model, request.to_json()),
+        )
+    async with await Database.open(path) as db:
+        (old,) = (await db.history(1)).jobs
+        assert old.profile == "full"
+        assert old.request.profile is None  # its stored request has no such key
+        job_id = await db.create_job(request, owner(user_id=1))
+        await db.mark_running(job_id, "cpu")
+        fp8 = replace(FACTS, profile="fp8")
+        await db.mark_done(job_id, [replace(i, facts=fp8) for i in images_for(request, 1)], 1.0)
+        stored = await db.get_job(job_id)
+        assert stored is not None
+        assert (stored.record.profile, stored.record.facts) == ("fp8", fp8)

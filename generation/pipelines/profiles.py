@@ -1,0 +1,90 @@
+"""Applying a memory profile (`generation.profiles`) to a pipeline as it loads: worker side.
+
+NF4 goes through diffusers' `PipelineQuantizationConfig` with bitsandbytes (read at load time);
+fp8 storage through diffusers' layerwise casting once the pipeline is read; offloading through
+`enable_model_cpu_offload` when it is placed (`generation.pipelines.loading.place`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from generation.errors import ModelUnavailable
+from generation.models import ModelSpec
+from generation.profiles import Profile
+from generation.speed_options import SpeedOptions
+
+if TYPE_CHECKING:
+    import torch
+    from diffusers import DiffusionPipeline
+
+
+def check_available(spec: ModelSpec, chosen: Profile, device: str) -> None:
+    """Raise ModelUnavailable, saying why, where `chosen` cannot run on `device`."""
+    reason = chosen.unavailable_on(device)
+    if reason is not None:
+        raise ModelUnavailable(f"Model {spec.name!r} cannot load here: {reason}.")
+
+
+def effective_speed(speed: SpeedOptions, chosen: Profile, denoiser: str) -> SpeedOptions:
+    """`speed` less its fp8 option where `chosen` already holds the denoiser in fp8 or NF4 (the
+    profile decides how the weights are held; torchao on top would quantize them twice)."""
+    if speed.fp8 and denoiser in (*chosen.fp8, *chosen.nf4):
+        return replace(speed, fp8=False)
+    return speed
+
+
+def load_options(chosen: Profile, dtype: torch.dtype) -> dict[str, Any]:
+    """Extra `from_pretrained` arguments for `chosen`: the quantization config of its NF4
+    components (4-bit NormalFloat, computed in `dtype`), or nothing."""
+    if not chosen.nf4:
+        return {}
+    from diffusers.quantizers import PipelineQuantizationConfig  # bitsandbytes: check_available
+
+    config = PipelineQuantizationConfig(
+        quant_backend="bitsandbytes_4bit",
+        quant_kwargs={
+            "load_in_4bit": True,
+            "bnb_4bit_quant_type": "nf4",
+            "bnb_4bit_compute_dtype": dtype,
+        },
+        components_to_quantize=list(chosen.nf4),
+    )
+    return {"quantization_config": config}
+
+
+def store_in_fp8(pipe: DiffusionPipeline, chosen: Profile, dtype: torch.dtype) -> None:
+    """Store the weights of `chosen.fp8`'s components in float8, computed in `dtype`."""
+    for name in chosen.fp8:
+        cast_to_fp8(getattr(pipe, name), dtype)
+
+
+def cast_to_fp8(module: torch.nn.Module, dtype: torch.dtype) -> None:
+    """Store `module`'s layer weights in float8 (e4m3), cast to `dtype` layer by layer as each
+    runs (diffusers' layerwise casting). Left in `dtype`: a diffusers model's own skip patterns
+    (norms, embeddings); for a transformers model, its embeddings (its `dtype`, which the
+    pipelines give the prompt embeddings, is its first weight's), diffusers' default patterns,
+    and the layers the model keeps in float32 (`_keep_in_fp32_modules`: T5's `wo`, whose input
+    T5 casts to the weight's dtype)."""
+    import torch
+    from diffusers.hooks.layerwise_casting import (
+        DEFAULT_SKIP_MODULES_PATTERN,
+        apply_layerwise_casting,
+    )
+    from diffusers.models.modeling_utils import ModelMixin
+
+    fp8 = torch.float8_e4m3fn
+    if isinstance(module, ModelMixin):
+        module.enable_layerwise_casting(storage_dtype=fp8, compute_dtype=dtype)
+        return
+    kept = getattr(module, "_keep_in_fp32_modules", None) or []
+    patterns = (*DEFAULT_SKIP_MODULES_PATTERN, *(rf"(^|\.){re.escape(name)}$" for name in kept))
+    apply_layerwise_casting(
+        module,
+        storage_dtype=fp8,
+        compute_dtype=dtype,
+        skip_modules_pattern=patterns,
+        skip_modules_classes=(torch.nn.Embedding,),
+    )

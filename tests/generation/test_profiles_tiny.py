@@ -1,0 +1,119 @@
+"""Memory profiles end to end on the tiny models (CPU, real diffusers pipelines): each profile the
+CPU can run makes its own images, recorded with the job and bit-exact on a rerun; the CUDA-only
+ones are skipped with the reason; a rerun asks for its job's profile; out of memory moves one
+profile down."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from generation.engine import Engine
+from generation.errors import ModelUnavailable, OutOfMemory
+from generation.models import Catalogue
+from generation.profiles import FAMILY_PROFILES
+from generation.request import build_request
+from tests.generation.helpers import pixels
+
+PROMPT = "a red kite over the dunes"
+CASES = [
+    (model, p)
+    for model, family in (("playground-v2.5", "playground"), ("flux-dev", "flux"))
+    for p in FAMILY_PROFILES[family]  # type: ignore[index]
+]
+
+
+def _request(catalogue: Catalogue, model: str, **changes: object):
+    return replace(build_request(catalogue, model=model, prompt=PROMPT, seeds=[5, 6]), **changes)
+
+
+def _pixels(images) -> list[bytes]:
+    return [pixels(image.png).tobytes() for image in images]
+
+
+@pytest.mark.parametrize(("model", "memory"), CASES, ids=[f"{m}-{p.name}" for m, p in CASES])
+def test_each_profile_runs_is_recorded_and_reruns_exactly(
+    tiny_catalogue: Catalogue, model: str, memory
+) -> None:
+    reason = memory.unavailable_on("cpu")
+    if reason is not None:
+        engine = Engine(tiny_catalogue, "cpu", profiles={model: memory.name})
+        with pytest.raises(ModelUnavailable, match="needs a CUDA GPU"):
+            engine.load(model)  # refused with the reason, not a library error
+        pytest.skip(reason)
+    engine = Engine(tiny_catalogue, "cpu", profiles={model: memory.name})
+    request = _request(tiny_catalogue, model)
+    first = engine.generate(request)
+    assert {image.facts.profile for image in first} == {memory.name}
+    again = Engine(tiny_catalogue, "cpu", profiles={model: memory.name}).generate(request)
+    assert _pixels(again) == _pixels(first)
+    if memory.name != "full":
+        full = Engine(tiny_catalogue, "cpu").generate(request)
+        assert _pixels(full) != _pixels(first), "the profile must change how weights are held"
+
+
+def test_a_rerun_asks_for_its_jobs_profile_and_says_when_it_cannot(
+    tiny_catalogue: Catalogue,
+) -> None:
+    model = "flux-dev"
+    made = Engine(tiny_catalogue, "cpu", profiles={model: "fp8"}).generate(
+        _request(tiny_catalogue, model)
+    )
+    engine = Engine(tiny_catalogue, "cpu")  # this worker holds the model in full
+    rerun = engine.generate(_request(tiny_catalogue, model, profile="fp8"))
+    assert _pixels(rerun) == _pixels(made)
+    assert rerun[0].facts.differences(made[0].facts) == []
+    # A profile this device cannot run: the job runs as the worker holds the model, and says so.
+    elsewhere = engine.generate(_request(tiny_catalogue, model, profile="nf4-offload"))
+    assert elsewhere[0].facts.profile == "full"
+    assert elsewhere[0].facts.differences(replace(made[0].facts, profile="nf4-offload")) == [
+        "the memory profile (nf4-offload → full)"
+    ]
+
+
+def test_out_of_memory_retries_once_one_profile_down(
+    tiny_catalogue: Catalogue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = "playground-v2.5"
+    engine = Engine(tiny_catalogue, "cpu")
+    run = Engine._run
+    # The one fake: the CPU does not run out of memory on a tiny model, a GPU would.
+    full_runs = []
+
+    def out_of_memory_in_full(self, loaded, *args):
+        if loaded.memory.name == "full":
+            full_runs.append(1)
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return run(self, loaded, *args)
+
+    monkeypatch.setattr(Engine, "_run", out_of_memory_in_full)
+    request = _request(tiny_catalogue, model)
+    images = engine.generate(request)
+    assert {image.facts.profile for image in images} == {"fp8"}  # offload needs CUDA: skipped
+    assert engine.profiles[model] == "fp8"  # later jobs start there
+    assert full_runs == [1]
+    expected = Engine(tiny_catalogue, "cpu", profiles={model: "fp8"}).generate(request)
+    assert _pixels(images) == _pixels(expected)
+
+    def always_out_of_memory(self, loaded, *args):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(Engine, "_run", always_out_of_memory)
+    with pytest.raises(OutOfMemory) as caught:
+        engine.generate(request)
+    assert "CUDA" not in str(caught.value)
+    assert "try fewer images or a smaller size" in str(caught.value)
+
+
+def test_fp8_holds_the_denoiser_in_float8(tiny_catalogue: Catalogue) -> None:
+    engine = Engine(tiny_catalogue, "cpu", profiles={"flux-dev": "fp8"})
+    engine.load("flux-dev")
+    pipe = engine._models["flux-dev"].loaded.pipe
+    dtypes = {p.dtype for p in pipe.transformer.parameters()}
+    assert torch.float8_e4m3fn in dtypes
+    t5 = {name: p.dtype for name, p in pipe.text_encoder_2.named_parameters()}
+    assert t5["encoder.block.0.layer.1.DenseReluDense.wi_0.weight"] == torch.float8_e4m3fn
+    assert t5["encoder.block.0.layer.1.DenseReluDense.wo.weight"] == torch.float32  # kept
+    assert all(p.dtype == torch.float32 for p in pipe.vae.parameters())
