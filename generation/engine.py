@@ -22,14 +22,17 @@ from PIL import Image, ImageOps
 from generation.errors import Cancelled, EngineError, ModelUnavailable, OutOfMemory
 from generation.input_images import UnusableImage, open_for_pipeline
 from generation.jobs import GeneratedImage, RunFacts
+from generation.loras import LoraCatalogue
 from generation.metadata import encode_png
 from generation.models import Catalogue, ModelSpec, UnknownModel
 from generation.pipelines import LoadedPipeline, PipelineFamily, family_pipelines
+from generation.pipelines.adapters import Adapters, LoraFile
 from generation.pipelines.loading import resolve_source
-from generation.pipelines.provenance import config_revision, model_revision
+from generation.pipelines.prompt_encoding import encoder_fact, prompt_arguments
+from generation.pipelines.provenance import config_revision, file_sha256, model_revision
 from generation.pipelines.speed import prepare_call
 from generation.previews import latent_preview_png
-from generation.prompts import encoder_settings, find_cut, prompt_tokenizer
+from generation.prompts import PLAIN, encoder_settings, find_cut, prompt_tokenizer
 from generation.request import GenerationRequest
 from generation.speed_options import SpeedOptions
 from generation.workers.config import DEVICE_PATTERN
@@ -58,6 +61,7 @@ class _LoadedModel:
     loaded: LoadedPipeline
     revision: str
     config: str | None
+    adapters: Adapters
     image_to_image: DiffusionPipeline | None = None
     schedulers: dict[str, SchedulerMixin] = field(default_factory=dict)
 
@@ -132,17 +136,22 @@ class Engine:
         preview_every: int = 4,
         offload: bool = False,
         speed: SpeedOptions | Mapping[str, Any] | None = None,
+        loras: LoraCatalogue | Mapping[str, Any] | None = None,
     ) -> None:
         """`preview_every` steps a preview accompanies progress (0: none); `offload` keeps
         weights in CPU memory between uses (for GPUs too small for a whole model). `speed`: the
         CUDA speed options, or a `[speed]` table as a plain mapping (what crosses into a worker
-        process); a bad table raises SpeedConfigError."""
+        process); a bad table raises SpeedConfigError. `loras`: the LoRA catalogue, or the
+        `[loras]` tables as a plain mapping."""
         self.catalogue = catalogue
         self.device = check_device(device)
         self.preview_every = preview_every
         self.offload = offload
         self.speed = (
             speed if isinstance(speed, SpeedOptions) else SpeedOptions.from_config(speed or {})
+        )
+        self.loras = (
+            loras if isinstance(loras, LoraCatalogue) else LoraCatalogue.from_config(loras or {})
         )
         self._models: dict[str, _LoadedModel] = {}
 
@@ -177,9 +186,13 @@ class Engine:
         if should_cancel is not None and should_cancel():
             raise Cancelled("The job was cancelled before it started.")
         model = self._loaded(request.model)
+        lora_files = self._lora_files(request)
         pipe = model.pipeline_for(request)
+        model.adapters.apply(lora_files)
         prepare_call(pipe, self.speed, self.device, request.width, request.height)
         init_image = _init_image(request)
+        arguments = model.family.arguments(request, model.spec, init_image)
+        arguments |= prompt_arguments(pipe, request, model.spec.family)
         reporter = _StepReporter(
             request, model.family, on_progress, should_cancel, self.preview_every
         )
@@ -187,7 +200,7 @@ class Engine:
         try:
             with model.loaded.per_image.images(1 if self.speed.fast_batches else request.count):
                 images = pipe(
-                    **model.family.arguments(request, model.spec, init_image),
+                    **arguments,
                     generator=generators,
                     callback_on_step_end=reporter,
                 ).images
@@ -199,7 +212,7 @@ class Engine:
             ) from None
         if reporter.cancelled:
             raise Cancelled("The job was cancelled.")
-        facts = self._facts(model, request)
+        facts = self._facts(model, request, lora_files)
         made = []
         for index, (seed, image) in enumerate(zip(request.seeds, images, strict=True)):
             # The record always says the size made (the catalogue refuses limits a family
@@ -220,19 +233,48 @@ class Engine:
         loaded = family.load(spec, self.device, offload=self.offload, speed=self.speed)
         path = resolve_source(spec)
         self._models[name] = _LoadedModel(
-            spec, family, loaded, model_revision(spec, path), config_revision(spec, path)
+            spec,
+            family,
+            loaded,
+            model_revision(spec, path),
+            config_revision(spec, path),
+            Adapters(loaded.pipe),
         )
         return self._models[name]
 
-    def _facts(self, model: _LoadedModel, request: GenerationRequest) -> RunFacts:
+    def _lora_files(self, request: GenerationRequest) -> list[LoraFile]:
+        """The request's LoRA files on this machine; ModelUnavailable for one that is not."""
+        if request.loras and self.speed.fp8 and self.device.startswith("cuda"):
+            raise ModelUnavailable(
+                "LoRAs cannot be used on a GPU that runs the model in fp8 (quantized weights); "
+                "ask without a LoRA, or the owner can turn [speed] fp8 off."
+            )
+        files = []
+        for use in request.loras:
+            spec = self.loras.get(use.name)
+            path = spec.path() if spec is not None else None
+            if path is None or not path.is_file():
+                raise ModelUnavailable(
+                    f"The LoRA {use.name!r} is not available on this machine (not in the "
+                    "configuration, or not downloaded: python -m generation.download)."
+                )
+            files.append(LoraFile(path, file_sha256(path), use.weight))
+        return files
+
+    def _facts(
+        self, model: _LoadedModel, request: GenerationRequest, lora_files: list[LoraFile]
+    ) -> RunFacts:
         """What besides `request` decided the pixels of this run."""
         pipe = model.loaded.pipe
         tokenizer = getattr(pipe, prompt_tokenizer(model.spec))
-        cut = find_cut(request.prompt, model.spec, tokenizer)
-        negative_cut = (
-            find_cut(request.negative_prompt, model.spec, tokenizer)
-            if request.negative_prompt
-            else None
+        cut = negative_cut = None
+        if request.prompt_encoder == PLAIN:  # compel reads the whole prompt, in chunks
+            cut = find_cut(request.prompt, model.spec, tokenizer)
+            if request.negative_prompt:
+                negative_cut = find_cut(request.negative_prompt, model.spec, tokenizer)
+        loras = "; ".join(
+            f"{use.name} sha256:{file.sha256} unfused"
+            for use, file in zip(request.loras, lora_files, strict=True)
         )
         return RunFacts(
             model_revision=model.revision,
@@ -246,6 +288,8 @@ class Engine:
             negative_cut_at=negative_cut.at if negative_cut else None,
             model_config=model.config,
             settings=encoder_settings(model.spec),
+            loras=loras,
+            prompt_encoder=encoder_fact(request),
         )
 
     def _device_type(self) -> str:
