@@ -19,6 +19,7 @@ from pydantic import AfterValidator, Field
 
 from bot.observability.settings import ObservabilitySettings
 from generation.config_schema import TABLE, Bool, Float, Int, Name, Text, toml_value
+from generation.loras import LoraTable
 from generation.models import ModelTable
 from generation.request import MAX_COUNT, RequestError, parse_aspect
 from generation.scheduler import SchedulerSettings
@@ -147,3 +148,4 @@ class AtelierFile:
     gpus: tuple[GpuTable, ...] = ()  # empty: one worker per GPU found (or one CPU worker)
     workers: SupervisionSettings = field(default_factory=SupervisionSettings)
     models: dict[Name, ModelTable] = field(default_factory=dict)
+    loras: dict[Name, LoraTable] = field(default_factory=dict)

@@ -150,6 +150,16 @@ class LoraCatalogue(Mapping[str, LoraSpec]):
     def __len__(self) -> int:
         return len(self.specs)
 
+    def tables(self) -> dict[str, dict[str, Any]]:
+        """The catalogue as `[loras]` tables of plain data (what crosses into a worker)."""
+        tables: dict[str, dict[str, Any]] = {}
+        for name, spec in self.specs.items():
+            table = {k: getattr(spec, k) for k in _TABLE_KEYS}
+            table["family"] = spec.family.value
+            table["triggers"] = list(spec.triggers)
+            tables[name] = {k: v for k, v in table.items() if v is not None}
+        return tables
+
     def offered(self, family: Family, disabled: frozenset[str] = frozenset()) -> list[LoraSpec]:
         """The enabled LoRAs for `family`, by name (what autocomplete offers)."""
         return [
@@ -163,6 +173,9 @@ class LoraCatalogue(Mapping[str, LoraSpec]):
         name = _file_name(path)
         spec = LoraSpec(name=name, source=str(path), family=family)
         return LoraCatalogue({**self.specs, name: spec}), name
+
+
+_TABLE_KEYS = ("source", "family", "file", "weight", "triggers", "licence", "notes", "enabled")
 
 
 def _fields(values: LoraTable) -> dict[str, Any]:
