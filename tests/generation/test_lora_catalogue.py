@@ -220,6 +220,6 @@ def test_bot_check_refuses_a_lora_that_does_not_fit_and_passes_one_that_does(
     )
     assert checks["bad"].returncode == 1
     assert (
-        "[ERR] LoRA wrong: flux-dev.safetensors adapts a transformer, which playground-v2.5 does not have."
-        in checks["bad"].stdout
+        "[ERR] LoRA wrong: flux-dev.safetensors adapts a transformer, which playground-v2.5 "
+        "does not have." in checks["bad"].stdout
     )
