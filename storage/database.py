@@ -11,13 +11,14 @@ from storage import schema
 from storage.images import ImageStore
 from storage.jobs import JobLifecycle
 from storage.library import Library
+from storage.loras import LoraSwitches
 from storage.maintenance import Maintenance
 from storage.privacy import Privacy
 from storage.private import make_private, new_private_file, private_folder
 from storage.reports import Reports
 
 
-class Database(JobLifecycle, Library, Reports, Privacy, Maintenance):
+class Database(JobLifecycle, Library, Reports, Privacy, Maintenance, LoraSwitches):
     """Jobs and their lifecycle (implements `generation.jobs.JobStore`), images, users, guild
     settings, the audit log, and the owner's maintenance tasks.
 

@@ -22,7 +22,7 @@ from generation.loras import (
 )
 from generation.models import Catalogue
 from generation.request import GenerationRequest, RequestError, build_request
-from tests.generation.conftest import lora_tables
+from tests.conftest import lora_tables
 
 
 def _safetensors(path: Path, shapes: dict[str, list[int]]) -> Path:

@@ -17,8 +17,7 @@ from PIL import Image
 from generation.loras import LoraCatalogue
 from generation.models import Catalogue
 from generation.tiny import recommended_settings
-from tests.conftest import child_environment
-from tests.generation.conftest import lora_tables
+from tests.conftest import child_environment, lora_tables
 from tests.generation.helpers import pixels
 
 PROMPT = "a lighthouse on a cliff at dusk"

@@ -23,7 +23,7 @@ from generation.pool import WorkerPool
 from generation.request import GenerationRequest, JobKind, build_request
 from generation.workers.config import WorkerConfig
 from storage import Database
-from tests.generation.conftest import lora_tables
+from tests.conftest import lora_tables
 from tests.generation.helpers import Recorder, pixels
 
 MODELS = ("playground-v2.5", "flux-dev", "flux-schnell")
