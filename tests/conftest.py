@@ -56,11 +56,10 @@ def tiny_catalogue(tiny_model_dirs: dict[str, Path]) -> Catalogue:
 
 
 _MAKE_LORAS = (
-    "import sys; from pathlib import Path; from tests.generation.lora_files import make_lora\n"
+    "import sys; from pathlib import Path; from generation.tiny import build_lora\n"
     "for family, model, out, seed in zip(*[iter(sys.argv[1:])] * 4):\n"
-    "    make_lora(Path(model), Path(out), int(seed))"
+    "    build_lora(Path(model), Path(out), int(seed))"
 )
-LORA_FAMILIES = {"playground": "playground", "flux-dev": "flux"}  # tiny model → LoRA family
 
 
 @pytest.fixture(scope="session")
