@@ -202,6 +202,8 @@ def parse_lora(text: str) -> tuple[str, float | None]:
     head, colon, tail = text.strip().rpartition(":")
     if not colon:
         return text.strip(), None
+    if not tail.strip():  # "name:" — the weight not typed yet
+        return head.strip(), None
     try:
         weight = float(tail)
     except ValueError:

@@ -12,7 +12,7 @@ import discord
 from discord import app_commands
 
 from bot.ui.fit import MAX_NAME_CHARS, clip
-from generation.loras import LoraCatalogue, parse_lora
+from generation.loras import LoraCatalogue, LoraError, parse_lora
 from generation.models import Catalogue, Family
 
 if TYPE_CHECKING:
@@ -72,7 +72,10 @@ def lora_choices(
 ) -> Choices:
     """The enabled LoRAs of `families` whose name or notes contain what was typed; a weight
     typed after a colon (`detail:0.6`) is kept in the value."""
-    typed, weight = parse_lora(current) if ":" in current else (current, None)
+    try:
+        typed, weight = parse_lora(current)
+    except LoraError:  # "name:nan": offer the names, without that weight
+        typed, weight = current.partition(":")[0], None
     typed = typed.casefold()
     choices = []
     for family in sorted(families):

@@ -45,6 +45,8 @@ async def test_autocomplete_offers_the_loras_that_fit_the_model(studio: StudioWo
     assert await _values(studio, "", "flux-dev") == ["fx"]
     assert await _values(studio, "pg:0.3", "playground-v2.5") == ["pg:0.3", "pg2:0.3"]
     assert set(await _values(studio, "")) == {"pg", "pg2", "fx"}
+    assert await _values(studio, "pg:nan", "playground-v2.5") == ["pg", "pg2"]
+    assert await _values(studio, "fx:", "flux-dev") == ["fx"]  # the weight not typed yet
 
 
 async def test_a_lora_job_is_made_recorded_and_tagged(studio: StudioWorld) -> None:
@@ -56,6 +58,8 @@ async def test_a_lora_job_is_made_recorded_and_tagged(studio: StudioWorld) -> No
     stored = await studio.database.get_job(job_id)
     assert stored is not None
     assert stored.record.request.loras == (LoraUse("pg", 0.5), LoraUse("pg2", 1.0))
+    result = await studio.result_of(job_id)
+    assert "LoRA `pg:0.5` · LoRA `pg2:1`" in result.content
     (image,) = await studio.database.images_of(job_id)
     with Image.open(image.path) as png:
         assert "<lora:pg:0.5> <lora:pg2:1>" in png.text["parameters"]

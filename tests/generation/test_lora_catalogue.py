@@ -128,6 +128,7 @@ def test_the_bot_configuration_refuses_a_faulty_lora_table() -> None:
     [
         ("pg", ("pg", None)),
         ("pg:0.8", ("pg", 0.8)),
+        ("pg:", ("pg", None)),
         ("pg:-1", ("pg", -1.0)),
         ("/a/b:c.safetensors", ("/a/b:c.safetensors", None)),
         ("/a/b:c.safetensors:0.5", ("/a/b:c.safetensors", 0.5)),
