@@ -185,8 +185,8 @@ class Engine:
         """
         if should_cancel is not None and should_cancel():
             raise Cancelled("The job was cancelled before it started.")
+        lora_files = self._lora_files(request)  # before loading: a refusal costs nothing
         model = self._loaded(request.model)
-        lora_files = self._lora_files(request)
         pipe = model.pipeline_for(request)
         model.adapters.apply(lora_files)
         prepare_call(pipe, self.speed, self.device, request.width, request.height)
@@ -244,10 +244,14 @@ class Engine:
 
     def _lora_files(self, request: GenerationRequest) -> list[LoraFile]:
         """The request's LoRA files on this machine; ModelUnavailable for one that is not."""
-        if request.loras and self.speed.fp8 and self.device.startswith("cuda"):
+        # Adapters on quantized (fp8) or compiled denoisers fail or recompile in diffusers;
+        # refused rather than run wrong (README, "LoRAs": memory profiles).
+        unsupported = [name for name in ("fp8", "compile") if getattr(self.speed, name)]
+        if request.loras and unsupported and self.device.startswith("cuda"):
             raise ModelUnavailable(
-                "LoRAs cannot be used on a GPU that runs the model in fp8 (quantized weights); "
-                "ask without a LoRA, or the owner can turn [speed] fp8 off."
+                f"LoRAs cannot be used on a GPU whose model runs with [speed] "
+                f"{' and '.join(unsupported)}; ask without a LoRA, or the owner can turn "
+                f"{'them' if len(unsupported) > 1 else 'it'} off."
             )
         files = []
         for use in request.loras:

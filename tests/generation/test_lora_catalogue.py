@@ -224,3 +224,24 @@ def test_bot_check_refuses_a_lora_that_does_not_fit_and_passes_one_that_does(
         "[ERR] LoRA wrong: flux-dev.safetensors adapts a transformer, which playground-v2.5 "
         "does not have." in checks["bad"].stdout
     )
+
+
+@pytest.mark.parametrize(
+    ("speed", "said"),
+    [({"fp8": True}, "fp8;"), ({"fp8": True, "compile": True}, "fp8 and compile")],
+)
+def test_a_lora_job_on_a_quantized_or_compiled_gpu_model_is_refused_before_loading(
+    tiny_catalogue: Catalogue, tiny_loras: dict[str, Path], speed: dict, said: str
+) -> None:
+    from generation.engine import Engine
+    from generation.errors import ModelUnavailable
+
+    loras = LoraCatalogue.from_config(lora_tables(tiny_loras))
+    engine = Engine(tiny_catalogue, "cpu", speed=speed, loras=loras)
+    engine.device = "cuda"  # the rule is about CUDA workers; this machine has none
+    request = build_request(
+        tiny_catalogue, prompt="a", model="flux-dev", loras=[("fx", 1.0)], lora_catalogue=loras
+    )
+    with pytest.raises(ModelUnavailable, match=f"with \\[speed\\] {said}"):
+        engine.generate(request)
+    assert engine.loaded == ()  # refused before any model was loaded
