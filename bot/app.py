@@ -77,7 +77,8 @@ async def open_services(settings: Settings, *, observer: PoolObserver | None = N
             database,
             list(settings.gpus) or discover_workers(settings.catalogue),
             settings=settings.limits,
-            engine_options={"speed": asdict(settings.speed)},  # plain data: crosses into workers
+            # Plain data: it crosses into the worker processes.
+            engine_options={"speed": asdict(settings.speed), "loras": settings.loras.tables()},
             observer=observer,
             supervision=settings.workers,
         )

@@ -4,10 +4,11 @@ Checks the token is set (not whether Discord accepts it: that needs a connection
 workers name (with `nvidia-smi`, never importing torch in this process), the GPUs of the `[ray]`
 cluster (`bot.check_ray`), that every model's
 weights are in a local folder or the Hugging Face cache as safetensors (as `generation.download`
-judges them; a model not downloaded yet is only a note, as scripts/start downloads it next), and
-that the database opens. Prints one line per check (all on standard output, in order) and a
-sentence for each problem; exit status 1 if any. Models not downloaded yet are named in the last
-line with the command that fetches them.
+judges them; a model not downloaded yet is only a note, as scripts/start downloads it next),
+that every LoRA is a safetensors file that fits each model of its family (read from the files'
+headers, see `generation.loras.check_fits`), and that the database opens. Prints one line per
+check (all on standard output, in order) and a sentence for each problem; exit status 1 if any.
+Models not downloaded yet are named in the last line with the command that fetches them.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from bot.config import Settings
 from generation.download import MODEL_INDEX, cached_snapshot, missing_weights
+from generation.loras import LoraError, LoraSpec, check_fits
 from generation.models import Catalogue, ModelSpec
 from generation.profiles import needed_gib, profile
 from generation.shell import python_command
@@ -47,6 +49,7 @@ async def run_checks(settings: Settings, config_args: str = "") -> int:
         *_gpus(settings),
         *ray_findings(settings),
         *(_model(spec, config_args) for spec in settings.catalogue.values()),
+        *(_lora(lora, settings.catalogue, config_args) for lora in settings.loras.values()),
         await _database(settings),
     ]
     for finding in findings:  # one stream, so that the lines stay in order when piped
@@ -143,6 +146,37 @@ def _model(spec: ModelSpec, config_args: str) -> Finding:
             "convert them or use a safetensors release.",
         )
     return Finding(True, f"Model {spec.name}: weights found in {folder}.")
+
+
+def _lora(lora: LoraSpec, catalogue: Catalogue, config_args: str) -> Finding:
+    """Whether `lora`'s file is here and fits every model of its family that is here."""
+    path = lora.path()
+    if path is None:
+        return Finding(
+            False,
+            f"LoRA {lora.name}: {lora.source} is not downloaded yet; run "
+            f"`{python_command('-m generation.download' + config_args)}`. Until then jobs "
+            "asking for it fail.",
+            problem=False,
+        )
+    if not path.is_file():
+        return Finding(False, f"LoRA {lora.name}: {path} is not a file.")
+    checked = []
+    for spec in catalogue.values():
+        folder = Path(spec.source).expanduser() if spec.is_local else cached_snapshot(spec)
+        if spec.family is not lora.family or folder is None or not folder.is_dir():
+            continue
+        try:
+            problem = check_fits(path, folder, spec)
+        except LoraError as error:
+            problem = str(error)
+        if problem:
+            return Finding(
+                False, f"LoRA {lora.name}: {problem} Remove it or set its `family` right."
+            )
+        checked.append(spec.name)
+    fits = f"fits {', '.join(checked)}" if checked else "no model of its family is here to check"
+    return Finding(True, f"LoRA {lora.name}: {path.name} {fits}.")
 
 
 def _not_downloaded(spec: ModelSpec) -> bool:

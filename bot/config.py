@@ -28,6 +28,7 @@ from bot.observability.settings import ObservabilitySettings
 from bot.settings_schema import AtelierFile, GpuTable, ProgressSettings, UserDefaults
 from generation.config_file import config_path_from_env
 from generation.config_schema import SettingsProblems, toml_value, validate_table
+from generation.loras import LoraCatalogue
 from generation.models import Catalogue, CatalogueError
 from generation.pool import SchedulerSettings
 from generation.speed_options import SpeedOptions
@@ -87,6 +88,7 @@ class Settings:
     limits: SchedulerSettings = field(default_factory=SchedulerSettings)
     progress: ProgressSettings = field(default_factory=ProgressSettings)
     speed: SpeedOptions = field(default_factory=SpeedOptions)  # the workers' CUDA pipelines
+    loras: LoraCatalogue = field(default_factory=LoraCatalogue)
     observability: ObservabilitySettings = field(default_factory=ObservabilitySettings)
     workers: SupervisionSettings = field(default_factory=SupervisionSettings)  # not running
     ray: RaySettings = field(default_factory=RaySettings)  # the cluster of remote GPUs
@@ -163,6 +165,11 @@ def settings_from_mapping(
     except CatalogueError as error:
         problems.extend(error.problems)
         valid = error.valid
+    loras = LoraCatalogue()
+    try:
+        loras = LoraCatalogue.from_config(_table(table, "loras", problems))
+    except SettingsProblems as error:
+        problems.extend(error.problems)
     model_names = list(dict.fromkeys([*(catalogue or Catalogue.builtin()), *models]))
     default_model = _raw(table, "defaults", "model")
     if isinstance(default_model, str) and default_model not in model_names:
@@ -187,6 +194,7 @@ def settings_from_mapping(
         limits=file.limits.scheduler_settings(),
         progress=file.progress,
         speed=file.speed,
+        loras=loras,
         observability=file.observability,
         workers=file.workers,
         ray=file.ray,
@@ -216,7 +224,7 @@ def _read_tables(table: Mapping[str, Any]) -> tuple[_File, list[str]]:
     problems = [f"Unknown setting `{key}`." for key in sorted(set(table) - set(FILE_KEYS))]
     values: dict[str, Any] = {}
     for key, kind in FILE_KEYS.items():
-        if key in table and key not in ("models", "gpus"):  # the catalogue reads the models
+        if key in table and key not in ("models", "gpus", "loras"):  # catalogues read those
             try:
                 values[key] = validate_table(kind, table[key], key)
             except SettingsProblems as error:
@@ -350,3 +358,12 @@ def apply_discord_endpoints(settings: Settings) -> None:
 
 
 FILE_KEYS = get_type_hints(AtelierFile, include_extras=True)  # key → its declared type
+
+
+def _table(table: Mapping[str, Any], key: str, problems: list[str]) -> Mapping[str, Any]:
+    """`table[key]` when it is a table (else a problem is added and an empty table returned)."""
+    value = table.get(key, {})
+    if isinstance(value, Mapping):
+        return value
+    problems.append(f"`{key}` should be a table, not {toml_value(value)}.")
+    return {}

@@ -295,7 +295,7 @@ def _build(
             )
     scheduler = request.scheduler if request.scheduler in spec.schedulers else None
     try:
-        return build_request(
+        built = build_request(
             catalogue,
             prompt=request.prompt,
             model=request.model,
@@ -314,6 +314,8 @@ def _build(
         )
     except RequestError as error:  # a limit no derivation can meet (say, an empty prompt)
         raise UserError(error.message) from None
+    # The parent's LoRAs and prompt encoder come along: a variation looks like its parent.
+    return replace(built, loras=request.loras, prompt_encoder=request.prompt_encoder)
 
 
 @lru_cache(maxsize=64)

@@ -20,6 +20,7 @@ from pydantic import AfterValidator, Field
 
 from bot.observability.settings import ObservabilitySettings
 from generation.config_schema import TABLE, Bool, Float, Int, Name, Text, toml_value
+from generation.loras import LoraTable
 from generation.models import ModelTable
 from generation.pool import SchedulerSettings
 from generation.request import MAX_COUNT, RequestError, parse_aspect
@@ -173,3 +174,4 @@ class AtelierFile:
     workers: SupervisionSettings = field(default_factory=SupervisionSettings)
     ray: RaySettings = field(default_factory=RaySettings)  # GPUs of other machines
     models: dict[Name, ModelTable] = field(default_factory=dict)
+    loras: dict[Name, LoraTable] = field(default_factory=dict)

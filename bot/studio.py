@@ -149,10 +149,14 @@ class Studio:
         cut = negative_cut = None
         if request.model in self.settings.catalogue:
             spec = self.settings.catalogue[request.model]
-            cut = await asyncio.to_thread(self._prompts.cut, spec, request.prompt)
+            cut = await asyncio.to_thread(
+                self._prompts.cut, spec, request.prompt, request.prompt_encoder
+            )
             if request.negative_prompt:
                 negative = request.negative_prompt
-                negative_cut = await asyncio.to_thread(self._prompts.cut, spec, negative)
+                negative_cut = await asyncio.to_thread(
+                    self._prompts.cut, spec, negative, request.prompt_encoder
+                )
         notes = tuple(request_notes(request, cut, negative_cut))
         if notes:
             tracker.notes = notes

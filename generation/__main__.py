@@ -3,14 +3,17 @@
     python -m generation --model NAME_OR_DIR --prompt TEXT [--negative TEXT] [--seed N]
         [--steps N] [--guidance X] [--width W --height H | --aspect W:H] [--count N]
         [--scheduler S] [--init IMAGE --strength S] [--ref IMAGE ...] [--raw]
-        [--device cpu|cuda|cuda:N] [--offload] [--config atelier.toml] --out DIR
+        [--lora NAME_OR_PATH[:WEIGHT]]... [--device cpu|cuda|cuda:N] [--offload]
+        [--config atelier.toml] --out DIR
 
 The API models of Black Forest Labs (`flux-pro-1.1`, `flux-2-pro`, ...; `generation.hosted`)
 run when `BFL_API_KEY` is set (`BFL_API_URL` names another host); `--ref` gives them reference
 images where they take them, `--raw` is FLUX1.1 [pro] Ultra's raw mode.
 
 `--model` is a catalogue name or a diffusers directory (its family is read from
-`model_index.json`; an `atelier.json` beside it supplies catalogue settings). Each image is
+`model_index.json`; an `atelier.json` beside it supplies catalogue settings). `--lora` (up to
+three) names a `[loras]` entry of `--config` or a local .safetensors file, with an optional weight
+(`--lora detail:0.8`; default: the entry's weight, or 1). Each image is
 written as a PNG with metadata and announced by one JSON line on stdout: its path, index, seed
 and the full request. Everything that can be checked before a model is loaded is checked first
 (the request, the output folder, the device): a fault exits with code 2 and one sentence. A model
@@ -51,12 +54,20 @@ from collections.abc import Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
-from generation.config_file import read_models_tables  # noqa: E402
+from generation.config_file import read_loras_tables, read_models_tables  # noqa: E402
+from generation.config_schema import SettingsProblems  # noqa: E402
 from generation.hosted.catalogue import HOSTED_MODELS, hosted_models  # noqa: E402
 from generation.hosted.settings import ApiSettings, SettingsError  # noqa: E402
 from generation.input_images import UnusableImage, canonical_png  # noqa: E402
 from generation.jobs import GeneratedImage  # noqa: E402
-from generation.models import BUILTIN_MODELS, Catalogue, CatalogueError, spec_table  # noqa: E402
+from generation.loras import LoraCatalogue, LoraError, parse_lora  # noqa: E402
+from generation.models import (  # noqa: E402
+    BUILTIN_MODELS,
+    Catalogue,
+    CatalogueError,
+    UnknownModel,
+    spec_table,
+)
 from generation.request import GenerationRequest, RequestError, build_request  # noqa: E402
 from generation.tiny import SETTINGS_FILE  # noqa: E402
 from generation.workers.config import DEVICE_PATTERN  # noqa: E402
@@ -89,6 +100,13 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         "--ref", type=Path, action="append", help="a reference image (API models; repeatable)"
     )
     parser.add_argument("--raw", action="store_true", help="raw mode (FLUX1.1 [pro] Ultra)")
+    parser.add_argument(
+        "--lora",
+        action="append",
+        default=[],
+        metavar="NAME_OR_PATH[:WEIGHT]",
+        help="a [loras] name or a .safetensors file, with an optional weight (repeatable)",
+    )
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if any)")
     parser.add_argument(
         "--offload", action="store_true", help="keep weights in CPU memory (small GPUs)"
@@ -169,7 +187,33 @@ def read_image(path: Path, what: str) -> bytes:
         raise UsageError(f"{path}: {error.message}") from None
 
 
-def request_from(args: argparse.Namespace, catalogue: Catalogue, model: str) -> GenerationRequest:
+def loras_for(
+    args: argparse.Namespace, catalogue: Catalogue, model: str
+) -> tuple[LoraCatalogue, list[tuple[str, float | None]]]:
+    """The LoRA catalogue (`--config`'s `[loras]` plus `--lora` files) and the LoRAs asked for."""
+    try:
+        loras = LoraCatalogue.from_config(read_loras_tables(args.config) if args.config else {})
+        asked = []
+        for text in args.lora:
+            name, weight = parse_lora(text)
+            path = Path(name).expanduser()
+            if name not in loras and path.suffix == ".safetensors":
+                if not path.is_file():
+                    raise UsageError(f"--lora {name}: no such file.")
+                loras, name = loras.with_file(path, catalogue[model].family)
+            asked.append((name, weight))
+    except (ValueError, LoraError, SettingsProblems) as error:
+        raise UsageError(str(error)) from None
+    return loras, asked
+
+
+def request_from(
+    args: argparse.Namespace,
+    catalogue: Catalogue,
+    model: str,
+    loras: LoraCatalogue | None = None,
+    asked: list[tuple[str, float | None]] | None = None,
+) -> GenerationRequest:
     init_image = None if args.init is None else read_image(args.init, "init image")
     return build_request(
         catalogue,
@@ -188,6 +232,8 @@ def request_from(args: argparse.Namespace, catalogue: Catalogue, model: str) -> 
         strength=args.strength,
         raw=args.raw or None,
         input_images=[read_image(path, "reference image") for path in args.ref or ()],
+        loras=asked or (),
+        lora_catalogue=loras,
     )
 
 
@@ -218,7 +264,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_arguments(argv)
     try:
         catalogue, model = catalogue_for(args.model, args.config)
-        request = request_from(args, catalogue, model)
+        if model not in catalogue:
+            raise UsageError(str(UnknownModel(model, list(catalogue))))
+        loras, asked = loras_for(args, catalogue, model)
+        request = request_from(args, catalogue, model, loras, asked)
         check_device(args.device)
         check_output_folder(args.out)
         settings = ApiSettings.from_environment() if request.model in catalogue.hosted else None
@@ -229,10 +278,15 @@ def main(argv: list[str] | None = None) -> int:
         from generation.hosted.cli import run_hosted
 
         return run_hosted(request, settings, lambda images: write_images(args.out, request, images))
-    return run(args, catalogue, request)
+    return run(args, catalogue, request, loras)
 
 
-def run(args: argparse.Namespace, catalogue: Catalogue, request: GenerationRequest) -> int:
+def run(
+    args: argparse.Namespace,
+    catalogue: Catalogue,
+    request: GenerationRequest,
+    loras: LoraCatalogue | None = None,
+) -> int:
     print(f"Loading {request.model} ...", file=sys.stderr, flush=True)
     # Imported only now: torch takes seconds to load, and bad arguments should fail at once.
     import torch
@@ -243,7 +297,7 @@ def run(args: argparse.Namespace, catalogue: Catalogue, request: GenerationReque
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        engine = Engine(catalogue, device, preview_every=0, offload=args.offload)
+        engine = Engine(catalogue, device, preview_every=0, offload=args.offload, loras=loras)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE

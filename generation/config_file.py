@@ -33,3 +33,15 @@ def read_models_tables(path: Path) -> dict[str, dict[str, Any]]:
     if not isinstance(models, dict) or not all(isinstance(m, dict) for m in models.values()):
         raise ValueError(f"{path}: [models] should hold one table per model.")
     return dict(models)
+
+
+def read_loras_tables(path: Path) -> dict[str, Any]:
+    """The `[loras.NAME]` tables of the TOML file at `path` (see `read_models_tables`)."""
+    try:
+        table = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+        raise ValueError(f"Cannot read {path}: {error}") from None
+    loras = table.get("loras", {})
+    if not isinstance(loras, dict):
+        raise ValueError(f"{path}: [loras] should hold one table per LoRA.")
+    return dict(loras)

@@ -6,7 +6,8 @@ For each catalogue model whose `source` is a Hugging Face Hub id and that is not
 Hugging Face cache, it downloads what diffusers needs and nothing else (configurations,
 tokenizer files and the components' safetensors weights; Playground's fp16 variant), showing
 huggingface_hub's progress bars. Pickle weights (.bin, .ckpt, .pt) and single-file checkpoints
-are never fetched. With no MODEL named, every model of the configuration's catalogue is checked.
+are never fetched. With no MODEL named, every model of the configuration's catalogue is checked,
+and every `[loras.NAME]` from the Hub (its one safetensors `file`; a local LoRA file is checked).
 
 Needs no torch. Exit status: 0 when every model is ready, 1 when some could not be fetched
 (each with a sentence saying why and what to do), 2 for a bad command line or configuration.
@@ -15,6 +16,7 @@ Needs no torch. Exit status: 0 when every model is ready, 1 when some could not 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
@@ -22,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from huggingface_hub import constants, snapshot_download
+from huggingface_hub import constants, hf_hub_download, snapshot_download
 from huggingface_hub.errors import (
     GatedRepoError,
     HfHubHTTPError,
@@ -30,7 +32,9 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
 )
 
-from generation.config_file import config_path_from_env, read_models_tables
+from generation.config_file import config_path_from_env, read_loras_tables, read_models_tables
+from generation.config_schema import SettingsProblems
+from generation.loras import LoraCatalogue, LoraSpec
 from generation.models import Catalogue, CatalogueError, ModelSpec
 
 MODEL_INDEX = "model_index.json"
@@ -156,7 +160,50 @@ def ensure_downloaded(spec: ModelSpec) -> Outcome:
     return Outcome(spec.name, True, f"{spec.name}: downloaded to {folder}.")
 
 
-def _gated_message(spec: ModelSpec) -> str:
+def ensure_lora_downloaded(lora: LoraSpec) -> Outcome:
+    """Make sure `lora`'s safetensors file is on this machine, downloading it if needed."""
+    path = lora.path()
+    if lora.is_local:
+        if path is not None and path.is_file():
+            return Outcome(lora.name, True, f"LoRA {lora.name}: uses the local file {path}.")
+        return Outcome(
+            lora.name, False, f"LoRA {lora.name}: {path} is not a file; fix its `source`."
+        )
+    if path is not None:
+        return Outcome(lora.name, True, f"LoRA {lora.name}: already downloaded ({path}).")
+    print(f"LoRA {lora.name}: downloading {lora.source} {lora.file} ...", file=sys.stderr)
+    try:
+        path = Path(hf_hub_download(lora.source, lora.file or ""))
+    except GatedRepoError:
+        return Outcome(lora.name, False, _gated_message(lora))
+    except RepositoryNotFoundError:
+        return Outcome(
+            lora.name,
+            False,
+            f"LoRA {lora.name}: {lora.source} was not found on the Hugging Face Hub; check its "
+            f"`source`, or set HF_TOKEN for a private repository ({TOKEN_PAGE}).",
+        )
+    except LocalEntryNotFoundError:
+        return Outcome(lora.name, False, _unreachable_message(lora))
+    except HfHubHTTPError as error:  # also a `file` the repository does not have
+        return Outcome(lora.name, False, f"LoRA {lora.name}: the download failed: {error}")
+    except OSError as error:
+        return Outcome(lora.name, False, f"LoRA {lora.name}: the download failed: {error}")
+    return Outcome(lora.name, True, f"LoRA {lora.name}: downloaded to {path}.")
+
+
+def load_loras(config: Path | None) -> LoraCatalogue:
+    """The configuration file's `[loras]` (none when there is no file). Raises ValueError."""
+    path = config or config_path_from_env()
+    if config is None and not path.exists():
+        return LoraCatalogue()
+    try:
+        return LoraCatalogue.from_config(read_loras_tables(path))
+    except SettingsProblems as error:
+        raise ValueError(f"{path}: {error}") from None
+
+
+def _gated_message(spec: ModelSpec | LoraSpec) -> str:  # a LoRA is named the same way
     page = f"https://huggingface.co/{spec.source}"
     if os.environ.get("HF_TOKEN"):
         return (
@@ -169,17 +216,20 @@ def _gated_message(spec: ModelSpec) -> str:
     )
 
 
-def _unreachable_message(spec: ModelSpec) -> str:
+def _unreachable_message(spec: ModelSpec | LoraSpec) -> str:
     if constants.HF_HUB_OFFLINE:
         reason = "HF_HUB_OFFLINE is set, so nothing may be downloaded"
         fix = "unset HF_HUB_OFFLINE and run this again"
     else:
         reason = "the Hugging Face Hub could not be reached (no network?)"
         fix = "check the network and run this again"
+    if isinstance(spec, LoraSpec):
+        who, local = f"LoRA {spec.name}", "its `source` to a local .safetensors file"
+    else:
+        who, local = spec.name, f"`source` for {spec.name} to a local diffusers folder"
     return (
-        f"{spec.name}: {spec.source} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) "
-        f"and {reason}. To get it, {fix}, or set `source` for {spec.name} to a local diffusers "
-        "folder."
+        f"{who}: {spec.source} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) "
+        f"and {reason}. To get it, {fix}, or set {local}."
     )
 
 
@@ -207,6 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         catalogue = load_catalogue(args.config)
+        loras = load_loras(args.config)
     except ValueError as error:
         print(f"The configuration cannot be used: {error}", file=sys.stderr)
         return 2
@@ -218,8 +269,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     failed = []
-    for name in args.models or catalogue:
-        outcome = ensure_downloaded(catalogue[name])
+    outcomes = (ensure_downloaded(catalogue[name]) for name in args.models or catalogue)
+    lora_outcomes = (ensure_lora_downloaded(lora) for lora in loras.values() if not args.models)
+    for outcome in itertools.chain(outcomes, lora_outcomes):  # each printed as it comes
+        name = outcome.model
         print(outcome.message, file=sys.stdout if outcome.ready else sys.stderr, flush=True)
         if not outcome.ready:
             failed.append(name)

@@ -23,16 +23,19 @@ from PIL import Image, ImageOps
 from generation.errors import Cancelled, EngineError, ModelUnavailable, OutOfMemory
 from generation.input_images import UnusableImage, open_for_pipeline
 from generation.jobs import GeneratedImage, RunFacts
+from generation.loras import LoraCatalogue
 from generation.metadata import encode_png
 from generation.models import Catalogue, ModelSpec, UnknownModel
 from generation.pipelines import LoadedPipeline, PipelineFamily, family_pipelines
+from generation.pipelines.adapters import Adapters, LoraFile
 from generation.pipelines.loading import resolve_source
 from generation.pipelines.profiles import effective_speed
-from generation.pipelines.provenance import config_revision, model_revision
+from generation.pipelines.prompt_encoding import encoder_fact, prompt_arguments
+from generation.pipelines.provenance import config_revision, file_sha256, model_revision
 from generation.pipelines.speed import prepare_call
 from generation.previews import latent_preview_png
 from generation.profiles import DEFAULT_PROFILE, Profile, UnknownProfile, lower_profile, profile
-from generation.prompts import encoder_settings, find_cut, prompt_tokenizer
+from generation.prompts import PLAIN, encoder_settings, find_cut, prompt_tokenizer
 from generation.request import GenerationRequest
 from generation.speed_options import SpeedOptions
 from generation.workers.config import DEVICE_PATTERN
@@ -63,6 +66,7 @@ class _LoadedModel:
     revision: str
     config: str | None
     memory: Profile
+    adapters: Adapters
     image_to_image: DiffusionPipeline | None = None
     schedulers: dict[str, SchedulerMixin] = field(default_factory=dict)
 
@@ -138,13 +142,15 @@ class Engine:
         offload: bool = False,
         speed: SpeedOptions | Mapping[str, Any] | None = None,
         profiles: Mapping[str, str] | None = None,
+        loras: LoraCatalogue | Mapping[str, Any] | None = None,
     ) -> None:
         """`preview_every` steps a preview accompanies progress (0: none); `offload` keeps
         weights in CPU memory between uses (for GPUs too small for a whole model). `speed`: the
         CUDA speed options, or a `[speed]` table as a plain mapping (what crosses into a worker
         process); a bad table raises SpeedConfigError. `profiles`: model → the memory profile
         it loads with (absent: full); a job that runs out of memory moves its model one profile
-        down for good (`generation.profiles.lower_profile`)."""
+        down for good (`generation.profiles.lower_profile`). `loras`: the LoRA catalogue, or the
+        `[loras]` tables as a plain mapping."""
         self.catalogue = catalogue
         self.device = check_device(device)
         self.preview_every = preview_every
@@ -153,6 +159,9 @@ class Engine:
             speed if isinstance(speed, SpeedOptions) else SpeedOptions.from_config(speed or {})
         )
         self.profiles = dict(profiles or {})
+        self.loras = (
+            loras if isinstance(loras, LoraCatalogue) else LoraCatalogue.from_config(loras or {})
+        )
         self._models: dict[str, _LoadedModel] = {}
 
     @property
@@ -185,17 +194,19 @@ class Engine:
         """
         if should_cancel is not None and should_cancel():
             raise Cancelled("The job was cancelled before it started.")
+        wanted = self._wanted_profile(request)
+        lora_files = self._lora_files(request, wanted)  # before loading: a refusal costs nothing
         init_image = _init_image(request)
-        model = self._loaded(request.model, self._wanted_profile(request))
+        model = self._loaded(request.model, wanted)
         reporter = _StepReporter(
             request, model.family, on_progress, should_cancel, self.preview_every
         )
         try:
-            images = self._run(model, request, init_image, reporter)
+            images = self._run(model, request, init_image, reporter, lora_files)
         except torch.OutOfMemoryError:
             self._release_memory()
             lower = lower_profile(model.spec.family, model.memory.name, self.device)
-            if lower is None:
+            if lower is None or (lora_files and _quantizes(lower)):
                 raise self._out_of_memory(request) from None
             # Once, one profile down; the model stays there (this worker has learnt).
             log.warning(
@@ -208,13 +219,13 @@ class Engine:
             self.profiles[request.model] = lower.name
             model = self._loaded(request.model, lower.name)
             try:
-                images = self._run(model, request, init_image, reporter)
+                images = self._run(model, request, init_image, reporter, lora_files)
             except torch.OutOfMemoryError:
                 self._release_memory()
                 raise self._out_of_memory(request) from None
         if reporter.cancelled:
             raise Cancelled("The job was cancelled.")
-        facts = self._facts(model, request)
+        facts = self._facts(model, request, lora_files)
         made = []
         for index, (seed, image) in enumerate(zip(request.seeds, images, strict=True)):
             # The record always says the size made (the catalogue refuses limits a family
@@ -230,17 +241,17 @@ class Engine:
         request: GenerationRequest,
         init_image: Image.Image | None,
         reporter: _StepReporter,
+        lora_files: list[LoraFile],
     ) -> list[Image.Image]:
         """One batched pipeline call; raises torch.OutOfMemoryError as it comes."""
         pipe = model.pipeline_for(request)
+        model.adapters.apply(lora_files)
         prepare_call(pipe, self.speed, self.device, request.width, request.height)
+        arguments = model.family.arguments(request, model.spec, init_image)
+        arguments |= prompt_arguments(pipe, request, model.spec.family)
         generators = [torch.Generator("cpu").manual_seed(seed) for seed in request.seeds]
         with model.loaded.per_image.images(1 if self.speed.fast_batches else request.count):
-            return pipe(
-                **model.family.arguments(request, model.spec, init_image),
-                generator=generators,
-                callback_on_step_end=reporter,
-            ).images
+            return pipe(**arguments, generator=generators, callback_on_step_end=reporter).images
 
     def _out_of_memory(self, request: GenerationRequest) -> OutOfMemory:
         return OutOfMemory(
@@ -288,19 +299,64 @@ class Engine:
             return self._loaded(name, lower.name)
         path = resolve_source(spec)
         self._models[name] = _LoadedModel(
-            spec, family, loaded, model_revision(spec, path), config_revision(spec, path), memory
+            spec,
+            family,
+            loaded,
+            model_revision(spec, path),
+            config_revision(spec, path),
+            memory,
+            Adapters(loaded.pipe),
         )
         return self._models[name]
 
-    def _facts(self, model: _LoadedModel, request: GenerationRequest) -> RunFacts:
+    def _lora_files(self, request: GenerationRequest, wanted: str | None) -> list[LoraFile]:
+        """The request's LoRA files on this machine; ModelUnavailable for one that is not, or
+        where the model would run quantized (`wanted`: the profile asked for, None: its own)."""
+        if not request.loras:
+            return []
+        # Adapters on quantized (fp8, NF4) or compiled denoisers fail or recompile in diffusers;
+        # refused rather than run wrong (README, "LoRAs": memory profiles).
+        unsupported = [name for name in ("fp8", "compile") if getattr(self.speed, name)]
+        if unsupported and self.device.startswith("cuda"):
+            raise ModelUnavailable(
+                f"LoRAs cannot be used on a GPU whose model runs with [speed] "
+                f"{' and '.join(unsupported)}; ask without a LoRA, or the owner can turn "
+                f"{'them' if len(unsupported) > 1 else 'it'} off."
+            )
+        spec = self.catalogue.get(request.model)
+        name = wanted or self.profiles.get(request.model, DEFAULT_PROFILE)
+        if spec is not None and _quantizes(memory := profile(spec.family, name)):
+            raise ModelUnavailable(
+                f"LoRAs cannot be used with {request.model} here: it runs with the {memory.name} "
+                "memory profile, which stores its weights quantized. Ask without a LoRA, or on "
+                "a GPU that runs it in full precision."
+            )
+        files = []
+        for use in request.loras:
+            spec = self.loras.get(use.name)
+            path = spec.path() if spec is not None else None
+            if path is None or not path.is_file():
+                raise ModelUnavailable(
+                    f"The LoRA {use.name!r} is not available on this machine (not in the "
+                    "configuration, or not downloaded: python -m generation.download)."
+                )
+            files.append(LoraFile(path, file_sha256(path), use.weight))
+        return files
+
+    def _facts(
+        self, model: _LoadedModel, request: GenerationRequest, lora_files: list[LoraFile]
+    ) -> RunFacts:
         """What besides `request` decided the pixels of this run."""
         pipe = model.loaded.pipe
         tokenizer = getattr(pipe, prompt_tokenizer(model.spec))
-        cut = find_cut(request.prompt, model.spec, tokenizer)
-        negative_cut = (
-            find_cut(request.negative_prompt, model.spec, tokenizer)
-            if request.negative_prompt
-            else None
+        cut = negative_cut = None
+        if request.prompt_encoder == PLAIN:  # compel reads the whole prompt, in chunks
+            cut = find_cut(request.prompt, model.spec, tokenizer)
+            if request.negative_prompt:
+                negative_cut = find_cut(request.negative_prompt, model.spec, tokenizer)
+        loras = "; ".join(
+            f"{use.name} sha256:{file.sha256} unfused"
+            for use, file in zip(request.loras, lora_files, strict=True)
         )
         return RunFacts(
             model_revision=model.revision,
@@ -315,6 +371,8 @@ class Engine:
             model_config=model.config,
             settings=encoder_settings(model.spec),
             profile=model.memory.name,
+            loras=loras,
+            prompt_encoder=encoder_fact(request),
         )
 
     def _device_type(self) -> str:
@@ -348,3 +406,8 @@ def _init_image(request: GenerationRequest) -> Image.Image | None:
     except UnusableImage as error:
         raise EngineError(f"The init image cannot be used: {error.message}") from None
     return ImageOps.fit(upright, (request.width, request.height), Image.Resampling.LANCZOS)
+
+
+def _quantizes(memory: Profile) -> bool:
+    """Whether `memory` stores weights quantized (fp8 or NF4), where LoRA adapters are refused."""
+    return bool(memory.fp8 or memory.nf4)

@@ -60,7 +60,10 @@ class RunFacts:
     `settings`: the pipeline arguments besides the request that change pixels (FLUX's
     `max_sequence_length`), None for jobs made before it was recorded; `profile`: the memory
     profile the model ran with (`generation.profiles`; "full" for jobs made before profiles).
-    A None on either side of a comparison is unknown, not a difference.
+    A None on either side of a comparison is unknown, not a difference. `loras`: each LoRA the
+    run applied as `NAME sha256:HEX unfused` (the SHA-256 of its file's bytes; unfused: applied
+    as an adapter beside the weights), joined by "; ", "" for none. `prompt_encoder`: "plain" or
+    "compel VERSION". Both None for jobs made before they were recorded.
     """
 
     model_revision: str
@@ -75,6 +78,16 @@ class RunFacts:
     model_config: str | None = None
     settings: str | None = None
     profile: str = "full"
+    loras: str | None = None
+    prompt_encoder: str | None = None
+
+    def lora_sha256(self) -> dict[str, str]:
+        """LoRA name → the SHA-256 (hex) of the file the run applied."""
+        found = {}
+        for entry in filter(None, (self.loras or "").split("; ")):
+            name, digest, *_ = entry.split(" ")
+            found[name] = digest.removeprefix("sha256:")
+        return found
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -91,6 +104,8 @@ class RunFacts:
             "model_revision": "the model's weights",
             "model_config": "the model's configuration files",
             "settings": "the pipeline settings",
+            "loras": "the LoRA files",
+            "prompt_encoder": "the prompt encoder",
             "diffusers": "diffusers",
             "torch": "PyTorch",
             "device_type": "the device type",

@@ -26,9 +26,12 @@ PARAMETERS_KEY = "parameters"
 RECORD_KEY = "atelier"
 
 
-def parameters_text(request: GenerationRequest, index: int) -> str:
-    """The A1111 `parameters` text for image `index` of `request`."""
-    lines = [request.prompt]
+def parameters_text(request: GenerationRequest, index: int, facts: RunFacts | None = None) -> str:
+    """The A1111 `parameters` text for image `index` of `request`. LoRAs are written as A1111
+    writes them: `<lora:NAME:WEIGHT>` after the prompt and `Lora hashes: "NAME: HASH"` (here
+    the first 12 hex digits of the file's SHA-256) among the fields."""
+    tags = "".join(f" <lora:{use.name}:{use.weight:g}>" for use in request.loras)
+    lines = [request.prompt + tags]
     if request.negative_prompt:
         lines.append(f"Negative prompt: {request.negative_prompt}")
     fields = {
@@ -41,6 +44,10 @@ def parameters_text(request: GenerationRequest, index: int) -> str:
     }
     if request.strength is not None:
         fields["Denoising strength"] = f"{request.strength:g}"
+    hashes = facts.lora_sha256() if facts is not None else {}
+    if hashes:
+        listed = ", ".join(f"{name}: {digest[:12]}" for name, digest in hashes.items())
+        fields["Lora hashes"] = f'"{listed}"'
     lines.append(", ".join(f"{key}: {value}" for key, value in fields.items()))
     return "\n".join(lines)
 
@@ -70,7 +77,7 @@ def encode_png(
 ) -> bytes:
     """`image` as PNG bytes carrying both metadata chunks."""
     info = PngImagePlugin.PngInfo()
-    info.add_text(PARAMETERS_KEY, parameters_text(request, index))
+    info.add_text(PARAMETERS_KEY, parameters_text(request, index, facts))
     record = image_record(request, index, facts)
     info.add_text(RECORD_KEY, json.dumps(record, ensure_ascii=False))
     buffer = io.BytesIO()

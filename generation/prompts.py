@@ -20,6 +20,13 @@ from generation.models import Family, ModelSpec
 
 _FLUX_DEFAULT_TOKENS = 512  # FluxPipeline's default max_sequence_length
 
+# Prompt encoders (`GenerationRequest.prompt_encoder`): "plain" is the diffusers pipeline's own
+# (every job made before compel was used); "compel" reads long and weighted prompts on Playground
+# (`generation.pipelines.prompt_encoding`).
+PLAIN = "plain"
+COMPEL = "compel"
+PROMPT_ENCODERS = (PLAIN, COMPEL)
+
 
 @dataclass(frozen=True, slots=True)
 class PromptCut:
@@ -39,6 +46,11 @@ def prompt_tokenizer(spec: ModelSpec) -> str:
 def sequence_length(spec: ModelSpec) -> int:
     """FLUX's T5 prompt length for `spec` (the pipeline's `max_sequence_length`)."""
     return spec.max_sequence_length or _FLUX_DEFAULT_TOKENS
+
+
+def default_encoder(spec: ModelSpec) -> str:
+    """The prompt encoder new jobs for `spec` use: compel for Playground, plain for FLUX."""
+    return COMPEL if spec.family is Family.PLAYGROUND else PLAIN
 
 
 def encoder_settings(spec: ModelSpec) -> str:
@@ -109,9 +121,12 @@ class PromptReader:
     def __init__(self) -> None:
         self._tokenizers: dict[str, Any] = {}
 
-    def cut(self, spec: ModelSpec, prompt: str) -> PromptCut | None:
-        """Where `spec` will stop reading `prompt`; None when it reads it all, or when the
-        model's tokenizer is not on this machine (the worker still records the cut)."""
+    def cut(self, spec: ModelSpec, prompt: str, encoder: str = PLAIN) -> PromptCut | None:
+        """Where `spec` will stop reading `prompt` with `encoder`; None when it reads it all
+        (compel reads a whole prompt, in chunks), or when the model's tokenizer is not on this
+        machine (the worker still records the cut)."""
+        if encoder == COMPEL:
+            return None
         tokenizer = self._tokenizer(spec)
         return None if tokenizer is None else find_cut(prompt, spec, tokenizer)
 

@@ -14,6 +14,7 @@ import math
 import re
 import secrets
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from typing import Any
@@ -21,7 +22,9 @@ from typing import Any
 from generation.img2img import denoising_steps
 from generation.input_images import MAX_BYTES as MAX_INIT_IMAGE_BYTES
 from generation.input_images import UnusableImage, check_header, upright_size
+from generation.loras import LoraCatalogue, LoraError, LoraUse, choose_loras
 from generation.models import ASPECT_TOLERANCE, Catalogue, ModelSpec, UnknownModel
+from generation.prompts import PLAIN, PROMPT_ENCODERS, default_encoder
 
 MAX_COUNT = 4
 MAX_SEED = 2**63 - 1
@@ -72,6 +75,9 @@ class GenerationRequest:
     input_images: tuple[bytes, ...] = ()  # reference images, checked and canonical
     # The memory profile to run with (a rerun asks for its parent's); None: the worker's own.
     profile: str | None = None
+    # Absent from jobs made before LoRAs and compel: they read back as none and "plain", as made.
+    loras: tuple[LoraUse, ...] = ()
+    prompt_encoder: str = PLAIN
 
     @property
     def count(self) -> int:
@@ -89,6 +95,7 @@ class GenerationRequest:
         data = asdict(self)
         data["seeds"] = list(self.seeds)
         data["kind"] = self.kind.value
+        data["loras"] = [{"name": use.name, "weight": use.weight} for use in self.loras]
         if self.init_image is not None:
             data["init_image"] = base64.b64encode(self.init_image).decode("ascii")
         data["input_images"] = [base64.b64encode(i).decode("ascii") for i in self.input_images]
@@ -106,6 +113,9 @@ class GenerationRequest:
         data["seeds"] = tuple(int(s) for s in data["seeds"])
         data["kind"] = JobKind(data.get("kind", JobKind.NEW))
         data["guidance"] = float(data["guidance"])
+        data["loras"] = tuple(
+            LoraUse(str(use["name"]), float(use["weight"])) for use in data.get("loras", ())
+        )
         if data.get("init_image") is not None:
             data["init_image"] = base64.b64decode(data["init_image"])
         data["input_images"] = tuple(base64.b64decode(i) for i in data.get("input_images", ()))
@@ -182,16 +192,26 @@ def build_request(
     kind: JobKind = JobKind.NEW,
     raw: bool | None = None,
     input_images: tuple[bytes, ...] | list[bytes] | None = None,
+    loras: Sequence[tuple[str, float | None]] = (),
+    lora_catalogue: LoraCatalogue | None = None,
+    disabled_loras: frozenset[str] = frozenset(),
+    prompt_encoder: str | None = None,
 ) -> GenerationRequest:
     """Validate what a person asked for and fill in the model's defaults.
 
     `seed` is the first image's seed (the others follow it: seed+1, ...); `seeds` gives each
     image's seed explicitly and then decides the count. `raw` and `input_images` (reference
     images) are for the hosted models that take them (`generation.hosted.validation`, which
-    checks a request for a model in `catalogue.hosted`). Raises `RequestError` on the first fault.
+    checks a request for a model in `catalogue.hosted`). `loras`: (name, weight or None for the
+    LoRA's default) pairs from `lora_catalogue`, none of `disabled_loras`. `prompt_encoder`:
+    "plain" or "compel" (None: the model's default, `generation.prompts.default_encoder`).
+    Raises `RequestError` on the first fault.
     """
     if model is not None and model in catalogue.hosted:
         from generation.hosted.validation import build_hosted_request  # imports this module
+
+        if loras:
+            raise RequestError("lora", f"{model} runs at Black Forest Labs and takes no LoRA.")
 
         return build_hosted_request(
             catalogue.hosted[model],
@@ -249,6 +269,13 @@ def build_request(
     guidance = _guidance(spec, guidance)
     scheduler = _scheduler(spec, scheduler)
     seed_tuple = check_seeds(seed, seeds, count)
+    try:
+        lora_uses = choose_loras(lora_catalogue or LoraCatalogue(), spec, loras, disabled_loras)
+    except LoraError as error:
+        raise RequestError("lora", str(error)) from None
+    encoder = default_encoder(spec) if prompt_encoder is None else prompt_encoder
+    if encoder not in PROMPT_ENCODERS or (encoder != PLAIN and encoder != default_encoder(spec)):
+        raise RequestError("prompt_encoder", f"{spec.name} has no {encoder!r} prompt encoder.")
     if strength is not None and denoising_steps(spec.family, steps, strength) < 1:
         raise RequestError(
             "strength",
@@ -270,6 +297,8 @@ def build_request(
         strength=strength,
         parent_job=parent_job,
         kind=kind,
+        loras=lora_uses,
+        prompt_encoder=encoder,
     )
 
 

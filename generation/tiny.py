@@ -74,6 +74,35 @@ def build(out_dir: Path, family: str) -> Path:
     return out_dir
 
 
+def build_lora(model_dir: Path, out: Path, seed: int, scale: float = 0.5) -> Path:
+    """A rank-4 LoRA for the tiny pipeline in `model_dir`, made with peft as a trainer makes one
+    (on the denoiser's attention projections `to_q`, `to_k`, `to_v`, `to_out.0`), with random
+    matrices from `seed` times `scale` (large enough to change the tiny models' pixels), saved
+    by diffusers' `save_lora_weights` to `out` (a .safetensors file)."""
+    import torch
+    from diffusers import DiffusionPipeline
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft import LoraConfig, get_peft_model_state_dict
+
+    pipe = DiffusionPipeline.from_pretrained(model_dir)
+    part = "unet" if hasattr(pipe, "unet") else "transformer"
+    denoiser = getattr(pipe, part)
+    targets = ["to_q", "to_k", "to_v", "to_out.0"]
+    denoiser.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=targets))
+    generator = torch.Generator().manual_seed(seed)
+    state = {
+        name: torch.randn(tensor.shape, generator=generator) * scale
+        for name, tensor in get_peft_model_state_dict(denoiser).items()
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    type(pipe).save_lora_weights(
+        out.parent,
+        **{f"{part}_lora_layers": convert_state_dict_to_diffusers(state)},
+        weight_name=out.name,
+    )
+    return out
+
+
 def _check_family(family: str) -> str:
     if family not in FAMILIES:
         raise ValueError(f"Unknown tiny family {family!r}; choose one of {', '.join(FAMILIES)}.")

@@ -12,13 +12,14 @@ from storage.credits import Credits
 from storage.images import ImageStore
 from storage.jobs import JobLifecycle
 from storage.library import Library
+from storage.loras import LoraSwitches
 from storage.maintenance import Maintenance
 from storage.privacy import Privacy
 from storage.private import make_private, new_private_file, private_folder
 from storage.reports import Reports
 
 
-class Database(JobLifecycle, Library, Reports, Privacy, Maintenance, Credits):
+class Database(JobLifecycle, Library, Reports, Privacy, Maintenance, Credits, LoraSwitches):
     """Jobs and their lifecycle (implements `generation.jobs.JobStore`), images, users, guild
     settings, the audit log, the owner's maintenance tasks, and API spending (implements
     `generation.hosted.tasks.TaskStore`).

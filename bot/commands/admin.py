@@ -1,5 +1,5 @@
 """`/admin ...`: run the studio — the queue, bans and limits, models and GPUs, usage, the allowed
-channels and the blocklist.
+channels and the blocklist (and LoRAs: `bot.admin_loras`).
 
 Every subcommand is guarded by the cog's `interaction_check` (`bot.permissions.require_admin`):
 owner ids, admin roles or Manage Server, decided here on every call; a refused attempt is audited
@@ -19,6 +19,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.admin_loras import AdminLoras
 from bot.commands.library import not_cancelled
 from bot.errors import UserError
 from bot.permissions import audit_admin_action, require_admin
@@ -66,7 +67,10 @@ def _limit(value: int | None, default: int) -> str:
 
 
 class Admin(
-    commands.GroupCog, group_name="admin", group_description="Run the studio (admins only)."
+    AdminLoras,
+    commands.GroupCog,
+    group_name="admin",
+    group_description="Run the studio (admins only).",
 ):
     """The `/admin` command group."""
 

@@ -9,9 +9,17 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.downloads import accepted_summary, read_init_image
+from bot.errors import UserError
 from bot.targets import InteractionTarget
-from bot.ui.choices import Choices, autocomplete_aspect, autocomplete_model, named_choices
+from bot.ui.choices import (
+    Choices,
+    autocomplete_aspect,
+    autocomplete_model,
+    lora_choices,
+    named_choices,
+)
 from bot.ui.fit import MAX_OPTION_CHARS, Name
+from generation.loras import MAX_WEIGHT, MIN_WEIGHT, LoraError, parse_lora
 from generation.request import MAX_COUNT, build_request
 
 if TYPE_CHECKING:
@@ -41,6 +49,10 @@ class Imagine(commands.Cog):
         scheduler="The sampler (the model's default is usually best).",
         image=f"Start from this image (img2img): {accepted_summary()}.",
         strength="How much to change the starting image (0-1, default 0.6).",
+        lora1=f"A LoRA (style or subject) to add, as name or name:weight ({MIN_WEIGHT:g} to "
+        f"{MAX_WEIGHT:g}).",
+        lora2="A second LoRA, as name or name:weight.",
+        lora3="A third LoRA, as name or name:weight.",
     )
     @app_commands.autocomplete(model=autocomplete_model, aspect=autocomplete_aspect)
     async def imagine(
@@ -59,6 +71,9 @@ class Imagine(commands.Cog):
         scheduler: Name | None = None,
         image: discord.Attachment | None = None,
         strength: float | None = None,
+        lora1: Name | None = None,
+        lora2: Name | None = None,
+        lora3: Name | None = None,
     ) -> None:
         # No min/max for Discord to enforce on numbers: limits depend on the model, and
         # `build_request` explains a value out of range better than Discord's client does.
@@ -75,6 +90,11 @@ class Imagine(commands.Cog):
         if aspect is None and width is None and height is None and image is None:
             # With an image and no size, the job takes the image's aspect (build_request).
             aspect = standing.default_aspect or settings.defaults.aspect
+        try:
+            asked = [parse_lora(text) for text in (lora1, lora2, lora3) if text]
+        except LoraError as error:
+            raise UserError(str(error)) from None
+        disabled = await studio.database.disabled_loras() if asked else frozenset()
         init_image = None
         if image is not None:  # what costs nothing is checked before downloading and decoding
             await studio.precheck(owner, prompt, negative)
@@ -95,6 +115,9 @@ class Imagine(commands.Cog):
             count=count or settings.defaults.count,
             init_image=init_image,
             strength=strength,
+            loras=asked,
+            lora_catalogue=settings.loras,
+            disabled_loras=disabled,
         )
         await studio.submit(request, owner, InteractionTarget(self.bot, interaction))
 
@@ -105,6 +128,18 @@ class Imagine(commands.Cog):
         specs = [catalogue[chosen]] if chosen in catalogue else list(catalogue.values())
         names = dict.fromkeys(name for spec in specs for name in spec.schedulers)
         return named_choices(list(names), current)
+
+    @imagine.autocomplete("lora1")
+    @imagine.autocomplete("lora2")
+    @imagine.autocomplete("lora3")
+    async def _loras(self, interaction: discord.Interaction, current: str) -> Choices:
+        """The enabled LoRAs that fit the chosen model (every model's when none is chosen)."""
+        catalogue = self.bot.settings.catalogue
+        chosen = getattr(interaction.namespace, "model", None)
+        specs = [catalogue[chosen]] if chosen in catalogue else list(catalogue.values())
+        disabled = await self.bot.studio.database.disabled_loras()
+        families = {spec.family for spec in specs}
+        return lora_choices(self.bot.settings.loras, families, disabled, current)
 
 
 async def setup(bot: AtelierBot) -> None:

@@ -12,7 +12,8 @@ import discord
 from discord import app_commands
 
 from bot.ui.fit import MAX_NAME_CHARS, clip
-from generation.models import Catalogue
+from generation.loras import LoraCatalogue, LoraError, parse_lora
+from generation.models import Catalogue, Family
 
 if TYPE_CHECKING:
     from bot.app import AtelierBot
@@ -64,6 +65,28 @@ def named_choices(names: list[str], current: str) -> Choices:
         for n in names
         if current in n and 0 < len(n) <= MAX_NAME_CHARS
     ][:MAX_CHOICES]
+
+
+def lora_choices(
+    loras: LoraCatalogue, families: set[Family], disabled: frozenset[str], current: str
+) -> Choices:
+    """The enabled LoRAs of `families` whose name or notes contain what was typed; a weight
+    typed after a colon (`detail:0.6`) is kept in the value."""
+    try:
+        typed, weight = parse_lora(current)
+    except LoraError:  # "name:nan": offer the names, without that weight
+        typed, weight = current.partition(":")[0], None
+    typed = typed.casefold()
+    choices = []
+    for family in sorted(families):
+        for spec in loras.offered(family, disabled):
+            if typed not in spec.name and typed not in spec.notes.casefold():
+                continue
+            value = spec.name if weight is None else f"{spec.name}:{weight:g}"
+            about = spec.notes or ", ".join(spec.triggers)
+            label = f"{spec.name} (weight {spec.weight:g})" + (f" — {about}" if about else "")
+            choices.append(app_commands.Choice(name=clip(label, MAX_CHOICE_NAME), value=value))
+    return choices[:MAX_CHOICES]
 
 
 async def autocomplete_model(interaction: discord.Interaction, current: str) -> Choices:

@@ -53,9 +53,10 @@ def result_content(record: JobRecord, notes: Sequence[str] = ()) -> str:
     """The text above the images: what, with which seeds, and the job id (short for mobiles)."""
     request = record.request
     seeds = ", ".join(str(seed) for seed in request.seeds)
+    loras = "".join(f" · LoRA `{use}`" for use in request.loras)
     lines = [
         f"**{plain(request.prompt, _PROMPT_SHOWN)}**",
-        f"`{request.model}` · {request.width}x{request.height} · {request.steps} steps · "
+        f"`{request.model}`{loras} · {request.width}x{request.height} · {request.steps} steps · "
         f"seeds {seeds} · job `{record.id}`",
         *notes,
     ]
@@ -87,6 +88,9 @@ def parameters_embed(record: JobRecord) -> discord.Embed:
     }
     if request.strength is not None:
         fields["Strength"] = f"{request.strength:g}"
+    if request.loras:
+        fields["LoRAs"] = ", ".join(str(use) for use in request.loras)
+    fields["Prompt encoder"] = request.prompt_encoder
     if request.parent_job is not None:
         fields["Parent job"] = str(request.parent_job)
     if record.worker:

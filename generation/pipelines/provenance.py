@@ -39,11 +39,12 @@ def _folder_hash(path: Path, wanted: Callable[[Path], bool]) -> str:
         if any(part.startswith(".") for part in relative.parts) or not file.is_file():
             continue  # hidden: caches and VCS data, not the model
         if wanted(file):
-            digest.update(f"{relative.as_posix()}\0{_file_sha256(file)}\n".encode())
+            digest.update(f"{relative.as_posix()}\0{file_sha256(file)}\n".encode())
     return f"sha256:{digest.hexdigest()}"
 
 
-def _file_sha256(file: Path) -> str:
+def file_sha256(file: Path) -> str:
+    """The SHA-256 of `file`'s bytes, hex; cached per process by path, size and mtime."""
     stat = file.stat()
     key = (str(file.resolve()), stat.st_size, stat.st_mtime_ns)
     if key not in _hashes:

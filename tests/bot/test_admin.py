@@ -110,6 +110,9 @@ async def test_a_non_admin_is_refused_every_admin_command_audited_and_nothing_ch
         "admin channels list": {},
         "admin worker fail": {"gpu": "cpu", "reason": "mine now"},
         "admin worker restore": {"gpu": "cpu"},
+        "admin loras list": {},
+        "admin loras enable": {"name": "pg"},
+        "admin loras disable": {"name": "pg"},
     }
     assert set(attempts) == admin_command_paths(fake.command("admin") or {})
     before_audit = await last_audit_id(studio)

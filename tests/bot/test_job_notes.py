@@ -55,7 +55,7 @@ def _slash(studio: StudioWorld, user: str, options: dict[str, Any], **extra: Any
     return lambda: studio.fake.slash(studio.fake.user(user), "imagine", options, **extra)
 
 
-@pytest.mark.parametrize(("model", "encoder"), [("playground-v2.5", "CLIP"), ("flux-dev", "T5")])
+@pytest.mark.parametrize(("model", "encoder"), [("flux-dev", "T5")])
 async def test_a_cut_prompt_is_told_in_the_reply_and_the_result_and_recorded(
     studio: StudioWorld, model: str, encoder: str
 ) -> None:
@@ -71,6 +71,18 @@ async def test_a_cut_prompt_is_told_in_the_reply_and_the_result_and_recorded(
     for text in (reply, result):
         assert f"{encoder} tokens" in text
         assert f"“{unread[:20]}" in text
+
+
+async def test_a_long_playground_prompt_is_read_whole_by_compel(studio: StudioWorld) -> None:
+    reply, result, job_id = await _reply_and_result(
+        studio, _slash(studio, "alice", {"prompt": LONG, "model": "playground-v2.5"}), None
+    )
+    assert "✂️" not in reply
+    assert "✂️" not in result
+    facts = (await studio.delivered(job_id)).record.facts
+    assert facts is not None
+    assert facts.prompt_cut_at is None
+    assert (facts.prompt_encoder or "").startswith("compel ")
 
 
 async def test_a_short_prompt_has_no_cut_note(studio: StudioWorld) -> None:

@@ -15,6 +15,7 @@ import pytest
 
 from bot.config import EXAMPLE_CONFIG, ConfigError, settings_from_mapping
 from bot.settings_schema import AtelierFile, GpuTable
+from generation.loras import LoraTable
 from generation.models import ModelTable
 from tests.conftest import REPO, child_environment
 
@@ -195,6 +196,8 @@ def schema_defaults() -> dict[str, str]:
                 expected[f"`[[gpus]] {gpu_field.name}`"] = shown
         elif item.name == "models":
             expected["`[models.NAME]`"] = "built-ins"
+        elif item.name == "loras":
+            expected["`[loras.NAME]`"] = "none"
         elif dataclasses.is_dataclass(kind):
             instance = kind()
             for sub in dataclasses.fields(kind):
@@ -219,6 +222,12 @@ def test_the_readme_lists_every_key_of_a_model_table() -> None:
     meaning = README.read_text().split("| `[models.NAME]` | built-ins |", 1)[1].split("\n", 1)[0]
     listed = re.findall(r"`(\w+)`", meaning.split(";", 1)[0])
     assert listed == [f.name for f in dataclasses.fields(ModelTable)]
+
+
+def test_the_readme_lists_every_key_of_a_lora_table() -> None:
+    meaning = README.read_text().split("| `[loras.NAME]` | none |", 1)[1].split("\n", 1)[0]
+    listed = re.findall(r"`(\w+)`", meaning.split(";", 1)[0])
+    assert listed == [f.name for f in dataclasses.fields(LoraTable)]
 
 
 def test_the_readme_limits_table_has_the_schema_defaults() -> None:

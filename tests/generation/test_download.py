@@ -17,6 +17,7 @@ from huggingface_hub.utils import filter_repo_objects
 
 from generation.download import allow_patterns, main, missing_weights
 from generation.models import Catalogue
+from generation.tiny import catalogue_config
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 CATALOGUE = Catalogue.builtin()
@@ -233,3 +234,41 @@ def test_unknown_models_and_bad_configuration_change_nothing(tmp_path: Path, cap
     assert "Unknown model(s) sdxl-turbo; available: playground-v2.5, flux-dev, flux-schnell." in (
         capsys.readouterr().err
     )
+
+
+def test_loras_are_fetched_with_the_models_and_a_missing_one_says_why(
+    tiny_model_dirs, tiny_loras, hub_cache: Path, tmp_path: Path, monkeypatch, capsys, no_network
+) -> None:
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    repo = hub_cache / "models--atelier--tiny-lora"
+    (repo / "snapshots" / COMMIT).mkdir(parents=True)
+    cached = shutil.copy(
+        tiny_loras["playground"], repo / "snapshots" / COMMIT / "style.safetensors"
+    )
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(COMMIT)
+    config = write_config(tmp_path, catalogue_config(tiny_model_dirs))
+    tables = {
+        "here": {"source": str(tiny_loras["playground"]), "family": "playground"},
+        "cached": {
+            "source": "atelier/tiny-lora",
+            "file": "style.safetensors",
+            "family": "playground",
+        },
+        "absent": {"source": "atelier/absent", "file": "a.safetensors", "family": "playground"},
+    }
+    with config.open("a") as file:
+        for name, table in tables.items():
+            file.write(
+                f"[loras.{name}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in table.items())
+            )
+
+    assert main(["--config", str(config)]) == 1
+    said = capsys.readouterr()
+    assert said.out.splitlines()[3:] == [
+        f"LoRA here: uses the local file {tiny_loras['playground']}.",
+        f"LoRA cached: already downloaded ({cached}).",
+    ]
+    assert "LoRA absent: atelier/absent is not in the Hugging Face cache" in said.err
+    assert "HF_HUB_OFFLINE is set" in said.err
+    assert said.err.endswith("Not ready: absent.\n")

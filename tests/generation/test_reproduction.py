@@ -1,7 +1,8 @@
 """The reproduction matrix (README, "Exact reruns"): for every model family, every job kind
-(text-to-image, img2img, vary, upscale, rerun), several image counts and every image index, image i
-of a job equals a rerun of image i alone, and a rerun of the whole job equals the job — bit-exact,
-through the real worker process, engine and diffusers pipelines on the tiny models (CPU).
+(text-to-image, img2img, vary, upscale, rerun; with LoRAs and with long weighted prompts), several
+image counts and every image index, image i of a job equals a rerun of image i alone, and a rerun
+of the whole job equals the job — bit-exact, through the real worker process, engine and diffusers
+pipelines on the tiny models (CPU).
 
 Kinds added later join `_derived_jobs`; the assertions cover whatever job they make.
 """
@@ -15,12 +16,14 @@ import numpy as np
 from PIL import Image
 
 from bot import derived
-from generation.jobs import JobFinished, JobOwner
+from generation.jobs import GeneratedImage, JobFinished, JobOwner
+from generation.loras import LoraCatalogue, LoraUse
 from generation.models import Catalogue
 from generation.pool import WorkerPool
 from generation.request import GenerationRequest, JobKind, build_request
 from generation.workers.config import WorkerConfig
 from storage import Database
+from tests.conftest import lora_tables
 from tests.generation.helpers import Recorder, pixels
 
 MODELS = ("playground-v2.5", "flux-dev", "flux-schnell")
@@ -53,6 +56,38 @@ class _Runner:
             pngs = [await self.db.read_image(job_id, i) for i in range(result.image_count)]
             out.append((job_id, [png for png in pngs if png is not None]))
         return out
+
+
+def _sorted(images: tuple[GeneratedImage, ...]) -> list[GeneratedImage]:
+    return sorted(images, key=lambda image: image.index)
+
+
+def _lora_and_weighted_jobs(
+    catalogue: Catalogue, loras: LoraCatalogue
+) -> list[tuple[str, GenerationRequest]]:
+    """LoRA jobs (one LoRA, two at once) and a long weighted prompt (compel)."""
+    long_prompt = "a (harbour)1.3 in the rain, " * 20 + "boats--, (gulls)0.8"
+
+    def job(model: str, seed: int, **options: object) -> GenerationRequest:
+        return build_request(
+            catalogue,
+            prompt=options.pop("prompt", "a red boat"),  # type: ignore[arg-type]
+            model=model,
+            seed=seed,
+            count=2,
+            lora_catalogue=loras,
+            **options,  # type: ignore[arg-type]
+        )
+
+    return [
+        ("playground-v2.5 lora x2", job("playground-v2.5", 70, loras=[("pg", 0.7)])),
+        (
+            "playground-v2.5 two loras x2",
+            job("playground-v2.5", 71, loras=[("pg", 0.5), ("pg2", 1.0)]),
+        ),
+        ("flux-dev lora x2", job("flux-dev", 72, loras=[("fx", 0.9)])),
+        ("playground-v2.5 weighted x2", job("playground-v2.5", 73, prompt=long_prompt)),
+    ]
 
 
 def _first_jobs(catalogue: Catalogue) -> list[tuple[str, GenerationRequest]]:
@@ -99,6 +134,9 @@ def _derived_jobs(
             (f"{model} vary x4", derived.vary(catalogue, request, job_id, image, strong=True))
         )
         jobs.append((f"{model} vary-subtle x4", derived.vary(catalogue, request, job_id, image)))
+    for name in ("playground-v2.5 lora x2", "flux-dev lora x2", "playground-v2.5 weighted x2"):
+        job_id, request, images = done[name]
+        jobs.append((f"{name} vary", derived.vary(catalogue, request, job_id, images[1])))
         jobs.append(
             (
                 f"{model} upscale",
@@ -109,21 +147,29 @@ def _derived_jobs(
 
 
 async def test_every_image_of_every_job_kind_reruns_bit_exact(
-    tiny_catalogue: Catalogue, tmp_path: Path
+    tiny_catalogue: Catalogue, tiny_loras: dict[str, Path], tmp_path: Path
 ) -> None:
+    tables = lora_tables(tiny_loras)
+    loras = LoraCatalogue.from_config(tables)
     async with await Database.open(tmp_path / "atelier.sqlite3") as db:
-        pool = WorkerPool(tiny_catalogue, db, [WorkerConfig("cpu:0", "cpu")])
+        pool = WorkerPool(
+            tiny_catalogue, db, [WorkerConfig("cpu:0", "cpu")], engine_options={"loras": tables}
+        )
         recorder = Recorder(pool)
         await pool.start()
         runner = _Runner(pool, recorder, db)
         done: dict[str, tuple[int, GenerationRequest, list[bytes]]] = {}
-        for wave in (_first_jobs, lambda c: _derived_jobs(c, done)):
+        for wave in (
+            lambda c: _first_jobs(c) + _lora_and_weighted_jobs(c, loras),
+            lambda c: _derived_jobs(c, done),
+        ):
             jobs = wave(tiny_catalogue)
             for (name, request), (job_id, pngs) in zip(
                 jobs, await runner.run([r for _, r in jobs]), strict=True
             ):
                 done[name] = (job_id, request, pngs)
 
+        assert done["playground-v2.5 lora x2 vary"][1].loras == (LoraUse("pg", 0.7),)
         kinds = {request.kind for _, request, _ in done.values()}
         assert kinds == {JobKind.NEW, JobKind.VARY, JobKind.UPSCALE}
         assert any(r.init_image for _, r, _ in done.values() if r.kind is JobKind.NEW)

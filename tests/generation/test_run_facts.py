@@ -87,7 +87,9 @@ def test_flux_prompt_length_and_a_cut_negative_prompt_are_recorded(
     assert image.facts.prompt_cut_at is None  # recorded though nothing was cut
 
     negative = " ".join(f"blur{n}" for n in range(80))
-    playground = build_request(catalogue, prompt="a fox", negative_prompt=negative, seed=3)
+    playground = build_request(  # the plain encoder cuts (compel reads it whole)
+        catalogue, prompt="a fox", negative_prompt=negative, seed=3, prompt_encoder="plain"
+    )
     (image,) = engine.generate(playground)
     facts = image.facts
     assert facts is not None
