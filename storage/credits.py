@@ -13,11 +13,12 @@ from enum import StrEnum
 
 from generation.hosted.tasks import HostedTask
 from storage.errors import InvalidValue, StorageError
-from storage.people import _audit
+from storage.people import write_audit
 from storage.store import Store
 
 SERVER = 0  # the user_id of the server's budgets
 PERSON_DEFAULT = -1  # the user_id of the per-person daily budget everyone has unless set
+ERASED_PERSON = -2  # the ledger's user_id for spend of an erased person (migration 0004)
 _CHARGE = "COALESCE(spent, reserved)"
 
 
@@ -115,7 +116,7 @@ class Credits(Store):
                     (user_id, period.value, credits),
                 )
             details = {"period": period.value, "credits": credits}
-            await _audit(conn, self._clock(), by, "set_budget", f"budget:{user_id}", details)
+            await write_audit(conn, self._clock(), by, "set_budget", f"budget:{user_id}", details)
 
     async def budgets(self) -> dict[tuple[int, Period], float]:
         rows = await self._fetchall("SELECT * FROM credit_budgets")
