@@ -8,6 +8,7 @@ settles it. Periods are UTC days and months, by the reservation's time. Credits:
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -125,7 +126,10 @@ class Credits(Store):
     async def reserve(self, job_id: int, user_id: int, model: str, credits: float) -> None:
         """Reserve `credits` for `job_id`, or raise `BudgetExceeded` (nothing written) when the
         person's daily budget or the server's daily or monthly one cannot take them. A job
-        reserved before (resumed after a restart) keeps its reservation."""
+        reserved before (resumed after a restart) keeps its reservation. Raises `InvalidValue`
+        for `credits` that are not a finite number, 0 or more."""
+        if not 0 <= credits < 1e12:  # also refuses NaN
+            raise InvalidValue("A reservation is a number of credits, 0 or more.")
         now = self._clock()
         async with self._transaction() as conn:
             held = await conn.execute_fetchall(
@@ -156,7 +160,10 @@ class Credits(Store):
             )
 
     async def settle(self, job_id: int, spent: float) -> None:
-        """Replace `job_id`'s reservation by what it cost (0 for a job never sent)."""
+        """Replace `job_id`'s reservation by what it cost (0 for a job never sent; a negative
+        cost counts as 0). Raises `InvalidValue` for NaN or an infinity."""
+        if not math.isfinite(spent):  # NaN would settle at nothing
+            raise InvalidValue("A job's cost is a number of credits.")
         await self._write_one(
             "UPDATE credit_ledger SET spent = ?, settled_at = ? WHERE job_id = ?",
             (max(0.0, spent), self._clock(), job_id),

@@ -11,6 +11,7 @@ JSON, `MAX_SAMPLE_BYTES` for a sample), however it arrives (chunked or not).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -169,6 +170,7 @@ def _detail(text: str) -> str:
 
 
 def _number(value: Any) -> float | None:
+    """A finite JSON number as a float, else None (Python's json reads NaN and Infinity)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value)
+    return float(value) if math.isfinite(value) else None

@@ -142,3 +142,18 @@ async def test_erasing_a_person_keeps_what_bfl_charged_in_the_servers_budgets(se
     assert [(s.user_id, s.credits) for s in spend] == [(ERASED_PERSON, 8)]
     with pytest.raises(BudgetExceeded):
         await db.reserve(await job(user_id=8), 8, "flux-pro-1.1", 4)  # 8 + 4 > 10
+
+
+@pytest.mark.parametrize("credits", [float("nan"), float("inf"), -1.0])
+async def test_a_reservation_or_cost_that_is_not_a_number_of_credits_is_refused(
+    setup, credits: float
+) -> None:
+    db, _, job = setup
+    job_id = await job()
+    with pytest.raises(InvalidValue):
+        await db.reserve(job_id, 7, "flux-pro-1.1", credits)
+    await db.reserve(job_id, 7, "flux-pro-1.1", 4)
+    if credits != credits:
+        with pytest.raises(InvalidValue):
+            await db.settle(job_id, credits)
+    assert await db.spent(0) == 4
