@@ -102,15 +102,23 @@ def _inputs(model: HostedModel, images: tuple[bytes, ...]) -> tuple[bytes, ...]:
             "image",
             f"{model.title} takes at most {model.max_inputs} reference images (got {len(images)}).",
         )
+    pixels = 0
     for number, image in enumerate(images, 1):
         if len(image) > MAX_BYTES:
             raise RequestError(
                 "image", f"Reference image {number} is larger than {MAX_BYTES // 2**20} MiB."
             )
         try:
-            check_header(image)
+            width, height = check_header(image)
         except UnusableImage as error:
             raise RequestError("image", f"Reference image {number}: {error.message}") from None
+        pixels += width * height
+    if model.max_input_pixels and pixels > model.max_input_pixels:
+        raise RequestError(
+            "image",
+            f"The reference images have {pixels / 1e6:.1f} million pixels in all; {model.title} "
+            f"takes at most {model.max_input_pixels / 1e6:g} million. Use fewer or smaller ones.",
+        )
     return images
 
 
