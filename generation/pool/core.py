@@ -26,7 +26,6 @@ pin, snapshot). This module imports no torch: only the worker processes do.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -41,15 +40,14 @@ from generation.jobs import (
     JobOwner,
     JobQueued,
     JobSnapshot,
-    JobStalled,
     JobStarted,
     JobState,
     JobStatus,
     JobStore,
-    StoreUnavailable,
 )
 from generation.models import Catalogue
 from generation.pool.commands import ModelCommands
+from generation.pool.durable import StoreRetries
 from generation.pool.live import LiveJob, LiveWorker
 from generation.pool.positions import PositionBoard
 from generation.pool.stream import EventStream
@@ -72,11 +70,8 @@ from generation.workers.supervision import SupervisionSettings, WorkerHealth
 
 log = logging.getLogger(__name__)
 
-# Seconds between tries of a store write that failed for a passing reason; then every 60 s.
-STORE_RETRY_DELAYS_S = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 
-
-class WorkerPool(WorkerSupervision, ModelCommands):
+class WorkerPool(WorkerSupervision, ModelCommands, StoreRetries):
     """Schedules jobs fairly onto supervised workers; see the module docstring."""
 
     def __init__(
@@ -426,45 +421,6 @@ class WorkerPool(WorkerSupervision, ModelCommands):
             self._jobs.pop(job.id, None)
             if not job.outcome.done():
                 job.outcome.set_result(status)
-
-    def _failure(self, job: LiveJob, reason: str, kind: str) -> Callable[..., JobEvent]:
-        """Note why `job` fails; its `JobFailed` for `_end`."""
-        job.error, job.error_kind = reason, kind
-        return partial(JobFailed, job.id, reason, kind)
-
-    async def _durably(self, job: LiveJob, write: Callable[[], Awaitable[None]]) -> None:
-        """Run a store write until it succeeds. While the store is unavailable (a read-only
-        database, an unwritable image folder) the job is kept, its followers are told why and
-        when the next try is (`JobStalled`), and the write is tried again after
-        `STORE_RETRY_DELAYS_S`; no restart is needed once the fault is fixed. A shutdown wakes
-        a waiting retry, which tries once more and then gives up, saying so (a `JobStalled`
-        without a next try): the job stays unfinished in storage and runs again on start."""
-        for attempt in itertools.count():
-            try:
-                await write()
-                job.problem = job.retry_in_s = None
-                return
-            except StoreUnavailable as error:
-                job.problem = str(error)
-                if not self._scheduler.accepting:  # shutting down: the next start reruns it
-                    job.retry_in_s = None
-                    self._publish(JobStalled(job.id, job.problem, None, job=self._snapshot(job)))
-                    raise
-                delay = STORE_RETRY_DELAYS_S[min(attempt, len(STORE_RETRY_DELAYS_S) - 1)]
-                log.warning("Job %s: %s Trying again in %.0f s", job.id, error, delay)
-                job.retry_in_s = delay
-                self._publish(JobStalled(job.id, job.problem, delay, job=self._snapshot(job)))
-                await self._rest(delay)
-
-    async def _rest(self, delay: float) -> None:
-        """Sleep `delay` seconds (on the pool's `sleep`), or until a shutdown begins."""
-        rest = asyncio.ensure_future(self._sleep(delay))
-        closing = asyncio.ensure_future(self._closing.wait())
-        try:
-            await asyncio.wait((rest, closing), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            rest.cancel()
-            closing.cancel()
 
     async def _send(self, worker: LiveWorker, command: Command) -> bool:
         """Deliver a command; False when the worker is gone (its supervisor handles that)."""
