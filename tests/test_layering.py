@@ -128,3 +128,12 @@ def test_the_bot_never_reaches_into_the_scheduler() -> None:
     }
     assert not imports, f"bot modules import the scheduler: {sorted(imports)}"
     assert not touches, f"bot modules touch the pool's scheduler: {sorted(touches)}"
+
+
+def test_what_the_pool_shows_the_bot_is_its_own_type_not_the_schedulers() -> None:
+    """`generation.pool.types` (snapshots, worker status) and `generation.jobs` (events, job
+    snapshots) are all the bot receives from the pool: neither is built from scheduler types."""
+    for name in ("generation.pool.types", "generation.jobs", "generation.pool.live"):
+        path = modules()[name]
+        found = {t for t in imports_of(name, path) if t.startswith("generation.scheduler")}
+        assert not found, f"{name} hands the bot scheduler types: {sorted(found)}"

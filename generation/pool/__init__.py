@@ -6,6 +6,7 @@ from generation.pool.types import (
     PoolError,
     PoolObserver,
     PoolSnapshot,
+    WorkerMemory,
     WorkerState,
     WorkerStatus,
 )
@@ -19,6 +20,7 @@ __all__ = [
     "PoolSnapshot",
     "QueueFull",
     "SchedulerSettings",
+    "WorkerMemory",
     "WorkerPool",
     "WorkerState",
     "WorkerStatus",
