@@ -141,6 +141,7 @@ class WorkerPool(WorkerSupervision, ModelCommands):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._started = False
         self._stopping = False
+        self._closing = asyncio.Event()  # set by `shutdown`: wakes store retries that sleep
 
     # ---- life cycle --------------------------------------------------------------------------
 
@@ -187,6 +188,7 @@ class WorkerPool(WorkerSupervision, ModelCommands):
         """
         self._scheduler.close()
         self._scheduler.pause()
+        self._closing.set()
         if drain:
             running = [w.job.outcome for w in self._workers.values() if w.job is not None]
             if running:
@@ -381,6 +383,9 @@ class WorkerPool(WorkerSupervision, ModelCommands):
                 if job.cancel_requested:
                     await self._send(worker, CancelJob(job.id))
             await self._durably(job, partial(self._store.mark_running, job.id, worker.id))
+        except StoreUnavailable as error:  # shutting down: the job stays queued in storage
+            log.warning("Job %s: %s Left to run on the next start.", job.id, error)
+        else:
             if job.state is JobState.STARTING:
                 job.state = JobState.RUNNING
             self._publish(JobStarted(job.id, worker.id))
@@ -398,36 +403,61 @@ class WorkerPool(WorkerSupervision, ModelCommands):
         event: JobEvent | None = None,
     ) -> None:
         """Record a job's final state (`write`, retried while the store is unavailable), then
-        announce it (`JobCancelled` unless given)."""
+        announce it (`JobCancelled` unless given). If a shutdown ends the retries first, the
+        job stays unfinished in storage (the next start runs it again) and nothing is said."""
         job.ended, job.state = True, JobState.SAVING
         try:
             await job.start_recorded.wait()
             await self._durably(job, write)
             self._publish(event or JobCancelled(job.id))
+        except StoreUnavailable as error:
+            log.warning("Job %s: %s Left to rerun on the next start.", job.id, error)
         finally:
             self._jobs.pop(job.id, None)
             if not job.outcome.done():
                 job.outcome.set_result(status)
 
+    def _finish(
+        self,
+        job: LiveJob,
+        status: JobStatus,
+        write: Callable[[], Awaitable[None]],
+        event: JobEvent | None = None,
+    ) -> None:
+        """`_end` in a task of its own: a worker's events keep being read (its next job's
+        steps, a cancel's answer) while this job's store write waits for the store."""
+        self._spawn(self._end(job, status, write, event), f"end-{job.id}")
+
     async def _durably(self, job: LiveJob, write: Callable[[], Awaitable[None]]) -> None:
         """Run a store write until it succeeds. While the store is unavailable (a read-only
         database, an unwritable image folder) the job is kept, its followers are told why and
         when the next try is (`JobStalled`), and the write is tried again after
-        `STORE_RETRY_DELAYS_S`; no restart is needed once the fault is fixed. During a
-        shutdown it gives up (the job stays unfinished in storage and runs again on start)."""
+        `STORE_RETRY_DELAYS_S`; no restart is needed once the fault is fixed. A shutdown wakes
+        the wait and ends the retries (raising `StoreUnavailable`): the job stays unfinished in
+        storage and runs again on the next start."""
         for attempt in itertools.count():
             try:
                 await write()
                 job.problem = None
                 return
             except StoreUnavailable as error:
-                if not self._scheduler.accepting:  # shutting down: the next start reruns it
+                if self._closing.is_set():
                     raise
                 delay = STORE_RETRY_DELAYS_S[min(attempt, len(STORE_RETRY_DELAYS_S) - 1)]
                 log.warning("Job %s: %s Trying again in %.0f s", job.id, error, delay)
                 job.problem = str(error)
                 self._publish(JobStalled(job.id, job.problem, delay))
-                await self._sleep(delay)
+                await self._sleep_unless_closing(delay)
+
+    async def _sleep_unless_closing(self, seconds: float) -> None:
+        """Sleep `seconds` on the pool's clock, or until `shutdown` begins."""
+        sleeping = asyncio.ensure_future(self._sleep(seconds))
+        closing = asyncio.ensure_future(self._closing.wait())
+        try:
+            await asyncio.wait((sleeping, closing), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeping.cancel()
+            closing.cancel()
 
     async def _send(self, worker: LiveWorker, command: Command) -> bool:
         """Deliver a command; False when the worker is gone (its supervisor handles that)."""
