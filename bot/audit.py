@@ -70,7 +70,7 @@ class AuditTrail:
             self._pending.add(task)
             task.add_done_callback(self._pending.discard)
             return (
-                f"⚠️ The audit log could not be written ({error}); the entry is kept and "
+                f"⚠️ The audit log could not be written: {error} The entry is kept and "
                 "written as soon as the database takes it."
             )
         return None

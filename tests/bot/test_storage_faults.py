@@ -34,7 +34,7 @@ REFUSED = (
     "⚠️ The database cannot be used right now (attempt to write a readonly database). "
     "Nothing was changed; try again in a minute."
 )
-KEPT = "⚠️ The audit log could not be written"
+KEPT = "⚠️ The audit log could not be written: The database cannot be used right now"
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -110,7 +110,8 @@ async def test_an_admin_cancel_whose_audit_is_refused_says_cancelled_and_is_audi
         await db._conn.execute("PRAGMA query_only = OFF")
 
     assert reply.startswith(f"🚫 Cancelled job `{busy}` of ")
-    assert KEPT in reply and "attempt to write a readonly database" in reply
+    assert KEPT in reply
+    assert "attempt to write a readonly database" in reply
     assert await wait_for_status(db, busy, JobStatus.CANCELLED)
     entry = await audited(studio, "job.cancel", f"job:{busy}", before)
     assert entry.actor_id == fake.user("admin").id
@@ -129,10 +130,41 @@ async def test_a_pause_whose_audit_is_refused_pauses_says_so_and_is_audited_late
         )
         assert pool.paused
     try:
-        assert paused.startswith("⏸️ Paused.") and KEPT in paused
+        assert paused.startswith("⏸️ Paused.")
+        assert KEPT in paused
         assert refused == "/admin resume is for this bot's admins only."
         entry = await audited(studio, "pool.pause", "pool", before)
         assert entry.actor_id == fake.user("admin").id
         await audited(studio, "admin.refused", "command:/admin resume", before)
     finally:
         pool.resume()
+
+
+async def test_cancelling_someones_jobs_whose_audit_is_refused_says_so_and_is_audited_later(
+    studio: StudioWorld,
+) -> None:
+    fake, db, pool = studio.fake, studio.database, studio.bot.pool
+    frank = fake.user("frank")
+    busy = await imagine(fake, frank, prompt="a long tapestry", **SLOW_JOB)
+    await wait_for_status(db, busy, JobStatus.RUNNING)
+    before = await last_audit_id(studio)
+    cancel_user = pool.cancel_user
+
+    async def cancel_then_read_only(user_id: int) -> int:  # the disk goes read-only just after
+        cancelled = await cancel_user(user_id)
+        await db._conn.execute("PRAGMA query_only = ON")
+        return cancelled
+
+    pool.cancel_user = cancel_then_read_only  # type: ignore[method-assign]
+    try:
+        ix = await fake.slash(fake.user("admin"), "admin cancel", {"user": frank})
+        reply = await private_reply(fake, ix)
+    finally:
+        pool.cancel_user = cancel_user  # type: ignore[method-assign]
+        await db._conn.execute("PRAGMA query_only = OFF")
+
+    assert reply.startswith("🚫 Cancelled 1 job of ")
+    assert KEPT in reply
+    assert await wait_for_status(db, busy, JobStatus.CANCELLED)
+    entry = await audited(studio, "user.cancel_jobs", f"user:{frank.id}", before)
+    assert entry.details == {"cancelled": 1}
