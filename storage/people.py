@@ -227,11 +227,19 @@ class People(Store):
     # ---- audit log -----------------------------------------------------------------------------
 
     async def audit(
-        self, actor_id: int, action: str, target: str, details: Mapping[str, Any] | None = None
+        self,
+        actor_id: int,
+        action: str,
+        target: str,
+        details: Mapping[str, Any] | None = None,
+        *,
+        at: float | None = None,
     ) -> int:
-        """Log an admin action (`target` such as "job:42"); the entry's id."""
+        """Log an admin action (`target` such as "job:42"); the entry's id. `at` (Unix seconds,
+        default now): when the action happened, for an entry written later than that."""
         async with self._transaction() as conn:
-            return await write_audit(conn, self._clock(), actor_id, action, target, details)
+            when = self._clock() if at is None else at
+            return await write_audit(conn, when, actor_id, action, target, details)
 
     async def recent_audit(self, limit: int = 20, *, target: str | None = None) -> list[AuditEntry]:
         """The newest audit entries first, optionally only those about `target`."""

@@ -1,6 +1,6 @@
 """The worker pool: fair scheduling of jobs onto supervised GPU workers (see `core`)."""
 
-from generation.pool.core import WorkerPool
+from generation.pool.core import STORE_RETRY_DELAYS_S, WorkerPool
 from generation.pool.stream import EventStream
 from generation.pool.types import (
     PoolError,
@@ -13,6 +13,7 @@ from generation.pool.types import (
 from generation.scheduler import NotAccepting, QueueFull, SchedulerSettings
 
 __all__ = [
+    "STORE_RETRY_DELAYS_S",
     "EventStream",
     "NotAccepting",
     "PoolError",

@@ -44,6 +44,7 @@ from generation.jobs import (
     JobState,
     JobStatus,
     JobStore,
+    StoreUnavailable,
 )
 from generation.models import Catalogue
 from generation.pool.commands import ModelCommands
@@ -392,6 +393,9 @@ class WorkerPool(WorkerSupervision, ModelCommands, StoreRetries):
                 if job.cancel_requested:
                     await self._send(worker, CancelJob(job.id))
             await self._durably(job, partial(self._store.mark_running, job.id, worker.id))
+        except StoreUnavailable as error:  # shutting down: the job stays queued in storage
+            log.warning("Job %s: %s Left to run on the next start.", job.id, error)
+        else:
             if job.state is JobState.STARTING:  # no step yet: is its model still loading?
                 loaded = job.early_steps or job.request.model in worker.loaded
                 job.state = JobState.RUNNING if loaded else JobState.LOADING
@@ -410,17 +414,31 @@ class WorkerPool(WorkerSupervision, ModelCommands, StoreRetries):
         event: Callable[..., JobEvent] | None = None,
     ) -> None:
         """Record a job's final state (`write`, retried while the store is unavailable), then
-        announce it: `event(job=snapshot)` (`JobCancelled` unless given)."""
+        announce it: `event(job=snapshot)` (`JobCancelled` unless given). If a shutdown ends the
+        retries first, the job stays unfinished in storage (the next start runs it again)."""
         job.ended, job.state = True, JobState.SAVING
         try:
             await job.start_recorded.wait()
             await self._durably(job, write)
             job.state = JobState(status.value)
             self._publish((event or partial(JobCancelled, job.id))(job=self._snapshot(job)))
+        except StoreUnavailable as error:
+            log.warning("Job %s: %s Left to rerun on the next start.", job.id, error)
         finally:
             self._jobs.pop(job.id, None)
             if not job.outcome.done():
                 job.outcome.set_result(status)
+
+    def _finish(
+        self,
+        job: LiveJob,
+        status: JobStatus,
+        write: Callable[[], Awaitable[None]],
+        event: Callable[..., JobEvent] | None = None,
+    ) -> None:
+        """`_end` in a task of its own: a worker's events keep being read (its next job's
+        steps, a cancel's answer) while this job's store write waits for the store."""
+        self._spawn(self._end(job, status, write, event), f"end-{job.id}")
 
     async def _send(self, worker: LiveWorker, command: Command) -> bool:
         """Deliver a command; False when the worker is gone (its supervisor handles that)."""

@@ -141,7 +141,7 @@ class WorkerSupervision:
                 worker.memory = WorkerMemory.from_report(event.memory)
                 if job := self._take(worker, event.job_id, event.gpu_seconds, measured=True):
                     job.image_count = len(event.images)
-                    await self._end(
+                    self._finish(
                         job,
                         JobStatus.DONE,
                         partial(self._store.mark_done, job.id, event.images, event.gpu_seconds),
@@ -149,7 +149,7 @@ class WorkerSupervision:
                     )
             case JobError():
                 if job := self._take(worker, event.job_id, event.gpu_seconds):
-                    await self._end(
+                    self._finish(
                         job,
                         JobStatus.FAILED,
                         partial(self._store.mark_failed, job.id, event.reason),
@@ -157,7 +157,7 @@ class WorkerSupervision:
                     )
             case JobStopped():
                 if job := self._take(worker, event.job_id, event.gpu_seconds):
-                    await self._end(
+                    self._finish(
                         job, JobStatus.CANCELLED, partial(self._store.mark_cancelled, job.id)
                     )
             case ModelLoaded(model=model):
