@@ -1,6 +1,7 @@
 """The worker pool: fair scheduling of jobs onto supervised GPU workers (see `core`)."""
 
-from generation.pool.core import STORE_RETRY_DELAYS_S, WorkerPool
+from generation.pool.core import WorkerPool
+from generation.pool.durable import STORE_RETRY_DELAYS_S
 from generation.pool.stream import EventStream
 from generation.pool.types import (
     PoolError,
