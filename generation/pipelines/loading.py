@@ -104,7 +104,8 @@ def read_pipeline(
     **extra: Any,
 ) -> DiffusionPipeline:
     """Read `spec` from disk only (never the network) as `pipeline_class` in `dtype`, still on
-    the CPU (`device` only picks the weight files)."""
+    the CPU (`device` only picks the weight files; quantized components go to the GPU as they
+    are read). Raises ModelUnavailable, or OutOfMemory where the GPU ran out while reading."""
     path = resolve_source(spec)
     check_safetensors(spec, path)
     # Workers and the CLI report their own progress; the loaders' bars would only be noise.
@@ -119,6 +120,8 @@ def read_pipeline(
             local_files_only=True,
             **extra,
         )
+    except torch.OutOfMemoryError:  # a RuntimeError, but not a broken download
+        raise OutOfMemory(f"Model {spec.name!r} does not fit in the memory of {device}.") from None
     except (OSError, ValueError, TypeError, KeyError, RuntimeError) as error:
         hint = (
             ""
