@@ -172,6 +172,12 @@ class Engine:
         """Names of the models in memory, oldest first."""
         return tuple(self._models)
 
+    @property
+    def held_profiles(self) -> dict[str, str]:
+        """Each loaded model → the profile it is held with now (a job stepped down for itself,
+        or a rerun, may have left it held with another than its own in `profiles`)."""
+        return {name: model.memory.name for name, model in self._models.items()}
+
     def load(self, model: str) -> None:
         """Load `model` unless it is loaded already. Raises ModelUnavailable (or OutOfMemory)."""
         self._loaded(model)

@@ -74,6 +74,7 @@ class LiveWorker:
     restarts: int = 0
     model_loads: int = 0
     memory: Mapping[str, float] = field(default_factory=dict)
+    held_profiles: Mapping[str, str] = field(default_factory=dict)  # as the worker last said
     last_error: str | None = None
     acks: dict[str, list[asyncio.Future[None]]] = field(default_factory=dict)
     started: asyncio.Event = field(default_factory=asyncio.Event)  # ready at least once

@@ -64,6 +64,10 @@ class StandInEngine:
             time.sleep(self.load_seconds)
             self._loaded.append(model)
 
+    @property
+    def held_profiles(self) -> dict[str, str]:
+        return {name: self.profiles.get(name, "full") for name in self._loaded}
+
     def unload(self, model: str) -> None:
         if model in self._loaded:
             self._loaded.remove(model)
