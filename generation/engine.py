@@ -34,7 +34,14 @@ from generation.pipelines.prompt_encoding import encoder_fact, prompt_arguments
 from generation.pipelines.provenance import config_revision, file_sha256, model_revision
 from generation.pipelines.speed import prepare_call
 from generation.previews import latent_preview_png
-from generation.profiles import DEFAULT_PROFILE, Profile, UnknownProfile, lower_profile, profile
+from generation.profiles import (
+    DEFAULT_PROFILE,
+    Profile,
+    UnknownProfile,
+    lower_profile,
+    needed_gib,
+    profile,
+)
 from generation.prompts import PLAIN, encoder_settings, find_cut, prompt_tokenizer
 from generation.request import GenerationRequest
 from generation.speed_options import SpeedOptions
@@ -144,6 +151,7 @@ class Engine:
         speed: SpeedOptions | Mapping[str, Any] | None = None,
         profiles: Mapping[str, str] | None = None,
         loras: LoraCatalogue | Mapping[str, Any] | None = None,
+        vram_gb: float | None = None,
     ) -> None:
         """`preview_every` steps a preview accompanies progress (0: none); `offload` keeps
         weights in CPU memory between uses (for GPUs too small for a whole model). `speed`: the
@@ -153,7 +161,8 @@ class Engine:
         down (`generation.profiles.lower_profile`); the model stays down for later jobs only
         where the worker's own profile failed at the native size or smaller, or at load (the
         learnt profiles are in `profiles`). `loras`: the LoRA catalogue, or the
-        `[loras]` tables as a plain mapping."""
+        `[loras]` tables as a plain mapping. `vram_gb`: the worker's memory budget in GiB (None:
+        unknown), which a rerun's profile must fit to be used."""
         self.catalogue = catalogue
         self.device = check_device(device)
         self.preview_every = preview_every
@@ -162,6 +171,7 @@ class Engine:
             speed if isinstance(speed, SpeedOptions) else SpeedOptions.from_config(speed or {})
         )
         self.profiles = dict(profiles or {})
+        self.vram_gb = vram_gb
         self.loras = (
             loras if isinstance(loras, LoraCatalogue) else LoraCatalogue.from_config(loras or {})
         )
@@ -203,7 +213,7 @@ class Engine:
         """
         if should_cancel is not None and should_cancel():
             raise Cancelled("The job was cancelled before it started.")
-        wanted = self._wanted_profile(request)
+        wanted, why = self._wanted_profile(request)
         lora_files = self._lora_files(request, wanted)  # before loading: a refusal costs nothing
         init_image = _init_image(request)
         model = self._loaded(request.model, wanted)
@@ -225,6 +235,7 @@ class Engine:
                 failed.name,
                 lower.name,
             )
+            why = f"it ran out of memory with the {failed.name} profile here"
             if failed.name == self._own_profile(request.model) and self._native_or_smaller(request):
                 self.profiles[request.model] = lower.name  # learnt: README, "Which GPU ..."
             try:
@@ -239,6 +250,8 @@ class Engine:
         if reporter.cancelled:
             raise Cancelled("The job was cancelled.")
         facts = self._facts(model, request, lora_files)
+        if request.profile is not None and request.profile != facts.profile:
+            facts = replace(facts, profile_reason=why)
         made = []
         for index, (seed, image) in enumerate(zip(request.seeds, images, strict=True)):
             # The record always says the size made (the catalogue refuses limits a family
@@ -272,16 +285,26 @@ class Engine:
             f"{request.width}x{request.height}; try fewer images or a smaller size."
         )
 
-    def _wanted_profile(self, request: GenerationRequest) -> str | None:
-        """The profile a request asks for (a rerun: its parent's) where this device can run it,
-        else None (the model's own here; the job's record then shows the difference)."""
+    def _wanted_profile(self, request: GenerationRequest) -> tuple[str | None, str | None]:
+        """The profile a request asks for (a rerun: its parent's) where this device can run it
+        and it fits this worker's `vram_gb`, else None (the model's own here) and why not, in
+        words (the job's record shows the difference and the reason)."""
         if request.profile is None or request.model not in self.catalogue:
-            return None
+            return None, None
+        spec = self.catalogue[request.model]
         try:
-            wanted = profile(self.catalogue[request.model].family, request.profile)
+            wanted = profile(spec.family, request.profile)
         except UnknownProfile:
-            return None
-        return wanted.name if wanted.unavailable_on(self.device) is None else None
+            return None, f"{spec.family.value} models have no {request.profile} profile now"
+        reason = wanted.unavailable_on(self.device)
+        if reason is None and self.vram_gb is not None:
+            need = needed_gib(spec, wanted)
+            if need > self.vram_gb:
+                reason = (
+                    f"the {wanted.name} profile needs ~{need:.1f} GiB, more than this GPU's "
+                    f"{self.vram_gb:g} GiB"
+                )
+        return (wanted.name, None) if reason is None else (None, reason)
 
     def _loaded(self, name: str, wanted: str | None = None) -> _LoadedModel:
         """`name` loaded with the profile `wanted` (None: its configured one), reloading it where

@@ -78,6 +78,7 @@ class WorkerRuntime:
                 self._catalogue,
                 self.config.device,
                 profiles=dict(self.config.profiles),
+                vram_gb=self.config.vram_gb,
                 **self.spec.engine_options,
             )
         except (ImportError, ValueError, TypeError, RuntimeError, EngineError) as error:

@@ -44,6 +44,7 @@ class StandInEngine:
         load_seconds: float = 0.0,
         image_bytes: int = 0,
         profiles: Mapping[str, str] | None = None,
+        vram_gb: float | None = None,
     ) -> None:
         self.catalogue = catalogue
         self.device = device

@@ -69,8 +69,29 @@ def test_a_rerun_asks_for_its_jobs_profile_and_says_when_it_cannot(
     elsewhere = engine.generate(_request(tiny_catalogue, model, profile="nf4-offload"))
     assert elsewhere[0].facts.profile == "full"
     assert elsewhere[0].facts.differences(replace(made[0].facts, profile="nf4-offload")) == [
-        "the memory profile (nf4-offload → full)"
+        "the memory profile (nf4-offload → full: the nf4-offload profile needs a CUDA GPU "
+        "(for bitsandbytes NF4 and CPU offload))"
     ]
+
+
+def test_a_rerun_gets_its_jobs_profile_only_where_it_fits_this_gpu(
+    tiny_catalogue: Catalogue,
+) -> None:
+    model = "flux-dev"  # the tiny FLUX, sized as the real one: full ~34 GiB, fp8 ~20 GiB
+    engine = Engine(tiny_catalogue, "cpu", profiles={model: "fp8"}, vram_gb=24.0)
+    # A job made before profiles existed reruns as "full", which needs more than 24 GiB.
+    old_job = _request(tiny_catalogue, model, seeds=[5], profile="full")
+    rerun = engine.generate(old_job)
+    assert rerun[0].facts.profile == "fp8"
+    parent = replace(rerun[0].facts, profile="full", profile_reason=None)
+    [note] = rerun[0].facts.differences(parent)
+    assert note.startswith("the memory profile (full → fp8: the full profile needs ~")
+    assert note.endswith("GiB, more than this GPU's 24 GiB)")
+    assert engine.profiles == {model: "fp8"}  # the worker's own is untouched
+    assert engine.generate(_request(tiny_catalogue, model, seeds=[5]))[0].facts.profile == "fp8"
+    # Where it fits, the parent's profile is used and nothing differs.
+    roomy = Engine(tiny_catalogue, "cpu", profiles={model: "fp8"}, vram_gb=80.0)
+    assert roomy.generate(old_job)[0].facts.profile == "full"
 
 
 def test_out_of_memory_retries_once_one_profile_down(
