@@ -271,6 +271,7 @@ def _workers(
                 catalogue or names,
                 names,
                 profiles=gpu.profiles,
+                device=gpu.device if gpu.backend != "ray" else None,
             )
             try:
                 workers.append(fit_profiles(gpu.worker(read.tables.ray), catalogue))

@@ -70,7 +70,7 @@ def test_an_owner_pins_a_profile_and_a_wrong_one_is_named() -> None:
     ]
     too_big = WorkerConfig("cuda:0", "cuda:0", vram_gb=24, profiles=(("flux-dev", "full"),))
     (problem,) = too_big.model_problems(CATALOGUE)
-    assert "flux-dev needs 34.5 GB with its full profile" in problem
+    assert "flux-dev needs 34.5 GiB with its full profile" in problem
 
 
 def test_out_of_memory_falls_to_the_next_profile_this_device_runs() -> None:
