@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from generation.errors import Cancelled, EngineError, ModelUnavailable
+from generation.errors import Cancelled, EngineError, ModelUnavailable, OutOfMemory
 from generation.models import Catalogue
 from generation.profiles import needed_gib, profile
 from generation.workers.protocol import (
@@ -137,6 +137,12 @@ class WorkerRuntime:
         except Exception as error:
             if any(marker in str(error) for marker in _FATAL_MARKERS):
                 raise
+            if type(error).__name__ == "OutOfMemoryError":  # torch's, past the engine: never shown
+                reason = (
+                    "The GPU ran out of memory for this job; try fewer images or a smaller size."
+                )
+                self._emit(JobError(job_id, OutOfMemory.kind, reason, elapsed()))
+                return
             reason = f"The generation failed ({type(error).__name__}: {error})."
             self._emit(JobError(job_id, "error", reason, elapsed()))
         else:

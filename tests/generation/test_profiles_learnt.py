@@ -53,3 +53,28 @@ async def test_a_lowered_profile_is_shown_and_kept_across_a_worker_restart(
     # The restarted worker loaded fp8 at once: only the first worker ever ran out of memory.
     err = capfd.readouterr().err
     assert err.count("ran out of memory") == 1, err
+
+
+def test_torch_out_of_memory_from_anywhere_reaches_people_in_words(
+    tiny_catalogue: Catalogue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    import generation.engine as engine
+    from generation.workers.protocol import JobError, RunJob, WorkerSpec
+    from generation.workers.runtime import WorkerRuntime
+
+    def runs_out(request):  # a step the engine does not guard: the worker still answers in words
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB")
+
+    monkeypatch.setattr(engine, "_init_image", runs_out)
+    events: list[object] = []
+    spec = WorkerSpec(WorkerConfig("cpu", "cpu"), tuple(tiny_catalogue.values()))
+    worker = WorkerRuntime(spec, events.append)
+    assert worker.start()
+    request = build_request(tiny_catalogue, prompt="a red boat", model=MODEL, seed=3)
+    worker.handle(RunJob(1, request))
+    [error] = [e for e in events if isinstance(e, JobError)]
+    assert error.kind == "out_of_memory"
+    assert "CUDA" not in error.reason
+    assert "try fewer images or a smaller size" in error.reason
