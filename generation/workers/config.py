@@ -294,8 +294,8 @@ def fit_profiles(worker: WorkerConfig, catalogue: Catalogue | None) -> WorkerCon
     (`fit_together`: `max_models` of them fit the budget together, the owner's own `profiles`
     kept as set). A worker allowed any model is allowed only those that fit under some profile
     (`bot check` names the others)."""
-    if worker.vram_gb is None or catalogue is None:
-        return worker
+    if worker.vram_gb is None or catalogue is None or not worker.device.startswith("cuda"):
+        return worker  # (a GPU budget means nothing to a CPU worker's profiles)
     fixed = {}
     for name, chosen in worker.profiles:
         if name in catalogue:
@@ -303,11 +303,12 @@ def fit_profiles(worker: WorkerConfig, catalogue: Catalogue | None) -> WorkerCon
                 fixed[name] = profile(catalogue[name].family, chosen)
             except UnknownProfile:
                 continue  # `model_problems` names it
-    names = [n for n in catalogue if worker.may_run(n)]
+    set_here = dict(worker.profiles)  # the owner's, kept as set (a wrong one is named)
+    names = [n for n in catalogue if worker.may_run(n) and n not in set_here]
     chosen, _ = fit_together(
         catalogue, names, worker.vram_gb, installed_libraries(), worker.max_models, fixed
     )
-    profiles = dict(worker.profiles) | {name: p.name for name, p in chosen.items()}
+    profiles = {name: p.name for name, p in chosen.items()} | set_here
     models = worker.models if worker.models is not None else frozenset(chosen)
     return dataclasses.replace(worker, models=models, profiles=tuple(sorted(profiles.items())))
 

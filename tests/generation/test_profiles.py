@@ -60,9 +60,9 @@ def test_an_owner_pins_a_profile_and_a_wrong_one_is_named() -> None:
         "cuda:0",
         "cuda:0",
         vram_gb=24,
-        profiles=(("flux-dev", "nf4-offload"), ("flux-schnell", "q2")),
+        profiles=(("flux-dev", "fp8-offload"), ("flux-schnell", "q2")),
     )
-    assert worker.profile_of("flux-dev") == "nf4-offload"
+    assert worker.profile_of("flux-dev") == "fp8-offload"
     assert worker.profile_of("playground-v2.5") == "full"
     assert worker.model_problems(CATALOGUE) == [
         "Worker 'cuda:0': flux-schnell: flux models have no profile 'q2'; they have full, "
