@@ -208,7 +208,8 @@ def run_variant(
         "model": spec.name,
         "variant": variant,
         "profile": memory.name,
-        "cap_gib": args.cap_gib,
+        # Applied only on CUDA (`main`): on the CPU no cap was in force, so none is reported.
+        "cap_gib": args.cap_gib if args.device.startswith("cuda") else None,
         "size": f"{args.side}x{args.side}",
         "steps": steps,
         "count": args.count,

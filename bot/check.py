@@ -82,7 +82,7 @@ def _gpus(settings: Settings) -> Iterator[Finding]:
     seen = ", ".join(f"cuda:{g.index} {g.name} ({g.memory_gb:g} GiB)" for g in gpus)
     yield Finding(True, f"GPUs seen: {seen}." if gpus else "No NVIDIA GPU seen.", problem=False)
     workers = settings.gpus or tuple(discover_workers(settings.catalogue, gpus))
-    indices = {g.index for g in gpus}
+    memory = {g.index: g.memory_gb for g in gpus}
     for worker in workers:
         if worker.ray is not None:
             continue  # on another machine: see `bot.check_ray`
@@ -92,9 +92,9 @@ def _gpus(settings: Settings) -> Iterator[Finding]:
             )
             continue
         index = int(worker.device.partition(":")[2] or 0)
-        if index in indices:
+        if index in memory:
             yield Finding(True, f"Worker {worker.id} has its GPU.")
-            yield _fits(worker, settings.catalogue)
+            yield _fits(worker, settings.catalogue, memory[index])
         else:
             yield Finding(
                 False,
@@ -103,20 +103,34 @@ def _gpus(settings: Settings) -> Iterator[Finding]:
             )
 
 
-def _fits(worker: WorkerConfig, catalogue: Catalogue) -> Finding:
+def _fits(worker: WorkerConfig, catalogue: Catalogue, card_gib: float) -> Finding:
     """Which models a GPU worker runs and with which memory profile (README, "Which GPU do I
-    need?"), and which it does not."""
-    runs = []
+    need?"), and which it does not: an error where it runs none, or where one needs more than
+    the card's `card_gib` (as nvidia-smi reports it) or the worker's `vram_gb`; a note where
+    some model is left out."""
+    room = min(card_gib, worker.vram_gb or card_gib)
+    runs, too_big = [], []
     for name, spec in catalogue.items():
         if worker.may_run(name):
             chosen = profile(spec.family, worker.profile_of(name))
-            runs.append(f"{name} as {chosen.name} (~{needed_gib(spec, chosen):.1f} GB)")
+            need = needed_gib(spec, chosen)
+            runs.append(f"{name} as {chosen.name} (~{need:.1f} GiB)")
+            if need > room:
+                too_big.append(f"{name} as {chosen.name} needs ~{need:.1f} GiB")
     left = [name for name in catalogue if not worker.may_run(name)]
-    memory = f" ({worker.vram_gb:g} GiB)" if worker.vram_gb else ""
+    memory = f" ({room:g} GiB)"
     text = f"Worker {worker.id}{memory} runs " + (", ".join(runs) or "no model")
     if left:
         text += f"; not {', '.join(left)} (too large, or not allowed here)"
-    return Finding(True, text + ".", problem=False)
+    if too_big:
+        return Finding(
+            False,
+            f"{text}. But {'; '.join(too_big)}, more than its {room:g} GiB: set a smaller "
+            "profile in its `profiles`, or give it a `vram_gb` to have one chosen.",
+        )
+    if not runs:
+        return Finding(False, f"{text}: no model fits this GPU under any memory profile.")
+    return Finding(not left, text + ".", problem=False)
 
 
 def _model(spec: ModelSpec, config_args: str) -> Finding:

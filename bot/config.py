@@ -263,19 +263,24 @@ def _workers(
             found = model_problems("it", **named, vram_gb=None, catalogue=names)
         else:
             who = f"Worker {toml_value(gpu.device)}"
-            found = model_problems(
+            fit_problems, profiles = [], gpu.profiles
+            try:
+                worker = fit_profiles(gpu.worker(read.tables.ray), catalogue)
+            except SettingsProblems as error:
+                fit_problems = error.problems
+            else:
+                workers.append(worker)
+                profiles = dict(worker.profiles)  # pinned models are checked as they will run
+            found = fit_problems + model_problems(
                 who,
                 gpu.models,
                 gpu.pinned,
                 gpu.vram_gb,
                 catalogue or names,
                 names,
-                profiles=gpu.profiles,
+                profiles=profiles,
+                device=gpu.device if gpu.backend != "ray" else None,
             )
-            try:
-                workers.append(fit_profiles(gpu.worker(read.tables.ray), catalogue))
-            except SettingsProblems as error:
-                found = error.problems + found
         problems += [f"{where}: {p}" for p in found]
         device = item.get("device") if isinstance(item, Mapping) else None
         if not (isinstance(device, str) and DEVICE_PATTERN.fullmatch(device)):

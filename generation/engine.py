@@ -12,7 +12,7 @@ import gc
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import diffusers
 import torch
@@ -34,13 +34,21 @@ from generation.pipelines.prompt_encoding import encoder_fact, prompt_arguments
 from generation.pipelines.provenance import config_revision, file_sha256, model_revision
 from generation.pipelines.speed import prepare_call
 from generation.previews import latent_preview_png
-from generation.profiles import DEFAULT_PROFILE, Profile, UnknownProfile, lower_profile, profile
+from generation.profiles import (
+    DEFAULT_PROFILE,
+    Profile,
+    UnknownProfile,
+    lower_profile,
+    needed_gib,
+    profile,
+)
 from generation.prompts import PLAIN, encoder_settings, find_cut, prompt_tokenizer
 from generation.request import GenerationRequest
 from generation.speed_options import SpeedOptions
 from generation.workers.config import DEVICE_PATTERN
 
 ProgressCallback = Callable[[int, int, bytes | None], None]
+_T = TypeVar("_T")
 log = logging.getLogger(__name__)
 
 
@@ -143,14 +151,18 @@ class Engine:
         speed: SpeedOptions | Mapping[str, Any] | None = None,
         profiles: Mapping[str, str] | None = None,
         loras: LoraCatalogue | Mapping[str, Any] | None = None,
+        vram_gb: float | None = None,
     ) -> None:
         """`preview_every` steps a preview accompanies progress (0: none); `offload` keeps
         weights in CPU memory between uses (for GPUs too small for a whole model). `speed`: the
         CUDA speed options, or a `[speed]` table as a plain mapping (what crosses into a worker
         process); a bad table raises SpeedConfigError. `profiles`: model → the memory profile
-        it loads with (absent: full); a job that runs out of memory moves its model one profile
-        down for good (`generation.profiles.lower_profile`). `loras`: the LoRA catalogue, or the
-        `[loras]` tables as a plain mapping."""
+        it loads with (absent: full). A job that runs out of memory is retried once one profile
+        down (`generation.profiles.lower_profile`); the model stays down for later jobs only
+        where the worker's own profile failed at the native size or smaller, or at load (the
+        learnt profiles are in `profiles`). `loras`: the LoRA catalogue, or the
+        `[loras]` tables as a plain mapping. `vram_gb`: the worker's memory budget in GiB (None:
+        unknown), which a rerun's profile must fit to be used."""
         self.catalogue = catalogue
         self.device = check_device(device)
         self.preview_every = preview_every
@@ -159,6 +171,7 @@ class Engine:
             speed if isinstance(speed, SpeedOptions) else SpeedOptions.from_config(speed or {})
         )
         self.profiles = dict(profiles or {})
+        self.vram_gb = vram_gb
         self.loras = (
             loras if isinstance(loras, LoraCatalogue) else LoraCatalogue.from_config(loras or {})
         )
@@ -168,6 +181,12 @@ class Engine:
     def loaded(self) -> tuple[str, ...]:
         """Names of the models in memory, oldest first."""
         return tuple(self._models)
+
+    @property
+    def held_profiles(self) -> dict[str, str]:
+        """Each loaded model → the profile it is held with now (a job stepped down for itself,
+        or a rerun, may have left it held with another than its own in `profiles`)."""
+        return {name: model.memory.name for name, model in self._models.items()}
 
     def load(self, model: str) -> None:
         """Load `model` unless it is loaded already. Raises ModelUnavailable (or OutOfMemory)."""
@@ -194,38 +213,45 @@ class Engine:
         """
         if should_cancel is not None and should_cancel():
             raise Cancelled("The job was cancelled before it started.")
-        wanted = self._wanted_profile(request)
+        wanted, why = self._wanted_profile(request)
         lora_files = self._lora_files(request, wanted)  # before loading: a refusal costs nothing
         init_image = _init_image(request)
         model = self._loaded(request.model, wanted)
         reporter = _StepReporter(
             request, model.family, on_progress, should_cancel, self.preview_every
         )
-        try:
-            images = self._run(model, request, init_image, reporter, lora_files)
-        except torch.OutOfMemoryError:
-            self._release_memory()
-            lower = lower_profile(model.spec.family, model.memory.name, self.device)
+        images = self._attempt(lambda: self._run(model, request, init_image, reporter, lora_files))
+        if images is None:  # out of memory; the error and its frames (the pipeline) are gone
+            spec, failed = model.spec, model.memory
+            del model  # the last reference to the failed pipeline: freed before loading lower
+            self.unload(request.model)
+            lower = lower_profile(spec.family, failed.name, self.device)
             if lower is None or (lora_files and _quantizes(lower)):
-                raise self._out_of_memory(request) from None
-            # Once, one profile down; the model stays there (this worker has learnt).
+                raise self._out_of_memory(request)
             log.warning(
                 "%s ran out of memory on %s with the %s profile; retrying with %s",
                 request.model,
                 self.device,
-                model.memory.name,
+                failed.name,
                 lower.name,
             )
-            self.profiles[request.model] = lower.name
-            model = self._loaded(request.model, lower.name)
+            why = f"it ran out of memory with the {failed.name} profile here"
+            if failed.name == self._own_profile(request.model) and self._native_or_smaller(request):
+                self.profiles[request.model] = lower.name  # learnt: README, "Which GPU ..."
             try:
-                images = self._run(model, request, init_image, reporter, lora_files)
-            except torch.OutOfMemoryError:
-                self._release_memory()
+                model = self._loaded(request.model, lower.name)
+            except OutOfMemory:
                 raise self._out_of_memory(request) from None
+            images = self._attempt(
+                lambda: self._run(model, request, init_image, reporter, lora_files)
+            )
+            if images is None:
+                raise self._out_of_memory(request)
         if reporter.cancelled:
             raise Cancelled("The job was cancelled.")
         facts = self._facts(model, request, lora_files)
+        if request.profile is not None and request.profile != facts.profile:
+            facts = replace(facts, profile_reason=why)
         made = []
         for index, (seed, image) in enumerate(zip(request.seeds, images, strict=True)):
             # The record always says the size made (the catalogue refuses limits a family
@@ -259,16 +285,26 @@ class Engine:
             f"{request.width}x{request.height}; try fewer images or a smaller size."
         )
 
-    def _wanted_profile(self, request: GenerationRequest) -> str | None:
-        """The profile a request asks for (a rerun: its parent's) where this device can run it,
-        else None (the model's own here; the job's record then shows the difference)."""
+    def _wanted_profile(self, request: GenerationRequest) -> tuple[str | None, str | None]:
+        """The profile a request asks for (a rerun: its parent's) where this device can run it
+        and it fits this worker's `vram_gb`, else None (the model's own here) and why not, in
+        words (the job's record shows the difference and the reason)."""
         if request.profile is None or request.model not in self.catalogue:
-            return None
+            return None, None
+        spec = self.catalogue[request.model]
         try:
-            wanted = profile(self.catalogue[request.model].family, request.profile)
+            wanted = profile(spec.family, request.profile)
         except UnknownProfile:
-            return None
-        return wanted.name if wanted.unavailable_on(self.device) is None else None
+            return None, f"{spec.family.value} models have no {request.profile} profile now"
+        reason = wanted.unavailable_on(self.device)
+        if reason is None and self.vram_gb is not None:
+            need = needed_gib(spec, wanted)
+            if need > self.vram_gb:
+                reason = (
+                    f"the {wanted.name} profile needs ~{need:.1f} GiB, more than this GPU's "
+                    f"{self.vram_gb:g} GiB"
+                )
+        return (wanted.name, None) if reason is None else (None, reason)
 
     def _loaded(self, name: str, wanted: str | None = None) -> _LoadedModel:
         """`name` loaded with the profile `wanted` (None: its configured one), reloading it where
@@ -278,7 +314,7 @@ class Engine:
         except UnknownModel as error:
             raise ModelUnavailable(str(error)) from None
         try:
-            memory = profile(spec.family, wanted or self.profiles.get(name, DEFAULT_PROFILE))
+            memory = profile(spec.family, wanted or self._own_profile(name))
         except UnknownProfile as error:
             raise ModelUnavailable(str(error)) from None
         current = self._models.get(name)
@@ -286,16 +322,21 @@ class Engine:
             return current
         self.unload(name)
         family = family_pipelines(spec.family)
-        try:
-            loaded = family.load(
+        loaded = self._attempt(
+            lambda: family.load(
                 spec, self.device, offload=self.offload, speed=self.speed, memory=memory
             )
-        except OutOfMemory:
+        )
+        if loaded is None:  # out of memory; the half-placed pipeline is freed by now
             lower = lower_profile(spec.family, memory.name, self.device)
             if lower is None:
-                raise
+                raise OutOfMemory(
+                    f"Model {name!r} does not fit in the memory of {self.device}, "
+                    "even with its smallest memory profile."
+                )
             log.warning("%s does not fit %s with the %s profile", name, self.device, memory.name)
-            self.profiles[name] = lower.name
+            if memory.name == self._own_profile(name):
+                self.profiles[name] = lower.name  # it can never load here as it was
             return self._loaded(name, lower.name)
         path = resolve_source(spec)
         self._models[name] = _LoadedModel(
@@ -308,6 +349,29 @@ class Engine:
             Adapters(loaded.pipe),
         )
         return self._models[name]
+
+    def _own_profile(self, model: str) -> str:
+        """The profile this worker holds `model` with (configured, or learnt since)."""
+        return self.profiles.get(model, DEFAULT_PROFILE)
+
+    def _native_or_smaller(self, request: GenerationRequest) -> bool:
+        """Whether `request` asks no more of the GPU than one image at its model's native size
+        (native_side² pixels in one pipeline batch): out of memory there means the model does
+        not fit this card as it is held, not that this one job was large."""
+        batch = request.count if self.speed.fast_batches else 1
+        native = self.catalogue[request.model].native_side ** 2
+        return request.width * request.height * batch <= native
+
+    def _attempt(self, action: Callable[[], _T]) -> _T | None:
+        """`action()`, or None when it ran out of GPU memory (torch's error or OutOfMemory),
+        with the memory released. The error is dropped before releasing, since its traceback's
+        frames still hold whatever the action was building or running."""
+        try:
+            return action()
+        except (torch.OutOfMemoryError, OutOfMemory):
+            pass
+        self._release_memory()
+        return None
 
     def _lora_files(self, request: GenerationRequest, wanted: str | None) -> list[LoraFile]:
         """The request's LoRA files on this machine; ModelUnavailable for one that is not, or
@@ -324,7 +388,7 @@ class Engine:
                 f"{'them' if len(unsupported) > 1 else 'it'} off."
             )
         spec = self.catalogue.get(request.model)
-        name = wanted or self.profiles.get(request.model, DEFAULT_PROFILE)
+        name = wanted or self._own_profile(request.model)
         if spec is not None and _quantizes(memory := profile(spec.family, name)):
             raise ModelUnavailable(
                 f"LoRAs cannot be used with {request.model} here: it runs with the {memory.name} "

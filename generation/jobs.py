@@ -71,7 +71,8 @@ class RunFacts:
     A None on either side of a comparison is unknown, not a difference. `loras`: each LoRA the
     run applied as `NAME sha256:HEX unfused` (the SHA-256 of its file's bytes; unfused: applied
     as an adapter beside the weights), joined by "; ", "" for none. `prompt_encoder`: "plain" or
-    "compel VERSION". Both None for jobs made before they were recorded.
+    "compel VERSION". Both None for jobs made before they were recorded. `profile_reason`: why
+    a rerun ran with another memory profile than its parent's (None: it did not).
     """
 
     model_revision: str
@@ -86,6 +87,7 @@ class RunFacts:
     model_config: str | None = None
     settings: str | None = None
     profile: str = "full"
+    profile_reason: str | None = None
     loras: str | None = None
     prompt_encoder: str | None = None
 
@@ -125,7 +127,10 @@ class RunFacts:
         for name, label in names.items():
             old, new = getattr(before, name), getattr(self, name)
             if old is not None and new is not None and old != new:
-                changes.append(f"{label} ({' → '.join(_differing(old, new))})")
+                why = (
+                    f": {self.profile_reason}" if name == "profile" and self.profile_reason else ""
+                )
+                changes.append(f"{label} ({' → '.join(_differing(old, new))}{why})")
         return changes
 
 

@@ -10,6 +10,7 @@ arbitrary code.
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -104,21 +105,29 @@ def read_pipeline(
     **extra: Any,
 ) -> DiffusionPipeline:
     """Read `spec` from disk only (never the network) as `pipeline_class` in `dtype`, still on
-    the CPU (`device` only picks the weight files)."""
+    the CPU (`device` only picks the weight files; quantized components go to the GPU as they
+    are read). Raises ModelUnavailable, or OutOfMemory where the GPU ran out while reading."""
     path = resolve_source(spec)
     check_safetensors(spec, path)
     # Workers and the CLI report their own progress; the loaders' bars would only be noise.
     diffusers_logging.disable_progress_bar()
     transformers_logging.disable_progress_bar()
+    # bitsandbytes puts the components it quantizes on the *current* CUDA device as it reads
+    # them (diffusers' BnB4BitDiffusersQuantizer.update_device_map), and a pipeline's
+    # `device_map` takes no "cuda:N": the worker's device is made current while reading.
+    reading_on = torch.cuda.device(device) if device.startswith("cuda") else nullcontext()
     try:
-        pipe = pipeline_class.from_pretrained(
-            path,
-            dtype=dtype,
-            variant=weights_variant(spec, path, device),
-            use_safetensors=True,
-            local_files_only=True,
-            **extra,
-        )
+        with reading_on:
+            pipe = pipeline_class.from_pretrained(
+                path,
+                dtype=dtype,
+                variant=weights_variant(spec, path, device),
+                use_safetensors=True,
+                local_files_only=True,
+                **extra,
+            )
+    except torch.OutOfMemoryError:  # a RuntimeError, but not a broken download
+        raise OutOfMemory(f"Model {spec.name!r} does not fit in the memory of {device}.") from None
     except (OSError, ValueError, TypeError, KeyError, RuntimeError) as error:
         hint = (
             ""

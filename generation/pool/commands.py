@@ -121,5 +121,6 @@ class ModelCommands:
             memory=worker.memory,
             last_error=worker.last_error,
             problem=self._problem(worker),
-            profiles=worker.config.profiles,
+            # Its own (configured or learnt, in `config`) where no model is held otherwise now.
+            profiles=tuple(sorted((dict(worker.config.profiles) | worker.held_profiles).items())),
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from generation.jobs import JobOwner, JobProgress, JobSnapshot, JobState, JobStatus
@@ -89,6 +89,7 @@ class LiveWorker:
     restarts: int = 0
     model_loads: int = 0
     memory: WorkerMemory = field(default_factory=WorkerMemory)
+    held_profiles: Mapping[str, str] = field(default_factory=dict)  # as the worker last said
     last_error: str | None = None
     acks: dict[str, list[asyncio.Future[None]]] = field(default_factory=dict)
     started: asyncio.Event = field(default_factory=asyncio.Event)  # ready at least once

@@ -3,6 +3,7 @@ ran, and handle what it reports (part of `WorkerPool`; its state is the pool's).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from functools import partial
@@ -23,6 +24,7 @@ from generation.workers.protocol import (
     ModelLoaded,
     ModelLoadFailed,
     ModelUnloaded,
+    ProfilesNow,
     StepDone,
     WorkerEvent,
     WorkerFailed,
@@ -74,7 +76,7 @@ class WorkerSupervision:
                 log.warning("Worker %s could not start: %s", worker.id, error)
             finally:
                 await link.kill()
-            worker.state, worker.loaded = WorkerState.RESTARTING, ()
+            worker.state, worker.loaded, worker.held_profiles = WorkerState.RESTARTING, (), {}
             self._fail_acks(worker, f"{worker.id} stopped before it could do that.")
             ran_a_job = await self._worker_lost(worker)
             if self._stopping:
@@ -174,6 +176,11 @@ class WorkerSupervision:
             case ModelUnloaded(model=model):
                 worker.loaded = event.loaded
                 self._resolve_acks(worker, model)
+            case ProfilesNow():
+                # Kept in the worker's configuration, so that a restarted worker starts with
+                # what this one learnt (README, "Which GPU do I need?").
+                worker.config = dataclasses.replace(worker.config, profiles=event.own)
+                worker.held_profiles = dict(event.held)
             case ModelLoadFailed(model=model, reason=reason):
                 self._resolve_acks(worker, model, PoolError(reason))
 

@@ -101,6 +101,7 @@ class WorkerConfig:
             self.vram_gb,
             catalogue,
             profiles=dict(self.profiles),
+            device=self.device if self.ray is None else None,
         )
 
 
@@ -121,9 +122,13 @@ def model_problems(
     catalogue: Iterable[str],
     names: Iterable[str] | None = None,
     profiles: Mapping[str, str] | None = None,
+    device: str | None = None,
 ) -> list[str]:
-    """The models a worker (`who`) names that are not among `names` (default: the catalogue's);
-    with a `Catalogue`, the `profiles` (model → profile name) its family lacks; and with a
+    """The models a worker (`who`) names that are not among `names` (default: the catalogue's),
+    and the `profiles` set for a model it may not run (not among `models` where those are named);
+    with a `Catalogue`, the `profiles` (model → profile name) its family lacks or that cannot
+    run on this machine's `device` (a CUDA-only one on the CPU, one whose library is not
+    installed; None: a device of another machine, not checked here); and with a
     `vram_gb` budget, the named models that fit it under no profile (or not under the one
     `profiles` sets), alone or pinned together: one sentence each."""
     known = list(catalogue if names is None else names)
@@ -136,6 +141,13 @@ def model_problems(
         problems.append(
             f"{who} names unknown model(s) {', '.join(unknown)}; available: {', '.join(known)}."
         )
+    allowed = set(models)
+    not_run = sorted(set(profiles) - allowed - set(unknown)) if allowed else []
+    if not_run:
+        problems.append(
+            f"{who} sets a profile for {', '.join(not_run)}, which its `models` leave out; "
+            "add it there or remove the profile."
+        )
     if not isinstance(catalogue, Catalogue):
         return problems
     for name in sorted(set(profiles) & set(catalogue)):
@@ -144,6 +156,10 @@ def model_problems(
         except UnknownProfile as error:
             problems.append(f"{who}: {name}: {error}")
             del profiles[name]
+            continue
+        chosen = profile(catalogue[name].family, profiles[name])
+        if device is not None and (reason := chosen.unavailable_on(device)) is not None:
+            problems.append(f"{who}: {name}: {reason}.")
     if vram_gb is None:
         return problems
     needs = {}
@@ -151,14 +167,14 @@ def model_problems(
         fits, needs[name], used = _fit(catalogue[name], vram_gb, profiles.get(name))
         if not fits:
             problems.append(
-                f"{who}: {name} needs {needs[name]:.1f} GB with {used} profile, more than its "
-                f"vram_gb budget ({vram_gb:g} GB)."
+                f"{who}: {name} needs {needs[name]:.1f} GiB with {used} profile, more than its "
+                f"vram_gb budget ({vram_gb:g} GiB)."
             )
     together = sum(needs[name] for name in set(pinned) & set(needs))
     if len(set(pinned)) > 1 and together > vram_gb:
         problems.append(
-            f"{who}: its pinned models need {together:.1f} GB together, more than its vram_gb "
-            f"budget ({vram_gb:g} GB)."
+            f"{who}: its pinned models need {together:.1f} GiB together, more than its vram_gb "
+            f"budget ({vram_gb:g} GiB)."
         )
     return problems
 
@@ -214,32 +230,87 @@ def parse_gpu_list(output: str) -> list[GpuInfo]:
     return gpus
 
 
-def best_profiles(
-    catalogue: Catalogue, names: Iterable[str], memory_gib: float, libraries: frozenset[str]
-) -> dict[str, Profile]:
-    """For each of `names` that fits `memory_gib` under some profile, the best such profile."""
-    return {
+def fit_together(
+    catalogue: Catalogue,
+    names: Iterable[str],
+    memory_gib: float,
+    libraries: frozenset[str],
+    max_models: int | None = None,
+    fixed: Mapping[str, Profile] | None = None,
+) -> tuple[dict[str, Profile], int]:
+    """The memory profile of each of `names` on a CUDA card (or budget) of `memory_gib` GiB with
+    the optional `libraries` present, and how many models then fit together (at least 1). The
+    one rule of the automatic setup and of a `vram_gb` budget: each model starts at the best
+    quality that fits alone (a model that fits under no profile is left out); with `max_models`
+    = N, while the N largest would not fit together, the one needing most (not one of `fixed`,
+    the profiles an owner set) moves one profile down, until they do or none can move."""
+    fixed = dict(fixed or {})
+    chosen = fixed | {
         name: best
         for name in names
-        if (best := best_profile(catalogue[name], memory_gib, libraries)) is not None
+        if name not in fixed
+        and (best := best_profile(catalogue[name], memory_gib, libraries)) is not None
     }
+
+    def need(name: str) -> float:
+        return needed_gib(catalogue[name], chosen[name])
+
+    while max_models is not None:
+        largest = sorted(chosen, key=need, reverse=True)[:max_models]
+        if sum(map(need, largest)) <= memory_gib:
+            break
+        steps = {
+            name: lower
+            for name in largest
+            if name not in fixed and (lower := _below(catalogue, chosen, name, libraries))
+        }
+        if not steps:
+            break
+        name = max(steps, key=need)
+        chosen[name] = steps[name]
+    needs = sorted(map(need, chosen))
+    together = sum(1 for i in range(len(needs)) if sum(needs[: i + 1]) <= memory_gib)
+    return chosen, max(1, together)
+
+
+def _below(
+    catalogue: Catalogue, chosen: Mapping[str, Profile], name: str, libraries: frozenset[str]
+) -> Profile | None:
+    """The next profile of `name` below its `chosen` one that needs less and whose library is
+    present, or None."""
+    spec = catalogue[name]
+    ladder = profiles_for(spec.family)
+    current = chosen[name]
+    for lower in ladder[ladder.index(current) + 1 :]:
+        if lower.library in (None, *libraries) and needed_gib(spec, lower) < needed_gib(
+            spec, current
+        ):
+            return lower
+    return None
 
 
 def fit_profiles(worker: WorkerConfig, catalogue: Catalogue | None) -> WorkerConfig:
-    """`worker` with, where it has a `vram_gb` budget, the best-quality profile for each model
-    it may run and sets no profile for (the automatic choice) that fits its share of the budget:
-    all of it, or with `max_models` = N above 1 an Nth, so that N models stay loaded together."""
-    if worker.vram_gb is None or catalogue is None:
-        return worker
-    set_here = dict(worker.profiles)
+    """`worker` with, where it has a `vram_gb` budget, a profile for each model it may run
+    (`fit_together`: `max_models` of them fit the budget together, the owner's own `profiles`
+    kept as set). A worker allowed any model is allowed only those that fit under some profile
+    (`bot check` names the others)."""
+    if worker.vram_gb is None or catalogue is None or not worker.device.startswith("cuda"):
+        return worker  # (a GPU budget means nothing to a CPU worker's profiles)
+    fixed = {}
+    for name, chosen in worker.profiles:
+        if name in catalogue:
+            try:
+                fixed[name] = profile(catalogue[name].family, chosen)
+            except UnknownProfile:
+                continue  # `model_problems` names it
+    set_here = dict(worker.profiles)  # the owner's, kept as set (a wrong one is named)
     names = [n for n in catalogue if worker.may_run(n) and n not in set_here]
-    share, libraries = worker.vram_gb / worker.max_models, installed_libraries()
-    # A model too large for a share still gets the best profile that fits it alone.
-    chosen = best_profiles(catalogue, names, worker.vram_gb, libraries) | best_profiles(
-        catalogue, names, share, libraries
+    chosen, _ = fit_together(
+        catalogue, names, worker.vram_gb, installed_libraries(), worker.max_models, fixed
     )
-    profiles = set_here | {name: p.name for name, p in chosen.items()}
-    return dataclasses.replace(worker, profiles=tuple(sorted(profiles.items())))
+    profiles = {name: p.name for name, p in chosen.items()} | set_here
+    models = worker.models if worker.models is not None else frozenset(chosen)
+    return dataclasses.replace(worker, models=models, profiles=tuple(sorted(profiles.items())))
 
 
 def discover_workers(
@@ -256,16 +327,14 @@ def discover_workers(
     libraries = installed_libraries() if libraries is None else libraries
     workers = []
     for gpu in gpus:
-        chosen = best_profiles(catalogue, catalogue, gpu.memory_gb, libraries)
-        needs = sorted(needed_gib(catalogue[name], p) for name, p in chosen.items())
-        together = sum(1 for i in range(len(needs)) if sum(needs[: i + 1]) <= gpu.memory_gb)
+        chosen, together = fit_together(catalogue, catalogue, gpu.memory_gb, libraries)
         device = f"cuda:{gpu.index}"
         workers.append(
             WorkerConfig(
                 device,
                 device,
                 models=frozenset(chosen),
-                max_models=max(1, together),
+                max_models=together,
                 vram_gb=gpu.memory_gb,
                 profiles=tuple((name, p.name) for name, p in chosen.items()),
             )

@@ -10,7 +10,8 @@ The conversation:
     worker → pool   WorkerReady once started (or WorkerFailed, and the worker exits, when it
                     cannot start: no such GPU, an engine that cannot be built), then per
                     job StepDone* followed by exactly one of JobDone / JobError / JobStopped,
-                    and ModelLoaded / ModelUnloaded / ModelLoadFailed as models come and go.
+                    and ModelLoaded / ModelUnloaded / ModelLoadFailed as models come and go,
+                    and ProfilesNow whenever the memory profiles of its models change.
 
 A worker runs one command at a time in the order received, except CancelJob, which takes effect
 at once (within one denoising step). If the worker dies, its event stream simply ends.
@@ -143,6 +144,17 @@ class ModelLoadFailed:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class ProfilesNow:
+    """The memory profiles of this worker's models (model, profile name) pairs: `own`, those
+    it holds each model with (configured, or learnt: lowered after running out of memory at the
+    native size), and `held`, those its loaded models are held with now (a job stepped down
+    for itself, or a rerun held with its parent's, differs from `own`)."""
+
+    own: tuple[tuple[str, str], ...]
+    held: tuple[tuple[str, str], ...]
+
+
 WorkerEvent = (
     WorkerReady
     | WorkerFailed
@@ -153,6 +165,7 @@ WorkerEvent = (
     | ModelLoaded
     | ModelUnloaded
     | ModelLoadFailed
+    | ProfilesNow
 )
 
 

@@ -9,6 +9,7 @@ the engine it builds does.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import os
 import sys
@@ -16,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from generation.errors import Cancelled, EngineError, ModelUnavailable
+from generation.errors import Cancelled, EngineError, ModelUnavailable, OutOfMemory
 from generation.models import Catalogue
 from generation.profiles import needed_gib, profile
 from generation.workers.protocol import (
@@ -29,6 +30,7 @@ from generation.workers.protocol import (
     ModelLoaded,
     ModelLoadFailed,
     ModelUnloaded,
+    ProfilesNow,
     RunJob,
     Shutdown,
     StepDone,
@@ -64,6 +66,7 @@ class WorkerRuntime:
         self._pinned: set[str] = set(spec.config.pinned)
         self._recent: list[str] = []  # loaded models, least recently used first
         self._cancelled: set[int] = set()
+        self._profiles_sent = ProfilesNow(tuple(sorted(spec.config.profiles)), ())
 
     def start(self) -> bool:
         """Build the engine (which checks the device), load the pinned models, and report
@@ -75,6 +78,7 @@ class WorkerRuntime:
                 self._catalogue,
                 self.config.device,
                 profiles=dict(self.config.profiles),
+                vram_gb=self.config.vram_gb,
                 **self.spec.engine_options,
             )
         except (ImportError, ValueError, TypeError, RuntimeError, EngineError) as error:
@@ -82,6 +86,7 @@ class WorkerRuntime:
             return False
         for model in self.config.pinned:
             self._ensure_loaded(model)
+        self._report_profiles()
         self._emit(WorkerReady(os.getpid(), self._loaded(), memory_report(self.config.device)))
         return True
 
@@ -132,6 +137,12 @@ class WorkerRuntime:
         except Exception as error:
             if any(marker in str(error) for marker in _FATAL_MARKERS):
                 raise
+            if type(error).__name__ == "OutOfMemoryError":  # torch's, past the engine: never shown
+                reason = (
+                    "The GPU ran out of memory for this job; try fewer images or a smaller size."
+                )
+                self._emit(JobError(job_id, OutOfMemory.kind, reason, elapsed()))
+                return
             reason = f"The generation failed ({type(error).__name__}: {error})."
             self._emit(JobError(job_id, "error", reason, elapsed()))
         else:
@@ -139,6 +150,7 @@ class WorkerRuntime:
             self._emit(JobDone(job_id, tuple(images), elapsed(), memory))
         finally:
             self._cancelled.discard(job_id)
+            self._report_profiles()
 
     # ---- models ------------------------------------------------------------------------------
 
@@ -168,11 +180,25 @@ class WorkerRuntime:
             return 0.0
         self._make_room_for(model)
         started = time.perf_counter()
-        self._engine.load(model)
+        try:
+            self._engine.load(model)
+        finally:
+            self._report_profiles()  # a load that ran out of memory may have taught one
         seconds = max(time.perf_counter() - started, 1e-9)
         self._recent.append(model)
         self._emit(ModelLoaded(model, seconds, self._loaded()))
         return seconds
+
+    def _report_profiles(self) -> None:
+        """Tell the pool the profiles of this worker's models where they changed, and take
+        the learnt ones as this worker's own (its memory budget counts them)."""
+        own = dict(self.config.profiles) | dict(getattr(self._engine, "profiles", {}))
+        held = getattr(self._engine, "held_profiles", {})
+        now = ProfilesNow(tuple(sorted(own.items())), tuple(sorted(held.items())))
+        if now != self._profiles_sent:
+            self.config = dataclasses.replace(self.config, profiles=now.own)
+            self._profiles_sent = now
+            self._emit(now)
 
     def _make_room_for(self, model: str) -> None:
         budget = self.config.vram_gb
@@ -199,6 +225,7 @@ class WorkerRuntime:
         if model in self._recent:
             self._recent.remove(model)
         self._engine.unload(model)
+        self._report_profiles()
         self._emit(ModelUnloaded(model, self._loaded()))
 
     def _loaded(self) -> tuple[str, ...]:

@@ -44,6 +44,7 @@ class StandInEngine:
         load_seconds: float = 0.0,
         image_bytes: int = 0,
         profiles: Mapping[str, str] | None = None,
+        vram_gb: float | None = None,
     ) -> None:
         self.catalogue = catalogue
         self.device = device
@@ -63,6 +64,10 @@ class StandInEngine:
         if model not in self._loaded:
             time.sleep(self.load_seconds)
             self._loaded.append(model)
+
+    @property
+    def held_profiles(self) -> dict[str, str]:
+        return {name: self.profiles.get(name, "full") for name in self._loaded}
 
     def unload(self, model: str) -> None:
         if model in self._loaded:

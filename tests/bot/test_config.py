@@ -178,8 +178,8 @@ def test_model_values_that_would_fail_the_first_job_are_refused_all_at_once() ->
         "`models.flux-dev`: native_side = 64 is outside min_side..max_side (256 to 2048).",
         '`models.playground-v2.5.steps` should be a whole number, not "many".',
         "`models.playground-v2.5`: min_side is larger than max_side.",  # not hidden by the above
-        '`gpus[0]`: Worker "cuda:0": flux-dev needs 9.3 GB with even its smallest (nf4-offload) '
-        "profile, more than its vram_gb budget (8 GB).",
+        '`gpus[0]`: Worker "cuda:0": flux-dev needs 9.3 GiB with even its smallest (nf4-offload) '
+        "profile, more than its vram_gb budget (8 GiB).",
     ]
 
 

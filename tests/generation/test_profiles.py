@@ -60,9 +60,9 @@ def test_an_owner_pins_a_profile_and_a_wrong_one_is_named() -> None:
         "cuda:0",
         "cuda:0",
         vram_gb=24,
-        profiles=(("flux-dev", "nf4-offload"), ("flux-schnell", "q2")),
+        profiles=(("flux-dev", "fp8-offload"), ("flux-schnell", "q2")),
     )
-    assert worker.profile_of("flux-dev") == "nf4-offload"
+    assert worker.profile_of("flux-dev") == "fp8-offload"
     assert worker.profile_of("playground-v2.5") == "full"
     assert worker.model_problems(CATALOGUE) == [
         "Worker 'cuda:0': flux-schnell: flux models have no profile 'q2'; they have full, "
@@ -70,7 +70,7 @@ def test_an_owner_pins_a_profile_and_a_wrong_one_is_named() -> None:
     ]
     too_big = WorkerConfig("cuda:0", "cuda:0", vram_gb=24, profiles=(("flux-dev", "full"),))
     (problem,) = too_big.model_problems(CATALOGUE)
-    assert "flux-dev needs 34.5 GB with its full profile" in problem
+    assert "flux-dev needs 34.5 GiB with its full profile" in problem
 
 
 def test_out_of_memory_falls_to_the_next_profile_this_device_runs() -> None:

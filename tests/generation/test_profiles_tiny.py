@@ -69,8 +69,29 @@ def test_a_rerun_asks_for_its_jobs_profile_and_says_when_it_cannot(
     elsewhere = engine.generate(_request(tiny_catalogue, model, profile="nf4-offload"))
     assert elsewhere[0].facts.profile == "full"
     assert elsewhere[0].facts.differences(replace(made[0].facts, profile="nf4-offload")) == [
-        "the memory profile (nf4-offload → full)"
+        "the memory profile (nf4-offload → full: the nf4-offload profile needs a CUDA GPU "
+        "(for bitsandbytes NF4 and CPU offload))"
     ]
+
+
+def test_a_rerun_gets_its_jobs_profile_only_where_it_fits_this_gpu(
+    tiny_catalogue: Catalogue,
+) -> None:
+    model = "flux-dev"  # the tiny FLUX, sized as the real one: full ~34 GiB, fp8 ~20 GiB
+    engine = Engine(tiny_catalogue, "cpu", profiles={model: "fp8"}, vram_gb=24.0)
+    # A job made before profiles existed reruns as "full", which needs more than 24 GiB.
+    old_job = _request(tiny_catalogue, model, seeds=[5], profile="full")
+    rerun = engine.generate(old_job)
+    assert rerun[0].facts.profile == "fp8"
+    parent = replace(rerun[0].facts, profile="full", profile_reason=None)
+    [note] = rerun[0].facts.differences(parent)
+    assert note.startswith("the memory profile (full → fp8: the full profile needs ~")
+    assert note.endswith("GiB, more than this GPU's 24 GiB)")
+    assert engine.profiles == {model: "fp8"}  # the worker's own is untouched
+    assert engine.generate(_request(tiny_catalogue, model, seeds=[5]))[0].facts.profile == "fp8"
+    # Where it fits, the parent's profile is used and nothing differs.
+    roomy = Engine(tiny_catalogue, "cpu", profiles={model: "fp8"}, vram_gb=80.0)
+    assert roomy.generate(old_job)[0].facts.profile == "full"
 
 
 def test_out_of_memory_retries_once_one_profile_down(
@@ -117,3 +138,104 @@ def test_fp8_holds_the_denoiser_in_float8(tiny_catalogue: Catalogue) -> None:
     assert t5["encoder.block.0.layer.1.DenseReluDense.wi_0.weight"] == torch.float8_e4m3fn
     assert t5["encoder.block.0.layer.1.DenseReluDense.wo.weight"] == torch.float32  # kept
     assert all(p.dtype == torch.float32 for p in pipe.vae.parameters())
+
+
+def _oom() -> torch.OutOfMemoryError:
+    # The one fake of these tests: the CPU does not run out of memory on a tiny model, a GPU
+    # would, with torch's own error (a RuntimeError) and its own words.
+    return torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+
+def test_a_large_job_steps_down_for_itself_and_the_model_stays_as_it_was(
+    tiny_catalogue: Catalogue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = "playground-v2.5"
+    run = Engine._run
+
+    def out_of_memory_above_native(self, loaded, request, *args):
+        if loaded.memory.name == "full" and request.width * request.height > 64 * 64:
+            raise _oom()
+        return run(self, loaded, request, *args)
+
+    monkeypatch.setattr(Engine, "_run", out_of_memory_above_native)
+    engine = Engine(tiny_catalogue, "cpu")
+    small = _request(tiny_catalogue, model, seeds=[5])
+    assert engine.generate(small)[0].facts.profile == "full"
+    big = replace(small, width=128, height=128)
+    for _ in range(2):  # each big job steps down for itself, never further for later ones
+        assert engine.generate(big)[0].facts.profile == "fp8"
+    assert engine.profiles == {}
+    assert engine.generate(small)[0].facts.profile == "full"  # the next person gets full
+
+
+def test_out_of_memory_anywhere_reads_as_out_of_memory(
+    tiny_catalogue: Catalogue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import generation.pipelines.base as base
+
+    model = "playground-v2.5"
+    request = _request(tiny_catalogue, model, seeds=[5])
+    real_read = base.read_pipeline
+
+    def reading_runs_out(*args, **kwargs):
+        raise _oom()  # bitsandbytes puts NF4 weights on the GPU while reading
+
+    from diffusers import StableDiffusionXLPipeline
+
+    monkeypatch.setattr(StableDiffusionXLPipeline, "from_pretrained", reading_runs_out)
+    with pytest.raises(OutOfMemory) as caught:
+        Engine(tiny_catalogue, "cpu").generate(request)
+    assert "could not be loaded" not in str(caught.value)
+    assert "CUDA" not in str(caught.value)
+    assert "download" not in str(caught.value)
+    monkeypatch.undo()
+
+    # Out of memory while running in full, then again while reading the profile one down.
+    run, reads = Engine._run, []
+
+    def out_of_memory_in_full(self, loaded, *args):
+        if loaded.memory.name == "full":
+            raise _oom()
+        return run(self, loaded, *args)
+
+    def second_read_runs_out(*args, **kwargs):
+        reads.append(1)
+        if len(reads) == 2:
+            raise _oom()
+        return real_read(*args, **kwargs)
+
+    monkeypatch.setattr(Engine, "_run", out_of_memory_in_full)
+    monkeypatch.setattr(base, "read_pipeline", second_read_runs_out)
+    with pytest.raises(OutOfMemory) as caught:
+        Engine(tiny_catalogue, "cpu").generate(request)
+    assert str(caught.value).startswith("cpu ran out of memory for 1 image(s) of 64x64")
+    assert "CUDA" not in str(caught.value)
+
+
+def test_the_failed_pipeline_is_freed_before_the_lower_profile_loads(
+    tiny_catalogue: Catalogue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import weakref
+
+    import generation.pipelines.base as base
+
+    placed: list[weakref.ref] = []
+    alive_while_lower_loads: list[bool] = []
+    real_place = base.place
+
+    def place_runs_out_the_first_time(pipe, spec, device, *, offload=False):
+        placed.append(weakref.ref(pipe.unet))
+        if len(placed) == 1:
+            try:
+                raise _oom()  # as `place` sees it on a GPU: torch's error, turned into ours
+            except torch.OutOfMemoryError:
+                raise OutOfMemory("does not fit") from None
+        alive_while_lower_loads.append(placed[0]() is not None)
+        return real_place(pipe, spec, device, offload=offload)
+
+    monkeypatch.setattr(base, "place", place_runs_out_the_first_time)
+    engine = Engine(tiny_catalogue, "cpu")
+    images = engine.generate(_request(tiny_catalogue, "playground-v2.5", seeds=[5]))
+    assert images[0].facts.profile == "fp8"
+    assert alive_while_lower_loads == [False]
+    assert engine.profiles == {"playground-v2.5": "fp8"}  # it cannot load in full here: learnt

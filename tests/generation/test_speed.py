@@ -258,7 +258,9 @@ def test_vae_tiling_switches_on_and_off(pipelines) -> None:
 def test_gpu_speed_benchmark_runs_tiny_on_the_cpu() -> None:
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        code = gpu_speed.main(["--tiny", "--variants", "default,compile", "--repeat", "1"])
+        code = gpu_speed.main(
+            ["--tiny", "--variants", "default,compile", "--repeat", "1", "--cap-gib", "1"]
+        )
     assert code == 0
     (printed,) = out.getvalue().splitlines()
     lines = json.loads(printed)["results"]
@@ -270,6 +272,7 @@ def test_gpu_speed_benchmark_runs_tiny_on_the_cpu() -> None:
     for line in lines:
         assert "error" not in line, line
         assert line["s_per_image"] > 0
+        assert line["cap_gib"] is None  # no cap is applied on the CPU, so none is reported
         assert (line["size"], line["steps"], line["dtype"]) == ("64x64", 2, "float32")
         assert (
             "compile: cpu is not a CUDA device" in line["skipped"] or line["variant"] != "compile"
