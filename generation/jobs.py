@@ -34,6 +34,7 @@ class JobState(StrEnum):
     WAITING = "waiting"  # in the queue
     STARTING = "starting"  # handed to a worker; its start not yet recorded
     RUNNING = "running"
+    HOSTED = "hosted"  # sent to the hosted API (no GPU): waiting for its reply
     SAVING = "saving"  # ended on the worker; the store is recording it (retried if need be)
 
 

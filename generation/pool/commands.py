@@ -122,3 +122,10 @@ class ModelCommands:
             last_error=worker.last_error,
             problem=self._problem(worker),
         )
+
+    def _worker(self, worker_id: str) -> LiveWorker:
+        try:
+            return self._workers[worker_id]
+        except KeyError:
+            known = ", ".join(self._workers)
+            raise PoolError(f"There is no worker {worker_id!r}; workers: {known}.") from None

@@ -49,11 +49,12 @@ from generation.jobs import (
 )
 from generation.models import Catalogue
 from generation.pool.commands import ModelCommands
+from generation.pool.hosted import HostedJobs, HostedLane
 from generation.pool.live import LiveJob, LiveWorker
 from generation.pool.positions import PositionBoard
 from generation.pool.stream import EventStream
 from generation.pool.supervision import WorkerSupervision
-from generation.pool.types import PoolError, PoolObserver, PoolSnapshot, WorkerState
+from generation.pool.types import PoolObserver, PoolSnapshot, WorkerState
 from generation.request import GenerationRequest
 from generation.scheduler import (
     FairScheduler,
@@ -81,7 +82,7 @@ log = logging.getLogger(__name__)
 STORE_RETRY_DELAYS_S = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 
 
-class WorkerPool(WorkerSupervision, ModelCommands):
+class WorkerPool(WorkerSupervision, ModelCommands, HostedJobs):
     """Schedules jobs fairly onto supervised workers; see the module docstring."""
 
     def __init__(
@@ -100,13 +101,15 @@ class WorkerPool(WorkerSupervision, ModelCommands):
         supervision: SupervisionSettings | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        hosted: Callable[[Callable[[], float]], HostedLane] | None = None,
     ) -> None:
         """`workers`: one per GPU (see `generation.workers.config.discover_workers`).
         `engine_factory` (`"module:callable"`) and `engine_options` build each worker's engine.
         `cancel_timeout_s`: how long a running job may ignore a cancel before its worker is
         ended. `stop_timeout_s`: how long `shutdown` waits for a worker to exit.
         `supervision`: the policy for workers that are not running. `clock` (seconds) and
-        `sleep` time the queue and the restart delays (tests pass their own)."""
+        `sleep` time the queue and the restart delays (tests pass their own). `hosted` builds
+        the lane of API jobs (`generation.pool.hosted`) on the pool's clock."""
         if not workers:
             raise ValueError("The pool needs at least one worker.")
         ids = [config.id for config in workers]
@@ -136,7 +139,8 @@ class WorkerPool(WorkerSupervision, ModelCommands):
             for config in workers
         }
         self._jobs: dict[int, LiveJob] = {}
-        self._board = PositionBoard(self._scheduler, self._publish)
+        self._hosted = hosted(clock) if hosted is not None else None
+        self._boards = [PositionBoard(s, self._publish) for s in self._schedulers()]
         self._subscribers: set[EventStream] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._started = False
@@ -161,7 +165,7 @@ class WorkerPool(WorkerSupervision, ModelCommands):
                 continue
             self._enqueue(record.id, record.request, record.owner, record.queued_at)
             taken_back.append(record.id)
-        listed = {waiting.job_id: waiting for waiting in self._scheduler.waiting()}
+        listed = {w.job_id: w for s in self._schedulers() for w in s.waiting()}
         for job_id in taken_back:  # one listing, not a position query per job
             job, place = self._jobs[job_id], listed[job_id]
             queued = JobQueued(
@@ -173,7 +177,8 @@ class WorkerPool(WorkerSupervision, ModelCommands):
                 queued_at=job.queued_at,
             )
             self._publish(queued)
-            self._board.told(queued)
+            self._told(queued)
+        self._start_hosted()
         for worker in self._workers.values():
             worker.supervisor = asyncio.create_task(
                 self._supervise(worker), name=f"worker-{worker.id}"
@@ -185,10 +190,13 @@ class WorkerPool(WorkerSupervision, ModelCommands):
         `drain=True` lets running jobs finish first; `drain=False` stops them now and puts them
         back in the queue. Waiting jobs stay queued in the store for the next start.
         """
-        self._scheduler.close()
-        self._scheduler.pause()
+        for scheduler in self._schedulers():
+            scheduler.close()
+            scheduler.pause()
+        hosted = self._stop_hosted(drain)
         if drain:
             running = [w.job.outcome for w in self._workers.values() if w.job is not None]
+            running += hosted
             if running:
                 await asyncio.wait([asyncio.shield(outcome) for outcome in running])
         self._stopping = True
@@ -201,7 +209,9 @@ class WorkerPool(WorkerSupervision, ModelCommands):
             worker.released.set()
         supervisors = [w.supervisor for w in self._workers.values() if w.supervisor]
         await asyncio.gather(*supervisors, return_exceptions=True)
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *hosted, return_exceptions=True)
+        if self._hosted is not None:
+            await self._hosted.backend.close()
         for stream in list(self._subscribers):
             stream.put(None)
 
@@ -221,20 +231,22 @@ class WorkerPool(WorkerSupervision, ModelCommands):
         carrying `reply_to` (the submitter's handle for its reply, kept with the job)."""
         if not self.may_run(request.model):
             raise ModelUnavailable(f"No GPU here may run {request.model}.")
-        if not self._servable(request.model):
+        if self.hosted_offers(request.model):
+            self.check_hosted(request.model)
+        elif not self._servable(request.model):
             raise ModelUnavailable(
                 f"No GPU can run {request.model} right now ({self._why_unservable(request.model)}"
                 "). Try again later; the admins can see this with /admin gpus."
             )
         # the place is held while the job is written, so concurrent submits (of anyone)
         # cannot all pass the same last free place
-        with self._scheduler.admission(owner):
+        with self._scheduler_for(request.model).admission(owner):
             job_id = await self._store.create_job(request, owner)
             self._enqueue(job_id, request, owner)
             self._jobs[job_id].reply_to = reply_to
         event = self._queued_event(job_id)
         self._publish(event)
-        self._board.told(event)
+        self._told(event)
         self._dispatch()
         return event
 
@@ -261,9 +273,11 @@ class WorkerPool(WorkerSupervision, ModelCommands):
             await asyncio.shield(job.outcome)
             return False
         job.cancel_requested = True
-        if self._scheduler.cancel(job_id):
-            self._board.moved()
+        if self._scheduler_for(job.request.model).cancel(job_id):
+            self._moved()
             await self._end(job, JobStatus.CANCELLED, partial(self._store.mark_cancelled, job_id))
+        elif job.id in (self._hosted.running if self._hosted else ()):
+            self._hosted.running[job.id].cancel()
         elif job.worker is not None and job.run_sent:
             await self._send(job.worker, CancelJob(job_id))
         try:
@@ -288,17 +302,21 @@ class WorkerPool(WorkerSupervision, ModelCommands):
         if job is None:
             return None
         waiting = job.state is JobState.WAITING
-        return job.snapshot(self._scheduler.position(job_id) if waiting else None)
+        scheduler = self._scheduler_for(job.request.model)
+        return job.snapshot(scheduler.position(job_id) if waiting else None)
 
     # ---- admin -------------------------------------------------------------------------------
 
     def pause(self) -> None:
         """Start no new jobs; running jobs finish."""
-        self._scheduler.pause()
-        self._board.moved()
+        for scheduler in self._schedulers():
+            scheduler.pause()
+        self._moved()
 
     def resume(self) -> None:
         self._scheduler.resume()
+        if self._hosted is not None and not self._hosted.paused:
+            self._hosted.scheduler.resume()
         self._dispatch()
 
     @property
@@ -338,14 +356,17 @@ class WorkerPool(WorkerSupervision, ModelCommands):
     ) -> None:
         job = LiveJob(job_id, request, owner, queued_at if queued_at is not None else self._clock())
         self._jobs[job_id] = job
-        self._scheduler.submit(
-            job_id, owner, request.model, work_units(request), queued_at=queued_at
-        )
+        if self.hosted_offers(request.model):  # API slots are shared by credits
+            scheduler, work = self._hosted.scheduler, self._hosted.models[request.model]
+            work = work.estimate(request)
+        else:
+            scheduler, work = self._scheduler, work_units(request)
+        scheduler.submit(job_id, owner, request.model, work, queued_at=queued_at)
 
     def _queued_event(self, job_id: int) -> JobQueued:
         """The `JobQueued` of a job entering the queue: its place and what labels it."""
-        position, eta = self._scheduler.position(job_id) or (1, None)
         job = self._jobs[job_id]
+        position, eta = self._scheduler_for(job.request.model).position(job_id) or (1, None)
         return JobQueued(
             job_id,
             position,
@@ -358,7 +379,8 @@ class WorkerPool(WorkerSupervision, ModelCommands):
 
     def _dispatch(self) -> None:
         """Hand waiting jobs to idle workers until either runs out; the places shown move."""
-        self._board.moved()
+        self._moved()
+        self._dispatch_hosted()
         while not self._stopping:
             idle = [w for w in self._workers.values() if w.state is WorkerState.IDLE]
             views = [WorkerView(w.id, w.config.models, frozenset(w.loaded)) for w in idle]
@@ -449,38 +471,14 @@ class WorkerPool(WorkerSupervision, ModelCommands):
             self._engine_options,
         )
 
-    def _worker(self, worker_id: str) -> LiveWorker:
-        try:
-            return self._workers[worker_id]
-        except KeyError:
-            known = ", ".join(self._workers)
-            raise PoolError(f"There is no worker {worker_id!r}; workers: {known}.") from None
-
     def may_run(self, model: str) -> bool:
-        """Whether the catalogue holds `model` and some worker may run it (its `models`),
-        whatever the worker's state."""
+        """Whether the catalogue holds `model` and some worker (or the API lane) may run it
+        (its `models`), whatever the worker's state."""
+        if self.hosted_offers(model):
+            return True
         return model in self.catalogue and any(
             w.config.may_run(model) for w in self._workers.values()
         )
-
-    def _servable(self, model: str, *, besides: LiveWorker | None = None) -> bool:
-        """Some running or recovering worker (not failed; not `besides`) may run `model`."""
-        return any(
-            w.config.may_run(model) and w is not besides and w.state is not WorkerState.FAILED
-            for w in self._workers.values()
-        )
-
-    def _why_unservable(self, model: str) -> str:
-        return "; ".join(
-            f"{w.id}: {self._problem(w) or w.state.value}"
-            for w in self._workers.values()
-            if w.config.may_run(model)
-        )
-
-    def _problem(self, worker: LiveWorker) -> str | None:
-        if worker.state is not WorkerState.FAILED or worker.health is None:
-            return None
-        return worker.health.describe()
 
     def _publish(self, event: JobEvent) -> None:
         for stream in list(self._subscribers):
