@@ -25,9 +25,16 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from bot.observability.settings import ObservabilitySettings
-from bot.settings_schema import AtelierFile, GpuTable, ProgressSettings, UserDefaults
+from bot.settings_schema import (
+    AtelierFile,
+    GpuTable,
+    HostedTable,
+    ProgressSettings,
+    UserDefaults,
+)
 from generation.config_file import config_path_from_env
 from generation.config_schema import SettingsProblems, toml_value, validate_table
+from generation.hosted.catalogue import hosted_models
 from generation.models import Catalogue, CatalogueError
 from generation.pool import SchedulerSettings
 from generation.speed_options import SpeedOptions
@@ -84,6 +91,7 @@ class Settings:
     gpus: tuple[WorkerConfig, ...] = ()  # empty: one worker per GPU found (or one CPU worker)
     defaults: UserDefaults = field(default_factory=UserDefaults)
     limits: SchedulerSettings = field(default_factory=SchedulerSettings)
+    hosted: HostedTable = field(default_factory=HostedTable)  # API slots and credit budgets
     progress: ProgressSettings = field(default_factory=ProgressSettings)
     speed: SpeedOptions = field(default_factory=SpeedOptions)  # the workers' CUDA pipelines
     observability: ObservabilitySettings = field(default_factory=ObservabilitySettings)
@@ -180,10 +188,11 @@ def settings_from_mapping(
     return Settings(
         token=Secret(env.get("DISCORD_TOKEN", "").strip()),
         data_dir=data_dir if data_dir.is_absolute() else base_dir / data_dir,
-        catalogue=catalogue,
+        catalogue=catalogue.with_hosted(hosted_models(env)),
         gpus=tuple(gpus),
         defaults=file.defaults,
         limits=file.limits.scheduler_settings(),
+        hosted=file.hosted,
         progress=file.progress,
         speed=file.speed,
         observability=file.observability,
