@@ -30,7 +30,6 @@ from bot.settings_schema import HostedTable
 from bot.studio import Studio
 from bot.ui.buttons import ResultButton
 from generation.hosted.backend import HostedBackend
-from generation.hosted.settings import ApiSettings
 from generation.pool import PoolObserver, WorkerPool
 from generation.pool.hosted import HostedLane
 from generation.workers.config import discover_workers
@@ -103,7 +102,7 @@ def hosted_lane(
 ) -> Callable[[Callable[[], float]], HostedLane] | None:
     """The pool's lane of API jobs when `BFL_API_KEY` is set (the catalogue then offers the
     API models); `notes` collects what the admins must hear."""
-    api = ApiSettings.from_environment()
+    api = settings.hosted_api
     if api is None or not settings.catalogue.hosted:
         return None
 
