@@ -3,6 +3,7 @@ worker process on a tiny model, one fair queue; every outcome a person can see o
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from storage.credits import Period
 from tests.bot.helpers import (
     StudioWorld,
     answer,
+    as_rendered,
     bot_config,
     imagine,
     studio_people,
@@ -58,7 +60,11 @@ async def studio(
 async def reply_about(studio: StudioWorld, job_id: int, words: str) -> Message:
     """The bot's message about job `job_id` once it says `words`."""
     return await studio.fake.wait_for_message(
-        lambda m: f"job `{job_id}`" in text_of(m) and words in text_of(m), timeout=30
+        lambda m: (
+            re.search(rf"\b[Jj]ob `?{job_id}\b", text_of(m)) is not None
+            and words in as_rendered(text_of(m))
+        ),
+        timeout=30,
     )
 
 
