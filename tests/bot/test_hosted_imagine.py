@@ -20,6 +20,7 @@ from tests.bot.helpers import (
     as_rendered,
     bot_config,
     imagine,
+    job_id_of,
     studio_people,
     text_of,
 )
@@ -116,3 +117,15 @@ async def test_out_of_credits_refuses_api_jobs_until_an_admin_resumes_them(
     assert "API jobs are sent again" in text_of(await answer(fake, resume))
     again = await imagine(fake, fake.user("dave"), model="flux-pro-1.1")
     assert (await studio.result_of(again)).attachments
+
+
+async def test_a_rerun_of_an_api_job_is_a_labelled_seeded_rerun(studio: StudioWorld) -> None:
+    fake = studio.fake
+    bob = fake.user("bob")
+    parent = await imagine(fake, bob, model="flux-pro-1.1", seed=11)
+    original = await studio.result_of(parent)
+    ix = await fake.click(bob, original, f"atelier:rerun:{parent}")
+    child = job_id_of(await answer(fake, ix))
+    result = await studio.result_of(child)
+    assert f"Seeded rerun of job `{parent}`" in as_rendered(text_of(result))
+    assert (await studio.database.get_job(child)).record.request.seeds == (11,)
