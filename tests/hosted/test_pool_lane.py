@@ -27,6 +27,7 @@ from generation.pool.hosted import HostedLane, HostedSettings
 from generation.request import build_request
 from storage import Database
 from storage.credits import SERVER, Period
+from tests.bot.helpers import polled
 from tests.generation.helpers import Recorder, make_pool, stored_pngs
 from tests.hosted.conftest import FAST, settings
 from tests.hosted.fake_bfl import FakeBfl
@@ -267,12 +268,16 @@ async def test_cancelling_an_api_job_charges_what_was_sent(
     fake: HeldBfl, db: Database, catalogue: Catalogue
 ) -> None:
     pool = make_pool(catalogue, db, hosted=lane(fake, db, catalogue, []))
-    events = Recorder(pool)
     await pool.start()
     try:
         fake.held.clear()
         job = (await pool.submit(api(catalogue, count=2), JobOwner(1))).job_id
-        await events.until(lambda: len(fake.tasks) == 2)
+
+        async def both_stored() -> list | None:  # the fake answers before the store write
+            tasks = await db.hosted_tasks(job)
+            return tasks if len(tasks) == 2 else None
+
+        await polled(both_stored)
         assert await pool.cancel(job)
         assert (await db.get_job(job)).record.status is JobStatus.CANCELLED
         assert await db.spent(0, 1) == 8
