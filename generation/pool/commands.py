@@ -123,3 +123,10 @@ class ModelCommands:
             problem=self._problem(worker),
             profiles=worker.config.profiles,
         )
+
+    def _worker(self, worker_id: str) -> LiveWorker:
+        try:
+            return self._workers[worker_id]
+        except KeyError:
+            known = ", ".join(self._workers)
+            raise PoolError(f"There is no worker {worker_id!r}; workers: {known}.") from None
