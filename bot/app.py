@@ -15,8 +15,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import pkgutil
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
 import discord
@@ -27,11 +27,14 @@ from bot.audit import AuditTrail
 from bot.config import Settings
 from bot.errors import install_error_handler
 from bot.permissions import COMMAND_INSTALLS, AdmittingTree, command_contexts
+from bot.settings_schema import HostedTable
 from bot.studio import Studio
 from bot.ui.buttons import ResultButton
-from generation.pool import PoolObserver, WorkerPool
+from generation.hosted.backend import HostedBackend
+from generation.pool import HostedLane, PoolObserver, WorkerPool
 from generation.workers.config import discover_workers
 from storage import Database
+from storage.credits import PERSON_DEFAULT, SERVER, Period
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +60,9 @@ class Services:
     database: Database
     pool: WorkerPool
     started: bool = False
+    # What the admins must hear of the hosted API (a refused key, out of credits), newest last;
+    # shown by `/admin stats` and logged.
+    hosted_notes: list[str] = field(default_factory=list)
 
     async def start(self) -> None:
         if not self.started:
@@ -72,7 +78,9 @@ class Services:
 async def open_services(settings: Settings, *, observer: PoolObserver | None = None) -> Services:
     """Open the database and build the worker pool the settings describe (not started yet)."""
     database = await Database.open(settings.database_path, images_dir=settings.images_dir)
+    notes: list[str] = []
     try:
+        await apply_budgets(database, settings.hosted)
         pool = WorkerPool(
             settings.catalogue,
             database,
@@ -82,11 +90,55 @@ async def open_services(settings: Settings, *, observer: PoolObserver | None = N
             engine_options={"speed": asdict(settings.speed), "loras": settings.loras.tables()},
             observer=observer,
             supervision=settings.workers,
+            hosted=hosted_lane(settings, database, notes),
         )
     except BaseException:
         await database.close()
         raise
-    return Services(database, pool)
+    return Services(database, pool, hosted_notes=notes)
+
+
+def hosted_lane(
+    settings: Settings, database: Database, notes: list[str]
+) -> Callable[[Callable[[], float]], HostedLane] | None:
+    """The pool's lane of API jobs when `BFL_API_KEY` is set (the catalogue then offers the
+    API models); `notes` collects what the admins must hear."""
+    api = settings.hosted_api
+    if api is None or not settings.catalogue.hosted:
+        return None
+
+    def note(sentence: str) -> None:
+        log.warning("Hosted API: %s", sentence)
+        notes.append(sentence)
+
+    def build(clock: Callable[[], float]) -> HostedLane:
+        backend = HostedBackend(api, database, clock=clock)
+        lane = settings.hosted.hosted_settings()
+        return HostedLane(
+            backend,
+            settings.catalogue.hosted,
+            database,
+            lane,
+            scheduler_settings=settings.limits,
+            clock=clock,
+            on_admin_note=note,
+        )
+
+    return build
+
+
+async def apply_budgets(database: Database, table: HostedTable) -> None:
+    """Set the configured budgets where the database holds other values (audited as the
+    installation's, user 0)."""
+    wanted = {
+        (PERSON_DEFAULT, Period.DAY): table.person_daily_credits,
+        (SERVER, Period.DAY): table.server_daily_credits,
+        (SERVER, Period.MONTH): table.server_monthly_credits,
+    }
+    held = await database.budgets()
+    for (user_id, period), credits in wanted.items():
+        if held.get((user_id, period)) != credits:
+            await database.set_budget(user_id, period, credits, by=0)
 
 
 def extension_names() -> list[str]:

@@ -25,9 +25,17 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from bot.observability.settings import ObservabilitySettings
-from bot.settings_schema import AtelierFile, GpuTable, ProgressSettings, UserDefaults
+from bot.settings_schema import (
+    AtelierFile,
+    GpuTable,
+    HostedTable,
+    ProgressSettings,
+    UserDefaults,
+)
 from generation.config_file import config_path_from_env
 from generation.config_schema import SettingsProblems, toml_value, validate_table
+from generation.hosted.catalogue import hosted_models
+from generation.hosted.settings import ApiSettings, SettingsError
 from generation.loras import LoraCatalogue
 from generation.models import Catalogue, CatalogueError
 from generation.pool import SchedulerSettings
@@ -86,6 +94,8 @@ class Settings:
     gpus: tuple[WorkerConfig, ...] = ()  # empty: one worker per GPU found (or one CPU worker)
     defaults: UserDefaults = field(default_factory=UserDefaults)
     limits: SchedulerSettings = field(default_factory=SchedulerSettings)
+    hosted: HostedTable = field(default_factory=HostedTable)  # API slots and credit budgets
+    hosted_api: ApiSettings | None = None  # BFL_API_KEY and BFL_API_URL (the key never shown)
     progress: ProgressSettings = field(default_factory=ProgressSettings)
     speed: SpeedOptions = field(default_factory=SpeedOptions)  # the workers' CUDA pipelines
     loras: LoraCatalogue = field(default_factory=LoraCatalogue)
@@ -181,6 +191,11 @@ def settings_from_mapping(
         )
     gpus, problems = _workers(table, read, catalogue or valid, model_names, problems)
     problems += _ray_problems(read, env)
+    hosted_api = None
+    try:
+        hosted_api = ApiSettings.from_environment(env)
+    except SettingsError as error:
+        problems.append(str(error))
     if problems:
         raise ConfigError(problems)
     assert catalogue is not None
@@ -188,10 +203,12 @@ def settings_from_mapping(
     return Settings(
         token=Secret(env.get("DISCORD_TOKEN", "").strip()),
         data_dir=data_dir if data_dir.is_absolute() else base_dir / data_dir,
-        catalogue=catalogue,
+        catalogue=catalogue.with_hosted(hosted_models(env) if hosted_api else ()),
+        hosted_api=hosted_api,
         gpus=tuple(gpus),
         defaults=file.defaults,
         limits=file.limits.scheduler_settings(),
+        hosted=file.hosted,
         progress=file.progress,
         speed=file.speed,
         loras=loras,

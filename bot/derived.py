@@ -58,7 +58,11 @@ def rerun(
 
 
 def rerun_problem(catalogue: Catalogue, request: GenerationRequest) -> str | None:
-    """Why `request` cannot be rerun exactly (a sentence), None where it can."""
+    """Why `request` cannot be rerun exactly (a sentence), None where it can. A job of an API
+    model is rerun as a *seeded rerun* (same seed and parameters; labelled by `rerun_note`)
+    while the model is offered: BFL validated it when it was made."""
+    if request.model in catalogue.hosted:
+        return None
     spec = _spec(catalogue, request)
     try:
         again = build_request(
@@ -113,6 +117,8 @@ def offered_actions(
     """The actions that make a valid job from `request` (U, V subtle, V strong per image; 🔁 🎲
     per job): the buttons a result offers. `may_run(model)` says whether any GPU may run a model
     (`WorkerPool.may_run`); none is offered where none may."""
+    if request.model in catalogue.hosted:  # an API job: a seeded rerun only
+        return (Action.RERUN,) if may_run(request.model) else ()
     if request.model not in catalogue or not may_run(request.model):
         return ()
     offered = []

@@ -22,7 +22,7 @@ from bot.observability.settings import ObservabilitySettings
 from generation.config_schema import TABLE, Bool, Float, Int, Name, Text, toml_value
 from generation.loras import LoraTable
 from generation.models import ModelTable
-from generation.pool import SchedulerSettings
+from generation.pool import HostedSettings, SchedulerSettings
 from generation.request import MAX_COUNT, RequestError, parse_aspect
 from generation.speed_options import SpeedOptions
 from generation.workers.config import DEVICE_PATTERN, WorkerConfig
@@ -91,6 +91,29 @@ class LimitsTable:
             ageing_s=self.ageing_s or None,
             swap_lead_s=self.swap_lead_s,
         )
+
+
+# ---- [hosted]: Black Forest Labs' API ----------------------------------------------------------
+_HOSTED = HostedSettings()
+Credits = Annotated[Float, Field(ge=0, allow_inf_nan=False)]
+
+
+@dataclass(frozen=True, slots=True)
+class HostedTable:
+    """`[hosted]`: the API key's task slots and the credit budgets (1 credit = $0.01; unset:
+    no budget). Budgets set here are applied at each start; `/admin limits` sets a person's."""
+
+    __pydantic_config__ = TABLE
+
+    slots: Annotated[Int, Field(ge=1)] = _HOSTED.slots  # BFL: 24 active tasks per key
+    kontext_max_slots: Annotated[Int, Field(ge=1)] = 6  # BFL: 6 for flux-kontext-max
+    person_daily_credits: Credits | None = None
+    server_daily_credits: Credits | None = None
+    server_monthly_credits: Credits | None = None
+
+    def hosted_settings(self) -> HostedSettings:
+        model_slots = {"flux-kontext-max": self.kontext_max_slots}
+        return HostedSettings(slots=self.slots, model_slots=model_slots)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +190,7 @@ class AtelierFile:
     download_timeout_s: Annotated[Float, Field(ge=0.1)] = 20.0  # an attachment's download
     defaults: UserDefaults = field(default_factory=UserDefaults)
     limits: LimitsTable = field(default_factory=LimitsTable)
+    hosted: HostedTable = field(default_factory=HostedTable)
     progress: ProgressSettings = field(default_factory=ProgressSettings)
     speed: SpeedOptions = field(default_factory=SpeedOptions)
     observability: ObservabilitySettings = field(default_factory=ObservabilitySettings)

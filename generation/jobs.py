@@ -35,6 +35,7 @@ class JobState(StrEnum):
     STARTING = "starting"  # handed to a worker; its start not yet recorded
     LOADING = "loading"  # its worker loads the job's model first (no step yet)
     RUNNING = "running"  # denoising: `step` of `total`
+    HOSTED = "hosted"  # sent to the hosted API (no GPU): waiting for its reply (`step` of 100)
     SAVING = "saving"  # ended on the worker; the store is recording it (retried if need be)
     DONE = "done"  # the last snapshot of a job: its images are stored
     FAILED = "failed"

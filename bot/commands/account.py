@@ -20,6 +20,7 @@ from bot.ui.listings import info_embed
 from bot.ui.text import plain
 from generation.request import clean_text, parse_aspect
 from storage import UserSettings
+from storage.credits import Period, period_start
 
 if TYPE_CHECKING:
     from bot.app import AtelierBot
@@ -97,6 +98,9 @@ class Account(commands.Cog):
             else "no job in the last 30 days"
         )
         you = f"{waiting} waiting, {running} running now · {recent}"
+        if self.bot.settings.catalogue.hosted:
+            today = await self.bot.database.spent(period_start(now, Period.DAY), user_id)
+            you += f" · API credits today (UTC): {today:g}"
         embed = info_embed(snapshot, self.bot.settings.catalogue.values(), you)
         await interaction.followup.send(embed=embed, ephemeral=True)
 

@@ -36,6 +36,7 @@ from bot.ui.listings import (
 from bot.ui.text import plain
 from generation.jobs import Priority
 from storage import KEEP, InvalidValue, UserSettings
+from storage.credits import PERSON_DEFAULT, Period
 from storage.people import MAX_REASON_CHARS, MAX_TERM_CHARS
 
 if TYPE_CHECKING:
@@ -160,6 +161,14 @@ class Admin(
     @app_commands.command(name="resume", description="Start jobs again after a pause.")
     async def resume(self, interaction: discord.Interaction) -> None:
         pool = self.bot.pool
+        if pool.hosted_paused:  # out of credits (402): API jobs were held
+            pool.resume_hosted()
+            await audit_admin_action(self.bot, interaction, "hosted.resume", "pool")
+            if not pool.paused:
+                await interaction.response.send_message(
+                    "▶️ Resumed: API jobs are sent again.", ephemeral=True
+                )
+                return
         if not pool.paused:
             raise UserError("The queue is not paused.")
         pool.resume()
@@ -208,6 +217,7 @@ class Admin(
         weight="Their share of GPU time (2 = twice an ordinary share).",
         priority="Their class: admin jobs go first, relax jobs last.",
         reset="Back to the installation's defaults (before applying the other options).",
+        daily_credits="Their API budget in credits per UTC day (-1: back to the default).",
     )
     async def limits(
         self,
@@ -218,7 +228,11 @@ class Admin(
         weight: app_commands.Range[float, 0.01, 100.0] | None = None,
         priority: PriorityName | None = None,
         reset: bool = False,
+        daily_credits: app_commands.Range[float, -1.0, 1e9] | None = None,
     ) -> None:
+        if daily_credits is not None:
+            credits = None if daily_credits < 0 else daily_credits
+            await self.bot.database.set_budget(user.id, Period.DAY, credits, by=interaction.user.id)
         changes: dict[str, object] = {}
         if reset:
             changes = {
@@ -246,10 +260,20 @@ class Admin(
             )
         else:
             standing = await database.get_user(user.id)
-        title = "Limits changed" if changes else "Limits"
-        await interaction.response.send_message(
-            embed=self._limits_embed(title, user, standing), ephemeral=True
-        )
+        title = "Limits changed" if changes or daily_credits is not None else "Limits"
+        embed = self._limits_embed(title, user, standing)
+        if self.bot.settings.catalogue.hosted:
+            budgets = await self.bot.database.budgets()
+            own = budgets.get((user.id, Period.DAY))
+            default = budgets.get((PERSON_DEFAULT, Period.DAY))
+            shown = own if own is not None else default
+            embed.add_field(
+                name="API credits per day",
+                value="no budget"
+                if shown is None
+                else f"{shown:g}" + ("" if own is not None else " (default)"),
+            )
+        await interaction.response.send_message(embed=embed, ephemeral=True)
 
     def _limits_embed(
         self, title: str, user: discord.abc.User, standing: UserSettings
@@ -360,6 +384,19 @@ class Admin(
         await interaction.response.defer(ephemeral=True, thinking=True)
         stats = await self.bot.database.stats(now - days * 86_400 if days else 0.0, now + 1)
         embed = stats_embed(name, stats.by_user, stats.by_model, STATS_SHOWN)
+        if self.bot.settings.catalogue.hosted:
+            since = now - days * 86_400 if days else 0.0
+            spend = await self.bot.database.spend_by_person_and_model(since)
+            lines = [
+                f"<@{row.user_id}> · {row.model}: {row.credits:g} credits, {row.jobs} jobs"
+                for row in spend
+            ]
+            notes = self.bot.services.hosted_notes[-1:]
+            embed.add_field(
+                name="API credits by person and model",
+                value=fit_lines([*(f"⚠️ {n}" for n in notes), *lines], 1024, empty="none"),
+                inline=False,
+            )
         await interaction.followup.send(embed=embed, ephemeral=True)
 
     # ---- allowed channels --------------------------------------------------------------------

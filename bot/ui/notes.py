@@ -3,11 +3,14 @@ image of another shape, a rerun made with other model weights or libraries). Pur
 
 from __future__ import annotations
 
+from generation.hosted.catalogue import HOSTED_MODELS
 from generation.jobs import JobRecord
 from generation.prompts import PromptCut
 from generation.request import GenerationRequest, JobKind, init_fit_note
 
 _UNREAD_SHOWN = 60
+
+API_MODELS = frozenset(model.name for model in HOSTED_MODELS)  # names kept for the API
 
 
 def result_notes(record: JobRecord, parent: JobRecord | None) -> list[str]:
@@ -90,7 +93,15 @@ def derived_note(record: JobRecord, parent: JobRecord | None) -> str | None:
 
 def rerun_note(record: JobRecord, parent: JobRecord | None) -> str | None:
     """For a rerun: why its images may differ from the job it reran (README, "Exact reruns")."""
-    if record.request.kind is not JobKind.RERUN or parent is None or record.facts is None:
+    if record.request.kind is not JobKind.RERUN or parent is None:
+        return None
+    if record.request.model in API_MODELS:
+        return (
+            f"🔁 Seeded rerun of job `{parent.id}`: the same seed and parameters, sent to "
+            f"`{record.request.model}` again; BFL may have changed the model behind that name, "
+            "so the images can differ."
+        )
+    if record.facts is None:
         return None
     if parent.facts is None:
         return (

@@ -28,6 +28,7 @@ _PHASES = {
     JobState.STARTING: Phase.RUNNING,
     JobState.LOADING: Phase.LOADING,
     JobState.RUNNING: Phase.RUNNING,
+    JobState.HOSTED: Phase.RUNNING,  # on the hosted API: its worker reads `bfl-api`
     JobState.SAVING: Phase.RUNNING,
     JobState.DONE: Phase.FINISHED,
     JobState.FAILED: Phase.FAILED,

@@ -2,6 +2,7 @@
 
 from generation.pool.core import WorkerPool
 from generation.pool.durable import STORE_RETRY_DELAYS_S
+from generation.pool.hosted import HostedLane, HostedSettings
 from generation.pool.stream import EventStream
 from generation.pool.types import (
     PoolError,
@@ -16,6 +17,8 @@ from generation.scheduler import NotAccepting, QueueFull, SchedulerSettings
 __all__ = [
     "STORE_RETRY_DELAYS_S",
     "EventStream",
+    "HostedLane",
+    "HostedSettings",
     "NotAccepting",
     "PoolError",
     "PoolObserver",

@@ -124,3 +124,10 @@ class ModelCommands:
             # Its own (configured or learnt, in `config`) where no model is held otherwise now.
             profiles=tuple(sorted((dict(worker.config.profiles) | worker.held_profiles).items())),
         )
+
+    def _worker(self, worker_id: str) -> LiveWorker:
+        try:
+            return self._workers[worker_id]
+        except KeyError:
+            known = ", ".join(self._workers)
+            raise PoolError(f"There is no worker {worker_id!r}; workers: {known}.") from None

@@ -49,13 +49,14 @@ from generation.jobs import (
 from generation.models import Catalogue
 from generation.pool.commands import ModelCommands
 from generation.pool.durable import StoreRetries
+from generation.pool.hosted import HostedJobs, HostedLane
 from generation.pool.live import LiveJob, LiveWorker
 from generation.pool.positions import PositionBoard
 from generation.pool.stream import EventStream
 from generation.pool.supervision import WorkerSupervision
-from generation.pool.types import PoolError, PoolObserver, PoolSnapshot, WorkerState
+from generation.pool.types import PoolObserver, PoolSnapshot, WorkerState
 from generation.request import GenerationRequest
-from generation.scheduler import FairScheduler, SchedulerSettings, WorkerView, work_units
+from generation.scheduler import FairScheduler, SchedulerSettings, WorkerView
 from generation.workers.config import WorkerConfig
 from generation.workers.links import make_link
 from generation.workers.protocol import (
@@ -72,7 +73,7 @@ from generation.workers.supervision import SupervisionSettings, WorkerHealth
 log = logging.getLogger(__name__)
 
 
-class WorkerPool(WorkerSupervision, ModelCommands, StoreRetries):
+class WorkerPool(WorkerSupervision, ModelCommands, StoreRetries, HostedJobs):
     """Schedules jobs fairly onto supervised workers; see the module docstring."""
 
     def __init__(
@@ -91,13 +92,15 @@ class WorkerPool(WorkerSupervision, ModelCommands, StoreRetries):
         supervision: SupervisionSettings | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        hosted: Callable[[Callable[[], float]], HostedLane] | None = None,
     ) -> None:
         """`workers`: one per GPU (see `generation.workers.config.discover_workers`).
         `engine_factory` (`"module:callable"`) and `engine_options` build each worker's engine.
         `cancel_timeout_s`: how long a running job may ignore a cancel before its worker is
         ended. `stop_timeout_s`: how long `shutdown` waits for a worker to exit.
         `supervision`: the policy for workers that are not running. `clock` (seconds) and
-        `sleep` time the queue and the restart delays (tests pass their own)."""
+        `sleep` time the queue and the restart delays (tests pass their own). `hosted` builds
+        the lane of API jobs (`generation.pool.hosted`) on the pool's clock."""
         if not workers:
             raise ValueError("The pool needs at least one worker.")
         ids = [config.id for config in workers]
@@ -127,7 +130,10 @@ class WorkerPool(WorkerSupervision, ModelCommands, StoreRetries):
             for config in workers
         }
         self._jobs: dict[int, LiveJob] = {}
-        self._board = PositionBoard(self._scheduler, self._tell_place)
+        self._hosted = hosted(clock) if hosted is not None else None
+        board = partial(PositionBoard, tell=self._tell_place)  # one per scheduler
+        self._board = board(self._scheduler)
+        self._hosted_board = board(self._hosted.scheduler) if self._hosted else None
         self._subscribers: set[EventStream] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._started = False
@@ -163,11 +169,12 @@ class WorkerPool(WorkerSupervision, ModelCommands, StoreRetries):
                 continue
             self._enqueue(record.id, record.request, record.owner, record.queued_at)
             taken_back.append(record.id)
-        listed = {waiting.job_id: waiting for waiting in self._scheduler.waiting()}
+        listed = {w.job_id: w for s in self._schedulers() for w in s.waiting()}
         for job_id in taken_back:  # one listing, not a position query per job
             place = listed[job_id]
             self._publish(self._queued_event(job_id, (place.position, place.eta_s)))
-            self._board.told(job_id, place.position, place.eta_s)
+            self._told(job_id, place.position, place.eta_s)
+        self._start_hosted()
         for worker in self._workers.values():
             worker.supervisor = asyncio.create_task(
                 self._supervise(worker), name=f"worker-{worker.id}"
@@ -179,11 +186,14 @@ class WorkerPool(WorkerSupervision, ModelCommands, StoreRetries):
         `drain=True` lets running jobs finish first; `drain=False` stops them now and puts them
         back in the queue. Waiting jobs stay queued in the store for the next start.
         """
-        self._scheduler.close()
-        self._scheduler.pause()
+        for scheduler in self._schedulers():
+            scheduler.close()
+            scheduler.pause()
         self._closing.set()
+        hosted = self._stop_hosted(drain)
         if drain:
             running = [w.job.outcome for w in self._workers.values() if w.job is not None]
+            running += hosted
             if running:
                 await asyncio.wait([asyncio.shield(outcome) for outcome in running])
         self._stopping = True
@@ -196,7 +206,8 @@ class WorkerPool(WorkerSupervision, ModelCommands, StoreRetries):
             worker.released.set()
         supervisors = [w.supervisor for w in self._workers.values() if w.supervisor]
         await asyncio.gather(*supervisors, return_exceptions=True)
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *hosted, return_exceptions=True)
+        await self._close_hosted()
         for stream in list(self._subscribers):
             stream.put(None)
 
@@ -216,20 +227,22 @@ class WorkerPool(WorkerSupervision, ModelCommands, StoreRetries):
         carrying `reply_to` (the submitter's handle for its reply, kept with the job)."""
         if not self.may_run(request.model):
             raise ModelUnavailable(f"No GPU here may run {request.model}.")
-        if not self._servable(request.model):
+        if self.hosted_offers(request.model):
+            self.check_hosted(request.model)
+        elif not self._servable(request.model):
             raise ModelUnavailable(
                 f"No GPU can run {request.model} right now ({self._why_unservable(request.model)}"
                 "). Try again later; the admins can see this with /admin gpus."
             )
         # the place is held while the job is written, so concurrent submits (of anyone)
         # cannot all pass the same last free place
-        with self._scheduler.admission(owner):
+        with self._scheduler_for(request.model).admission(owner):
             job_id = await self._store.create_job(request, owner)
             self._enqueue(job_id, request, owner)
             self._jobs[job_id].reply_to = reply_to
         event = self._queued_event(job_id)
         self._publish(event)
-        self._board.told(job_id, event.position, event.eta_s)
+        self._told(job_id, event.position, event.eta_s)
         self._dispatch()
         return event
 
@@ -256,9 +269,11 @@ class WorkerPool(WorkerSupervision, ModelCommands, StoreRetries):
             await asyncio.shield(job.outcome)
             return False
         job.cancel_requested = True
-        if self._scheduler.cancel(job_id):
-            self._board.moved()
+        if self._scheduler_for(job.request.model).cancel(job_id):
+            self._moved()
             await self._end(job, JobStatus.CANCELLED, partial(self._store.mark_cancelled, job_id))
+        elif job.id in (self._hosted.running if self._hosted else ()):
+            self._hosted.running[job.id].cancel()
         elif job.worker is not None and job.run_sent:
             await self._send(job.worker, CancelJob(job_id))
         try:
@@ -286,11 +301,13 @@ class WorkerPool(WorkerSupervision, ModelCommands, StoreRetries):
 
     def pause(self) -> None:
         """Start no new jobs; running jobs finish."""
-        self._scheduler.pause()
-        self._board.moved()
+        for scheduler in self._schedulers():
+            scheduler.pause()
+        self._moved()
 
     def resume(self) -> None:
         self._scheduler.resume()
+        self._resume_hosted_queue()
         self._dispatch()
 
     @property
@@ -336,16 +353,16 @@ class WorkerPool(WorkerSupervision, ModelCommands, StoreRetries):
     ) -> None:
         job = LiveJob(job_id, request, owner, queued_at if queued_at is not None else self._clock())
         self._jobs[job_id] = job
-        self._scheduler.submit(
-            job_id, owner, request.model, work_units(request), queued_at=queued_at
-        )
+        scheduler, work = self._scheduler_for(request.model), self._work(request)
+        scheduler.submit(job_id, owner, request.model, work, queued_at=queued_at)
 
     def _queued_event(
         self, job_id: int, place: tuple[int, float | None] | None = None
     ) -> JobQueued:
         """The `JobQueued` of a job entering the queue (`place`: its known place)."""
-        position, eta = place or self._scheduler.position(job_id) or (1, None)
         job = self._jobs[job_id]
+        scheduler = self._scheduler_for(job.request.model)
+        position, eta = place or scheduler.position(job_id) or (1, None)
         return JobQueued(
             job_id,
             position,
@@ -363,13 +380,10 @@ class WorkerPool(WorkerSupervision, ModelCommands, StoreRetries):
             snapshot = job.snapshot((position, eta_s))
             self._publish(JobQueued(job_id, position, eta_s, job.waiting_for, job=snapshot))
 
-    def _snapshot(self, job: LiveJob) -> JobSnapshot:
-        waiting = job.state is JobState.WAITING
-        return job.snapshot(self._scheduler.position(job.id) if waiting else None)
-
     def _dispatch(self) -> None:
         """Hand waiting jobs to idle workers until either runs out; the places shown move."""
-        self._board.moved()
+        self._moved()
+        self._dispatch_hosted()
         while not self._stopping:
             idle = [w for w in self._workers.values() if w.state is WorkerState.IDLE]
             views = [WorkerView(w.id, w.config.models, frozenset(w.loaded)) for w in idle]
@@ -460,38 +474,14 @@ class WorkerPool(WorkerSupervision, ModelCommands, StoreRetries):
             self._engine_options,
         )
 
-    def _worker(self, worker_id: str) -> LiveWorker:
-        try:
-            return self._workers[worker_id]
-        except KeyError:
-            known = ", ".join(self._workers)
-            raise PoolError(f"There is no worker {worker_id!r}; workers: {known}.") from None
-
     def may_run(self, model: str) -> bool:
-        """Whether the catalogue holds `model` and some worker may run it (its `models`),
-        whatever the worker's state."""
+        """Whether the catalogue holds `model` and some worker (or the API lane) may run it
+        (its `models`), whatever the worker's state."""
+        if self.hosted_offers(model):
+            return True
         return model in self.catalogue and any(
             w.config.may_run(model) for w in self._workers.values()
         )
-
-    def _servable(self, model: str, *, besides: LiveWorker | None = None) -> bool:
-        """Some running or recovering worker (not failed; not `besides`) may run `model`."""
-        return any(
-            w.config.may_run(model) and w is not besides and w.state is not WorkerState.FAILED
-            for w in self._workers.values()
-        )
-
-    def _why_unservable(self, model: str) -> str:
-        return "; ".join(
-            f"{w.id}: {self._problem(w) or w.state.value}"
-            for w in self._workers.values()
-            if w.config.may_run(model)
-        )
-
-    def _problem(self, worker: LiveWorker) -> str | None:
-        if worker.state is not WorkerState.FAILED or worker.health is None:
-            return None
-        return worker.health.describe()
 
     def _publish(self, event: JobEvent) -> None:
         for stream in list(self._subscribers):

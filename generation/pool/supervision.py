@@ -246,7 +246,7 @@ class WorkerSupervision:
             job.waiting_for = f"{worker.id} was {health.describe()}; it starts again on another GPU"
         queued = self._queued_event(job.id)
         self._publish(queued)
-        self._board.told(job.id, queued.position, queued.eta_s)
+        self._board.told(job.id, queued.position, queued.eta_s)  # a GPU job: the GPU board
         if job.cancel_requested and self._scheduler.cancel(job.id):
             await self._end(job, JobStatus.CANCELLED, partial(self._store.mark_cancelled, job.id))
         self._dispatch()
@@ -275,7 +275,7 @@ class WorkerSupervision:
     async def _fail_stranded(self, worker: LiveWorker) -> None:
         """Fail the waiting jobs that only this (failed) worker could run, with its reason."""
         reason = self._stranded_reason(worker)
-        self._board.moved()
+        self._moved()
         for job in self._stranded(worker):
             if self._scheduler.cancel(job.id):
                 await self._end(
@@ -291,3 +291,22 @@ class WorkerSupervision:
             f"No GPU could run this job: {worker.id} is not working "
             f"({worker.health.reason or 'failed'})."
         )
+
+    def _servable(self, model: str, *, besides: LiveWorker | None = None) -> bool:
+        """Some running or recovering worker (not failed; not `besides`) may run `model`."""
+        return any(
+            w.config.may_run(model) and w is not besides and w.state is not WorkerState.FAILED
+            for w in self._workers.values()
+        )
+
+    def _why_unservable(self, model: str) -> str:
+        return "; ".join(
+            f"{w.id}: {self._problem(w) or w.state.value}"
+            for w in self._workers.values()
+            if w.config.may_run(model)
+        )
+
+    def _problem(self, worker: LiveWorker) -> str | None:
+        if worker.state is not WorkerState.FAILED or worker.health is None:
+            return None
+        return worker.health.describe()

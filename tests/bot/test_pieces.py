@@ -82,6 +82,8 @@ def test_the_progress_message_shows_each_snapshot_as_it_is() -> None:
     assert running.preview == b"png"
     assert "on `cuda:1`" in status_line(running)
     assert "2/4" in status_line(running)
+    on_api = status_line(ProgressState.of(snapshot(7, JobState.HOSTED, worker="bfl-api")))
+    assert "on `bfl-api`" in on_api  # an API job (no GPU) waits for the hosted API's reply
 
     stalled = snapshot(
         7,

@@ -40,6 +40,12 @@ FAULTS: dict[str, tuple[dict[str, Any], str, dict[str, Any], str]] = {
         {"swap_lead_s": -1},
         "`limits.swap_lead_s` should be at least 0, not -1.",
     ),
+    "hosted": (
+        {"slots": "24"},
+        '`hosted.slots` should be a whole number, not "24".',
+        {"person_daily_credits": -1},
+        "`hosted.person_daily_credits` should be at least 0, not -1.",
+    ),
     "progress": (
         {"edit_interval_s": "1s"},
         '`progress.edit_interval_s` should be a number, not "1s".',

@@ -1,0 +1,131 @@
+"""API models through the real bot: the fake Discord, the fake BFL API (real HTTP), a real CPU
+worker process on a tiny model, one fair queue; every outcome a person can see of an API job."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from bot.app import AtelierBot, open_services
+from bot.config import settings_from_mapping
+from generation.hosted.outcomes import SENTENCES, Outcome
+from storage.credits import Period
+from tests.bot.helpers import (
+    StudioWorld,
+    answer,
+    as_rendered,
+    bot_config,
+    imagine,
+    job_id_of,
+    studio_people,
+    text_of,
+)
+from tests.discord import FakeDiscord, Message, run_bot
+from tests.hosted.fake_bfl import KEY
+from tests.hosted.test_pool_lane import HeldBfl
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def bfl() -> AsyncIterator[HeldBfl]:
+    server = HeldBfl()
+    await server.start()
+    yield server
+    server.held.set()
+    await server.close()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def studio(
+    tiny_model_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory, bfl: HeldBfl
+) -> AsyncIterator[StudioWorld]:
+    """The bot with `BFL_API_KEY` and `BFL_API_URL` (the fake's) in its environment."""
+    async with FakeDiscord(studio_people()) as fake:
+        table = bot_config(fake.world, tiny_model_dirs, hosted={"slots": 4})
+        env = {**fake.child_env(), "BFL_API_KEY": KEY, "BFL_API_URL": bfl.submit_url}
+        data_dir = tmp_path_factory.mktemp("bot")
+        settings = settings_from_mapping(table, env, base_dir=data_dir)
+        services = await open_services(settings)
+        try:
+            async with run_bot(fake, lambda: AtelierBot(settings, services)) as runner:
+                yield StudioWorld(fake, settings, services, runner)
+        finally:
+            await services.close()
+
+
+async def reply_about(studio: StudioWorld, job_id: int, words: str) -> Message:
+    """The bot's message about job `job_id` once it says `words`."""
+    return await studio.fake.wait_for_message(
+        lambda m: (
+            re.search(rf"\b[Jj]ob `?{job_id}\b", text_of(m)) is not None
+            and words in as_rendered(text_of(m))
+        ),
+        timeout=30,
+    )
+
+
+async def test_a_local_and_an_api_imagine_side_by_side_in_one_queue(
+    studio: StudioWorld, bfl: HeldBfl
+) -> None:
+    fake = studio.fake
+    bfl.held.clear()  # the API job stays Pending until the GPU job is done
+    api_job = await imagine(fake, fake.user("bob"), model="flux-pro-1.1", seed=7)
+    local_job = await imagine(fake, fake.user("alice"), model="playground-v2.5", seed=7)
+    local = await studio.result_of(local_job)
+    assert local.attachments
+    assert (await studio.database.get_job(api_job)).record.status.value == "running"
+    bfl.held.set()
+    api = await studio.result_of(api_job)
+    assert api.attachments
+    assert [body["seed"] for body in bfl.submitted] == [7]
+    assert await studio.database.spent(0, fake.user("bob").id) == 4
+
+
+async def test_a_moderated_request_is_told_in_a_sentence(studio: StudioWorld, bfl: HeldBfl) -> None:
+    bfl.scripts.append(["Request Moderated"])
+    job = await imagine(studio.fake, studio.fake.user("carol"), model="flux-pro-1.1")
+    await reply_about(studio, job, SENTENCES[Outcome.REQUEST_MODERATED])
+
+
+async def test_a_job_over_the_persons_budget_is_refused_with_what_is_left(
+    studio: StudioWorld,
+) -> None:
+    erin = studio.fake.user("erin")
+    await studio.database.set_budget(erin.id, Period.DAY, 3, by=0)
+    job = await imagine(studio.fake, erin, model="flux-pro-1.1")
+    await reply_about(studio, job, "your daily budget has 3 of 3 credits left today")
+
+
+async def test_out_of_credits_refuses_api_jobs_until_an_admin_resumes_them(
+    studio: StudioWorld, bfl: HeldBfl
+) -> None:
+    fake = studio.fake
+    bfl.credits = 0
+    job = await imagine(fake, fake.user("dave"), model="flux-pro-1.1")
+    await reply_about(studio, job, "out of credits")
+    ix = await fake.slash(
+        fake.user("dave"), "imagine", {"prompt": "again", "model": "flux-pro-1.1"}
+    )
+    assert "out of credits" in text_of(await answer(fake, ix))
+    bfl.credits = 100
+    resume = await fake.slash(fake.user("admin"), "admin resume", {})
+    assert "API jobs are sent again" in text_of(await answer(fake, resume))
+    again = await imagine(fake, fake.user("dave"), model="flux-pro-1.1")
+    assert (await studio.result_of(again)).attachments
+
+
+async def test_a_rerun_of_an_api_job_is_a_labelled_seeded_rerun(studio: StudioWorld) -> None:
+    fake = studio.fake
+    bob = fake.user("bob")
+    parent = await imagine(fake, bob, model="flux-pro-1.1", seed=11)
+    original = await studio.result_of(parent)
+    ix = await fake.click(bob, original, f"atelier:rerun:{parent}")
+    child = job_id_of(await answer(fake, ix))
+    result = await studio.result_of(child)
+    assert f"Seeded rerun of job `{parent}`" in as_rendered(text_of(result))
+    assert (await studio.database.get_job(child)).record.request.seeds == (11,)
