@@ -113,8 +113,8 @@ def mismatch(actor: Mapping[str, str], here: Mapping[str, str]) -> str | None:
         )
 
     return (
-        f"the GPU machine runs {describe(actor)}, the bot {describe(here)}: install the same "
-        "checkout, Ray version and Python on both machines (`pip install '.[ray]'`)."
+        f"the GPU machine runs {describe(actor)}, but the bot runs {describe(here)}: install "
+        "the same checkout, Ray version and Python on both machines (`pip install '.[ray]'`)."
     )
 
 

@@ -69,11 +69,13 @@ class LocalRayCluster:
         )  # fmt: skip
         self._wait_started(self._head, log)
 
-    def add_node(self, resource: str) -> subprocess.Popen[bytes]:
-        """Join a second node (a raylet of its own on this machine) offering `resource`;
-        `kill_node` ends it as a lost machine would end."""
+    def add_node(self, resource: str, project: Path | None = None) -> subprocess.Popen[bytes]:
+        """Join a second node (a raylet of its own on this machine) offering `resource`, its
+        actors importing the checkout at `project` (default this one); `kill_node` ends it as
+        a lost machine would end."""
         env = {k: v for k, v in (os.environ | self.env).items() if v}
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PROJECT, env.get("PYTHONPATH")]))
+        code = str(project or _PROJECT)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [code, env.get("PYTHONPATH")]))
         ray = str(Path(sys.executable).with_name("ray"))
         log = self.temp_dir.parent / f"node-{resource}.log"
         node = subprocess.Popen(

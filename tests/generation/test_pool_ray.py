@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -44,6 +46,7 @@ __all__ = ["cluster"]  # the fixture, imported
 STEP_S = 0.05
 ACTOR_START_S = 90.0  # an actor's first start on a busy CI machine (Ray starts a Python worker)
 QUICK_RETRIES = SupervisionSettings(backoff_s=0.2, max_backoff_s=1.0)
+CHECKOUT = Path(__file__).resolve().parents[2]
 PLACE_S = 12.0  # enough to join the test cluster and place an actor on a busy CI machine
 
 
@@ -328,3 +331,31 @@ async def test_a_wrong_token_is_refused_in_one_sentence(
         problem
     )
     await pool.shutdown()
+
+
+async def test_a_gpu_machine_running_other_code_is_refused_with_both_versions(
+    catalogue: Catalogue,
+    database: Database,
+    cluster: LocalRayCluster,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    other = tmp_path / "other-checkout"  # another machine's checkout, one file newer
+    shutil.copytree(CHECKOUT / "generation", other / "generation")
+    (other / "generation" / "newer.py").write_text("# a later commit\n")
+    node = cluster.add_node("other-code", project=other)
+    monkeypatch.chdir(tmp_path)  # Ray puts its driver's directory on its workers' path
+    pool = pool_of(catalogue, database, [cluster.worker("box", node="other-code")])
+    recorder = Recorder(pool)
+    try:
+        await pool.start()
+        await recorder.until(
+            lambda: worker(pool, "box").state is WorkerState.FAILED, timeout_s=ACTOR_START_S
+        )
+        problem = pool.worker_problems()["box"]
+        assert "box: the GPU machine runs Atelier code " in problem
+        assert ", but the bot runs Atelier code " in problem
+        assert "install the same checkout, Ray version and Python on both machines" in problem
+    finally:
+        await pool.shutdown()
+        cluster.kill_node(node)
