@@ -23,7 +23,13 @@ COPY pyproject.toml README.md ./
 COPY bot ./bot
 COPY generation ./generation
 COPY storage ./storage
-RUN pip install --no-cache-dir .
+# ATELIER_EXTRAS=ray adds Ray, for GPUs on other machines (README: "GPUs on other machines (Ray)"):
+# `docker compose build --build-arg ATELIER_EXTRAS=ray`; scripts/start --docker passes it when
+# atelier.toml uses Ray. Empty: the project alone. (DL3013 asks for a pinned version: this is
+# the project itself, whose pyproject.toml pins what needs pinning, Ray among them.)
+ARG ATELIER_EXTRAS=""
+# hadolint ignore=DL3013
+RUN pip install --no-cache-dir ".${ATELIER_EXTRAS:+[$ATELIER_EXTRAS]}"
 
 FROM python:${PYTHON_VERSION}-slim-bookworm
 ENV PATH=/opt/atelier/bin:$PATH \

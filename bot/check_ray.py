@@ -1,5 +1,7 @@
 """`python -m bot check`, Ray part: join the `[ray]` cluster, list the nodes and GPUs it sees,
-and say for each `[[gpus]]` table with `backend = "ray"` whether its node is there.
+and say for each `[[gpus]]` table with `backend = "ray"` whether its node is there. A cluster
+that lets in a connection without a token is refused (`generation.workers.ray_probe`), and
+`[ray] allow_insecure = true` is always warned about.
 
 Ray runs in a child process (`python -m generation.workers.ray_relay --nodes`), as for the
 workers, with a time limit: joining a cluster that does not answer can take Ray minutes.
@@ -17,6 +19,7 @@ from bot.check import Finding
 from bot.config import Settings
 from generation.workers.process import worker_environment
 from generation.workers.ray_config import RayPlacement, connection_problem, ray_environment
+from generation.workers.ray_probe import open_cluster_problem
 
 _LIST_TIMEOUT_S = 60.0
 
@@ -34,6 +37,11 @@ def ray_findings(settings: Settings) -> Iterator[Finding]:
     if isinstance(nodes, str):
         yield Finding(False, f"{where}: {nodes}", problem=bool(remote))
         return
+    problem, warning = open_cluster_problem(address, settings.ray.allow_insecure, os.environ)
+    if problem or warning:
+        yield Finding(False, problem or warning or "", problem=problem is not None)
+    if problem:
+        return
     seen = "; ".join(_describe(node) for node in nodes)
     yield Finding(True, f"{where}: {len(nodes)} node(s): {seen}.")
     for worker_id, placement in remote:
@@ -41,10 +49,11 @@ def ray_findings(settings: Settings) -> Iterator[Finding]:
 
 
 def _describe(node: dict) -> str:
-    """`85c09c5e5e9e… 10.0.0.7 (1 GPU, gpu-box)`: its id, IP, GPUs and custom resources."""
+    """`<56 hex digits> 10.0.0.7 (1 GPU, gpu-box)`: its whole id (to copy into `node`), IP,
+    GPUs and custom resources."""
     gpus = f"{node['gpus']:g} GPU"
     custom = [name for name in node["resources"] if ":" not in name]
-    return f"{node['id'][:12]}… {node['ip']} ({', '.join([gpus, *custom])})"
+    return f"{node['id']} {node['ip']} ({', '.join([gpus, *custom])})"
 
 
 def _placed(worker_id: str, placement: RayPlacement, nodes: list[dict]) -> Finding:

@@ -47,7 +47,12 @@ from generation.workers.config import (
     fit_profiles,
     model_problems,
 )
-from generation.workers.ray_config import RaySettings, connection_problem
+from generation.workers.ray_config import (
+    RaySettings,
+    connection_problem,
+    gpu_share_problem,
+    node_problem,
+)
 from generation.workers.supervision import SupervisionSettings
 
 EXAMPLE_CONFIG = Path(__file__).with_name("example.toml")
@@ -324,12 +329,15 @@ def _ray_problems(read: _File, env: Mapping[str, str]) -> list[str]:
             problems.append(
                 f"{where}: a Ray GPU needs `node`: its node's id, IP address or custom resource."
             )
-        unused = [key for key in ("node", "id") if getattr(gpu, key) is not None]
+        unused = [key for key in ("node", "id", "num_gpus") if getattr(gpu, key) is not None]
         if gpu.backend == "local" and unused:
             problems.append(f'{where}: `{unused[0]}` is only for `backend = "ray"`.')
+        if gpu.backend == "ray":
+            problems += [f"{where}: {p}" for p in _remote_gpu_problems(gpu)]
     ids: dict[str, tuple[int, GpuTable]] = {}
-    for index, gpu in read.gpus:
-        first, other = ids.setdefault(gpu.worker_id, (index, gpu))
+    for index, gpu in read.gpus:  # a Ray GPU's id is a name: "Box" and "box" are one
+        key = gpu.worker_id.casefold() if gpu.backend == "ray" else gpu.worker_id
+        first, other = ids.setdefault(key, (index, gpu))
         if first != index and "ray" in (gpu.backend, other.backend):  # local: one per device
             problems.append(
                 f"`gpus[{index}]`: its worker id {toml_value(gpu.worker_id)} is also "
@@ -348,6 +356,25 @@ def _ray_problems(read: _File, env: Mapping[str, str]) -> list[str]:
         problems.append(
             "Ray is not installed, and `[[gpus]]` tables use it: install Atelier with "
             "`pip install '.[ray]'` from its checkout."
+        )
+    return problems
+
+
+def _remote_gpu_problems(gpu: GpuTable) -> list[str]:
+    """What is wrong with one `[[gpus]]` table with `backend = "ray"` on its own."""
+    problems = [p for p in [node_problem(gpu.node or "x")] if p]
+    if gpu.device not in ("cuda", "cpu"):
+        problems.append(
+            f"device {toml_value(gpu.device)}: inside its actor a Ray GPU is always "
+            '`device = "cuda"` (Ray shows it only the GPU it reserved), or "cpu".'
+        )
+    share = 1.0 if gpu.num_gpus is None else gpu.num_gpus
+    if problem := gpu_share_problem(share, gpu.device):
+        problems.append(problem)
+    if gpu.id is not None and DEVICE_PATTERN.fullmatch(gpu.id.strip().lower()):
+        problems.append(
+            f"`id` {toml_value(gpu.id)} looks like a device of this machine: give the Ray GPU "
+            'a name of its own, such as "box-gpu0".'
         )
     return problems
 

@@ -141,7 +141,8 @@ class GpuTable:
     backend: Literal["local", "ray"] = "local"  # "ray": a GPU of another machine, see [ray]
     node: Name | None = None  # ray: its node's id, IP address or custom resource
     id: Name | None = None  # ray: the worker's name (default NODE:DEVICE)
-    num_gpus: Annotated[Float, Field(ge=0)] = 1.0  # ray: GPUs the actor reserves on its node
+    # ray: GPUs the actor reserves on its node (default 1)
+    num_gpus: Annotated[Float, Field(ge=0)] | None = None
     profiles: dict[Name, Name] = field(default_factory=dict)  # model → memory profile
 
     @property
@@ -158,7 +159,7 @@ class GpuTable:
             placement = RayPlacement(
                 address=ray.address,
                 node=self.node,
-                num_gpus=self.num_gpus,
+                num_gpus=1.0 if self.num_gpus is None else self.num_gpus,
                 allow_insecure=ray.allow_insecure,
                 start_timeout_s=ray.start_timeout_s,
             )

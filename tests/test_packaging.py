@@ -86,14 +86,16 @@ def test_the_image_installs_the_project_from_the_same_pyproject() -> None:
     for pattern in packages["packages"]["find"]["include"]:
         assert pattern.removesuffix("*") in copied, f"the image lacks the {pattern} packages"
     installs = [run for run in of("RUN") if "pip install" in run]
-    assert any(re.search(r"pip install (--no-cache-dir )?\.$", run) for run in installs)
+    project = r'(\.|"\.\$\{ATELIER_EXTRAS:\+\[\$ATELIER_EXTRAS\]\}")'  # "." with extras, if asked
+    assert any(re.search(rf"pip install (--no-cache-dir )?{project}$", run) for run in installs)
     # No second list of dependencies: pip installs only torch (for its CUDA build) and ".".
     for run in installs:
         for command in run.split("&&"):
             if "pip install" in command:
                 arguments = re.sub(r"--index-url \S+", "", command.split("pip install", 1)[1])
                 targets = [word for word in arguments.split() if not word.startswith("-")]
-                assert targets in (["."], ['"torch==$TORCH_VERSION"']), command
+                assert re.fullmatch(project, targets[0]) or targets == ['"torch==$TORCH_VERSION"']
+                assert len(targets) == 1, command
     assert not list(ROOT.glob("requirements*.txt"))
 
 
@@ -388,3 +390,40 @@ async def test_start_with_a_bad_token_says_so_without_a_traceback(tmp_path, tiny
     assert "All good." in output  # the check passed: it is the login that failed
     assert "Discord refused the token in DISCORD_TOKEN" in output
     assert "Traceback" not in output
+
+
+@pytest.mark.parametrize(
+    ("config", "installed"),
+    [
+        ('[ray]\naddress = "10.8.0.1:6379"\n', f"install --editable {ROOT}[ray]"),
+        (
+            '[[gpus]]\nbackend = "ray"\nnode = "box"\ndevice = "cuda"\n',
+            f"install --editable {ROOT}[ray]",
+        ),
+        ('# [ray]\n# backend = "ray"\n[[gpus]]\ndevice = "cpu"\n', f"install --editable {ROOT}"),
+    ],
+)
+def test_the_start_script_installs_ray_when_the_configuration_uses_it(
+    tmp_path: Path, config: str, installed: str
+) -> None:
+    """scripts/start's installation step, with a virtual environment whose pip only records
+    what it is asked to install (the real one would download it)."""
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    (venv / "bin" / "pip").write_text(f'#!/bin/sh\necho "$@" >> "{tmp_path}/pip.log"\n')
+    for tool in ("python", "pip"):
+        (venv / "bin" / tool).chmod(0o755)
+    (tmp_path / "atelier.toml").write_text(config)
+    subprocess.run(
+        [str(START)],
+        env=start_env(tmp_path / "atelier.toml", ATELIER_VENV=str(venv)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,  # the check that follows finds no token: only the installation matters
+    )
+    asked = [
+        line for line in (tmp_path / "pip.log").read_text().splitlines() if "--editable" in line
+    ]
+    assert asked == [installed]

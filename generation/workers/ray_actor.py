@@ -17,10 +17,12 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import traceback
 
 import ray
 
 from generation.workers.protocol import Command, WorkerEvent, WorkerSpec
+from generation.workers.ray_probe import code_identity
 from generation.workers.runtime import WorkerRuntime
 
 
@@ -38,6 +40,7 @@ class EngineActor:
         )
         self._events: queue.SimpleQueue[WorkerEvent | None] = queue.SimpleQueue()
         self._commands: queue.SimpleQueue[Command] = queue.SimpleQueue()
+        self._failure: str | None = None  # the traceback that ended the engine thread
         self._runtime = WorkerRuntime(spec, self._events.put)
         threading.Thread(target=self._serve, name="engine", daemon=True).start()
 
@@ -46,8 +49,17 @@ class EngineActor:
             if self._runtime.start():
                 while self._runtime.handle(self._commands.get()):
                     pass
+        except BaseException:  # a local worker's traceback goes to the bot's log; this one's
+            self._failure = traceback.format_exc()  # would stay on its node: `poll` sends it
+            raise
         finally:
             self._events.put(None)  # the end: `poll` says so
+
+    @ray.method(concurrency_group="control")
+    def identity(self) -> dict[str, str]:
+        """This node's Atelier code, Ray and Python (`ray_probe.code_identity`): the relay
+        refuses an actor that does not run what the bot runs."""
+        return code_identity()
 
     @ray.method(concurrency_group="control")
     def command(self, command: Command) -> None:
@@ -60,19 +72,20 @@ class EngineActor:
         self._runtime.cancel(job_id)
 
     @ray.method(concurrency_group="events")
-    def poll(self, wait_s: float) -> tuple[list[WorkerEvent], bool]:
-        """The events since the last poll (waiting up to `wait_s` for one), and False once the
-        worker has ended (after a `Shutdown`, or when it could not start)."""
+    def poll(self, wait_s: float) -> tuple[list[WorkerEvent], bool, str | None]:
+        """The events since the last poll (waiting up to `wait_s` for one); False once the
+        worker has ended (after a `Shutdown`, or when it could not start), with the traceback
+        that ended it, if one did."""
         events: list[WorkerEvent] = []
         try:
             item = self._events.get(timeout=wait_s)
         except queue.Empty:
-            return events, True
+            return events, True, None
         while True:
             if item is None:
-                return events, False
+                return events, False, self._failure
             events.append(item)
             try:
                 item = self._events.get_nowait()
             except queue.Empty:
-                return events, True
+                return events, True, None

@@ -6,13 +6,16 @@ this configuration, and only the relay processes (`generation.workers.ray_relay`
 Security (Ray's own advice, https://docs.ray.io/en/latest/ray-security/index.html): anyone who
 can reach a Ray cluster's ports can run code on it unless token authentication is on
 (`RAY_AUTH_MODE=token`, Ray 2.52 and later, https://docs.ray.io/en/latest/ray-security/token-auth.html).
-`connection_problem` refuses a cluster that is not on this machine without a token, unless the
-owner sets `[ray] allow_insecure = true`.
+`connection_problem` refuses to join any cluster without a token, whatever its address (a
+cluster with a GPU on another machine listens on the network even when the bot reaches it over
+loopback), unless the owner sets `[ray] allow_insecure = true`; `generation.workers.ray_probe`
+then checks that the cluster itself requires the token.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -20,13 +23,33 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
-from generation.config_schema import TABLE, Bool, Float, Text
+from generation.config_schema import TABLE, Bool, Float, Text, toml_value
 
 # A Ray node id: 28 bytes written in hex (`ray list nodes`, `ray.nodes()[i]["NodeID"]`).
 _NODE_ID = re.compile(r"[0-9a-f]{56}")
-_LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost"})
+# What a person means as a node id: a long run of hex digits, perhaps cut short with "…"
+_ID_LIKE = re.compile(r"[0-9a-fA-F]{12,}(…|\.\.\.)?")
+_HOST_PORT = re.compile(r"(?P<host>\[[0-9a-fA-F:.]+\]|[^\s:/\[\]]+):(?P<port>[0-9]{1,5})")
+
+
+def _address(value: str) -> str:
+    """`[ray] address`: "", "auto" or HOST:PORT (the GCS port of the head, 6379 by default)."""
+    if value in ("", "auto"):
+        return value
+    if value.startswith("ray://"):
+        raise ValueError(
+            f"{toml_value(value)} is a Ray Client address, which Atelier does not use: give "
+            'the head\'s own address, "HOST:6379" (the port of `ray start --head --port`).'
+        )
+    found = _HOST_PORT.fullmatch(value)
+    if found is None or not 0 < int(found["port"]) < 65536:
+        raise ValueError(
+            f'{toml_value(value)} is not "HOST:PORT": give the head\'s address with its port, '
+            'such as "10.8.0.1:6379", or "auto" on the head node.'
+        )
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,9 +58,11 @@ class RaySettings:
 
     __pydantic_config__ = TABLE
 
-    address: Text = ""  # "HOST:PORT" of the head (port 6379 by default), "auto" on it; "": none
-    allow_insecure: Bool = False  # connect to a cluster elsewhere without a token: never advised
-    start_timeout_s: Annotated[Float, Field(gt=0)] = 120.0  # connect + place + build the engine
+    # "HOST:PORT" of the head (port 6379 by default), "auto" on it; "": none
+    address: Annotated[Text, AfterValidator(_address)] = ""
+    allow_insecure: Bool = False  # join a cluster without token authentication: never advised
+    # joining the cluster and placing the actor on its node; loading models is not counted
+    start_timeout_s: Annotated[Float, Field(gt=0)] = 120.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,15 +108,30 @@ class RayPlacement:
         return host.strip("[]"), int(port)
 
 
-def is_loopback(address: str) -> bool:
-    """True when `HOST:PORT` names this machine over the loopback interface."""
-    host = address.rpartition(":")[0].strip("[]") if ":" in address else address
-    if host.lower() in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+def node_problem(node: str) -> str | None:
+    """Why `node` (a `[[gpus]]` table's) cannot name a Ray node, or None."""
+    if node != node.strip():
+        return f"`node` {toml_value(node)} has spaces around it."
+    if _ID_LIKE.fullmatch(node) and not _NODE_ID.fullmatch(node):
+        return (
+            f"`node` {toml_value(node)} looks like a node id, but a node id is 56 lowercase "
+            "hex digits: copy it whole from `python -m bot check` or `ray list nodes`."
+        )
+    return None
+
+
+def gpu_share_problem(num_gpus: float, device: str) -> str | None:
+    """Why an actor with `device` may not reserve `num_gpus` GPUs, or None. A worker uses one
+    GPU: Ray shows the actor only the GPUs it reserved (`CUDA_VISIBLE_DEVICES`), so a CUDA
+    worker needs more than 0 and at most 1 (a fraction shares the GPU with other actors)."""
+    if not math.isfinite(num_gpus) or num_gpus > 1:
+        return f"`num_gpus` should be at most 1 (a worker uses one GPU), not {num_gpus:g}."
+    if device.startswith("cuda") and num_gpus <= 0:
+        return (
+            "`num_gpus = 0` reserves no GPU, so Ray would show the actor none: "
+            'reserve one (`num_gpus = 1`, or a fraction to share it), or use `device = "cpu"`.'
+        )
+    return None
 
 
 def has_token(environ: Mapping[str, str]) -> bool:
@@ -109,8 +149,10 @@ def has_token(environ: Mapping[str, str]) -> bool:
 def connection_problem(
     address: str, allow_insecure: bool, environ: Mapping[str, str] = os.environ
 ) -> str | None:
-    """Why the bot must not connect to the cluster at `address`, or None when it may."""
-    if is_loopback(address) or allow_insecure or has_token(environ):
+    """Why the bot must not connect to the cluster at `address`, or None when it may: the bot
+    needs token authentication whatever the address (loopback too: the cluster's other nodes
+    reach it over the network), unless the owner allows otherwise."""
+    if allow_insecure or has_token(environ):
         return None
     return (
         f"Refusing to connect to the Ray cluster at {address} without token authentication: "

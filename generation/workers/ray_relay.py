@@ -8,9 +8,16 @@ local worker ever imports it, and when the cluster goes away (`ray stop`, a lost
 this process that ends: the pool sees a worker that died, requeues its job and restarts it under
 the supervision policy, while the local GPUs go on working.
 
+Before it places the actor it checks the cluster (`generation.workers.ray_probe`): that it
+requires token authentication (the owner's `allow_insecure` only warns, on stderr) and accepts
+this token; once placed, that the actor runs the same code, Ray and Python as the bot.
+
 It ends (and the actor with it: an actor shares its driver's fate) when the socket closes, when
-the actor dies or ends, or when the worker is not ready within `start_timeout_s`; it reports
-`WorkerFailed` first when it cannot start at all (no cluster there, no such node).
+the actor dies or ends, or when the actor is not placed within `start_timeout_s` (loading the
+models is not counted: a local worker has no limit on it either); it reports `WorkerFailed`
+first when it cannot start at all (no cluster there, no such node, an actor that died before it
+was ready, with the last lines of Ray's error, which `/admin gpus` shows). An actor that dies
+after it was ready is a worker that died; the relay writes Ray's error to its stderr.
 
 `python -m generation.workers.ray_relay --nodes ADDRESS` prints the cluster's nodes as JSON
 (`python -m bot check` uses it).
@@ -21,10 +28,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from generation.workers.protocol import (
@@ -38,8 +47,15 @@ from generation.workers.protocol import (
     read_message,
 )
 from generation.workers.ray_config import RayPlacement, connection_problem
+from generation.workers.ray_probe import (
+    code_identity,
+    mismatch,
+    open_cluster_problem,
+    token_problem,
+)
 
 _POLL_S = 0.5  # how long one poll waits for an event; the actor answers at once when one comes
+_RAY_HEADER = re.compile(r"\w+: \S+")  # "pid: 4242", "ip: 10.0.0.7" atop Ray's actor errors
 _REACH_TIMEOUT_S = 5.0  # a TCP connection to the head; `ray.init` itself waits minutes
 
 
@@ -61,12 +77,15 @@ def main(argv: list[str]) -> None:
         emit(WorkerFailed(f"{spec.config.id}: {reason}"))
         _exit()
 
-    ready = threading.Event()
+    placed = threading.Event()  # joined, and the actor answers on its node
     deadline = threading.Timer(
         placement.start_timeout_s,
         lambda: (
-            ready.is_set()
-            or give_up(f"not ready within {placement.start_timeout_s:g} s (see the Ray logs).")
+            placed.is_set()
+            or give_up(
+                f"not placed on its node within {placement.start_timeout_s:g} s "
+                "(`[ray] start_timeout_s`; see the Ray logs)."
+            )
         ),
     )
     deadline.daemon = True
@@ -78,6 +97,8 @@ def main(argv: list[str]) -> None:
 
     from generation.workers.ray_actor import EngineActor
 
+    if problem := token_problem(placement.address):
+        give_up(f"cannot join the Ray cluster at {placement.address}: {problem}")
     try:
         ray.init(
             address=placement.address,
@@ -92,6 +113,14 @@ def main(argv: list[str]) -> None:
     if isinstance(options, str):
         give_up(options)
     actor = EngineActor.options(**options).remote(spec)
+    try:
+        identity = ray.get(actor.identity.remote())
+    except ray.exceptions.RayError as error:
+        give_up(f"its actor could not start on {placement.node}: {error_tail(error)}")
+    if problem := mismatch(identity, code_identity()):
+        give_up(problem)
+    placed.set()  # from here on the worker takes as long as its models take to load, as here
+    ready = False
 
     def relay_commands() -> None:
         while True:
@@ -105,28 +134,57 @@ def main(argv: list[str]) -> None:
                 else:
                     ray.get(actor.command.remote(command))  # in order: one at a time
             except ray.exceptions.RayError:
-                _exit()
+                return  # the event loop below reports it
 
     threading.Thread(target=relay_commands, name="commands", daemon=True).start()
     while True:
         try:
-            events, running = ray.get(actor.poll.remote(_POLL_S))
-        except ray.exceptions.RayError:
-            _exit()
+            events, running, failure = ray.get(actor.poll.remote(_POLL_S))
+        except ray.exceptions.RayError as error:
+            _actor_ended(spec.config.id, error_tail(error), None if ready else give_up)
         for event in events:
             if isinstance(event, WorkerReady):
-                ready.set()
+                ready = True
             emit(event)
         if not running:
             ray.kill(actor)
+            if failure:
+                _actor_ended(spec.config.id, error_tail(failure), None if ready else give_up)
             _exit()
 
 
+def error_tail(error: BaseException | str, lines: int = 4) -> str:
+    """The last `lines` lines of `error`'s text, in one line: what the actor said last (a
+    traceback's end, Ray's "exit detail"), without Ray's `name: value` header lines."""
+    text = [
+        line.strip()
+        for line in str(error).splitlines()
+        if line.strip() and not _RAY_HEADER.fullmatch(line.strip())
+    ]
+    return " | ".join(text[-lines:]) or type(error).__name__
+
+
+def _actor_ended(worker_id: str, why: str, give_up: Callable[[str], None] | None) -> None:
+    """The actor died or its engine failed: before it was ready, that is why the worker cannot
+    start (`give_up`, which `/admin gpus` shows); after, the pool sees a worker that died (and
+    retries its job), and the bot's log says why."""
+    if give_up is not None:
+        give_up(f"its actor stopped before it was ready: {why}")
+    print(f"Worker {worker_id}: its Ray actor stopped: {why}", file=sys.stderr, flush=True)
+    _exit()
+
+
 def _unreachable(placement: RayPlacement) -> str | None:
-    """Why the cluster cannot be joined (refused by policy, or its port does not answer)."""
+    """Why the cluster must not or cannot be joined: refused by policy, its port does not
+    answer, or it lets in connections without a token (the owner's override only warns)."""
     if problem := connection_problem(placement.address, placement.allow_insecure):
         return problem
-    return _silent(placement.address)
+    if problem := _silent(placement.address):
+        return problem
+    problem, warning = open_cluster_problem(placement.address, placement.allow_insecure, os.environ)
+    if warning:
+        print(f"WARNING: {warning}", file=sys.stderr, flush=True)
+    return problem
 
 
 def _silent(address: str) -> str | None:
@@ -199,12 +257,14 @@ def _exit(code: int = 0) -> None:
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--nodes"]:
+        address = sys.argv[2]
+        answer: object
         try:
-            if silent := _silent(sys.argv[2]):
-                raise ConnectionError(silent)
-            print(json.dumps(list_nodes(sys.argv[2])))
+            problem = _silent(address) or token_problem(address)
+            answer = {"error": problem} if problem else list_nodes(address)
         except Exception as error:  # Ray's errors on joining: one sentence for the operator
-            print(json.dumps({"error": f"{type(error).__name__}: {error}"}))
+            answer = {"error": f"{type(error).__name__}: {error}"}
+        print(json.dumps(answer))
         _exit(0)
     main(sys.argv[1:])
     _exit(0)

@@ -35,19 +35,21 @@ def free_port() -> int:
 
 
 class LocalRayCluster:
-    def __init__(self, temp_dir: Path) -> None:
+    """`token=False`: a cluster started without token authentication (which Atelier refuses)."""
+
+    def __init__(self, temp_dir: Path, token: bool = True) -> None:
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.temp_dir = temp_dir
         self.env = {
-            "RAY_AUTH_MODE": "token",
-            "RAY_AUTH_TOKEN": secrets.token_hex(16),
+            "RAY_AUTH_MODE": "token" if token else "disabled",
+            "RAY_AUTH_TOKEN": secrets.token_hex(16) if token else "",
             "RAY_USAGE_STATS_ENABLED": "0",
         }
         self._head: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        env = os.environ | self.env
+        env = {k: v for k, v in (os.environ | self.env).items() if v}
         # the actors' worker processes import this checkout's code
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PROJECT, env.get("PYTHONPATH")]))
         ray = str(Path(sys.executable).with_name("ray"))
@@ -67,11 +69,13 @@ class LocalRayCluster:
         )  # fmt: skip
         self._wait_started(self._head, log)
 
-    def add_node(self, resource: str) -> subprocess.Popen[bytes]:
-        """Join a second node (a raylet of its own on this machine) offering `resource`;
-        `kill_node` ends it as a lost machine would end."""
-        env = os.environ | self.env
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PROJECT, env.get("PYTHONPATH")]))
+    def add_node(self, resource: str, project: Path | None = None) -> subprocess.Popen[bytes]:
+        """Join a second node (a raylet of its own on this machine) offering `resource`, its
+        actors importing the checkout at `project` (default this one); `kill_node` ends it as
+        a lost machine would end."""
+        env = {k: v for k, v in (os.environ | self.env).items() if v}
+        code = str(project or _PROJECT)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [code, env.get("PYTHONPATH")]))
         ray = str(Path(sys.executable).with_name("ray"))
         log = self.temp_dir.parent / f"node-{resource}.log"
         node = subprocess.Popen(
@@ -132,3 +136,39 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRayCluste
             yield head
         finally:
             head.kill()
+
+
+@pytest.fixture(scope="module")
+def open_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRayCluster]:
+    """A local Ray head started WITHOUT token authentication, while this process has token
+    authentication on and a token: the mistake Atelier must catch (a driver that has a token
+    joins a cluster that requires none)."""
+    head = LocalRayCluster(tmp_path_factory.mktemp("ray-open"), token=False)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAY_AUTH_MODE", "token")
+        patch.setenv("RAY_AUTH_TOKEN", "a-token-this-cluster-never-asks-for")
+        head.start()
+        try:
+            yield head
+        finally:
+            head.kill()
+
+
+class DiesWhileBuilt:
+    """An engine whose construction kills its process, as a CUDA fault or the OOM killer
+    would (`engine_factory="tests.generation.ray_cluster:DiesWhileBuilt"`): the actor dies
+    before its worker is ready."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        os._exit(3)
+
+
+class FailsWhileBuilt:
+    """An engine whose construction raises what no worker expects (a bug, a library's own
+    error): the actor's engine thread ends with a traceback before its worker is ready."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        raise KeyError(FAILS_WITH)
+
+
+FAILS_WITH = "no kernel image for this GPU (a test engine)"

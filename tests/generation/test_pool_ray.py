@@ -13,8 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import sys
+from pathlib import Path
+
+import pytest
 
 from generation.jobs import (
     JobCancelled,
@@ -35,13 +39,15 @@ from generation.workers.standin import run_record
 from generation.workers.supervision import SupervisionSettings
 from storage import Database
 from tests.generation.helpers import STANDIN, Recorder, request
-from tests.generation.ray_cluster import LocalRayCluster, cluster, free_port
+from tests.generation.ray_cluster import FAILS_WITH, LocalRayCluster, cluster, free_port
 
 __all__ = ["cluster"]  # the fixture, imported
 
 STEP_S = 0.05
 ACTOR_START_S = 90.0  # an actor's first start on a busy CI machine (Ray starts a Python worker)
 QUICK_RETRIES = SupervisionSettings(backoff_s=0.2, max_backoff_s=1.0)
+CHECKOUT = Path(__file__).resolve().parents[2]
+PLACE_S = 12.0  # enough to join the test cluster and place an actor on a busy CI machine
 
 
 def pool_of(
@@ -164,8 +170,10 @@ async def test_a_job_that_kills_its_actor_twice_fails_clearly(
 
 
 async def test_a_cluster_that_cannot_be_reached_leaves_the_local_gpus_working(
-    catalogue: Catalogue, database: Database
+    catalogue: Catalogue, database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")  # the bot's side is right; nothing answers
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "t0ken")
     nowhere = RayPlacement(address=f"127.0.0.1:{free_port()}", node="any", num_gpus=0)
     remote = WorkerConfig("remote", "cpu", ray=nowhere)
     pool = pool_of(catalogue, database, [WorkerConfig("cpu:0", "cpu"), remote])
@@ -250,6 +258,104 @@ async def test_a_lost_node_marks_its_gpu_failed_requeues_its_job_and_the_gpu_ret
         )
         again = (await pool.submit(request(catalogue), JobOwner(2))).job_id
         assert isinstance((await recorder.finished(again))[0], JobFinished)
+    finally:
+        await pool.shutdown()
+        cluster.kill_node(node)
+
+
+async def test_a_pinned_model_slower_to_load_than_the_start_timeout_still_starts(
+    catalogue: Catalogue, database: Database, cluster: LocalRayCluster
+) -> None:
+    """`start_timeout_s` bounds joining the cluster and placing the actor, not loading models:
+    a big pinned model that takes longer than it to load is ready once it is loaded."""
+    model = next(iter(catalogue))
+    remote = cluster.worker("remote", start_timeout_s=PLACE_S, pinned=(model,))
+    pool = WorkerPool(
+        catalogue,
+        database,
+        [remote],
+        engine_factory=STANDIN,
+        engine_options={"step_seconds": STEP_S, "load_seconds": PLACE_S + 2},
+        supervision=QUICK_RETRIES,
+    )
+    await ready(pool)
+    status = worker(pool, "remote")
+    assert status.restarts == 0
+    assert status.loaded == (model,)
+    await pool.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("engine", "said"),
+    [
+        ("DiesWhileBuilt", "its worker process has died"),  # Ray's words: the process is gone
+        ("FailsWhileBuilt", f"KeyError: '{FAILS_WITH}'"),  # the end of the actor's traceback
+    ],
+)
+async def test_an_actor_that_stops_before_it_is_ready_says_why_in_the_gpus_problem(
+    catalogue: Catalogue, database: Database, cluster: LocalRayCluster, engine: str, said: str
+) -> None:
+    pool = WorkerPool(
+        catalogue,
+        database,
+        [cluster.worker("remote")],
+        engine_factory=f"tests.generation.ray_cluster:{engine}",
+        supervision=QUICK_RETRIES,
+    )
+    recorder = Recorder(pool)
+    await pool.start()
+    await recorder.until(
+        lambda: worker(pool, "remote").state is WorkerState.FAILED, timeout_s=ACTOR_START_S
+    )
+    problem = pool.worker_problems()["remote"]  # what /admin gpus and /healthz show
+    assert "remote: its actor stopped before it was ready: " in problem
+    assert said in problem
+    await pool.shutdown()
+
+
+async def test_a_wrong_token_is_refused_in_one_sentence(
+    catalogue: Catalogue,
+    database: Database,
+    cluster: LocalRayCluster,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "not-the-clusters-token")
+    pool = pool_of(catalogue, database, [cluster.worker("remote")])
+    recorder = Recorder(pool)
+    await pool.start()
+    await recorder.until(
+        lambda: worker(pool, "remote").state is WorkerState.FAILED, timeout_s=ACTOR_START_S
+    )
+    problem = pool.worker_problems()["remote"]
+    assert f"cannot join the Ray cluster at {cluster.address}: the cluster refused the token" in (
+        problem
+    )
+    await pool.shutdown()
+
+
+async def test_a_gpu_machine_running_other_code_is_refused_with_both_versions(
+    catalogue: Catalogue,
+    database: Database,
+    cluster: LocalRayCluster,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    other = tmp_path / "other-checkout"  # another machine's checkout, one file newer
+    shutil.copytree(CHECKOUT / "generation", other / "generation")
+    (other / "generation" / "newer.py").write_text("# a later commit\n")
+    node = cluster.add_node("other-code", project=other)
+    monkeypatch.chdir(tmp_path)  # Ray puts its driver's directory on its workers' path
+    pool = pool_of(catalogue, database, [cluster.worker("box", node="other-code")])
+    recorder = Recorder(pool)
+    try:
+        await pool.start()
+        await recorder.until(
+            lambda: worker(pool, "box").state is WorkerState.FAILED, timeout_s=ACTOR_START_S
+        )
+        problem = pool.worker_problems()["box"]
+        assert "box: the GPU machine runs Atelier code " in problem
+        assert ", but the bot runs Atelier code " in problem
+        assert "install the same checkout, Ray version and Python on both machines" in problem
     finally:
         await pool.shutdown()
         cluster.kill_node(node)
