@@ -18,18 +18,22 @@ from diffusers import DiffusionPipeline
 
 from generation.errors import EngineError
 from generation.models import Family
-from generation.prompts import COMPEL, PLAIN
+from generation.prompts import COMPEL, PLAIN, bracket_problem
 from generation.request import GenerationRequest
 
 MAX_WEIGHT = 10.0  # past this a term's embedding swamps the rest and images turn to noise
 
 
 def prompt_problem(prompt: str) -> str | None:
-    """Why compel cannot encode `prompt` (a sentence), None where it can: syntax nested too deep
-    to read, nothing left to encode once the syntax is read (`()`), a weight that is not finite
-    or above `MAX_WEIGHT` (`red+++++++++++++++++++++++++`)."""
+    """Why compel cannot encode `prompt` (a sentence), None where it can: brackets too deep or
+    too many (`generation.prompts.bracket_problem`, checked before parsing), syntax nested too
+    deep to read, nothing left to encode once the syntax is read (`()`), a weight that is not
+    finite or above `MAX_WEIGHT` (`red+++++++++++++++++++++++++`)."""
     from compel.prompt_parser import Blend, PromptParser
 
+    problem = bracket_problem(prompt)  # before parsing: the parse is exponential in depth
+    if problem:
+        return problem
     try:
         conjunction = PromptParser().parse_conjunction(prompt)
     except RecursionError:
