@@ -245,3 +245,97 @@ def test_a_lora_job_on_a_quantized_or_compiled_gpu_model_is_refused_before_loadi
     with pytest.raises(ModelUnavailable, match=f"with \\[speed\\] {said}"):
         engine.generate(request)
     assert engine.loaded == ()  # refused before any model was loaded
+
+
+def _header_file(path: Path, header: object) -> Path:
+    text = header if isinstance(header, bytes) else json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(text)) + text + bytes(64))
+    return path
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        {"a": {"dtype": "F32", "shape": 5, "data_offsets": [0, 4]}},
+        {"a": {"dtype": "F32", "shape": None, "data_offsets": [0, 4]}},
+        {"a": {"dtype": "F32", "shape": "ab", "data_offsets": [0, 4]}},
+        {"a": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}},
+        {"a": {"dtype": "XYZ", "shape": [1], "data_offsets": [0, 4]}},
+        {"a": {"dtype": "F32", "shape": [4, 4], "data_offsets": [0, 4]}},  # offsets lie
+        {"a": {"dtype": "F32", "shape": [100], "data_offsets": [0, 400]}},  # past the file's end
+        {"a": [1, 2]},
+        [1, 2],
+        b'{"a":' + b"[" * 200_000 + b"]" * 200_000 + b"}",
+    ],
+)
+def test_every_malformed_header_is_one_sentence(
+    tiny_catalogue: Catalogue, tiny_model_dirs: dict[str, Path], tmp_path: Path, header: object
+) -> None:
+    path = _header_file(tmp_path / "bad.safetensors", header)
+    with pytest.raises(LoraError, match="is not a usable safetensors file"):
+        check_fits(path, tiny_model_dirs["playground"], tiny_catalogue["playground-v2.5"])
+
+
+def _typed(path: Path, tensors: dict[str, tuple[str, list[int]]]) -> Path:
+    """A safetensors file with zero-filled tensors of the given dtype and shape."""
+    sizes = {"F32": 4, "F16": 2, "I8": 1, "I64": 8}
+    header, offset = {}, 0
+    for name, (dtype, shape) in tensors.items():
+        size = sizes[dtype]
+        for side in shape:
+            size *= side
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + size]}
+        offset += size
+    text = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(text)) + text + bytes(offset))
+    return path
+
+
+def test_files_that_would_fail_to_load_or_make_black_images_are_refused(
+    tiny_catalogue: Catalogue, tiny_model_dirs: dict[str, Path], tmp_path: Path
+) -> None:
+    spec, folder = tiny_catalogue["playground-v2.5"], tiny_model_dirs["playground"]
+    real = read_header(folder / "unet" / "diffusion_pytorch_model.safetensors")
+    layer = next(name for name in real if name.endswith("attn1.to_q.weight"))
+    out_f, in_f = real[layer]
+    stem = "unet." + layer.removesuffix(".weight")
+    down, up = f"{stem}.lora_A.weight", f"{stem}.lora_B.weight"
+    cases = {
+        "rank 0": ({down: ("F32", [0, in_f]), up: ("F32", [out_f, 0])}, "at least 1"),
+        "ranks differ": ({down: ("F32", [4, in_f]), up: ("F32", [out_f, 3])}, "same rank"),
+        "down only": ({down: ("F32", [4, in_f])}, "only one of the two"),
+        "1-D": ({down: ("F32", [in_f]), up: ("F32", [out_f])}, "shaped"),
+        "integers": ({down: ("I8", [4, in_f]), up: ("I8", [out_f, 4])}, "I8 tensors"),
+        "only alpha": ({f"{stem}.alpha": ("F32", [])}, "no LoRA matrices"),
+        "kohya plus junk": (
+            {
+                "lora_te1_x.lora_down.weight": ("F16", [4, 8]),
+                "lora_te1_x.lora_up.weight": ("F16", [8, 4]),
+                "evil.garbage": ("F16", [1]),
+            },
+            "cannot place",
+        ),
+        "kohya SD 1.5": (
+            {
+                "lora_unet_down_blocks_0_attentions_0_attn2_to_k.lora_down.weight": (
+                    "F16",
+                    [4, 768],
+                ),
+                "lora_unet_down_blocks_0_attentions_0_attn2_to_k.lora_up.weight": (
+                    "F16",
+                    [320, 4],
+                ),
+            },
+            "cross-attention reads 768",
+        ),
+        "kohya SD 1.5 text encoder": (
+            {"lora_te_text_model_encoder_layers_0_mlp_fc1.lora_down.weight": ("F16", [4, 768])},
+            "one text encoder",
+        ),
+    }
+    for case, (tensors, said) in cases.items():
+        problem = check_fits(_typed(tmp_path / "x.safetensors", tensors), folder, spec)
+        assert problem is not None, case
+        assert said in problem, (case, problem)
+    fits = _typed(tmp_path / "ok.safetensors", {down: ("F16", [4, in_f]), up: ("F16", [out_f, 4])})
+    assert check_fits(fits, folder, spec) is None
