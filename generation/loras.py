@@ -227,7 +227,7 @@ def choose_loras(
     uses: list[LoraUse] = []
     for name, weight in asked:
         lora = catalogue.get(name)
-        if lora is None or not lora.enabled or name in disabled:
+        if lora is None or not _offered(lora, disabled):
             fitting = ", ".join(s.name for s in catalogue.offered(spec.family, disabled))
             raise LoraError(
                 f"There is no LoRA called {name[:60]!r}"
@@ -247,6 +247,26 @@ def choose_loras(
             )
         uses.append(LoraUse(name, float(weight)))
     return tuple(uses)
+
+
+def withdrawn_lora(
+    catalogue: LoraCatalogue, uses: Sequence[LoraUse], disabled: frozenset[str] = frozenset()
+) -> str | None:
+    """Why a job made from an earlier one (rerun, reroll, vary, upscale) cannot use its LoRAs
+    `uses` (a sentence), None where it can: one was removed from the configuration or disabled
+    since (`/admin loras disable`, `enabled = false`), as `/imagine` would refuse it."""
+    for use in uses:
+        lora = catalogue.get(use.name)
+        if lora is None or not _offered(lora, disabled):
+            return (
+                f"This job used the LoRA {use.name[:60]!r}, which an admin has since disabled or "
+                "removed, so it cannot be made again; use /imagine without it."
+            )
+    return None
+
+
+def _offered(lora: LoraSpec, disabled: frozenset[str]) -> bool:
+    return lora.enabled and lora.name not in disabled
 
 
 # ---- compatibility, from the safetensors headers -----------------------------------------------
