@@ -97,7 +97,14 @@ class LoraUse:
     weight: float
 
     def __str__(self) -> str:
-        return f"{self.name}:{self.weight:g}"
+        return f"{self.name}:{format_weight(self.weight)}"
+
+
+def format_weight(weight: float) -> str:
+    """`weight` written so that it reads back exactly (`repr`, shortest round trip): 0.1234567
+    stays 0.1234567 where `:g` would write 0.123457; whole numbers without ".0"; no "-0"."""
+    text = repr(float(weight) + 0.0)  # + 0.0: -0.0 becomes 0.0
+    return text.removesuffix(".0")
 
 
 class LoraError(ValueError):
@@ -198,19 +205,23 @@ def _file_name(path: Path) -> str:
 
 def parse_lora(text: str) -> tuple[str, float | None]:
     """`"name"` → (name, None); `"name:0.8"` → (name, 0.8). The weight is after the last colon,
-    so a path with colons still works. Raises LoraError for a weight that is not a number."""
+    so a path with colons still works, and is `[-+]?[0-9]+(.[0-9]+)?` (anything else after the
+    colon is part of the name). Raises LoraError for a weight of "nan"."""
     head, colon, tail = text.strip().rpartition(":")
     if not colon:
         return text.strip(), None
     if not tail.strip():  # "name:" — the weight not typed yet
         return head.strip(), None
-    try:
-        weight = float(tail)
-    except ValueError:
-        return text.strip(), None  # no weight: the colon belongs to the name or path
-    if weight != weight:
+    if tail.strip().casefold() in ("nan", "+nan", "-nan"):
         raise LoraError(f"The weight of {head!r} is not a number.")
-    return head.strip(), weight
+    if _WEIGHT.fullmatch(tail.strip()) is None:
+        return text.strip(), None  # no weight: the colon belongs to the name or path
+    return head.strip(), float(tail) + 0.0  # + 0.0: "-0" is 0
+
+
+# A weight as people write it, ASCII digits only: Python's float() also takes "0_5" (5),
+# full-width "１" and Arabic-Indic "٠.٨", "inf" and "1e309".
+_WEIGHT = re.compile(r"[-+]?[0-9]+(\.[0-9]+)?")
 
 
 def choose_loras(
@@ -243,7 +254,7 @@ def choose_loras(
         if not MIN_WEIGHT <= weight <= MAX_WEIGHT:
             raise LoraError(
                 f"A LoRA's weight must be between {MIN_WEIGHT:g} and {MAX_WEIGHT:g} "
-                f"(got {weight:g} for {name!r})."
+                f"(got {format_weight(weight)} for {name!r})."
             )
         uses.append(LoraUse(name, float(weight)))
     return tuple(uses)

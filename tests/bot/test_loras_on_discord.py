@@ -144,3 +144,25 @@ async def test_a_lora_removed_from_the_configuration_is_refused_for_derived_jobs
     assert "'pg'" in problem
     tables["pg2"]["enabled"] = False
     assert "'pg2'" in (withdrawn_lora(LoraCatalogue.from_config(tables), uses) or "")
+
+
+async def test_autocomplete_shows_trigger_words_also_where_notes_exist() -> None:
+    from bot.ui.choices import lora_choices
+    from generation.models import Family
+
+    loras = LoraCatalogue.from_config(
+        {
+            "wc": {
+                "source": "/l/wc.safetensors",
+                "family": "playground",
+                "weight": 0.1234567,
+                "triggers": ["wcstyle"],
+                "notes": "soft watercolour washes " * 10,
+            }
+        }
+    )
+    (choice,) = lora_choices(loras, {Family.PLAYGROUND}, frozenset(), "wcsty")  # by trigger
+    assert choice.name.startswith("wc (weight 0.1234567) — say wcstyle — soft watercolour")
+    assert len(choice.name) <= 100
+    (typed,) = lora_choices(loras, {Family.PLAYGROUND}, frozenset(), "wc:0.1234567")
+    assert typed.value == "wc:0.1234567"

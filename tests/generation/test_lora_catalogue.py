@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import struct
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from generation.loras import (
     LoraUse,
     check_fits,
     choose_loras,
+    format_weight,
     parse_lora,
     read_header,
 )
@@ -132,6 +134,15 @@ def test_the_bot_configuration_refuses_a_faulty_lora_table() -> None:
         ("pg:-1", ("pg", -1.0)),
         ("/a/b:c.safetensors", ("/a/b:c.safetensors", None)),
         ("/a/b:c.safetensors:0.5", ("/a/b:c.safetensors", 0.5)),
+        ("pg:-0", ("pg", 0.0)),
+        ("pg:+1.25", ("pg", 1.25)),
+        # only ASCII `[-+]?[0-9]+(.[0-9]+)?` is a weight; the rest stays part of the name
+        ("pg:0_5", ("pg:0_5", None)),
+        ("pg:１", ("pg:１", None)),
+        ("pg:٠.٨", ("pg:٠.٨", None)),
+        ("pg:inf", ("pg:inf", None)),
+        ("pg:1e309", ("pg:1e309", None)),
+        ("pg:.5", ("pg:.5", None)),
     ],
 )
 def test_lora_arguments_parse(text: str, parsed: tuple) -> None:
@@ -339,3 +350,21 @@ def test_files_that_would_fail_to_load_or_make_black_images_are_refused(
         assert said in problem, (case, problem)
     fits = _typed(tmp_path / "ok.safetensors", {down: ("F16", [4, in_f]), up: ("F16", [out_f, 4])})
     assert check_fits(fits, folder, spec) is None
+
+
+@pytest.mark.parametrize(
+    ("weight", "written"),
+    [(0.1234567, "0.1234567"), (1.0, "1"), (-0.0, "0"), (0.8, "0.8"), (-1.5, "-1.5")],
+)
+def test_weights_are_written_so_they_read_back_exactly(weight: float, written: str) -> None:
+    assert format_weight(weight) == written
+    assert str(LoraUse("pg", weight)) == f"pg:{written}"
+    assert parse_lora(str(LoraUse("pg", weight))) == ("pg", weight)
+
+
+def test_the_png_parameters_keep_the_exact_weight(tiny_catalogue: Catalogue) -> None:
+    from generation.metadata import parameters_text
+
+    request = build_request(tiny_catalogue, prompt="a fox", model="playground-v2.5", seed=1)
+    request = replace(request, loras=(LoraUse("pg", 0.1234567),))
+    assert "<lora:pg:0.1234567>" in parameters_text(request, 0)

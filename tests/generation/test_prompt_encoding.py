@@ -75,6 +75,9 @@ def test_the_record_says_which_encoder_made_the_image(engine: Engine) -> None:
         ("()", "no words"),
         ("(fox)1000", "at most 10"),
         ("red" + "+" * 40 + " fox", "at most 10"),
+        ('("a red fox", "a snowy forest").blend(30, 1)', "blend\\(\\)` or `.and\\(\\)` weight"),
+        ('("a red fox", "a snowy forest").and(30, 1)', "at most 10"),
+        ('("a red fox", "b").blend(0.7)', "one weight per prompt"),
     ],
 )
 def test_syntax_compel_cannot_use_fails_the_job_with_a_sentence(
