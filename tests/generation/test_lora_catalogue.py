@@ -368,3 +368,28 @@ def test_the_png_parameters_keep_the_exact_weight(tiny_catalogue: Catalogue) -> 
     request = build_request(tiny_catalogue, prompt="a fox", model="playground-v2.5", seed=1)
     request = replace(request, loras=(LoraUse("pg", 0.1234567),))
     assert "<lora:pg:0.1234567>" in parameters_text(request, 0)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        {"a": {"dtype": "F32", "shape": 5, "data_offsets": [0, 4]}},
+        {"a": {"dtype": "F32", "shape": None, "data_offsets": [0, 4]}},
+        b'{"a":' + b"[" * 200_000 + b"]" * 200_000 + b"}",
+    ],
+)
+def test_bot_check_gives_one_line_for_a_malformed_lora(
+    tiny_catalogue: Catalogue, tmp_path: Path, header: object
+) -> None:
+    from bot.check import _lora
+
+    path = _header_file(tmp_path / "bad.safetensors", header)
+    (lora,) = LoraCatalogue.from_config(
+        {"bad": {"source": str(path), "family": "playground"}}
+    ).values()
+    finding = _lora(lora, tiny_catalogue, "")
+    assert not finding.ok
+    assert finding.line() == (
+        "[ERR] LoRA bad: bad.safetensors is not a usable safetensors file. "
+        "Remove it or set its `family` right."
+    )
