@@ -37,6 +37,7 @@ from bot.ui.embeds import PREVIEW_FILENAME, parameters_embed, progress_embed
 from bot.ui.notes import request_notes
 from bot.ui.progress import Phase, ProgressState
 from generation.jobs import JobEvent, JobOwner, JobQueued, JobRecord, JobStatus
+from generation.loras import withdrawn_lora
 from generation.prompts import PromptReader
 from generation.request import GenerationRequest
 from storage import Database, StorageError
@@ -127,6 +128,7 @@ class Studio:
         """
         await self._check_place(owner)
         await self._check_prompt(owner.guild_id, request)
+        await self._check_loras(request)
         # `reply_to`: the job's events say it is this submit's, so nobody else adopts it
         queued = await self.pool.submit(request, owner, reply_to=target)  # QueueFull: as is
         tracker = self._tracker(queued.job_id)
@@ -256,6 +258,16 @@ class Studio:
         if guild_id is not None:
             allowed |= set(await self.database.allowed_channels(guild_id))
         return allowed
+
+    async def _check_loras(self, request: GenerationRequest) -> None:
+        """Refuse LoRAs disabled or removed since: a rerun, reroll, variation or upscale carries
+        its parent's LoRAs past `/imagine`'s own check (`generation.loras.choose_loras`)."""
+        if not request.loras:
+            return
+        disabled = await self.database.disabled_loras()
+        problem = withdrawn_lora(self.settings.loras, request.loras, disabled)
+        if problem:
+            raise UserError(problem)
 
     async def _check_place(self, owner: JobOwner) -> None:
         channel = owner.channel_id

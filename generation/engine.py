@@ -27,7 +27,7 @@ from generation.loras import LoraCatalogue
 from generation.metadata import encode_png
 from generation.models import Catalogue, ModelSpec, UnknownModel
 from generation.pipelines import LoadedPipeline, PipelineFamily, family_pipelines
-from generation.pipelines.adapters import Adapters, LoraFile
+from generation.pipelines.adapters import AdapterError, Adapters, LoraFile
 from generation.pipelines.loading import resolve_source
 from generation.pipelines.profiles import effective_speed
 from generation.pipelines.prompt_encoding import encoder_fact, prompt_arguments
@@ -271,7 +271,12 @@ class Engine:
     ) -> list[Image.Image]:
         """One batched pipeline call; raises torch.OutOfMemoryError as it comes."""
         pipe = model.pipeline_for(request)
-        model.adapters.apply(lora_files)
+        try:
+            model.adapters.apply(lora_files)
+        except AdapterError as error:
+            if error.reload:  # part of the adapter may remain: the next job loads it afresh
+                self.unload(request.model)
+            raise
         prepare_call(pipe, self.speed, self.device, request.width, request.height)
         arguments = model.family.arguments(request, model.spec, init_image)
         arguments |= prompt_arguments(pipe, request, model.spec.family)

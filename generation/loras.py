@@ -97,7 +97,14 @@ class LoraUse:
     weight: float
 
     def __str__(self) -> str:
-        return f"{self.name}:{self.weight:g}"
+        return f"{self.name}:{format_weight(self.weight)}"
+
+
+def format_weight(weight: float) -> str:
+    """`weight` written so that it reads back exactly (`repr`, shortest round trip): 0.1234567
+    stays 0.1234567 where `:g` would write 0.123457; whole numbers without ".0"; no "-0"."""
+    text = repr(float(weight) + 0.0)  # + 0.0: -0.0 becomes 0.0
+    return text.removesuffix(".0")
 
 
 class LoraError(ValueError):
@@ -198,19 +205,23 @@ def _file_name(path: Path) -> str:
 
 def parse_lora(text: str) -> tuple[str, float | None]:
     """`"name"` → (name, None); `"name:0.8"` → (name, 0.8). The weight is after the last colon,
-    so a path with colons still works. Raises LoraError for a weight that is not a number."""
+    so a path with colons still works, and is `[-+]?[0-9]+(.[0-9]+)?` (anything else after the
+    colon is part of the name). Raises LoraError for a weight of "nan"."""
     head, colon, tail = text.strip().rpartition(":")
     if not colon:
         return text.strip(), None
     if not tail.strip():  # "name:" — the weight not typed yet
         return head.strip(), None
-    try:
-        weight = float(tail)
-    except ValueError:
-        return text.strip(), None  # no weight: the colon belongs to the name or path
-    if weight != weight:
+    if tail.strip().casefold() in ("nan", "+nan", "-nan"):
         raise LoraError(f"The weight of {head!r} is not a number.")
-    return head.strip(), weight
+    if _WEIGHT.fullmatch(tail.strip()) is None:
+        return text.strip(), None  # no weight: the colon belongs to the name or path
+    return head.strip(), float(tail) + 0.0  # + 0.0: "-0" is 0
+
+
+# A weight as people write it, ASCII digits only: Python's float() also takes "0_5" (5),
+# full-width "１" and Arabic-Indic "٠.٨", "inf" and "1e309".
+_WEIGHT = re.compile(r"[-+]?[0-9]+(\.[0-9]+)?")
 
 
 def choose_loras(
@@ -227,7 +238,7 @@ def choose_loras(
     uses: list[LoraUse] = []
     for name, weight in asked:
         lora = catalogue.get(name)
-        if lora is None or not lora.enabled or name in disabled:
+        if lora is None or not _offered(lora, disabled):
             fitting = ", ".join(s.name for s in catalogue.offered(spec.family, disabled))
             raise LoraError(
                 f"There is no LoRA called {name[:60]!r}"
@@ -243,10 +254,30 @@ def choose_loras(
         if not MIN_WEIGHT <= weight <= MAX_WEIGHT:
             raise LoraError(
                 f"A LoRA's weight must be between {MIN_WEIGHT:g} and {MAX_WEIGHT:g} "
-                f"(got {weight:g} for {name!r})."
+                f"(got {format_weight(weight)} for {name!r})."
             )
         uses.append(LoraUse(name, float(weight)))
     return tuple(uses)
+
+
+def withdrawn_lora(
+    catalogue: LoraCatalogue, uses: Sequence[LoraUse], disabled: frozenset[str] = frozenset()
+) -> str | None:
+    """Why a job made from an earlier one (rerun, reroll, vary, upscale) cannot use its LoRAs
+    `uses` (a sentence), None where it can: one was removed from the configuration or disabled
+    since (`/admin loras disable`, `enabled = false`), as `/imagine` would refuse it."""
+    for use in uses:
+        lora = catalogue.get(use.name)
+        if lora is None or not _offered(lora, disabled):
+            return (
+                f"This job used the LoRA {use.name[:60]!r}, which an admin has since disabled or "
+                "removed, so it cannot be made again; use /imagine without it."
+            )
+    return None
+
+
+def _offered(lora: LoraSpec, disabled: frozenset[str]) -> bool:
+    return lora.enabled and lora.name not in disabled
 
 
 # ---- compatibility, from the safetensors headers -----------------------------------------------
@@ -270,41 +301,106 @@ _KOHYA_FAMILY = (  # name prefixes of kohya-style files → the family they were
 _LORA_SUFFIX = re.compile(r"\.(lora\.down|lora\.up|lora_A|lora_B)\.weight$")
 
 
-def read_header(path: Path) -> dict[str, list[int]]:
-    """Tensor name → shape, from a safetensors file's JSON header (8-byte little-endian length,
-    then JSON; https://github.com/huggingface/safetensors#format). Raises LoraError for a file
-    that is not safetensors."""
+# safetensors dtypes → bytes per element (https://github.com/huggingface/safetensors#format)
+_DTYPE_SIZES = {
+    "BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2,
+    "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "F64": 8, "I64": 8, "U64": 8,
+}  # fmt: skip
+_LORA_DTYPES = ("F16", "BF16", "F32", "F64")  # a LoRA's matrices are floats; peft loads these
+_SDXL_CROSS_ATTENTION = 2048  # SDXL's text features (unet config `cross_attention_dim`)
+
+
+@dataclass(frozen=True, slots=True)
+class TensorEntry:
+    """One tensor of a safetensors header: dtype ("F16", ...) and shape."""
+
+    dtype: str
+    shape: tuple[int, ...]
+
+
+def read_entries(path: Path) -> dict[str, TensorEntry]:
+    """Tensor name → dtype and shape, from a safetensors file's JSON header (8-byte little-endian
+    length, then JSON; https://github.com/huggingface/safetensors#format), each entry checked:
+    a known dtype, a shape of non-negative integers, `data_offsets` that hold exactly that many
+    bytes inside the file. Raises LoraError ("not a usable safetensors file") otherwise."""
+    unusable = LoraError(f"{path.name} is not a usable safetensors file.")
     try:
         with path.open("rb") as handle:
             (length,) = struct.unpack("<Q", handle.read(8))
             if length > _HEADER_LIMIT:
                 raise LoraError(f"{path.name} is not a safetensors file (its header is too long).")
             header = json.loads(handle.read(length))
-    except (OSError, struct.error, ValueError) as error:
-        if isinstance(error, LoraError):
-            raise
-        raise LoraError(f"{path.name} is not a readable safetensors file.") from None
+            data_size = path.stat().st_size - 8 - length
+    except LoraError:
+        raise
+    except (OSError, struct.error, ValueError, RecursionError):
+        raise unusable from None
     if not isinstance(header, dict):
-        raise LoraError(f"{path.name} is not a safetensors file.")
-    return {
-        name: list(value.get("shape", []))
-        for name, value in header.items()
-        if name != "__metadata__" and isinstance(value, dict)
-    }
+        raise unusable
+    entries = {}
+    for name, value in header.items():
+        if name == "__metadata__":
+            continue
+        entry = _entry(value, data_size)
+        if entry is None:
+            raise unusable
+        entries[name] = entry
+    return entries
+
+
+def _entry(value: object, data_size: int) -> TensorEntry | None:
+    if not isinstance(value, dict):
+        return None
+    dtype, shape, offsets = value.get("dtype"), value.get("shape"), value.get("data_offsets")
+    if dtype not in _DTYPE_SIZES or not isinstance(shape, list) or not isinstance(offsets, list):
+        return None
+    numbers = [*shape, *offsets]
+    if len(offsets) != 2 or not all(type(n) is int and n >= 0 for n in numbers):
+        return None
+    count = 1
+    for side in shape:
+        count *= side
+    begin, end = offsets
+    if end - begin != count * _DTYPE_SIZES[dtype] or end > data_size:
+        return None
+    return TensorEntry(dtype, tuple(shape))
+
+
+def read_header(path: Path) -> dict[str, list[int]]:
+    """Tensor name → shape (`read_entries`). Raises LoraError for a file that is not a usable
+    safetensors file."""
+    return {name: list(entry.shape) for name, entry in read_entries(path).items()}
 
 
 def check_fits(lora: Path, model_folder: Path, spec: ModelSpec) -> str | None:
     """Why the LoRA file `lora` cannot apply to the model `spec` in `model_folder` (a diffusers
-    folder), or None when it fits: every adapted layer exists in the model with the LoRA's in-
-    and out-features."""
-    tensors = read_header(lora)
-    if not tensors:
+    folder), or None when it fits: float tensors only; each adapted layer has a down and an up
+    matrix (2-D, or 4-D for a convolution) of the same rank of at least 1; the layer exists in
+    the model with the LoRA's in- and out-features. Kohya-named files are checked by family and
+    by their cross-attention width (an SD 1.5 LoRA is refused for SDXL). Raises LoraError for a
+    file that is not a usable safetensors file. Weights that are NaN cannot be seen here."""
+    entries = read_entries(lora)
+    if not entries:
         return f"{lora.name} holds no tensors."
+    floats = [name for name, entry in entries.items() if entry.dtype not in _LORA_DTYPES]
+    if floats:
+        return (
+            f"{lora.name} holds {entries[floats[0]].dtype} tensors ({floats[0][:80]!r}); "
+            f"a LoRA's are float ({', '.join(_LORA_DTYPES)})."
+        )
+    tensors = {name: list(entry.shape) for name, entry in entries.items()}
+    if any(map(_starts("lora_te_"), tensors)):  # SDXL's are lora_te1_/lora_te2_, FLUX's none
+        return (
+            f"{lora.name} was made for Stable Diffusion 1.x/2.x (one text encoder), "
+            f"not {spec.name}."
+        )
     kohya = [family for prefix, family in _KOHYA_FAMILY if any(map(_starts(prefix), tensors))]
     if kohya:
         if spec.family not in kohya:
             return f"{lora.name} was made for {kohya[0].value} models, not {spec.name}."
-        return None
+        return _kohya_problem(lora.name, tensors, model_folder, spec) or _pair_problem(
+            lora.name, tensors
+        )
     headers: dict[str, dict[str, list[int]]] = {}
     for key, shape in tensors.items():
         part, _, rest = key.partition(".")
@@ -323,14 +419,72 @@ def check_fits(lora: Path, model_folder: Path, spec: ModelSpec) -> str | None:
             return f"{lora.name} adapts a layer {spec.name} does not have: {part}.{layer[:80]}."
         down = suffix[1] in ("lora.down", "lora_A")
         if len(shape) < 2 or len(base) < 2:
-            continue
+            continue  # refused below (`_pair_problem`) where the LoRA's matrix is not 2-D
         # down: (rank, in_features); up: (out_features, rank); the model: (out, in)
         if (down and shape[1] != base[1]) or (not down and shape[0] != base[0]):
             return (
                 f"{lora.name} does not fit {spec.name}: its layer {part}.{layer[:80]} has "
                 f"{shape} where the model's has {base} (a LoRA for another model size?)."
             )
+    return _pair_problem(lora.name, tensors)
+
+
+_PAIR = re.compile(r"^(.*)\.(lora\.down|lora\.up|lora_A|lora_B|lora_down|lora_up)\.weight$")
+
+
+def _pair_problem(file: str, tensors: Mapping[str, list[int]]) -> str | None:
+    """Why the down/up matrices of `tensors` cannot make a LoRA: a layer with one of the two, a
+    matrix that is not 2-D (4-D for a convolution), or ranks that differ or are 0 (peft refuses
+    rank 0 half way through loading)."""
+    pairs: dict[str, dict[bool, list[int]]] = {}
+    for key, shape in tensors.items():
+        match = _PAIR.match(key)
+        if match is None:
+            if key.endswith(".alpha"):
+                continue
+            return f"{file} has a tensor Atelier cannot place: {key[:80]!r}."
+        down = match[2] in ("lora.down", "lora_A", "lora_down")
+        pairs.setdefault(match[1], {})[down] = shape
+    if not pairs:
+        return f"{file} holds no LoRA matrices."
+    for layer, matrices in pairs.items():
+        if len(matrices) != 2:
+            return f"{file} has only one of the two LoRA matrices of {layer[:80]}."
+        down, up = matrices[True], matrices[False]
+        if len(down) not in (2, 4) or len(up) != len(down):
+            return f"{file} has LoRA matrices of {layer[:80]} shaped {down} and {up}."
+        if down[0] != up[1] or down[0] < 1:
+            return (
+                f"{file} has LoRA matrices of {layer[:80]} of rank {down[0]} and {up[1]}; "
+                "both must be the same rank, at least 1."
+            )
     return None
+
+
+def _kohya_problem(
+    file: str, tensors: Mapping[str, list[int]], model_folder: Path, spec: ModelSpec
+) -> str | None:
+    """Why a kohya-named file is not for `spec`: for Playground (SDXL), an SD 1.x/2.x LoRA shows
+    by its cross-attention keys' width (768 or 1024 where SDXL's are `cross_attention_dim`,
+    2048). A file without such keys (one adapting only other layers) cannot be told apart."""
+    if spec.family is not Family.PLAYGROUND:
+        return None
+    width = _cross_attention_dim(model_folder)
+    for key, shape in tensors.items():
+        if "attn2_to_k.lora_down" in key and len(shape) == 2 and shape[1] != width:
+            return (
+                f"{file} was made for another model (its cross-attention reads {shape[1]} "
+                f"features; {spec.name}'s read {width}): Stable Diffusion 1.x/2.x?"
+            )
+    return None
+
+
+def _cross_attention_dim(model_folder: Path) -> int:
+    try:
+        config = json.loads((model_folder / "unet" / "config.json").read_text())
+        return int(config["cross_attention_dim"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return _SDXL_CROSS_ATTENTION
 
 
 def _starts(prefix: str) -> Any:

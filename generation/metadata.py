@@ -30,7 +30,7 @@ def parameters_text(request: GenerationRequest, index: int, facts: RunFacts | No
     """The A1111 `parameters` text for image `index` of `request`. LoRAs are written as A1111
     writes them: `<lora:NAME:WEIGHT>` after the prompt and `Lora hashes: "NAME: HASH"` (here
     the first 12 hex digits of the file's SHA-256) among the fields."""
-    tags = "".join(f" <lora:{use.name}:{use.weight:g}>" for use in request.loras)
+    tags = "".join(f" <lora:{use}>" for use in request.loras)
     lines = [request.prompt + tags]
     if request.negative_prompt:
         lines.append(f"Negative prompt: {request.negative_prompt}")

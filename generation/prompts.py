@@ -27,6 +27,39 @@ PLAIN = "plain"
 COMPEL = "compel"
 PROMPT_ENCODERS = (PLAIN, COMPEL)
 
+# compel's parser (pyparsing) takes time exponential in bracket depth: depth 3 reads in 0.3 s,
+# depth 4 in 1.4 s, depth 5 in 4.3 s, depth 7 in 68 s (measured on this project's CPU, compel
+# 2.5.1), and a parse cannot be cancelled. So the depth and count are checked before parsing.
+MAX_BRACKET_DEPTH = 3
+MAX_BRACKETS = 32  # opening brackets in all; 30 flat groups read in 0.2 s
+
+
+def bracket_problem(prompt: str) -> str | None:
+    """Why compel's parser must not read `prompt` (a sentence), None where it may: brackets
+    (`(` or `[`, a backslash-escaped one excepted) nested deeper than `MAX_BRACKET_DEPTH` or more
+    than `MAX_BRACKETS` of them. Linear in the prompt's length; needs no torch."""
+    depth = deepest = opened = 0
+    escaped = False
+    for char in prompt:
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char in "([":
+            depth += 1
+            opened += 1
+            deepest = max(deepest, depth)
+        elif char in ")]":
+            depth = max(depth - 1, 0)
+    if deepest > MAX_BRACKET_DEPTH:
+        return (
+            f"The prompt nests brackets {deepest} deep; at most {MAX_BRACKET_DEPTH} are read "
+            "(write `(red)1.5` rather than `((((red))))`)."
+        )
+    if opened > MAX_BRACKETS:
+        return f"The prompt has {opened} brackets; at most {MAX_BRACKETS} are read."
+    return None
+
 
 @dataclass(frozen=True, slots=True)
 class PromptCut:

@@ -24,7 +24,7 @@ from generation.input_images import MAX_BYTES as MAX_INIT_IMAGE_BYTES
 from generation.input_images import UnusableImage, check_header, upright_size
 from generation.loras import LoraCatalogue, LoraError, LoraUse, choose_loras
 from generation.models import ASPECT_TOLERANCE, Catalogue, ModelSpec, UnknownModel
-from generation.prompts import PLAIN, PROMPT_ENCODERS, default_encoder
+from generation.prompts import COMPEL, PLAIN, PROMPT_ENCODERS, bracket_problem, default_encoder
 
 MAX_COUNT = 4
 MAX_SEED = 2**63 - 1
@@ -276,6 +276,11 @@ def build_request(
     encoder = default_encoder(spec) if prompt_encoder is None else prompt_encoder
     if encoder not in PROMPT_ENCODERS or (encoder != PLAIN and encoder != default_encoder(spec)):
         raise RequestError("prompt_encoder", f"{spec.name} has no {encoder!r} prompt encoder.")
+    if encoder == COMPEL:
+        for field, text in (("prompt", prompt), ("negative_prompt", negative)):
+            problem = bracket_problem(text)
+            if problem:
+                raise RequestError(field, problem)
     if strength is not None and denoising_steps(spec.family, steps, strength) < 1:
         raise RequestError(
             "strength",

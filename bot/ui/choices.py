@@ -12,7 +12,7 @@ import discord
 from discord import app_commands
 
 from bot.ui.fit import MAX_NAME_CHARS, clip
-from generation.loras import LoraCatalogue, LoraError, parse_lora
+from generation.loras import LoraCatalogue, LoraError, format_weight, parse_lora
 from generation.models import Catalogue, Family
 
 if TYPE_CHECKING:
@@ -70,8 +70,9 @@ def named_choices(names: list[str], current: str) -> Choices:
 def lora_choices(
     loras: LoraCatalogue, families: set[Family], disabled: frozenset[str], current: str
 ) -> Choices:
-    """The enabled LoRAs of `families` whose name or notes contain what was typed; a weight
-    typed after a colon (`detail:0.6`) is kept in the value."""
+    """The enabled LoRAs of `families` whose name, notes or trigger words contain what was
+    typed, labelled with the trigger words, then the notes; a weight typed after a colon
+    (`detail:0.6`) is kept in the value."""
     try:
         typed, weight = parse_lora(current)
     except LoraError:  # "name:nan": offer the names, without that weight
@@ -80,11 +81,16 @@ def lora_choices(
     choices = []
     for family in sorted(families):
         for spec in loras.offered(family, disabled):
-            if typed not in spec.name and typed not in spec.notes.casefold():
+            searched = " ".join([spec.name, spec.notes, *spec.triggers]).casefold()
+            if typed not in searched:
                 continue
-            value = spec.name if weight is None else f"{spec.name}:{weight:g}"
-            about = spec.notes or ", ".join(spec.triggers)
-            label = f"{spec.name} (weight {spec.weight:g})" + (f" — {about}" if about else "")
+            value = spec.name if weight is None else f"{spec.name}:{format_weight(weight)}"
+            # The trigger words first: they are what a person must write, and may be clipped last.
+            triggers = f"say {', '.join(spec.triggers)}" if spec.triggers else ""
+            about = " — ".join(filter(None, [triggers, spec.notes]))
+            label = f"{spec.name} (weight {format_weight(spec.weight)})" + (
+                f" — {about}" if about else ""
+            )
             choices.append(app_commands.Choice(name=clip(label, MAX_CHOICE_NAME), value=value))
     return choices[:MAX_CHOICES]
 

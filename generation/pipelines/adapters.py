@@ -5,16 +5,25 @@ them), so a job switches adapters and weights with `set_adapters` and a job with
 every adapter off with `disable_lora`: the layers then compute the base weights alone, and the
 pixels are a fresh worker's (tests/generation/test_loras.py proves it). At most `keep` adapters
 stay loaded; the least recently used goes first.
+
+A file that fails to load (a rank-0 layer, say: peft refuses `r=0` half way through injecting its
+layers) would leave half an adapter in the model, and every later image would come out NaN. So a
+failed load deletes what it added and looks for leftovers; where any remain, `AdapterError.reload`
+tells the engine to load the model afresh.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+import torch
 from diffusers import DiffusionPipeline
 from safetensors.torch import load_file
+
+from generation.errors import EngineError
 
 KEEP = 4  # adapters kept loaded per pipeline (each is small: tens to hundreds of MB)
 
@@ -25,6 +34,15 @@ class LoraFile(NamedTuple):
     path: Path
     sha256: str
     weight: float
+
+
+class AdapterError(EngineError):
+    """A LoRA file could not be loaded into the pipeline. `reload`: whether part of it may remain
+    in the model (then the model must be loaded afresh before another job)."""
+
+    def __init__(self, message: str, *, reload: bool) -> None:
+        super().__init__(message)
+        self.reload = reload
 
 
 class Adapters:
@@ -59,8 +77,14 @@ class Adapters:
         if name in self._loaded:
             self._loaded.remove(name)
         else:
-            # safetensors only, read here: never a pickle, never the network.
-            self._pipe.load_lora_weights(load_file(lora.path), adapter_name=name)
+            try:  # safetensors only, read here: never a pickle, never the network.
+                self._pipe.load_lora_weights(load_file(lora.path), adapter_name=name)
+            except Exception as error:  # peft and diffusers raise many kinds on odd files
+                raise AdapterError(
+                    f"The LoRA file {lora.path.name} could not be loaded into the model "
+                    f"({type(error).__name__}); an admin should check it with `bot check`.",
+                    reload=not self._remove(name),
+                ) from error
         self._loaded.append(name)
         return name
 
@@ -70,3 +94,23 @@ class Adapters:
             victim = victims.pop(0)
             self._pipe.delete_adapters(victim)
             self._loaded.remove(victim)
+
+    def _remove(self, name: str) -> bool:
+        """Delete whatever of adapter `name` a failed load left; whether none of it remains."""
+        # Nothing or only part of it may be registered: what remains is checked below.
+        with contextlib.suppress(Exception):
+            self._pipe.delete_adapters(name)
+        return not any(_holds(component, name) for component in self._pipe.components.values())
+
+
+def _holds(component: object, name: str) -> bool:
+    """Whether `component` (a pipeline module) still carries any part of adapter `name`."""
+    if not isinstance(component, torch.nn.Module):
+        return False
+    if name in (getattr(component, "peft_config", None) or {}):
+        return True
+    return any(
+        name in getattr(module, attribute, {})
+        for module in component.modules()
+        for attribute in ("lora_A", "lora_B", "lora_embedding_A", "lora_embedding_B")
+    )

@@ -18,26 +18,47 @@ from diffusers import DiffusionPipeline
 
 from generation.errors import EngineError
 from generation.models import Family
-from generation.prompts import COMPEL, PLAIN
+from generation.prompts import COMPEL, PLAIN, bracket_problem
 from generation.request import GenerationRequest
 
 MAX_WEIGHT = 10.0  # past this a term's embedding swamps the rest and images turn to noise
 
 
 def prompt_problem(prompt: str) -> str | None:
-    """Why compel cannot encode `prompt` (a sentence), None where it can: syntax nested too deep
-    to read, nothing left to encode once the syntax is read (`()`), a weight that is not finite
-    or above `MAX_WEIGHT` (`red+++++++++++++++++++++++++`)."""
+    """Why compel cannot encode `prompt` (a sentence), None where it can: brackets too deep or
+    too many (`generation.prompts.bracket_problem`, checked before parsing), syntax nested too
+    deep to read, syntax compel refuses (a `.blend()` with a weight missing), nothing left to
+    encode once the syntax is read (`()`), a weight (also of `.blend()` and `.and()`) that is not
+    finite or above `MAX_WEIGHT` (`red+++++++++++++++++++++++++`)."""
     from compel.prompt_parser import Blend, PromptParser
 
+    problem = bracket_problem(prompt)  # before parsing: the parse is exponential in depth
+    if problem:
+        return problem
     try:
         conjunction = PromptParser().parse_conjunction(prompt)
     except RecursionError:
         return "The prompt's brackets are nested too deeply to read; use fewer."
+    except (
+        PromptParser.ParsingException
+    ):  # compel's own message quotes its parse tree: not for people
+        return (
+            "compel cannot read the prompt's syntax: a `.blend()` needs one weight per prompt, "
+            'as in `("a red fox", "a snowy forest").blend(0.7, 0.3)`.'
+        )
     fragments = []
+    weights = list(conjunction.weights)
     for part in conjunction.prompts:
+        if isinstance(part, Blend):
+            weights += part.weights
         for flat in part.prompts if isinstance(part, Blend) else [part]:
             fragments += flat.children
+    for weight in weights:
+        if not math.isfinite(weight) or abs(weight) > MAX_WEIGHT:
+            return (
+                f"A `.blend()` or `.and()` weight may be at most {MAX_WEIGHT:g} "
+                f"(the prompt gives {weight:.3g})."
+            )
     if not any(getattr(fragment, "text", "").strip() for fragment in fragments):
         return "The prompt has no words once its weighting syntax is read."
     for fragment in fragments:

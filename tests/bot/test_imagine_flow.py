@@ -149,6 +149,12 @@ async def test_img2img_from_an_attachment(studio: StudioWorld) -> None:
         ({"prompt": "a cat"}, ("notes.txt", b"hello", "text/plain"), "not a PNG, JPEG or WebP"),
         ({"prompt": "a cat"}, ("fake.png", b"not a png", "image/png"), "not a PNG, JPEG or WebP"),
         ({"prompt": "   "}, None, "The prompt is empty"),
+        # compel's parse is exponential in bracket depth and cannot be cancelled (issue 18 review)
+        (
+            {"prompt": "(" * 12 + "red" + ")" * 12, "model": "playground-v2.5"},
+            None,
+            "nests brackets 12 deep; at most 3",
+        ),
     ],
 )
 async def test_bad_input_gets_a_clear_message_and_changes_nothing(

@@ -12,7 +12,7 @@ import pytest_asyncio
 from PIL import Image
 
 from generation.jobs import JobStatus
-from generation.loras import LoraUse
+from generation.loras import LoraCatalogue, LoraUse, withdrawn_lora
 from tests.bot.helpers import (
     StudioFactory,
     StudioWorld,
@@ -112,3 +112,57 @@ async def test_an_admin_turns_a_lora_off_and_on_audited(studio: StudioWorld) -> 
         ("lora.disable", "lora:pg", admin.id),
         ("lora.enable", "lora:pg", admin.id),
     ]
+
+
+async def test_a_disabled_lora_is_refused_for_reruns_and_variations(studio: StudioWorld) -> None:
+    fake = studio.fake
+    bob, admin = fake.user("bob"), fake.user("admin")
+    job_id = await imagine(fake, bob, model="playground-v2.5", lora1="pg", seed=5)
+    assert await wait_for_status(studio.database, job_id, JobStatus.DONE) is JobStatus.DONE
+    before = len((await studio.database.history(bob.id, limit=100)).jobs)
+    await fake.slash(admin, "admin loras disable", {"name": "pg"})
+    try:
+        for command, options in [("rerun", {}), ("vary", {"image": 1})]:
+            ix = await fake.slash(bob, command, {"job": job_id, **options})
+            assert "LoRA 'pg', which an admin has since disabled or removed" in (
+                await private_reply(fake, ix)
+            ), command
+        assert len((await studio.database.history(bob.id, limit=100)).jobs) == before
+    finally:
+        await fake.slash(admin, "admin loras enable", {"name": "pg"})
+
+
+async def test_a_lora_removed_from_the_configuration_is_refused_for_derived_jobs(
+    tiny_loras: dict[str, Path],
+) -> None:
+    tables = lora_tables(tiny_loras)
+    uses = (LoraUse("pg2", 1.0), LoraUse("pg", 0.5))
+    assert withdrawn_lora(LoraCatalogue.from_config(tables), uses) is None
+    del tables["pg"]
+    problem = withdrawn_lora(LoraCatalogue.from_config(tables), uses)
+    assert problem is not None
+    assert "'pg'" in problem
+    tables["pg2"]["enabled"] = False
+    assert "'pg2'" in (withdrawn_lora(LoraCatalogue.from_config(tables), uses) or "")
+
+
+async def test_autocomplete_shows_trigger_words_also_where_notes_exist() -> None:
+    from bot.ui.choices import lora_choices
+    from generation.models import Family
+
+    loras = LoraCatalogue.from_config(
+        {
+            "wc": {
+                "source": "/l/wc.safetensors",
+                "family": "playground",
+                "weight": 0.1234567,
+                "triggers": ["wcstyle"],
+                "notes": "soft watercolour washes " * 10,
+            }
+        }
+    )
+    (choice,) = lora_choices(loras, {Family.PLAYGROUND}, frozenset(), "wcsty")  # by trigger
+    assert choice.name.startswith("wc (weight 0.1234567) — say wcstyle — soft watercolour")
+    assert len(choice.name) <= 100
+    (typed,) = lora_choices(loras, {Family.PLAYGROUND}, frozenset(), "wc:0.1234567")
+    assert typed.value == "wc:0.1234567"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import struct
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from generation.loras import (
     LoraUse,
     check_fits,
     choose_loras,
+    format_weight,
     parse_lora,
     read_header,
 )
@@ -132,6 +134,15 @@ def test_the_bot_configuration_refuses_a_faulty_lora_table() -> None:
         ("pg:-1", ("pg", -1.0)),
         ("/a/b:c.safetensors", ("/a/b:c.safetensors", None)),
         ("/a/b:c.safetensors:0.5", ("/a/b:c.safetensors", 0.5)),
+        ("pg:-0", ("pg", 0.0)),
+        ("pg:+1.25", ("pg", 1.25)),
+        # only ASCII `[-+]?[0-9]+(.[0-9]+)?` is a weight; the rest stays part of the name
+        ("pg:0_5", ("pg:0_5", None)),
+        ("pg:１", ("pg:１", None)),
+        ("pg:٠.٨", ("pg:٠.٨", None)),
+        ("pg:inf", ("pg:inf", None)),
+        ("pg:1e309", ("pg:1e309", None)),
+        ("pg:.5", ("pg:.5", None)),
     ],
 )
 def test_lora_arguments_parse(text: str, parsed: tuple) -> None:
@@ -245,3 +256,140 @@ def test_a_lora_job_on_a_quantized_or_compiled_gpu_model_is_refused_before_loadi
     with pytest.raises(ModelUnavailable, match=f"with \\[speed\\] {said}"):
         engine.generate(request)
     assert engine.loaded == ()  # refused before any model was loaded
+
+
+def _header_file(path: Path, header: object) -> Path:
+    text = header if isinstance(header, bytes) else json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(text)) + text + bytes(64))
+    return path
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        {"a": {"dtype": "F32", "shape": 5, "data_offsets": [0, 4]}},
+        {"a": {"dtype": "F32", "shape": None, "data_offsets": [0, 4]}},
+        {"a": {"dtype": "F32", "shape": "ab", "data_offsets": [0, 4]}},
+        {"a": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}},
+        {"a": {"dtype": "XYZ", "shape": [1], "data_offsets": [0, 4]}},
+        {"a": {"dtype": "F32", "shape": [4, 4], "data_offsets": [0, 4]}},  # offsets lie
+        {"a": {"dtype": "F32", "shape": [100], "data_offsets": [0, 400]}},  # past the file's end
+        {"a": [1, 2]},
+        [1, 2],
+        b'{"a":' + b"[" * 200_000 + b"]" * 200_000 + b"}",
+    ],
+)
+def test_every_malformed_header_is_one_sentence(
+    tiny_catalogue: Catalogue, tiny_model_dirs: dict[str, Path], tmp_path: Path, header: object
+) -> None:
+    path = _header_file(tmp_path / "bad.safetensors", header)
+    with pytest.raises(LoraError, match="is not a usable safetensors file"):
+        check_fits(path, tiny_model_dirs["playground"], tiny_catalogue["playground-v2.5"])
+
+
+def _typed(path: Path, tensors: dict[str, tuple[str, list[int]]]) -> Path:
+    """A safetensors file with zero-filled tensors of the given dtype and shape."""
+    sizes = {"F32": 4, "F16": 2, "I8": 1, "I64": 8}
+    header, offset = {}, 0
+    for name, (dtype, shape) in tensors.items():
+        size = sizes[dtype]
+        for side in shape:
+            size *= side
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + size]}
+        offset += size
+    text = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(text)) + text + bytes(offset))
+    return path
+
+
+def test_files_that_would_fail_to_load_or_make_black_images_are_refused(
+    tiny_catalogue: Catalogue, tiny_model_dirs: dict[str, Path], tmp_path: Path
+) -> None:
+    spec, folder = tiny_catalogue["playground-v2.5"], tiny_model_dirs["playground"]
+    real = read_header(folder / "unet" / "diffusion_pytorch_model.safetensors")
+    layer = next(name for name in real if name.endswith("attn1.to_q.weight"))
+    out_f, in_f = real[layer]
+    stem = "unet." + layer.removesuffix(".weight")
+    down, up = f"{stem}.lora_A.weight", f"{stem}.lora_B.weight"
+    cases = {
+        "rank 0": ({down: ("F32", [0, in_f]), up: ("F32", [out_f, 0])}, "at least 1"),
+        "ranks differ": ({down: ("F32", [4, in_f]), up: ("F32", [out_f, 3])}, "same rank"),
+        "down only": ({down: ("F32", [4, in_f])}, "only one of the two"),
+        "1-D": ({down: ("F32", [in_f]), up: ("F32", [out_f])}, "shaped"),
+        "integers": ({down: ("I8", [4, in_f]), up: ("I8", [out_f, 4])}, "I8 tensors"),
+        "only alpha": ({f"{stem}.alpha": ("F32", [])}, "no LoRA matrices"),
+        "kohya plus junk": (
+            {
+                "lora_te1_x.lora_down.weight": ("F16", [4, 8]),
+                "lora_te1_x.lora_up.weight": ("F16", [8, 4]),
+                "evil.garbage": ("F16", [1]),
+            },
+            "cannot place",
+        ),
+        "kohya SD 1.5": (
+            {
+                "lora_unet_down_blocks_0_attentions_0_attn2_to_k.lora_down.weight": (
+                    "F16",
+                    [4, 768],
+                ),
+                "lora_unet_down_blocks_0_attentions_0_attn2_to_k.lora_up.weight": (
+                    "F16",
+                    [320, 4],
+                ),
+            },
+            "cross-attention reads 768",
+        ),
+        "kohya SD 1.5 text encoder": (
+            {"lora_te_text_model_encoder_layers_0_mlp_fc1.lora_down.weight": ("F16", [4, 768])},
+            "one text encoder",
+        ),
+    }
+    for case, (tensors, said) in cases.items():
+        problem = check_fits(_typed(tmp_path / "x.safetensors", tensors), folder, spec)
+        assert problem is not None, case
+        assert said in problem, (case, problem)
+    fits = _typed(tmp_path / "ok.safetensors", {down: ("F16", [4, in_f]), up: ("F16", [out_f, 4])})
+    assert check_fits(fits, folder, spec) is None
+
+
+@pytest.mark.parametrize(
+    ("weight", "written"),
+    [(0.1234567, "0.1234567"), (1.0, "1"), (-0.0, "0"), (0.8, "0.8"), (-1.5, "-1.5")],
+)
+def test_weights_are_written_so_they_read_back_exactly(weight: float, written: str) -> None:
+    assert format_weight(weight) == written
+    assert str(LoraUse("pg", weight)) == f"pg:{written}"
+    assert parse_lora(str(LoraUse("pg", weight))) == ("pg", weight)
+
+
+def test_the_png_parameters_keep_the_exact_weight(tiny_catalogue: Catalogue) -> None:
+    from generation.metadata import parameters_text
+
+    request = build_request(tiny_catalogue, prompt="a fox", model="playground-v2.5", seed=1)
+    request = replace(request, loras=(LoraUse("pg", 0.1234567),))
+    assert "<lora:pg:0.1234567>" in parameters_text(request, 0)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        {"a": {"dtype": "F32", "shape": 5, "data_offsets": [0, 4]}},
+        {"a": {"dtype": "F32", "shape": None, "data_offsets": [0, 4]}},
+        b'{"a":' + b"[" * 200_000 + b"]" * 200_000 + b"}",
+    ],
+)
+def test_bot_check_gives_one_line_for_a_malformed_lora(
+    tiny_catalogue: Catalogue, tmp_path: Path, header: object
+) -> None:
+    from bot.check import _lora
+
+    path = _header_file(tmp_path / "bad.safetensors", header)
+    (lora,) = LoraCatalogue.from_config(
+        {"bad": {"source": str(path), "family": "playground"}}
+    ).values()
+    finding = _lora(lora, tiny_catalogue, "")
+    assert not finding.ok
+    assert finding.line() == (
+        "[ERR] LoRA bad: bad.safetensors is not a usable safetensors file. "
+        "Remove it or set its `family` right."
+    )

@@ -4,13 +4,15 @@ encoder's pixels, and syntax compel cannot use fails the job with a sentence."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from generation.engine import Engine
 from generation.errors import EngineError
 from generation.models import Catalogue
-from generation.request import build_request
+from generation.request import RequestError, build_request
 from tests.generation.helpers import pixels
 
 WORDS = " ".join(["a quiet harbour town with boats and gulls"] * 13)[:700]  # 100+ words
@@ -71,9 +73,11 @@ def test_the_record_says_which_encoder_made_the_image(engine: Engine) -> None:
     ("prompt", "said"),
     [
         ("()", "no words"),
-        ("(" * 400 + "fox", "nested too deeply"),
         ("(fox)1000", "at most 10"),
         ("red" + "+" * 40 + " fox", "at most 10"),
+        ('("a red fox", "a snowy forest").blend(30, 1)', "blend\\(\\)` or `.and\\(\\)` weight"),
+        ('("a red fox", "a snowy forest").and(30, 1)', "at most 10"),
+        ('("a red fox", "b").blend(0.7)', "one weight per prompt"),
     ],
 )
 def test_syntax_compel_cannot_use_fails_the_job_with_a_sentence(
@@ -83,6 +87,40 @@ def test_syntax_compel_cannot_use_fails_the_job_with_a_sentence(
         _image(engine, prompt)
 
 
-@pytest.mark.parametrize("prompt", ["((((fox", "fox)1.3(", "fox.and(", "[[fox", "fox\\", "(fox)-1"])
+@pytest.mark.parametrize("prompt", ["(((fox", "fox)1.3(", "fox.and(", "[[fox", "fox\\", "(fox)-1"])
 def test_unbalanced_syntax_still_makes_an_image(engine: Engine, prompt: str) -> None:
     assert _image(engine, prompt).shape == (64, 64, 3)
+
+
+DEEP = "(" * 12 + "red" + ")" * 12  # compel's parser would take hours: exponential in depth
+
+
+@pytest.mark.parametrize(
+    ("options", "field", "said"),
+    [
+        ({"prompt": DEEP}, "prompt", "12 deep; at most 3"),
+        ({"prompt": "a fox", "negative_prompt": "[[[[blur"}, "negative_prompt", "4 deep"),
+        ({"prompt": " ".join(f"(w{i})1.1" for i in range(33))}, "prompt", "33 brackets"),
+    ],
+)
+def test_deep_or_many_brackets_are_refused_when_asked(
+    engine: Engine, options: dict, field: str, said: str
+) -> None:
+    with pytest.raises(RequestError, match=said) as refused:
+        build_request(engine.catalogue, model="playground-v2.5", seed=1, **options)
+    assert refused.value.field == field
+
+
+def test_escaped_brackets_and_the_plain_encoder_are_not_counted(engine: Engine) -> None:
+    escaped = "\\(" * 6 + "red" + "\\)" * 6
+    assert build_request(engine.catalogue, prompt=escaped, model="playground-v2.5").prompt
+    plain = build_request(
+        engine.catalogue, prompt=DEEP, model="playground-v2.5", prompt_encoder="plain"
+    )
+    assert plain.prompt == DEEP
+
+
+def test_the_worker_refuses_deep_brackets_before_parsing(engine: Engine) -> None:
+    asked = build_request(engine.catalogue, prompt="red", model="playground-v2.5", seed=1)
+    with pytest.raises(EngineError, match="12 deep"):  # parsing it would take hours
+        engine.generate(replace(asked, prompt=DEEP))
