@@ -76,10 +76,11 @@ class _LoadedModel:
         if request.init_image is None:
             pipe = text_to_image
         else:
+            img2img = self.family.image_to_image
+            if img2img is None:  # build_request refuses an init image for such a model
+                raise EngineError(f"{self.spec.name} takes no init image.")
             if self.image_to_image is None:
-                self.image_to_image = self.family.image_to_image.from_pipe(
-                    text_to_image, dtype=text_to_image.dtype
-                )
+                self.image_to_image = img2img.from_pipe(text_to_image, dtype=text_to_image.dtype)
                 self.image_to_image.set_progress_bar_config(disable=True)
             pipe = self.image_to_image
         if request.scheduler not in self.schedulers:
@@ -120,7 +121,12 @@ class _StepReporter:
         if self.on_progress is not None:
             step, total = index + 1, pipe.num_timesteps
             preview = None
-            if self.preview_every and step % self.preview_every == 0 and step < total:
+            if (
+                self.family.preview_factors
+                and self.preview_every
+                and step % self.preview_every == 0
+                and step < total
+            ):
                 preview = self._preview(tensors["latents"], pipe.vae_scale_factor)
             self.on_progress(step, total, preview)
         return {}
@@ -197,12 +203,13 @@ class Engine:
         wanted = self._wanted_profile(request)
         lora_files = self._lora_files(request, wanted)  # before loading: a refusal costs nothing
         init_image = _init_image(request)
+        references = _references(request)
         model = self._loaded(request.model, wanted)
         reporter = _StepReporter(
             request, model.family, on_progress, should_cancel, self.preview_every
         )
         try:
-            images = self._run(model, request, init_image, reporter, lora_files)
+            images = self._run(model, request, init_image, references, reporter, lora_files)
         except torch.OutOfMemoryError:
             self._release_memory()
             lower = lower_profile(model.spec.family, model.memory.name, self.device)
@@ -219,7 +226,7 @@ class Engine:
             self.profiles[request.model] = lower.name
             model = self._loaded(request.model, lower.name)
             try:
-                images = self._run(model, request, init_image, reporter, lora_files)
+                images = self._run(model, request, init_image, references, reporter, lora_files)
             except torch.OutOfMemoryError:
                 self._release_memory()
                 raise self._out_of_memory(request) from None
@@ -240,6 +247,7 @@ class Engine:
         model: _LoadedModel,
         request: GenerationRequest,
         init_image: Image.Image | None,
+        references: list[Image.Image],
         reporter: _StepReporter,
         lora_files: list[LoraFile],
     ) -> list[Image.Image]:
@@ -247,7 +255,7 @@ class Engine:
         pipe = model.pipeline_for(request)
         model.adapters.apply(lora_files)
         prepare_call(pipe, self.speed, self.device, request.width, request.height)
-        arguments = model.family.arguments(request, model.spec, init_image)
+        arguments = model.family.arguments(request, model.spec, init_image, references)
         arguments |= prompt_arguments(pipe, request, model.spec.family)
         generators = [torch.Generator("cpu").manual_seed(seed) for seed in request.seeds]
         with model.loaded.per_image.images(1 if self.speed.fast_batches else request.count):
@@ -406,6 +414,15 @@ def _init_image(request: GenerationRequest) -> Image.Image | None:
     except UnusableImage as error:
         raise EngineError(f"The init image cannot be used: {error.message}") from None
     return ImageOps.fit(upright, (request.width, request.height), Image.Resampling.LANCZOS)
+
+
+def _references(request: GenerationRequest) -> list[Image.Image]:
+    """The request's reference images upright, in RGB, as stored (each family's pipeline fits
+    them to its own sizes)."""
+    try:
+        return [open_for_pipeline(data) for data in request.input_images]
+    except UnusableImage as error:
+        raise EngineError(f"A reference image cannot be used: {error.message}") from None
 
 
 def _quantizes(memory: Profile) -> bool:
