@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_arguments(argv)
     try:
         catalogue, model = catalogue_for(args.model, args.config)
-        if model not in catalogue:
+        if model not in catalogue and model not in catalogue.hosted:
             raise UsageError(str(UnknownModel(model, list(catalogue))))
         loras, asked = loras_for(args, catalogue, model)
         request = request_from(args, catalogue, model, loras, asked)

@@ -103,6 +103,12 @@ class ModelSpec:
     cost_factor: float = 1.0  # relative GPU-seconds per step per megapixel (the scheduler's prior)
 
     @property
+    def non_commercial(self) -> bool:
+        """Whether the weights' licence forbids commercial use (FLUX.1 [dev], Kontext [dev],
+        FLUX.2 [klein] 9B), as its name says."""
+        return "non-commercial" in self.licence.lower()
+
+    @property
     def default_scheduler(self) -> str:
         return self.schedulers[0]
 

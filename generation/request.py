@@ -318,15 +318,19 @@ def build_request(
     )
 
 
+def check_reference_count(title: str, most: int, count: int) -> None:
+    """Raise RequestError where a model (`title`) taking at most `most` references gets `count`
+    (front ends call it before downloading anything)."""
+    if count and not most:
+        raise RequestError("image", f"{title} takes no reference images.")
+    if count > most:
+        raise RequestError("image", f"{title} takes at most {most} reference images (got {count}).")
+
+
 def check_references(title: str, most: int, images: tuple[bytes, ...]) -> tuple[bytes, ...]:
     """`images` as reference images for a model (`title`) taking at most `most`: each within
     `MAX_BYTES` and with a header of an accepted format. Raises RequestError otherwise."""
-    if images and not most:
-        raise RequestError("image", f"{title} takes no reference images.")
-    if len(images) > most:
-        raise RequestError(
-            "image", f"{title} takes at most {most} reference images (got {len(images)})."
-        )
+    check_reference_count(title, most, len(images))
     for number, image in enumerate(images, 1):
         if len(image) > MAX_INIT_IMAGE_BYTES:
             raise RequestError(

@@ -31,6 +31,8 @@ BUILTIN_NAMES = {
     "flux2-klein": "flux2-klein-4b",
     "flux-kontext": "flux-kontext-dev",
 }
+# Built-in models of the same layout as a tiny family's reference, pointed at the same tiny model.
+ALSO_SERVED = {"flux2-klein": ("flux2-klein-9b",)}
 SETTINGS_FILE = "atelier.json"
 _SEEDS = {"playground": 1, "flux-dev": 2, "flux-schnell": 3, "flux2-klein": 4, "flux-kontext": 5}
 _SIDES = {"native_side": 64, "min_side": 32, "max_side": 256, "multiple_of": 16}
@@ -69,11 +71,12 @@ def catalogue_config(dirs: Mapping[str, Path]) -> dict[str, dict[str, Any]]:
     """`[models]` overrides pointing the built-in names at tiny model directories.
 
     `dirs` maps a tiny family (one of `FAMILIES`) to its directory; the result feeds
-    `Catalogue.from_config`.
+    `Catalogue.from_config`. FLUX.2 [klein] 9B is pointed at the tiny klein too.
     """
     return {
-        BUILTIN_NAMES[family]: {**recommended_settings(family), "source": str(Path(path))}
+        name: {**recommended_settings(family), "source": str(Path(path))}
         for family, path in dirs.items()
+        for name in (BUILTIN_NAMES[family], *ALSO_SERVED.get(family, ()))
     }
 
 
