@@ -34,11 +34,13 @@ def test_check_prints_which_models_each_gpu_runs_and_how(tmp_path: Path) -> None
     lines = done.stdout.splitlines()
     assert (
         "[ok ] Worker cuda:0 (24 GiB) runs playground-v2.5 as full (~8.6 GB), flux-dev as fp8 "
-        "(~23.1 GB), flux-schnell as fp8 (~23.1 GB)." in lines
+        "(~23.1 GB), flux-schnell as fp8 (~23.1 GB), flux2-klein-4b as full (~19.5 GB), "
+        "flux2-klein-9b as offload (~21.5 GB), flux-kontext-dev as fp8-offload (~18.2 GB)." in lines
     )
     assert (
         "[ok ] Worker cuda:1 (8 GiB) runs playground-v2.5 as offload (~6.9 GB); not flux-dev, "
-        "flux-schnell (too large, or not allowed here)." in lines
+        "flux-schnell, flux2-klein-4b, flux2-klein-9b, flux-kontext-dev (too large, or not "
+        "allowed here)." in lines
     )
 
 
@@ -66,7 +68,7 @@ def test_an_owner_pins_a_profile_per_model_per_gpu() -> None:
         (
             {"nope": "fp8"},
             '`gpus[0]`: Worker "cuda:0" names unknown model(s) nope; available: playground-v2.5, '
-            "flux-dev, flux-schnell.",
+            "flux-dev, flux-schnell, flux2-klein-4b, flux2-klein-9b, flux-kontext-dev.",
         ),
         (
             {"flux-dev": "full"},
