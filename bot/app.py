@@ -23,6 +23,7 @@ import discord
 from discord.ext import commands
 
 import bot.commands
+from bot.audit import AuditTrail
 from bot.config import Settings
 from bot.errors import install_error_handler
 from bot.permissions import COMMAND_INSTALLS, AdmittingTree, command_contexts
@@ -131,6 +132,7 @@ class AtelierBot(commands.Bot):
         self._given_services = services
         self._services: Services | None = None
         self._studio: Studio | None = None
+        self._audit: AuditTrail | None = None
         self._closing: asyncio.Future[None] | None = None
 
     @property
@@ -146,6 +148,12 @@ class AtelierBot(commands.Bot):
         return self._studio
 
     @property
+    def audit_trail(self) -> AuditTrail:
+        if self._audit is None:
+            raise RuntimeError("The audit trail opens in setup_hook (after login).")
+        return self._audit
+
+    @property
     def database(self) -> Database:
         return self.services.database
 
@@ -157,6 +165,7 @@ class AtelierBot(commands.Bot):
         self._services = self._given_services or await open_services(
             self.settings, observer=self._pool_observer
         )
+        self._audit = AuditTrail(self.database)
         self._studio = Studio(self, self.settings, self.database, self.pool)  # listens now
         for plugin in self.plugins:  # observability plugs in here, before jobs are taken back
             await plugin.start(self)
@@ -195,5 +204,7 @@ class AtelierBot(commands.Bot):
         if self._studio is not None:
             await self._studio.stop()
         await super().close()
+        if self._audit is not None:
+            await self._audit.close()
         if self._services is not None and self._given_services is None:
             await self._services.close()

@@ -8,7 +8,8 @@ or the disk fails"):
 - 413 (Discord's upload limit is lower than the bot knew, say a server lost its boosts): the
   images are fitted again under half the largest file Discord refused, at once;
 - 403 or 404 on the channel (the bot may no longer post there, or the channel is gone): the
-  result goes to the person's DMs, with a sentence saying why it is there.
+  result goes to the person's DMs, with a sentence saying why it is there, and the progress
+  message left in the channel (where Discord still lets the bot edit it) says where it went.
 """
 
 from __future__ import annotations
@@ -140,7 +141,18 @@ class Courier:
         dm = ChannelTarget(self.client, channel.id, record.owner.user_id)
         self._delivering.discard(record.id)
         await self.deliver(record.id, dm, attempt=1)
+        await self._point_to_dm(record, target)
         return True
+
+    async def _point_to_dm(self, record: JobRecord, target: Target) -> None:
+        """Turn the job's progress message, if any, into a note of where the result went."""
+        if target.progress_message_id is None:
+            return  # no message to edit: nothing new is posted where posting was refused
+        note = f"📬 The result of job `{record.id}` was sent to <@{record.owner.user_id}> by DM."
+        try:
+            await target.edit(Message(content=note, uploads=()))
+        except discord.HTTPException as error:
+            log.info("Job %s: the progress message could not be edited (%s)", record.id, error)
 
     async def _redeliver(
         self, job_id: int, target: Target, attempt: int, delay: float, sent: Posted

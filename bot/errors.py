@@ -1,5 +1,7 @@
-"""One place that turns any error into a reply: short and friendly for domain errors, a generic
-sentence with an error id (also logged, with the traceback) for everything unexpected.
+"""One place that turns any error into a reply: short and friendly for domain errors (a
+database or image folder that cannot be used right now included: the write that failed changed
+nothing), a generic sentence with an error id (also logged, with the traceback) for everything
+unexpected.
 
 Handlers raise `UserError` subclasses (or let engine errors through) and never format replies
 themselves; `report_error` answers ephemerally, whether or not the interaction was answered yet.
@@ -17,6 +19,7 @@ from discord import app_commands
 from bot.ui.fit import ECHO, clip, echo, fit_content, fit_lines
 from bot.ui.text import with_code_spans
 from generation.errors import EngineError
+from generation.jobs import StoreUnavailable
 from generation.models import UnknownModel
 from generation.request import RequestError
 
@@ -82,6 +85,8 @@ def _describe(error: BaseException) -> ErrorReply:
         return ErrorReply(with_code_spans(error.message))
     if isinstance(error, EngineError):
         return ErrorReply(with_code_spans(str(error)))
+    if isinstance(error, StoreUnavailable):  # what failed, in storage's sentence: nothing written
+        return ErrorReply(f"⚠️ {error} Nothing was changed; try again in a minute.")
     if isinstance(error, app_commands.CommandOnCooldown):
         return ErrorReply(f"Slow down a little: try again in {error.retry_after:.0f} s.")
     if isinstance(error, app_commands.CheckFailure):

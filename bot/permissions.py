@@ -91,7 +91,7 @@ async def require_admin(bot: AtelierBot, interaction: discord.Interaction) -> No
     user = interaction.user
     if _may_run(bot.settings, interaction):
         return
-    await bot.database.audit(
+    await bot.audit_trail.record(
         user.id,
         REFUSED_ACTION,
         f"command:{command_name(interaction)}",
@@ -151,9 +151,12 @@ async def audit_admin_action(
     action: str,
     target: str,
     details: dict[str, Any] | None = None,
-) -> None:
-    """Write what an admin did: `action` such as "pool.pause", `target` such as "job:42"."""
-    await bot.database.audit(interaction.user.id, action, target, details)
+) -> str:
+    """Write what an admin did (it has happened): `action` such as "pool.pause", `target` such
+    as "job:42". Returns what to add to the admin's reply: "" once written, or a sentence
+    saying the entry is kept for when the database takes writes again (`bot.audit`)."""
+    note = await bot.audit_trail.record(interaction.user.id, action, target, details)
+    return f"\n{note}" if note else ""
 
 
 class AdmittingTree(app_commands.CommandTree):

@@ -3,7 +3,8 @@ the courier (progress, then delivery by `bot.courier.Courier`).
 
 `Studio.submit` checks who asks and where, hands the request to the worker pool (which makes it
 durable) with its reply target, and posts the job's one progress message. A single task consumes
-the pool's events and feeds one `_Tracker` per job, which edits that message at most every
+the pool's events and hands each event's job snapshot to one `_Tracker` per job (which keeps the
+latest, rendered, and folds nothing), which edits that message at most every
 `edit_interval_s` (a preview at most every `preview_interval_s`, a new place in the queue at most
 every `queue_refresh_s`) and finally hands it to the courier. A job's first event carries its
 submitter's target, so no job is guessed to be an orphan; a job taken back after a restart (even a
@@ -66,7 +67,7 @@ class _Tracker:
     final: asyncio.Event = field(default_factory=asyncio.Event)
 
     def update(self, event: JobEvent) -> None:
-        self.state = self.state.advance(event)
+        self.state = ProgressState.of(event.job)  # the pool's snapshot, as is
         self.changed.set()
         if self.state.phase.is_final:
             self.final.set()

@@ -199,6 +199,8 @@ def loras_for(
     args: argparse.Namespace, catalogue: Catalogue, model: str
 ) -> tuple[LoraCatalogue, list[tuple[str, float | None]]]:
     """The LoRA catalogue (`--config`'s `[loras]` plus `--lora` files) and the LoRAs asked for."""
+    if args.lora and model in catalogue.hosted:
+        raise UsageError(f"{model} runs at Black Forest Labs and takes no LoRA.")
     try:
         loras = LoraCatalogue.from_config(read_loras_tables(args.config) if args.config else {})
         asked = []
@@ -273,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         catalogue, model = catalogue_for(args.model, args.config)
         if model not in catalogue and model not in catalogue.hosted:
-            raise UsageError(str(UnknownModel(model, list(catalogue))))
+            raise UsageError(str(UnknownModel(model, [*catalogue, *catalogue.hosted])))
         loras, asked = loras_for(args, catalogue, model)
         request = request_from(args, catalogue, model, loras, asked)
         check_device(args.device)

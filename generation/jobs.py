@@ -27,14 +27,22 @@ class JobStatus(StrEnum):
 
 
 class JobState(StrEnum):
-    """Where a live job stands, as the pool (its one owner) sees it. A new stage (a model
-    loading, a hosted API or a remote node awaited) is one more member here, set by the pool
-    where that stage begins; every live view reads it from a `JobSnapshot`."""
+    """Where a job stands, as the pool (its one owner) sees it; every live view reads it from a
+    `JobSnapshot`. A new stage (a hosted API or a remote node awaited) is one more member here,
+    set by the pool where that stage begins, and one more line where views render it."""
 
     WAITING = "waiting"  # in the queue
     STARTING = "starting"  # handed to a worker; its start not yet recorded
-    RUNNING = "running"
+    LOADING = "loading"  # its worker loads the job's model first (no step yet)
+    RUNNING = "running"  # denoising: `step` of `total`
     SAVING = "saving"  # ended on the worker; the store is recording it (retried if need be)
+    DONE = "done"  # the last snapshot of a job: its images are stored
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (JobState.DONE, JobState.FAILED, JobState.CANCELLED)
 
 
 class Priority(StrEnum):
@@ -188,10 +196,18 @@ class JobRecord:
 
 @dataclass(frozen=True, slots=True)
 class JobSnapshot:
-    """A live job at one moment (`WorkerPool.job`): who asked, for which model, where it
-    stands. `position` (1 = next) and `eta_s` (seconds until it starts; None while the queue is
-    paused) only while it waits; `worker`, `step` and `total` once it is on a GPU; `problem`: a
-    sentence while the store cannot record it (it is retried)."""
+    """A job at one moment, complete (`WorkerPool.job`, and `.job` of every event): who asked,
+    for which model, where it stands. Frozen: a subscriber keeps it as is, folding nothing.
+
+    `position` (1 = next) and `eta_s` (seconds until it starts; None while the queue is paused)
+    only while it waits, with `waiting_for` when no GPU may run it now; `worker`, `step` and
+    `total` once it is on a GPU; `preview`: the latest small PNG the worker sent (None before
+    the first); `problem`: a sentence while the store cannot record it, with `retry_in_s`
+    (seconds until the next try; None: tried again when the pool starts again); `error` and
+    `error_kind` once failed; `image_count` once done. `queued_at`: Unix time it last entered
+    the queue (first queued, or put back after its worker died; the original time for a job
+    taken back after a restart); `started_at`: Unix time its current run started (None while
+    it waits)."""
 
     job_id: int
     owner: JobOwner
@@ -199,10 +215,18 @@ class JobSnapshot:
     state: JobState
     position: int | None = None
     eta_s: float | None = None
+    waiting_for: str | None = None
     worker: str | None = None
     step: int = 0
     total: int = 0
+    preview: bytes | None = field(default=None, repr=False)
     problem: str | None = None
+    retry_in_s: float | None = None
+    error: str | None = None
+    error_kind: str | None = None
+    image_count: int = 0
+    queued_at: float | None = None
+    started_at: float | None = None
 
     @property
     def priority(self) -> Priority:
@@ -210,32 +234,35 @@ class JobSnapshot:
 
 
 # ---- events: what a front end sees of a job, in order -------------------------------------------
+#
+# Every event carries `job`: the complete `JobSnapshot` right after the change it names. A
+# subscriber shows or counts from the snapshot; the event's own fields say what changed.
 
 
 @dataclass(frozen=True, slots=True)
 class JobQueued:
     """The job waits: queued, put back after its worker died, or its place changed.
 
-    `model`, `priority` and `queued_at` (Unix time) are set when the job enters the queue (not
-    on a mere change of place), so followers such as metrics need no lookup in storage."""
+    `entered`: the job (re)entered the queue (submitted, taken back after a restart, put back
+    after its worker died), not a mere change of place."""
 
     job_id: int
     position: int  # 1 = next to run
     eta_s: float | None  # estimated seconds until it starts; None while the queue is paused
     waiting_for: str | None = None  # why it cannot start now (no worker may run it), if so
-    model: str | None = None
-    priority: Priority | None = None
-    queued_at: float | None = None
+    entered: bool = False
     # The submitter's own handle for its reply (the bot's progress message), stored with the
     # job so that no follower learns of the job before the code that submitted it; in-process
     # only, opaque to the engine.
     reply_to: object | None = field(default=None, compare=False, repr=False)
+    job: JobSnapshot = field(kw_only=True, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class JobStarted:
     job_id: int
     worker: str  # e.g. "cuda:0"
+    job: JobSnapshot = field(kw_only=True, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +271,7 @@ class JobProgress:
     step: int
     total: int
     preview: bytes | None = None  # a small PNG, every few steps
+    job: JobSnapshot = field(kw_only=True, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,6 +281,7 @@ class JobFinished:
     job_id: int
     image_count: int
     gpu_seconds: float
+    job: JobSnapshot = field(kw_only=True, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,11 +289,13 @@ class JobFailed:
     job_id: int
     reason: str  # a sentence for the person who asked
     error_kind: str  # "out_of_memory", "worker_crash", "model_unavailable", "error"
+    job: JobSnapshot = field(kw_only=True, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class JobCancelled:
     job_id: int
+    job: JobSnapshot = field(kw_only=True, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,12 +303,15 @@ class JobStalled:
     """The store could not record the job's new state; the pool keeps the job and tries again.
 
     `problem`: a sentence (the store's own, such as "The database is read-only ...");
-    `retry_in_s`: seconds until the next try. The job's next event ends the stall.
+    `retry_in_s`: seconds until the next try; None when the pool stops before it: the job stays
+    unfinished in storage and is taken back when the pool starts again. The job's next event
+    ends the stall.
     """
 
     job_id: int
     problem: str
-    retry_in_s: float
+    retry_in_s: float | None
+    job: JobSnapshot = field(kw_only=True, repr=False)
 
 
 JobEvent = (

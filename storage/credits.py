@@ -8,16 +8,18 @@ settles it. Periods are UTC days and months, by the reservation's time. Credits:
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass
 from enum import StrEnum
 
 from generation.hosted.tasks import HostedTask
 from storage.errors import InvalidValue, StorageError
-from storage.people import _audit
+from storage.people import write_audit
 from storage.store import Store
 
 SERVER = 0  # the user_id of the server's budgets
 PERSON_DEFAULT = -1  # the user_id of the per-person daily budget everyone has unless set
+ERASED_PERSON = -2  # the ledger's user_id for spend of an erased person (migration 0004)
 _CHARGE = "COALESCE(spent, reserved)"
 
 
@@ -115,7 +117,7 @@ class Credits(Store):
                     (user_id, period.value, credits),
                 )
             details = {"period": period.value, "credits": credits}
-            await _audit(conn, self._clock(), by, "set_budget", f"budget:{user_id}", details)
+            await write_audit(conn, self._clock(), by, "set_budget", f"budget:{user_id}", details)
 
     async def budgets(self) -> dict[tuple[int, Period], float]:
         rows = await self._fetchall("SELECT * FROM credit_budgets")
@@ -124,7 +126,10 @@ class Credits(Store):
     async def reserve(self, job_id: int, user_id: int, model: str, credits: float) -> None:
         """Reserve `credits` for `job_id`, or raise `BudgetExceeded` (nothing written) when the
         person's daily budget or the server's daily or monthly one cannot take them. A job
-        reserved before (resumed after a restart) keeps its reservation."""
+        reserved before (resumed after a restart) keeps its reservation. Raises `InvalidValue`
+        for `credits` that are not a finite number, 0 or more."""
+        if not 0 <= credits < 1e12:  # also refuses NaN
+            raise InvalidValue("A reservation is a number of credits, 0 or more.")
         now = self._clock()
         async with self._transaction() as conn:
             held = await conn.execute_fetchall(
@@ -155,7 +160,10 @@ class Credits(Store):
             )
 
     async def settle(self, job_id: int, spent: float) -> None:
-        """Replace `job_id`'s reservation by what it cost (0 for a job never sent)."""
+        """Replace `job_id`'s reservation by what it cost (0 for a job never sent; a negative
+        cost counts as 0). Raises `InvalidValue` for NaN or an infinity."""
+        if not math.isfinite(spent):  # NaN would settle at nothing
+            raise InvalidValue("A job's cost is a number of credits.")
         await self._write_one(
             "UPDATE credit_ledger SET spent = ?, settled_at = ? WHERE job_id = ?",
             (max(0.0, spent), self._clock(), job_id),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from storage.people import _audit
+from storage.people import write_audit
 from storage.store import Store
 
 
@@ -27,5 +27,5 @@ class LoraSwitches(Store):
             changed = cursor.rowcount > 0
             if changed:
                 action = "lora.enable" if enabled else "lora.disable"
-                await _audit(conn, self._clock(), by, action, f"lora:{name}", {})
+                await write_audit(conn, self._clock(), by, action, f"lora:{name}", {})
         return changed

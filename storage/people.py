@@ -144,7 +144,7 @@ class People(Store):
                     (*changes.values(), user_id),
                 )
             if action is not None and by is not None:
-                await _audit(conn, self._clock(), by, action, f"user:{user_id}", details)
+                await write_audit(conn, self._clock(), by, action, f"user:{user_id}", details)
 
     # ---- guild settings ------------------------------------------------------------------------
 
@@ -221,17 +221,25 @@ class People(Store):
             cursor = await conn.execute(sql, params)
             changed = cursor.rowcount > 0
             if changed:
-                await _audit(conn, self._clock(), by, action, f"guild:{guild_id}", details)
+                await write_audit(conn, self._clock(), by, action, f"guild:{guild_id}", details)
         return changed
 
     # ---- audit log -----------------------------------------------------------------------------
 
     async def audit(
-        self, actor_id: int, action: str, target: str, details: Mapping[str, Any] | None = None
+        self,
+        actor_id: int,
+        action: str,
+        target: str,
+        details: Mapping[str, Any] | None = None,
+        *,
+        at: float | None = None,
     ) -> int:
-        """Log an admin action (`target` such as "job:42"); the entry's id."""
+        """Log an admin action (`target` such as "job:42"); the entry's id. `at` (Unix seconds,
+        default now): when the action happened, for an entry written later than that."""
         async with self._transaction() as conn:
-            return await _audit(conn, self._clock(), actor_id, action, target, details)
+            when = self._clock() if at is None else at
+            return await write_audit(conn, when, actor_id, action, target, details)
 
     async def recent_audit(self, limit: int = 20, *, target: str | None = None) -> list[AuditEntry]:
         """The newest audit entries first, optionally only those about `target`."""
@@ -257,7 +265,7 @@ def audit_entry(row: aiosqlite.Row) -> AuditEntry:
     )
 
 
-async def _audit(
+async def write_audit(
     conn: aiosqlite.Connection,
     now: float,
     actor_id: int,
@@ -265,6 +273,8 @@ async def _audit(
     target: str,
     details: Mapping[str, Any] | None,
 ) -> int:
+    """Append one audit-log entry inside the caller's transaction (`now` in Unix seconds);
+    its id. Every audited admin action of every store goes through here."""
     cursor = await conn.execute(
         "INSERT INTO audit_log (at, actor_id, action, target, details) VALUES (?, ?, ?, ?, ?)",
         (now, actor_id, action, target, json.dumps(dict(details or {}), sort_keys=True)),

@@ -5,8 +5,9 @@ Every subcommand is guarded by the cog's `interaction_check` (`bot.permissions.r
 owner ids, admin roles or Manage Server, decided here on every call; a refused attempt is audited
 and changes nothing. Every change is written to the audit log: storage audits bans, limits,
 allowed channels and the blocklist in the same transaction as the change; this module audits what
-the worker pool does (cancel, pause, resume, load, unload, pin). Views (queue, gpus, stats, lists)
-are not changes and are not audited.
+the worker pool does (cancel, pause, resume, load, unload, pin) once it is done, through
+`bot.audit` (an entry the database refuses is kept and written later, and the admin is told).
+Views (queue, gpus, stats, lists) are not changes and are not audited.
 """
 
 from __future__ import annotations
@@ -118,15 +119,16 @@ class Admin(
             assert user is not None
             await interaction.response.defer(ephemeral=True, thinking=True)
             count = await self.bot.pool.cancel_user(user.id)
+            note = ""
             if count:
-                await audit_admin_action(
+                note = await audit_admin_action(
                     self.bot,
                     interaction,
                     "user.cancel_jobs",
                     f"user:{user.id}",
                     {"cancelled": count},
                 )
-            reply = f"🚫 Cancelled {count} job{'s' if count != 1 else ''} of {user.mention}."
+            reply = f"🚫 Cancelled {count} job{'s' if count != 1 else ''} of {user.mention}.{note}"
         await interaction.followup.send(reply, ephemeral=True)
 
     async def _cancel_job(self, interaction: discord.Interaction, job: int) -> str:
@@ -137,10 +139,10 @@ class Admin(
         if not await self.bot.pool.cancel(job):
             return await not_cancelled(self.bot, job)
         owner = record.owner.user_id
-        await audit_admin_action(
+        note = await audit_admin_action(
             self.bot, interaction, "job.cancel", f"job:{job}", {"owner": owner}
         )
-        return f"🚫 Cancelled job `{job}` of <@{owner}>."
+        return f"🚫 Cancelled job `{job}` of <@{owner}>.{note}"
 
     @app_commands.command(name="pause", description="Start no new job (running jobs finish).")
     async def pause(self, interaction: discord.Interaction) -> None:
@@ -148,10 +150,10 @@ class Admin(
         if pool.paused:
             raise UserError("The queue is already paused; `/admin resume` starts it again.")
         pool.pause()
-        await audit_admin_action(self.bot, interaction, "pool.pause", "pool")
+        note = await audit_admin_action(self.bot, interaction, "pool.pause", "pool")
         await interaction.response.send_message(
             f"⏸️ Paused. Running jobs finish; {pool.snapshot(0).queued} waiting jobs stay "
-            "queued (and new ones are still accepted) until `/admin resume`.",
+            f"queued (and new ones are still accepted) until `/admin resume`.{note}",
             ephemeral=True,
         )
 
@@ -161,8 +163,10 @@ class Admin(
         if not pool.paused:
             raise UserError("The queue is not paused.")
         pool.resume()
-        await audit_admin_action(self.bot, interaction, "pool.resume", "pool")
-        await interaction.response.send_message("▶️ Resumed: jobs start again.", ephemeral=True)
+        note = await audit_admin_action(self.bot, interaction, "pool.resume", "pool")
+        await interaction.response.send_message(
+            f"▶️ Resumed: jobs start again.{note}", ephemeral=True
+        )
 
     # ---- people ------------------------------------------------------------------------------
 
@@ -297,11 +301,13 @@ class Admin(
         action = {"load": pool.load_model, "unload": pool.unload_model, "pin": pool.pin}[verb]
         await interaction.response.defer(ephemeral=True, thinking=True)  # loading takes a while
         await action(gpu, model)  # PoolError / ModelUnavailable: told as they are
-        await audit_admin_action(
+        note = await audit_admin_action(
             self.bot, interaction, f"worker.{verb}_model", f"worker:{gpu}", {"model": model}
         )
         done = {"load": "Loaded", "unload": "Unloaded", "pin": "Pinned"}[verb]
-        await interaction.followup.send(f"✅ {done} {echo(model)} on {echo(gpu)}.", ephemeral=True)
+        await interaction.followup.send(
+            f"✅ {done} {echo(model)} on {echo(gpu)}.{note}", ephemeral=True
+        )
 
     @worker.command(name="fail", description="Take a GPU out: its waiting jobs fail.")
     @app_commands.describe(gpu="Which GPU worker.", reason="Why (shown to those whose jobs fail).")
@@ -314,12 +320,12 @@ class Admin(
     ) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         await self.bot.pool.mark_failed(gpu, reason)  # PoolError: told as it is
-        await audit_admin_action(
+        note = await audit_admin_action(
             self.bot, interaction, "worker.mark_failed", f"worker:{gpu}", {"reason": reason}
         )
         await interaction.followup.send(
             f"✅ `{gpu}` is out of service; its waiting jobs that no other GPU can run have "
-            "failed with your reason. `/admin worker restore` brings it back.",
+            f"failed with your reason. `/admin worker restore` brings it back.{note}",
             ephemeral=True,
         )
 
@@ -330,8 +336,10 @@ class Admin(
         self, interaction: discord.Interaction, gpu: app_commands.Range[str, 1, 100]
     ) -> None:
         self.bot.pool.restore(gpu)  # PoolError: told as it is
-        await audit_admin_action(self.bot, interaction, "worker.restore", f"worker:{gpu}", {})
-        await interaction.response.send_message(f"✅ Starting `{gpu}` again.", ephemeral=True)
+        note = await audit_admin_action(
+            self.bot, interaction, "worker.restore", f"worker:{gpu}", {}
+        )
+        await interaction.response.send_message(f"✅ Starting `{gpu}` again.{note}", ephemeral=True)
 
     # ---- usage -------------------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ from bot.ui.choices import autocomplete_model
 from bot.ui.embeds import parameters_embed
 from bot.ui.fit import FittedEmbed, Name
 from bot.ui.listings import user_queue_embed
-from bot.ui.progress import Phase, ProgressState, live_progress, status_line
+from bot.ui.progress import Phase, ProgressState, status_line
 from bot.ui.text import plain
 from generation.jobs import JobRecord, JobStatus
 from generation.request import MAX_COUNT, GenerationRequest, clean_text
@@ -85,7 +85,7 @@ def unfinished_status(bot: AtelierBot, record: JobRecord) -> str:
     its GPU and step); what storage says when it has just ended."""
     live = bot.pool.job(record.id)
     if live is not None:
-        return status_line(live_progress(live))
+        return status_line(ProgressState.of(live))
     phase = Phase.RUNNING if record.status is JobStatus.RUNNING else Phase.QUEUED
     return status_line(ProgressState(record.id, phase=phase, worker=record.worker))
 

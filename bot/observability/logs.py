@@ -62,8 +62,8 @@ def log_job_event(logger: logging.Logger | logging.LoggerAdapter, event: JobEven
     fields: dict[str, Any] = {}
     for field in dataclasses.fields(event):
         value = getattr(event, field.name)
-        if isinstance(value, str | int | float):  # not previews, nor a submitter's handle
-            fields[field.name] = value
+        if value is not False and isinstance(value, str | int | float):
+            fields[field.name] = value  # not previews, snapshots, nor a submitter's handle
     name = "job." + type(event).__name__.removeprefix("Job").lower()
     level = {
         JobFailed: logging.WARNING,

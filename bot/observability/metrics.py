@@ -1,11 +1,12 @@
 """Prometheus metrics for the bot process, fed with the engine's job events.
 
-A job's `JobQueued` says what labels it (model, priority class, original queueing time, so jobs
-taken back after a restart count their whole wait): `Metrics` keeps a small map from job id to
-those labels and when and where it started, and a job leaves the map when it ends. Nothing is
-looked up in storage. The bot runs `await metrics.feed(pool.subscribe())`; `observe(event)` is
-the same for one event. The pool reports model loads and worker restarts directly (`Metrics` is
-a `generation.pool.PoolObserver`).
+Every event carries the job's snapshot (`event.job`: model, priority class, when it last entered
+the queue, so jobs taken back after a restart count their whole wait; when and where it runs):
+`Metrics` reads labels and times from it and keeps counters, not job state. The one per-job thing
+it holds is each GPU's occupancy (which jobs it runs since when, for the busy ratio between
+events). Nothing is looked up in storage. The bot runs `await metrics.feed(pool.subscribe())`;
+`observe(event)` is the same for one event. The pool reports model loads and worker restarts
+directly (`Metrics` is a `generation.pool.PoolObserver`).
 
 Every metric lives in the instance's own `CollectorRegistry`, never the global one, so tests and
 several bots in one process do not mix.
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterable, Callable, Iterator
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -27,32 +28,15 @@ from generation.jobs import (
     JobEvent,
     JobFailed,
     JobFinished,
-    JobProgress,
     JobQueued,
-    JobRecord,
-    JobStalled,
+    JobSnapshot,
     JobStarted,
     JobStatus,
     Priority,
 )
 
-UNKNOWN_MODEL = "unknown"
-JobLookup = Callable[[int], Awaitable[JobRecord | None]]
 WAIT_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, float("inf"))
 RUN_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, float("inf"))
-
-
-@dataclass(slots=True)
-class _Job:
-    model: str
-    priority: Priority
-    queued_at: float | None
-    started_at: float | None = None
-    worker: str | None = None
-
-    @property
-    def running(self) -> bool:
-        return self.started_at is not None
 
 
 @dataclass(slots=True)
@@ -85,7 +69,6 @@ class Metrics:
         self._clock = clock
         self._started = clock()
         self._window_s = busy_window_s
-        self._jobs: dict[int, _Job] = {}
         self._busy: dict[str, _Busy] = {}
         r = self.registry
         self.queue_length = Gauge(
@@ -139,39 +122,18 @@ class Metrics:
     # ---- feeding ---------------------------------------------------------------------------
 
     def observe(self, event: JobEvent) -> None:
-        """Account for one job event; a job is labelled by its `JobQueued` (model, priority
-        class, queueing time); one never seen queued counts under the model "unknown"."""
-        now = self._clock()
-        job = self._jobs.get(event.job_id)
+        """Account for one job event, labelled by its snapshot (`event.job`)."""
+        now, job = self._clock(), event.job
         match event:
-            case JobQueued():
-                if job is None:
-                    job = _Job(
-                        event.model or UNKNOWN_MODEL,
-                        event.priority or Priority.NORMAL,
-                        event.queued_at if event.queued_at is not None else now,
-                    )
-                    self._jobs[event.job_id] = job
-                    self._enqueue(job)
-                elif job.running:  # put back after its worker died: waiting again
-                    self._stop_running(event.job_id, job, now)
-                    job.queued_at = now
-                    self._enqueue(job)
-                # else: a change of place of a job already waiting
+            case JobQueued(entered=True):  # queued, taken back, or put back after its GPU died
+                self._stop_running(job.job_id, now)
+                self.queue_length.labels(job.priority.value).inc()
             case JobStarted():
-                if job is None:  # never seen queued
-                    job = _Job(UNKNOWN_MODEL, Priority.NORMAL, None)
-                    self._jobs[event.job_id] = job
-                elif job.running:
-                    self._stop_running(event.job_id, job, now)
-                else:
-                    self._dequeue(job)
+                self.queue_length.labels(job.priority.value).dec()
                 if job.queued_at is not None:
                     self.wait_seconds.labels(job.model).observe(max(0.0, now - job.queued_at))
-                job.started_at, job.worker = now, event.worker
-                self._busy.setdefault(event.worker, _Busy()).running[event.job_id] = now
-            case JobProgress() | JobStalled():
-                pass  # progress and a store retry change no metric
+                self._stop_running(job.job_id, now)  # a start announced twice counts once
+                self._busy.setdefault(event.worker, _Busy()).running[job.job_id] = now
             case JobFinished() | JobFailed() | JobCancelled():
                 self._end(event, job, now)
 
@@ -213,30 +175,24 @@ class Metrics:
         return tuple(self._busy)
 
     @property
-    def tracked_jobs(self) -> int:
-        """Jobs queued or running that the metrics know of (the per-job map's size)."""
-        return len(self._jobs)
+    def running_jobs(self) -> int:
+        """Jobs the GPUs run now, as the metrics saw them start (the occupancy kept for the
+        busy ratio)."""
+        return sum(len(busy.running) for busy in self._busy.values())
 
     # ---- internals -------------------------------------------------------------------------
 
     def _end(
-        self,
-        event: JobFinished | JobFailed | JobCancelled,
-        job: _Job | None,
-        now: float,
+        self, event: JobFinished | JobFailed | JobCancelled, job: JobSnapshot, now: float
     ) -> None:
-        self._jobs.pop(event.job_id, None)
-        if job is None:
-            job = _Job(UNKNOWN_MODEL, Priority.NORMAL, None)
-        elif job.running:
-            if isinstance(event, JobFinished):
-                self.run_seconds.labels(job.model).observe(max(0.0, now - job.started_at))
-            self._stop_running(event.job_id, job, now)
-        else:
-            self._dequeue(job)
+        ran_s = self._stop_running(job.job_id, now)
+        if ran_s is None:  # ended while it waited
+            self.queue_length.labels(job.priority.value).dec()
         match event:
             case JobFinished():
                 outcome = JobStatus.DONE
+                if ran_s is not None:
+                    self.run_seconds.labels(job.model).observe(ran_s)
                 self.images.labels(job.model).inc(event.image_count)
             case JobFailed():
                 outcome = JobStatus.FAILED
@@ -245,19 +201,15 @@ class Metrics:
                 outcome = JobStatus.CANCELLED
         self.jobs.labels(job.model, outcome.value).inc()
 
-    def _enqueue(self, job: _Job) -> None:
-        self.queue_length.labels(job.priority.value).inc()
-
-    def _dequeue(self, job: _Job) -> None:
-        self.queue_length.labels(job.priority.value).dec()
-
-    def _stop_running(self, job_id: int, job: _Job, now: float) -> None:
-        busy = self._busy.get(job.worker or "")
-        begin = busy.running.pop(job_id, None) if busy is not None else None
-        if busy is not None and begin is not None:
-            busy.intervals.append((begin, now))
-            busy.total_s += now - begin
-        job.started_at = job.worker = None
+    def _stop_running(self, job_id: int, now: float) -> float | None:
+        """Close `job_id`'s busy interval on its GPU; the seconds it ran (None: not running)."""
+        for busy in self._busy.values():
+            begin = busy.running.pop(job_id, None)
+            if begin is not None:
+                busy.intervals.append((begin, now))
+                busy.total_s += now - begin
+                return max(0.0, now - begin)
+        return None
 
     def _prune(self, busy: _Busy, start: float) -> None:
         while busy.intervals and busy.intervals[0][1] <= start:

@@ -16,6 +16,7 @@ from generation.request import GenerationRequest
 PREVIEW_FILENAME = "preview.png"
 _COLOURS = {
     Phase.QUEUED: discord.Colour.light_grey(),
+    Phase.LOADING: discord.Colour.blurple(),
     Phase.RUNNING: discord.Colour.blurple(),
     Phase.FINISHED: discord.Colour.green(),
     Phase.FAILED: discord.Colour.red(),

@@ -43,7 +43,7 @@ def admin_queue_embed(snapshot: PoolSnapshot, owners: Mapping[int, int]) -> disc
         if worker.job_id is not None
     ]
     waiting = [
-        f"#{job.position} · job `{job.job_id}` · <@{job.user_id}> · {job.model} · "
+        f"#{job.position} · job `{job.job_id}` · <@{job.owner.user_id}> · {job.model} · "
         f"{job.priority.value} · {starts_in(job.eta_s)}"
         for job in snapshot.waiting
     ]
@@ -73,11 +73,11 @@ def user_queue_embed(lines: Sequence[str], hidden: int, snapshot: PoolSnapshot) 
 def memory_text(worker: WorkerStatus) -> str:
     memory = worker.memory
     parts = []
-    if "gpu_used_mib" in memory and "gpu_total_mib" in memory:
-        used, total = memory["gpu_used_mib"] / 1024, memory["gpu_total_mib"] / 1024
+    if memory.gpu_used_mib is not None and memory.gpu_total_mib is not None:
+        used, total = memory.gpu_used_mib / 1024, memory.gpu_total_mib / 1024
         parts.append(f"GPU {used:.1f}/{total:.1f} GiB")
-    if "rss_mib" in memory:
-        parts.append(f"RAM {memory['rss_mib']:.0f} MiB")
+    if memory.rss_mib is not None:
+        parts.append(f"RAM {memory.rss_mib:.0f} MiB")
     return ", ".join(parts) or "not reported yet"
 
 

@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import StrEnum
 
-from generation.jobs import (
-    JobCancelled,
-    JobEvent,
-    JobFailed,
-    JobFinished,
-    JobProgress,
-    JobQueued,
-    JobSnapshot,
-    JobStalled,
-    JobStarted,
-    JobState,
-)
+from generation.jobs import JobSnapshot, JobState
 
 BAR_WIDTH = 20
 
 
 class Phase(StrEnum):
     QUEUED = "queued"
+    LOADING = "loading"  # its GPU loads the model first
     RUNNING = "running"
     FINISHED = "finished"
     FAILED = "failed"
@@ -33,9 +23,21 @@ class Phase(StrEnum):
         return self in (Phase.FINISHED, Phase.FAILED, Phase.CANCELLED)
 
 
+_PHASES = {
+    JobState.WAITING: Phase.QUEUED,
+    JobState.STARTING: Phase.RUNNING,
+    JobState.LOADING: Phase.LOADING,
+    JobState.RUNNING: Phase.RUNNING,
+    JobState.SAVING: Phase.RUNNING,
+    JobState.DONE: Phase.FINISHED,
+    JobState.FAILED: Phase.FAILED,
+    JobState.CANCELLED: Phase.CANCELLED,
+}
+
+
 @dataclass(frozen=True, slots=True)
 class ProgressState:
-    """Everything the progress message shows; `advance` folds one engine event in."""
+    """Everything the progress message shows: one job snapshot, rendered (`of`)."""
 
     job_id: int
     phase: Phase = Phase.QUEUED
@@ -49,49 +51,32 @@ class ProgressState:
     reason: str | None = None
     problem: str | None = None  # the store could not record the job yet; it is retried
 
-    def advance(self, event: JobEvent) -> ProgressState:
-        if isinstance(event, JobStalled):
-            retry = format_duration(event.retry_in_s)
-            return replace(self, problem=f"{event.problem} Trying again in {retry}.")
-        return replace(self, problem=None)._advance(event)
-
-    def _advance(self, event: JobEvent) -> ProgressState:
-        match event:
-            case JobQueued(position=position, eta_s=eta, waiting_for=waiting_for):
-                if self.phase is not Phase.QUEUED:
-                    return self  # a late queue update must not undo "running"
-                return replace(self, position=position, eta_s=eta, waiting_for=waiting_for)
-            case JobStarted(worker=worker):
-                return replace(self, phase=Phase.RUNNING, worker=worker)
-            case JobProgress(step=step, total=total, preview=preview):
-                return replace(
-                    self,
-                    phase=Phase.RUNNING,
-                    step=step,
-                    total=total,
-                    preview=preview if preview is not None else self.preview,
-                )
-            case JobFinished():
-                return replace(self, phase=Phase.FINISHED, step=self.total)
-            case JobFailed(reason=reason):
-                return replace(self, phase=Phase.FAILED, reason=reason)
-            case JobCancelled():
-                return replace(self, phase=Phase.CANCELLED)
-        return self
-
-
-def live_progress(live: JobSnapshot) -> ProgressState:
-    """What the progress message would show of a live job (for `/queue` and `/show`)."""
-    if live.state is JobState.WAITING:
-        return ProgressState(live.job_id, position=live.position, eta_s=live.eta_s)
-    return ProgressState(
-        live.job_id,
-        phase=Phase.RUNNING,
-        worker=live.worker,
-        step=live.step,
-        total=live.total,
-        problem=live.problem,
-    )
+    @classmethod
+    def of(cls, job: JobSnapshot) -> ProgressState:
+        """What the progress message shows of `job` as the pool published it (a snapshot
+        replaces the last one: nothing is folded)."""
+        problem = job.problem
+        if problem is not None:
+            retry = job.retry_in_s
+            when = (
+                f"Trying again in {format_duration(retry)}."
+                if retry is not None
+                else ("It is tried again when the bot starts again.")
+            )
+            problem = f"{problem} {when}"
+        return cls(
+            job.job_id,
+            phase=_PHASES[job.state],
+            position=job.position,
+            eta_s=job.eta_s,
+            waiting_for=job.waiting_for,
+            worker=job.worker,
+            step=job.total if job.state is JobState.DONE else job.step,
+            total=job.total,
+            preview=job.preview,
+            reason=job.error,
+            problem=problem,
+        )
 
 
 def starts_in(eta_s: float | None) -> str:
@@ -139,6 +124,9 @@ def _phase_line(state: ProgressState) -> str:
             if state.waiting_for:
                 return f"⏳ Queued — {where}, waiting: {state.waiting_for}"
             return f"⏳ Queued — {where}, {starts_in(state.eta_s)}."
+        case Phase.LOADING:
+            on = f" on `{state.worker}`" if state.worker else ""
+            return f"📦 Loading the model{on} before the first step…"
         case Phase.RUNNING:
             on = f" on `{state.worker}`" if state.worker else ""
             return f"🎨 Generating{on}: {progress_bar(state.step, state.total)}"

@@ -63,7 +63,10 @@ class Timing:
     """Seconds. Polls start at `poll_first` and grow by `growth` to `poll_max` (BFL's client
     polls every 0.5 s; many concurrent jobs call for 1-2 s). Retries of 429/5xx start at
     `retry_first` and grow to `retry_max`; 5xx and lost connections are retried for `patience`
-    in all, 429 for as long as it takes (a slot always frees)."""
+    in all, 429 for as long as it takes (a slot always frees). A task still Pending
+    `max_pending` after it was submitted (by the stored `submitted_at`, so across restarts) ends
+    TIMED_OUT: BFL's tasks finish within a minute or two, so one pending for half an hour is
+    stuck."""
 
     poll_first: float = 0.5
     poll_max: float = 2.0
@@ -71,6 +74,7 @@ class Timing:
     retry_max: float = 30.0
     growth: float = 1.5
     patience: float = 900.0
+    max_pending: float = 1800.0
 
 
 ProgressCallback = Callable[[HostedProgress], Awaitable[None] | None]
@@ -193,7 +197,9 @@ class HostedBackend:
             except SampleGone:
                 raise _Ended(Outcome.EXPIRED) from None
             try:
-                image = stored_image(data, request, index)
+                image = await asyncio.to_thread(
+                    stored_image, data, request, index, exact_size=not model.sized_by_aspect
+                )
             except UnusableImage as error:
                 raise _Ended(Outcome.BAD_REPLY, f"sample: {error.message}") from None
         except _Ended as end:
@@ -218,15 +224,6 @@ class HostedBackend:
         except _Ended as end:
             if end.outcome is Outcome.NOT_FOUND:  # no such endpoint: a fault here
                 raise _Ended(Outcome.REFUSED, end.detail) from None
-            if end.outcome is Outcome.NO_CREDITS:
-                first = self.gate.pause()
-                raise _Ended(
-                    end.outcome,
-                    "Black Forest Labs' account is out of credits (HTTP 402): API jobs are "
-                    "refused until an admin resumes them or a probe finds credits."
-                    if first
-                    else "",
-                ) from None
             raise
         task = HostedTask(
             index=index,
@@ -257,9 +254,20 @@ class HostedBackend:
             ended = for_status(polled.status)
             if ended is not None:
                 raise _Ended(ended, polled.status)
+            if self._clock() - task.submitted_at > self._timing.max_pending:
+                raise _Ended(Outcome.TIMED_OUT, f"task {task.task_id} still Pending")
             await report(HostedProgress(task.index, "pending", polled.progress))
             await asyncio.sleep(delay)
             delay = min(delay * self._timing.growth, self._timing.poll_max)
+
+    def _out_of_credits(self) -> str:
+        """Pause the gate; the admins' sentence from the first task that paused it, else ""."""
+        if not self.gate.pause():
+            return ""
+        return (
+            "Black Forest Labs' account is out of credits (HTTP 402): API jobs are refused "
+            "until an admin resumes them or a probe finds credits."
+        )
 
     async def _retrying(
         self,
@@ -276,6 +284,8 @@ class HostedBackend:
                 return await call()
             except ApiError as error:
                 outcome = for_http_status(error.status) if error.status else None
+                if outcome is Outcome.NO_CREDITS:  # on submit or poll alike
+                    raise _Ended(outcome, self._out_of_credits()) from None
                 if outcome is not None:
                     raise _Ended(outcome, f"HTTP {error.status}: {error.detail}") from None
                 if error.status != 429:

@@ -48,7 +48,9 @@ class HostedModel:
     Size is given either in pixels (`min_side`..`max_side`, multiples of `multiple_of`, at most
     `max_pixels`) or, where `aspect_ratios` is set, as an aspect ratio between the widest and the
     tallest listed (the API then makes about `nominal_pixels`). `max_inputs`: reference images
-    (`input_image`, `input_image_2`, ...). `steps`/`guidance`: (default, min, max) where the model
+    (`input_image`, `input_image_2`, ...), at most `max_input_pixels` in all where set (FLUX.2:
+    "up to 8 images (9MP total limit)"; read as 9,000,000 pixels, the stricter reading of "MP").
+    `steps`/`guidance`: (default, min, max) where the model
     takes them. `active_limit`: the key's concurrent tasks on this endpoint.
     """
 
@@ -64,6 +66,7 @@ class HostedModel:
     default_aspect: str = "1:1"
     nominal_pixels: int = MEGAPIXEL
     max_inputs: int = 0
+    max_input_pixels: int = 0  # 0: no limit but each image's own
     steps: tuple[int, int, int] | None = None
     guidance: tuple[float, float, float] | None = None
     raw: bool = False
@@ -86,7 +89,13 @@ class HostedModel:
         return request.count * self.price.estimate(request.width, request.height, inputs)
 
 
-_FLUX2 = {"min_side": 64, "max_side": 4096, "multiple_of": 16, "max_pixels": 4 * MEGAPIXEL}
+_FLUX2 = {
+    "min_side": 64,
+    "max_side": 4096,
+    "multiple_of": 16,
+    "max_pixels": 4 * MEGAPIXEL,
+    "max_input_pixels": 9_000_000,
+}
 _KONTEXT = {"aspect_ratios": ("21:9", "9:21"), "max_inputs": 4, "nominal_pixels": MEGAPIXEL}
 
 HOSTED_MODELS: tuple[HostedModel, ...] = (

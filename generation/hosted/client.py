@@ -3,11 +3,15 @@
 Every call returns data or raises `ApiError` (an HTTP status with a short detail; status 0 for
 no connection) or `SampleGone`. The key goes in the `x-key` header to the API's own hosts only
 (`ApiSettings.trusts`), never to the sample's delivery host, and never into a message or log.
+A keyed request never follows a redirect (aiohttp would carry `x-key` to any host): a 3xx reply
+is an `ApiError` with its status. Every body is read in full up to a cap (`MAX_REPLY_BYTES` for
+JSON, `MAX_SAMPLE_BYTES` for a sample), however it arrives (chunked or not).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +21,8 @@ from generation.hosted.settings import ApiSettings
 
 MAX_DETAIL_CHARS = 500
 MAX_SAMPLE_BYTES = 64 * 2**20  # a 4 MP PNG of noise is about 12 MiB
+MAX_REPLY_BYTES = 2**20  # BFL's JSON replies are a few hundred bytes (prompt included)
+_CHUNK = 2**16
 
 
 class ApiError(Exception):
@@ -92,16 +98,16 @@ class BflClient:
         """The sample's bytes; no key is sent (the URL is signed). Raises `SampleGone`."""
         try:
             async with self._session.get(url) as response:
-                if response.status in (403, 404, 410):
+                if response.status in (401, 403, 404, 410):  # the signed link is refused
                     raise SampleGone(url)
-                if response.status != 200:
+                if response.status == 429 or response.status >= 500:
                     raise ApiError(response.status, "sample download failed")
-                data = await response.content.read(MAX_SAMPLE_BYTES + 1)
+                if response.status != 200:
+                    # Not an API reply: its status says nothing of the key or the credits.
+                    raise ApiError(200, f"the sample host answered HTTP {response.status}")
+                return await _body(response, MAX_SAMPLE_BYTES, "sample")
         except (aiohttp.ClientError, TimeoutError) as error:
             raise ApiError(0, f"sample download: {type(error).__name__}") from None
-        if len(data) > MAX_SAMPLE_BYTES:
-            raise ApiError(200, "sample larger than 64 MiB")
-        return data
 
     async def credits(self) -> float:
         """The account's credits left (`GET /v1/credits`)."""
@@ -114,8 +120,14 @@ class BflClient:
     async def _json(self, method: str, url: str, body: dict[str, Any] | None = None) -> dict:
         headers = {"x-key": self._settings.key, "accept": "application/json"}
         try:
-            async with self._session.request(method, url, json=body, headers=headers) as response:
-                text = await response.text()
+            async with self._session.request(
+                method, url, json=body, headers=headers, allow_redirects=False
+            ) as response:
+                if 300 <= response.status < 400:
+                    where = response.headers.get("Location", "")[:100]
+                    raise ApiError(response.status, f"a redirect to {where!r}, not followed")
+                data = await _body(response, MAX_REPLY_BYTES, "reply")
+                text = data.decode("utf-8", errors="replace")  # JSON is UTF-8 (RFC 8259)
                 if response.status != 200:
                     raise ApiError(response.status, _detail(text))
         except (aiohttp.ClientError, TimeoutError) as error:
@@ -127,6 +139,18 @@ class BflClient:
         if not isinstance(reply, dict):
             raise ApiError(200, "a reply that is not a JSON object")
         return reply
+
+
+async def _body(response: aiohttp.ClientResponse, cap: int, what: str) -> bytes:
+    """The whole body, read chunk by chunk; `ApiError` once it passes `cap` bytes."""
+    if (response.content_length or 0) > cap:
+        raise ApiError(200, f"a {what} larger than {cap // 2**20} MiB")
+    data = bytearray()
+    async for chunk in response.content.iter_chunked(_CHUNK):
+        data += chunk
+        if len(data) > cap:
+            raise ApiError(200, f"a {what} larger than {cap // 2**20} MiB")
+    return bytes(data)
 
 
 def _detail(text: str) -> str:
@@ -146,6 +170,7 @@ def _detail(text: str) -> str:
 
 
 def _number(value: Any) -> float | None:
+    """A finite JSON number as a float, else None (Python's json reads NaN and Infinity)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value)
+    return float(value) if math.isfinite(value) else None

@@ -22,6 +22,7 @@ class Outcome(StrEnum):
     NO_CREDITS = "no_credits"  # 402, or paused after one
     EXPIRED = "sample_expired"  # Ready, but the signed sample URL had expired
     UNAVAILABLE = "unavailable"  # 5xx or no connection for longer than the backend waits
+    TIMED_OUT = "timed_out"  # still Pending after `Timing.max_pending`
     BAD_REPLY = "bad_reply"  # a reply that breaks the documented shape
 
 
@@ -49,6 +50,10 @@ SENTENCES = {
         "Atelier could fetch it."
     ),
     Outcome.UNAVAILABLE: "Black Forest Labs' API stayed unavailable; please try again later.",
+    Outcome.TIMED_OUT: (
+        "Black Forest Labs' API was still working on this image after 30 minutes, so Atelier "
+        "stopped waiting for it; please try again later."
+    ),
     Outcome.BAD_REPLY: (
         "The API sent a reply Atelier cannot use; the admins can read the details in the log."
     ),

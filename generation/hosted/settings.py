@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -39,13 +40,41 @@ class ApiSettings:
         return cls(key=key, base_url=url)
 
     def trusts(self, url: str) -> bool:
-        """Whether the key may be sent to `url` (a returned `polling_url`): the base URL's own
-        host, or a sibling under its parent domain (`api.eu2.bfl.ai` for `api.bfl.ai`), with
-        https unless the base URL itself is plain http (a local stand-in)."""
+        """Whether the key may be sent to `url` (a returned `polling_url`).
+
+        The rule: the url's host must lie in the base URL's trusted domain, over https (or over
+        plain http where the base URL itself is, a local stand-in). The trusted domain is
+        `bfl.ai` for any base URL under it (BFL's regional polling hosts `api.eu2.bfl.ai`,
+        `api.us1.bfl.ai`, `gateway.bfl.ai` answer for `api.eu.bfl.ai` too); an IP address or a
+        single-label name (`localhost`) trusts itself only, on any port; any other base host
+        trusts itself and its parent's subtree (`bfl.proxy.example.com` trusts
+        `*.proxy.example.com`), or for a two-label host (`example.com`) its own subtree.
+        """
         base, other = urlsplit(self.base_url), urlsplit(url)
-        if not other.hostname or other.scheme not in ("https", base.scheme):
+        host = (other.hostname or "").rstrip(".")
+        if not host or other.scheme not in ("https", base.scheme):
             return False
-        if other.hostname == base.hostname:
-            return True
-        parent = (base.hostname or "").split(".", 1)[-1]
-        return "." in parent and other.hostname.endswith("." + parent)
+        domain = trusted_domain(base.hostname or "")
+        if domain is None:
+            return host == (base.hostname or "").rstrip(".")
+        return host == domain or host.endswith("." + domain)
+
+
+BFL_DOMAIN = "bfl.ai"
+
+
+def trusted_domain(base_host: str) -> str | None:
+    """The domain whose hosts `ApiSettings.trusts` (see there), or None where only
+    `base_host` itself is trusted (an IP address or a single-label name)."""
+    host = base_host.rstrip(".").lower()
+    try:
+        ipaddress.ip_address(host)
+        return None
+    except ValueError:
+        pass
+    if host == BFL_DOMAIN or host.endswith("." + BFL_DOMAIN):
+        return BFL_DOMAIN
+    labels = host.split(".")
+    if len(labels) < 2:
+        return None
+    return ".".join(labels[1:]) if len(labels) > 2 else host

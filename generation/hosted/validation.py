@@ -11,7 +11,7 @@ import math
 from fractions import Fraction
 
 from generation.hosted.catalogue import HostedModel
-from generation.input_images import upright_size
+from generation.input_images import check_header, upright_size
 from generation.request import (
     GenerationRequest,
     JobKind,
@@ -96,7 +96,15 @@ def build_hosted_request(
 
 
 def _inputs(model: HostedModel, images: tuple[bytes, ...]) -> tuple[bytes, ...]:
-    return check_references(model.title, model.max_inputs, images)
+    check_references(model.title, model.max_inputs, images)
+    pixels = sum(width * height for width, height in map(check_header, images))
+    if model.max_input_pixels and pixels > model.max_input_pixels:
+        raise RequestError(
+            "image",
+            f"The reference images have {pixels / 1e6:.1f} million pixels in all; {model.title} "
+            f"takes at most {model.max_input_pixels / 1e6:g} million. Use fewer or smaller ones.",
+        )
+    return images
 
 
 def _size(

@@ -118,7 +118,7 @@ class ModelCommands:
             pid=worker.link.pid if worker.link else None,
             restarts=worker.restarts,
             model_loads=worker.model_loads,
-            memory=dict(worker.memory),
+            memory=worker.memory,
             last_error=worker.last_error,
             problem=self._problem(worker),
             profiles=worker.config.profiles,

@@ -15,8 +15,9 @@ child process per GPU). It keeps three promises:
 
 The pool is the one owner of live job state: each job's `JobState` and progress live in its
 `LiveJob`, `job(id)` returns a frozen `JobSnapshot`, and every change is published as an event
-(places of the first 20 waiting jobs included, by `PositionBoard`: nothing polls). A store write
-that fails for a passing reason is retried with backoff and announced (`JobStalled`).
+carrying the job's complete snapshot (`event.job`; places of the first 20 waiting jobs included,
+by `PositionBoard`: nothing polls). A store write that fails for a passing reason is retried with
+backoff and announced (`JobStalled`); a shutdown wakes a retry that sleeps.
 
 Front ends call `submit`, consume `subscribe()`, and use the admin methods (pause, cancel, load,
 pin, snapshot). This module imports no torch: only the worker processes do.
@@ -25,7 +26,6 @@ pin, snapshot). This module imports no torch: only the worker processes do.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -40,7 +40,6 @@ from generation.jobs import (
     JobOwner,
     JobQueued,
     JobSnapshot,
-    JobStalled,
     JobStarted,
     JobState,
     JobStatus,
@@ -49,19 +48,14 @@ from generation.jobs import (
 )
 from generation.models import Catalogue
 from generation.pool.commands import ModelCommands
+from generation.pool.durable import StoreRetries
 from generation.pool.live import LiveJob, LiveWorker
 from generation.pool.positions import PositionBoard
 from generation.pool.stream import EventStream
 from generation.pool.supervision import WorkerSupervision
 from generation.pool.types import PoolError, PoolObserver, PoolSnapshot, WorkerState
 from generation.request import GenerationRequest
-from generation.scheduler import (
-    FairScheduler,
-    SchedulerSettings,
-    WaitingJob,
-    WorkerView,
-    work_units,
-)
+from generation.scheduler import FairScheduler, SchedulerSettings, WorkerView, work_units
 from generation.workers.config import WorkerConfig
 from generation.workers.links import make_link
 from generation.workers.protocol import (
@@ -77,11 +71,8 @@ from generation.workers.supervision import SupervisionSettings, WorkerHealth
 
 log = logging.getLogger(__name__)
 
-# Seconds between tries of a store write that failed for a passing reason; then every 60 s.
-STORE_RETRY_DELAYS_S = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 
-
-class WorkerPool(WorkerSupervision, ModelCommands):
+class WorkerPool(WorkerSupervision, ModelCommands, StoreRetries):
     """Schedules jobs fairly onto supervised workers; see the module docstring."""
 
     def __init__(
@@ -136,11 +127,12 @@ class WorkerPool(WorkerSupervision, ModelCommands):
             for config in workers
         }
         self._jobs: dict[int, LiveJob] = {}
-        self._board = PositionBoard(self._scheduler, self._publish)
+        self._board = PositionBoard(self._scheduler, self._tell_place)
         self._subscribers: set[EventStream] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._started = False
         self._stopping = False
+        self._closing = asyncio.Event()  # set when shutdown begins: wakes store retries
 
     # ---- life cycle --------------------------------------------------------------------------
 
@@ -157,23 +149,25 @@ class WorkerPool(WorkerSupervision, ModelCommands):
             if not self.may_run(record.request.model):
                 reason = f"{record.request.model} is no longer offered here."
                 await self._store.mark_failed(record.id, reason)
-                self._publish(JobFailed(record.id, reason, ModelUnavailable.kind))
+                kind = ModelUnavailable.kind
+                gone = JobSnapshot(
+                    record.id,
+                    record.owner,
+                    record.request.model,
+                    JobState.FAILED,
+                    error=reason,
+                    error_kind=kind,
+                    queued_at=record.queued_at,
+                )
+                self._publish(JobFailed(record.id, reason, kind, job=gone))
                 continue
             self._enqueue(record.id, record.request, record.owner, record.queued_at)
             taken_back.append(record.id)
         listed = {waiting.job_id: waiting for waiting in self._scheduler.waiting()}
         for job_id in taken_back:  # one listing, not a position query per job
-            job, place = self._jobs[job_id], listed[job_id]
-            queued = JobQueued(
-                job_id,
-                place.position,
-                place.eta_s,
-                model=job.request.model,
-                priority=job.owner.priority,
-                queued_at=job.queued_at,
-            )
-            self._publish(queued)
-            self._board.told(queued)
+            place = listed[job_id]
+            self._publish(self._queued_event(job_id, (place.position, place.eta_s)))
+            self._board.told(job_id, place.position, place.eta_s)
         for worker in self._workers.values():
             worker.supervisor = asyncio.create_task(
                 self._supervise(worker), name=f"worker-{worker.id}"
@@ -187,6 +181,7 @@ class WorkerPool(WorkerSupervision, ModelCommands):
         """
         self._scheduler.close()
         self._scheduler.pause()
+        self._closing.set()
         if drain:
             running = [w.job.outcome for w in self._workers.values() if w.job is not None]
             if running:
@@ -234,7 +229,7 @@ class WorkerPool(WorkerSupervision, ModelCommands):
             self._jobs[job_id].reply_to = reply_to
         event = self._queued_event(job_id)
         self._publish(event)
-        self._board.told(event)
+        self._board.told(job_id, event.position, event.eta_s)
         self._dispatch()
         return event
 
@@ -285,10 +280,7 @@ class WorkerPool(WorkerSupervision, ModelCommands):
     def job(self, job_id: int) -> JobSnapshot | None:
         """A live (waiting or running) job as it stands now; None once it has ended."""
         job = self._jobs.get(job_id)
-        if job is None:
-            return None
-        waiting = job.state is JobState.WAITING
-        return job.snapshot(self._scheduler.position(job_id) if waiting else None)
+        return None if job is None else self._snapshot(job)
 
     # ---- admin -------------------------------------------------------------------------------
 
@@ -309,9 +301,12 @@ class WorkerPool(WorkerSupervision, ModelCommands):
         """(waiting, running) jobs of one user."""
         return self._scheduler.user_counts(user_id)
 
-    def waiting_of(self, user_id: int, limit: int) -> list[WaitingJob]:
+    def waiting_of(self, user_id: int, limit: int) -> list[JobSnapshot]:
         """A user's first `limit` waiting jobs, with their places and ETAs."""
-        return self._scheduler.waiting_of(user_id, limit)
+        return [
+            self._jobs[w.job_id].snapshot((w.position, w.eta_s))
+            for w in self._scheduler.waiting_of(user_id, limit)
+        ]
 
     def snapshot(self, waiting_limit: int = 25) -> PoolSnapshot:
         """The queue (first `waiting_limit` jobs with positions and ETAs) and every worker."""
@@ -322,7 +317,10 @@ class WorkerPool(WorkerSupervision, ModelCommands):
             queued=scheduler.queued_count,
             running=scheduler.running_count,
             queued_by_class=scheduler.queued_by_class(),
-            waiting=tuple(scheduler.waiting(waiting_limit)),
+            waiting=tuple(
+                self._jobs[w.job_id].snapshot((w.position, w.eta_s))
+                for w in scheduler.waiting(waiting_limit)
+            ),
             workers=tuple(self._status(worker) for worker in self._workers.values()),
             model_speeds=scheduler.model_speeds(),
         )
@@ -342,19 +340,32 @@ class WorkerPool(WorkerSupervision, ModelCommands):
             job_id, owner, request.model, work_units(request), queued_at=queued_at
         )
 
-    def _queued_event(self, job_id: int) -> JobQueued:
-        """The `JobQueued` of a job entering the queue: its place and what labels it."""
-        position, eta = self._scheduler.position(job_id) or (1, None)
+    def _queued_event(
+        self, job_id: int, place: tuple[int, float | None] | None = None
+    ) -> JobQueued:
+        """The `JobQueued` of a job entering the queue (`place`: its known place)."""
+        position, eta = place or self._scheduler.position(job_id) or (1, None)
         job = self._jobs[job_id]
         return JobQueued(
             job_id,
             position,
             eta,
-            model=job.request.model,
-            priority=job.owner.priority,
-            queued_at=job.queued_at,
+            job.waiting_for,
+            entered=True,
             reply_to=job.reply_to,
+            job=job.snapshot((position, eta)),
         )
+
+    def _tell_place(self, job_id: int, position: int, eta_s: float | None) -> None:
+        """Announce a waiting job's new place (for `PositionBoard`)."""
+        job = self._jobs.get(job_id)
+        if job is not None:
+            snapshot = job.snapshot((position, eta_s))
+            self._publish(JobQueued(job_id, position, eta_s, job.waiting_for, job=snapshot))
+
+    def _snapshot(self, job: LiveJob) -> JobSnapshot:
+        waiting = job.state is JobState.WAITING
+        return job.snapshot(self._scheduler.position(job.id) if waiting else None)
 
     def _dispatch(self) -> None:
         """Hand waiting jobs to idle workers until either runs out; the places shown move."""
@@ -370,6 +381,7 @@ class WorkerPool(WorkerSupervision, ModelCommands):
             worker.state, worker.job = WorkerState.BUSY, job
             job.worker, job.started_at = worker, self._clock()
             job.state, job.ran_on, job.step = JobState.STARTING, worker.id, 0
+            job.waiting_for = job.preview = None
             job.start_recorded.clear()
             self._spawn(self._start_job(worker, job), f"start-{job.id}")
 
@@ -381,11 +393,15 @@ class WorkerPool(WorkerSupervision, ModelCommands):
                 if job.cancel_requested:
                     await self._send(worker, CancelJob(job.id))
             await self._durably(job, partial(self._store.mark_running, job.id, worker.id))
-            if job.state is JobState.STARTING:
-                job.state = JobState.RUNNING
-            self._publish(JobStarted(job.id, worker.id))
+        except StoreUnavailable as error:  # shutting down: the job stays queued in storage
+            log.warning("Job %s: %s Left to run on the next start.", job.id, error)
+        else:
+            if job.state is JobState.STARTING:  # no step yet: is its model still loading?
+                loaded = job.early_steps or job.request.model in worker.loaded
+                job.state = JobState.RUNNING if loaded else JobState.LOADING
+            self._publish(JobStarted(job.id, worker.id, job=self._snapshot(job)))
             for step in job.early_steps:
-                self._publish(step)
+                self._publish(step(job=self._snapshot(job)))
         finally:
             job.early_steps.clear()
             job.start_recorded.set()
@@ -395,39 +411,34 @@ class WorkerPool(WorkerSupervision, ModelCommands):
         job: LiveJob,
         status: JobStatus,
         write: Callable[[], Awaitable[None]],
-        event: JobEvent | None = None,
+        event: Callable[..., JobEvent] | None = None,
     ) -> None:
         """Record a job's final state (`write`, retried while the store is unavailable), then
-        announce it (`JobCancelled` unless given)."""
+        announce it: `event(job=snapshot)` (`JobCancelled` unless given). If a shutdown ends the
+        retries first, the job stays unfinished in storage (the next start runs it again)."""
         job.ended, job.state = True, JobState.SAVING
         try:
             await job.start_recorded.wait()
             await self._durably(job, write)
-            self._publish(event or JobCancelled(job.id))
+            job.state = JobState(status.value)
+            self._publish((event or partial(JobCancelled, job.id))(job=self._snapshot(job)))
+        except StoreUnavailable as error:
+            log.warning("Job %s: %s Left to rerun on the next start.", job.id, error)
         finally:
             self._jobs.pop(job.id, None)
             if not job.outcome.done():
                 job.outcome.set_result(status)
 
-    async def _durably(self, job: LiveJob, write: Callable[[], Awaitable[None]]) -> None:
-        """Run a store write until it succeeds. While the store is unavailable (a read-only
-        database, an unwritable image folder) the job is kept, its followers are told why and
-        when the next try is (`JobStalled`), and the write is tried again after
-        `STORE_RETRY_DELAYS_S`; no restart is needed once the fault is fixed. During a
-        shutdown it gives up (the job stays unfinished in storage and runs again on start)."""
-        for attempt in itertools.count():
-            try:
-                await write()
-                job.problem = None
-                return
-            except StoreUnavailable as error:
-                if not self._scheduler.accepting:  # shutting down: the next start reruns it
-                    raise
-                delay = STORE_RETRY_DELAYS_S[min(attempt, len(STORE_RETRY_DELAYS_S) - 1)]
-                log.warning("Job %s: %s Trying again in %.0f s", job.id, error, delay)
-                job.problem = str(error)
-                self._publish(JobStalled(job.id, job.problem, delay))
-                await self._sleep(delay)
+    def _finish(
+        self,
+        job: LiveJob,
+        status: JobStatus,
+        write: Callable[[], Awaitable[None]],
+        event: Callable[..., JobEvent] | None = None,
+    ) -> None:
+        """`_end` in a task of its own: a worker's events keep being read (its next job's
+        steps, a cancel's answer) while this job's store write waits for the store."""
+        self._spawn(self._end(job, status, write, event), f"end-{job.id}")
 
     async def _send(self, worker: LiveWorker, command: Command) -> bool:
         """Deliver a command; False when the worker is gone (its supervisor handles that)."""

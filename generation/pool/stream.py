@@ -12,9 +12,10 @@ STREAM_LIMIT = 1_000  # buffered events per subscriber before superseded ones ar
 
 
 def _superseded(event: JobEvent | None) -> bool:
-    """A step, or a mere change of place: a later event of the same job says more. (A
-    `JobQueued` that enters a job in the queue carries its labels: it is never dropped.)"""
-    return isinstance(event, JobProgress) or (isinstance(event, JobQueued) and event.model is None)
+    """A step, or a mere change of place: a later event of the same job carries a newer
+    snapshot. (A `JobQueued` that enters a job in the queue is never dropped: it may carry
+    the submitter's reply target, and metrics count it.)"""
+    return isinstance(event, JobProgress) or (isinstance(event, JobQueued) and not event.entered)
 
 
 class EventStream:

@@ -3,13 +3,11 @@ ran, and handle what it reports (part of `WorkerPool`; its state is the pool's).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from functools import partial
 
 from generation.jobs import (
-    JobFailed,
     JobFinished,
     JobProgress,
     JobQueued,
@@ -17,7 +15,7 @@ from generation.jobs import (
     JobStatus,
 )
 from generation.pool.live import CRASH_REASON, LiveJob, LiveWorker
-from generation.pool.types import PoolError, WorkerState
+from generation.pool.types import PoolError, WorkerMemory, WorkerState
 from generation.workers.protocol import (
     JobDone,
     JobError,
@@ -61,7 +59,8 @@ class WorkerSupervision:
                 async for event in link.events():
                     if isinstance(event, WorkerReady):
                         ready_at = time.monotonic()
-                        worker.loaded, worker.memory = event.loaded, event.memory
+                        worker.loaded = event.loaded
+                        worker.memory = WorkerMemory.from_report(event.memory)
                         worker.state, worker.last_error = WorkerState.IDLE, None
                         health.ready()
                         worker.started.set()
@@ -130,31 +129,35 @@ class WorkerSupervision:
                 job = worker.job
                 if job is not None and job.id == job_id:
                     job.step, job.total = event.step, event.total
-                    progress = JobProgress(job_id, event.step, event.total, event.preview)
+                    job.preview = event.preview or job.preview
+                    if job.state is JobState.LOADING:
+                        job.state = JobState.RUNNING
+                    progress = partial(JobProgress, job_id, event.step, event.total, event.preview)
                     if job.start_recorded.is_set():
-                        self._publish(progress)
+                        self._publish(progress(job=self._snapshot(job)))
                     else:  # the GPU started before the store said so: keep the order
                         job.early_steps.append(progress)
             case JobDone():
-                worker.memory = event.memory
+                worker.memory = WorkerMemory.from_report(event.memory)
                 if job := self._take(worker, event.job_id, event.gpu_seconds, measured=True):
-                    await self._end(
+                    job.image_count = len(event.images)
+                    self._finish(
                         job,
                         JobStatus.DONE,
                         partial(self._store.mark_done, job.id, event.images, event.gpu_seconds),
-                        JobFinished(job.id, len(event.images), event.gpu_seconds),
+                        partial(JobFinished, job.id, len(event.images), event.gpu_seconds),
                     )
             case JobError():
                 if job := self._take(worker, event.job_id, event.gpu_seconds):
-                    await self._end(
+                    self._finish(
                         job,
                         JobStatus.FAILED,
                         partial(self._store.mark_failed, job.id, event.reason),
-                        JobFailed(job.id, event.reason, event.kind),
+                        self._failure(job, event.reason, event.kind),
                     )
             case JobStopped():
                 if job := self._take(worker, event.job_id, event.gpu_seconds):
-                    await self._end(
+                    self._finish(
                         job, JobStatus.CANCELLED, partial(self._store.mark_cancelled, job.id)
                     )
             case ModelLoaded(model=model):
@@ -164,6 +167,9 @@ class WorkerSupervision:
                     if self._observer is not None:
                         self._observer.record_model_load(worker.id, model)
                 worker.loaded = event.loaded
+                job = worker.job
+                if job is not None and job.request.model == model and job.state is JobState.LOADING:
+                    job.state = JobState.RUNNING  # shown with its first step
                 self._resolve_acks(worker, model)
             case ModelUnloaded(model=model):
                 worker.loaded = event.loaded
@@ -210,7 +216,7 @@ class WorkerSupervision:
                 job,
                 JobStatus.FAILED,
                 partial(self._store.mark_failed, job.id, reason),
-                JobFailed(job.id, reason, "worker_failed"),
+                self._failure(job, reason, "worker_failed"),
             )
             return True
         if job.crashes >= 2:
@@ -220,20 +226,20 @@ class WorkerSupervision:
                 job,
                 JobStatus.FAILED,
                 partial(self._store.mark_failed, job.id, CRASH_REASON),
-                JobFailed(job.id, CRASH_REASON, "worker_crash"),
+                self._failure(job, CRASH_REASON, "worker_crash"),
             )
             return True
         # The store first: until the job is queued there again it must not be dispatched.
         await job.start_recorded.wait()
         await self._durably(job, partial(self._store.requeue, job.id))
         self._scheduler.requeue(job.id)
-        job.state, job.step = JobState.WAITING, 0
-        queued = self._queued_event(job.id)
+        job.state, job.step, job.preview = JobState.WAITING, 0, None
+        job.queued_at = self._clock()
         if held and health is not None:
-            why = f"{worker.id} was {health.describe()}; it starts again on another GPU"
-            queued = dataclasses.replace(queued, waiting_for=why)
+            job.waiting_for = f"{worker.id} was {health.describe()}; it starts again on another GPU"
+        queued = self._queued_event(job.id)
         self._publish(queued)
-        self._board.told(queued)
+        self._board.told(job.id, queued.position, queued.eta_s)
         if job.cancel_requested and self._scheduler.cancel(job.id):
             await self._end(job, JobStatus.CANCELLED, partial(self._store.mark_cancelled, job.id))
         self._dispatch()
@@ -255,7 +261,9 @@ class WorkerSupervision:
         reason = f"{worker.id} is not working ({self._problem(worker)}); your job waits for it."
         for job in self._stranded(worker):
             if (found := self._scheduler.position(job.id)) is not None:
-                self._publish(JobQueued(job.id, found[0], found[1], waiting_for=reason))
+                job.waiting_for = reason
+                snapshot = job.snapshot(found)
+                self._publish(JobQueued(job.id, *found, waiting_for=reason, job=snapshot))
 
     async def _fail_stranded(self, worker: LiveWorker) -> None:
         """Fail the waiting jobs that only this (failed) worker could run, with its reason."""
@@ -267,7 +275,7 @@ class WorkerSupervision:
                     job,
                     JobStatus.FAILED,
                     partial(self._store.mark_failed, job.id, reason),
-                    JobFailed(job.id, reason, "worker_failed"),
+                    self._failure(job, reason, "worker_failed"),
                 )
 
     def _stranded_reason(self, worker: LiveWorker) -> str:

@@ -8,8 +8,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from generation.errors import EngineError
-from generation.jobs import Priority
-from generation.scheduler import WaitingJob
+from generation.jobs import JobSnapshot, Priority
 
 
 class PoolError(EngineError):
@@ -36,6 +35,27 @@ class WorkerState(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class WorkerMemory:
+    """What a worker last reported of its memory, in MiB; None: not reported (no CUDA device,
+    or no report yet). `gpu_*` are the whole device's, as `torch.cuda.mem_get_info` sees it."""
+
+    rss_mib: float | None = None  # the worker process's resident memory
+    gpu_used_mib: float | None = None
+    gpu_total_mib: float | None = None
+    gpu_allocated_mib: float | None = None  # held by torch's tensors in the worker
+
+    @classmethod
+    def from_report(cls, report: Mapping[str, float]) -> WorkerMemory:
+        """From a worker's report (`generation.workers.runtime.memory_report`'s keys)."""
+        return cls(
+            rss_mib=report.get("rss_mib"),
+            gpu_used_mib=report.get("gpu_used_mib"),
+            gpu_total_mib=report.get("gpu_total_mib"),
+            gpu_allocated_mib=report.get("gpu_allocated_mib"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class WorkerStatus:
     """One worker as an admin sees it."""
 
@@ -49,7 +69,7 @@ class WorkerStatus:
     pid: int | None
     restarts: int
     model_loads: int
-    memory: Mapping[str, float]  # what is known: rss_mib, gpu_used_mib, gpu_total_mib, ...
+    memory: WorkerMemory
     last_error: str | None
     problem: str | None = None  # a failed worker: why, and when it is tried next
     profiles: tuple[tuple[str, str], ...] = ()  # model → its memory profile here (absent: full)
@@ -71,6 +91,6 @@ class PoolSnapshot:
     queued: int
     running: int
     queued_by_class: Mapping[Priority, int]
-    waiting: tuple[WaitingJob, ...]  # the first ones, in projected order, with ETAs
+    waiting: tuple[JobSnapshot, ...]  # the first ones, in projected order, with places and ETAs
     workers: tuple[WorkerStatus, ...]
     model_speeds: Mapping[str, float]  # measured seconds per work unit (see `work_units`)

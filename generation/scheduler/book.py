@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -65,15 +65,29 @@ class ClassBook:
         user.finish[rank] = job.key[0] + job.charge
         self.max_finish = max(self.max_finish, user.finish[rank])
 
-    def give_back(self, job: Job) -> None:
+    def give_back(self, job: Job, running: Iterable[Job]) -> None:
         """`job` (no longer waiting here) will not run in this class: its person's finish tag
-        and their later jobs of the class move back by exactly its charge."""
+        and their later jobs of the class move back by exactly its charge, but never before
+        their earlier waiting ones (tags can be closer than charges: a run shorter than its
+        estimate moves the finish tag back, and a job is then tagged at its person's last tag).
+        Of the `running` jobs, theirs move too: a job requeued after its worker died runs at
+        its tag again."""
         user, rank = job.user, job.rank
         user.finish[rank] -= job.charge
-        later = [j for j in user.jobs() if j.rank == rank and j.seq > job.seq and j is not job]
+        mine = [j for j in user.jobs() if j.rank == rank and j is not job]
+        before = max((j.key for j in mine if j.seq < job.seq), default=None)
+
+        def moved(other: Job) -> Key:
+            key = (other.key[0] - job.charge, *other.key[1:])
+            return key if before is None or key > before else (*before[:2], other.seq)
+
+        later = [j for j in mine if j.seq > job.seq]
         for other in later:
             self.remove(other.key, other.id, other.model, other.work)
-            other.key = (other.key[0] - job.charge, *other.key[1:])
+            other.key = moved(other)
             self.add(other.key, other.id, other.model, other.work)
         if later:
-            user.last_tag[rank] -= job.charge
+            user.last_tag[rank] = max(user.last_tag[rank] - job.charge, *(o.key[0] for o in later))
+        for other in running:
+            if other.user is user and other.rank == rank and other.seq > job.seq:
+                other.key = moved(other)

@@ -255,21 +255,29 @@ class FairScheduler:
 
     def requeue(self, job_id: int) -> None:
         """Put a running job back among its person's waiting jobs in the order asked (its worker
-        died); it keeps its tag, so it runs as soon as it would have."""
+        died); it keeps its tag, so it runs as soon as it would have, unless that would take it
+        past one of its person's waiting jobs: then it goes right after their earlier ones or
+        right before their later ones, in that job's class."""
         job = self._running.pop(job_id)
         user = job.user
         user.running -= 1
-        # Between its person's earlier and later waiting jobs in class order: it joins the
-        # lowest class of the earlier ones (after them), or else the highest of the later ones
-        # (first), and its charge moves with it.
-        lower = [j for j in user.jobs() if j.seq < job.seq and j.rank > job.rank]
-        higher = [j for j in user.jobs() if j.seq > job.seq and j.rank < job.rank]
-        if lower:
-            rank = max(j.rank for j in lower)
-            self._move(job, rank, (max(j.key[0] for j in lower if j.rank == rank), 1, job.seq))
-        elif higher:
-            rank = min(j.rank for j in higher)
-            self._move(job, rank, (min(j.key[0] for j in higher if j.rank == rank), 0, job.seq))
+        # The person's waiting jobs, taken in the order asked, are in listing order (class,
+        # then key); the job goes between its earlier and later ones. Its key can be out of
+        # that range: an earlier requeue put an earlier job in its class at a later job's tag,
+        # or a run shorter than its estimate moved their finish tag back below its tag.
+        at = (job.rank, job.key)
+        earlier = max(((j.rank, j.key) for j in user.jobs() if j.seq < job.seq), default=at)
+        later = min(((j.rank, j.key) for j in user.jobs() if j.seq > job.seq), default=at)
+        bound = earlier if at < earlier else later if at > later else None
+        if bound is not None:
+            # Next to the bounding job: its tag and newcomer mark, with this job's seq.
+            rank, (tag, newcomer, _) = bound
+            key = (tag, newcomer, job.seq)
+            if rank == job.rank:  # its charge is already counted in this class
+                job.key = key
+            else:  # its charge moves with it
+                self._move(job, rank, key)
+        user.last_tag[job.rank] = max(user.last_tag.get(job.rank, job.key[0]), job.key[0])
         queue = user.by_model.setdefault(job.model, deque())
         queue.insert(next((i for i, j in enumerate(queue) if j.seq > job.seq), len(queue)), job)
         self._add_waiting(job)
@@ -287,7 +295,7 @@ class FairScheduler:
         if not queue:
             del user.by_model[job.model]
         self._remove_waiting(job)
-        self._books[job.rank].give_back(job)
+        self._books[job.rank].give_back(job, self._running.values())
         self._place(user)
         self._maybe_forget(user)
         self._end_busy_period(job.rank)
@@ -442,7 +450,7 @@ class FairScheduler:
     def _move(self, job: Job, rank: int, key: Key) -> None:
         """Move a job that is not waiting to class `rank` with order key `key`, its charge
         given back in its old class and counted in the new one."""
-        self._books[job.rank].give_back(job)
+        self._books[job.rank].give_back(job, self._running.values())
         job.rank, job.key, user = rank, key, job.user
         user.finish[rank] = max(user.finish.get(rank, key[0]), key[0]) + job.charge
         book = self._books[rank]
@@ -486,7 +494,7 @@ class FairScheduler:
             if job.id not in self._queued or job.rank != _RELAX:
                 continue
             self._remove_waiting(job)
-            self._books[_RELAX].give_back(job)
+            self._books[_RELAX].give_back(job, self._running.values())
             job.rank = _NORMAL
             self._tag(job)
             self._add_waiting(job)

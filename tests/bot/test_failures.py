@@ -116,6 +116,12 @@ async def test_a_result_the_channel_no_longer_takes_goes_by_dm_and_says_why(
     stored = await studio.delivered(job)
     assert stored.record.status is JobStatus.DONE
     assert await studio.database.job_for_message(dm[0].id) == job  # reactions work there too
+    # the progress message left in #gallery says where the result went (editing it needs no
+    # Send Messages), instead of showing "Queued" for ever
+    note = await fake.wait_for_message(
+        lambda m: m.channel_id == gallery.id and f"job `{job}`" in text_of(m) and "DM" in text_of(m)
+    )
+    assert text_of(note) == f"📬 The result of job `{job}` was sent to <@{alice.id}> by DM."
 
 
 async def test_a_result_over_a_limit_that_shrank_meanwhile_is_fitted_again(

@@ -29,11 +29,10 @@ from bot.ui.listings import (
 )
 from bot.ui.progress import Phase, ProgressState
 from bot.ui.results import REQUEST_BYTES, result_messages
-from generation.jobs import JobOwner, JobRecord, JobStatus, Priority
+from generation.jobs import JobOwner, JobRecord, JobSnapshot, JobState, JobStatus, Priority
 from generation.models import Family, ModelSpec
-from generation.pool import PoolSnapshot, WorkerState, WorkerStatus
+from generation.pool import PoolSnapshot, WorkerMemory, WorkerState, WorkerStatus
 from generation.request import MAX_COUNT, GenerationRequest
-from generation.scheduler import WaitingJob
 from storage import Usage
 from tests.discord.limits import FormErrors, Route, check_message
 
@@ -70,7 +69,7 @@ def workers(max_size: int = 40) -> st.SearchStrategy[tuple[WorkerStatus, ...]]:
         pid=st.none(),
         restarts=st.integers(0, 10**6),
         model_loads=st.integers(0, 10**6),
-        memory=st.fixed_dictionaries({"rss_mib": st.floats(0, 10**6)}),
+        memory=st.builds(WorkerMemory, rss_mib=st.floats(0, 10**6)),
         last_error=st.none() | TEXT,
     )
     return st.lists(worker, max_size=max_size).map(tuple)
@@ -81,11 +80,11 @@ def snapshots(draw: st.DrawFn) -> PoolSnapshot:
     """A pool with up to 10,000 waiting jobs (the first ones listed, as the pool gives them)."""
     listed = draw(st.integers(0, 60))
     waiting = tuple(
-        WaitingJob(
+        JobSnapshot(
             job_id=draw(SNOWFLAKES),
-            user_id=draw(SNOWFLAKES),
+            owner=JobOwner(draw(SNOWFLAKES), priority=draw(st.sampled_from(Priority))),
             model=draw(NAMES),
-            priority=draw(st.sampled_from(Priority)),
+            state=JobState.WAITING,
             position=position + 1,
             eta_s=draw(st.floats(0, 10**8)),
         )

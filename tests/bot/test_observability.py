@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import io
 import json
 import logging
 import subprocess
 import sys
 from collections.abc import Iterator
+from functools import partial
 from types import SimpleNamespace
 from typing import Any
 
@@ -35,9 +37,12 @@ from generation.jobs import (
     JobFinished,
     JobProgress,
     JobQueued,
+    JobSnapshot,
     JobStarted,
+    JobState,
     Priority,
 )
+from tests.snapshots import snapshot
 
 TOKEN = "MTIzNDU2Nzg5MDEyMzQ1Njc4OQ.GaBcDe.abcdefghijklmnopqrstuvwxyz0123456789"
 
@@ -59,6 +64,16 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     }
 
 
+def queued(metrics: Metrics) -> float:
+    return sum(metrics.queue_length.labels(p.value)._value.get() for p in Priority)
+
+
+def ended_jobs(metrics: Metrics) -> float:
+    return sum(
+        s.value for m in metrics.jobs.collect() for s in m.samples if s.name.endswith("_total")
+    )
+
+
 def value(text: str, name: str, **labels: str) -> float:
     return samples(text)[(name, tuple(sorted(labels.items())))]
 
@@ -71,23 +86,68 @@ async def get(url: str) -> tuple[int, str, str]:
 # ---- metrics from a sequence of events ----------------------------------------------------------
 
 
+class Story:
+    """Job events as the pool publishes them, each carrying the job's snapshot."""
+
+    def __init__(self, metrics: Metrics, clock: Clock) -> None:
+        self.metrics, self.clock = metrics, clock
+        self.jobs: dict[int, JobSnapshot] = {}
+
+    def _tell(self, make: Any, job_id: int, **changes: Any) -> None:
+        job = self.jobs[job_id] = dataclasses.replace(self.jobs[job_id], **changes)
+        self.metrics.observe(make(job=job))
+
+    def queue(self, job_id: int, model: str = "flux-dev", priority: Any = Priority.NORMAL) -> None:
+        self.jobs[job_id] = snapshot(job_id, model=model, priority=priority)
+        queued = partial(JobQueued, job_id, 1, 0.0, entered=True)
+        self._tell(queued, job_id, queued_at=self.clock.now)
+
+    def move(self, job_id: int, position: int) -> None:
+        self._tell(partial(JobQueued, job_id, position, 0.0), job_id, position=position)
+
+    def start(self, job_id: int, worker: str) -> None:
+        started = partial(JobStarted, job_id, worker)
+        self._tell(
+            started, job_id, state=JobState.RUNNING, worker=worker, started_at=self.clock.now
+        )
+
+    def step(self, job_id: int, step: int, total: int) -> None:
+        self._tell(partial(JobProgress, job_id, step, total), job_id, step=step, total=total)
+
+    def put_back(self, job_id: int) -> None:
+        queued = partial(JobQueued, job_id, 1, 0.0, entered=True)
+        self._tell(queued, job_id, state=JobState.WAITING, worker=None, queued_at=self.clock.now)
+
+    def finish(self, job_id: int, images: int, gpu_seconds: float) -> None:
+        finished = partial(JobFinished, job_id, images, gpu_seconds)
+        self._tell(finished, job_id, state=JobState.DONE, image_count=images)
+
+    def fail(self, job_id: int, reason: str, kind: str) -> None:
+        failed = partial(JobFailed, job_id, reason, kind)
+        self._tell(failed, job_id, state=JobState.FAILED, error=reason, error_kind=kind)
+
+    def cancel(self, job_id: int) -> None:
+        self._tell(partial(JobCancelled, job_id), job_id, state=JobState.CANCELLED)
+
+
 def run_story(metrics: Metrics, clock: Clock) -> None:
     """Four jobs on two GPUs: one done, one failed, one cancelled while queued, one running."""
-    metrics.observe(JobQueued(1, 1, 0.0, model="flux-dev", priority=Priority.NORMAL))
-    metrics.observe(JobQueued(2, 2, 5.0, model="playground-v2.5", priority=Priority.NORMAL))
-    metrics.observe(JobQueued(3, 3, 9.0, model="flux-dev", priority=Priority.RELAX))
-    metrics.observe(JobQueued(4, 1, 0.0, model="flux-schnell", priority=Priority.ADMIN))
+    story = Story(metrics, clock)
+    story.queue(1, "flux-dev")
+    story.queue(2, "playground-v2.5")
+    story.queue(3, "flux-dev", Priority.RELAX)
+    story.queue(4, "flux-schnell", Priority.ADMIN)
     clock.now += 2
-    metrics.observe(JobQueued(2, 1, 0.0))  # a position update changes nothing
-    metrics.observe(JobStarted(1, "cuda:0"))  # waited 2 s
-    metrics.observe(JobStarted(4, "cuda:1"))  # waited 2 s
+    story.move(2, 1)  # a position update changes nothing
+    story.start(1, "cuda:0")  # waited 2 s
+    story.start(4, "cuda:1")  # waited 2 s
     clock.now += 3
-    metrics.observe(JobProgress(1, 1, 4))
-    metrics.observe(JobFinished(1, 2, gpu_seconds=3.0))  # ran 3 s
-    metrics.observe(JobStarted(2, "cuda:0"))  # waited 5 s
-    metrics.observe(JobCancelled(3))  # never started
+    story.step(1, 1, 4)
+    story.finish(1, 2, gpu_seconds=3.0)  # ran 3 s
+    story.start(2, "cuda:0")  # waited 5 s
+    story.cancel(3)  # never started
     clock.now += 1
-    metrics.observe(JobFailed(2, "The GPU ran out of memory.", "out_of_memory"))
+    story.fail(2, "The GPU ran out of memory.", "out_of_memory")
     metrics.record_model_load("cuda:0", "flux-dev")
     metrics.record_model_load("cuda:0", "playground-v2.5")
     metrics.record_worker_restart("cuda:1")
@@ -128,29 +188,38 @@ def test_metric_values_match_a_sequence_of_events() -> None:
     assert value(text, "atelier_gpu_busy_seconds_total", worker="cuda:0") == 4
     assert value(text, "atelier_gpu_busy_ratio", worker="cuda:0") == pytest.approx(0.4)
     assert value(text, "atelier_gpu_busy_ratio", worker="cuda:1") == pytest.approx(0.8)
-    assert metrics.tracked_jobs == 1  # only the running job is still remembered
+    assert metrics.running_jobs == 1  # only the running job's GPU time is still open
 
 
 def test_queue_length_counts_waiting_jobs_per_priority_class() -> None:
-    metrics = Metrics(clock=Clock())
+    clock = Clock()
+    metrics = Metrics(clock=clock)
+    story = Story(metrics, clock)
     for job_id, priority in enumerate([Priority.NORMAL, Priority.NORMAL, Priority.RELAX], 1):
-        metrics.observe(JobQueued(job_id, job_id, 0.0, model="flux-dev", priority=priority))
+        story.queue(job_id, priority=priority)
     assert metrics.queue_length.labels("normal")._value.get() == 2
-    metrics.observe(JobStarted(1, "cuda:0"))
+    story.start(1, "cuda:0")
     assert metrics.queue_length.labels("normal")._value.get() == 1
     # Its worker died: the pool puts the job back in the queue, and the GPU is idle again.
-    metrics.observe(JobQueued(1, 1, 0.0))
+    clock.now += 3
+    story.put_back(1)
     assert metrics.queue_length.labels("normal")._value.get() == 2
     assert metrics.queue_length.labels("relax")._value.get() == 1
+    assert metrics.running_jobs == 0
+    assert metrics.busy_seconds("cuda:0") == 3
+    clock.now += 2
+    story.start(1, "cuda:0")  # its second wait counts from when it was put back
+    assert metrics.wait_seconds.labels("flux-dev")._sum.get() == 2
 
 
 def test_busy_fraction_only_counts_the_recent_window() -> None:
     clock = Clock()
     metrics = Metrics(clock=clock, busy_window_s=10)
-    metrics.observe(JobQueued(1, 1, 0.0, model="flux-dev"))
-    metrics.observe(JobStarted(1, "cuda:0"))
+    story = Story(metrics, clock)
+    story.queue(1)
+    story.start(1, "cuda:0")
     clock.now += 5
-    metrics.observe(JobFinished(1, 1, 5.0))
+    story.finish(1, 1, 5.0)
     clock.now += 20  # the busy interval is now older than the window
     assert metrics.busy_fraction("cuda:0") == 0
     assert metrics.busy_seconds("cuda:0") == 5
@@ -159,27 +228,29 @@ def test_busy_fraction_only_counts_the_recent_window() -> None:
 def test_the_next_job_announced_before_the_last_one_ended_keeps_both_busy_spans() -> None:
     clock = Clock()
     metrics = Metrics(clock=clock, busy_window_s=60)
+    story = Story(metrics, clock)
     for job_id in (1, 2):
-        metrics.observe(JobQueued(job_id, job_id, 0.0, model="flux-dev"))
-    metrics.observe(JobStarted(1, "cuda:0"))
+        story.queue(job_id)
+    story.start(1, "cuda:0")
     clock.now += 4
-    metrics.observe(JobStarted(2, "cuda:0"))  # the pool freed the worker before announcing
-    metrics.observe(JobFinished(1, 1, 4.0))
+    story.start(2, "cuda:0")  # the pool freed the worker before announcing
+    story.finish(1, 1, 4.0)
     clock.now += 6
-    metrics.observe(JobFinished(2, 1, 6.0))
+    story.finish(2, 1, 6.0)
     assert metrics.busy_seconds("cuda:0") == 10
     assert metrics.busy_fraction("cuda:0") == 1
     assert metrics.run_seconds.labels("flux-dev")._sum.get() == 10
 
 
-def test_events_of_jobs_never_seen_queued_are_counted_as_unknown() -> None:
-    metrics = Metrics(clock=Clock())
-    metrics.observe(JobStarted(9, "cuda:0"))
-    metrics.observe(JobFinished(9, 1, 1.0))
-    metrics.observe(JobCancelled(10))
-    assert metrics.jobs.labels("unknown", "done")._value.get() == 1
-    assert metrics.jobs.labels("unknown", "cancelled")._value.get() == 1
-    assert metrics.tracked_jobs == 0
+def test_a_job_is_labelled_by_its_snapshot_whatever_the_metrics_saw_before() -> None:
+    """Metrics keep no job records: a job's model and class come with each of its events."""
+    clock = Clock()
+    metrics = Metrics(clock=clock)
+    story = Story(metrics, clock)
+    story.jobs[9] = snapshot(9, model="flux-schnell", priority=Priority.RELAX)
+    story.cancel(9)  # never seen queued here: still counted under its own model
+    assert metrics.jobs.labels("flux-schnell", "cancelled")._value.get() == 1
+    assert metrics.running_jobs == 0
 
 
 def test_each_metrics_object_has_its_own_registry() -> None:
@@ -344,9 +415,10 @@ def test_job_ids_are_on_every_line_about_a_job(log_stream) -> None:
         log.info("loading model")
         logging.getLogger("storage.test").info("row written")  # knows nothing about jobs
     bind(log, job_id=18, user_id=5).info("delivered")
-    log_job_event(log, JobQueued(19, 2, 12.5))
-    log_job_event(log, JobFinished(19, 2, 3.25))
-    log_job_event(log, JobFailed(20, "Out of memory.", "out_of_memory"))
+    log_job_event(log, JobQueued(19, 2, 12.5, job=snapshot(19, position=2, eta_s=12.5)))
+    log_job_event(log, JobFinished(19, 2, 3.25, job=snapshot(19, JobState.DONE, image_count=2)))
+    failed = snapshot(20, JobState.FAILED, error="Out of memory.")
+    log_job_event(log, JobFailed(20, "Out of memory.", "out_of_memory", job=failed))
     log.info("unrelated")
 
     records = lines(log_stream)
@@ -454,7 +526,7 @@ async def test_the_plugin_follows_jobs_run_on_tiny_models_over_http(
         second = await pool.submit(schnell, JobOwner(user_id=2))
         relaxed = await pool.submit(playground, JobOwner(user_id=3, priority=Priority.RELAX))
         ids = {leftover, first.job_id, second.job_id, relaxed.job_id}
-        await asyncio.wait_for(wait_until(lambda: plugin.metrics.tracked_jobs == 4), 30)
+        await asyncio.wait_for(wait_until(lambda: queued(plugin.metrics) == 4), 30)
         _, _, text = await get(f"{url}/metrics")
         assert value(text, "atelier_queue_length", priority="normal") == 3
         assert value(text, "atelier_queue_length", priority="relax") == 1
@@ -470,7 +542,7 @@ async def test_the_plugin_follows_jobs_run_on_tiny_models_over_http(
                 ended.add(event.job_id)
             if ended == ids:
                 break
-        await asyncio.wait_for(wait_until(lambda: plugin.metrics.tracked_jobs == 0), 30)
+        await asyncio.wait_for(wait_until(lambda: ended_jobs(plugin.metrics) == 4), 30)
         _, _, text = await get(f"{url}/metrics")
     finally:
         await pool.shutdown(drain=False)

@@ -14,9 +14,10 @@ from bot.blocklist import first_blocked_term, term_matches
 from bot.errors import NotYours, UserError, describe
 from bot.ui.progress import Phase, ProgressState, format_duration, progress_bar, status_line
 from generation.errors import OutOfMemory
-from generation.jobs import JobFailed, JobFinished, JobProgress, JobQueued, JobStarted
+from generation.jobs import JobState
 from generation.models import Catalogue
 from generation.request import JobKind, RequestError, build_request
+from tests.snapshots import snapshot
 
 
 def noisy_png(side: int) -> bytes:
@@ -58,26 +59,52 @@ def test_a_tiny_limit_still_gets_the_smallest_jpeg_rather_than_nothing() -> None
     assert len(upload.data) <= 2_000
 
 
-def test_progress_state_follows_the_events_and_never_goes_back() -> None:
-    state = ProgressState(7)
-    state = state.advance(JobQueued(7, position=3, eta_s=75))
-    assert status_line(state) == "⏳ Queued — #3 in the queue, starts in about 1 min 15 s."
-    paused = ProgressState(7).advance(JobQueued(7, position=3, eta_s=None))
-    assert status_line(paused) == (
+def test_the_progress_message_shows_each_snapshot_as_it_is() -> None:
+    waiting = snapshot(7, position=3, eta_s=75)
+    assert status_line(ProgressState.of(waiting)) == (
+        "⏳ Queued — #3 in the queue, starts in about 1 min 15 s."
+    )
+    paused = snapshot(7, position=3, eta_s=None)
+    assert status_line(ProgressState.of(paused)) == (
         "⏳ Queued — #3 in the queue, starts once an admin resumes the queue."
     )
+    stranded = snapshot(7, position=3, eta_s=None, waiting_for="cuda:0 is not working")
+    assert "waiting: cuda:0 is not working" in status_line(ProgressState.of(stranded))
 
-    state = state.advance(JobStarted(7, worker="cuda:1"))
-    state = state.advance(JobProgress(7, step=2, total=4, preview=b"png"))
-    state = state.advance(JobQueued(7, position=1, eta_s=0))  # late: ignored
-    assert state.phase is Phase.RUNNING
-    assert state.position == 3
-    assert "on `cuda:1`" in status_line(state)
-    assert "2/4" in status_line(state)
-    assert state.advance(JobProgress(7, 3, 4)).preview == b"png"  # kept until a new one
+    loading = snapshot(7, JobState.LOADING, worker="cuda:1", total=4)
+    assert status_line(ProgressState.of(loading)) == (
+        "📦 Loading the model on `cuda:1` before the first step…"
+    )
+    running = ProgressState.of(
+        snapshot(7, JobState.RUNNING, worker="cuda:1", step=2, total=4, preview=b"png")
+    )
+    assert running.phase is Phase.RUNNING
+    assert running.preview == b"png"
+    assert "on `cuda:1`" in status_line(running)
+    assert "2/4" in status_line(running)
 
-    assert state.advance(JobFinished(7, 0, 1.0)).phase is Phase.FINISHED
-    failed = state.advance(JobFailed(7, "The GPU ran out of memory.", "out_of_memory"))
+    stalled = snapshot(
+        7,
+        JobState.SAVING,
+        worker="cuda:1",
+        step=4,
+        total=4,
+        problem="The disk is full.",
+        retry_in_s=5.0,
+    )
+    assert status_line(ProgressState.of(stalled)).endswith(
+        "⚠️ The disk is full. Trying again in 5 s. Your job is kept."
+    )
+    given_up = snapshot(7, JobState.SAVING, step=4, total=4, problem="The disk is full.")
+    assert status_line(ProgressState.of(given_up)).endswith(
+        "⚠️ The disk is full. It is tried again when the bot starts again. Your job is kept."
+    )
+
+    done = ProgressState.of(snapshot(7, JobState.DONE, step=3, total=4, image_count=1))
+    assert (done.phase, done.step) == (Phase.FINISHED, 4)
+    failed = ProgressState.of(
+        snapshot(7, JobState.FAILED, error="The GPU ran out of memory.", error_kind="oom")
+    )
     assert failed.phase.is_final
     assert "ran out of memory" in status_line(failed)
 

@@ -178,10 +178,12 @@ async def test_a_job_without_lora_after_lora_jobs_makes_a_fresh_workers_pixels(
         ids = [(await pool.submit(job, owner)).job_id for job in jobs]
         results = await recorder.finished(*ids, timeout_s=600)
         await pool.shutdown()
-    made = []
-    for result in results:
-        assert isinstance(result, JobFinished), result
-        made.append(pixels(result.images[0].png))
+        made = []
+        for job_id, result in zip(ids, results, strict=True):
+            assert isinstance(result, JobFinished), result
+            png = await db.read_image(job_id, 0)
+            assert png is not None
+            made.append(pixels(png))
     # Each job as a fresh engine (no LoRA ever loaded before it) makes it.
     for job, image in zip(jobs, made, strict=True):
         fresh = Engine(tiny_catalogue, loras=loras)

@@ -7,6 +7,7 @@ engine on tiny models. Waits are bounded by `TIMEOUT_S` only to fail instead of 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 from pathlib import Path
@@ -33,7 +34,14 @@ from generation.scheduler import SchedulerSettings
 from generation.workers.config import WorkerConfig
 from generation.workers.standin import run_record
 from storage import Database
-from tests.generation.helpers import STANDIN, Recorder, make_pool, request, stored_pngs
+from tests.generation.helpers import (
+    STANDIN,
+    TIMEOUT_S,
+    Recorder,
+    make_pool,
+    request,
+    stored_pngs,
+)
 
 
 async def status_of(db: Database, job_id: int) -> JobStatus:
@@ -394,3 +402,71 @@ async def test_a_finish_the_store_refuses_is_announced_retried_with_backoff_and_
     assert await status_of(database, job) is JobStatus.DONE
     assert len(await stored_pngs(database, job)) == 1
     await pool.shutdown()
+
+
+async def test_every_event_carries_the_jobs_snapshot_from_loading_its_model_to_done(
+    catalogue: Catalogue, database: Database
+) -> None:
+    """A fresh worker loads the job's model first (the stand-in takes 3 s): the job's
+    snapshot says so, then runs, then is done with its image count; each event's snapshot is
+    the job right after that event's change."""
+    pool = WorkerPool(
+        catalogue,
+        database,
+        [WorkerConfig("cpu:0", "cpu")],
+        engine_factory=STANDIN,
+        engine_options={"step_seconds": 0.02, "load_seconds": 3.0},
+    )
+    recorder = Recorder(pool)
+    await pool.start()
+    owner = JobOwner(3, priority=Priority.RELAX)
+    job = (await pool.submit(request(catalogue, steps=4), owner)).job_id
+    (finished,) = await recorder.finished(job)
+
+    events = recorder.by_job[job]
+    assert all(e.job.job_id == job and e.job.owner == owner for e in events)
+    assert events[0].job.state is JobState.WAITING
+    assert events[0].job.position == 1
+    started = next(e for e in events if isinstance(e, JobStarted))
+    assert (started.job.state, started.job.worker, started.job.step) == (
+        JobState.LOADING,
+        "cpu:0",
+        0,
+    )
+    steps = [e for e in events if isinstance(e, JobProgress)]
+    assert [(e.job.state, e.job.step) for e in steps] == [(JobState.RUNNING, e.step) for e in steps]
+    assert isinstance(finished, JobFinished)
+    done = finished.job
+    assert (done.state, done.image_count, done.step, done.total) == (JobState.DONE, 1, 4, 4)
+    assert done.started_at is not None
+    assert done.queued_at is not None
+    await pool.shutdown()
+
+
+class NeverWritable(ReadOnlyForAWhile):
+    """The real store, which never records a finish (the disk stays read-only)."""
+
+    def __init__(self, store: Database) -> None:
+        super().__init__(store, failures=10**9)
+
+
+async def test_a_shutdown_wakes_a_sleeping_store_retry_and_says_the_job_is_kept(
+    catalogue: Catalogue, database: Database
+) -> None:
+    async def sleep(seconds: float) -> None:  # a retry that would sleep for ever
+        await asyncio.Event().wait()
+
+    pool = make_pool(catalogue, NeverWritable(database), sleep=sleep)
+    recorder = Recorder(pool)
+    await pool.start()
+    job = (await pool.submit(request(catalogue), JobOwner(1))).job_id
+    await recorder.until(lambda: any(isinstance(e, JobStalled) for e in recorder.by_job[job]))
+
+    await asyncio.wait_for(pool.shutdown(), TIMEOUT_S)  # not held by the sleeping retry
+
+    last = recorder.by_job[job][-1]
+    assert isinstance(last, JobStalled)
+    assert last.retry_in_s is None
+    assert last.job.retry_in_s is None
+    assert "attempt to write a readonly database" in (last.job.problem or "")
+    assert await status_of(database, job) is JobStatus.RUNNING  # rerun on the next start

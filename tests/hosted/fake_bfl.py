@@ -5,24 +5,39 @@ flux-kontext-max; polling_url on a regional host; signed sample URLs valid 10 mi
 pricing page. Three servers, like the real deployment: the submit host, a polling host on
 another port (as `api.eu2.bfl.ai` beside `api.bfl.ai`) and a delivery host for samples, which
 never needs the key. Its model table is its own, from the docs, not Atelier's catalogue.
+
+Like a real server behind a CDN, samples (and padded replies) are streamed in 64 KiB chunks
+with chunked transfer encoding, so a client that reads "what has arrived" gets a cut-off body.
+Test modes: `redirect` (the submit/poll/credits host answers 307 towards the delivery host,
+which records any `x-key` it is sent in `stolen_keys`), `noisy` samples (realistic ~2 MB PNGs),
+`sample_size` (a sample of another size than asked), `reply_padding` (bytes of padding in every
+get_result reply).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import io
+import json
 import math
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from aiohttp import web
 from PIL import Image
 
 KEY = "bfl_test_0123456789abcdef"
 SAMPLE_LIFETIME = 600.0  # "signed URLs valid for 10 minutes"
 MP = 1024 * 1024
+INPUT_FORMATS = ("PNG", "JPEG", "WEBP")  # the formats BFL's reference takes for input images
+# FLUX.2: "up to 8 images (9MP total limit)"; the stricter reading of MP (10**6 pixels).
+FLUX2_INPUT_PIXELS = 9_000_000
+MAX_SEED = 2**64 - 1  # `seed` is an unsigned 64-bit integer (BFL's reference: integer, >= 0)
+CHUNK = 2**16
 
 # name: (kind, price) — kind "pixels": (min, max, multiple, max pixels); "aspect": nominal px.
 _PIXEL_1 = ("pixels", (256, 1440, 32, 1440 * 1440))
@@ -41,15 +56,16 @@ MODELS: dict[str, dict[str, Any]] = {
         "size": ("aspect", MP), "price": 8, "inputs": 4, "extra": _UPSAMPLING, "active": 6
     },
     "flux-2-pro": {"size": _PIXEL_2, "price": (3, 1.5), "inputs": 8, "extra": set(),
-                   "tolerance": 5},
+                   "tolerance": 5, "input_pixels": FLUX2_INPUT_PIXELS},
     "flux-2-max": {"size": _PIXEL_2, "price": (7, 3), "inputs": 8, "extra": set(),
-                   "tolerance": 5},
+                   "tolerance": 5, "input_pixels": FLUX2_INPUT_PIXELS},
     "flux-2-flex": {
         "size": _PIXEL_2,
         "price": (5, 5),
         "inputs": 8,
         "extra": {"prompt_upsampling", "steps", "guidance"},
         "tolerance": 5,
+        "input_pixels": FLUX2_INPUT_PIXELS,
     },
 }  # fmt: skip
 COMMON = {"prompt", "seed", "output_format", "safety_tolerance", "webhook_url", "webhook_secret"}
@@ -82,6 +98,11 @@ class FakeBfl:
     tasks: dict[str, Task] = field(default_factory=dict)
     submitted: list[dict[str, Any]] = field(default_factory=list)
     polling_host: str | None = None
+    redirect: str | None = None  # "submit", "poll" or "credits": answer 307 to the delivery host
+    stolen_keys: list[str] = field(default_factory=list)
+    noisy: bool = False
+    sample_size: tuple[int, int] | None = None
+    reply_padding: int = 0
     submit_url: str = ""
     poll_url: str = ""
     delivery_url: str = ""
@@ -93,6 +114,7 @@ class FakeBfl:
         submit.router.add_get("/v1/credits", self._credits)
         poll.router.add_get("/v1/get_result", self._get_result)
         delivery.router.add_get("/sample/{token}", self._sample)
+        delivery.router.add_route("*", "/elsewhere/{tail:.*}", self._elsewhere)
         urls = []
         for app in (submit, poll, delivery):
             runner = web.AppRunner(app)
@@ -125,7 +147,9 @@ class FakeBfl:
             return web.json_response({"detail": "Invalid API key"}, status=403)
         return None
 
-    def _fault(self, kind: str) -> web.Response | None:
+    def _fault(self, kind: str, request: web.Request) -> web.Response | None:
+        if self.redirect == kind:
+            raise web.HTTPTemporaryRedirect(f"{self.delivery_url}/elsewhere{request.path_qs}")
         queue = self.faults.get(kind)
         if queue:
             status = queue.pop(0)
@@ -133,12 +157,20 @@ class FakeBfl:
         return None
 
     async def _credits(self, request: web.Request) -> web.Response:
-        return self._auth(request) or web.json_response({"credits": self.credits})
+        if denied := self._auth(request):
+            return denied
+        return self._fault("credits", request) or web.json_response({"credits": self.credits})
+
+    async def _elsewhere(self, request: web.Request) -> web.Response:
+        """Another host a redirect points to: whatever key reaches it is stolen."""
+        if "x-key" in request.headers:
+            self.stolen_keys.append(request.headers["x-key"])
+        return web.json_response({"id": "x", "status": "Pending", "polling_url": "x"})
 
     async def _submit(self, request: web.Request) -> web.Response:
         if denied := self._auth(request):
             return denied
-        if fault := self._fault("submit"):
+        if fault := self._fault("submit", request):
             return fault
         model = request.match_info["model"]
         spec = MODELS.get(model)
@@ -185,7 +217,7 @@ class FakeBfl:
     async def _get_result(self, request: web.Request) -> web.Response:
         if denied := self._auth(request):
             return denied
-        if fault := self._fault("poll"):
+        if fault := self._fault("poll", request):
             return fault
         task = self.tasks.get(request.query.get("id", ""))
         if task is None:
@@ -193,9 +225,11 @@ class FakeBfl:
         status, _, progress = task.script[min(task.step, len(task.script) - 1)].partition(":")
         task.step += 1
         reply: dict[str, Any] = {"id": task.id, "status": status, "result": None}
+        if self.reply_padding:
+            reply["padding"] = "x" * self.reply_padding
         if status == "Pending":
             reply["progress"] = float(progress) if progress else None
-            return web.json_response(reply)
+            return await _streamed(request, json.dumps(reply).encode(), "application/json")
         task.finished = True
         if status == "Ready":
             task.ready_at = task.ready_at or self.now
@@ -204,29 +238,53 @@ class FakeBfl:
                 "seed": task.seed,
                 "prompt": "",
             }
-        return web.json_response(reply)
+        return await _streamed(request, json.dumps(reply).encode(), "application/json")
 
     async def _sample(self, request: web.Request) -> web.Response:
         if "x-key" in request.headers:  # a signed URL: the key must never travel there
             return web.Response(status=400, text="unexpected credentials")
-        if fault := self._fault("download"):
+        if fault := self._fault("download", request):
             return fault
         task = self.tasks.get(request.match_info["token"])
         if task is None or task.ready_at is None or self.now > task.ready_at + SAMPLE_LIFETIME:
             return web.Response(status=403, text="Request has expired")
-        return web.Response(body=sample_png(task.seed, task.width, task.height))
+        width, height = self.sample_size or (task.width, task.height)
+        png = sample_png(task.seed, width, height, noisy=self.noisy)
+        return await _streamed(request, png, "image/png")
 
 
-def sample_png(seed: int, width: int, height: int) -> bytes:
-    """Deterministic per seed: a flat colour drawn from it (fast to encode at 4 MP)."""
-    colour = (seed % 251, (seed // 251) % 241, (seed // 60_000) % 239)
+async def _streamed(request: web.Request, body: bytes, content_type: str) -> web.StreamResponse:
+    """`body` in `CHUNK`-byte chunks, chunked transfer encoding, yielding between chunks."""
+    response = web.StreamResponse(headers={"Content-Type": content_type})
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    for start in range(0, len(body), CHUNK):
+        await response.write(body[start : start + CHUNK])
+        await asyncio.sleep(0)
+    await response.write_eof()
+    return response
+
+
+def sample_png(seed: int, width: int, height: int, *, noisy: bool = False) -> bytes:
+    """Deterministic per seed: a flat colour drawn from it (fast to encode at 4 MP), or with
+    `noisy` random pixels from it (as large as a real sample: ~2.3 MB at 1024x768)."""
+    if noisy:
+        pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+        image = Image.fromarray(pixels)
+    else:
+        colour = (seed % 251, (seed // 251) % 241, (seed // 60_000) % 239)
+        image = Image.new("RGB", (width, height), colour)
     buffer = io.BytesIO()
-    Image.new("RGB", (width, height), colour).save(buffer, format="PNG")
+    image.save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()
 
 
 def _problem(field_name: str, msg: str, kind: str = "value_error") -> dict[str, Any]:
     return {"loc": ["body", field_name], "msg": msg, "type": kind}
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _validate(
@@ -248,25 +306,35 @@ def _validate(
     if not isinstance(body.get("prompt"), str) or not body["prompt"]:
         problems.append(_problem("prompt", "Field required", "missing"))
     seed = body.get("seed")
-    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
-        problems.append(_problem("seed", "Input should be a valid integer", "int_type"))
+    if seed is not None and not (_integer(seed) and 0 <= seed <= MAX_SEED):
+        problems.append(_problem("seed", f"Input should be an integer 0-{MAX_SEED}", "int_type"))
+    for flag in ("raw", "prompt_upsampling"):
+        if flag in body and not isinstance(body[flag], bool):
+            problems.append(_problem(flag, "Input should be a valid boolean", "bool_type"))
     if body.get("output_format", "jpeg") not in ("jpeg", "png"):
         problems.append(_problem("output_format", "Input should be 'jpeg' or 'png'", "enum"))
     tolerance = body.get("safety_tolerance", 2)
-    if not isinstance(tolerance, int) or not 0 <= tolerance <= spec.get("tolerance", 6):
+    if not _integer(tolerance) or not 0 <= tolerance <= spec.get("tolerance", 6):
         problems.append(_problem("safety_tolerance", "out of range"))
-    if "steps" in spec["extra"] and not (1 <= body.get("steps", 50) <= 50):
-        problems.append(_problem("steps", "Input should be between 1 and 50"))
-    if "guidance" in spec["extra"] and not (1.5 <= body.get("guidance", 5) <= 10):
-        problems.append(_problem("guidance", "Input should be between 1.5 and 10"))
+    steps = body.get("steps", 50)
+    if "steps" in spec["extra"] and not (_integer(steps) and 1 <= steps <= 50):
+        problems.append(_problem("steps", "Input should be an integer between 1 and 50"))
+    guidance = body.get("guidance", 5)
+    number = _integer(guidance) or isinstance(guidance, float)
+    if "guidance" in spec["extra"] and not (number and 1.5 <= guidance <= 10):
+        problems.append(_problem("guidance", "Input should be a number between 1.5 and 10"))
     inputs = []
     for name in names:
         if body.get(name) is not None:
             try:
                 with Image.open(io.BytesIO(base64.b64decode(body[name], validate=True))) as image:
+                    if image.format not in INPUT_FORMATS:
+                        raise ValueError(image.format)
                     inputs.append(image.size)
-            except (binascii.Error, OSError, ValueError):
-                problems.append(_problem(name, "not a base64 image"))
+            except (binascii.Error, OSError, ValueError, TypeError):
+                problems.append(_problem(name, "not a base64 PNG, JPEG or WebP image"))
+    if sum(w * h for w, h in inputs) > spec.get("input_pixels", math.inf):
+        problems.append(_problem("input_image", "input images exceed 9MP in total"))
     if kind == "pixels":
         least, most, multiple, max_pixels = limits
         default = (1024, 768) if least == 256 else (inputs[0] if inputs else (1024, 1024))

@@ -278,7 +278,7 @@ async def test_reference_images_are_sent_as_base64_and_priced(
 
 def test_the_readme_quotes_what_a_person_sees_on_moderation() -> None:
     readme = " ".join((Path(__file__).parents[2] / "README.md").read_text().split())
-    for outcome in (Outcome.REQUEST_MODERATED, Outcome.CONTENT_MODERATED):
+    for outcome in (Outcome.REQUEST_MODERATED, Outcome.CONTENT_MODERATED, Outcome.TIMED_OUT):
         assert SENTENCES[outcome] in readme
 
 

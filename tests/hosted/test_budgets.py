@@ -11,7 +11,14 @@ import pytest
 from generation.jobs import JobOwner
 from generation.request import build_request
 from storage import Database, InvalidValue
-from storage.credits import PERSON_DEFAULT, SERVER, BudgetExceeded, Period, period_start
+from storage.credits import (
+    ERASED_PERSON,
+    PERSON_DEFAULT,
+    SERVER,
+    BudgetExceeded,
+    Period,
+    period_start,
+)
 from tests.storage.conftest import Clock
 
 # 2026-03-31 23:59:00 UTC: one minute before a new day and a new month.
@@ -117,3 +124,36 @@ async def test_a_resumed_job_keeps_its_reservation(setup) -> None:
     await db.reserve(job_id, 7, "flux-pro-1.1", 4)
     await db.reserve(job_id, 7, "flux-pro-1.1", 4)  # after a restart: not counted twice
     assert await db.spent(0, 7) == 4
+
+
+async def test_erasing_a_person_keeps_what_bfl_charged_in_the_servers_budgets(setup) -> None:
+    db, _, job = setup
+    await db.set_budget(SERVER, Period.DAY, 10, by=ADMIN)
+    await db.set_budget(SERVER, Period.MONTH, 10, by=ADMIN)
+    erased_job = await job(user_id=7)
+    await db.reserve(erased_job, 7, "flux-pro-1.1", 4)
+    await db.settle(erased_job, 8)
+
+    assert await db.delete_user(7) == 1
+
+    assert await db.spent(period_start(EDGE, Period.MONTH)) == 8
+    assert await db.spent(period_start(EDGE, Period.DAY), 7) == 0  # no longer theirs
+    spend = await db.spend_by_person_and_model(period_start(EDGE, Period.DAY))
+    assert [(s.user_id, s.credits) for s in spend] == [(ERASED_PERSON, 8)]
+    with pytest.raises(BudgetExceeded):
+        await db.reserve(await job(user_id=8), 8, "flux-pro-1.1", 4)  # 8 + 4 > 10
+
+
+@pytest.mark.parametrize("credits", [float("nan"), float("inf"), -1.0])
+async def test_a_reservation_or_cost_that_is_not_a_number_of_credits_is_refused(
+    setup, credits: float
+) -> None:
+    db, _, job = setup
+    job_id = await job()
+    with pytest.raises(InvalidValue):
+        await db.reserve(job_id, 7, "flux-pro-1.1", credits)
+    await db.reserve(job_id, 7, "flux-pro-1.1", 4)
+    if credits != credits:
+        with pytest.raises(InvalidValue):
+            await db.settle(job_id, credits)
+    assert await db.spent(0) == 4

@@ -117,3 +117,34 @@ async def test_without_a_key_the_cli_says_how_to_enable_api_models(tmp_path: Pat
     )
     assert code == 2
     assert "BFL_API_KEY" in err
+
+
+async def test_the_cli_fetches_a_realistic_sample_sent_in_chunks(
+    fake: FakeBfl, tmp_path: Path
+) -> None:
+    fake.noisy = True  # ~2.3 MB of PNG in 64 KiB chunks, as a CDN sends it
+    code, out, err = await cli(
+        fake, "--model", "flux-pro-1.1", "--prompt", "static", "--seed", "5",
+        "--width", "1024", "--height", "768", "--out", str(tmp_path),
+    )  # fmt: skip
+    assert code == 0, err
+    png = await asyncio.to_thread(Path(json.loads(out)["path"]).read_bytes)
+    with Image.open(io.BytesIO(png)) as image:
+        assert image.size == (1024, 768)
+        assert image.convert("RGB").tobytes() == _pixels(sample_png(5, 1024, 768, noisy=True))
+
+
+async def test_the_cli_never_follows_a_redirect_with_the_key(fake: FakeBfl, tmp_path: Path) -> None:
+    fake.redirect = "submit"
+    code, out, err = await cli(
+        fake, "--model", "flux-pro-1.1", "--prompt", "x", "--out", str(tmp_path)
+    )
+    assert code == 1
+    assert "redirect" in err
+    assert fake.stolen_keys == []
+    assert KEY not in out + err
+
+
+def _pixels(png: bytes) -> bytes:
+    with Image.open(io.BytesIO(png)) as image:
+        return image.convert("RGB").tobytes()

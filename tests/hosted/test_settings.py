@@ -49,3 +49,28 @@ def test_worker_processes_never_get_the_key() -> None:
 )
 def test_the_key_goes_only_to_the_apis_own_hosts(url: str, trusted: bool) -> None:
     assert ApiSettings(key="k").trusts(url) is trusted
+
+
+@pytest.mark.parametrize(
+    ("base", "url", "trusted"),
+    [
+        # BFL's regional base URLs hand out polling hosts anywhere under bfl.ai
+        ("https://api.eu.bfl.ai", "https://api.eu2.bfl.ai/v1/get_result?id=1", True),
+        ("https://api.eu.bfl.ai", "https://api.us1.bfl.ai/v1/get_result?id=1", True),
+        ("https://api.us.bfl.ai", "https://gateway.bfl.ai/v1/get_result?id=1", True),
+        ("https://api.eu.bfl.ai", "https://bfl.ai.evil.example/v1/get_result", False),
+        # an IP address trusts itself only (any port), never a "sibling" address
+        ("http://127.0.0.1:8080", "http://127.0.0.1:9090/v1/get_result", True),
+        ("http://127.0.0.1:8080", "http://10.0.0.1/v1/get_result", False),
+        ("http://127.0.0.1:8080", "http://0.0.1/v1/get_result", False),
+        ("http://10.0.0.1", "http://1.0.0.1/v1/get_result", False),
+        ("http://localhost:8080", "http://other/v1/get_result", False),
+        # a custom host trusts its parent's subtree; a two-label host its own
+        ("https://bfl.proxy.example.com", "https://poll.proxy.example.com/x", True),
+        ("https://bfl.proxy.example.com", "https://example.com/x", False),
+        ("https://example.com", "https://poll.example.com/x", True),
+        ("https://example.com", "https://com/x", False),
+    ],
+)
+def test_the_trusted_hosts_follow_the_documented_rule(base: str, url: str, trusted: bool) -> None:
+    assert ApiSettings(key="k", base_url=base).trusts(url) is trusted

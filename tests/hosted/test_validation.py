@@ -20,6 +20,7 @@ from tests.hosted.fake_bfl import FakeBfl, sample_png
 SIDES = (63, 64, 240, 256, 1000, 1024, 1440, 1456, 2048, 2064, 4096)
 ASPECTS = ("1:1", "16:9", "21:9", "9:21", "22:9", "4:1", "3:2")
 REF = sample_png(1, 1024, 1024)
+BIG = sample_png(2, 2048, 2048)  # 4.2 million pixels: two fit FLUX.2's 9 MP, three do not
 
 
 def _attempts(model: str) -> list[dict]:
@@ -29,6 +30,7 @@ def _attempts(model: str) -> list[dict]:
     tries += [{"steps": s} for s in (0, 1, 50, 51)] + [{"guidance": g} for g in (1.4, 1.5, 10, 11)]
     tries += [{"raw": True}, {"input_images": [REF] * 4}, {"input_images": [REF] * 5}]
     tries += [{"input_images": [REF] * 8}, {"input_images": [REF] * 9}]
+    tries += [{"input_images": [BIG] * 2}, {"input_images": [BIG] * 3}]
     return tries
 
 
@@ -121,3 +123,19 @@ async def test_a_422_detail_list_reaches_the_log_in_one_line(fake: FakeBfl) -> N
     assert "body.colour: Extra inputs are not permitted" in refused.value.detail
     assert "body.width: must be 256-1440 and a multiple of 32" in refused.value.detail
     assert fake.tasks == {}
+
+
+@pytest.mark.parametrize("model", ["flux-2-pro", "flux-2-flex", "flux-2-max"])
+async def test_flux2_references_over_9_mp_in_all_are_refused_here_and_by_the_api(
+    fake: FakeBfl, catalogue: Catalogue, model: str
+) -> None:
+    with pytest.raises(RequestError, match="million pixels in all") as refused:
+        build_request(catalogue, model=model, prompt="x", seed=1, input_images=[BIG] * 8)
+    assert "at most 9 million" in str(refused.value)
+    two = build_request(catalogue, model=model, prompt="x", seed=1, input_images=[BIG] * 2)
+    body = request_body(catalogue.hosted[model], two, 0)
+    body["input_image_3"] = body["input_image"]
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(ApiError) as api_refused:
+            await BflClient(settings(fake), session).submit(model, body)
+    assert "exceed 9MP" in api_refused.value.detail
