@@ -167,6 +167,11 @@ def _check(catalogue: Catalogue, parent: GenerationRequest, action: Action) -> N
                 assert made.steps == parent.steps
             if limits.allows_size(parent.width, parent.height):
                 assert (made.width, made.height) == (parent.width, parent.height)
+            if spec.family not in IMG2IMG_FAMILIES:  # klein, Kontext: the image is a reference
+                assert made.init_image is None
+                assert made.strength is None
+                most = limits.max_references
+                assert made.input_images == (IMAGE, *parent.input_images)[:most]
     # Derived, not changed: what still fits is kept.
     if parent.scheduler in spec.schedulers:
         assert made.scheduler == parent.scheduler
@@ -186,6 +191,7 @@ def _check(catalogue: Catalogue, parent: GenerationRequest, action: Action) -> N
         seeds=made.seeds,
         init_image=made.init_image,
         strength=made.strength,
+        input_images=made.input_images,
     )
     assert replace(rebuilt, parent_job=made.parent_job, kind=made.kind) == made
     if made.strength is not None:
