@@ -1,4 +1,5 @@
-"""GPU speed: seconds per image for Playground v2.5, FLUX.1-dev and FLUX.1-schnell, with and
+"""GPU speed: seconds per image for Playground v2.5, FLUX.1-dev, FLUX.1-schnell, FLUX.2 [klein]
+4B and FLUX.1 Kontext [dev] (these two with one reference image of the output's size), with and
 without each speed option and in each memory profile (`--profile`), plus peak GPU memory. Prints
 ONE JSON line whose `results` hold one entry per model, variant and profile; each entry also goes
 to stderr as soon as it is measured. `--cap-gib` caps the process's GPU memory
@@ -11,7 +12,8 @@ to stderr as soon as it is measured. `--cap-gib` caps the process's GPU memory
 
 Full size means the real architectures (SDXL UNet, FLUX.1 transformer, CLIP-L, OpenCLIP bigG,
 T5-XXL and the VAEs) with RANDOM weights: speed does not depend on the weights, and none can be
-downloaded here. Steps and guidance are the catalogue's (Playground 50, dev 28, schnell 4).
+downloaded here. Steps and guidance are the catalogue's (Playground 50, dev 28, schnell 4,
+klein 4, Kontext 28).
 Tokenizers and schedulers come from the tiny models `generation.tiny` writes (they pad prompts
 to the same lengths as the real ones). Without a CUDA device and without `--tiny`, the script
 says so and exits cleanly.
@@ -84,7 +86,7 @@ def full_size_factories(spec: ModelSpec, tiny: Any) -> dict[str, Callable[[], An
         elif kind.endswith("T5EncoderModel"):
             extra = _T5_IDS
         elif name == "vae":
-            extra = {key: tiny.vae.config[key] for key in _VAE_FORMAT}
+            extra = {key: tiny.vae.config[key] for key in _VAE_FORMAT if key in tiny.vae.config}
         factories[name] = factory(entry, extra)
     return factories
 
@@ -119,7 +121,8 @@ def build_pipeline(
                     components[name] = factory().eval()
         finally:
             torch.set_default_dtype(previous)
-        pipe = family.text_to_image(**components, **family.load_options)
+        flags = {key: pipe.config[key] for key in ("is_distilled",) if key in pipe.config}
+        pipe = family.text_to_image(**components, **family.load_options, **flags)
     memory = memory or profile(spec.family, "full")
     store_in_fp8(pipe, memory, dtype)
     if device != "meta":
@@ -153,20 +156,27 @@ def measure(
 ) -> dict[str, Any]:
     """Seconds per image (median of `repeat` calls after one warm-up call) and peak memory."""
     import torch
+    from PIL import Image
 
-    from generation.pipelines import speed
+    from generation.pipelines import family_pipelines, speed
+    from generation.request import GenerationRequest
 
-    arguments: dict[str, Any] = {
-        "prompt": _PROMPT,
-        "num_inference_steps": steps,
-        "guidance_scale": spec.guidance,
-        "width": side,
-        "height": side,
-        "num_images_per_prompt": count,
-        "output_type": "pil",
-    }
-    if spec.max_sequence_length:
-        arguments["max_sequence_length"] = spec.max_sequence_length
+    request = GenerationRequest(
+        model=spec.name,
+        prompt=_PROMPT,
+        negative_prompt="",
+        width=side,
+        height=side,
+        steps=steps,
+        guidance=spec.guidance,
+        scheduler=spec.default_scheduler,
+        seeds=tuple(range(count)),
+    )
+    # klein and Kontext run with one reference image of the output's size (the editing case).
+    references = [Image.linear_gradient("L").resize((side, side)).convert("RGB")]
+    arguments = family_pipelines(spec.family).arguments(
+        request, spec, None, references[: spec.limits.max_references]
+    )
     speed.prepare_call(pipe, options, device, side, side)
     cuda = speed.is_cuda(device)
 
@@ -213,6 +223,7 @@ def run_variant(
         "size": f"{args.side}x{args.side}",
         "steps": steps,
         "count": args.count,
+        "references": spec.limits.max_references and 1,
         "dtype": str(dtype).removeprefix("torch."),
     }
     pipe = None

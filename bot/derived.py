@@ -12,6 +12,11 @@ only where, at the parent's steps, the model's img2img pipeline would run no den
 all (`generation.img2img`). Where no valid job exists (an image already at the largest size, a
 prompt longer than the model now takes), `offered_actions` leaves the button out and the
 derivation raises `UserError` with a sentence saying why.
+
+FLUX.2 [klein] and FLUX.1 Kontext have no img2img (diffusers 0.42 gives them no `strength`):
+for them V strong makes new seeds with the clicked image as the first reference (the parent's
+other references after it, up to the model's limit), and V subtle and U are not offered. A
+reroll keeps the parent's references.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from functools import lru_cache
 from bot.actions import Action
 from bot.errors import UserError
 from generation.img2img import denoising_steps, steps_that_run
-from generation.models import Catalogue, ModelSpec
+from generation.models import IMG2IMG_FAMILIES, Catalogue, ModelSpec
 from generation.request import (
     GenerationRequest,
     JobKind,
@@ -78,6 +83,7 @@ def rerun_problem(catalogue: Catalogue, request: GenerationRequest) -> str | Non
             seeds=request.seeds,
             init_image=request.init_image,
             strength=request.strength,
+            input_images=request.input_images,
         )
     except RequestError as error:
         return (
@@ -106,6 +112,7 @@ def reroll(catalogue: Catalogue, request: GenerationRequest, job_id: int) -> Gen
         job_id=job_id,
         init_image=request.init_image,
         strength=request.strength,
+        references=request.input_images,
     )
 
 
@@ -170,8 +177,11 @@ def vary(
     strength: float | None = None,
 ) -> GenerationRequest:
     """Variations of one image (img2img at the same size, or the nearest the model now allows),
-    as many as the job made."""
+    as many as the job made; for a family without img2img, strong ones only: new seeds with
+    the image as the first reference."""
     spec = _spec(catalogue, request)
+    if spec.family not in IMG2IMG_FAMILIES:
+        return _from_reference(catalogue, spec, request, job_id, image, strong=strong)
     return _from_image(
         catalogue,
         spec,
@@ -191,6 +201,8 @@ def upscale(
     """One image at twice the size (or the model's largest at that aspect), refined lightly
     from the original (same seed)."""
     spec = _spec(catalogue, request)
+    if spec.family not in IMG2IMG_FAMILIES:
+        raise UserError(f"{spec.name} has no image-to-image, so it cannot upscale an image.")
     size = upscale_size(spec, request)
     if size is None:
         raise UserError(
@@ -266,6 +278,33 @@ def _from_image(
     )
 
 
+def _from_reference(
+    catalogue: Catalogue,
+    spec: ModelSpec,
+    request: GenerationRequest,
+    job_id: int,
+    image: bytes,
+    *,
+    strong: bool,
+) -> GenerationRequest:
+    most = spec.limits.max_references
+    if not strong or not most:
+        raise UserError(f"{spec.name} has no image-to-image; V strong varies with a reference.")
+    return _build(
+        catalogue,
+        spec,
+        request,
+        size=_size(spec, request),
+        steps=min(request.steps, spec.limits.max_steps),
+        count=request.count,
+        kind=JobKind.VARY,
+        job_id=job_id,
+        init_image=None,
+        strength=None,
+        references=(image, *request.input_images)[:most],
+    )
+
+
 def _lowest_strength(spec: ModelSpec) -> float:
     """The lowest strength (in hundredths, rounded up) that runs a step at the model's most
     steps."""
@@ -288,6 +327,7 @@ def _build(
     strength: float | None,
     count: int = 1,
     seeds: tuple[int, ...] | None = None,
+    references: tuple[bytes, ...] = (),
 ) -> GenerationRequest:
     """`request`'s prompt and settings fitted to `spec`'s current limits (see the module's
     docstring); `UserError` where they cannot be."""
@@ -315,6 +355,7 @@ def _build(
             count=count,
             init_image=init_image,
             strength=strength,
+            input_images=references,
             parent_job=job_id,
             kind=kind,
         )

@@ -7,8 +7,9 @@
         [--config atelier.toml] --out DIR
 
 The API models of Black Forest Labs (`flux-pro-1.1`, `flux-2-pro`, ...; `generation.hosted`)
-run when `BFL_API_KEY` is set (`BFL_API_URL` names another host); `--ref` gives them reference
-images where they take them, `--raw` is FLUX1.1 [pro] Ultra's raw mode.
+run when `BFL_API_KEY` is set (`BFL_API_URL` names another host); `--raw` is FLUX1.1 [pro]
+Ultra's raw mode. `--ref` gives reference images (in order) to the models that take them: FLUX.2
+[klein] up to 4, FLUX.1 Kontext one, and the API models that take them.
 
 `--model` is a catalogue name or a diffusers directory (its family is read from
 `model_index.json`; an `atelier.json` beside it supplies catalogue settings). `--lora` (up to
@@ -97,7 +98,10 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--init", type=Path, help="init image for image-to-image")
     parser.add_argument("--strength", type=float, help="how far to move from --init (0-1]")
     parser.add_argument(
-        "--ref", type=Path, action="append", help="a reference image (API models; repeatable)"
+        "--ref",
+        type=Path,
+        action="append",
+        help="a reference image (klein: up to 4, Kontext: 1, API models; repeatable)",
     )
     parser.add_argument("--raw", action="store_true", help="raw mode (FLUX1.1 [pro] Ultra)")
     parser.add_argument(
@@ -151,12 +155,16 @@ def directory_model(directory: Path) -> tuple[str, dict[str, Any]]:
     pipeline = index.get("_class_name", "")
     if pipeline.startswith("StableDiffusionXL"):
         reference = "playground-v2.5"
+    elif pipeline.startswith("Flux2Klein"):
+        reference = "flux2-klein-4b"
+    elif pipeline.startswith("FluxKontext"):
+        reference = "flux-kontext-dev"
     elif pipeline.startswith("Flux"):
         reference = "flux-dev" if _guidance_embeds(directory) else "flux-schnell"
     else:
         raise UsageError(
             f"{directory} holds a {pipeline or 'unknown'} pipeline; Atelier runs SDXL "
-            "(Playground) and FLUX.1 models."
+            "(Playground), FLUX.1, FLUX.1 Kontext and FLUX.2 [klein] models."
         )
     spec = next(spec for spec in BUILTIN_MODELS if spec.name == reference)
     table = spec_table(spec) | {"source": str(directory), "title": directory.name, "licence": ""}

@@ -84,10 +84,11 @@ class _LoadedModel:
         if request.init_image is None:
             pipe = text_to_image
         else:
+            img2img = self.family.image_to_image
+            if img2img is None:  # build_request refuses an init image for such a model
+                raise EngineError(f"{self.spec.name} takes no init image.")
             if self.image_to_image is None:
-                self.image_to_image = self.family.image_to_image.from_pipe(
-                    text_to_image, dtype=text_to_image.dtype
-                )
+                self.image_to_image = img2img.from_pipe(text_to_image, dtype=text_to_image.dtype)
                 self.image_to_image.set_progress_bar_config(disable=True)
             pipe = self.image_to_image
         if request.scheduler not in self.schedulers:
@@ -128,7 +129,12 @@ class _StepReporter:
         if self.on_progress is not None:
             step, total = index + 1, pipe.num_timesteps
             preview = None
-            if self.preview_every and step % self.preview_every == 0 and step < total:
+            if (
+                self.family.preview_factors
+                and self.preview_every
+                and step % self.preview_every == 0
+                and step < total
+            ):
                 preview = self._preview(tensors["latents"], pipe.vae_scale_factor)
             self.on_progress(step, total, preview)
         return {}
@@ -216,11 +222,14 @@ class Engine:
         wanted, why = self._wanted_profile(request)
         lora_files = self._lora_files(request, wanted)  # before loading: a refusal costs nothing
         init_image = _init_image(request)
+        references = _references(request)
         model = self._loaded(request.model, wanted)
         reporter = _StepReporter(
             request, model.family, on_progress, should_cancel, self.preview_every
         )
-        images = self._attempt(lambda: self._run(model, request, init_image, reporter, lora_files))
+        images = self._attempt(
+            lambda: self._run(model, request, init_image, references, reporter, lora_files)
+        )
         if images is None:  # out of memory; the error and its frames (the pipeline) are gone
             spec, failed = model.spec, model.memory
             del model  # the last reference to the failed pipeline: freed before loading lower
@@ -243,7 +252,7 @@ class Engine:
             except OutOfMemory:
                 raise self._out_of_memory(request) from None
             images = self._attempt(
-                lambda: self._run(model, request, init_image, reporter, lora_files)
+                lambda: self._run(model, request, init_image, references, reporter, lora_files)
             )
             if images is None:
                 raise self._out_of_memory(request)
@@ -266,6 +275,7 @@ class Engine:
         model: _LoadedModel,
         request: GenerationRequest,
         init_image: Image.Image | None,
+        references: list[Image.Image],
         reporter: _StepReporter,
         lora_files: list[LoraFile],
     ) -> list[Image.Image]:
@@ -278,7 +288,7 @@ class Engine:
                 self.unload(request.model)
             raise
         prepare_call(pipe, self.speed, self.device, request.width, request.height)
-        arguments = model.family.arguments(request, model.spec, init_image)
+        arguments = model.family.arguments(request, model.spec, init_image, references)
         arguments |= prompt_arguments(pipe, request, model.spec.family)
         generators = [torch.Generator("cpu").manual_seed(seed) for seed in request.seeds]
         with model.loaded.per_image.images(1 if self.speed.fast_batches else request.count):
@@ -475,6 +485,15 @@ def _init_image(request: GenerationRequest) -> Image.Image | None:
     except UnusableImage as error:
         raise EngineError(f"The init image cannot be used: {error.message}") from None
     return ImageOps.fit(upright, (request.width, request.height), Image.Resampling.LANCZOS)
+
+
+def _references(request: GenerationRequest) -> list[Image.Image]:
+    """The request's reference images upright, in RGB, as stored (each family's pipeline fits
+    them to its own sizes)."""
+    try:
+        return [open_for_pipeline(data) for data in request.input_images]
+    except UnusableImage as error:
+        raise EngineError(f"A reference image cannot be used: {error.message}") from None
 
 
 def _quantizes(memory: Profile) -> bool:

@@ -288,7 +288,7 @@ _PARTS = {  # a LoRA key's first part → the model folder whose weights it adap
     "text_encoder": "text_encoder",
     "text_encoder_2": "text_encoder_2",
 }
-_FAMILY_DENOISER = {Family.PLAYGROUND: "unet", Family.FLUX: "transformer"}
+_FAMILY_DENOISER = {family: "transformer" for family in Family} | {Family.PLAYGROUND: "unet"}
 _KOHYA_FAMILY = (  # name prefixes of kohya-style files → the family they were trained for
     ("lora_unet_double_blocks", Family.FLUX),
     ("lora_unet_single_blocks", Family.FLUX),

@@ -108,7 +108,7 @@ def component_bytes(kind: str, config: dict[str, Any], family: Family, treatment
 def family_dtype(family: Family) -> Any:
     import torch
 
-    return {Family.PLAYGROUND: torch.float16, Family.FLUX: torch.bfloat16}[family]
+    return torch.float16 if family is Family.PLAYGROUND else torch.bfloat16
 
 
 def profile_figures(components: dict[str, dict[str, int]], chosen: Profile) -> dict[str, Any]:

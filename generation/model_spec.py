@@ -13,23 +13,46 @@ class Family(StrEnum):
 
     PLAYGROUND = "playground"  # SDXL architecture with Playground v2.5's EDM schedulers
     FLUX = "flux"  # FLUX.1 transformer (dev: guidance-distilled; schnell: timestep-distilled)
+    FLUX2_KLEIN = "flux2-klein"  # FLUX.2 [klein]: Qwen3 text encoder, up to 4 reference images
+    FLUX_KONTEXT = "flux-kontext"  # FLUX.1 Kontext: FLUX.1 weights that edit one reference image
 
 
 # The side every image of a family must be a multiple of, or diffusers silently makes another size:
 # SDXL's pipeline refuses sides that are not multiples of its VAE's scale factor (8);
-# FluxPipeline packs 2x2 latent patches and rounds sides down to multiples of 2 x 8 = 16.
-FAMILY_SIDE_MULTIPLE = {Family.PLAYGROUND: 8, Family.FLUX: 16}
+# FluxPipeline packs 2x2 latent patches and rounds sides down to multiples of 2 x 8 = 16, as do
+# FluxKontextPipeline and Flux2KleinPipeline (its VAE patchifies 2x2 latents of a /8 VAE).
+FAMILY_SIDE_MULTIPLE = {
+    Family.PLAYGROUND: 8,
+    Family.FLUX: 16,
+    Family.FLUX2_KLEIN: 16,
+    Family.FLUX_KONTEXT: 16,
+}
 
 # Each family's reference model: a new model of the family takes its defaults and limits, and
 # its weight-memory figures (`generation.profiles`), from it.
-FAMILY_REFERENCE = {Family.PLAYGROUND: "playground-v2.5", Family.FLUX: "flux-dev"}
+FAMILY_REFERENCE = {
+    Family.PLAYGROUND: "playground-v2.5",
+    Family.FLUX: "flux-dev",
+    Family.FLUX2_KLEIN: "flux2-klein-4b",
+    Family.FLUX_KONTEXT: "flux-kontext-dev",
+}
 
 # The schedulers each family's pipeline module offers (`PipelineFamily.schedulers`, which imports
 # diffusers; tests/generation/test_pipelines.py keeps the two the same).
 FAMILY_SCHEDULERS = {
     Family.PLAYGROUND: ("edm-dpmsolver++", "edm-euler"),
     Family.FLUX: ("flow-euler",),
+    Family.FLUX2_KLEIN: ("flow-euler",),
+    Family.FLUX_KONTEXT: ("flow-euler",),
 }
+
+# The families whose diffusers 0.42 pipelines have an img2img (init image + `strength`) variant;
+# klein and Kontext take reference images instead and have none.
+IMG2IMG_FAMILIES = frozenset({Family.PLAYGROUND, Family.FLUX})
+
+# How many reference images a family's pipeline takes (`image=` of Flux2KleinPipeline: a list,
+# four in BFL's model card; FluxKontextPipeline: one image). Families absent take none.
+FAMILY_MAX_REFERENCES = {Family.FLUX2_KLEIN: 4, Family.FLUX_KONTEXT: 1}
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +69,7 @@ class ModelLimits:
     negative_prompt: bool = True
     max_prompt_chars: int = 2000
     guidance: bool = True  # False where guidance is fixed (schnell): the option is refused
+    max_references: int = 0  # reference images a job may carry (at most the family's)
 
     def allows_size(self, width: int, height: int) -> bool:
         """Whether a request may ask for `width` x `height` pixels."""
@@ -77,6 +101,12 @@ class ModelSpec:
     vram_gb: float = 0.0
     licence: str = ""
     cost_factor: float = 1.0  # relative GPU-seconds per step per megapixel (the scheduler's prior)
+
+    @property
+    def non_commercial(self) -> bool:
+        """Whether the weights' licence forbids commercial use (FLUX.1 [dev], Kontext [dev],
+        FLUX.2 [klein] 9B), as its name says."""
+        return "non-commercial" in self.licence.lower()
 
     @property
     def default_scheduler(self) -> str:

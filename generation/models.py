@@ -34,9 +34,11 @@ from generation.config_schema import (
 )
 from generation.model_spec import (
     ASPECT_TOLERANCE,
+    FAMILY_MAX_REFERENCES,
     FAMILY_REFERENCE,
     FAMILY_SCHEDULERS,
     FAMILY_SIDE_MULTIPLE,
+    IMG2IMG_FAMILIES,
     Family,
     ModelLimits,
     ModelSpec,
@@ -48,8 +50,10 @@ if TYPE_CHECKING:
 __all__ = [
     "ASPECT_TOLERANCE",
     "BUILTIN_MODELS",
+    "FAMILY_MAX_REFERENCES",
     "FAMILY_SCHEDULERS",
     "FAMILY_SIDE_MULTIPLE",
+    "IMG2IMG_FAMILIES",
     "Catalogue",
     "CatalogueError",
     "Family",
@@ -119,6 +123,7 @@ class ModelTable:
     negative_prompt: Bool | None = None
     max_prompt_chars: Count | None = None
     guidance_adjustable: Bool | None = None
+    max_references: Annotated[Int, Field(ge=0)] | None = None
 
     def values(self) -> dict[str, Any]:
         """The keys this table sets."""
@@ -342,4 +347,10 @@ def _limit_problems(spec: ModelSpec) -> list[str]:
             for key, value in (("min_side", limits.min_side), ("max_side", limits.max_side))
             if value < step or value % step
         ]
+    most = FAMILY_MAX_REFERENCES.get(spec.family, 0)
+    if not 0 <= limits.max_references <= most:
+        problems.append(
+            f"{prefix}: max_references = {limits.max_references} is more than "
+            f"{spec.family.value} models take ({most})."
+        )
     return problems

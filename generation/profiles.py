@@ -5,10 +5,10 @@ Plain data, no torch: the bot reads the profiles and their weight-memory figures
 card; worker processes apply a profile when they load a model (`generation.pipelines.loading`).
 
 Each family lists its profiles best quality first (an offloaded profile computes exactly what
-"full" does, only slower; fp8 and NF4 change pixels slightly). A family added later (FLUX.2 [klein],
-Kontext) adds its profiles to `FAMILY_PROFILES` and its activation estimate to `ACTIVATION_GIB`
-here, and its built-in models' component configurations to `data/full_configs.json`; then
-`python -m generation.memory --write` computes the figures.
+"full" does, only slower; fp8 and NF4 change pixels slightly). A new family adds its profiles to
+`FAMILY_PROFILES` and its activation estimate to `ACTIVATION_GIB` here, and its built-in models'
+component configurations to `data/full_configs.json`; then `python -m generation.memory --write`
+computes the figures.
 """
 
 from __future__ import annotations
@@ -30,7 +30,14 @@ GIB = 2**30
 # Not measured yet (no GPU was available): estimates from the activations' shapes — Playground's
 # UNet at 128² latents with the guidance pair; FLUX's 4,096 image + 512 text tokens of width
 # 3,072 through SDPA — rounded up, plus the VAE decode of one image (VAE slicing is always on).
-ACTIVATION_GIB = {Family.PLAYGROUND: 1.5, Family.FLUX: 2.5}
+# FLUX.2 [klein] and Kontext: the same width-3,072 transformer (klein 4B) or FLUX.1's, with each
+# reference image adding up to 4,096 more tokens (klein: up to 4 references; Kontext: 1).
+ACTIVATION_GIB = {
+    Family.PLAYGROUND: 1.5,
+    Family.FLUX: 2.5,
+    Family.FLUX2_KLEIN: 4.0,
+    Family.FLUX_KONTEXT: 3.5,
+}
 # The CUDA context and allocator slack, which torch's counters do not see but the card does.
 CUDA_CONTEXT_GIB = 0.6
 DEFAULT_PROFILE = "full"  # what every job made before profiles existed used
@@ -98,6 +105,31 @@ FAMILY_PROFILES: dict[Family, tuple[Profile, ...]] = {
         ),
     ),
 }
+
+
+# Kontext's components are FLUX.1 [dev]'s (CLIP, T5, the same transformer and VAE).
+FAMILY_PROFILES[Family.FLUX_KONTEXT] = FAMILY_PROFILES[Family.FLUX]
+# klein: one Qwen3 text encoder (`text_encoder`) instead of CLIP + T5.
+FAMILY_PROFILES[Family.FLUX2_KLEIN] = (
+    Profile("full", "bf16 weights, all on the GPU"),
+    Profile("offload", "bf16 weights, each part on the GPU only while it runs", offload=True),
+    Profile(
+        "fp8", "transformer and Qwen3 weights stored in fp8", fp8=("transformer", "text_encoder")
+    ),
+    Profile(
+        "fp8-offload",
+        "fp8 transformer and Qwen3, each part on the GPU only while it runs",
+        fp8=("transformer", "text_encoder"),
+        offload=True,
+    ),
+    Profile(
+        "nf4-offload",
+        "NF4 (4-bit) transformer, fp8 Qwen3, each part on the GPU only while it runs",
+        fp8=("text_encoder",),
+        nf4=("transformer",),
+        offload=True,
+    ),
+)
 
 
 class UnknownProfile(LookupError):

@@ -5,7 +5,11 @@ where their prompt will be cut, and the worker records it with the same code.
 - Playground (SDXL): two CLIP encoders, 77 tokens each (start and end tokens included), same
   tokenizer vocabulary; both drop the same end.
 - FLUX.1: the T5 encoder carries the prompt, `max_sequence_length` tokens (512 for [dev], 256 for
-  [schnell]). Its CLIP encoder's 77 tokens only make a pooled summary: not a cut.
+  [schnell]). Its CLIP encoder's 77 tokens only make a pooled summary: not a cut. FLUX.1
+  Kontext likewise.
+- FLUX.2 [klein]: one Qwen3 encoder reads `max_sequence_length` tokens (512) of the prompt
+  wrapped in Qwen's chat template (a dozen tokens of it), so the cut found here is that many
+  tokens late at most.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from typing import Any
 
 from generation.models import Family, ModelSpec
 
-_FLUX_DEFAULT_TOKENS = 512  # FluxPipeline's default max_sequence_length
+_FLUX_DEFAULT_TOKENS = 512  # FluxPipeline's (and Flux2KleinPipeline's) default max_sequence_length
+_T5_FAMILIES = (Family.FLUX, Family.FLUX_KONTEXT)  # the prompt goes to T5 (`text_encoder_2`)
+_SEQUENCE_FAMILIES = (*_T5_FAMILIES, Family.FLUX2_KLEIN)  # `max_sequence_length` tokens
 
 # Prompt encoders (`GenerationRequest.prompt_encoder`): "plain" is the diffusers pipeline's own
 # (every job made before compel was used); "compel" reads long and weighted prompts on Playground
@@ -73,11 +79,12 @@ class PromptCut:
 def prompt_tokenizer(spec: ModelSpec) -> str:
     """The pipeline component (and folder) holding the tokenizer of the encoder that carries
     the prompt."""
-    return "tokenizer_2" if spec.family is Family.FLUX else "tokenizer"
+    return "tokenizer_2" if spec.family in _T5_FAMILIES else "tokenizer"
 
 
 def sequence_length(spec: ModelSpec) -> int:
-    """FLUX's T5 prompt length for `spec` (the pipeline's `max_sequence_length`)."""
+    """FLUX's T5 (klein's Qwen3) prompt length for `spec` (the pipeline's
+    `max_sequence_length`)."""
     return spec.max_sequence_length or _FLUX_DEFAULT_TOKENS
 
 
@@ -90,14 +97,17 @@ def encoder_settings(spec: ModelSpec) -> str:
     """The text-encoding arguments besides the request that change pixels, recorded with every
     job (`RunFacts.settings`): FLUX's `max_sequence_length` (the T5 embedding's length changes
     the image even for a short prompt); nothing for Playground."""
-    return f"max_sequence_length={sequence_length(spec)}" if spec.family is Family.FLUX else ""
+    if spec.family not in _SEQUENCE_FAMILIES:
+        return ""
+    return f"max_sequence_length={sequence_length(spec)}"
 
 
 def token_limit(spec: ModelSpec, tokenizer: Any) -> tuple[int, str]:
     """The tokens that encoder reads, and that limit in words."""
-    if spec.family is Family.FLUX:
+    if spec.family in _SEQUENCE_FAMILIES:
         limit = sequence_length(spec)
-        return limit, f"{limit} T5 tokens"
+        encoder = "Qwen3" if spec.family is Family.FLUX2_KLEIN else "T5"
+        return limit, f"{limit} {encoder} tokens"
     limit = tokenizer.model_max_length
     return limit, f"{limit} CLIP tokens"
 

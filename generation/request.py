@@ -23,7 +23,13 @@ from generation.img2img import denoising_steps
 from generation.input_images import MAX_BYTES as MAX_INIT_IMAGE_BYTES
 from generation.input_images import UnusableImage, check_header, upright_size
 from generation.loras import LoraCatalogue, LoraError, LoraUse, choose_loras
-from generation.models import ASPECT_TOLERANCE, Catalogue, ModelSpec, UnknownModel
+from generation.models import (
+    ASPECT_TOLERANCE,
+    IMG2IMG_FAMILIES,
+    Catalogue,
+    ModelSpec,
+    UnknownModel,
+)
 from generation.prompts import COMPEL, PLAIN, PROMPT_ENCODERS, bracket_problem, default_encoder
 
 MAX_COUNT = 4
@@ -200,12 +206,13 @@ def build_request(
     """Validate what a person asked for and fill in the model's defaults.
 
     `seed` is the first image's seed (the others follow it: seed+1, ...); `seeds` gives each
-    image's seed explicitly and then decides the count. `raw` and `input_images` (reference
-    images) are for the hosted models that take them (`generation.hosted.validation`, which
-    checks a request for a model in `catalogue.hosted`). `loras`: (name, weight or None for the
-    LoRA's default) pairs from `lora_catalogue`, none of `disabled_loras`. `prompt_encoder`:
-    "plain" or "compel" (None: the model's default, `generation.prompts.default_encoder`).
-    Raises `RequestError` on the first fault.
+    image's seed explicitly and then decides the count. `input_images`: reference images, up
+    to the model's `max_references` (a hosted model's `max_inputs`); `raw` is for the hosted
+    models that take it (`generation.hosted.validation` checks a request for a model in
+    `catalogue.hosted`). An init image is refused for a family without img2img. `loras`:
+    (name, weight or None for the LoRA's default) pairs from `lora_catalogue`, none of
+    `disabled_loras`. `prompt_encoder`: "plain" or "compel" (None: the model's default,
+    `generation.prompts.default_encoder`). Raises `RequestError` on the first fault.
     """
     if model is not None and model in catalogue.hosted:
         from generation.hosted.validation import build_hosted_request  # imports this module
@@ -233,14 +240,22 @@ def build_request(
             raw=raw,
             input_images=input_images,
         )
-    if raw or input_images:
-        name = model or catalogue.default.name
-        raise RequestError(
-            "image" if input_images else "raw",
-            f"{name} takes no {'reference images' if input_images else 'raw mode'}.",
-        )
+    if raw:
+        raise RequestError("raw", f"{model or catalogue.default.name} takes no raw mode.")
     spec = _model(catalogue, model)
     limits = spec.limits
+    references = check_references(spec.name, limits.max_references, tuple(input_images or ()))
+    _check_reference_shapes(references)
+    if init_image is not None and spec.family not in IMG2IMG_FAMILIES:
+        raise RequestError(
+            "image",
+            f"{spec.name} takes no init image (it has no image-to-image); "
+            + (
+                "give the image as a reference instead."
+                if limits.max_references
+                else "choose another model."
+            ),
+        )
 
     prompt = clean_text(prompt or "")
     if not prompt:
@@ -302,9 +317,59 @@ def build_request(
         strength=strength,
         parent_job=parent_job,
         kind=kind,
+        input_images=references,
         loras=lora_uses,
         prompt_encoder=encoder,
     )
+
+
+def check_reference_count(title: str, most: int, count: int) -> None:
+    """Raise RequestError where a model (`title`) taking at most `most` references gets `count`
+    (front ends call it before downloading anything)."""
+    if count and not most:
+        raise RequestError("image", f"{title} takes no reference images.")
+    if count > most:
+        raise RequestError("image", f"{title} takes at most {most} reference images (got {count}).")
+
+
+def check_references(title: str, most: int, images: tuple[bytes, ...]) -> tuple[bytes, ...]:
+    """`images` as reference images for a model (`title`) taking at most `most`: each within
+    `MAX_BYTES` and with a header of an accepted format. Raises RequestError otherwise."""
+    check_reference_count(title, most, len(images))
+    for number, image in enumerate(images, 1):
+        if len(image) > MAX_INIT_IMAGE_BYTES:
+            raise RequestError(
+                "image",
+                f"Reference image {number} is larger than {MAX_INIT_IMAGE_BYTES // 2**20} MiB.",
+            )
+        try:
+            check_header(image)
+        except UnusableImage as error:
+            raise RequestError("image", f"Reference image {number}: {error.message}") from None
+    return images
+
+
+# What Flux2KleinPipeline takes as a reference (`Flux2ImageProcessor.check_image_input`'s
+# defaults, diffusers 0.42); it raises on anything else, so such an image is refused here.
+REFERENCE_MIN_SIDE = 64
+REFERENCE_MAX_ASPECT = 8.0
+
+
+def _check_reference_shapes(references: tuple[bytes, ...]) -> None:
+    for number, image in enumerate(references, 1):
+        width, height = upright_size(image)
+        if min(width, height) < REFERENCE_MIN_SIDE:
+            raise RequestError(
+                "image",
+                f"Reference image {number} is {width}x{height}; both sides must be at least "
+                f"{REFERENCE_MIN_SIDE} pixels.",
+            )
+        if max(width / height, height / width) > REFERENCE_MAX_ASPECT:
+            raise RequestError(
+                "image",
+                f"Reference image {number} is {width}x{height}, longer than "
+                f"{REFERENCE_MAX_ASPECT:g}:1; crop it closer to square.",
+            )
 
 
 def _model(catalogue: Catalogue, name: str | None) -> ModelSpec:

@@ -1,6 +1,8 @@
 """Tiny random-weight pipelines in the real on-disk layout, built offline, for tests and demos.
 
-    python -m generation.tiny OUT_DIR --family playground|flux-dev|flux-schnell
+    python -m generation.tiny OUT_DIR --family FAMILY
+
+(FAMILY: playground, flux-dev, flux-schnell, flux2-klein or flux-kontext)
 
 writes a diffusers directory (`model_index.json`, one folder per component, `*.safetensors`,
 tokenizer files) that `generation.pipelines` loads exactly as it loads the real model, plus an
@@ -21,20 +23,39 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-FAMILIES = ("playground", "flux-dev", "flux-schnell")
+FAMILIES = ("playground", "flux-dev", "flux-schnell", "flux2-klein", "flux-kontext")
 BUILTIN_NAMES = {
     "playground": "playground-v2.5",
     "flux-dev": "flux-dev",
     "flux-schnell": "flux-schnell",
+    "flux2-klein": "flux2-klein-4b",
+    "flux-kontext": "flux-kontext-dev",
 }
+# Built-in models of the same layout as a tiny family's reference, pointed at the same tiny model.
+ALSO_SERVED = {"flux2-klein": ("flux2-klein-9b",)}
 SETTINGS_FILE = "atelier.json"
-_SEEDS = {"playground": 1, "flux-dev": 2, "flux-schnell": 3}
+_SEEDS = {"playground": 1, "flux-dev": 2, "flux-schnell": 3, "flux2-klein": 4, "flux-kontext": 5}
 _SIDES = {"native_side": 64, "min_side": 32, "max_side": 256, "multiple_of": 16}
 _RECOMMENDED: dict[str, dict[str, Any]] = {
     "playground": {**_SIDES, "steps": 4},
     "flux-dev": {**_SIDES, "steps": 4, "max_sequence_length": 64},
     "flux-schnell": {**_SIDES, "steps": 2, "max_sequence_length": 64},
+    "flux2-klein": {**_SIDES, "steps": 2, "max_sequence_length": 64},
+    "flux-kontext": {**_SIDES, "steps": 2, "max_sequence_length": 64},
 }
+# Flux2KleinPipeline reads Qwen3's hidden states after layers 9, 18 and 27 (its default
+# `text_encoder_out_layers`), so the tiny encoder has 27 layers (of width 16).
+_QWEN_LAYERS = 27
+_QWEN_WIDTH = 16
+# Qwen3's chat template as Flux2KleinPipeline applies it (one user message, a generation prompt,
+# thinking switched off: an empty think block).
+_QWEN_CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message.role }}\n{{ message.content }}"
+    "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n"
+    "{% if enable_thinking is defined and not enable_thinking %}<think>\n\n</think>\n\n"
+    "{% endif %}{% endif %}"
+)
+_QWEN_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
 # Playground v2.5's VAE latent statistics (its scheduler works in this normalised space).
 _PLAYGROUND_LATENTS_MEAN = [-1.6574, 1.886, -1.383, 2.5155]
 _PLAYGROUND_LATENTS_STD = [8.4927, 5.9022, 6.5498, 5.2299]
@@ -49,12 +70,13 @@ def recommended_settings(family: str) -> dict[str, Any]:
 def catalogue_config(dirs: Mapping[str, Path]) -> dict[str, dict[str, Any]]:
     """`[models]` overrides pointing the built-in names at tiny model directories.
 
-    `dirs` maps a tiny family ("playground", "flux-dev", "flux-schnell") to its directory; the
-    result feeds `Catalogue.from_config`.
+    `dirs` maps a tiny family (one of `FAMILIES`) to its directory; the result feeds
+    `Catalogue.from_config`. FLUX.2 [klein] 9B is pointed at the tiny klein too.
     """
     return {
-        BUILTIN_NAMES[family]: {**recommended_settings(family), "source": str(Path(path))}
+        name: {**recommended_settings(family), "source": str(Path(path))}
         for family, path in dirs.items()
+        for name in (BUILTIN_NAMES[family], *ALSO_SERVED.get(family, ()))
     }
 
 
@@ -65,7 +87,12 @@ def build(out_dir: Path, family: str) -> Path:
     family = _check_family(family)
     out_dir = Path(out_dir)
     torch.manual_seed(_SEEDS[family])
-    pipe = _playground_pipeline() if family == "playground" else _flux_pipeline(family)
+    if family == "playground":
+        pipe = _playground_pipeline()
+    elif family == "flux2-klein":
+        pipe = _klein_pipeline()
+    else:
+        pipe = _flux_pipeline(family)
     for component in pipe.components.values():
         if isinstance(component, torch.nn.Module):
             component.eval()
@@ -169,15 +196,17 @@ def _playground_pipeline() -> Any:
 
 
 def _flux_pipeline(family: str) -> Any:
+    """FLUX.1 [dev] or [schnell], or Kontext [dev] (FLUX.1 [dev]'s components)."""
     from diffusers import (
         AutoencoderKL,
         FlowMatchEulerDiscreteScheduler,
+        FluxKontextPipeline,
         FluxPipeline,
         FluxTransformer2DModel,
     )
     from transformers import CLIPTextModel, T5Config, T5EncoderModel
 
-    dev = family == "flux-dev"
+    dev = family in ("flux-dev", "flux-kontext")
     t5_tokenizer = _t5_tokenizer()
     transformer = FluxTransformer2DModel(
         patch_size=1,
@@ -230,7 +259,8 @@ def _flux_pipeline(family: str) -> Any:
         pad_token_id=0,
         eos_token_id=1,
     )
-    return FluxPipeline(
+    pipeline_class = FluxKontextPipeline if family == "flux-kontext" else FluxPipeline
+    return pipeline_class(
         scheduler=scheduler,
         vae=vae,
         text_encoder=CLIPTextModel(clip),
@@ -238,6 +268,89 @@ def _flux_pipeline(family: str) -> Any:
         text_encoder_2=T5EncoderModel(t5),
         tokenizer_2=t5_tokenizer,
         transformer=transformer,
+    )
+
+
+def _klein_pipeline() -> Any:
+    """FLUX.2 [klein]'s layout: Flux2Transformer2DModel, AutoencoderKLFlux2 (2x2-patchified
+    latents with batch-norm statistics), a Qwen3 causal LM as text encoder, Qwen2's tokenizer."""
+    from diffusers import (
+        AutoencoderKLFlux2,
+        FlowMatchEulerDiscreteScheduler,
+        Flux2KleinPipeline,
+        Flux2Transformer2DModel,
+    )
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    latent_channels = 4
+    transformer = Flux2Transformer2DModel(
+        patch_size=1,
+        in_channels=latent_channels * 4,  # 2x2 patches
+        num_layers=1,
+        num_single_layers=1,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=3 * _QWEN_WIDTH,  # three hidden states stacked
+        timestep_guidance_channels=256,
+        axes_dims_rope=(4, 4, 4, 4),
+        guidance_embeds=False,
+    )
+    vae = AutoencoderKLFlux2(
+        block_out_channels=(8, 8, 16, 16),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        latent_channels=latent_channels,
+        layers_per_block=1,
+        norm_num_groups=8,
+        sample_size=64,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+    )
+    tokenizer = _qwen_tokenizer()
+    text_encoder = Qwen3ForCausalLM(
+        Qwen3Config(
+            vocab_size=len(tokenizer),
+            hidden_size=_QWEN_WIDTH,
+            intermediate_size=32,
+            num_hidden_layers=_QWEN_LAYERS,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            head_dim=8,
+            max_position_embeddings=512,
+            tie_word_embeddings=True,
+        )
+    )
+    scheduler = FlowMatchEulerDiscreteScheduler(
+        shift=3.0, use_dynamic_shifting=True, time_shift_type="exponential"
+    )
+    return Flux2KleinPipeline(
+        scheduler=scheduler,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        transformer=transformer,
+        is_distilled=True,
+    )
+
+
+def _qwen_tokenizer() -> Any:
+    """A byte-level BPE tokenizer with no merges in Qwen2's format, with Qwen3's chat template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import Qwen2TokenizerFast
+
+    alphabet = _byte_alphabet()
+    vocab = {token: index for index, token in enumerate(alphabet + _QWEN_SPECIALS)}
+    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.add_special_tokens(_QWEN_SPECIALS)
+    return Qwen2TokenizerFast(
+        tokenizer_object=tokenizer,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        unk_token=None,
+        model_max_length=512,
+        chat_template=_QWEN_CHAT_TEMPLATE,
     )
 
 

@@ -40,7 +40,7 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?)
 class JobLifecycle(Store):
     async def create_job(self, request: GenerationRequest, owner: JobOwner) -> int:
         """Queue a job; its id once it is durable."""
-        if request.init_image is None:  # one self-committing statement: the fast path
+        if request.init_image is None and not request.input_images:  # one statement: fast
             with _parent_must_exist():
                 rows = await self._write_one(
                     f"{_INSERT_JOB} RETURNING id", _job_row(request, owner, None, self._clock())
@@ -52,21 +52,28 @@ class JobLifecycle(Store):
     async def create_jobs(self, jobs: Sequence[tuple[GenerationRequest, JobOwner]]) -> list[int]:
         """Queue several jobs in one transaction (one disk flush); their ids, in order."""
         now = self._clock()
-        init_images = {}
+        init_images: dict[str, bytes] = {}  # every input image, once: init images and references
         rows = []
+        references = []  # per job: its references' hashes, in order
         for request, owner in jobs:
             init_sha = None
             if request.init_image is not None:
                 init_sha = sha256_of(request.init_image)
                 init_images[init_sha] = request.init_image
+            hashes = [sha256_of(image) for image in request.input_images]
+            init_images |= zip(hashes, request.input_images, strict=True)
+            references.append(hashes)
             rows.append(_job_row(request, owner, init_sha, now))
         if not rows:
             return []
         with _parent_must_exist():
-            return await self._insert_jobs(rows, init_images)
+            return await self._insert_jobs(rows, init_images, references)
 
     async def _insert_jobs(
-        self, rows: list[tuple[object, ...]], init_images: dict[str, bytes]
+        self,
+        rows: list[tuple[object, ...]],
+        init_images: dict[str, bytes],
+        references: list[list[str]],
     ) -> list[int]:
         async with self._transaction() as conn:
             await conn.executemany(
@@ -75,8 +82,17 @@ class JobLifecycle(Store):
             )
             await conn.executemany(_INSERT_JOB, rows)
             (last,) = (await conn.execute_fetchall("SELECT last_insert_rowid()"))[0]
-        # One transaction holding the write lock: AUTOINCREMENT ids are consecutive.
-        return list(range(last - len(rows) + 1, last + 1))
+            # One transaction holding the write lock: AUTOINCREMENT ids are consecutive.
+            ids = list(range(last - len(rows) + 1, last + 1))
+            await conn.executemany(
+                "INSERT INTO job_references (job_id, position, sha256) VALUES (?, ?, ?)",
+                [
+                    (job_id, position, sha)
+                    for job_id, hashes in zip(ids, references, strict=True)
+                    for position, sha in enumerate(hashes)
+                ],
+            )
+        return ids
 
     async def mark_running(self, job_id: int, worker: str) -> None:
         await self._change_status(
@@ -180,7 +196,7 @@ def _job_row(
         request.model,
         request.kind.value,
         request.parent_job,
-        replace(request, init_image=None).to_json(),
+        replace(request, init_image=None, input_images=()).to_json(),
         init_sha,
         now,
     )

@@ -227,17 +227,22 @@ class Library(Store):
 async def detach_init_images(
     conn: aiosqlite.Connection, jobs_where: str, params: tuple[object, ...]
 ) -> None:
-    """Detach the init images of the jobs matching `jobs_where`; delete those no job uses."""
+    """Detach the init images and reference images of the jobs matching `jobs_where`; delete
+    those no job uses."""
+    jobs = f"SELECT id FROM jobs WHERE {jobs_where}"
     rows = await conn.execute_fetchall(
-        f"SELECT DISTINCT init_image FROM jobs WHERE {jobs_where} AND init_image IS NOT NULL",
-        params,
+        f"SELECT init_image FROM jobs WHERE {jobs_where} AND init_image IS NOT NULL UNION "
+        f"SELECT sha256 FROM job_references WHERE job_id IN ({jobs})",
+        params * 2,
     )
     await conn.execute(
         f"UPDATE jobs SET init_image = NULL WHERE {jobs_where} AND init_image IS NOT NULL", params
     )
+    await conn.execute(f"DELETE FROM job_references WHERE job_id IN ({jobs})", params)
     await conn.executemany(
         "DELETE FROM init_images WHERE sha256 = ?1"
-        " AND NOT EXISTS (SELECT 1 FROM jobs WHERE init_image = ?1)",
+        " AND NOT EXISTS (SELECT 1 FROM jobs WHERE init_image = ?1)"
+        " AND NOT EXISTS (SELECT 1 FROM job_references WHERE sha256 = ?1)",
         [(row[0],) for row in rows],
     )
 

@@ -17,11 +17,14 @@ from storage.errors import unavailable_as_storage_error
 from storage.images import ImageStore
 
 # Every query that returns jobs selects these, so one function turns rows into records. Lists
-# (history, lineage, the queue, redelivery) leave the init image bytes out: up to 25 MiB a job.
+# (history, lineage, the queue, redelivery) leave the input image bytes out: up to 25 MiB each.
+# The references come as "position:hex,..." (SQLite 3.40's group_concat has no ORDER BY).
 JOB_SELECT = "SELECT j.* FROM jobs AS j"
 JOB_SELECT_WITH_INIT_IMAGE = (
-    "SELECT j.*, ii.data AS init_data FROM jobs AS j "
-    "LEFT JOIN init_images AS ii ON ii.sha256 = j.init_image"
+    "SELECT j.*, ii.data AS init_data, "
+    "(SELECT group_concat(jr.position || ':' || hex(ri.data)) FROM job_references AS jr "
+    "JOIN init_images AS ri ON ri.sha256 = jr.sha256 WHERE jr.job_id = j.id) AS references_data "
+    "FROM jobs AS j LEFT JOIN init_images AS ii ON ii.sha256 = j.init_image"
 )
 FINAL_STATUSES = "('done', 'failed', 'cancelled')"
 UNFINISHED = "j.status IN ('queued', 'running')"  # matches the partial index jobs_unfinished
@@ -103,6 +106,12 @@ class Store:
         return removed, freed
 
 
+def _references(packed: str) -> tuple[bytes, ...]:
+    """`JOB_SELECT_WITH_INIT_IMAGE`'s "position:hex,..." as the images in order."""
+    pairs = (part.split(":", 1) for part in packed.split(","))
+    return tuple(bytes.fromhex(data) for _, data in sorted((int(p), d) for p, d in pairs))
+
+
 @asynccontextmanager
 async def _mapped() -> AsyncIterator[None]:
     with unavailable_as_storage_error():
@@ -110,12 +119,16 @@ async def _mapped() -> AsyncIterator[None]:
 
 
 def job_from_row(row: aiosqlite.Row) -> JobRecord:
-    """The record of a jobs row. Its request has its init image only when the row was selected
-    with `JOB_SELECT_WITH_INIT_IMAGE`; otherwise `init_image` is None (`strength` still shows
-    that the job has one): never make a new job from such a record."""
+    """The record of a jobs row. Its request has its init image and reference images only when
+    the row was selected with `JOB_SELECT_WITH_INIT_IMAGE`; otherwise `init_image` is None
+    (`strength` still shows that the job has one) and `input_images` empty (for jobs stored
+    since references are kept apart): never make a new job from such a record."""
     request = GenerationRequest.from_json(row["request"])
-    if "init_data" in row.keys() and row["init_data"] is not None:  # noqa: SIM118 (a Row: `in` sees values)
+    columns = row.keys()
+    if "init_data" in columns and row["init_data"] is not None:
         request = replace(request, init_image=bytes(row["init_data"]))
+    if "references_data" in columns and row["references_data"]:
+        request = replace(request, input_images=_references(row["references_data"]))
     return JobRecord(
         id=row["id"],
         owner=JobOwner(

@@ -10,6 +10,7 @@ from discord.ext import commands
 
 from bot.downloads import accepted_summary, read_init_image
 from bot.errors import UserError
+from bot.references import gather_references, parse_refs, refs_choices
 from bot.targets import InteractionTarget
 from bot.ui.choices import (
     Choices,
@@ -20,7 +21,8 @@ from bot.ui.choices import (
 )
 from bot.ui.fit import MAX_OPTION_CHARS, Name
 from generation.loras import MAX_WEIGHT, MIN_WEIGHT, LoraError, parse_lora
-from generation.request import MAX_COUNT, build_request
+from generation.models import Catalogue
+from generation.request import MAX_COUNT, build_request, check_reference_count
 
 if TYPE_CHECKING:
     from bot.app import AtelierBot
@@ -53,6 +55,12 @@ class Imagine(commands.Cog):
         f"{MAX_WEIGHT:g}).",
         lora2="A second LoRA, as name or name:weight.",
         lora3="A third LoRA, as name or name:weight.",
+        ref1="A reference image (FLUX.2 [klein]: up to 4; Kontext: 1): keep this subject, "
+        "style or logo.",
+        ref2="A second reference image.",
+        ref3="A third reference image.",
+        ref4="A fourth reference image.",
+        refs="Your past images as references, as job/image: `42/2 57/1` (after ref1-ref4).",
     )
     @app_commands.autocomplete(model=autocomplete_model, aspect=autocomplete_aspect)
     async def imagine(
@@ -74,6 +82,11 @@ class Imagine(commands.Cog):
         lora1: Name | None = None,
         lora2: Name | None = None,
         lora3: Name | None = None,
+        ref1: discord.Attachment | None = None,
+        ref2: discord.Attachment | None = None,
+        ref3: discord.Attachment | None = None,
+        ref4: discord.Attachment | None = None,
+        refs: Name | None = None,
     ) -> None:
         # No min/max for Discord to enforce on numbers: limits depend on the model, and
         # `build_request` explains a value out of range better than Discord's client does.
@@ -95,11 +108,17 @@ class Imagine(commands.Cog):
         except LoraError as error:
             raise UserError(str(error)) from None
         disabled = await studio.database.disabled_loras() if asked else frozenset()
-        init_image = None
-        if image is not None:  # what costs nothing is checked before downloading and decoding
+        uploads = [ref for ref in (ref1, ref2, ref3, ref4) if ref is not None]
+        past = parse_refs(refs)
+        _check_reference_count(catalogue, model, len(uploads) + len(past))
+        init_image, references = None, ()
+        if image is not None or uploads or past:  # what costs nothing is checked first
             await studio.precheck(owner, prompt, negative)
             await interaction.response.defer()  # downloading may take a moment
+        if image is not None:
             init_image = await read_init_image(image, settings.download_timeout_s, studio.decodes)
+        if uploads or past:
+            references = await gather_references(self.bot, interaction.user, uploads, past)
         request = build_request(
             settings.catalogue,
             prompt=prompt,
@@ -115,11 +134,16 @@ class Imagine(commands.Cog):
             count=count or settings.defaults.count,
             init_image=init_image,
             strength=strength,
+            input_images=references,
             loras=asked,
             lora_catalogue=settings.loras,
             disabled_loras=disabled,
         )
         await studio.submit(request, owner, InteractionTarget(self.bot, interaction))
+
+    @imagine.autocomplete("refs")
+    async def _refs(self, interaction: discord.Interaction, current: str) -> Choices:
+        return await refs_choices(self.bot, interaction.user.id, current)
 
     @imagine.autocomplete("scheduler")
     async def _schedulers(self, interaction: discord.Interaction, current: str) -> Choices:
@@ -140,6 +164,13 @@ class Imagine(commands.Cog):
         disabled = await self.bot.studio.database.disabled_loras()
         families = {spec.family for spec in specs}
         return lora_choices(self.bot.settings.loras, families, disabled, current)
+
+
+def _check_reference_count(catalogue: Catalogue, model: str, count: int) -> None:
+    """Refuse more references than the model takes before anything is downloaded (the same
+    sentence `build_request` would give afterwards)."""
+    if count and model in catalogue:
+        check_reference_count(model, catalogue[model].limits.max_references, count)
 
 
 async def setup(bot: AtelierBot) -> None:

@@ -152,6 +152,7 @@ def info_embed(snapshot: PoolSnapshot, models: Iterable[ModelSpec], you: str) ->
             loaded_on.setdefault(name, []).append(f"{worker.id} ({worker.profile_of(name)})")
     model_lines = [
         f"`{spec.name}` — {spec.title}"
+        + (" · non-commercial licence" if spec.non_commercial else "")
         + (f" · loaded on {', '.join(loaded_on[spec.name])}" if spec.name in loaded_on else "")
         for spec in models
     ]

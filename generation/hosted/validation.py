@@ -11,11 +11,12 @@ import math
 from fractions import Fraction
 
 from generation.hosted.catalogue import HostedModel
-from generation.input_images import MAX_BYTES, UnusableImage, check_header, upright_size
+from generation.input_images import check_header, upright_size
 from generation.request import (
     GenerationRequest,
     JobKind,
     RequestError,
+    check_references,
     check_seeds,
     clean_text,
     parse_aspect,
@@ -95,24 +96,8 @@ def build_hosted_request(
 
 
 def _inputs(model: HostedModel, images: tuple[bytes, ...]) -> tuple[bytes, ...]:
-    if images and not model.max_inputs:
-        raise RequestError("image", f"{model.title} takes no reference images.")
-    if len(images) > model.max_inputs:
-        raise RequestError(
-            "image",
-            f"{model.title} takes at most {model.max_inputs} reference images (got {len(images)}).",
-        )
-    pixels = 0
-    for number, image in enumerate(images, 1):
-        if len(image) > MAX_BYTES:
-            raise RequestError(
-                "image", f"Reference image {number} is larger than {MAX_BYTES // 2**20} MiB."
-            )
-        try:
-            width, height = check_header(image)
-        except UnusableImage as error:
-            raise RequestError("image", f"Reference image {number}: {error.message}") from None
-        pixels += width * height
+    check_references(model.title, model.max_inputs, images)
+    pixels = sum(width * height for width, height in map(check_header, images))
     if model.max_input_pixels and pixels > model.max_input_pixels:
         raise RequestError(
             "image",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import Any, ClassVar, NamedTuple
 
 import torch
@@ -40,10 +41,12 @@ class PipelineFamily(ABC):
     """One model family: its diffusers classes, precision, schedulers, arguments and previews."""
 
     text_to_image: ClassVar[type[DiffusionPipeline]]
-    image_to_image: ClassVar[type[DiffusionPipeline]]
+    # None where the family has no img2img pipeline (`generation.models.IMG2IMG_FAMILIES`).
+    image_to_image: ClassVar[type[DiffusionPipeline] | None] = None
     cuda_dtype: ClassVar[torch.dtype]
     schedulers: ClassVar[dict[str, type[SchedulerMixin]]]  # request name → diffusers class
-    # Latent → RGB projection for previews (rows: latent channels; columns: R, G, B).
+    # Latent → RGB projection for previews (rows: latent channels; columns: R, G, B); empty:
+    # the family makes no previews.
     preview_factors: ClassVar[tuple[tuple[float, float, float], ...]]
     preview_bias: ClassVar[tuple[float, float, float]] = (0.0, 0.0, 0.0)
     load_options: ClassVar[dict[str, Any]] = {}
@@ -109,9 +112,14 @@ class PipelineFamily(ABC):
         return scheduler_class.from_config(loaded.config)
 
     def arguments(
-        self, request: GenerationRequest, spec: ModelSpec, init_image: Image.Image | None
+        self,
+        request: GenerationRequest,
+        spec: ModelSpec,
+        init_image: Image.Image | None,
+        references: Sequence[Image.Image] = (),
     ) -> dict[str, Any]:
-        """Keyword arguments for one batched pipeline call (generators and callbacks excluded)."""
+        """Keyword arguments for one batched pipeline call (generators and callbacks excluded);
+        `references`: the job's reference images, upright RGB, in order."""
         arguments: dict[str, Any] = {
             "prompt": request.prompt,
             "num_inference_steps": request.steps,
@@ -125,7 +133,16 @@ class PipelineFamily(ABC):
             # image i of a batch equals a rerun of image i alone. With one shared copy FLUX
             # encodes it with the first image's generator only, shifting every other image.
             arguments |= {"image": [init_image] * request.count, "strength": request.strength}
+        if references:
+            arguments |= self.reference_arguments(request, list(references))
         return arguments | self.family_arguments(request, spec, init_image is not None)
+
+    def reference_arguments(
+        self, request: GenerationRequest, references: list[Image.Image]
+    ) -> dict[str, Any]:
+        """The arguments that pass `references` (never empty) to the pipeline. The request was
+        checked against the model's `max_references`, so a family without this never gets one."""
+        raise ValueError(f"{request.model} takes no reference images.")
 
     @abstractmethod
     def family_arguments(

@@ -101,8 +101,12 @@ async def test_info_shows_gpus_models_the_queue_and_your_usage(studio: StudioWor
 
     assert info.ephemeral
     assert "GPUs: `cpu`" in text
-    for name in studio.settings.catalogue:
+    for name, spec in studio.settings.catalogue.items():
         assert f"`{name}`" in text
+        licence_note = f"`{name}` — {spec.title} · non-commercial licence"
+        assert (licence_note in text) is (
+            name in ("flux-dev", "flux2-klein-9b", "flux-kontext-dev")
+        )
     assert "Queue: 2 waiting, 0 running · **paused**" in text
     assert "You: 2 waiting, 0 running now · last 30 days: 3 jobs, 2 images" in text
     for job in waiting:

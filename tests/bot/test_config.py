@@ -22,7 +22,14 @@ def test_example_config_loads_with_its_documented_defaults(tmp_path: Path) -> No
     assert settings.limits.max_queued == 5
     assert settings.limits == SchedulerSettings()  # the example shows the scheduler's defaults
     assert settings.gpus == ()  # discovered at start
-    assert set(settings.catalogue) == {"playground-v2.5", "flux-dev", "flux-schnell"}
+    assert set(settings.catalogue) == {
+        "playground-v2.5",
+        "flux-dev",
+        "flux-schnell",
+        "flux2-klein-4b",
+        "flux2-klein-9b",
+        "flux-kontext-dev",
+    }
     assert settings.defaults.aspect == "1:1"
     assert settings.speed == SpeedOptions()  # the example's [speed] shows the defaults
 
@@ -103,11 +110,12 @@ def test_every_problem_is_reported_at_once() -> None:
         '`speed.fp8` should be true or false, not "yes".',
         "`observability.port` should be at least 1, not 0.",
         '`gpus[0].device`: unknown device "tpu:0"; use cpu, cuda or cuda:N.',
-        '`models.x.family` should be one of "playground" or "flux", not "unet".',
+        '`models.x.family` should be one of "playground", "flux", "flux2-klein" or '
+        '"flux-kontext", not "unet".',
         "`models.y` is a new model: it needs a `family` and a `source`.",
         '`defaults.model` "dall-e" is not a configured model.',
         '`gpus[1]`: Worker "cuda:0" names unknown model(s) nope; available: playground-v2.5, '
-        "flux-dev, flux-schnell, x, y.",
+        "flux-dev, flux-schnell, flux2-klein-4b, flux2-klein-9b, flux-kontext-dev, x, y.",
     ]
 
 
@@ -197,7 +205,10 @@ def test_every_fault_of_a_gpu_table_is_listed_and_one_device_is_listed_once() ->
     with pytest.raises(ConfigError) as caught:
         settings_from_mapping(table, {})
 
-    available = "available: playground-v2.5, flux-dev, flux-schnell."
+    available = (
+        "available: playground-v2.5, flux-dev, flux-schnell, flux2-klein-4b, flux2-klein-9b, "
+        "flux-kontext-dev."
+    )
     assert caught.value.problems == [
         '`gpus[2].device`: unknown device "cpu\\n"; use cpu, cuda or cuda:N.',
         "`gpus[3].max_models` should be a whole number, not true.",

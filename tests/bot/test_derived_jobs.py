@@ -20,7 +20,7 @@ from bot.ui.choices import ASPECTS
 from bot.ui.notes import derived_note
 from generation.img2img import denoising_steps
 from generation.jobs import GeneratedImage, JobOwner, JobRecord, JobStatus
-from generation.models import Catalogue, Family, ModelSpec
+from generation.models import IMG2IMG_FAMILIES, Catalogue, Family, ModelSpec
 from generation.request import GenerationRequest, JobKind, build_request
 from generation.tiny import catalogue_config
 from tests.bot.helpers import (
@@ -60,7 +60,7 @@ CATALOGUE_CONFIG: dict[str, dict[str, object]] = {
 }
 CATALOGUE = Catalogue.from_config(CATALOGUE_CONFIG)
 _BUFFER = io.BytesIO()
-Image.new("RGB", (16, 9), "teal").save(_BUFFER, format="PNG")
+Image.new("RGB", (128, 72), "teal").save(_BUFFER, format="PNG")
 IMAGE = _BUFFER.getvalue()
 BUTTONS = (*derived.IMAGE_ACTIONS, Action.RERUN, Action.REROLL)
 
@@ -131,6 +131,7 @@ def _check(catalogue: Catalogue, parent: GenerationRequest, action: Action) -> N
                 assert (
                     not prompt_fits
                     or no_size
+                    or spec.family not in IMG2IMG_FAMILIES  # klein, Kontext: no U, no V subtle
                     or all(
                         denoising_steps(spec.family, steps, strength) == 0
                         for steps in range(1, limits.max_steps + 1)
@@ -166,6 +167,11 @@ def _check(catalogue: Catalogue, parent: GenerationRequest, action: Action) -> N
                 assert made.steps == parent.steps
             if limits.allows_size(parent.width, parent.height):
                 assert (made.width, made.height) == (parent.width, parent.height)
+            if spec.family not in IMG2IMG_FAMILIES:  # klein, Kontext: the image is a reference
+                assert made.init_image is None
+                assert made.strength is None
+                most = limits.max_references
+                assert made.input_images == (IMAGE, *parent.input_images)[:most]
     # Derived, not changed: what still fits is kept.
     if parent.scheduler in spec.schedulers:
         assert made.scheduler == parent.scheduler
@@ -185,6 +191,7 @@ def _check(catalogue: Catalogue, parent: GenerationRequest, action: Action) -> N
         seeds=made.seeds,
         init_image=made.init_image,
         strength=made.strength,
+        input_images=made.input_images,
     )
     assert replace(rebuilt, parent_job=made.parent_job, kind=made.kind) == made
     if made.strength is not None:

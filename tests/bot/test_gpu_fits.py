@@ -66,7 +66,7 @@ def test_an_owner_pins_a_profile_per_model_per_gpu() -> None:
         (
             {"nope": "fp8"},
             '`gpus[0]`: Worker "cuda:0" names unknown model(s) nope; available: playground-v2.5, '
-            "flux-dev, flux-schnell.",
+            "flux-dev, flux-schnell, flux2-klein-4b, flux2-klein-9b, flux-kontext-dev.",
         ),
         (
             {"flux-dev": "full"},

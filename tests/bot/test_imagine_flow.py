@@ -370,6 +370,12 @@ async def test_autocomplete_offers_models_aspects_and_the_models_schedulers(
         alice, "imagine", {"model": "playground-v2.5", "scheduler": ""}, focused="scheduler"
     )
 
-    assert [c["value"] for c in models] == ["flux-dev", "flux-schnell"]
+    assert [c["value"] for c in models] == [
+        "flux-dev",
+        "flux-schnell",
+        "flux2-klein-4b",
+        "flux2-klein-9b",
+        "flux-kontext-dev",
+    ]
     assert [c["value"] for c in aspects] == ["16:9"]
     assert [c["value"] for c in schedulers] == ["edm-dpmsolver++", "edm-euler"]

@@ -196,7 +196,13 @@ async def test_history_filters_by_model_and_says_so_when_nothing_matches(
     assert "Unknown model 'dall-e'. Available models: playground-v2.5" in wrong
 
     choices = await fake.autocomplete(carol, "history", {"model": "flux"}, focused="model")
-    assert {choice["value"] for choice in choices} == {"flux-dev", "flux-schnell"}
+    assert {choice["value"] for choice in choices} == {
+        "flux-dev",
+        "flux-schnell",
+        "flux2-klein-4b",
+        "flux2-klein-9b",
+        "flux-kontext-dev",
+    }
 
 
 async def finished_jobs(studio: StudioWorld, user: User, count: int, *, prompt: str) -> list[int]:

@@ -263,8 +263,9 @@ def test_check_says_how_to_download_a_missing_hub_model_and_never_imports_torch(
     ) in done.stdout
     assert "All good." not in done.stdout
     assert (
-        "No problems, but 3 models are not downloaded yet (playground-v2.5, flux-dev, "
-        f"flux-schnell): run `{fetch}` to fetch them (scripts/start does)."
+        "No problems, but 6 models are not downloaded yet (playground-v2.5, flux-dev, "
+        "flux-schnell, flux2-klein-4b, flux2-klein-9b, flux-kontext-dev): "
+        f"run `{fetch}` to fetch them (scripts/start does)."
     ) in done.stdout
     assert done.returncode == 0, done.stderr  # scripts/start downloads it right after the check
 

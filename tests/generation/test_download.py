@@ -227,13 +227,15 @@ def test_unknown_models_and_bad_configuration_change_nothing(tmp_path: Path, cap
     assert f"cannot be used: Cannot read {tmp_path / 'absent.toml'}" in capsys.readouterr().err
     config = write_config(tmp_path, {"mine": {"family": "sd15", "source": "x/y"}})
     assert main(["--config", str(config)]) == 2
-    assert '`models.mine.family` should be one of "playground" or "flux", not "sd15".' in (
-        capsys.readouterr().err
-    )
+    assert (
+        '`models.mine.family` should be one of "playground", "flux", "flux2-klein" or '
+        '"flux-kontext", not "sd15".'
+    ) in capsys.readouterr().err
     assert main(["--config", str(write_config(tmp_path, {})), "sdxl-turbo"]) == 2
-    assert "Unknown model(s) sdxl-turbo; available: playground-v2.5, flux-dev, flux-schnell." in (
-        capsys.readouterr().err
-    )
+    assert (
+        "Unknown model(s) sdxl-turbo; available: playground-v2.5, flux-dev, flux-schnell, "
+        "flux2-klein-4b, flux2-klein-9b, flux-kontext-dev."
+    ) in capsys.readouterr().err
 
 
 def test_loras_are_fetched_with_the_models_and_a_missing_one_says_why(
@@ -265,7 +267,7 @@ def test_loras_are_fetched_with_the_models_and_a_missing_one_says_why(
 
     assert main(["--config", str(config)]) == 1
     said = capsys.readouterr()
-    assert said.out.splitlines()[3:] == [
+    assert [line for line in said.out.splitlines() if line.startswith("LoRA")] == [
         f"LoRA here: uses the local file {tiny_loras['playground']}.",
         f"LoRA cached: already downloaded ({cached}).",
     ]

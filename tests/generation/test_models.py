@@ -19,8 +19,24 @@ from generation.models import (
 
 def test_builtin_models_carry_what_the_docs_promise() -> None:
     catalogue = Catalogue.builtin()
-    assert list(catalogue) == ["playground-v2.5", "flux-dev", "flux-schnell"]
-    playground, dev, schnell = (catalogue[name] for name in catalogue)
+    assert list(catalogue) == [
+        "playground-v2.5",
+        "flux-dev",
+        "flux-schnell",
+        "flux2-klein-4b",
+        "flux2-klein-9b",
+        "flux-kontext-dev",
+    ]
+    playground, dev, schnell, klein4, klein9, kontext = (catalogue[name] for name in catalogue)
+    assert klein4.family is klein9.family is Family.FLUX2_KLEIN
+    assert kontext.family is Family.FLUX_KONTEXT
+    assert klein4.source == "black-forest-labs/FLUX.2-klein-4B"
+    assert (klein4.steps, klein4.guidance, klein4.limits.max_references) == (4, 1.0, 4)
+    assert (kontext.steps, kontext.guidance, kontext.limits.max_references) == (28, 2.5, 1)
+    assert klein4.licence == "Apache-2.0"
+    assert "non-commercial" in klein9.licence
+    assert "non-commercial" in kontext.licence
+    assert dev.limits.max_references == playground.limits.max_references == 0
     assert playground.family is Family.PLAYGROUND
     assert dev.family is schnell.family is Family.FLUX
     assert playground.source == "playgroundai/playground-v2.5-1024px-aesthetic"
@@ -89,7 +105,8 @@ def test_spec_table_round_trips(spec: ModelSpec) -> None:
         ({"x": {"source": "/m"}}, "`models.x` is a new model: it needs a `family` and a `source`."),
         (
             {"x": {"family": "sd3", "source": "/m"}},
-            '`models.x.family` should be one of "playground" or "flux", not "sd3".',
+            '`models.x.family` should be one of "playground", "flux", "flux2-klein" or '
+            '"flux-kontext", not "sd3".',
         ),
         ({"flux-dev": {"stepz": 3}}, "Unknown setting `models.flux-dev.stepz`."),
         ({"flux-dev": {"schedulers": []}}, "`models.flux-dev.schedulers` should not be empty."),
@@ -104,6 +121,11 @@ def test_spec_table_round_trips(spec: ModelSpec) -> None:
         (
             {"flux-dev": {"min_side": 1024, "max_side": 512}},
             "`models.flux-dev`: min_side is larger than max_side.",
+        ),
+        (
+            {"flux-kontext-dev": {"max_references": 2}},
+            "`models.flux-kontext-dev`: max_references = 2 is more than flux-kontext models "
+            "take (1).",
         ),
     ],
 )

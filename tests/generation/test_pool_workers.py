@@ -118,7 +118,7 @@ def test_gpus_are_discovered_from_nvidia_smi_output() -> None:
     output = "0, NVIDIA H100 80GB HBM3, 81559\n1, NVIDIA GeForce RTX 4090, 24564\n"
     workers = discover_workers(CATALOGUE, parse_gpu_list(output))
     assert [(w.id, w.device) for w in workers] == [("cuda:0", "cuda:0"), ("cuda:1", "cuda:1")]
-    assert workers[0].models == frozenset(MODELS)
-    assert workers[1].models == frozenset(MODELS)  # FLUX in fp8 fits 24 GB (test_profiles)
+    assert workers[0].models == frozenset(CATALOGUE)
+    assert workers[1].models == frozenset(CATALOGUE)  # FLUX in fp8 fits 24 GB (test_profiles)
     assert workers[1].profile_of("flux-dev") == "fp8"
     assert discover_workers(CATALOGUE, []) == [WorkerConfig("cpu", "cpu")]

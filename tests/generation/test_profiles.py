@@ -18,22 +18,47 @@ NONE: frozenset[str] = frozenset()
 CARDS = [
     (8, NONE, {"playground-v2.5": "offload"}, 1),
     (8, NF4, {"playground-v2.5": "offload"}, 1),  # FLUX in NF4 still needs ~9.3 GB
-    (12, NONE, {"playground-v2.5": "full"}, 1),
+    (12, NONE, {"playground-v2.5": "full", "flux2-klein-4b": "fp8-offload"}, 1),
     (
         12,
         NF4,
-        {"playground-v2.5": "full", "flux-dev": "nf4-offload", "flux-schnell": "nf4-offload"},
+        {
+            "playground-v2.5": "full",
+            "flux-dev": "nf4-offload",
+            "flux-schnell": "nf4-offload",
+            "flux2-klein-4b": "fp8-offload",
+            "flux-kontext-dev": "nf4-offload",
+        },
         1,
     ),
     (
         16,
         NF4,
-        {"playground-v2.5": "full", "flux-dev": "nf4-offload", "flux-schnell": "nf4-offload"},
+        {
+            "playground-v2.5": "full",
+            "flux-dev": "nf4-offload",
+            "flux-schnell": "nf4-offload",
+            "flux2-klein-4b": "offload",
+            "flux2-klein-9b": "fp8-offload",
+            "flux-kontext-dev": "nf4-offload",
+        },
         1,
     ),
-    (24, NONE, {"playground-v2.5": "full", "flux-dev": "fp8", "flux-schnell": "fp8"}, 1),
-    (48, NONE, {"playground-v2.5": "full", "flux-dev": "full", "flux-schnell": "full"}, 2),
-    (80, NF4, {"playground-v2.5": "full", "flux-dev": "full", "flux-schnell": "full"}, 3),
+    (
+        24,
+        NONE,
+        {
+            "playground-v2.5": "full",
+            "flux-dev": "fp8",
+            "flux-schnell": "fp8",
+            "flux2-klein-4b": "full",  # BFL: klein 4B fits consumer cards of ~13 GB
+            "flux2-klein-9b": "offload",
+            "flux-kontext-dev": "fp8-offload",  # its reference doubles the image tokens
+        },
+        1,
+    ),
+    (48, NONE, dict.fromkeys(CATALOGUE, "full"), 2),
+    (80, NF4, dict.fromkeys(CATALOGUE, "full"), 3),
 ]
 
 

@@ -58,7 +58,8 @@ BAD_REQUESTS: list[tuple[str, dict[str, Any], str, str]] = [
         {"model": "sdxl-turbo"},
         "model",
         "Unknown model 'sdxl-turbo'. Available models: "
-        "playground-v2.5, flux-dev, flux-schnell, small.",
+        "playground-v2.5, flux-dev, flux-schnell, flux2-klein-4b, flux2-klein-9b, "
+        "flux-kontext-dev, small.",
     ),
     (
         "aspect and size",

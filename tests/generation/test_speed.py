@@ -266,7 +266,13 @@ def test_gpu_speed_benchmark_runs_tiny_on_the_cpu() -> None:
     lines = json.loads(printed)["results"]
     assert [(line["model"], line["variant"]) for line in lines] == [
         (model, variant)
-        for model in ("playground-v2.5", "flux-dev", "flux-schnell")
+        for model in (
+            "playground-v2.5",
+            "flux-dev",
+            "flux-schnell",
+            "flux2-klein-4b",
+            "flux-kontext-dev",
+        )
         for variant in ("default", "compile")
     ]
     for line in lines:
@@ -294,9 +300,12 @@ def test_gpu_speed_builds_the_real_architectures_at_full_size(tiny_model_dirs) -
     expected = {  # millions of parameters
         "playground-v2.5": {"unet": 2567, "text_encoder": 123, "text_encoder_2": 695, "vae": 84},
         "flux-dev": {"transformer": 11901, "text_encoder": 123, "text_encoder_2": 4762, "vae": 84},
+        # FLUX.2 [klein] 4B: a 3.9B transformer and Qwen3-4B (BFL's card: "4B")
+        "flux2-klein-4b": {"transformer": 3876, "text_encoder": 4022, "vae": 84},
     }
+    tiny = {Family.PLAYGROUND: "playground", Family.FLUX: "flux-dev"}
     for model, sizes in expected.items():
-        family = "playground" if catalogue[model].family is Family.PLAYGROUND else "flux-dev"
+        family = tiny.get(catalogue[model].family, "flux2-klein")
         pipe = gpu_speed.build_pipeline(
             catalogue[model],
             tiny_model_dirs[family],

@@ -39,13 +39,20 @@ def test_build_is_deterministic_and_in_the_real_layout(
 def test_catalogue_config_points_the_builtin_names_at_tiny_models() -> None:
     dirs = {family: Path("/tiny") / family for family in FAMILIES}
     config = catalogue_config(dirs)
-    assert set(config) == {"playground-v2.5", "flux-dev", "flux-schnell"}
-    for name, family in zip(config, FAMILIES, strict=True):
+    assert set(config) == {
+        "playground-v2.5",
+        "flux-dev",
+        "flux-schnell",
+        "flux2-klein-4b",
+        "flux2-klein-9b",
+        "flux-kontext-dev",
+    }
+    for name, family in zip(config, [*FAMILIES[:4], "flux2-klein", "flux-kontext"], strict=True):
         table = config[name]
         assert table["source"] == f"/tiny/{family}"
         assert (table["native_side"], table["min_side"], table["max_side"]) == (64, 32, 256)
         assert table["multiple_of"] == 16
-    assert [config[name]["steps"] for name in config] == [4, 4, 2]
+    assert [config[name]["steps"] for name in config] == [4, 4, 2, 2, 2, 2]
     assert catalogue_config({"flux-dev": Path("/x")}).keys() == {"flux-dev"}
 
 
