@@ -34,11 +34,14 @@ def test_check_prints_which_models_each_gpu_runs_and_how(tmp_path: Path) -> None
     lines = done.stdout.splitlines()
     assert (
         "[ok ] Worker cuda:0 (24 GiB) runs playground-v2.5 as full (~8.6 GiB), flux-dev as fp8 "
-        "(~23.1 GiB), flux-schnell as fp8 (~23.1 GiB)." in lines
+        "(~23.1 GiB), flux-schnell as fp8 (~23.1 GiB), flux2-klein-4b as full (~19.5 GiB), "
+        "flux2-klein-9b as offload (~21.5 GiB), flux-kontext-dev as fp8-offload (~18.2 GiB)."
+        in lines
     )
     assert (
         "[note] Worker cuda:1 (8 GiB) runs playground-v2.5 as offload (~6.9 GiB); not flux-dev, "
-        "flux-schnell (too large, or not allowed here)." in lines
+        "flux-schnell, flux2-klein-4b, flux2-klein-9b, flux-kontext-dev (too large, or not "
+        "allowed here)." in lines
     )
 
 
@@ -111,15 +114,35 @@ def test_a_budget_for_two_models_leaves_room_for_the_second() -> None:
     ("gpu", "profiles"),
     [  # figures: README, "Which GPU do I need?" (FLUX full 34.5, Playground full 8.6 GiB)
         (  # all three in full need 77.6 GiB together
-            {"vram_gb": 80, "max_models": 3},
+            {
+                "vram_gb": 80,
+                "max_models": 3,
+                "models": ["playground-v2.5", "flux-dev", "flux-schnell"],
+            },
             {"playground-v2.5": "full", "flux-dev": "full", "flux-schnell": "full"},
+        ),
+        (  # all six built-in models, any three resident: the FLUX-sized ones step down to
+            # offload (~24 GiB each, bf16 weights kept) so that any three fit in 80 GiB
+            {"vram_gb": 80, "max_models": 3},
+            {
+                "playground-v2.5": "full",
+                "flux-dev": "offload",
+                "flux-schnell": "offload",
+                "flux2-klein-4b": "full",
+                "flux2-klein-9b": "offload",
+                "flux-kontext-dev": "offload",
+            },
         ),
         (  # 34.5 + 8.6 = 43.1 GiB
             {"vram_gb": 48, "max_models": 2, "models": ["playground-v2.5", "flux-dev"]},
             {"playground-v2.5": "full", "flux-dev": "full"},
         ),
         (  # any two of them: both FLUX models step down until two fit (2 x 23.1 GiB)
-            {"vram_gb": 48, "max_models": 2},
+            {
+                "vram_gb": 48,
+                "max_models": 2,
+                "models": ["playground-v2.5", "flux-dev", "flux-schnell"],
+            },
             {"playground-v2.5": "full", "flux-dev": "fp8", "flux-schnell": "fp8"},
         ),
     ],
@@ -139,7 +162,8 @@ def test_a_budget_no_profile_fits_leaves_the_model_out_and_check_says_so(
     # This machine may have bitsandbytes; the owner's may not.
     monkeypatch.setattr(config, "installed_libraries", lambda: frozenset())
     [twelve] = settings_from_mapping({"gpus": [{"device": "cuda:0", "vram_gb": 12}]}, {}).gpus
-    assert twelve.models == frozenset({"playground-v2.5"})  # FLUX needs NF4 under 12 GiB
+    # FLUX.1 needs NF4 under 12 GiB; klein 4B fits as fp8 with its text encoder offloaded
+    assert twelve.models == frozenset({"playground-v2.5", "flux2-klein-4b"})
     [tiny] = settings_from_mapping({"gpus": [{"device": "cuda:0", "vram_gb": 0.5}]}, {}).gpus
     assert tiny.models == frozenset()
     assert not tiny.may_run("flux-dev")
@@ -187,6 +211,7 @@ def test_check_flags_a_profile_larger_than_the_card_and_a_gpu_that_runs_nothing(
     config = tmp_path / "atelier.toml"
     config.write_text(
         '[[gpus]]\ndevice = "cuda:0"\nprofiles = { "flux-dev" = "full" }\n'
+        'models = ["playground-v2.5", "flux-dev", "flux-schnell"]\n'
     )  # no vram_gb: the card is 24 GiB class (an A10 reports 22.5)
     path = _fake_nvidia_smi(tmp_path / "bin", "0, NVIDIA A10, 23028\n1, Tiny, 512\n")
     env = {"ATELIER_CONFIG": str(config), "DISCORD_TOKEN": "x", **path}
@@ -206,5 +231,7 @@ def test_check_flags_a_profile_larger_than_the_card_and_a_gpu_that_runs_nothing(
     # A 24 GB class card that reports 22.5 GiB holds FLUX as fp8-offload (fp8 needs ~23.1).
     assert (
         "[ok ] Worker cuda:0 (22.5 GiB) runs playground-v2.5 as full (~8.6 GiB), flux-dev as "
-        "fp8-offload (~17.2 GiB), flux-schnell as fp8-offload (~17.2 GiB)." in lines
+        "fp8-offload (~17.2 GiB), flux-schnell as fp8-offload (~17.2 GiB), flux2-klein-4b as "
+        "full (~19.5 GiB), flux2-klein-9b as offload (~21.5 GiB), flux-kontext-dev as "
+        "fp8-offload (~18.2 GiB)." in lines
     )
