@@ -1,13 +1,13 @@
-"""`/admin ...`: run the studio — the queue, bans and limits, models and GPUs, usage, the allowed
-channels and the blocklist (and LoRAs: `bot.admin_loras`).
+"""`/admin ...`: run the studio — the queue, bans and limits, usage, the allowed channels and the
+blocklist (and GPUs, models and workers: `bot.admin_gpus`; LoRAs: `bot.admin_loras`).
 
 Every subcommand is guarded by the cog's `interaction_check` (`bot.permissions.require_admin`):
 owner ids, admin roles or Manage Server, decided here on every call; a refused attempt is audited
 and changes nothing. Every change is written to the audit log: storage audits bans, limits,
 allowed channels and the blocklist in the same transaction as the change; this module audits what
-the worker pool does (cancel, pause, resume, load, unload, pin) once it is done, through
+the worker pool does (cancel, pause, resume) once it is done, through
 `bot.audit` (an entry the database refuses is kept and written later, and the admin is told).
-Views (queue, gpus, stats, lists) are not changes and are not audited.
+Views (queue, stats, lists) are not changes and are not audited.
 """
 
 from __future__ import annotations
@@ -20,17 +20,15 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.admin_gpus import AdminGpus
 from bot.admin_loras import AdminLoras
 from bot.commands.library import not_cancelled
 from bot.errors import UserError
 from bot.permissions import audit_admin_action, require_admin
-from bot.ui.choices import autocomplete_gpu, autocomplete_model
-from bot.ui.fit import DESCRIPTION, FittedEmbed, Name, echo, fit_lines
+from bot.ui.fit import DESCRIPTION, FittedEmbed, fit_lines
 from bot.ui.listings import (
     ADMIN_COLOUR,
     admin_queue_embed,
-    gpus_embed,
-    models_embed,
     stats_embed,
 )
 from bot.ui.text import plain
@@ -69,6 +67,7 @@ def _limit(value: int | None, default: int) -> str:
 
 
 class Admin(
+    AdminGpus,
     AdminLoras,
     commands.GroupCog,
     group_name="admin",
@@ -76,12 +75,10 @@ class Admin(
 ):
     """The `/admin` command group."""
 
-    models = app_commands.Group(name="models", description="Models loaded on each GPU.")
     blocklist = app_commands.Group(
         name="blocklist", description="Words or patterns refused in prompts."
     )
     channels = app_commands.Group(name="channels", description="The channels that take jobs.")
-    worker = app_commands.Group(name="worker", description="Take a GPU worker out of service.")
 
     def __init__(self, bot: AtelierBot) -> None:
         self.bot = bot
@@ -287,83 +284,6 @@ class Admin(
         embed.add_field(name="Weight", value=f"{standing.weight:g}")
         embed.add_field(name="Priority", value=standing.priority.value)
         return embed
-
-    # ---- GPUs and models ---------------------------------------------------------------------
-
-    @app_commands.command(name="gpus", description="Each GPU worker: state, job, models, memory.")
-    async def gpus(self, interaction: discord.Interaction) -> None:
-        embed = gpus_embed(self.bot.pool.snapshot(waiting_limit=0).workers)
-        await interaction.response.send_message(embed=embed, ephemeral=True)
-
-    @models.command(name="list", description="The models each GPU holds and may run.")
-    async def models_list(self, interaction: discord.Interaction) -> None:
-        workers = self.bot.pool.snapshot(waiting_limit=0).workers
-        await interaction.response.send_message(embed=models_embed(workers), ephemeral=True)
-
-    @models.command(name="load", description="Load a model on a GPU now.")
-    @app_commands.describe(gpu="Which GPU worker.", model="Which model.")
-    @app_commands.autocomplete(gpu=autocomplete_gpu, model=autocomplete_model)
-    async def models_load(self, interaction: discord.Interaction, gpu: Name, model: Name) -> None:
-        await self._model_command(interaction, "load", gpu, model)
-
-    @models.command(name="unload", description="Unload a model from a GPU (unpinning it).")
-    @app_commands.describe(gpu="Which GPU worker.", model="Which model.")
-    @app_commands.autocomplete(gpu=autocomplete_gpu, model=autocomplete_model)
-    async def models_unload(self, interaction: discord.Interaction, gpu: Name, model: Name) -> None:
-        await self._model_command(interaction, "unload", gpu, model)
-
-    @models.command(name="pin", description="Keep a model loaded on a GPU, across restarts too.")
-    @app_commands.describe(gpu="Which GPU worker.", model="Which model.")
-    @app_commands.autocomplete(gpu=autocomplete_gpu, model=autocomplete_model)
-    async def models_pin(self, interaction: discord.Interaction, gpu: Name, model: Name) -> None:
-        await self._model_command(interaction, "pin", gpu, model)
-
-    async def _model_command(
-        self, interaction: discord.Interaction, verb: str, gpu: str, model: str
-    ) -> None:
-        pool = self.bot.pool
-        action = {"load": pool.load_model, "unload": pool.unload_model, "pin": pool.pin}[verb]
-        await interaction.response.defer(ephemeral=True, thinking=True)  # loading takes a while
-        await action(gpu, model)  # PoolError / ModelUnavailable: told as they are
-        note = await audit_admin_action(
-            self.bot, interaction, f"worker.{verb}_model", f"worker:{gpu}", {"model": model}
-        )
-        done = {"load": "Loaded", "unload": "Unloaded", "pin": "Pinned"}[verb]
-        await interaction.followup.send(
-            f"✅ {done} {echo(model)} on {echo(gpu)}.{note}", ephemeral=True
-        )
-
-    @worker.command(name="fail", description="Take a GPU out: its waiting jobs fail.")
-    @app_commands.describe(gpu="Which GPU worker.", reason="Why (shown to those whose jobs fail).")
-    @app_commands.autocomplete(gpu=autocomplete_gpu)
-    async def worker_fail(
-        self,
-        interaction: discord.Interaction,
-        gpu: app_commands.Range[str, 1, 100],
-        reason: app_commands.Range[str, 1, MAX_REASON_CHARS],
-    ) -> None:
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        await self.bot.pool.mark_failed(gpu, reason)  # PoolError: told as it is
-        note = await audit_admin_action(
-            self.bot, interaction, "worker.mark_failed", f"worker:{gpu}", {"reason": reason}
-        )
-        await interaction.followup.send(
-            f"✅ `{gpu}` is out of service; its waiting jobs that no other GPU can run have "
-            f"failed with your reason. `/admin worker restore` brings it back.{note}",
-            ephemeral=True,
-        )
-
-    @worker.command(name="restore", description="Start a GPU worker again (or try a failed one).")
-    @app_commands.describe(gpu="Which GPU worker.")
-    @app_commands.autocomplete(gpu=autocomplete_gpu)
-    async def worker_restore(
-        self, interaction: discord.Interaction, gpu: app_commands.Range[str, 1, 100]
-    ) -> None:
-        self.bot.pool.restore(gpu)  # PoolError: told as it is
-        note = await audit_admin_action(
-            self.bot, interaction, "worker.restore", f"worker:{gpu}", {}
-        )
-        await interaction.response.send_message(f"✅ Starting `{gpu}` again.{note}", ephemeral=True)
 
     # ---- usage -------------------------------------------------------------------------------
 
