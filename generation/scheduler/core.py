@@ -20,14 +20,14 @@ decision is easy to test. The policy, in order (the README's "How the queue deci
    jobs of the class back by it.
 4. **Per-GPU order.** A person's jobs run in the order asked among the jobs a given GPU may
    run: a later job may start on a GPU that cannot run the earlier one.
-5. **Model swaps.** If the fairest job's model is not loaded on any idle GPU that may run it,
-   a job of the same class and cap tier whose model is loaded there goes first; or, when a
-   busy GPU is running a job of the fairest job's model (it can start there without a load),
-   a job whose model no GPU holds loads it, rather than a second copy of the fairest job's
-   model. Either only when its tag is within `swap_lead_s` of the fairest one's, and while the
-   jobs that passed the fairest one add up to at most `swap_lead_s` estimated GPU-seconds (a
-   budget kept with that job): a job next in fair order is passed over for at most
-   `swap_lead_s`, however many people wait.
+5. **Model swaps** (`generation.scheduler.swaps`). If the fairest job's model is not loaded on any
+   idle GPU that may run it, a job of the same class and cap tier whose model is loaded there goes
+   first; or, when a busy GPU is running a job of the fairest job's model (it can start there
+   without a load), a job whose model no GPU holds loads it, rather than a second copy of the
+   fairest job's model. Either only when its tag is within `swap_lead_s` of the fairest one's, and
+   while the jobs that passed the fairest one add up to at most `swap_lead_s` estimated GPU-seconds
+   (a budget kept with that job): a job next in fair order is passed over for at most `swap_lead_s`,
+   however many people wait.
 
 Submit, dispatch and finish are O(log n) in waiting jobs (tags are fixed at submission; users
 sit in heaps per class, cap tier and model), and cancel O(k log n) with k the person's later
@@ -49,7 +49,8 @@ from generation.scheduler.admission import Places
 from generation.scheduler.book import ClassBook, Key
 from generation.scheduler.estimates import Estimates
 from generation.scheduler.eta import eta_s
-from generation.scheduler.people import AT_CAP, UNDER_CAP, Caps, Entry, Job, PeopleHeaps, Person
+from generation.scheduler.people import AT_CAP, UNDER_CAP, Caps, Job, PeopleHeaps, Person
+from generation.scheduler.swaps import Swaps
 from generation.scheduler.types import (
     Assignment,
     SchedulerSettings,
@@ -94,6 +95,9 @@ class FairScheduler:
         self._accepting = True
         self._places = Places(self.settings)
         self._caps = Caps(self.settings)
+        self._swaps = Swaps(
+            self.settings, self._people, self._books, self._running.values(), self.estimate
+        )
 
     # ---- admission and submission -----------------------------------------------------------
 
@@ -167,54 +171,8 @@ class FairScheduler:
                     continue
                 user, model = fairest[4], fairest[5]
                 job = user.by_model[model][0]
-                choice = self._warm_choice(job, idle, by_model) or self._spread_choice(
-                    job, idle, by_model
-                )
-                if choice is None:
-                    choice = job, min((w for w in idle if w.may_run(model)), key=self._load_order)
-                return self._start(*choice, now)
+                return self._start(*self._swaps.choose(job, idle, by_model), now)
         return None
-
-    def _warm_choice(
-        self, job: Job, idle: Sequence[WorkerView], by_model: dict[str, list[Entry]]
-    ) -> tuple[Job, WorkerView] | None:
-        """`job` on a GPU that holds its model; else the fairest job of the same class and
-        cap tier whose model an idle GPU holds (see `PeopleHeaps.passer`); else None (`job`
-        loads its model)."""
-        warm = [w for w in idle if job.model in w.loaded and w.may_run(job.model)]
-        if warm:
-            return job, min(warm, key=lambda w: (_breadth(w), len(w.loaded)))
-        return self._pass(job, [(w, m) for w in idle for m in w.loaded], by_model)
-
-    def _spread_choice(
-        self, job: Job, idle: Sequence[WorkerView], by_model: dict[str, list[Entry]]
-    ) -> tuple[Job, WorkerView] | None:
-        """When a busy GPU is running a job of `job`'s model (so `job` can start there without
-        a load), the fairest job of the same class and cap tier whose model no GPU holds, to
-        load its model on an idle GPU rather than a second copy of `job`'s; within the same lead
-        and budget as any job passing `job` (see `PeopleHeaps.passer`). Else None."""
-        busy = {running.model for running in self._running.values()}
-        if job.model not in busy:
-            return None
-        free = [m for m in by_model if m not in busy.union(*(w.loaded for w in idle))]
-        pairs = [(w, m) for w in sorted(idle, key=self._load_order) for m in free]
-        return self._pass(job, pairs, by_model)
-
-    def _pass(
-        self, job: Job, pairs: list[tuple[WorkerView, str]], by_model: dict[str, list[Entry]]
-    ) -> tuple[Job, WorkerView] | None:
-        return self._people.passer(
-            job,
-            pairs,
-            by_model,
-            self.settings.swap_lead_s,
-            lambda j: self.estimate(j.model, j.work),
-        )
-
-    def _load_order(self, worker: WorkerView) -> tuple[float, float]:
-        """Which idle GPU loads a model first: the one allowed the fewest models, then the one
-        whose loaded models have the least waiting work (a load evicts them)."""
-        return _breadth(worker), self._demand(worker.loaded)
 
     def _start(self, job: Job, worker: WorkerView, now: float) -> Assignment:
         user = job.user
@@ -549,16 +507,6 @@ class FairScheduler:
             estimates=self._estimates,
         )
 
-    def _demand(self, models: frozenset[str]) -> float:
-        """Waiting work units for `models`: a load evicts the GPU's least wanted models."""
-        return sum(book.work.get(model, 0.0) for book in self._books for model in models)
-
 
 def _seq(job: Job) -> int:
     return job.seq
-
-
-def _breadth(worker: WorkerView) -> float:
-    """How many models a worker may run: the narrowest GPU that may run a job is kept busy
-    first, leaving broader ones for jobs only they can run."""
-    return float("inf") if worker.models is None else len(worker.models)
