@@ -6,7 +6,7 @@ cluster (`bot.check_ray`), that every model's
 weights are in a local folder or the Hugging Face cache as safetensors (as `generation.download`
 judges them; a model not downloaded yet is only a note, as scripts/start downloads it next),
 that every LoRA is a safetensors file that fits each model of its family (read from the files'
-headers, see `generation.loras.check_fits`), and that the database opens. Prints one line per
+headers, see `generation.lora_headers.check_fits`), and that the database opens. Prints one line per
 check (all on standard output, in order) and a sentence for each problem; exit status 1 if any.
 Models not downloaded yet are named in the last line with the command that fetches them.
 """
@@ -19,7 +19,8 @@ from pathlib import Path
 
 from bot.config import Settings
 from generation.download import MODEL_INDEX, cached_snapshot, missing_weights
-from generation.loras import LoraError, LoraSpec, check_fits
+from generation.lora_headers import check_fits
+from generation.loras import LoraError, LoraSpec
 from generation.models import Catalogue, ModelSpec
 from generation.profiles import needed_gib, profile
 from generation.shell import python_command

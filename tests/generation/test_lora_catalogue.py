@@ -11,16 +11,15 @@ from pathlib import Path
 import pytest
 
 from generation.config_schema import SettingsProblems
+from generation.lora_headers import check_fits, read_header
 from generation.loras import (
     MAX_LORAS_PER_JOB,
     LoraCatalogue,
     LoraError,
     LoraUse,
-    check_fits,
     choose_loras,
     format_weight,
     parse_lora,
-    read_header,
 )
 from generation.models import Catalogue
 from generation.request import GenerationRequest, RequestError, build_request
