@@ -34,6 +34,7 @@ class EditModal(discord.ui.Modal):
         style=discord.TextStyle.paragraph,
         placeholder="make it a winter scene; keep the fox as it is",
         max_length=MAX_INSTRUCTION_CHARS,
+        custom_id="instruction",
     )
 
     def __init__(self, studio: Studio, job_id: int, index: int) -> None:
