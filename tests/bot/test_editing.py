@@ -70,6 +70,7 @@ async def test_edit_from_a_past_job_uses_that_image_as_the_kontext_reference(
     assert stored.owner.user_id == fake.user("carol").id
     result = await studio.result_of(edit_id)
     assert len(result.attachments) == 1
+    assert f"An edit of image 2 of job `{parent_id}` by flux-kontext-dev." in result.content
     # Kontext has no img2img: V strong (a reference), 🔁 🎲, Edit; no U, no V subtle
     labels = [c.get("label") for c in walk_components(result.components) if c.get("type") == 2]
     assert labels == ["V1 strong", "✏️ Edit 1", "Rerun", "Reroll", "Parameters", "Delete"]
