@@ -11,6 +11,7 @@ class Action(StrEnum):
     VARY_SUBTLE = "vary-subtle"
     VARY_STRONG = "vary-strong"
     UPSCALE = "upscale"
+    EDIT = "edit"  # opens a modal for an instruction (`bot.ui.edit_modal`)
     INFO = "info"  # parameters, privately
     SEND_DM = "dm"  # seeds and parameters by direct message
     DELETE = "delete"  # the author or an admin only

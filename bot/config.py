@@ -24,9 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from bot.editing import config_problem
 from bot.observability.settings import ObservabilitySettings
 from bot.settings_schema import (
     AtelierFile,
+    EditTable,
     GpuTable,
     HostedTable,
     ProgressSettings,
@@ -34,7 +36,7 @@ from bot.settings_schema import (
 )
 from generation.config_file import config_path_from_env
 from generation.config_schema import SettingsProblems, toml_value, validate_table
-from generation.hosted.catalogue import hosted_models
+from generation.hosted.catalogue import HOSTED_MODELS, hosted_models
 from generation.hosted.settings import ApiSettings, SettingsError
 from generation.loras import LoraCatalogue
 from generation.models import Catalogue, CatalogueError
@@ -102,6 +104,7 @@ class Settings:
     hosted: HostedTable = field(default_factory=HostedTable)  # API slots and credit budgets
     hosted_api: ApiSettings | None = None  # BFL_API_KEY and BFL_API_URL (the key never shown)
     progress: ProgressSettings = field(default_factory=ProgressSettings)
+    edit: EditTable = field(default_factory=EditTable)  # the editing model (`bot.editing`)
     speed: SpeedOptions = field(default_factory=SpeedOptions)  # the workers' CUDA pipelines
     loras: LoraCatalogue = field(default_factory=LoraCatalogue)
     observability: ObservabilitySettings = field(default_factory=ObservabilitySettings)
@@ -201,6 +204,12 @@ def settings_from_mapping(
         hosted_api = ApiSettings.from_environment(env)
     except SettingsError as error:
         problems.append(str(error))
+    api_models = hosted_models(env) if hosted_api else ()
+    offered = (catalogue or valid or Catalogue.builtin()).with_hosted(api_models)
+    if file.edit.model is not None:
+        every_api_model = frozenset(model.name for model in HOSTED_MODELS)
+        problem = config_problem(file.edit.model, offered, every_api_model)
+        problems += [problem] if problem else []
     if problems:
         raise ConfigError(problems)
     assert catalogue is not None
@@ -208,13 +217,14 @@ def settings_from_mapping(
     return Settings(
         token=Secret(env.get("DISCORD_TOKEN", "").strip()),
         data_dir=data_dir if data_dir.is_absolute() else base_dir / data_dir,
-        catalogue=catalogue.with_hosted(hosted_models(env) if hosted_api else ()),
+        catalogue=offered,
         hosted_api=hosted_api,
         gpus=tuple(gpus),
         defaults=file.defaults,
         limits=file.limits.scheduler_settings(),
         hosted=file.hosted,
         progress=file.progress,
+        edit=file.edit,
         speed=file.speed,
         loras=loras,
         observability=file.observability,

@@ -22,8 +22,10 @@ from typing import Any
 import discord
 
 from bot import derived
+from bot.actions import Action
 from bot.attachments import fit_upload, limit_note
 from bot.config import Settings
+from bot.editing import editing_model
 from bot.targets import ChannelTarget, Message, Target
 from bot.ui.embeds import failure_content
 from bot.ui.notes import result_notes
@@ -177,7 +179,10 @@ class Courier:
             stored = await self.database.get_job(record.request.parent_job, init_image=False)
             parent = stored.record if stored is not None else None
         notes = [*result_notes(record, parent), *([note] if note else [])]
-        actions = derived.offered_actions(self.settings.catalogue, record.request, self._may_run)
+        catalogue = self.settings.catalogue
+        actions = derived.offered_actions(catalogue, record.request, self._may_run)
+        if editing_model(self.settings.edit.model, catalogue, self._may_run) is not None:
+            actions = (*actions, Action.EDIT)
         return result_messages(record, uploads, notes, actions)
 
     async def record_result(self, record: JobRecord, sent: Posted, channel_id: int | None) -> None:

@@ -59,7 +59,14 @@ def rerun(
     if problem:
         raise UserError(problem)
     seeds = request.seeds if index is None else (request.seeds[index],)
-    return replace(request, seeds=seeds, parent_job=job_id, kind=JobKind.RERUN, profile=profile)
+    return replace(
+        request,
+        seeds=seeds,
+        parent_job=job_id,
+        parent_image=None,
+        kind=JobKind.RERUN,
+        profile=profile,
+    )
 
 
 def rerun_problem(catalogue: Catalogue, request: GenerationRequest) -> str | None:

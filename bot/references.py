@@ -6,7 +6,6 @@ reads a job). Every image goes through the same checks and canonical form as an 
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -19,7 +18,6 @@ from bot.downloads import read_init_image
 from bot.errors import UserError
 from bot.ui.choices import MAX_CHOICE_NAME, MAX_CHOICES, Choices
 from bot.ui.fit import MAX_NAME_CHARS, clip
-from generation.input_images import UnusableImage, canonical_png
 from generation.jobs import JobStatus
 
 if TYPE_CHECKING:
@@ -61,12 +59,8 @@ async def gather_references(
     ]
     for job_id, number in past:
         record = await own_job(bot, user, job_id)
-        png = await studio.image(record, image_index(record, number))  # NotFound: not done
-        try:
-            async with studio.decodes:
-                images.append(await asyncio.to_thread(canonical_png, png))
-        except UnusableImage as error:  # a stored result is always usable; said, not raised
-            raise UserError(f"Image {job_id}/{number}: {error.message}") from None
+        # NotFound where the job is not done
+        images.append(await studio.reference_image(record, image_index(record, number)))
     return tuple(images)
 
 

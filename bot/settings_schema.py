@@ -128,6 +128,16 @@ class ProgressSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class EditTable:
+    """`[edit]`: the model `/edit` and the Edit button use (None: the first local FLUX.1
+    Kontext, then FLUX.2 [klein] model some GPU may run; `bot.editing.editing_model`)."""
+
+    __pydantic_config__ = TABLE
+
+    model: Name | None = None  # a local model that takes references, or a hosted one
+
+
+@dataclass(frozen=True, slots=True)
 class GpuTable:
     """One `[[gpus]]` table: a worker process and what it may do (see `WorkerConfig`)."""
 
@@ -193,6 +203,7 @@ class AtelierFile:
     limits: LimitsTable = field(default_factory=LimitsTable)
     hosted: HostedTable = field(default_factory=HostedTable)
     progress: ProgressSettings = field(default_factory=ProgressSettings)
+    edit: EditTable = field(default_factory=EditTable)
     speed: SpeedOptions = field(default_factory=SpeedOptions)
     observability: ObservabilitySettings = field(default_factory=ObservabilitySettings)
     gpus: tuple[GpuTable, ...] = ()  # empty: one worker per GPU found (or one CPU worker)

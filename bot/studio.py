@@ -30,12 +30,14 @@ from bot.attachments import Upload
 from bot.blocklist import first_blocked_term
 from bot.config import Settings
 from bot.courier import Courier
+from bot.editing import NO_EDITING_MODEL, edit_request, editing_model
 from bot.errors import Blocked, NotAllowedHere, NotFound, NotYours, UserError
 from bot.permissions import admit, may_manage_server, require_place
 from bot.targets import Message, Target
 from bot.ui.embeds import PREVIEW_FILENAME, parameters_embed, progress_embed
 from bot.ui.notes import request_notes
 from bot.ui.progress import Phase, ProgressState
+from generation.input_images import UnusableImage, canonical_png
 from generation.jobs import JobEvent, JobOwner, JobQueued, JobRecord, JobStatus
 from generation.loras import withdrawn_lora
 from generation.prompts import PromptReader
@@ -193,6 +195,40 @@ class Studio:
                 "🔁 rerun can make it again."
             )
         return png
+
+    async def reference_image(self, record: JobRecord, index: int) -> bytes:
+        """Image `index` of a finished job in the canonical form of a reference image."""
+        png = await self.image(record, index)
+        try:
+            async with self.decodes:
+                return await asyncio.to_thread(canonical_png, png)
+        except UnusableImage as error:  # a stored result is always usable; said, not raised
+            raise UserError(f"Image {record.id}/{index + 1}: {error.message}") from None
+
+    def editing_model(self) -> str | None:
+        """The model edits use now (`bot.editing.editing_model`), None where none may run."""
+        return editing_model(self.settings.edit.model, self.settings.catalogue, self.pool.may_run)
+
+    async def edit(
+        self,
+        record: JobRecord,
+        index: int,
+        instruction: str,
+        actor: discord.abc.User,
+        target: Target,
+        *,
+        guild_id: int | None,
+        channel_id: int | None,
+    ) -> None:
+        """Queue an edit of image `index` of `record` by `instruction` (`/edit`, the Edit
+        button's modal); `UserError` where no editing model runs here or it refuses the edit."""
+        standing = await admit(self, actor, guild_id)
+        model = self.editing_model()
+        if model is None:
+            raise UserError(NO_EDITING_MODEL)
+        image = await self.reference_image(record, index)
+        request = edit_request(self.settings.catalogue, model, record, index, image, instruction)
+        await self.submit(request, standing.owner(guild_id, channel_id), target)
 
     async def act(
         self,

@@ -46,6 +46,7 @@ class JobKind(StrEnum):
     REROLL = "reroll"  # same parameters, new seeds
     VARY = "vary"  # img2img from one of the parent's images
     UPSCALE = "upscale"  # img2img at twice the size from one of the parent's images
+    EDIT = "edit"  # an instruction applied to one of the parent's images (its reference)
 
 
 class RequestError(ValueError):
@@ -84,6 +85,8 @@ class GenerationRequest:
     # Absent from jobs made before LoRAs and compel: they read back as none and "plain", as made.
     loras: tuple[LoraUse, ...] = ()
     prompt_encoder: str = PLAIN
+    # Which image of `parent_job` (0-based) an edit changes; left out of the JSON when None.
+    parent_image: int | None = None
 
     @property
     def count(self) -> int:
@@ -105,7 +108,7 @@ class GenerationRequest:
         if self.init_image is not None:
             data["init_image"] = base64.b64encode(self.init_image).decode("ascii")
         data["input_images"] = [base64.b64encode(i).decode("ascii") for i in self.input_images]
-        for name, default in _HOSTED_DEFAULTS.items():
+        for name, default in _OMITTED_AT_DEFAULT.items():
             if data[name] == default:
                 del data[name]
         return data
@@ -132,7 +135,12 @@ class GenerationRequest:
         return cls.from_dict(json.loads(text))
 
 
-_HOSTED_DEFAULTS: dict[str, Any] = {"aspect_ratio": None, "raw": False, "input_images": []}
+_OMITTED_AT_DEFAULT: dict[str, Any] = {
+    "aspect_ratio": None,
+    "raw": False,
+    "input_images": [],
+    "parent_image": None,
+}
 
 
 def random_seeds(count: int) -> tuple[int, ...]:

@@ -1,5 +1,9 @@
 """The result message's buttons. Their state lives in the custom_id (`atelier:ACTION:JOB[:IMAGE]`)
 and the database, so a click works on any result message, also after a restart.
+
+Layout, within Discord's 5 action rows of at most 5 buttons (docs/components/reference.mdx,
+"Action Row") by construction: one row per image action (U, V subtle, V strong, Edit), its
+buttons one per image (at most `MAX_COUNT`), then one row of job buttons (🔁 🎲 ℹ️ 🗑️).
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import discord
 from bot.actions import Action
 from bot.errors import report_error
 from bot.targets import InteractionTarget
+from bot.ui.edit_modal import open_edit_modal
+from generation.request import MAX_COUNT
 
 if TYPE_CHECKING:
     from bot.studio import Studio
@@ -27,7 +33,12 @@ _IMAGE_BUTTONS = (
     (Action.UPSCALE, "U{n}", discord.ButtonStyle.primary),
     (Action.VARY_SUBTLE, "V{n} subtle", discord.ButtonStyle.secondary),
     (Action.VARY_STRONG, "V{n} strong", discord.ButtonStyle.secondary),
+    (Action.EDIT, "✏️ Edit {n}", discord.ButtonStyle.secondary),
 )
+MAX_ACTION_ROWS = 5  # docs/components/reference.mdx, "Action Row": 5 rows a message,
+MAX_ROW_BUTTONS = 5  # 5 buttons a row
+if len(_IMAGE_BUTTONS) + 1 > MAX_ACTION_ROWS or max(MAX_COUNT, len(_JOB_BUTTONS)) > MAX_ROW_BUTTONS:
+    raise RuntimeError("The result buttons no longer fit Discord's 5 rows of 5 buttons.")
 
 
 def custom_id(action: Action, job_id: int, index: int | None = None) -> str:
@@ -86,6 +97,9 @@ class ResultButton(
 
     async def callback(self, interaction: discord.Interaction) -> None:
         studio = cast("Studio", interaction.client.studio)  # type: ignore[attr-defined]
+        if self.action is Action.EDIT:
+            await open_edit_modal(studio, interaction, self.job_id, self.index or 0)
+            return
         try:
             await studio.act(
                 self.action,
@@ -107,8 +121,9 @@ def result_view(
     actions: Collection[Action] = (),
     images: Sequence[int] | None = None,
 ) -> discord.ui.View:
-    """Per image U (upscale) and V (vary subtle / strong), per job 🔁 🎲: those in `actions` (the
-    ones that make a valid job: `bot.derived.offered_actions`); per job ℹ️ 🗑️ always. `images`
+    """Per image U (upscale), V (vary subtle / strong) and Edit, per job 🔁 🎲: those in `actions`
+    (the ones that make a valid job: `bot.derived.offered_actions`, and Edit where an editing
+    model runs: `bot.editing`); per job ℹ️ 🗑️ always. `images`
     (default: all `count`) are the 0-based images of the message the view is on (a result spread
     over several messages has the buttons of its own images on each)."""
     view = discord.ui.View(timeout=None)

@@ -20,8 +20,17 @@ def result_notes(record: JobRecord, parent: JobRecord | None) -> list[str]:
         init_fit_note(record.request),
         rerun_note(record, parent),
         derived_note(record, parent),
+        edit_note(record.request),
     ]
     return [note for note in notes if note]
+
+
+def edit_note(request: GenerationRequest) -> str | None:
+    """For an edit: which image of which job it changed (its lineage)."""
+    if request.kind is not JobKind.EDIT or request.parent_job is None:
+        return None
+    image = "an image" if request.parent_image is None else f"image {request.parent_image + 1}"
+    return f"✏️ An edit of {image} of job `{request.parent_job}` by {request.model}."
 
 
 def request_notes(

@@ -80,6 +80,7 @@ async def test_imagine_replies_at_once_then_edits_progress_into_the_result(
     labels = [c.get("label") for c in walk_components(result.components) if c.get("type") == 2]
     assert labels == [
         *("U1", "U2", "V1 subtle", "V2 subtle", "V1 strong", "V2 strong"),
+        *("✏️ Edit 1", "✏️ Edit 2"),  # the tiny Kontext edits
         *("Rerun", "Reroll", "Parameters", "Delete"),
     ]
 

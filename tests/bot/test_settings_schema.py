@@ -52,6 +52,13 @@ FAULTS: dict[str, tuple[dict[str, Any], str, dict[str, Any], str]] = {
         {"queue_refresh_s": 0},
         "`progress.queue_refresh_s` should be at least 0.5, not 0.",
     ),
+    "edit": (
+        {"model": 7},
+        "`edit.model` should be text, not 7.",
+        {"model": "playground-v2.5"},
+        "`edit.model` playground-v2.5 takes no reference image, so it cannot edit: name a "
+        "FLUX.1 Kontext or FLUX.2 [klein] model (or leave it out).",
+    ),
     "speed": (
         {"compile": 1},
         "`speed.compile` should be true or false, not 1.",
