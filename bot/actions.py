@@ -11,6 +11,7 @@ class Action(StrEnum):
     VARY_SUBTLE = "vary-subtle"
     VARY_STRONG = "vary-strong"
     UPSCALE = "upscale"
+    FINAL = "final"  # a draft's job on the model it drafts for (`generation.drafts`)
     INFO = "info"  # parameters, privately
     SEND_DM = "dm"  # seeds and parameters by direct message
     DELETE = "delete"  # the author or an admin only

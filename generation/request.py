@@ -46,6 +46,7 @@ class JobKind(StrEnum):
     REROLL = "reroll"  # same parameters, new seeds
     VARY = "vary"  # img2img from one of the parent's images
     UPSCALE = "upscale"  # img2img at twice the size from one of the parent's images
+    FINAL = "final"  # a draft's final job: its prompt and seeds on the model it drafts for
 
 
 class RequestError(ValueError):
@@ -84,6 +85,9 @@ class GenerationRequest:
     # Absent from jobs made before LoRAs and compel: they read back as none and "plain", as made.
     loras: tuple[LoraUse, ...] = ()
     prompt_encoder: str = PLAIN
+    # A draft (`generation.drafts`): the job it previews, without seeds of its own use or image
+    # bytes (the draft's seeds and references are the final's). Absent from other jobs' JSON.
+    final: GenerationRequest | None = None
 
     @property
     def count(self) -> int:
@@ -105,7 +109,8 @@ class GenerationRequest:
         if self.init_image is not None:
             data["init_image"] = base64.b64encode(self.init_image).decode("ascii")
         data["input_images"] = [base64.b64encode(i).decode("ascii") for i in self.input_images]
-        for name, default in _HOSTED_DEFAULTS.items():
+        data["final"] = None if self.final is None else self.final.to_dict()
+        for name, default in _OMITTED_DEFAULTS.items():
             if data[name] == default:
                 del data[name]
         return data
@@ -125,6 +130,8 @@ class GenerationRequest:
         if data.get("init_image") is not None:
             data["init_image"] = base64.b64decode(data["init_image"])
         data["input_images"] = tuple(base64.b64decode(i) for i in data.get("input_images", ()))
+        if data.get("final") is not None:
+            data["final"] = cls.from_dict(data["final"])
         return cls(**data)
 
     @classmethod
@@ -132,7 +139,13 @@ class GenerationRequest:
         return cls.from_dict(json.loads(text))
 
 
-_HOSTED_DEFAULTS: dict[str, Any] = {"aspect_ratio": None, "raw": False, "input_images": []}
+# Fields left out of the JSON at their defaults, so that older jobs' records read as they were.
+_OMITTED_DEFAULTS: dict[str, Any] = {
+    "aspect_ratio": None,
+    "raw": False,
+    "input_images": [],
+    "final": None,
+}
 
 
 def random_seeds(count: int) -> tuple[int, ...]:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, cast
 import discord
 
 from bot.actions import Action
+from bot.derived import JOB_ACTIONS
 from bot.errors import report_error
 from bot.targets import InteractionTarget
 
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 _JOB_BUTTONS = (
     (Action.RERUN, "🔁", "Rerun"),
     (Action.REROLL, "🎲", "Reroll"),
+    (Action.FINAL, "✅", "Final"),
     (Action.INFO, "ℹ️", "Parameters"),
     (Action.DELETE, "🗑️", "Delete"),
 )
@@ -107,7 +109,7 @@ def result_view(
     actions: Collection[Action] = (),
     images: Sequence[int] | None = None,
 ) -> discord.ui.View:
-    """Per image U (upscale) and V (vary subtle / strong), per job 🔁 🎲: those in `actions` (the
+    """Per image U (upscale) and V (vary subtle / strong), per job 🔁 🎲 ✅: those in `actions` (the
     ones that make a valid job: `bot.derived.offered_actions`); per job ℹ️ 🗑️ always. `images`
     (default: all `count`) are the 0-based images of the message the view is on (a result spread
     over several messages has the buttons of its own images on each)."""
@@ -121,7 +123,7 @@ def result_view(
                 )
             )
     for action, emoji, label in _JOB_BUTTONS:
-        if action in (Action.RERUN, Action.REROLL) and action not in actions:
+        if action in JOB_ACTIONS and action not in actions:
             continue
         danger = action is Action.DELETE
         view.add_item(
