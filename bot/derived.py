@@ -43,7 +43,8 @@ VARY_STRENGTH = {False: 0.35, True: 0.7}  # subtle, strong
 UPSCALE_FACTOR = 2
 UPSCALE_STRENGTH = 0.3
 IMAGE_ACTIONS = (Action.UPSCALE, Action.VARY_SUBTLE, Action.VARY_STRONG)
-JOB_ACTIONS = (Action.RERUN, Action.REROLL, Action.FINAL)
+JOB_ACTIONS = (Action.RERUN, Action.REROLL)
+DRAFT_ACTIONS = (Action.FINAL,)  # offered on drafts only (`generation.drafts`)
 
 
 def rerun(
@@ -133,7 +134,7 @@ def offered_actions(
     if request.model not in catalogue or not may_run(request.model):
         return ()
     offered = []
-    for action in (*IMAGE_ACTIONS, *JOB_ACTIONS):
+    for action in (*IMAGE_ACTIONS, *JOB_ACTIONS, *DRAFT_ACTIONS):
         if action is Action.FINAL and (request.final is None or not may_run(request.final.model)):
             continue
         try:

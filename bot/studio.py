@@ -212,7 +212,9 @@ class Studio:
         are off) is refused before anything else happens."""
         standing = await admit(self, actor, guild_id)
         # only a rerun, a reroll or a draft's final starts from the job's own (init) images
-        record = await self.job(job_id, init_image=action in derived.JOB_ACTIONS)
+        record = await self.job(
+            job_id, init_image=action in (*derived.JOB_ACTIONS, *derived.DRAFT_ACTIONS)
+        )
         if action in (Action.INFO, Action.SEND_DM):
             await target.reply_private(Message(embed=parameters_embed(record)))
             return

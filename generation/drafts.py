@@ -121,3 +121,13 @@ def final_request(catalogue: Catalogue, draft: GenerationRequest, job_id: int) -
             "Use /imagine again.",
         ) from None
     return replace(built, loras=final.loras)
+
+
+def draft_note(request: GenerationRequest) -> str | None:
+    """The line under a draft's reply and result saying what it is (None for other jobs)."""
+    if request.final is None:
+        return None
+    return (
+        f"✏️ A quick draft on {request.model} for {request.final.model}: ✅ Final makes the job "
+        f"there with these seeds (a new image of the same prompt, not this one refined)."
+    )

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any, cast
 import discord
 
 from bot.actions import Action
-from bot.derived import JOB_ACTIONS
 from bot.errors import report_error
 from bot.targets import InteractionTarget
 
@@ -123,7 +122,7 @@ def result_view(
                 )
             )
     for action, emoji, label in _JOB_BUTTONS:
-        if action in JOB_ACTIONS and action not in actions:
+        if action in (Action.RERUN, Action.REROLL, Action.FINAL) and action not in actions:
             continue
         danger = action is Action.DELETE
         view.add_item(

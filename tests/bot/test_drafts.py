@@ -11,7 +11,11 @@ import pytest
 import pytest_asyncio
 from PIL import Image
 
-from generation.request import JobKind
+from bot import derived
+from bot.actions import Action
+from generation.drafts import draft_request
+from generation.models import Catalogue
+from generation.request import JobKind, build_request
 from tests.bot.helpers import (
     StudioFactory,
     StudioWorld,
@@ -36,6 +40,22 @@ def _png() -> tuple[str, bytes, str]:
     return ("start.png", buffer.getvalue(), "image/png")
 
 
+def test_final_is_offered_on_drafts_whose_final_model_a_gpu_here_may_run() -> None:
+    catalogue = Catalogue.builtin()
+    final = build_request(catalogue, prompt="a fox", model="flux-dev", seed=2)
+    draft = draft_request(catalogue, final, lambda model: True)
+    assert Action.FINAL in derived.offered_actions(catalogue, draft)
+    assert Action.FINAL not in derived.offered_actions(catalogue, final)
+    elsewhere = derived.offered_actions(catalogue, draft, lambda model: model != "flux-dev")
+    assert Action.FINAL not in elsewhere
+    assert Action.RERUN in elsewhere  # the draft itself still reruns
+    rerun = derived.derive(catalogue, Action.RERUN, draft, 7)
+    assert rerun.final == draft.final  # a rerun draft keeps its Final
+    rerolled = derived.derive(catalogue, Action.REROLL, draft, 7)
+    assert rerolled.final == draft.final
+    assert rerolled.seeds != draft.seeds
+
+
 @MODULE_LOOP
 async def test_a_draft_runs_on_klein_and_final_makes_the_chosen_job_after_a_restart(
     studio: StudioWorld,
@@ -57,6 +77,7 @@ async def test_a_draft_runs_on_klein_and_final_makes_the_chosen_job_after_a_rest
     assert draft.request.final.model == "flux-dev"
     assert draft.gpu_seconds  # measured and counted like any job's
     assert f"atelier:final:{draft_id}" in _custom_ids(shown)
+    assert "A quick draft on flux2-klein-4b for flux-dev" in shown.content
 
     await studio.runner.restart()  # the button's state is in its custom_id and the database
     click = await fake.click(alice, shown, f"atelier:final:{draft_id}")
@@ -73,6 +94,7 @@ async def test_a_draft_runs_on_klein_and_final_makes_the_chosen_job_after_a_rest
     assert (final.kind, final.parent_job, final.final) == (JobKind.FINAL, draft_id, None)
     assert final_shown.attachments
     assert not any(i.startswith("atelier:final:") for i in _custom_ids(final_shown))
+    assert "quick draft" not in final_shown.content
 
 
 @MODULE_LOOP

@@ -40,9 +40,15 @@ def test_a_draft_is_a_4_step_klein_job_of_the_same_prompt_size_and_seeds() -> No
         final.height,
         final.seeds,
     )
-    assert draft.kind is JobKind.NEW and draft.final == final
-    # It is scheduled by its own size: a fraction of the FLUX.1 [dev] job's GPU work.
-    assert work_units(draft) * 5 < work_units(final)
+    assert draft.kind is JobKind.NEW
+    assert draft.final == final
+
+    # It is scheduled by its own size: the scheduler's prior GPU-seconds (work x cost factor)
+    # are a thirtieth of the FLUX.1 [dev] job's.
+    def prior(request: GenerationRequest) -> float:
+        return work_units(request) * CATALOGUE[request.model].cost_factor
+
+    assert prior(draft) * 30 < prior(final)
 
 
 def test_the_draft_record_round_trips_and_older_records_read_as_before() -> None:
@@ -68,7 +74,8 @@ def test_final_is_the_previewed_job_with_the_drafts_seeds_and_references() -> No
     )
     draft = draft_request(CATALOGUE, final, _everywhere)
     assert draft.input_images == references
-    assert draft.final is not None and draft.final.input_images == ()  # stored once, with the draft
+    assert draft.final is not None
+    assert draft.final.input_images == ()  # the references are stored once, with the draft
     made = final_request(CATALOGUE, draft, 42)
     assert (made.model, made.steps, made.seeds) == ("flux2-klein-9b", final.steps, final.seeds)
     assert (made.kind, made.parent_job, made.input_images) == (JobKind.FINAL, 42, references)
