@@ -9,8 +9,9 @@ prompt and seeds on the chosen model (`final_request`). A draft is recorded, rer
 counted like any job: its GPU-seconds are a 4-step klein job's.
 
 What a draft cannot show is refused with a sentence (`RequestError`, field "draft"): no klein
-model here, a final job on the draft model itself or on an API model, or one that starts from an
-image (klein has no image-to-image). LoRAs come along only where the final model is a klein too
+model here, a final job on the draft model itself or on an API model, one that starts from an
+image (klein has no image-to-image), or more references or a longer prompt than the draft model
+takes. LoRAs come along only where the final model is a klein too
 (another family's LoRA does not load on klein).
 """
 
@@ -21,7 +22,13 @@ from dataclasses import replace
 
 from generation.model_spec import Family, ModelSpec
 from generation.models import Catalogue
-from generation.request import GenerationRequest, JobKind, RequestError, build_request
+from generation.request import (
+    GenerationRequest,
+    JobKind,
+    RequestError,
+    build_request,
+    clean_text,
+)
 
 DRAFT_FAMILY = Family.FLUX2_KLEIN
 
@@ -34,11 +41,17 @@ def draft_model(catalogue: Catalogue, may_run: Callable[[str], bool]) -> ModelSp
 
 
 def check_draft(
-    catalogue: Catalogue, model: str, with_image: bool, may_run: Callable[[str], bool]
+    catalogue: Catalogue,
+    model: str,
+    may_run: Callable[[str], bool],
+    *,
+    prompt: str = "",
+    with_image: bool = False,
+    references: int = 0,
 ) -> ModelSpec:
-    """The draft model for a final job on `model` (`with_image`: one that starts from an init
-    image); front ends call it before downloading anything. Raises `RequestError` where no
-    draft can be made."""
+    """The draft model for a final job on `model` with `prompt` (`with_image`: one that starts
+    from an init image; `references`: how many reference images it has); front ends call it
+    before downloading anything. Raises `RequestError` where no draft can be made."""
     spec = draft_model(catalogue, may_run)
     if spec is None:
         raise RequestError(
@@ -59,6 +72,20 @@ def check_draft(
             f"A draft cannot start from an image ({spec.name} has no image-to-image): "
             "leave out image or draft.",
         )
+    limits = spec.limits
+    if references > limits.max_references:
+        raise RequestError(
+            "draft",
+            f"A draft on {spec.name} takes at most {limits.max_references} reference images; "
+            "give fewer or leave out draft.",
+        )
+    length = len(clean_text(prompt))
+    if length > limits.max_prompt_chars:
+        raise RequestError(
+            "draft",
+            f"The prompt is {length:,} characters long; a draft on {spec.name} takes at most "
+            f"{limits.max_prompt_chars:,}. Shorten it or leave out draft.",
+        )
     return spec
 
 
@@ -66,7 +93,14 @@ def draft_request(
     catalogue: Catalogue, final: GenerationRequest, may_run: Callable[[str], bool]
 ) -> GenerationRequest:
     """The draft of `final` (a validated new job). Raises `RequestError` where none can be made."""
-    spec = check_draft(catalogue, final.model, final.init_image is not None, may_run)
+    spec = check_draft(
+        catalogue,
+        final.model,
+        may_run,
+        prompt=final.prompt,
+        with_image=final.init_image is not None,
+        references=len(final.input_images),
+    )
     size = (final.width, final.height)
     if not spec.limits.allows_size(*size):
         size = spec.size_for_aspect(*size)

@@ -115,7 +115,14 @@ class Imagine(commands.Cog):
         past = parse_refs(refs)
         _check_reference_count(catalogue, model, len(uploads) + len(past))
         if draft:
-            check_draft(catalogue, model, image is not None, studio.pool.may_run)
+            check_draft(
+                catalogue,
+                model,
+                studio.pool.may_run,
+                prompt=prompt,
+                with_image=image is not None,
+                references=len(uploads) + len(past),
+            )
         init_image, references = None, ()
         if image is not None or uploads or past:  # what costs nothing is checked first
             await studio.precheck(owner, prompt, negative)

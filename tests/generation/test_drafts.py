@@ -128,3 +128,17 @@ def test_a_final_the_models_limits_no_longer_admit_is_refused() -> None:
         final_request(tightened, draft, 5)
     with pytest.raises(RequestError, match="not a draft"):
         final_request(CATALOGUE, final, 5)
+
+
+def test_a_draft_model_with_lower_limits_refuses_what_it_cannot_take() -> None:
+    narrow = Catalogue.from_config(
+        {"flux2-klein-4b": {"max_references": 1, "max_prompt_chars": 20}}
+    )
+    two = build_request(
+        narrow, prompt="a fox", model="flux2-klein-9b", input_images=(_png(), _png())
+    )
+    with pytest.raises(RequestError, match="takes at most 1 reference images"):
+        draft_request(narrow, two, _everywhere)
+    long = build_request(narrow, prompt="a fox in a very long coat, at dusk", model="flux-dev")
+    with pytest.raises(RequestError, match="a draft on flux2-klein-4b takes at most 20"):
+        draft_request(narrow, long, _everywhere)
