@@ -5,11 +5,13 @@ Final is that job with the draft's seeds; what a draft cannot show is refused wi
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 
 import pytest
 from PIL import Image
 
 from generation.drafts import draft_request, final_request
+from generation.loras import LoraUse
 from generation.models import Catalogue
 from generation.request import GenerationRequest, JobKind, RequestError, build_request
 from generation.scheduler import work_units
@@ -142,3 +144,12 @@ def test_a_draft_model_with_lower_limits_refuses_what_it_cannot_take() -> None:
     long = build_request(narrow, prompt="a fox in a very long coat, at dusk", model="flux-dev")
     with pytest.raises(RequestError, match="a draft on flux2-klein-4b takes at most 20"):
         draft_request(narrow, long, _everywhere)
+
+
+def test_loras_come_along_only_where_the_final_model_is_a_klein_too() -> None:
+    style = (LoraUse("watercolour", 0.6),)
+    for model, kept in (("flux-dev", ()), ("flux2-klein-9b", style)):
+        final = replace(build_request(CATALOGUE, prompt="a fox", model=model), loras=style)
+        draft = draft_request(CATALOGUE, final, _everywhere)
+        assert draft.loras == kept, model
+        assert final_request(CATALOGUE, draft, 1).loras == style  # the final keeps its LoRAs
