@@ -11,8 +11,8 @@ counted like any job: its GPU-seconds are a 4-step klein job's.
 What a draft cannot show is refused with a sentence (`RequestError`, field "draft"): no klein
 model here, a final job on the draft model itself or on an API model, one that starts from an
 image (klein has no image-to-image), or more references or a longer prompt than the draft model
-takes. LoRAs come along only where the final model is a klein too
-(another family's LoRA does not load on klein).
+takes. LoRAs come along only where the final model is a klein too (another family's LoRA does
+not load on klein).
 """
 
 from __future__ import annotations
@@ -163,5 +163,5 @@ def draft_note(request: GenerationRequest) -> str | None:
         return None
     return (
         f"✏️ A quick draft on {request.model} for {request.final.model}: ✅ Final makes the job "
-        f"there with these seeds (a new image of the same prompt, not this one refined)."
+        "there with these seeds (a new image of the same prompt, not this one refined)."
     )

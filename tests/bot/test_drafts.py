@@ -20,8 +20,10 @@ from tests.bot.helpers import (
     StudioFactory,
     StudioWorld,
     answer,
+    imagine,
     job_count,
     job_id_of,
+    png_pixels,
     private_reply,
 )
 from tests.discord import Message
@@ -95,6 +97,12 @@ async def test_a_draft_runs_on_klein_and_final_makes_the_chosen_job_after_a_rest
     assert final_shown.attachments
     assert not any(i.startswith("atelier:final:") for i in _custom_ids(final_shown))
     assert "quick draft" not in final_shown.content
+    # The same pixels as asking for that job directly: the draft changed nothing of it.
+    direct = await imagine(fake, alice, prompt="a lighthouse", model="flux-dev", seed=5, count=2)
+    direct_shown = await studio.result_of(direct)
+    assert [png_pixels(a.data) for a in final_shown.attachments] == [
+        png_pixels(a.data) for a in direct_shown.attachments
+    ]
 
 
 @MODULE_LOOP
