@@ -1,22 +1,23 @@
 """GPU speed: seconds per image for Playground v2.5, FLUX.1-dev, FLUX.1-schnell, FLUX.2 [klein]
-4B and FLUX.1 Kontext [dev] (these two with one reference image of the output's size), with and
-without each speed option and in each memory profile (`--profile`), plus peak GPU memory. Prints
-ONE JSON line whose `results` hold one entry per model, variant and profile; each entry also goes
-to stderr as soon as it is measured. `--cap-gib` caps the process's GPU memory
-(`torch.cuda.set_per_process_memory_fraction`) to prove a profile fits a smaller card.
+4B, FLUX.1 Kontext [dev] and FLUX.2 [klein] 9B (klein and Kontext with one reference image of
+the output's size), with and without each speed option and in each memory profile
+(`--profile`), plus peak GPU memory. Prints ONE JSON line whose `results` hold one entry per
+model, variant and profile; each entry also goes to stderr as soon as it is measured.
+`--cap-gib` caps the process's GPU memory (`torch.cuda.set_per_process_memory_fraction`) to
+prove a profile fits a smaller card.
 
     python -m benchmarks.gpu_speed                    # CUDA, full size, 1024x1024
     python -m benchmarks.gpu_speed --models flux-dev --variants default,compile
     python -m benchmarks.gpu_speed --tiny             # CPU, tiny models: proves the script works
     python -m benchmarks.gpu_speed --models flux-dev --profile fp8 --cap-gib 22.5  # a 24 GB card?
 
-Full size means the real architectures (SDXL UNet, FLUX.1 transformer, CLIP-L, OpenCLIP bigG,
-T5-XXL and the VAEs) with RANDOM weights: speed does not depend on the weights, and none can be
-downloaded here. Steps and guidance are the catalogue's (Playground 50, dev 28, schnell 4,
-klein 4, Kontext 28).
-Tokenizers and schedulers come from the tiny models `generation.tiny` writes (they pad prompts
-to the same lengths as the real ones). Without a CUDA device and without `--tiny`, the script
-says so and exits cleanly.
+Full size means the real architectures (SDXL UNet, FLUX.1 and FLUX.2 [klein] transformers,
+CLIP-L, OpenCLIP bigG, T5-XXL, Qwen3-4B/8B and the VAEs) with RANDOM weights: speed does not
+depend on the weights, and none can be downloaded here. Steps and guidance are the catalogue's
+(Playground 50, dev 28, schnell 4, klein 4B and 9B 4, Kontext 28). Tokenizers and schedulers
+come from the tiny models `generation.tiny` writes (they pad prompts to the same lengths as the
+real ones; klein 9B borrows the tiny klein's). Without a CUDA device and without `--tiny`, the
+script says so and exits cleanly.
 """
 
 from __future__ import annotations
@@ -38,9 +39,12 @@ from generation.pipelines.profiles import store_in_fp8
 from generation.pipelines.speed import SpeedReport
 from generation.profiles import Profile, UnknownProfile, profile
 from generation.speed_options import SpeedOptions
-from generation.tiny import BUILTIN_NAMES
+from generation.tiny import ALSO_SERVED, BUILTIN_NAMES
 
-_TINY_FAMILY = {name: family for family, name in BUILTIN_NAMES.items()}  # model → tiny family
+# model → the tiny family whose tokenizers and schedulers it borrows (klein 9B: klein's)
+_TINY_FAMILY = {name: family for family, name in BUILTIN_NAMES.items()} | {
+    name: family for family, names in ALSO_SERVED.items() for name in names
+}
 MODELS = tuple(_TINY_FAMILY)
 VARIANTS: dict[str, SpeedOptions] = {
     "default": SpeedOptions(),  # fp16/bf16 weights, SDPA attention

@@ -12,6 +12,7 @@ class Action(StrEnum):
     VARY_STRONG = "vary-strong"
     UPSCALE = "upscale"
     EDIT = "edit"  # opens a modal for an instruction (`bot.ui.edit_modal`)
+    FINAL = "final"  # a draft's job on the model it drafts for (`generation.drafts`)
     INFO = "info"  # parameters, privately
     SEND_DM = "dm"  # seeds and parameters by direct message
     DELETE = "delete"  # the author or an admin only

@@ -28,6 +28,7 @@ from functools import lru_cache
 
 from bot.actions import Action
 from bot.errors import UserError
+from generation.drafts import final_request
 from generation.img2img import denoising_steps, steps_that_run
 from generation.models import IMG2IMG_FAMILIES, Catalogue, ModelSpec
 from generation.request import (
@@ -43,6 +44,7 @@ UPSCALE_FACTOR = 2
 UPSCALE_STRENGTH = 0.3
 IMAGE_ACTIONS = (Action.UPSCALE, Action.VARY_SUBTLE, Action.VARY_STRONG)
 JOB_ACTIONS = (Action.RERUN, Action.REROLL)
+DRAFT_ACTIONS = (Action.FINAL,)  # offered on drafts only (`generation.drafts`)
 
 
 def rerun(
@@ -106,9 +108,10 @@ def rerun_problem(catalogue: Catalogue, request: GenerationRequest) -> str | Non
 
 
 def reroll(catalogue: Catalogue, request: GenerationRequest, job_id: int) -> GenerationRequest:
-    """The same parameters with fresh seeds, fitted to the model's current limits."""
+    """The same parameters with fresh seeds, fitted to the model's current limits (a draft's
+    reroll is a draft of the same final job)."""
     spec = _spec(catalogue, request)
-    return _build(
+    rerolled = _build(
         catalogue,
         spec,
         request,
@@ -121,6 +124,7 @@ def reroll(catalogue: Catalogue, request: GenerationRequest, job_id: int) -> Gen
         strength=request.strength,
         references=request.input_images,
     )
+    return replace(rerolled, final=request.final)
 
 
 def offered_actions(
@@ -129,14 +133,17 @@ def offered_actions(
     may_run: Callable[[str], bool] = lambda model: True,
 ) -> tuple[Action, ...]:
     """The actions that make a valid job from `request` (U, V subtle, V strong per image; 🔁 🎲
-    per job): the buttons a result offers. `may_run(model)` says whether any GPU may run a model
-    (`WorkerPool.may_run`); none is offered where none may."""
+    per job, and ✅ Final on a draft): the buttons a result offers. `may_run(model)` says whether
+    any GPU may run a model (`WorkerPool.may_run`); none is offered where none may (a draft's
+    Final: where none may run the final model)."""
     if request.model in catalogue.hosted:  # an API job: a seeded rerun only
         return (Action.RERUN,) if may_run(request.model) else ()
     if request.model not in catalogue or not may_run(request.model):
         return ()
     offered = []
-    for action in (*IMAGE_ACTIONS, *JOB_ACTIONS):
+    for action in (*IMAGE_ACTIONS, *JOB_ACTIONS, *DRAFT_ACTIONS):
+        if action is Action.FINAL and (request.final is None or not may_run(request.final.model)):
+            continue
         try:
             derive(catalogue, action, request, 0, _placeholder(request.width, request.height))
         except UserError:
@@ -166,6 +173,11 @@ def derive(
             return vary(catalogue, request, job_id, image, strong=action is Action.VARY_STRONG)
         case Action.UPSCALE:
             return upscale(catalogue, request, job_id, image, request.seeds[index])
+        case Action.FINAL:
+            try:
+                return final_request(catalogue, request, job_id)
+            except RequestError as error:
+                raise UserError(error.message) from None
     raise ValueError(f"{action} makes no new job")
 
 

@@ -247,8 +247,10 @@ class Studio:
         Whoever may not act (`bot.permissions.admit`: a bot, a banned person, a DM where DMs
         are off) is refused before anything else happens."""
         standing = await admit(self, actor, guild_id)
-        # only a rerun or a reroll starts from the job's own init image
-        record = await self.job(job_id, init_image=action in (Action.RERUN, Action.REROLL))
+        # only a rerun, a reroll or a draft's final starts from the job's own (init) images
+        record = await self.job(
+            job_id, init_image=action in (*derived.JOB_ACTIONS, *derived.DRAFT_ACTIONS)
+        )
         if action in (Action.INFO, Action.SEND_DM):
             await target.reply_private(Message(embed=parameters_embed(record)))
             return

@@ -47,6 +47,7 @@ class JobKind(StrEnum):
     VARY = "vary"  # img2img from one of the parent's images
     UPSCALE = "upscale"  # img2img at twice the size from one of the parent's images
     EDIT = "edit"  # an instruction applied to one of the parent's images (its reference)
+    FINAL = "final"  # a draft's final job: its prompt and seeds on the model it drafts for
 
 
 class RequestError(ValueError):
@@ -87,6 +88,9 @@ class GenerationRequest:
     prompt_encoder: str = PLAIN
     # Which image of `parent_job` (0-based) an edit changes; left out of the JSON when None.
     parent_image: int | None = None
+    # A draft (`generation.drafts`): the job it previews, without seeds of its own use or image
+    # bytes (the draft's seeds and references are the final's). Absent from other jobs' JSON.
+    final: GenerationRequest | None = None
 
     @property
     def count(self) -> int:
@@ -108,6 +112,7 @@ class GenerationRequest:
         if self.init_image is not None:
             data["init_image"] = base64.b64encode(self.init_image).decode("ascii")
         data["input_images"] = [base64.b64encode(i).decode("ascii") for i in self.input_images]
+        data["final"] = None if self.final is None else self.final.to_dict()
         for name, default in _OMITTED_AT_DEFAULT.items():
             if data[name] == default:
                 del data[name]
@@ -128,6 +133,8 @@ class GenerationRequest:
         if data.get("init_image") is not None:
             data["init_image"] = base64.b64decode(data["init_image"])
         data["input_images"] = tuple(base64.b64decode(i) for i in data.get("input_images", ()))
+        if data.get("final") is not None:
+            data["final"] = cls.from_dict(data["final"])
         return cls(**data)
 
     @classmethod
@@ -135,11 +142,13 @@ class GenerationRequest:
         return cls.from_dict(json.loads(text))
 
 
+# Fields left out of the JSON at their defaults, so that older jobs' records read as they were.
 _OMITTED_AT_DEFAULT: dict[str, Any] = {
     "aspect_ratio": None,
     "raw": False,
     "input_images": [],
     "parent_image": None,
+    "final": None,
 }
 
 

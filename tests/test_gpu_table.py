@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from generation.gpu_table import CARDS_GB, cards_table, profiles_table
 from generation.models import Catalogue
+from generation.profiles import GIB, weight_memory
 from generation.workers.config import GpuInfo, discover_workers
 from tests.conftest import REPO
 
@@ -36,3 +37,14 @@ def test_each_cell_is_what_the_automatic_setup_decides() -> None:
                 assert cell.startswith(f"{nf4.profile_of(name)}¹ ("), (name, gb)
             else:
                 assert cell == "—", (name, gb)
+
+
+def test_klein_9b_has_its_own_profile_rows_and_schnell_shares_devs() -> None:
+    table = profiles_table(Catalogue.builtin())
+    nine = [line for line in table.splitlines() if "`flux2-klein-9b`" in line]
+    four = [line for line in table.splitlines() if "`flux2-klein-4b`" in line]
+    assert len(nine) == len(four) == 5  # one per klein profile
+    for name, lines in (("flux2-klein-9b", nine), ("flux2-klein-4b", four)):
+        full = weight_memory()[name]["profiles"]["full"]["total_bytes"] / GIB
+        assert f"| {full:.1f} GiB | {full:.1f} GiB |" in lines[0], name
+    assert "schnell" not in table

@@ -20,6 +20,7 @@ from bot.ui.choices import (
     named_choices,
 )
 from bot.ui.fit import MAX_OPTION_CHARS, Name
+from generation.drafts import check_draft, draft_request
 from generation.loras import MAX_WEIGHT, MIN_WEIGHT, LoraError, parse_lora
 from generation.models import Catalogue
 from generation.request import MAX_COUNT, build_request, check_reference_count
@@ -61,6 +62,7 @@ class Imagine(commands.Cog):
         ref3="A third reference image.",
         ref4="A fourth reference image.",
         refs="Your past images as references, as job/image: `42/2 57/1` (after ref1-ref4).",
+        draft="First a quick 4-step FLUX.2 [klein] draft; its ✅ Final button makes this job.",
     )
     @app_commands.autocomplete(model=autocomplete_model, aspect=autocomplete_aspect)
     async def imagine(
@@ -87,6 +89,7 @@ class Imagine(commands.Cog):
         ref3: discord.Attachment | None = None,
         ref4: discord.Attachment | None = None,
         refs: Name | None = None,
+        draft: bool | None = None,
     ) -> None:
         # No min/max for Discord to enforce on numbers: limits depend on the model, and
         # `build_request` explains a value out of range better than Discord's client does.
@@ -111,6 +114,15 @@ class Imagine(commands.Cog):
         uploads = [ref for ref in (ref1, ref2, ref3, ref4) if ref is not None]
         past = parse_refs(refs)
         _check_reference_count(catalogue, model, len(uploads) + len(past))
+        if draft:
+            check_draft(
+                catalogue,
+                model,
+                studio.pool.may_run,
+                prompt=prompt,
+                with_image=image is not None,
+                references=len(uploads) + len(past),
+            )
         init_image, references = None, ()
         if image is not None or uploads or past:  # what costs nothing is checked first
             await studio.precheck(owner, prompt, negative)
@@ -139,6 +151,8 @@ class Imagine(commands.Cog):
             lora_catalogue=settings.loras,
             disabled_loras=disabled,
         )
+        if draft:
+            request = draft_request(catalogue, request, studio.pool.may_run)
         await studio.submit(request, owner, InteractionTarget(self.bot, interaction))
 
     @imagine.autocomplete("refs")

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 _JOB_BUTTONS = (
     (Action.RERUN, "🔁", "Rerun"),
     (Action.REROLL, "🎲", "Reroll"),
+    (Action.FINAL, "✅", "Final"),
     (Action.INFO, "ℹ️", "Parameters"),
     (Action.DELETE, "🗑️", "Delete"),
 )
@@ -121,9 +122,9 @@ def result_view(
     actions: Collection[Action] = (),
     images: Sequence[int] | None = None,
 ) -> discord.ui.View:
-    """Per image U (upscale), V (vary subtle / strong) and Edit, per job 🔁 🎲: those in `actions`
-    (the ones that make a valid job: `bot.derived.offered_actions`, and Edit where an editing
-    model runs: `bot.editing`); per job ℹ️ 🗑️ always. `images`
+    """Per image U (upscale), V (vary subtle / strong) and Edit, per job 🔁 🎲 ✅: those in
+    `actions` (the ones that make a valid job: `bot.derived.offered_actions`, and Edit where an
+    editing model runs: `bot.editing`); per job ℹ️ 🗑️ always. `images`
     (default: all `count`) are the 0-based images of the message the view is on (a result spread
     over several messages has the buttons of its own images on each)."""
     view = discord.ui.View(timeout=None)
@@ -136,7 +137,7 @@ def result_view(
                 )
             )
     for action, emoji, label in _JOB_BUTTONS:
-        if action in (Action.RERUN, Action.REROLL) and action not in actions:
+        if action in (Action.RERUN, Action.REROLL, Action.FINAL) and action not in actions:
             continue
         danger = action is Action.DELETE
         view.add_item(

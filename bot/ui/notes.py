@@ -3,6 +3,7 @@ image of another shape, a rerun made with other model weights or libraries). Pur
 
 from __future__ import annotations
 
+from generation.drafts import draft_note
 from generation.hosted.catalogue import HOSTED_MODELS
 from generation.jobs import JobRecord
 from generation.prompts import PromptCut
@@ -21,6 +22,7 @@ def result_notes(record: JobRecord, parent: JobRecord | None) -> list[str]:
         rerun_note(record, parent),
         derived_note(record, parent),
         edit_note(record.request),
+        draft_note(record.request),
     ]
     return [note for note in notes if note]
 
@@ -43,6 +45,7 @@ def request_notes(
         cut_sentence(request, cut) if cut else None,
         cut_sentence(request, negative_cut, negative=True) if negative_cut else None,
         init_fit_note(request),
+        draft_note(request),
     ]
     return [note for note in notes if note]
 

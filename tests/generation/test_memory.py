@@ -37,6 +37,20 @@ def test_full_size_shapes_give_the_published_parameter_counts(recomputed: dict) 
     assert 0 < flux["transformer"] - schnell < 30e6
 
 
+def test_klein_4b_and_9b_give_their_published_sizes(recomputed: dict) -> None:
+    # BFL's model cards: a "4B" and a "9B" flow model; Qwen's: Qwen3-4B "4.0B" and Qwen3-8B
+    # "8.2B" parameters (the 8B's output head untied, the 4B's tied to its embeddings).
+    small, large = (
+        recomputed[name]["profiles"]["full"]["components"]
+        for name in ("flux2-klein-4b", "flux2-klein-9b")
+    )
+    assert 3.8e9 < small["transformer"] / 2 < 4.0e9
+    assert 9.0e9 < large["transformer"] / 2 < 9.2e9
+    assert 3.9e9 < small["text_encoder"] / 2 < 4.1e9
+    assert 8.1e9 < large["text_encoder"] / 2 < 8.3e9
+    assert small["vae"] == large["vae"]  # one autoencoder for the family
+
+
 def test_each_profile_counts_its_layout(recomputed: dict) -> None:
     flux = recomputed["flux-dev"]["profiles"]
     full, fp8, nf4 = (

@@ -272,6 +272,7 @@ def test_gpu_speed_benchmark_runs_tiny_on_the_cpu() -> None:
             "flux-schnell",
             "flux2-klein-4b",
             "flux-kontext-dev",
+            "flux2-klein-9b",
         )
         for variant in ("default", "compile")
     ]
@@ -302,8 +303,21 @@ def test_gpu_speed_builds_the_real_architectures_at_full_size(tiny_model_dirs) -
         "flux-dev": {"transformer": 11901, "text_encoder": 123, "text_encoder_2": 4762, "vae": 84},
         # FLUX.2 [klein] 4B: a 3.9B transformer and Qwen3-4B (BFL's card: "4B")
         "flux2-klein-4b": {"transformer": 3876, "text_encoder": 4022, "vae": 84},
+        # klein 9B: a 9.1B transformer and Qwen3-8B ("8.2B" on Qwen's card, its head untied)
+        "flux2-klein-9b": {"transformer": 9079, "text_encoder": 8191, "vae": 84},
+        # Kontext [dev]: FLUX.1 [dev]'s architecture (BFL: "a 12 billion parameter ... transformer")
+        "flux-kontext-dev": {
+            "transformer": 11901,
+            "text_encoder": 123,
+            "text_encoder_2": 4762,
+            "vae": 84,
+        },
     }
-    tiny = {Family.PLAYGROUND: "playground", Family.FLUX: "flux-dev"}
+    tiny = {
+        Family.PLAYGROUND: "playground",
+        Family.FLUX: "flux-dev",
+        Family.FLUX_KONTEXT: "flux-kontext",
+    }
     for model, sizes in expected.items():
         family = tiny.get(catalogue[model].family, "flux2-klein")
         pipe = gpu_speed.build_pipeline(

@@ -1,0 +1,167 @@
+"""Drafts: a quick FLUX.2 [klein] look at a prompt before the long job it is meant for.
+
+A draft is an ordinary job of the *draft model* — the first FLUX.2 [klein] model of the catalogue
+that a worker here may run (the built-in order puts klein 4B first) — at that model's own default
+steps (4 for klein), with the final job's prompt, size (or the nearest the draft model allows at
+its aspect), seeds and reference images. It carries the final job's request (`final`: every
+parameter the person chose, without image bytes), so its result can offer "Final": the same
+prompt and seeds on the chosen model (`final_request`). A draft is recorded, rerun, scheduled and
+counted like any job: its GPU-seconds are a 4-step klein job's.
+
+What a draft cannot show is refused with a sentence (`RequestError`, field "draft"): no klein
+model here, a final job on the draft model itself or on an API model, one that starts from an
+image (klein has no image-to-image), or more references or a longer prompt than the draft model
+takes. LoRAs come along only where the final model is a klein too (another family's LoRA does
+not load on klein).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+from generation.model_spec import Family, ModelSpec
+from generation.models import Catalogue
+from generation.request import (
+    GenerationRequest,
+    JobKind,
+    RequestError,
+    build_request,
+    clean_text,
+)
+
+DRAFT_FAMILY = Family.FLUX2_KLEIN
+
+
+def draft_model(catalogue: Catalogue, may_run: Callable[[str], bool]) -> ModelSpec | None:
+    """The model drafts run on: the catalogue's first klein model that `may_run` (None: none)."""
+    return next(
+        (s for s in catalogue.values() if s.family is DRAFT_FAMILY and may_run(s.name)), None
+    )
+
+
+def check_draft(
+    catalogue: Catalogue,
+    model: str,
+    may_run: Callable[[str], bool],
+    *,
+    prompt: str = "",
+    with_image: bool = False,
+    references: int = 0,
+) -> ModelSpec:
+    """The draft model for a final job on `model` with `prompt` (`with_image`: one that starts
+    from an init image; `references`: how many reference images it has); front ends call it
+    before downloading anything. Raises `RequestError` where no draft can be made."""
+    spec = draft_model(catalogue, may_run)
+    if spec is None:
+        raise RequestError(
+            "draft",
+            "Drafts run on FLUX.2 [klein], which this server does not run; leave out draft.",
+        )
+    if model == spec.name:
+        raise RequestError(
+            "draft", f"{spec.name} is the draft model itself (already quick): leave out draft."
+        )
+    if model in catalogue.hosted:
+        raise RequestError(
+            "draft", f"Drafts lead to a model of this server's GPUs, not to {model}."
+        )
+    if with_image:
+        raise RequestError(
+            "draft",
+            f"A draft cannot start from an image ({spec.name} has no image-to-image): "
+            "leave out image or draft.",
+        )
+    limits = spec.limits
+    if references > limits.max_references:
+        raise RequestError(
+            "draft",
+            f"A draft on {spec.name} takes at most {limits.max_references} reference images; "
+            "give fewer or leave out draft.",
+        )
+    length = len(clean_text(prompt))
+    if length > limits.max_prompt_chars:
+        raise RequestError(
+            "draft",
+            f"The prompt is {length:,} characters long; a draft on {spec.name} takes at most "
+            f"{limits.max_prompt_chars:,}. Shorten it or leave out draft.",
+        )
+    return spec
+
+
+def draft_request(
+    catalogue: Catalogue, final: GenerationRequest, may_run: Callable[[str], bool]
+) -> GenerationRequest:
+    """The draft of `final` (a validated new job). Raises `RequestError` where none can be made."""
+    spec = check_draft(
+        catalogue,
+        final.model,
+        may_run,
+        prompt=final.prompt,
+        with_image=final.init_image is not None,
+        references=len(final.input_images),
+    )
+    size = (final.width, final.height)
+    if not spec.limits.allows_size(*size):
+        size = spec.size_for_aspect(*size)
+    draft = build_request(
+        catalogue,
+        prompt=final.prompt,
+        model=spec.name,
+        width=size[0],
+        height=size[1],
+        seeds=final.seeds,
+        input_images=final.input_images,
+    )
+    same_family = catalogue[final.model].family is spec.family
+    return replace(
+        draft,
+        loras=final.loras if same_family else (),
+        final=replace(final, init_image=None, input_images=(), parent_job=None),
+    )
+
+
+def final_request(catalogue: Catalogue, draft: GenerationRequest, job_id: int) -> GenerationRequest:
+    """The job draft `job_id` (`draft`, read with its reference images) previews: the final's
+    parameters with the draft's seeds and references, as the final model's limits admit them
+    now. Raises `RequestError` where it is not a draft or its final is no longer valid."""
+    final = draft.final
+    if final is None:
+        raise RequestError("draft", f"Job `{job_id}` is not a draft.")
+    if final.model not in catalogue:
+        raise RequestError("model", f"The model {final.model} is no longer offered here.")
+    spec = catalogue[final.model]
+    try:
+        built = build_request(
+            catalogue,
+            prompt=final.prompt,
+            model=final.model,
+            negative_prompt=final.negative_prompt or None,
+            width=final.width,
+            height=final.height,
+            steps=final.steps,
+            guidance=final.guidance if spec.limits.guidance else None,
+            scheduler=final.scheduler,
+            seeds=draft.seeds,
+            input_images=draft.input_images,
+            parent_job=job_id,
+            kind=JobKind.FINAL,
+            prompt_encoder=final.prompt_encoder,
+        )
+    except RequestError as error:
+        raise RequestError(
+            error.field,
+            f"The final job of draft `{job_id}` no longer fits {final.model}: {error.message} "
+            "Use /imagine again.",
+        ) from None
+    return replace(built, loras=final.loras)
+
+
+def draft_note(request: GenerationRequest) -> str | None:
+    """The line under a draft's reply and result saying what it is (None for other jobs)."""
+    if request.final is None:
+        return None
+    return (
+        f"✏️ A quick draft on {request.model} for {request.final.model}: ✅ Final makes the job "
+        "there with these seeds (a new image of the same prompt, not this one refined)."
+    )
