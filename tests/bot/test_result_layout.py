@@ -48,3 +48,15 @@ async def test_the_fullest_layout_uses_all_five_rows() -> None:
     components = result_view(42, 4, actions).to_components()
     assert [len(row["components"]) for row in components] == [4, 4, 4, 4, 4]
     assert [b["label"] for b in components[3]["components"]] == [f"✏️ Edit {n}" for n in range(1, 5)]
+
+
+async def test_every_button_kind_at_once_still_fits() -> None:
+    """The bound by construction: every per-image kind (U, V subtle, V strong, Edit) on four
+    images and every per-job kind (🔁 🎲 ✅ ℹ️ 🗑️) — more than any one model offers — is 5 rows
+    of at most 5, none dropped."""
+    actions = (*IMAGE_ACTIONS, Action.EDIT, *JOB_ACTIONS, Action.FINAL)
+    components = result_view(42, MAX_COUNT, actions).to_components()
+    errors = FormErrors()
+    check_components(components, 0, errors)
+    assert errors.tree == {}
+    assert [len(row["components"]) for row in components] == [4, 4, 4, 4, 5]
