@@ -52,7 +52,7 @@ from generation.pool.durable import StoreRetries
 from generation.pool.hosted import HostedJobs, HostedLane
 from generation.pool.live import LiveJob, LiveWorker
 from generation.pool.positions import PositionBoard
-from generation.pool.stream import EventStream
+from generation.pool.stream import STREAM_LIMIT, EventStream
 from generation.pool.supervision import WorkerSupervision
 from generation.pool.types import PoolObserver, PoolSnapshot, WorkerState
 from generation.request import GenerationRequest
@@ -251,9 +251,10 @@ class WorkerPool(WorkerSupervision, ModelCommands, StoreRetries, HostedJobs):
         cheap early check for front ends (`submit` checks again)."""
         self._scheduler.check_admission(owner)
 
-    def subscribe(self) -> EventStream:
-        """A stream of every job event from now on (`async for event in pool.subscribe()`)."""
-        stream = EventStream(self._subscribers)
+    def subscribe(self, limit: int = STREAM_LIMIT) -> EventStream:
+        """Every job event from now on (`async for event in pool.subscribe()`); past `limit`
+        unread events, a job's steps, places and stalls coalesce (see `EventStream`)."""
+        stream = EventStream(self._subscribers, limit)
         self._subscribers.add(stream)
         return stream
 
