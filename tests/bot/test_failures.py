@@ -145,6 +145,27 @@ async def test_a_result_over_a_limit_that_shrank_meanwhile_is_fitted_again(
     assert (await studio.delivered(job)).delivered_at is not None
 
 
+async def test_a_reply_whose_token_died_ends_pointing_to_the_result_where_it_cannot_be_removed(
+    studio: StudioWorld,
+) -> None:
+    fake = studio.fake
+    async with paused(studio):
+        ix, job = await a_job(studio, "carol", width=64, height=64, steps=2)
+        fake.expire_tokens([ix])  # 15 minutes later: the reply can only be edited as a message
+        assert ix.original is not None
+        # Discord keeps refusing to delete the old reply (discord.py gives up after 5 tries)
+        fake.fail_next("DELETE", rf"/channels/\d+/messages/{ix.original.id}$", times=10)
+
+    result = await studio.result_of(job)
+    await studio.delivered(job)
+    assert not ix.original.deleted
+    said = shown(ix.original)
+    assert "Generating" not in said
+    assert "Queued" not in said
+    assert f"/{result.channel_id}/{result.id}" in said  # a link to the result
+    assert not ix.original.embeds
+
+
 # ---- the disk refuses the finish ------------------------------------------------------------
 
 
