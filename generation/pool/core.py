@@ -247,8 +247,7 @@ class WorkerPool(WorkerSupervision, ModelCommands, StoreRetries, HostedJobs):
         return event
 
     def check_admission(self, owner: JobOwner) -> None:
-        """Raise `QueueFull` (or `NotAccepting`) if `owner` may not queue one more job now: a
-        cheap early check for front ends (`submit` checks again)."""
+        """Raise `QueueFull` or `NotAccepting` if `owner` may not queue a job (submit rechecks)."""
         self._scheduler.check_admission(owner)
 
     def subscribe(self, limit: int = STREAM_LIMIT) -> EventStream:
@@ -270,6 +269,7 @@ class WorkerPool(WorkerSupervision, ModelCommands, StoreRetries, HostedJobs):
             await asyncio.shield(job.outcome)
             return False
         job.cancel_requested = True
+        self._restate_stall(job)  # a cancel asked for while the store refuses: shown at once
         if self._scheduler_for(job.request.model).cancel(job_id):
             self._moved()
             await self._end(job, JobStatus.CANCELLED, partial(self._store.mark_cancelled, job_id))

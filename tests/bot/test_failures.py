@@ -232,6 +232,24 @@ async def test_an_unwritable_image_folder_at_the_finish_is_told_retried_and_fini
     assert (await studio.delivered(job)).record.status is JobStatus.DONE
 
 
+async def test_a_cancel_the_database_cannot_record_yet_shows_cancelling_not_kept(
+    studio: StudioWorld,
+) -> None:
+    fake = studio.fake
+    async with paused(studio):
+        ix, job = await a_job(studio, "frank", **MEDIUM_JOB)
+        async with read_only_database(studio):
+            asked = await fake.slash(fake.user("frank"), "cancel", {"job": job})
+            said = await progress_says(studio, ix, "Trying again")
+        reply = await private_reply(fake, asked)
+
+    assert said.startswith(f"Job {job}\n🚫 Cancelling…\n⚠️ The database cannot be used right now")
+    assert "Your job is kept" not in said
+    assert reply == f"🚫 Cancelled job `{job}`."
+    assert await wait_for_status(studio.database, job, JobStatus.CANCELLED)
+    assert "🚫 Cancelled." in await progress_says(studio, ix, "Cancelled.")
+
+
 # ---- a job cancelled twice at once ----------------------------------------------------------
 
 
