@@ -232,6 +232,25 @@ async def test_an_unwritable_image_folder_at_the_finish_is_told_retried_and_fini
     assert (await studio.delivered(job)).record.status is JobStatus.DONE
 
 
+async def test_a_start_the_database_cannot_record_shows_the_job_on_its_gpu_not_queued(
+    studio: StudioWorld,
+) -> None:
+    pool = studio.services.pool
+    await pool.wait_until_ready()
+    pool.pause()
+    ix, job = await a_job(studio, "carol", **MEDIUM_JOB)
+    async with read_only_database(studio):
+        pool.resume()  # its GPU takes it; recording that it started is refused
+        said = await progress_says(studio, ix, "Trying again")
+        assert (await studio.database.get_job(job)).record.status is JobStatus.QUEUED
+
+    assert "Queued" not in said
+    assert f"Job {job}\n🎨 Generating on `cpu`" in said
+    assert "The database cannot be used right now" in said
+    assert "Your job is kept." in said
+    assert len((await studio.result_of(job)).attachments) == 1  # the fault cleared
+
+
 async def test_a_cancel_the_database_cannot_record_yet_shows_cancelling_not_kept(
     studio: StudioWorld,
 ) -> None:
