@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from generation.jobs import JobSnapshot, JobState
@@ -119,6 +119,8 @@ def status_line(state: ProgressState) -> str:
     line, kept = _phase_line(state), " Your job is kept."
     if state.cancelling:  # asked for, not yet recorded: nothing is kept, nor cancelled yet
         line, kept = "🚫 Cancelling…", ""
+    elif state.reason:  # it failed; the store has not recorded that yet
+        line, kept = _phase_line(replace(state, phase=Phase.FAILED)), ""
     return f"{line}\n⚠️ {state.problem}{kept}" if state.problem else line
 
 

@@ -14,7 +14,6 @@ from generation.jobs import (
     JobOwner,
     JobProgress,
     JobQueued,
-    JobSnapshot,
     JobStalled,
     JobStarted,
     JobState,
@@ -24,10 +23,7 @@ from generation.pool import EventStream
 from storage import Database
 from tests.generation.helpers import Recorder, make_pool, request
 from tests.generation.test_pool_store_stalls import RefusesFinishes
-
-
-def snapshot(job_id: int, state: JobState = JobState.RUNNING, **fields: object) -> JobSnapshot:
-    return JobSnapshot(job_id, JobOwner(job_id), "playground-v2.5", state, **fields)  # type: ignore[arg-type]
+from tests.snapshots import snapshot
 
 
 def place(job_id: int, position: int) -> JobQueued:
@@ -36,7 +32,8 @@ def place(job_id: int, position: int) -> JobQueued:
 
 
 def step(job_id: int, number: int) -> JobProgress:
-    return JobProgress(job_id, number, 30, job=snapshot(job_id, step=number, total=30))
+    job = snapshot(job_id, JobState.RUNNING, step=number, total=30)
+    return JobProgress(job_id, number, 30, job=job)
 
 
 def stall(job_id: int, retry_in_s: float) -> JobStalled:
@@ -76,7 +73,7 @@ async def test_a_jobs_later_place_replaces_its_earlier_one_in_a_full_stream() ->
 async def test_a_step_never_jumps_ahead_of_its_jobs_start() -> None:
     stream = EventStream(set(), limit=1)
     stream.put(place(3, 1))
-    started = JobStarted(3, "cpu:0", job=snapshot(3))
+    started = JobStarted(3, "cpu:0", job=snapshot(3, JobState.RUNNING))
     stream.put(started)
     stream.put(step(3, 1))
     stream.put(step(3, 2))
