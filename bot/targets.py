@@ -155,15 +155,27 @@ class ChannelTarget:
         await self.open(message)
 
     async def deliver(self, message: Message) -> discord.Message:
-        """A new message (so the author is pinged); the progress message is then removed."""
+        """A new message (so the author is pinged); the progress message is then removed, or,
+        where Discord refuses that, turned into a link to the result (never left showing
+        progress that has ended)."""
         sent = await self.channel.send(**self._mentioning(message).send_kwargs())
         if self._progress_id is not None:
+            progress = self.channel.get_partial_message(self._progress_id)
             try:
-                await self.channel.get_partial_message(self._progress_id).delete()
-            except discord.HTTPException:
-                log.info("Could not remove progress message %s", self._progress_id)
+                await progress.delete()
+            except discord.HTTPException as error:
+                log.info("Could not remove progress message %s (%s)", progress.id, error)
+                await self._point_to(progress, sent)
             self._progress_id = None
         return sent
+
+    @staticmethod
+    async def _point_to(progress: discord.PartialMessage, result: discord.Message) -> None:
+        note = Message(content=f"⬇️ This job has ended; see {result.jump_url}", uploads=())
+        try:
+            await progress.edit(**note.edit_kwargs())
+        except discord.HTTPException as error:
+            log.warning("Progress message %s still shows the job (%s)", progress.id, error)
 
     async def deliver_more(self, message: Message) -> discord.Message:
         return await self.channel.send(**message.send_kwargs())  # the first one pinged

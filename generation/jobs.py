@@ -210,10 +210,11 @@ class JobSnapshot:
     `total` once it is on a GPU; `preview`: the latest small PNG the worker sent (None before
     the first); `problem`: a sentence while the store cannot record it, with `retry_in_s`
     (seconds until the next try; None: tried again when the pool starts again); `error` and
-    `error_kind` once failed; `image_count` once done. `queued_at`: Unix time it last entered
-    the queue (first queued, or put back after its worker died; the original time for a job
-    taken back after a restart); `started_at`: Unix time its current run started (None while
-    it waits)."""
+    `error_kind` once failed; `image_count` once done; `cancelling`: a cancel was asked for and
+    the job has not ended yet (it stops within a step; its end waits for the store).
+    `queued_at`: Unix time it last entered the queue (first queued, or put back after its
+    worker died; the original time for a job taken back after a restart); `started_at`: Unix
+    time its current run started (None while it waits)."""
 
     job_id: int
     owner: JobOwner
@@ -233,6 +234,7 @@ class JobSnapshot:
     image_count: int = 0
     queued_at: float | None = None
     started_at: float | None = None
+    cancelling: bool = False
 
     @property
     def priority(self) -> Priority:

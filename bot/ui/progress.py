@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from generation.jobs import JobSnapshot, JobState
@@ -51,6 +51,7 @@ class ProgressState:
     preview: bytes | None = None
     reason: str | None = None
     problem: str | None = None  # the store could not record the job yet; it is retried
+    cancelling: bool = False  # a cancel was asked for; the job has not ended yet
 
     @classmethod
     def of(cls, job: JobSnapshot) -> ProgressState:
@@ -77,6 +78,7 @@ class ProgressState:
             preview=job.preview,
             reason=job.error,
             problem=problem,
+            cancelling=job.cancelling,
         )
 
 
@@ -112,10 +114,14 @@ def progress_bar(step: int, total: int, width: int = BAR_WIDTH) -> str:
 
 def status_line(state: ProgressState) -> str:
     """One line for the message's description (two while the store cannot record the job)."""
-    line = _phase_line(state)
-    if state.problem and not state.phase.is_final:
-        return f"{line}\n⚠️ {state.problem} Your job is kept."
-    return line
+    if state.phase.is_final:
+        return _phase_line(state)
+    line, kept = _phase_line(state), " Your job is kept."
+    if state.cancelling:  # asked for, not yet recorded: nothing is kept, nor cancelled yet
+        line, kept = "🚫 Cancelling…", ""
+    elif state.reason:  # it failed; the store has not recorded that yet
+        line, kept = _phase_line(replace(state, phase=Phase.FAILED)), ""
+    return f"{line}\n⚠️ {state.problem}{kept}" if state.problem else line
 
 
 def _phase_line(state: ProgressState) -> str:

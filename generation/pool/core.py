@@ -52,7 +52,7 @@ from generation.pool.durable import StoreRetries
 from generation.pool.hosted import HostedJobs, HostedLane
 from generation.pool.live import LiveJob, LiveWorker
 from generation.pool.positions import PositionBoard
-from generation.pool.stream import EventStream
+from generation.pool.stream import STREAM_LIMIT, EventStream
 from generation.pool.supervision import WorkerSupervision
 from generation.pool.types import PoolObserver, PoolSnapshot, WorkerState
 from generation.request import GenerationRequest
@@ -247,13 +247,13 @@ class WorkerPool(WorkerSupervision, ModelCommands, StoreRetries, HostedJobs):
         return event
 
     def check_admission(self, owner: JobOwner) -> None:
-        """Raise `QueueFull` (or `NotAccepting`) if `owner` may not queue one more job now: a
-        cheap early check for front ends (`submit` checks again)."""
+        """Raise `QueueFull` or `NotAccepting` if `owner` may not queue a job (submit rechecks)."""
         self._scheduler.check_admission(owner)
 
-    def subscribe(self) -> EventStream:
-        """A stream of every job event from now on (`async for event in pool.subscribe()`)."""
-        stream = EventStream(self._subscribers)
+    def subscribe(self, limit: int = STREAM_LIMIT) -> EventStream:
+        """Every job event from now on (`async for event in pool.subscribe()`); past `limit`
+        unread events, a job's steps, places and stalls coalesce (see `EventStream`)."""
+        stream = EventStream(self._subscribers, limit)
         self._subscribers.add(stream)
         return stream
 
@@ -269,6 +269,7 @@ class WorkerPool(WorkerSupervision, ModelCommands, StoreRetries, HostedJobs):
             await asyncio.shield(job.outcome)
             return False
         job.cancel_requested = True
+        self._restate_stall(job)  # a cancel asked for while the store refuses: shown at once
         if self._scheduler_for(job.request.model).cancel(job_id):
             self._moved()
             await self._end(job, JobStatus.CANCELLED, partial(self._store.mark_cancelled, job_id))

@@ -50,6 +50,12 @@ class StoreRetries:
                 self._publish(JobStalled(job.id, job.problem, delay, job=self._snapshot(job)))
                 await self._rest(delay)
 
+    def _restate_stall(self, job: LiveJob) -> None:
+        """While the store refuses `job`'s writes, publish its stall again with the job as it
+        stands now (say, a cancel asked for meanwhile), rather than at the next try."""
+        if job.problem is not None:
+            self._publish(JobStalled(job.id, job.problem, job.retry_in_s, job=self._snapshot(job)))
+
     async def _rest(self, delay: float) -> None:
         """Sleep `delay` seconds (on the pool's `sleep`), or until a shutdown begins."""
         rest = asyncio.ensure_future(self._sleep(delay))

@@ -76,6 +76,7 @@ class LiveJob:
             image_count=self.image_count,
             queued_at=self.queued_at,
             started_at=None if waiting else self.started_at,
+            cancelling=self.cancel_requested and not self.state.is_final,
         )
 
 

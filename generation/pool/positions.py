@@ -7,6 +7,8 @@ queue's length) and tells the pool (which publishes a `JobQueued`) each whose pl
 whose estimate appeared or vanished (pause, resume). A job pushed out of the first `shown` hears
 its new place once; further back, a place is told when the job is queued and when it comes into
 the first `shown` again (a moving queue would otherwise cost an edit per job per move).
+What the board told is what every subscriber gets: a subscriber's stream that falls behind
+coalesces a job's places to the latest, never drops one (`generation.pool.stream`).
 """
 
 from __future__ import annotations

@@ -145,6 +145,27 @@ async def test_a_result_over_a_limit_that_shrank_meanwhile_is_fitted_again(
     assert (await studio.delivered(job)).delivered_at is not None
 
 
+async def test_a_reply_whose_token_died_ends_pointing_to_the_result_where_it_cannot_be_removed(
+    studio: StudioWorld,
+) -> None:
+    fake = studio.fake
+    async with paused(studio):
+        ix, job = await a_job(studio, "carol", width=64, height=64, steps=2)
+        fake.expire_tokens([ix])  # 15 minutes later: the reply can only be edited as a message
+        assert ix.original is not None
+        # Discord keeps refusing to delete the old reply (discord.py gives up after 5 tries)
+        fake.fail_next("DELETE", rf"/channels/\d+/messages/{ix.original.id}$", times=10)
+
+    result = await studio.result_of(job)
+    await studio.delivered(job)
+    assert not ix.original.deleted
+    said = shown(ix.original)
+    assert "Generating" not in said
+    assert "Queued" not in said
+    assert f"/{result.channel_id}/{result.id}" in said  # a link to the result
+    assert not ix.original.embeds
+
+
 # ---- the disk refuses the finish ------------------------------------------------------------
 
 
@@ -209,6 +230,43 @@ async def test_an_unwritable_image_folder_at_the_finish_is_told_retried_and_fini
     result = await studio.result_of(job)
     assert result.attachments[0].data == await studio.database.read_image(job, 0)
     assert (await studio.delivered(job)).record.status is JobStatus.DONE
+
+
+async def test_a_start_the_database_cannot_record_shows_the_job_on_its_gpu_not_queued(
+    studio: StudioWorld,
+) -> None:
+    pool = studio.services.pool
+    await pool.wait_until_ready()
+    pool.pause()
+    ix, job = await a_job(studio, "carol", **MEDIUM_JOB)
+    async with read_only_database(studio):
+        pool.resume()  # its GPU takes it; recording that it started is refused
+        said = await progress_says(studio, ix, "Trying again")
+        assert (await studio.database.get_job(job)).record.status is JobStatus.QUEUED
+
+    assert "Queued" not in said
+    assert f"Job {job}\n🎨 Generating on `cpu`" in said
+    assert "The database cannot be used right now" in said
+    assert "Your job is kept." in said
+    assert len((await studio.result_of(job)).attachments) == 1  # the fault cleared
+
+
+async def test_a_cancel_the_database_cannot_record_yet_shows_cancelling_not_kept(
+    studio: StudioWorld,
+) -> None:
+    fake = studio.fake
+    async with paused(studio):
+        ix, job = await a_job(studio, "frank", **MEDIUM_JOB)
+        async with read_only_database(studio):
+            asked = await fake.slash(fake.user("frank"), "cancel", {"job": job})
+            said = await progress_says(studio, ix, "Trying again")
+        reply = await private_reply(fake, asked)
+
+    assert said.startswith(f"Job {job}\n🚫 Cancelling…\n⚠️ The database cannot be used right now")
+    assert "Your job is kept" not in said
+    assert reply == f"🚫 Cancelled job `{job}`."
+    assert await wait_for_status(studio.database, job, JobStatus.CANCELLED)
+    assert "🚫 Cancelled." in await progress_says(studio, ix, "Cancelled.")
 
 
 # ---- a job cancelled twice at once ----------------------------------------------------------

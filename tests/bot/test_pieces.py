@@ -102,6 +102,18 @@ def test_the_progress_message_shows_each_snapshot_as_it_is() -> None:
         "⚠️ The disk is full. It is tried again when the bot starts again. Your job is kept."
     )
 
+    # a stall never hides what happened meanwhile: a cancel asked for, a failure
+    cancelling = snapshot(7, JobState.SAVING, problem="The disk is full.", cancelling=True)
+    assert status_line(ProgressState.of(cancelling)) == "🚫 Cancelling…\n⚠️ The disk is full. " + (
+        "It is tried again when the bot starts again."
+    )
+    failing = snapshot(
+        7, JobState.SAVING, step=2, total=4, error="The GPU ran out of memory.", problem="Full."
+    )
+    assert status_line(ProgressState.of(failing)) == (
+        "⚠️ Failed: The GPU ran out of memory.\n⚠️ Full. It is tried again when the bot starts again."
+    )
+
     done = ProgressState.of(snapshot(7, JobState.DONE, step=3, total=4, image_count=1))
     assert (done.phase, done.step) == (Phase.FINISHED, 4)
     failed = ProgressState.of(

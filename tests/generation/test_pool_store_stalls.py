@@ -108,3 +108,50 @@ async def test_a_shutdown_ends_a_store_retry_at_once_and_the_job_reruns_on_the_n
     assert isinstance(result, JobFinished)
     assert await status_of(database, job) is JobStatus.DONE
     await again.shutdown()
+
+
+class RefusesStarts(RefusesFinishes):
+    """As `RefusesFinishes`, for recording that the jobs in `refused` started."""
+
+    async def mark_running(self, job_id: int, worker: str) -> None:
+        if job_id in self.refused:
+            raise StorageUnavailable(READ_ONLY)
+        await self._store.mark_running(job_id, worker)
+
+    async def mark_done(self, job_id: int, *args: object) -> None:
+        await self._store.mark_done(job_id, *args)  # type: ignore[arg-type]
+
+
+async def test_a_cancel_during_a_stall_is_told_at_once_not_at_the_next_try(
+    catalogue: Catalogue, database: Database
+) -> None:
+    retry = asyncio.Event()  # the test's clock: the store retry waits until the test says
+
+    async def sleep(seconds: float) -> None:
+        await retry.wait()
+
+    store = RefusesStarts(database)
+    pool = make_pool(catalogue, store, step_seconds=0.2, sleep=sleep)  # type: ignore[arg-type]
+    recorder = Recorder(pool)
+    await pool.start()
+    await pool.wait_until_ready()
+    pool.pause()
+    job = (await pool.submit(request(catalogue, steps=100), JobOwner(1))).job_id
+    store.refused.add(job)
+    pool.resume()
+    await recorder.until(lambda: stalled(recorder, job))
+    assert not recorder.by_job[job][-1].job.cancelling
+
+    cancel = asyncio.create_task(pool.cancel(job))
+    await recorder.until(lambda: recorder.by_job[job][-1].job.cancelling)  # before any retry
+    last = recorder.by_job[job][-1]
+    assert isinstance(last, JobStalled)
+    assert last.problem == READ_ONLY
+
+    store.refused.clear()
+    retry.set()
+    assert await cancel
+    assert isinstance(recorder.final(job), JobCancelled)
+    assert not recorder.final(job).job.cancelling  # type: ignore[union-attr]
+    assert await status_of(database, job) is JobStatus.CANCELLED
+    await pool.shutdown()
