@@ -21,7 +21,7 @@ from bot.config import Settings
 from generation.download import MODEL_INDEX, cached_snapshot, missing_weights
 from generation.loras import LoraError, LoraSpec, check_fits
 from generation.models import Catalogue, ModelSpec
-from generation.profiles import needed_gib, profile
+from generation.profiles import needed_gib, profile_for
 from generation.shell import python_command
 from generation.workers.config import WorkerConfig, discover_workers, list_gpus
 from storage import Database, DatabaseUnusable
@@ -112,7 +112,7 @@ def _fits(worker: WorkerConfig, catalogue: Catalogue, card_gib: float) -> Findin
     runs, too_big = [], []
     for name, spec in catalogue.items():
         if worker.may_run(name):
-            chosen = profile(spec.family, worker.profile_of(name))
+            chosen = profile_for(spec, worker.profile_of(name))
             need = needed_gib(spec, chosen)
             runs.append(f"{name} as {chosen.name} (~{need:.1f} GiB)")
             if need > room:

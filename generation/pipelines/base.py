@@ -15,15 +15,16 @@ from PIL import Image
 from generation.errors import ModelUnavailable
 from generation.models import ModelSpec
 from generation.pipelines.batching import PerImageForward
-from generation.pipelines.loading import place, read_pipeline
+from generation.pipelines.loading import place, read_pipeline, resolve_source
 from generation.pipelines.profiles import (
     check_available,
     effective_speed,
+    gguf_components,
     load_options,
     store_in_fp8,
 )
 from generation.pipelines.speed import apply, weights_dtype
-from generation.profiles import Profile, profile
+from generation.profiles import Profile, default_profile, profile_for
 from generation.request import GenerationRequest
 from generation.speed_options import SpeedOptions
 
@@ -67,7 +68,7 @@ class PipelineFamily(ABC):
         `memory` says (default: full), placed on `device` and sped up with `speed` (the
         defaults when None; nothing changes off CUDA). Raises ModelUnavailable where the profile
         cannot run on `device`."""
-        memory = memory or profile(spec.family, "full")
+        memory = memory or profile_for(spec, default_profile(spec))
         speed = effective_speed(speed or SpeedOptions(), memory, self.denoiser)
         check_available(spec, memory, device)
         unknown = [name for name in spec.schedulers if name not in self.schedulers]
@@ -84,6 +85,7 @@ class PipelineFamily(ABC):
             dtype=dtype,
             **self.load_options,
             **load_options(memory, dtype),
+            **gguf_components(spec, memory, resolve_source(spec), dtype),
         )
         store_in_fp8(pipe, memory, dtype)
         # Before placement, so that offload hooks wrap (and keep) the per-image forward.

@@ -21,10 +21,11 @@ from generation.profiles import (
     Profile,
     UnknownProfile,
     best_profile,
+    default_profile,
     installed_libraries,
+    ladder,
     needed_gib,
-    profile,
-    profiles_for,
+    profile_for,
 )
 from generation.workers.ray_config import RayPlacement
 
@@ -152,12 +153,11 @@ def model_problems(
         return problems
     for name in sorted(set(profiles) & set(catalogue)):
         try:
-            profile(catalogue[name].family, profiles[name])
+            chosen = profile_for(catalogue[name], profiles[name])
         except UnknownProfile as error:
             problems.append(f"{who}: {name}: {error}")
             del profiles[name]
             continue
-        chosen = profile(catalogue[name].family, profiles[name])
         if device is not None and (reason := chosen.unavailable_on(device)) is not None:
             problems.append(f"{who}: {name}: {reason}.")
     if vram_gb is None:
@@ -183,12 +183,12 @@ def _fit(spec: ModelSpec, memory_gib: float, chosen: str | None) -> tuple[bool, 
     """Whether `spec` fits `memory_gib` (under the profile `chosen`, else under its best fitting
     one), what it needs there, and which profile that is, as a phrase."""
     if chosen is not None:
-        need = needed_gib(spec, profile(spec.family, chosen))
+        need = needed_gib(spec, profile_for(spec, chosen))
         return need <= memory_gib, need, f"its {chosen}"
     best = best_profile(spec, memory_gib, installed_libraries())
     if best is not None:
         return True, needed_gib(spec, best), f"its {best.name}"
-    smallest = profiles_for(spec.family)[-1]
+    smallest = ladder(spec)[-1]
     return False, needed_gib(spec, smallest), f"even its smallest ({smallest.name})"
 
 
@@ -279,9 +279,9 @@ def _below(
     """The next profile of `name` below its `chosen` one that needs less and whose library is
     present, or None."""
     spec = catalogue[name]
-    ladder = profiles_for(spec.family)
+    profiles = ladder(spec)
     current = chosen[name]
-    for lower in ladder[ladder.index(current) + 1 :]:
+    for lower in profiles[profiles.index(current) + 1 :]:
         if lower.library in (None, *libraries) and needed_gib(spec, lower) < needed_gib(
             spec, current
         ):
@@ -293,14 +293,24 @@ def fit_profiles(worker: WorkerConfig, catalogue: Catalogue | None) -> WorkerCon
     """`worker` with, where it has a `vram_gb` budget, a profile for each model it may run
     (`fit_together`: `max_models` of them fit the budget together, the owner's own `profiles`
     kept as set). A worker allowed any model is allowed only those that fit under some profile
-    (`bot check` names the others)."""
-    if worker.vram_gb is None or catalogue is None or not worker.device.startswith("cuda"):
-        return worker  # (a GPU budget means nothing to a CPU worker's profiles)
+    (`bot check` names the others). Without a budget, a model with a GGUF file gets its best
+    GGUF profile (it has no "full", the profile a model without one gets)."""
+    if catalogue is None:
+        return worker
+    if worker.vram_gb is None or not worker.device.startswith("cuda"):
+        # (a GPU budget means nothing to a CPU worker's profiles)
+        gguf = {
+            name: default_profile(catalogue[name])
+            for name in catalogue
+            if catalogue[name].gguf and worker.may_run(name)
+        }
+        profiles = tuple(sorted((gguf | dict(worker.profiles)).items()))
+        return dataclasses.replace(worker, profiles=profiles)
     fixed = {}
     for name, chosen in worker.profiles:
         if name in catalogue:
             try:
-                fixed[name] = profile(catalogue[name].family, chosen)
+                fixed[name] = profile_for(catalogue[name], chosen)
             except UnknownProfile:
                 continue  # `model_problems` names it
     set_here = dict(worker.profiles)  # the owner's, kept as set (a wrong one is named)
