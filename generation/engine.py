@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -38,6 +38,7 @@ from generation.pipelines.provenance import (
     model_revision,
 )
 from generation.pipelines.speed import prepare_call
+from generation.placement import plan, spread_plan
 from generation.previews import latent_preview_png
 from generation.profiles import (
     Profile,
@@ -164,6 +165,7 @@ class Engine:
         profiles: Mapping[str, str] | None = None,
         loras: LoraCatalogue | Mapping[str, Any] | None = None,
         vram_gb: float | None = None,
+        devices: Sequence[str] = (),
     ) -> None:
         """`preview_every` steps a preview accompanies progress (0: none); `offload` keeps
         weights in CPU memory between uses (for GPUs too small for a whole model). `speed`: the
@@ -174,7 +176,8 @@ class Engine:
         where the worker's own profile failed at the native size or smaller, or at load (the
         learnt profiles are in `profiles`). `loras`: the LoRA catalogue, or the
         `[loras]` tables as a plain mapping. `vram_gb`: the worker's memory budget in GiB (None:
-        unknown), which a rerun's profile must fit to be used."""
+        unknown), which a rerun's profile must fit to be used; with `devices`, one pipeline
+        spreads over those cards (`device` the first; `vram_gb` each card's memory)."""
         self.catalogue = catalogue
         self.device = check_device(device)
         self.preview_every = preview_every
@@ -184,6 +187,7 @@ class Engine:
         )
         self.profiles = dict(profiles or {})
         self.vram_gb = vram_gb
+        self.devices = tuple(devices)
         self.loras = (
             loras if isinstance(loras, LoraCatalogue) else LoraCatalogue.from_config(loras or {})
         )
@@ -318,7 +322,10 @@ class Engine:
         except UnknownProfile:
             return None, f"{spec.family.value} models have no {request.profile} profile now"
         reason = wanted.unavailable_on(self.device)
-        if reason is None and self.vram_gb is not None:
+        if reason is None and self.devices:
+            if plan(spec, wanted, self.devices, self.vram_gb or 0) is None:
+                reason = f"the {wanted.name} profile does not fit this worker's cards together"
+        elif reason is None and self.vram_gb is not None:
             need = needed_gib(spec, wanted)
             if need > self.vram_gb:
                 reason = (
@@ -343,9 +350,15 @@ class Engine:
             return current
         self.unload(name)
         family = family_pipelines(spec.family)
+        spread = spread_plan(spec, memory, self.devices, self.vram_gb)
         loaded = self._attempt(
             lambda: family.load(
-                spec, self.device, offload=self.offload, speed=self.speed, memory=memory
+                spec,
+                self.device,
+                offload=self.offload,
+                speed=self.speed,
+                memory=memory,
+                placement=spread,
             )
         )
         if loaded is None:  # out of memory; the half-placed pipeline is freed by now

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, NamedTuple
 
 import torch
@@ -63,11 +63,13 @@ class PipelineFamily(ABC):
         offload: bool = False,
         speed: SpeedOptions | None = None,
         memory: Profile | None = None,
+        placement: Mapping[str, str] | None = None,
     ) -> LoadedPipeline:
         """The text-to-image pipeline for `spec`, read from disk, held as the memory profile
         `memory` says (default: full), placed on `device` and sped up with `speed` (the
-        defaults when None; nothing changes off CUDA). Raises ModelUnavailable where the profile
-        cannot run on `device`."""
+        defaults when None; nothing changes off CUDA); `placement`: component → card, for a
+        pipeline over several cards (`generation.placement`). Raises ModelUnavailable where the
+        profile cannot run on `device`."""
         memory = memory or profile_for(spec, default_profile(spec))
         speed = effective_speed(speed or SpeedOptions(), memory, self.denoiser)
         check_available(spec, memory, device)
@@ -93,7 +95,7 @@ class PipelineFamily(ABC):
             getattr(pipe, self.denoiser), self.sample_argument, self.unbatched_inputs
         )
         pipe.vae.enable_slicing()
-        place(pipe, spec, device, offload=offload or memory.offload)
+        place(pipe, spec, device, offload=offload or memory.offload, placement=placement)
         report = apply(pipe, spec.family, speed, device)
         log.info(
             "Loaded %s on %s in %s, %s profile; speed options applied: %s; skipped: %s",

@@ -79,6 +79,7 @@ class WorkerRuntime:
                 self.config.device,
                 profiles=dict(self.config.profiles),
                 vram_gb=self.config.vram_gb,
+                **({"devices": self.config.devices} if self.config.devices else {}),
                 **self.spec.engine_options,
             )
         except (ImportError, ValueError, TypeError, RuntimeError, EngineError) as error:
