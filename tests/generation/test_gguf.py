@@ -13,6 +13,7 @@ import pytest
 from generation.engine import Engine
 from generation.errors import ModelUnavailable
 from generation.gguf_file import weight_bytes
+from generation.metadata import read_record
 from generation.models import Catalogue, CatalogueError
 from generation.pipelines.provenance import file_sha256
 from generation.profiles import GGUF_PROFILES, component_bytes, needed_gib, profile_for
@@ -51,7 +52,11 @@ def test_a_gguf_model_runs_records_its_profile_and_file_and_reruns_exactly(
     request = build_request(catalogue, model="flux-q8", prompt=PROMPT, seeds=[3, 4])
     first = Engine(catalogue, "cpu").generate(request)
     assert {image.facts.profile for image in first} == {"gguf"}
-    assert {image.facts.gguf for image in first} == {f"t.gguf sha256:{file_sha256(gguf_path)}"}
+    made_with = f"t.gguf sha256:{file_sha256(gguf_path)}"
+    assert {image.facts.gguf for image in first} == {made_with}
+    record = read_record(first[0].png)  # what anyone holding the PNG reads
+    assert record is not None
+    assert (record["made_with"]["profile"], record["made_with"]["gguf"]) == ("gguf", made_with)
     again = Engine(catalogue, "cpu").generate(replace(request, profile="gguf"))
     assert _pixels(again) == _pixels(first)
     # The quantized transformer is the one that ran: the same request on the folder's own
