@@ -284,7 +284,7 @@ def _workers(
             named = {key: _names(item, key) for key in ("models", "pinned")}
             found = model_problems("it", **named, vram_gb=None, catalogue=names)
         else:
-            who = f"Worker {toml_value(gpu.worker_id)}"
+            who = f"Worker {toml_value(gpu.device or gpu.worker_id)}"
             fit_problems, profiles = [], gpu.profiles
             try:
                 worker = fit_profiles(gpu.worker(read.tables.ray), catalogue)

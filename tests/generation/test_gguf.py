@@ -65,6 +65,32 @@ def test_a_gguf_model_runs_records_its_profile_and_file_and_reruns_exactly(
     assert _pixels(full) != _pixels(first)
 
 
+@pytest.mark.parametrize(
+    ("tiny", "family"), [("flux2-klein", "flux2-klein"), ("flux-kontext", "flux-kontext")]
+)
+def test_klein_and_kontext_take_a_gguf_transformer_too(
+    tiny_model_dirs: dict[str, Path], tmp_path: Path, tiny: str, family: str
+) -> None:
+    path = write_gguf(tiny_model_dirs[tiny], tmp_path / f"{tiny}.gguf")
+    tables = {
+        "mine": {
+            **recommended_settings(tiny),
+            "family": family,
+            "source": str(tiny_model_dirs[tiny]),
+            "gguf": str(path),
+        }
+    }
+    catalogue = Catalogue.from_config(tables)
+    request = build_request(catalogue, model="mine", prompt=PROMPT, seeds=[2])
+    first = Engine(catalogue, "cpu").generate(request)
+    assert (first[0].facts.profile, first[0].facts.gguf) == (
+        "gguf",
+        f"{tiny}.gguf sha256:{file_sha256(path)}",
+    )
+    again = Engine(catalogue, "cpu").generate(replace(request, profile="gguf"))
+    assert _pixels(again) == _pixels(first)
+
+
 def test_each_gguf_profile_the_cpu_runs_is_exact_and_the_offload_ones_say_why_not(
     tiny_model_dirs: dict[str, Path], gguf_path: Path
 ) -> None:
