@@ -38,14 +38,13 @@ from generation.pipelines.provenance import (
     model_revision,
 )
 from generation.pipelines.speed import prepare_call
-from generation.placement import plan, spread_plan
+from generation.placement import misfit, spread_plan
 from generation.previews import latent_preview_png
 from generation.profiles import (
     Profile,
     UnknownProfile,
     default_profile,
     lower_profile,
-    needed_gib,
     profile_for,
 )
 from generation.prompts import PLAIN, encoder_settings, find_cut, prompt_tokenizer
@@ -321,17 +320,9 @@ class Engine:
             wanted = profile_for(spec, request.profile)
         except UnknownProfile:
             return None, f"{spec.family.value} models have no {request.profile} profile now"
-        reason = wanted.unavailable_on(self.device)
-        if reason is None and self.devices:
-            if plan(spec, wanted, self.devices, self.vram_gb or 0) is None:
-                reason = f"the {wanted.name} profile does not fit this worker's cards together"
-        elif reason is None and self.vram_gb is not None:
-            need = needed_gib(spec, wanted)
-            if need > self.vram_gb:
-                reason = (
-                    f"the {wanted.name} profile needs ~{need:.1f} GiB, more than this GPU's "
-                    f"{self.vram_gb:g} GiB"
-                )
+        reason = wanted.unavailable_on(self.device) or misfit(
+            spec, wanted, self.devices, self.vram_gb
+        )
         return (wanted.name, None) if reason is None else (None, reason)
 
     def _loaded(self, name: str, wanted: str | None = None) -> _LoadedModel:
@@ -351,16 +342,8 @@ class Engine:
         self.unload(name)
         family = family_pipelines(spec.family)
         spread = spread_plan(spec, memory, self.devices, self.vram_gb)
-        loaded = self._attempt(
-            lambda: family.load(
-                spec,
-                self.device,
-                offload=self.offload,
-                speed=self.speed,
-                memory=memory,
-                placement=spread,
-            )
-        )
+        options = {"offload": self.offload, "speed": self.speed, "memory": memory}
+        loaded = self._attempt(lambda: family.load(spec, self.device, **options, placement=spread))
         if loaded is None:  # out of memory; the half-placed pipeline is freed by now
             lower = lower_profile(spec, memory.name, self.device)
             if lower is None:

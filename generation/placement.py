@@ -27,6 +27,7 @@ from generation.profiles import (
     component_bytes,
     installed_libraries,
     ladder,
+    needed_gib,
 )
 
 DENOISERS = ("transformer", "unet")
@@ -91,3 +92,21 @@ def spread_plan(
             f"{chosen.name} profile (offloading profiles cannot spread over cards)."
         )
     return found
+
+
+def misfit(
+    spec: ModelSpec, chosen: Profile, devices: Sequence[str], card_gib: float | None
+) -> str | None:
+    """Why a worker with `devices` (or one card) and `card_gib` GiB per card (None: unknown)
+    cannot hold `spec` as `chosen`, in words, or None when it can (or nothing is known)."""
+    if devices:
+        if plan(spec, chosen, devices, card_gib or 0.0) is None:
+            return f"the {chosen.name} profile does not fit this worker's cards together"
+        return None
+    need = needed_gib(spec, chosen)
+    if card_gib is not None and need > card_gib:
+        return (
+            f"the {chosen.name} profile needs ~{need:.1f} GiB, more than this GPU's "
+            f"{card_gib:g} GiB"
+        )
+    return None
