@@ -243,7 +243,7 @@ class Engine:
             spec, failed = model.spec, model.memory
             del model  # the last reference to the failed pipeline: freed before loading lower
             self.unload(request.model)
-            lower = lower_profile(spec, failed.name, self.device)
+            lower = lower_profile(spec, failed.name, self.device, spread=bool(self.devices))
             if lower is None or (lora_files and _quantizes(lower)):
                 raise self._out_of_memory(request)
             log.warning(
@@ -345,7 +345,7 @@ class Engine:
         options = {"offload": self.offload, "speed": self.speed, "memory": memory}
         loaded = self._attempt(lambda: family.load(spec, self.device, **options, placement=spread))
         if loaded is None:  # out of memory; the half-placed pipeline is freed by now
-            lower = lower_profile(spec, memory.name, self.device)
+            lower = lower_profile(spec, memory.name, self.device, spread=bool(self.devices))
             if lower is None:
                 raise OutOfMemory(
                     f"Model {name!r} does not fit in the memory of {self.device}, "

@@ -213,11 +213,21 @@ def profile(family: Family, name: str) -> Profile:
     raise UnknownProfile(f"{family.value} models have no profile {name!r}; they have {names}.")
 
 
-def lower_profile(spec: ModelSpec, name: str, device: str) -> Profile | None:
-    """The next profile below `name` that runs on `device` (the out-of-memory fallback)."""
+def lower_profile(
+    spec: ModelSpec, name: str, device: str, *, spread: bool = False
+) -> Profile | None:
+    """The next profile below `name` that runs on `device` (the out-of-memory fallback); for
+    a pipeline `spread` over several cards, not an offloading one (`generation.placement`)."""
     profiles = ladder(spec)
     index = [p.name for p in profiles].index(name)
-    return next((p for p in profiles[index + 1 :] if p.unavailable_on(device) is None), None)
+    return next(
+        (
+            p
+            for p in profiles[index + 1 :]
+            if p.unavailable_on(device) is None and not (spread and p.offload)
+        ),
+        None,
+    )
 
 
 def layout(spec: ModelSpec) -> str:

@@ -15,6 +15,7 @@ from generation.profiles import (
     CUDA_CONTEXT_GIB,
     GIB,
     component_bytes,
+    lower_profile,
     profile_for,
 )
 from generation.request import build_request
@@ -80,6 +81,13 @@ def test_flux_on_two_24_gb_cards_puts_the_text_encoders_on_the_other_card() -> N
     assert plan(spec, profile_for(spec, "full"), PAIR, 24) is None  # 22.2 GiB + activations
     assert plan(spec, profile_for(spec, "fp8-offload"), PAIR, 80) is None  # offload: never
     assert plan(spec, profile_for(spec, "fp8"), ("cuda:0",), 80) is None  # one card: no plan
+
+
+def test_out_of_memory_over_two_cards_steps_down_to_a_profile_that_still_spreads() -> None:
+    spec = CATALOGUE["flux-dev"]
+    assert lower_profile(spec, "full", "cuda:0").name == "offload"  # one card
+    assert lower_profile(spec, "full", "cuda:0", spread=True).name == "fp8"
+    assert lower_profile(spec, "fp8", "cuda:0", spread=True) is None  # the rest offload
 
 
 def test_the_automatic_setup_never_pairs_cards() -> None:
