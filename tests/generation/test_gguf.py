@@ -19,6 +19,7 @@ from generation.pipelines.provenance import file_sha256
 from generation.profiles import GGUF_PROFILES, component_bytes, needed_gib, profile_for
 from generation.request import build_request
 from generation.tiny import catalogue_config, recommended_settings
+from generation.workers.config import GpuInfo, discover_workers
 from tests.generation.gguf_files import write_gguf
 from tests.generation.helpers import pixels
 
@@ -168,3 +169,20 @@ def test_a_file_that_is_not_gguf_inside_is_refused_when_loading(
         Engine(catalogue, "cpu").load("flux-q8")
     with pytest.raises(ModelUnavailable, match="cannot read"):
         Engine(_catalogue(tiny_model_dirs, tmp_path / "gone.gguf"), "cpu").load("flux-q8")
+
+
+# card GiB → the profile the automatic setup gives a FLUX model whose transformer is the (tiny)
+# GGUF file: the other components' stored figures decide (T5 ~8.9 GiB in bf16); absent: none.
+AUTOMATIC = {8: None, 12: "gguf-offload", 16: "gguf", 24: "gguf"}
+
+
+def test_the_automatic_setup_gives_a_gguf_model_its_best_gguf_profile_that_fits(
+    tiny_model_dirs: dict[str, Path], gguf_path: Path
+) -> None:
+    catalogue = _catalogue(tiny_model_dirs, gguf_path)
+    gpus = [GpuInfo(i, "card", float(gib)) for i, gib in enumerate(AUTOMATIC)]
+    workers = discover_workers(catalogue, gpus, frozenset({"gguf"}))
+    assert [dict(w.profiles).get("flux-q8") for w in workers] == list(AUTOMATIC.values())
+    # Without the gguf library, the model is not offered at all.
+    without = discover_workers(catalogue, gpus, frozenset())
+    assert not any(w.may_run("flux-q8") for w in without)
