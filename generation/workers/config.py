@@ -120,8 +120,12 @@ class WorkerConfig:
         problems = []
         for name in sorted(named):
             spec, chosen = catalogue[name], dict(self.profiles).get(name)
-            if chosen is None:
-                continue  # `fit_profiles` left it out: it fits under no profile
+            if chosen is None:  # `fit_profiles` found none
+                problems.append(
+                    f"Worker {self.id!r}: {name} fits its {len(self.devices)} cards of "
+                    f"{self.vram_gb:g} GiB together under no memory profile."
+                )
+                continue
             try:
                 memory = profile_for(spec, chosen)
             except UnknownProfile:

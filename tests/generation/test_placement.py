@@ -133,6 +133,10 @@ def test_a_devices_table_is_one_worker_with_the_profiles_its_cards_hold() -> Non
             "flux-dev does not fit its 2 cards of 16 GiB with its fp8 profile.",
         ),
         (
+            [{"devices": ["cuda:0", "cuda:1"], "vram_gb": 16, "models": ["flux-dev"]}],
+            "flux-dev fits its 2 cards of 16 GiB together under no memory profile.",
+        ),
+        (
             [
                 {
                     "devices": ["cuda:0", "cuda:1"],
