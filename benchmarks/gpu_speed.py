@@ -37,7 +37,7 @@ from typing import Any
 from generation.models import Catalogue, ModelSpec
 from generation.pipelines.profiles import store_in_fp8
 from generation.pipelines.speed import SpeedReport
-from generation.profiles import Profile, UnknownProfile, profile
+from generation.profiles import Profile, UnknownProfile, default_profile, profile_for
 from generation.speed_options import SpeedOptions
 from generation.tiny import ALSO_SERVED, BUILTIN_NAMES
 
@@ -127,7 +127,7 @@ def build_pipeline(
             torch.set_default_dtype(previous)
         flags = {key: pipe.config[key] for key in ("is_distilled",) if key in pipe.config}
         pipe = family.text_to_image(**components, **family.load_options, **flags)
-    memory = memory or profile(spec.family, "full")
+    memory = memory or profile_for(spec, default_profile(spec))
     store_in_fp8(pipe, memory, dtype)
     if device != "meta":
         if memory.offload:
@@ -213,7 +213,7 @@ def run_variant(
     from generation.pipelines import family_pipelines, speed
 
     options = VARIANTS[variant]
-    memory = profile(spec.family, memory_name)
+    memory = profile_for(spec, memory_name)
     dtype = speed.weights_dtype(options, args.device, family_pipelines(spec.family).cuda_dtype)
     steps = args.steps or spec.steps
     line: dict[str, Any] = {
@@ -313,7 +313,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for model in args.models:
         for name in args.profiles:
             try:
-                profile(catalogue[model].family, name)
+                profile_for(catalogue[model], name)
             except UnknownProfile as error:
                 parser.error(str(error))
     args.side = args.side or (64 if args.tiny else 1024)

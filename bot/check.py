@@ -18,13 +18,26 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot.config import Settings
+from generation import gguf_file, placement
 from generation.download import MODEL_INDEX, cached_snapshot, missing_weights
 from generation.lora_headers import check_fits
 from generation.loras import LoraError, LoraSpec
 from generation.models import Catalogue, ModelSpec
-from generation.profiles import needed_gib, profile
+from generation.profiles import (
+    best_profile,
+    installed_libraries,
+    ladder,
+    needed_gib,
+    profile_for,
+)
 from generation.shell import python_command
-from generation.workers.config import WorkerConfig, discover_workers, list_gpus
+from generation.workers.config import (
+    GpuInfo,
+    WorkerConfig,
+    canonical_device,
+    discover_workers,
+    list_gpus,
+)
 from storage import Database, DatabaseUnusable
 
 
@@ -92,6 +105,9 @@ def _gpus(settings: Settings) -> Iterator[Finding]:
                 True, f"Worker {worker.id} runs on the CPU (very slow for real models).", False
             )
             continue
+        if worker.devices:
+            yield _spread(worker, settings.catalogue, memory)
+            continue
         index = int(worker.device.partition(":")[2] or 0)
         if index in memory:
             yield Finding(True, f"Worker {worker.id} has its GPU.")
@@ -102,6 +118,73 @@ def _gpus(settings: Settings) -> Iterator[Finding]:
                 f"Worker {worker.id} needs GPU {worker.device}, which nvidia-smi does not show "
                 "(check the driver, the container's GPU access, or the [[gpus]] tables).",
             )
+    yield from _pair_hint(settings.catalogue, gpus, workers)
+
+
+def _spread(worker: WorkerConfig, catalogue: Catalogue, memory: dict[int, float]) -> Finding:
+    """Whether a `devices` worker's cards are here, and where each of its models' components
+    go (`generation.placement.plan`, from its `vram_gb` per card)."""
+    indexes = [int(canonical_device(d).partition(":")[2]) for d in worker.devices]
+    if absent := [d for d, i in zip(worker.devices, indexes, strict=True) if i not in memory]:
+        return Finding(
+            False,
+            f"Worker {worker.id} needs GPU {', '.join(absent)}, which nvidia-smi does not show.",
+        )
+    card_gib = min([*(memory[i] for i in indexes), worker.vram_gb or float("inf")])
+    runs = []
+    for name, spec in catalogue.items():
+        if not worker.may_run(name):
+            continue
+        chosen = profile_for(spec, worker.profile_of(name))
+        plan = placement.plan(spec, chosen, worker.devices, card_gib)
+        if plan is None:
+            return Finding(
+                False,
+                f"Worker {worker.id}: {name} as {chosen.name} does not fit its cards "
+                f"({card_gib:g} GiB each); set a smaller profile in its `profiles`.",
+            )
+        where = "; ".join(
+            f"{', '.join(sorted(c for c in plan if plan[c] == d))} on {d}"
+            for d in worker.devices
+            if d in plan.values()
+        )
+        runs.append(f"{name} as {chosen.name} ({where})")
+    return Finding(
+        bool(runs),
+        f"Worker {worker.id} runs one pipeline over its cards: "
+        + (", ".join(runs) or "no model")
+        + ".",
+    )
+
+
+def _pair_hint(
+    catalogue: Catalogue, gpus: list[GpuInfo], workers: tuple[WorkerConfig, ...]
+) -> Iterator[Finding]:
+    """A note for each model that two of these cards together hold better than any one alone:
+    where no card holds it, or only with a profile below the one the pair gives (`devices`;
+    the automatic setup never pairs cards: README, "One pipeline over two cards")."""
+    if len(gpus) < 2 or any(w.devices for w in workers):
+        return
+    libraries = installed_libraries()
+    pair = sorted(gpus, key=lambda g: g.memory_gb, reverse=True)[:2]
+    devices = tuple(f"cuda:{g.index}" for g in pair)
+    card_gib = min(g.memory_gb for g in pair)
+    for name, spec in catalogue.items():
+        together = placement.best_spread_profile(spec, devices, card_gib, libraries)
+        if together is None:
+            continue
+        alone = [p for g in gpus if (p := best_profile(spec, g.memory_gb, libraries))]
+        best = min(alone, key=ladder(spec).index, default=None)
+        if best is not None and ladder(spec).index(best) <= ladder(spec).index(together):
+            continue
+        now = f"runs on one card only as {best.name}" if best else "fits none of these cards alone"
+        yield Finding(
+            False,
+            f"{name} {now}, but {devices[0]} and {devices[1]} together hold it as "
+            f"{together.name}: a [[gpus]] table with devices = "
+            f'["{devices[0]}", "{devices[1]}"] and vram_gb = {card_gib:g} would.',
+            problem=False,
+        )
 
 
 def _fits(worker: WorkerConfig, catalogue: Catalogue, card_gib: float) -> Finding:
@@ -113,7 +196,7 @@ def _fits(worker: WorkerConfig, catalogue: Catalogue, card_gib: float) -> Findin
     runs, too_big = [], []
     for name, spec in catalogue.items():
         if worker.may_run(name):
-            chosen = profile(spec.family, worker.profile_of(name))
+            chosen = profile_for(spec, worker.profile_of(name))
             need = needed_gib(spec, chosen)
             runs.append(f"{name} as {chosen.name} (~{need:.1f} GiB)")
             if need > room:
@@ -135,6 +218,11 @@ def _fits(worker: WorkerConfig, catalogue: Catalogue, card_gib: float) -> Findin
 
 
 def _model(spec: ModelSpec, config_args: str) -> Finding:
+    if spec.gguf is not None:
+        try:
+            gguf_file.check(Path(spec.gguf).expanduser())
+        except gguf_file.NotGguf as error:
+            return Finding(False, f"Model {spec.name}: its `gguf` file: {error}")
     if spec.is_local:
         folder = Path(spec.source).expanduser()
         if not (folder / MODEL_INDEX).is_file():

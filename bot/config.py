@@ -286,7 +286,7 @@ def _workers(
     valid = dict(read.gpus)
     raw = table.get("gpus") if isinstance(table.get("gpus"), list) else []
     workers: list[WorkerConfig] = []
-    seen: dict[str, int] = {}  # each device, spelt one way → the first table naming it
+    seen: dict[str, tuple[int, str]] = {}  # each device, spelt one way → first table, spelling
     for index, item in enumerate(raw):
         where = f"`gpus[{index}]`"
         gpu = valid.get(index)
@@ -294,7 +294,7 @@ def _workers(
             named = {key: _names(item, key) for key in ("models", "pinned")}
             found = model_problems("it", **named, vram_gb=None, catalogue=names)
         else:
-            who = f"Worker {toml_value(gpu.device)}"
+            who = f"Worker {toml_value(gpu.device or gpu.worker_id)}"
             fit_problems, profiles = [], gpu.profiles
             try:
                 worker = fit_profiles(gpu.worker(read.tables.ray), catalogue)
@@ -303,28 +303,30 @@ def _workers(
             else:
                 workers.append(worker)
                 profiles = dict(worker.profiles)  # pinned models are checked as they will run
+                fit_problems = worker.spread_problems(catalogue) if catalogue else []
             found = fit_problems + model_problems(
                 who,
                 gpu.models,
                 gpu.pinned,
-                gpu.vram_gb,
+                None if gpu.devices else gpu.vram_gb,  # per card: `spread_problems`
                 catalogue or names,
                 names,
                 profiles=profiles,
-                device=gpu.device if gpu.backend != "ray" else None,
+                device=gpu.main_device if gpu.backend != "ray" else None,
             )
         problems += [f"{where}: {p}" for p in found]
-        device = item.get("device") if isinstance(item, Mapping) else None
-        if not (isinstance(device, str) and DEVICE_PATTERN.fullmatch(device)):
-            continue
-        if item.get("backend") == "ray":  # a device of another machine
-            continue
-        first = seen.setdefault(canonical_device(device), index)
-        if first != index:
-            problems.append(
-                f"{where}: device {toml_value(device)} is the same device as `gpus[{first}]`'s "
-                f"{toml_value(raw[first]['device'])}; list each device once."
-            )
+        if not isinstance(item, Mapping) or item.get("backend") == "ray":
+            continue  # (a Ray table's device is one of another machine)
+        devices = [item.get("device"), *(item.get("devices") or [])]
+        for device in devices:
+            if not (isinstance(device, str) and DEVICE_PATTERN.fullmatch(device)):
+                continue
+            first, spelt = seen.setdefault(canonical_device(device), (index, device))
+            if first != index:
+                problems.append(
+                    f"{where}: device {toml_value(device)} is the same device as "
+                    f"`gpus[{first}]`'s {toml_value(spelt)}; list each device once."
+                )
     return workers, problems
 
 

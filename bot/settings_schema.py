@@ -19,7 +19,16 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field
 
 from bot.observability.settings import ObservabilitySettings
-from generation.config_schema import TABLE, Bool, Float, Int, Name, Text, toml_value
+from generation.config_schema import (
+    TABLE,
+    Bool,
+    Float,
+    Int,
+    Name,
+    SettingsProblems,
+    Text,
+    toml_value,
+)
 from generation.loras import LoraTable
 from generation.models import ModelTable
 from generation.pool import HostedSettings, SchedulerSettings
@@ -143,7 +152,9 @@ class GpuTable:
 
     __pydantic_config__ = TABLE
 
-    device: Annotated[Text, AfterValidator(_device)]
+    device: Annotated[Text, AfterValidator(_device)] | None = None
+    # One pipeline over these cards (`generation.placement`), instead of `device`.
+    devices: tuple[Annotated[Text, AfterValidator(_device)], ...] = ()
     models: tuple[Name, ...] = ()  # empty: any model
     max_models: Annotated[Int, Field(ge=1)] = _default(WorkerConfig, "max_models")  # noqa: RUF009
     vram_gb: Annotated[Float, Field(gt=0)] | None = None
@@ -156,14 +167,27 @@ class GpuTable:
     profiles: dict[Name, Name] = field(default_factory=dict)  # model → memory profile
 
     @property
+    def main_device(self) -> str:
+        """The device the worker runs on: `device`, or the first of `devices` (what its
+        pipeline computes on; the others hold components)."""
+        return self.device or (self.devices[0] if self.devices else "")
+
+    @property
     def worker_id(self) -> str:
         if self.backend == "ray":
-            return self.id or f"{self.node}:{self.device}"
-        return self.device
+            return self.id or f"{self.node}:{self.main_device}"
+        return "+".join(self.devices) if self.devices and not self.device else self.main_device
 
     def worker(self, ray: RaySettings | None = None) -> WorkerConfig:
         """Raises ValueError when the table contradicts itself (pins a model it may not run).
         `ray`: the cluster, for a table with `backend = "ray"`."""
+        if (self.device is None) == (not self.devices):
+            raise SettingsProblems(
+                [
+                    "set either `device` (one card) or `devices` (one pipeline over several "
+                    "cards), not both and not neither."
+                ]
+            )
         placement = None
         if self.backend == "ray" and ray is not None and self.node is not None:
             placement = RayPlacement(
@@ -175,7 +199,8 @@ class GpuTable:
             )
         return WorkerConfig(
             id=self.worker_id,
-            device=self.device,
+            device=self.main_device,
+            devices=self.devices,
             models=frozenset(self.models) or None,
             max_models=self.max_models,
             vram_gb=self.vram_gb,

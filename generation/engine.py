@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -31,16 +31,21 @@ from generation.pipelines.adapters import AdapterError, Adapters, LoraFile
 from generation.pipelines.loading import resolve_source
 from generation.pipelines.profiles import effective_speed
 from generation.pipelines.prompt_encoding import encoder_fact, prompt_arguments
-from generation.pipelines.provenance import config_revision, file_sha256, model_revision
+from generation.pipelines.provenance import (
+    config_revision,
+    file_sha256,
+    gguf_revision,
+    model_revision,
+)
 from generation.pipelines.speed import prepare_call
+from generation.placement import misfit, spread_plan
 from generation.previews import latent_preview_png
 from generation.profiles import (
-    DEFAULT_PROFILE,
     Profile,
     UnknownProfile,
+    default_profile,
     lower_profile,
-    needed_gib,
-    profile,
+    profile_for,
 )
 from generation.prompts import PLAIN, encoder_settings, find_cut, prompt_tokenizer
 from generation.request import GenerationRequest
@@ -75,6 +80,7 @@ class _LoadedModel:
     config: str | None
     memory: Profile
     adapters: Adapters
+    gguf: str | None  # `RunFacts.gguf`
     image_to_image: DiffusionPipeline | None = None
     schedulers: dict[str, SchedulerMixin] = field(default_factory=dict)
 
@@ -158,6 +164,7 @@ class Engine:
         profiles: Mapping[str, str] | None = None,
         loras: LoraCatalogue | Mapping[str, Any] | None = None,
         vram_gb: float | None = None,
+        devices: Sequence[str] = (),
     ) -> None:
         """`preview_every` steps a preview accompanies progress (0: none); `offload` keeps
         weights in CPU memory between uses (for GPUs too small for a whole model). `speed`: the
@@ -168,7 +175,8 @@ class Engine:
         where the worker's own profile failed at the native size or smaller, or at load (the
         learnt profiles are in `profiles`). `loras`: the LoRA catalogue, or the
         `[loras]` tables as a plain mapping. `vram_gb`: the worker's memory budget in GiB (None:
-        unknown), which a rerun's profile must fit to be used."""
+        unknown), which a rerun's profile must fit to be used; with `devices`, one pipeline
+        spreads over those cards (`device` the first; `vram_gb` each card's memory)."""
         self.catalogue = catalogue
         self.device = check_device(device)
         self.preview_every = preview_every
@@ -178,6 +186,7 @@ class Engine:
         )
         self.profiles = dict(profiles or {})
         self.vram_gb = vram_gb
+        self.devices = tuple(devices)
         self.loras = (
             loras if isinstance(loras, LoraCatalogue) else LoraCatalogue.from_config(loras or {})
         )
@@ -234,7 +243,7 @@ class Engine:
             spec, failed = model.spec, model.memory
             del model  # the last reference to the failed pipeline: freed before loading lower
             self.unload(request.model)
-            lower = lower_profile(spec.family, failed.name, self.device)
+            lower = lower_profile(spec, failed.name, self.device, spread=bool(self.devices))
             if lower is None or (lora_files and _quantizes(lower)):
                 raise self._out_of_memory(request)
             log.warning(
@@ -308,17 +317,12 @@ class Engine:
             return None, None
         spec = self.catalogue[request.model]
         try:
-            wanted = profile(spec.family, request.profile)
+            wanted = profile_for(spec, request.profile)
         except UnknownProfile:
             return None, f"{spec.family.value} models have no {request.profile} profile now"
-        reason = wanted.unavailable_on(self.device)
-        if reason is None and self.vram_gb is not None:
-            need = needed_gib(spec, wanted)
-            if need > self.vram_gb:
-                reason = (
-                    f"the {wanted.name} profile needs ~{need:.1f} GiB, more than this GPU's "
-                    f"{self.vram_gb:g} GiB"
-                )
+        reason = wanted.unavailable_on(self.device) or misfit(
+            spec, wanted, self.devices, self.vram_gb
+        )
         return (wanted.name, None) if reason is None else (None, reason)
 
     def _loaded(self, name: str, wanted: str | None = None) -> _LoadedModel:
@@ -329,7 +333,7 @@ class Engine:
         except UnknownModel as error:
             raise ModelUnavailable(str(error)) from None
         try:
-            memory = profile(spec.family, wanted or self._own_profile(name))
+            memory = profile_for(spec, wanted or self._own_profile(name))
         except UnknownProfile as error:
             raise ModelUnavailable(str(error)) from None
         current = self._models.get(name)
@@ -337,13 +341,11 @@ class Engine:
             return current
         self.unload(name)
         family = family_pipelines(spec.family)
-        loaded = self._attempt(
-            lambda: family.load(
-                spec, self.device, offload=self.offload, speed=self.speed, memory=memory
-            )
-        )
+        spread = spread_plan(spec, memory, self.devices, self.vram_gb)
+        options = {"offload": self.offload, "speed": self.speed, "memory": memory}
+        loaded = self._attempt(lambda: family.load(spec, self.device, **options, placement=spread))
         if loaded is None:  # out of memory; the half-placed pipeline is freed by now
-            lower = lower_profile(spec.family, memory.name, self.device)
+            lower = lower_profile(spec, memory.name, self.device, spread=bool(self.devices))
             if lower is None:
                 raise OutOfMemory(
                     f"Model {name!r} does not fit in the memory of {self.device}, "
@@ -362,12 +364,13 @@ class Engine:
             config_revision(spec, path),
             memory,
             Adapters(loaded.pipe),
+            gguf_revision(spec, memory.gguf),
         )
         return self._models[name]
 
     def _own_profile(self, model: str) -> str:
         """The profile this worker holds `model` with (configured, or learnt since)."""
-        return self.profiles.get(model, DEFAULT_PROFILE)
+        return self.profiles.get(model) or default_profile(self.catalogue[model])
 
     def _native_or_smaller(self, request: GenerationRequest) -> bool:
         """Whether `request` asks no more of the GPU than one image at its model's native size
@@ -404,7 +407,7 @@ class Engine:
             )
         spec = self.catalogue.get(request.model)
         name = wanted or self._own_profile(request.model)
-        if spec is not None and _quantizes(memory := profile(spec.family, name)):
+        if spec is not None and _quantizes(memory := profile_for(spec, name)):
             raise ModelUnavailable(
                 f"LoRAs cannot be used with {request.model} here: it runs with the {memory.name} "
                 "memory profile, which stores its weights quantized. Ask without a LoRA, or on "
@@ -450,6 +453,7 @@ class Engine:
             model_config=model.config,
             settings=encoder_settings(model.spec),
             profile=model.memory.name,
+            gguf=model.gguf,
             loras=loras,
             prompt_encoder=encoder_fact(request),
         )
@@ -497,5 +501,5 @@ def _references(request: GenerationRequest) -> list[Image.Image]:
 
 
 def _quantizes(memory: Profile) -> bool:
-    """Whether `memory` stores weights quantized (fp8 or NF4), where LoRA adapters are refused."""
-    return bool(memory.fp8 or memory.nf4)
+    """Whether `memory` stores weights quantized (fp8, NF4, GGUF), where LoRAs are refused."""
+    return bool(memory.fp8 or memory.nf4 or memory.gguf)

@@ -73,7 +73,8 @@ class RunFacts:
     run applied as `NAME sha256:HEX unfused` (the SHA-256 of its file's bytes; unfused: applied
     as an adapter beside the weights), joined by "; ", "" for none. `prompt_encoder`: "plain" or
     "compel VERSION". Both None for jobs made before they were recorded. `profile_reason`: why
-    a rerun ran with another memory profile than its parent's (None: it did not).
+    a rerun ran with another memory profile than its parent's (None: it did not). `gguf`:
+    `NAME sha256:HEX` of the `.gguf` file a GGUF profile read the transformer from (None: none).
     """
 
     model_revision: str
@@ -91,6 +92,7 @@ class RunFacts:
     profile_reason: str | None = None
     loras: str | None = None
     prompt_encoder: str | None = None
+    gguf: str | None = None
 
     def lora_sha256(self) -> dict[str, str]:
         """LoRA name → the SHA-256 (hex) of the file the run applied."""
@@ -116,6 +118,7 @@ class RunFacts:
             "model_config": "the model's configuration files",
             "settings": "the pipeline settings",
             "loras": "the LoRA files",
+            "gguf": "the GGUF file",
             "prompt_encoder": "the prompt encoder",
             "diffusers": "diffusers",
             "torch": "PyTorch",

@@ -101,6 +101,9 @@ class ModelSpec:
     vram_gb: float = 0.0
     licence: str = ""
     cost_factor: float = 1.0  # relative GPU-seconds per step per megapixel (the scheduler's prior)
+    # A `.gguf` file holding the model's transformer, quantized (FLUX.1, Kontext, klein): the
+    # model then runs with the GGUF memory profiles (`generation.profiles.GGUF_PROFILES`).
+    gguf: str | None = None
 
     @property
     def non_commercial(self) -> bool:

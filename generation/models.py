@@ -43,6 +43,7 @@ from generation.model_spec import (
     ModelLimits,
     ModelSpec,
 )
+from generation.profiles import GGUF_PROFILES
 
 if TYPE_CHECKING:
     from generation.hosted.catalogue import HostedModel
@@ -124,6 +125,7 @@ class ModelTable:
     max_prompt_chars: Count | None = None
     guidance_adjustable: Bool | None = None
     max_references: Annotated[Int, Field(ge=0)] | None = None
+    gguf: Name | None = None  # a `.gguf` file holding the transformer, quantized
 
     def values(self) -> dict[str, Any]:
         """The keys this table sets."""
@@ -298,6 +300,28 @@ def _apply_overrides(base: ModelSpec, name: str, values: Mapping[str, Any]) -> M
     return spec
 
 
+def gguf_problems(spec: ModelSpec) -> list[str]:
+    """Why `spec`'s `gguf` key cannot work, read from the configuration alone: a family without
+    GGUF support, or a file that is not a `.gguf` one (whether it exists is checked where it is
+    read: a worker may see another disk)."""
+    if spec.gguf is None:
+        return []
+    prefix = f"`models.{spec.name}.gguf`"
+    if spec.family not in GGUF_PROFILES:
+        families = ", ".join(family.value for family in GGUF_PROFILES)
+        return [
+            f"{prefix}: {spec.family.value} models cannot load a GGUF file (diffusers reads "
+            f"GGUF transformers of {families} models only)."
+        ]
+    if not spec.gguf.lower().endswith(".gguf"):
+        return [
+            f"{prefix} = {toml_value(spec.gguf)} is not a .gguf file: Atelier reads only .gguf "
+            "and safetensors weights (other formats, such as pickle checkpoints, can run code "
+            "when loaded)."
+        ]
+    return []
+
+
 def _limit_problems(spec: ModelSpec) -> list[str]:
     """Every value that contradicts another (a default its own limits refuse, limits that
     exclude each other) or that the family cannot honour (a scheduler it lacks, a size it would
@@ -347,6 +371,7 @@ def _limit_problems(spec: ModelSpec) -> list[str]:
             for key, value in (("min_side", limits.min_side), ("max_side", limits.max_side))
             if value < step or value % step
         ]
+    problems += gguf_problems(spec)
     most = FAMILY_MAX_REFERENCES.get(spec.family, 0)
     if not 0 <= limits.max_references <= most:
         problems.append(

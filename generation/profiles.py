@@ -48,18 +48,21 @@ class Profile:
     """One way to hold a model. `fp8`: components stored in float8 and computed in the model's
     dtype (diffusers' layerwise casting: runs everywhere); `nf4`: components quantized to 4-bit
     NormalFloat by bitsandbytes (CUDA only); `offload`: each component moves to the GPU only
-    while it runs (`enable_model_cpu_offload`, CUDA only)."""
+    while it runs (`enable_model_cpu_offload`, CUDA only); `gguf`: the transformer is read from
+    the model's `.gguf` file and kept quantized, dequantized layer by layer as it runs (diffusers'
+    GGUF support: runs everywhere; only models with a `gguf` file have these profiles)."""
 
     name: str
     summary: str
     fp8: tuple[str, ...] = ()
     nf4: tuple[str, ...] = ()
     offload: bool = False
+    gguf: bool = False
 
     @property
     def library(self) -> str | None:
         """The optional library this profile needs, if any."""
-        return "bitsandbytes" if self.nf4 else None
+        return "bitsandbytes" if self.nf4 else "gguf" if self.gguf else None
 
     @property
     def cuda_only(self) -> bool:
@@ -132,12 +135,73 @@ FAMILY_PROFILES[Family.FLUX2_KLEIN] = (
 )
 
 
+GGUF_COMPONENT = "transformer"  # what a `.gguf` file holds: every GGUF family's denoiser
+
+
+def _gguf_ladder(encoder: str, encoder_name: str) -> tuple[Profile, ...]:
+    """The profiles of a model whose transformer comes from a `.gguf` file, best first: the
+    other components as in full, offload, fp8 (its large text `encoder` in fp8), fp8-offload."""
+    return (
+        Profile("gguf", "GGUF transformer, the rest bf16, all on the GPU", gguf=True),
+        Profile(
+            "gguf-offload",
+            "GGUF transformer, the rest bf16, each part on the GPU only while it runs",
+            gguf=True,
+            offload=True,
+        ),
+        Profile(
+            "gguf-fp8",
+            f"GGUF transformer, {encoder_name} stored in fp8",
+            gguf=True,
+            fp8=(encoder,),
+        ),
+        Profile(
+            "gguf-fp8-offload",
+            f"GGUF transformer, fp8 {encoder_name}, each part on the GPU only while it runs",
+            gguf=True,
+            fp8=(encoder,),
+            offload=True,
+        ),
+    )
+
+
+# The families whose transformer diffusers reads from a GGUF file (`from_single_file` with a
+# `GGUFQuantizationConfig`: FluxTransformer2DModel, Flux2Transformer2DModel); Playground's UNet
+# has no GGUF loader there.
+GGUF_PROFILES: dict[Family, tuple[Profile, ...]] = {
+    Family.FLUX: _gguf_ladder("text_encoder_2", "T5"),
+    Family.FLUX_KONTEXT: _gguf_ladder("text_encoder_2", "T5"),
+    Family.FLUX2_KLEIN: _gguf_ladder("text_encoder", "Qwen3"),
+}
+
+
 class UnknownProfile(LookupError):
     """A profile name the model's family does not offer; the message says which it offers."""
 
 
 def profiles_for(family: Family) -> tuple[Profile, ...]:
     return FAMILY_PROFILES[family]
+
+
+def ladder(spec: ModelSpec) -> tuple[Profile, ...]:
+    """`spec`'s profiles, best quality first: its GGUF ones where it has a `gguf` file, else its
+    family's."""
+    return GGUF_PROFILES[spec.family] if spec.gguf else FAMILY_PROFILES[spec.family]
+
+
+def default_profile(spec: ModelSpec) -> str:
+    """The profile `spec` is held with where none is set: its best."""
+    return ladder(spec)[0].name
+
+
+def profile_for(spec: ModelSpec, name: str) -> Profile:
+    """The profile `name` of `spec` (`ladder`); raises UnknownProfile naming the ones it has."""
+    for candidate in ladder(spec):
+        if candidate.name == name:
+            return candidate
+    names = ", ".join(p.name for p in ladder(spec))
+    kind = f"{spec.family.value} models" + " with a GGUF file" * bool(spec.gguf)
+    raise UnknownProfile(f"{kind} have no profile {name!r}; they have {names}.")
 
 
 def profile(family: Family, name: str) -> Profile:
@@ -149,11 +213,21 @@ def profile(family: Family, name: str) -> Profile:
     raise UnknownProfile(f"{family.value} models have no profile {name!r}; they have {names}.")
 
 
-def lower_profile(family: Family, name: str, device: str) -> Profile | None:
-    """The next profile below `name` that runs on `device` (the out-of-memory fallback)."""
-    ladder = FAMILY_PROFILES[family]
-    index = [p.name for p in ladder].index(name)
-    return next((p for p in ladder[index + 1 :] if p.unavailable_on(device) is None), None)
+def lower_profile(
+    spec: ModelSpec, name: str, device: str, *, spread: bool = False
+) -> Profile | None:
+    """The next profile below `name` that runs on `device` (the out-of-memory fallback); for
+    a pipeline `spread` over several cards, not an offloading one (`generation.placement`)."""
+    profiles = ladder(spec)
+    index = [p.name for p in profiles].index(name)
+    return next(
+        (
+            p
+            for p in profiles[index + 1 :]
+            if p.unavailable_on(device) is None and not (spread and p.offload)
+        ),
+        None,
+    )
 
 
 def layout(spec: ModelSpec) -> str:
@@ -174,13 +248,37 @@ def needed_gib(spec: ModelSpec, chosen: Profile) -> float:
     model's own `vram_gb` where its configuration sets one (a measured figure)."""
     if chosen.name == DEFAULT_PROFILE and spec.vram_gb:
         return spec.vram_gb
-    weights = weight_memory()[layout(spec)]["profiles"][chosen.name]["gpu_bytes"] / GIB
-    return weights + ACTIVATION_GIB[spec.family] + CUDA_CONTEXT_GIB
+    return gpu_bytes(spec, chosen) / GIB + ACTIVATION_GIB[spec.family] + CUDA_CONTEXT_GIB
+
+
+def component_bytes(spec: ModelSpec, chosen: Profile) -> dict[str, int]:
+    """Each component's weight bytes under `chosen`, from the stored figures; for a GGUF
+    profile, the transformer's from the `.gguf` file's header (`generation.gguf_file`) and the
+    other components' from the full (or, for its fp8 ones, the fp8) profile's figures."""
+    figures = weight_memory()[layout(spec)]["profiles"]
+    if not chosen.gguf:
+        return dict(figures[chosen.name]["components"])
+    from generation.gguf_file import weight_bytes  # numpy only, and only for GGUF models
+
+    sizes = {}
+    for name, full in figures[DEFAULT_PROFILE]["components"].items():
+        if name == GGUF_COMPONENT:
+            sizes[name] = weight_bytes(spec.gguf, full) if spec.gguf else full
+        else:
+            sizes[name] = figures["fp8"]["components"][name] if name in chosen.fp8 else full
+    return sizes
+
+
+def gpu_bytes(spec: ModelSpec, chosen: Profile) -> int:
+    """Weight bytes on the GPU under `chosen`: all components, or the largest where offloaded."""
+    sizes = component_bytes(spec, chosen).values()
+    return max(sizes) if chosen.offload else sum(sizes)
 
 
 def installed_libraries() -> frozenset[str]:
     """The optional libraries some profile needs that are present here (found, not imported)."""
-    wanted = {p.library for profiles in FAMILY_PROFILES.values() for p in profiles if p.library}
+    ladders = (*FAMILY_PROFILES.values(), *GGUF_PROFILES.values())
+    wanted = {p.library for profiles in ladders for p in profiles if p.library}
     return frozenset(name for name in wanted if importlib.util.find_spec(name))
 
 
@@ -189,7 +287,7 @@ def best_profile(
 ) -> Profile | None:
     """The best-quality profile of `spec` that fits a CUDA card of `memory_gib` with the
     `libraries` present, or None when none fits."""
-    for candidate in FAMILY_PROFILES[spec.family]:
+    for candidate in ladder(spec):
         if candidate.library is not None and candidate.library not in libraries:
             continue
         if needed_gib(spec, candidate) <= memory_gib:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, NamedTuple
 
 import torch
@@ -15,15 +15,16 @@ from PIL import Image
 from generation.errors import ModelUnavailable
 from generation.models import ModelSpec
 from generation.pipelines.batching import PerImageForward
-from generation.pipelines.loading import place, read_pipeline
+from generation.pipelines.loading import place, read_pipeline, resolve_source
 from generation.pipelines.profiles import (
     check_available,
     effective_speed,
+    gguf_components,
     load_options,
     store_in_fp8,
 )
 from generation.pipelines.speed import apply, weights_dtype
-from generation.profiles import Profile, profile
+from generation.profiles import Profile, default_profile, profile_for
 from generation.request import GenerationRequest
 from generation.speed_options import SpeedOptions
 
@@ -62,12 +63,14 @@ class PipelineFamily(ABC):
         offload: bool = False,
         speed: SpeedOptions | None = None,
         memory: Profile | None = None,
+        placement: Mapping[str, str] | None = None,
     ) -> LoadedPipeline:
         """The text-to-image pipeline for `spec`, read from disk, held as the memory profile
         `memory` says (default: full), placed on `device` and sped up with `speed` (the
-        defaults when None; nothing changes off CUDA). Raises ModelUnavailable where the profile
-        cannot run on `device`."""
-        memory = memory or profile(spec.family, "full")
+        defaults when None; nothing changes off CUDA); `placement`: component → card, for a
+        pipeline over several cards (`generation.placement`). Raises ModelUnavailable where the
+        profile cannot run on `device`."""
+        memory = memory or profile_for(spec, default_profile(spec))
         speed = effective_speed(speed or SpeedOptions(), memory, self.denoiser)
         check_available(spec, memory, device)
         unknown = [name for name in spec.schedulers if name not in self.schedulers]
@@ -84,6 +87,7 @@ class PipelineFamily(ABC):
             dtype=dtype,
             **self.load_options,
             **load_options(memory, dtype),
+            **gguf_components(spec, memory, resolve_source(spec), dtype),
         )
         store_in_fp8(pipe, memory, dtype)
         # Before placement, so that offload hooks wrap (and keep) the per-image forward.
@@ -91,7 +95,7 @@ class PipelineFamily(ABC):
             getattr(pipe, self.denoiser), self.sample_argument, self.unbatched_inputs
         )
         pipe.vae.enable_slicing()
-        place(pipe, spec, device, offload=offload or memory.offload)
+        place(pipe, spec, device, offload=offload or memory.offload, placement=placement)
         report = apply(pipe, spec.family, speed, device)
         log.info(
             "Loaded %s on %s in %s, %s profile; speed options applied: %s; skipped: %s",

@@ -10,6 +10,7 @@ arbitrary code.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -143,17 +144,32 @@ def read_pipeline(
     return pipe
 
 
-def place(pipe: DiffusionPipeline, spec: ModelSpec, device: str, *, offload: bool = False) -> None:
+def place(
+    pipe: DiffusionPipeline,
+    spec: ModelSpec,
+    device: str,
+    *,
+    offload: bool = False,
+    placement: Mapping[str, str] | None = None,
+) -> None:
     """Put a freshly read pipeline where it runs: the single home of post-load placement.
 
     `offload` keeps the weights in CPU memory and moves each model to the GPU only while it runs
     (for cards too small for the whole pipeline); it needs an accelerator, so with the CPU as the
-    device the pipeline simply stays where it is.
+    device the pipeline simply stays where it is. `placement` (component → device, from
+    `generation.placement.plan`) puts each whole component on its own card, with accelerate's
+    hook that moves its inputs there and its outputs back (as diffusers' `device_map` does).
     """
     if not device.startswith("cuda"):
         return
     try:
-        if offload:
+        if placement:
+            from accelerate.hooks import AlignDevicesHook, add_hook_to_module
+
+            for name, card in placement.items():
+                component = getattr(pipe, name).to(card)
+                add_hook_to_module(component, AlignDevicesHook(card, io_same_device=True))
+        elif offload:
             pipe.enable_model_cpu_offload(device=device)
         else:
             pipe.to(device)

@@ -7,13 +7,16 @@ fp8 storage through diffusers' layerwise casting once the pipeline is read; offl
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from generation import gguf_file
 from generation.errors import ModelUnavailable
 from generation.models import ModelSpec
-from generation.profiles import Profile
+from generation.profiles import GGUF_COMPONENT, Profile
 from generation.speed_options import SpeedOptions
 
 if TYPE_CHECKING:
@@ -53,6 +56,42 @@ def load_options(chosen: Profile, dtype: torch.dtype) -> dict[str, Any]:
         components_to_quantize=list(chosen.nf4),
     )
     return {"quantization_config": config}
+
+
+def gguf_components(
+    spec: ModelSpec, chosen: Profile, source: Path, dtype: torch.dtype
+) -> dict[str, Any]:
+    """The components `chosen` reads from `spec`'s `.gguf` file, as `from_pretrained` takes
+    them: the transformer, quantized as stored and computed in `dtype` (diffusers'
+    `GGUFQuantizationConfig`), with its configuration from the pipeline at `source`; or nothing.
+    Raises ModelUnavailable for a file that is missing, not GGUF, or not this model's shapes."""
+    if not chosen.gguf:
+        return {}
+    import diffusers
+    from diffusers import GGUFQuantizationConfig
+
+    if spec.gguf is None:
+        raise ModelUnavailable(
+            f"Model {spec.name!r} has no `gguf` file for the {chosen.name} profile."
+        )
+    path = Path(spec.gguf).expanduser()
+    try:
+        gguf_file.check(path)
+        index = json.loads((source / "model_index.json").read_text())
+        model_class = getattr(diffusers, index[GGUF_COMPONENT][1])
+        transformer = model_class.from_single_file(
+            str(path),
+            quantization_config=GGUFQuantizationConfig(compute_dtype=dtype),
+            config=str(source),
+            subfolder=GGUF_COMPONENT,
+            dtype=dtype,
+            local_files_only=True,
+        )
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError, AttributeError) as error:
+        raise ModelUnavailable(
+            f"Model {spec.name!r}: its GGUF file could not be loaded: {error}"
+        ) from None
+    return {GGUF_COMPONENT: transformer}
 
 
 def store_in_fp8(pipe: DiffusionPipeline, chosen: Profile, dtype: torch.dtype) -> None:

@@ -20,6 +20,15 @@ def model_revision(spec: ModelSpec, path: Path) -> str:
     return _folder_hash(path, lambda file: file.suffix == ".safetensors")
 
 
+def gguf_revision(spec: ModelSpec, used: bool) -> str | None:
+    """`NAME sha256:HEX` of the `.gguf` file a GGUF profile read the transformer from (`used`),
+    else None (`RunFacts.gguf`)."""
+    if not used or spec.gguf is None:
+        return None
+    path = Path(spec.gguf).expanduser()
+    return f"{path.name} sha256:{file_sha256(path)}"
+
+
 def config_revision(spec: ModelSpec, path: Path) -> str | None:
     """For a local folder, `sha256:` over its other files that change pixels: `model_index.json`,
     each component's `config.json`, the scheduler's `scheduler_config.json`, the tokenizers'

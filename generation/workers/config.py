@@ -14,6 +14,7 @@ import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from generation import placement
 from generation.config_schema import SettingsProblems
 from generation.models import Catalogue, ModelSpec
 from generation.profiles import (
@@ -21,10 +22,11 @@ from generation.profiles import (
     Profile,
     UnknownProfile,
     best_profile,
+    default_profile,
     installed_libraries,
+    ladder,
     needed_gib,
-    profile,
-    profiles_for,
+    profile_for,
 )
 from generation.workers.ray_config import RayPlacement
 
@@ -43,7 +45,9 @@ class WorkerConfig:
     memory profile each model is loaded with here (`generation.profiles`; absent: "full").
     `ray`: where its Ray actor runs, for a GPU on another machine (None: a process of this
     machine); `device` is then the device inside the actor, which sees only the GPUs Ray gave it
-    (`cuda` is the first).
+    (`cuda` is the first). `devices`: the cards one pipeline spreads over, whole components on
+    each (`generation.placement`; empty: `device` alone); `device` is then the first, `vram_gb`
+    each card's memory, and the worker holds one model at a time.
     """
 
     id: str
@@ -54,6 +58,7 @@ class WorkerConfig:
     pinned: tuple[str, ...] = ()
     ray: RayPlacement | None = None
     profiles: tuple[tuple[str, str], ...] = ()
+    devices: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if problems := self.problems():
@@ -78,6 +83,60 @@ class WorkerConfig:
             for model in self.pinned
             if not self.may_run(model)
         ]
+        return problems + self._spread_problems()
+
+    def _spread_problems(self) -> list[str]:
+        """How a `devices` worker contradicts itself (one sentence each)."""
+        if not self.devices:
+            return []
+        who, problems = f"Worker {self.id!r}", []
+        canonical = [canonical_device(d) for d in self.devices]
+        if len(set(canonical)) < 2 or not all(d.startswith("cuda") for d in canonical):
+            problems.append(
+                f"{who}: `devices` needs two or more different CUDA cards, such as "
+                '["cuda:0", "cuda:1"].'
+            )
+        elif len(set(canonical)) < len(canonical):
+            problems.append(f"{who}: `devices` lists a card twice.")
+        if self.ray is not None:
+            problems.append(f"{who}: `devices` is for cards of this machine, not Ray GPUs.")
+        if self.vram_gb is None:
+            problems.append(
+                f"{who}: `devices` needs `vram_gb` (each card's memory in GiB), from which the "
+                "components are placed."
+            )
+        if self.max_models != 1:
+            problems.append(f"{who}: a worker over several cards holds one model at a time.")
+        return problems
+
+    def spread_problems(self, catalogue: Catalogue) -> list[str]:
+        """For a `devices` worker, each model it names (or pins a profile for) that its cards
+        hold together under no placement (`generation.placement.plan`), one sentence each."""
+        if not self.devices or self.vram_gb is None:
+            return []
+        named = (set(self.models or ()) | set(self.pinned) | set(dict(self.profiles))) & set(
+            catalogue
+        )
+        problems = []
+        for name in sorted(named):
+            spec, chosen = catalogue[name], dict(self.profiles).get(name)
+            if chosen is None:  # `fit_profiles` found none
+                problems.append(
+                    f"Worker {self.id!r}: {name} fits its {len(self.devices)} cards of "
+                    f"{self.vram_gb:g} GiB together under no memory profile."
+                )
+                continue
+            try:
+                memory = profile_for(spec, chosen)
+            except UnknownProfile:
+                continue  # `model_problems` names it
+            if placement.plan(spec, memory, self.devices, self.vram_gb) is None:
+                why = "offloads, which a pipeline over several cards cannot" * memory.offload
+                problems.append(
+                    f"Worker {self.id!r}: {name} does not fit its {len(self.devices)} cards of "
+                    f"{self.vram_gb:g} GiB with its {memory.name} profile"
+                    + (f" ({why})." if why else ".")
+                )
         return problems
 
     def may_run(self, model: str) -> bool:
@@ -152,12 +211,11 @@ def model_problems(
         return problems
     for name in sorted(set(profiles) & set(catalogue)):
         try:
-            profile(catalogue[name].family, profiles[name])
+            chosen = profile_for(catalogue[name], profiles[name])
         except UnknownProfile as error:
             problems.append(f"{who}: {name}: {error}")
             del profiles[name]
             continue
-        chosen = profile(catalogue[name].family, profiles[name])
         if device is not None and (reason := chosen.unavailable_on(device)) is not None:
             problems.append(f"{who}: {name}: {reason}.")
     if vram_gb is None:
@@ -183,12 +241,12 @@ def _fit(spec: ModelSpec, memory_gib: float, chosen: str | None) -> tuple[bool, 
     """Whether `spec` fits `memory_gib` (under the profile `chosen`, else under its best fitting
     one), what it needs there, and which profile that is, as a phrase."""
     if chosen is not None:
-        need = needed_gib(spec, profile(spec.family, chosen))
+        need = needed_gib(spec, profile_for(spec, chosen))
         return need <= memory_gib, need, f"its {chosen}"
     best = best_profile(spec, memory_gib, installed_libraries())
     if best is not None:
         return True, needed_gib(spec, best), f"its {best.name}"
-    smallest = profiles_for(spec.family)[-1]
+    smallest = ladder(spec)[-1]
     return False, needed_gib(spec, smallest), f"even its smallest ({smallest.name})"
 
 
@@ -279,9 +337,9 @@ def _below(
     """The next profile of `name` below its `chosen` one that needs less and whose library is
     present, or None."""
     spec = catalogue[name]
-    ladder = profiles_for(spec.family)
+    profiles = ladder(spec)
     current = chosen[name]
-    for lower in ladder[ladder.index(current) + 1 :]:
+    for lower in profiles[profiles.index(current) + 1 :]:
         if lower.library in (None, *libraries) and needed_gib(spec, lower) < needed_gib(
             spec, current
         ):
@@ -293,14 +351,26 @@ def fit_profiles(worker: WorkerConfig, catalogue: Catalogue | None) -> WorkerCon
     """`worker` with, where it has a `vram_gb` budget, a profile for each model it may run
     (`fit_together`: `max_models` of them fit the budget together, the owner's own `profiles`
     kept as set). A worker allowed any model is allowed only those that fit under some profile
-    (`bot check` names the others)."""
-    if worker.vram_gb is None or catalogue is None or not worker.device.startswith("cuda"):
-        return worker  # (a GPU budget means nothing to a CPU worker's profiles)
+    (`bot check` names the others). Without a budget, a model with a GGUF file gets its best
+    GGUF profile (it has no "full", the profile a model without one gets)."""
+    if catalogue is None:
+        return worker
+    if worker.devices:
+        return _fit_spread(worker, catalogue)
+    if worker.vram_gb is None or not worker.device.startswith("cuda"):
+        # (a GPU budget means nothing to a CPU worker's profiles)
+        gguf = {
+            name: default_profile(catalogue[name])
+            for name in catalogue
+            if catalogue[name].gguf and worker.may_run(name)
+        }
+        profiles = tuple(sorted((gguf | dict(worker.profiles)).items()))
+        return dataclasses.replace(worker, profiles=profiles)
     fixed = {}
     for name, chosen in worker.profiles:
         if name in catalogue:
             try:
-                fixed[name] = profile(catalogue[name].family, chosen)
+                fixed[name] = profile_for(catalogue[name], chosen)
             except UnknownProfile:
                 continue  # `model_problems` names it
     set_here = dict(worker.profiles)  # the owner's, kept as set (a wrong one is named)
@@ -310,6 +380,23 @@ def fit_profiles(worker: WorkerConfig, catalogue: Catalogue | None) -> WorkerCon
     )
     profiles = {name: p.name for name, p in chosen.items()} | set_here
     models = worker.models if worker.models is not None else frozenset(chosen)
+    return dataclasses.replace(worker, models=models, profiles=tuple(sorted(profiles.items())))
+
+
+def _fit_spread(worker: WorkerConfig, catalogue: Catalogue) -> WorkerConfig:
+    """`fit_profiles` for a `devices` worker: each model it may run gets its best profile that
+    its cards hold together (`generation.placement`); one allowed any model is allowed those."""
+    assert worker.vram_gb is not None  # `WorkerConfig.problems` refuses a worker without
+    set_here = dict(worker.profiles)
+    chosen = {
+        name: best.name
+        for name in catalogue
+        if worker.may_run(name)
+        and name not in set_here
+        and (best := placement.best_spread_profile(catalogue[name], worker.devices, worker.vram_gb))
+    }
+    profiles = chosen | set_here
+    models = worker.models if worker.models is not None else frozenset(chosen) | set(set_here)
     return dataclasses.replace(worker, models=models, profiles=tuple(sorted(profiles.items())))
 
 

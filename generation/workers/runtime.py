@@ -19,7 +19,7 @@ from typing import Any
 
 from generation.errors import Cancelled, EngineError, ModelUnavailable, OutOfMemory
 from generation.models import Catalogue
-from generation.profiles import needed_gib, profile
+from generation.profiles import needed_gib, profile_for
 from generation.workers.protocol import (
     CancelJob,
     Command,
@@ -79,6 +79,7 @@ class WorkerRuntime:
                 self.config.device,
                 profiles=dict(self.config.profiles),
                 vram_gb=self.config.vram_gb,
+                **({"devices": self.config.devices} if self.config.devices else {}),
                 **self.spec.engine_options,
             )
         except (ImportError, ValueError, TypeError, RuntimeError, EngineError) as error:
@@ -219,7 +220,7 @@ class WorkerRuntime:
 
     def _need_gib(self, model: str) -> float:
         spec = self._catalogue[model]
-        return needed_gib(spec, profile(spec.family, self.config.profile_of(model)))
+        return needed_gib(spec, profile_for(spec, self.config.profile_of(model)))
 
     def _unload(self, model: str) -> None:
         if model in self._recent:

@@ -45,6 +45,7 @@ class StandInEngine:
         image_bytes: int = 0,
         profiles: Mapping[str, str] | None = None,
         vram_gb: float | None = None,
+        devices: tuple[str, ...] = (),  # a worker over several cards: one job at a time, too
     ) -> None:
         self.catalogue = catalogue
         self.device = device
@@ -52,6 +53,7 @@ class StandInEngine:
         self.load_seconds = load_seconds
         self.image_bytes = image_bytes
         self.profiles = dict(profiles or {})
+        self.devices = tuple(devices)
         self._loaded: list[str] = []
 
     @property

@@ -235,3 +235,43 @@ def test_check_flags_a_profile_larger_than_the_card_and_a_gpu_that_runs_nothing(
         "full (~19.5 GiB), flux2-klein-9b as offload (~21.5 GiB), flux-kontext-dev as "
         "fp8-offload (~18.2 GiB)." in lines
     )
+
+
+def test_check_says_when_two_cards_hold_a_model_better_than_one(tmp_path: Path) -> None:
+    config = tmp_path / "atelier.toml"
+    config.write_text("")  # the automatic setup: one worker per card, never a pair
+    path = _fake_nvidia_smi(
+        tmp_path / "bin",
+        "0, NVIDIA GeForce RTX 4060 Ti, 16384\\n1, NVIDIA GeForce RTX 4060 Ti, 16384\\n",
+    )
+
+    done = run_bot_command(
+        "check", cwd=tmp_path, env={"ATELIER_CONFIG": str(config), "DISCORD_TOKEN": "x", **path}
+    )
+
+    assert (
+        "[note] flux2-klein-9b runs on one card only as fp8-offload, but cuda:0 and cuda:1 "
+        'together hold it as fp8: a [[gpus]] table with devices = ["cuda:0", "cuda:1"] and '
+        "vram_gb = 16 would." in done.stdout.splitlines()
+    )
+
+
+def test_check_shows_where_a_pipeline_over_two_cards_puts_each_component(tmp_path: Path) -> None:
+    config = tmp_path / "atelier.toml"
+    config.write_text(
+        '[[gpus]]\ndevices = ["cuda:0", "cuda:1"]\nvram_gb = 16\nmodels = ["flux2-klein-9b"]\n'
+    )
+    path = _fake_nvidia_smi(
+        tmp_path / "bin",
+        "0, NVIDIA GeForce RTX 4060 Ti, 16384\\n1, NVIDIA GeForce RTX 4060 Ti, 16384\\n",
+    )
+
+    done = run_bot_command(
+        "check", cwd=tmp_path, env={"ATELIER_CONFIG": str(config), "DISCORD_TOKEN": "x", **path}
+    )
+
+    assert (
+        "[ok ] Worker cuda:0+cuda:1 runs one pipeline over its cards: flux2-klein-9b as fp8 "
+        "(transformer, vae on cuda:0; text_encoder on cuda:1)." in done.stdout.splitlines()
+    )
+    assert "flux2-klein-9b runs on one card only" not in done.stdout  # paired already

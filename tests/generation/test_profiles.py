@@ -99,7 +99,7 @@ def test_an_owner_pins_a_profile_and_a_wrong_one_is_named() -> None:
 
 
 def test_out_of_memory_falls_to_the_next_profile_this_device_runs() -> None:
-    flux = CATALOGUE["flux-dev"].family
+    flux = CATALOGUE["flux-dev"]
     assert lower_profile(flux, "full", "cuda:0").name == "offload"
     assert lower_profile(flux, "full", "cpu").name == "fp8"  # offload needs CUDA
     assert lower_profile(flux, "fp8", "cpu") is None
@@ -130,4 +130,4 @@ def test_a_profile_whose_library_is_missing_is_not_offered_to_a_rerun_or_a_fallb
         "the nf4-offload profile needs bitsandbytes, which is not installed here "
         "(pip install 'atelier[quantization]')"
     )
-    assert lower_profile(flux, "fp8-offload", "cuda:0") is None
+    assert lower_profile(CATALOGUE["flux-dev"], "fp8-offload", "cuda:0") is None

@@ -223,7 +223,7 @@ def test_the_failed_pipeline_is_freed_before_the_lower_profile_loads(
     alive_while_lower_loads: list[bool] = []
     real_place = base.place
 
-    def place_runs_out_the_first_time(pipe, spec, device, *, offload=False):
+    def place_runs_out_the_first_time(pipe, spec, device, *, offload=False, placement=None):
         placed.append(weakref.ref(pipe.unet))
         if len(placed) == 1:
             try:
@@ -231,7 +231,7 @@ def test_the_failed_pipeline_is_freed_before_the_lower_profile_loads(
             except torch.OutOfMemoryError:
                 raise OutOfMemory("does not fit") from None
         alive_while_lower_loads.append(placed[0]() is not None)
-        return real_place(pipe, spec, device, offload=offload)
+        return real_place(pipe, spec, device, offload=offload, placement=placement)
 
     monkeypatch.setattr(base, "place", place_runs_out_the_first_time)
     engine = Engine(tiny_catalogue, "cpu")
