@@ -157,3 +157,26 @@ async def test_a_reservation_or_cost_that_is_not_a_number_of_credits_is_refused(
         with pytest.raises(InvalidValue):
             await db.settle(job_id, credits)
     assert await db.spent(0) == 4
+
+
+async def test_erasing_a_person_removes_their_budget_and_its_audit_but_no_other_budget(
+    setup,
+) -> None:
+    db, _, job = setup
+    await db.set_budget(7, Period.DAY, 2, by=ADMIN)
+    await db.set_budget(8, Period.DAY, 3, by=ADMIN)
+    await db.set_budget(PERSON_DEFAULT, Period.DAY, 12, by=ADMIN)
+    await db.set_budget(SERVER, Period.MONTH, 100, by=ADMIN)
+
+    await db.delete_user(7)
+
+    assert await db.budgets() == {
+        (8, Period.DAY): 3,
+        (PERSON_DEFAULT, Period.DAY): 12,
+        (SERVER, Period.MONTH): 100,
+    }
+    audited = await db.recent_audit(50)
+    assert "budget:7" not in [entry.target for entry in audited]
+    assert "budget:8" in [entry.target for entry in audited]
+    # the same Discord id coming back later has the default budget, not the erased one
+    await db.reserve(await job(user_id=7), 7, "flux-pro-1.1", 12)
