@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -134,9 +135,14 @@ class HostedBackend:
         job_id: int,
         request: GenerationRequest,
         on_progress: ProgressCallback | None = None,
+        keep: Callable[[HostedTask], Awaitable[None]] | None = None,
     ) -> HostedResult:
         """Make every image of `request`; tasks already stored for `job_id` are polled again,
-        not resubmitted. Never raises for anything the API does."""
+        not resubmitted. `keep(task)` stores a task BFL accepted (default: the `TaskStore`'s
+        `save_hosted_task`; the pool passes one that retries while the store is unavailable).
+        Never raises for anything the API does; a store error from `keep` is raised."""
+        if keep is None:
+            keep = partial(self._store.save_hosted_task, job_id)
         model = self._models[request.model]
         stored = {task.index: task for task in await self._store.hosted_tasks(job_id)}
         if self.gate.paused and len(stored) < request.count:
@@ -150,7 +156,7 @@ class HostedBackend:
 
         ends = await asyncio.gather(
             *(
-                self._image(job_id, model, request, index, stored.get(index), report)
+                self._image(model, request, index, stored.get(index), report, keep)
                 for index in range(request.count)
             )
         )
@@ -178,17 +184,17 @@ class HostedBackend:
 
     async def _image(
         self,
-        job_id: int,
         model: HostedModel,
         request: GenerationRequest,
         index: int,
         task: HostedTask | None,
         report: Callable[[HostedProgress], Awaitable[None]],
+        keep: Callable[[HostedTask], Awaitable[None]],
     ) -> tuple[_Ended, GeneratedImage | None, float]:
         cost = 0.0
         try:
             if task is None:
-                task = await self._submit(job_id, model, request, index, report)
+                task = await self._submit(model, request, index, report, keep)
             cost = task.cost if task.cost is not None else model.estimate(request) / request.count
             sample = await self._until_ready(task, report)
             await report(HostedProgress(index, "downloading"))
@@ -208,33 +214,39 @@ class HostedBackend:
 
     async def _submit(
         self,
-        job_id: int,
         model: HostedModel,
         request: GenerationRequest,
         index: int,
         report: Callable[[HostedProgress], Awaitable[None]],
+        keep: Callable[[HostedTask], Awaitable[None]],
     ) -> HostedTask:
         if self.gate.paused:
             raise _Ended(Outcome.NO_CREDITS)
         body = request_body(model, request, index)
-        try:
-            reply = await self._retrying(
-                lambda: self._client().submit(model.name, body), index, report
+
+        async def send_and_keep() -> HostedTask:
+            reply = await self._client().submit(model.name, body)
+            task = HostedTask(
+                index=index,
+                task_id=reply.id,
+                polling_url=reply.polling_url,
+                cost=reply.cost,
+                input_mp=reply.input_mp,
+                output_mp=reply.output_mp,
+                submitted_at=self._clock(),
             )
+            await keep(task)
+            return task
+
+        try:
+            # BFL charges a task once it accepts it: a cancel (or a shutdown) while a submit is
+            # on its way waits for the reply and stores it, so the task is charged (and polled
+            # after a restart), never lost.
+            task = await self._retrying(lambda: _to_the_end(send_and_keep()), index, report)
         except _Ended as end:
             if end.outcome is Outcome.NOT_FOUND:  # no such endpoint: a fault here
                 raise _Ended(Outcome.REFUSED, end.detail) from None
             raise
-        task = HostedTask(
-            index=index,
-            task_id=reply.id,
-            polling_url=reply.polling_url,
-            cost=reply.cost,
-            input_mp=reply.input_mp,
-            output_mp=reply.output_mp,
-            submitted_at=self._clock(),
-        )
-        await self._store.save_hosted_task(job_id, task)
         await report(HostedProgress(index, "submitted"))
         return task
 
@@ -295,3 +307,19 @@ class HostedBackend:
                 await report(HostedProgress(index, "waiting"))
                 await asyncio.sleep(delay)
                 delay = min(delay * timing.growth * 2, timing.retry_max)
+
+
+async def _to_the_end(coroutine: Awaitable[HostedTask]) -> HostedTask:
+    """Await `coroutine` even when cancelled meanwhile; then the cancel goes on (raised)."""
+    running = asyncio.ensure_future(coroutine)
+    try:
+        return await asyncio.shield(running)
+    except asyncio.CancelledError:
+        while not running.done():
+            try:
+                await asyncio.shield(running)
+            except asyncio.CancelledError:
+                continue
+            except Exception:  # the cancel is what the caller hears
+                break
+        raise

@@ -288,3 +288,46 @@ async def test_cancelling_an_api_job_charges_what_was_sent(
         assert await db.spent(0, 1) == 8
     finally:
         await pool.shutdown(drain=False)
+
+
+class SlowReplyBfl(HeldBfl):
+    """The fake API that accepts a task (and takes its credits) at once but holds the submit
+    reply while `replying` is clear: a cancel can land between BFL's charge and Atelier's
+    store write."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.replying = asyncio.Event()
+
+    async def _submit(self, request: web.Request) -> web.Response:
+        reply = await super()._submit(request)
+        await self.replying.wait()
+        return reply
+
+
+async def test_a_cancel_after_bfl_accepted_the_task_but_before_its_reply_is_charged(
+    db: Database, catalogue: Catalogue
+) -> None:
+    fake = SlowReplyBfl()
+    await fake.start()
+    pool = make_pool(catalogue, db, hosted=lane(fake, db, catalogue, []))
+    await pool.start()
+    try:
+        job = (await pool.submit(api(catalogue), JobOwner(1))).job_id
+
+        async def accepted() -> bool | None:  # BFL took the task (and its credits)
+            return bool(fake.tasks) or None
+
+        await polled(accepted)
+        cancelling = asyncio.ensure_future(pool.cancel(job))
+        await asyncio.sleep(0)  # `cancel` runs up to waiting for the job's end
+        assert not cancelling.done()
+        fake.replying.set()
+        assert await cancelling
+        assert (await db.get_job(job)).record.status is JobStatus.CANCELLED
+        assert [task.cost for task in await db.hosted_tasks(job)] == [4]
+        assert await db.spent(0, 1) == 4
+    finally:
+        fake.replying.set()
+        await pool.shutdown(drain=False)
+        await fake.close()
