@@ -62,6 +62,8 @@ class Budgets(Protocol):
 
     async def hosted_tasks(self, job_id: int) -> list[HostedTask]: ...
 
+    async def save_hosted_task(self, job_id: int, task: HostedTask) -> None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class HostedSettings:
@@ -250,6 +252,16 @@ class HostedJobs:
             task.add_done_callback(self._task_done)
 
     async def _run_hosted(self, lane: HostedLane, job: LiveJob) -> None:
+        """Run an API job. Every store write is retried while the store is unavailable (the
+        job kept, its person told: `_durably`); a shutdown during such a wait leaves the job
+        unfinished in storage, and the next start polls its stored tasks again."""
+        try:
+            await self._hosted_job(lane, job)
+        except StoreUnavailable as error:
+            lane.running.pop(job.id, None)
+            log.warning("Job %s: %s Left to run on the next start.", job.id, error)
+
+    async def _hosted_job(self, lane: HostedLane, job: LiveJob) -> None:
         model = lane.models[job.request.model]
         try:
             estimate = model.estimate(job.request)
@@ -270,14 +282,20 @@ class HostedJobs:
             await self._durably(job, partial(self._store.mark_running, job.id, API_WORKER))
             self._publish(JobStarted(job.id, API_WORKER, job=self._snapshot(job)))
             sent = self._clock()
-            result = await lane.backend.run(job.id, job.request, partial(self._api_step, job))
-        except StoreUnavailable as error:  # shutting down: the job stays queued in storage
-            log.warning("Job %s: %s Left to run on the next start.", job.id, error)
-            return
+
+            async def keep(task: HostedTask) -> None:
+                await self._durably(job, partial(lane.budgets.save_hosted_task, job.id, task))
+
+            result = await lane.backend.run(job.id, job.request, partial(self._api_step, job), keep)
         except asyncio.CancelledError:
             if not job.cancel_requested:  # a shutdown: the next start polls its tasks again
                 raise
-            sent_tasks = await lane.budgets.hosted_tasks(job.id)  # what was sent is charged
+            sent_tasks: list[HostedTask] = []
+
+            async def read_sent() -> None:
+                sent_tasks[:] = await lane.budgets.hosted_tasks(job.id)
+
+            await self._durably(job, read_sent)  # what was sent is charged
             await self._hosted_ended(lane, job, sum(task.cost or 0.0 for task in sent_tasks))
             await self._end(job, JobStatus.CANCELLED, partial(self._store.mark_cancelled, job.id))
             return
