@@ -8,8 +8,10 @@ a job's work is its estimated cost, and its charge is settled to the cost BFL's 
 someone spends on one resource does not count on the other, and neither waits for the other.
 Places and ETAs work as for GPU jobs; ETAs come from the API's latency measured per model.
 
-Budgets: before a job is sent, its estimated cost is reserved (`Budgets.reserve`); a job no
-budget can take fails with the sentence naming what is left. The reply's cost settles it. A
+Budgets: a job is accepted only where its estimate fits every budget beside the ledger and the
+API jobs already waiting (`_hosted_admission`); before it is sent, its estimated cost is
+reserved (`Budgets.reserve`: budgets may have changed meanwhile); a job no budget can take then
+fails with the sentence naming what is left. The reply's cost settles it. A
 job that a restart left running is queued again and polls its stored tasks (the backend never
 resubmits them; its reservation is kept). After a 402 the lane pauses (waiting jobs stay
 queued, new ones are refused) until an admin resumes it or the periodic probe finds credits.
@@ -20,7 +22,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Protocol
@@ -29,6 +32,7 @@ from generation.errors import ModelUnavailable
 from generation.hosted.outcomes import SENTENCES, Outcome
 from generation.jobs import (
     JobFinished,
+    JobOwner,
     JobProgress,
     JobSnapshot,
     JobStarted,
@@ -63,6 +67,10 @@ class Budgets(Protocol):
     async def hosted_tasks(self, job_id: int) -> list[HostedTask]: ...
 
     async def save_hosted_task(self, job_id: int, task: HostedTask) -> None: ...
+
+    async def check_budgets(
+        self, user_id: int, credits: float, waiting: Sequence[tuple[int, int, float]] = ()
+    ) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +158,7 @@ class HostedLane:
         )
         self.running: dict[int, asyncio.Task[None]] = {}
         self.probe: asyncio.Task[None] | None = None
+        self.admitting = asyncio.Lock()  # one accept at a time: each sees the one before
         self._clock = clock
 
     def limit(self, model: str) -> int:
@@ -201,6 +210,27 @@ class HostedJobs:
         if self.hosted_offers(request.model):
             return self._hosted.models[request.model].estimate(request)
         return work_units(request)
+
+    @asynccontextmanager
+    async def _hosted_admission(
+        self, request: GenerationRequest, owner: JobOwner
+    ) -> AsyncIterator[None]:
+        """Around accepting a job: for an API job, one accept at a time, refused with
+        `OverBudget` (nothing written) where its estimate, on top of the ledger and the API
+        jobs accepted and not yet ended at their estimates, would pass a budget. The check
+        is made again when the job is sent (`Budgets.reserve`): budgets may change."""
+        lane = self._hosted
+        if lane is None or request.model not in lane.models:
+            yield
+            return
+        async with lane.admitting:
+            waiting = [
+                (job.id, job.owner.user_id, self._work(job.request))
+                for job in self._jobs.values()
+                if not job.ended and job.request.model in lane.models
+            ]
+            await lane.budgets.check_budgets(owner.user_id, self._work(request), waiting)
+            yield
 
     def _snapshot(self, job: LiveJob) -> JobSnapshot:
         """What every event carries: the job now, with its place while it waits."""

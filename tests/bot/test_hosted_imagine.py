@@ -20,6 +20,7 @@ from tests.bot.helpers import (
     as_rendered,
     bot_config,
     imagine,
+    job_count,
     job_id_of,
     studio_people,
     text_of,
@@ -92,13 +93,35 @@ async def test_a_moderated_request_is_told_in_a_sentence(studio: StudioWorld, bf
     await reply_about(studio, job, SENTENCES[Outcome.REQUEST_MODERATED])
 
 
-async def test_a_job_over_the_persons_budget_is_refused_with_what_is_left(
+async def test_a_job_over_the_persons_budget_is_refused_at_once_with_what_is_left(
     studio: StudioWorld,
 ) -> None:
-    erin = studio.fake.user("erin")
+    fake = studio.fake
+    erin = fake.user("erin")
     await studio.database.set_budget(erin.id, Period.DAY, 3, by=0)
-    job = await imagine(studio.fake, erin, model="flux-pro-1.1")
-    await reply_about(studio, job, "your daily budget has 3 of 3 credits left today")
+    before = await job_count(studio.database)
+    ix = await fake.slash(erin, "imagine", {"prompt": "a lighthouse", "model": "flux-pro-1.1"})
+    assert "your daily budget has 3 of 3 credits left today (UTC)." in as_rendered(
+        text_of(await answer(fake, ix))
+    )
+    assert await job_count(studio.database) == before  # nothing queued
+
+
+async def test_jobs_queued_beyond_a_budget_are_refused_when_asked_not_minutes_later(
+    studio: StudioWorld, bfl: HeldBfl
+) -> None:
+    fake = studio.fake
+    frank = fake.user("frank")
+    await studio.database.set_budget(frank.id, Period.DAY, 8, by=0)
+    bfl.held.clear()  # both stay with BFL while the third is asked for
+    jobs = [await imagine(fake, frank, model="flux-pro-1.1") for _ in range(2)]
+    ix = await fake.slash(frank, "imagine", {"prompt": "a third", "model": "flux-pro-1.1"})
+    refusal = as_rendered(text_of(await answer(fake, ix)))
+    bfl.held.set()
+    assert "This job would cost about 4 credits, but your daily budget has 0 of 8" in refusal
+    for job in jobs:
+        assert (await studio.result_of(job)).attachments
+    assert await studio.database.spent(0, frank.id) == 8
 
 
 async def test_out_of_credits_refuses_api_jobs_until_an_admin_resumes_them(
