@@ -16,6 +16,7 @@ API_MODELS = frozenset(model.name for model in HOSTED_MODELS)  # names kept for 
 def result_notes(record: JobRecord, parent: JobRecord | None) -> list[str]:
     """The notes for a finished job; `parent` is the job it derives from, if still stored."""
     notes = [
+        record.error,  # a done job's error: which of its images were not made, and why
         prompt_cut_note(record),
         init_fit_note(record.request),
         rerun_note(record, parent),

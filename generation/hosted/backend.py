@@ -24,7 +24,14 @@ import aiohttp
 from generation.hosted.catalogue import HOSTED_MODELS, HostedModel
 from generation.hosted.client import ApiError, BflClient, SampleGone
 from generation.hosted.credits import CreditGate
-from generation.hosted.outcomes import FOR_ADMINS, SENTENCES, Outcome, for_http_status, for_status
+from generation.hosted.outcomes import (
+    FOR_ADMINS,
+    SENTENCES,
+    Outcome,
+    for_http_status,
+    for_status,
+    missing_note,
+)
 from generation.hosted.payload import request_body
 from generation.hosted.samples import stored_image
 from generation.hosted.settings import ApiSettings
@@ -48,9 +55,12 @@ class HostedProgress:
 
 @dataclass(frozen=True, slots=True)
 class HostedResult:
-    """`outcome` is READY when every image is; otherwise the first image's outcome that is
-    not, with `reason` for the person. `images` holds those that were made; `cost` the credits
-    charged (the replies' `cost`); `admin_note` a sentence for the admins, where they must act."""
+    """`outcome` is READY when any image was made, `images` holding those (their `index` is
+    their place in the request) and `reason`, where some were not made, the sentence saying
+    which and why (`outcomes.missing_note`); otherwise the first image's outcome, with `reason`
+    for the person. `cost`: the credits charged (the replies' `cost`, moderated tasks
+    included: BFL charges a task once it accepts it); `admin_note` a sentence for the admins,
+    where they must act."""
 
     outcome: Outcome
     images: tuple[GeneratedImage, ...]
@@ -162,15 +172,20 @@ class HostedBackend:
         )
         images = tuple(image for _, image, _ in ends if image is not None)
         cost = sum(cost for _, _, cost in ends)
-        failed = [end for end, _, _ in ends if end.outcome is not Outcome.READY]
+        failed = {
+            i: end.outcome for i, (end, _, _) in enumerate(ends) if end.outcome is not Outcome.READY
+        }
         if not failed:
             return HostedResult(Outcome.READY, images, cost)
-        first = failed[0].outcome
+        first = next(iter(failed.values()))
         # Images of one job fail alike (one 402 pauses all); any of them may hold the detail.
-        detail = next((end.detail for end in failed if end.outcome is first and end.detail), "")
-        return HostedResult(
-            first, images, cost, SENTENCES[first], self._admin_note(first, job_id, detail)
-        )
+        detail = next((end.detail for end, _, _ in ends if end.outcome is first and end.detail), "")
+        admin_note = self._admin_note(first, job_id, detail)
+        if images:  # the images made are kept; the result says what became of the others
+            return HostedResult(
+                Outcome.READY, images, cost, missing_note(failed, request.count), admin_note
+            )
+        return HostedResult(first, images, cost, SENTENCES[first], admin_note)
 
     def _admin_note(self, outcome: Outcome, job_id: int, detail: str) -> str | None:
         if outcome not in FOR_ADMINS:

@@ -332,16 +332,16 @@ class HostedJobs:
         await self._hosted_ended(lane, job, result.cost)
         if result.admin_note and lane.on_admin_note is not None:
             lane.on_admin_note(result.admin_note)
-        if result.outcome is Outcome.NO_CREDITS:
-            lane.scheduler.pause()  # waiting API jobs wait for a resume
-        if result.outcome is Outcome.READY:
+        if lane.paused:  # a 402: waiting API jobs wait for a resume
+            lane.scheduler.pause()
+        if result.outcome is Outcome.READY:  # some images may be missing: `reason` says why
             lane.scheduler.measure_latency(model.name, self._clock() - sent)
             images = result.images
             job.image_count = len(images)
             await self._end(
                 job,
                 JobStatus.DONE,
-                partial(self._store.mark_done, job.id, images, 0.0),
+                partial(self._store.mark_done, job.id, images, 0.0, result.reason),
                 partial(JobFinished, job.id, len(images), 0.0),
             )
         else:

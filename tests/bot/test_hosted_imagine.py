@@ -152,3 +152,29 @@ async def test_a_rerun_of_an_api_job_is_a_labelled_seeded_rerun(studio: StudioWo
     result = await studio.result_of(child)
     assert f"Seeded rerun of job `{parent}`" in as_rendered(text_of(result))
     assert (await studio.database.get_job(child)).record.request.seeds == (11,)
+
+
+async def test_a_partly_moderated_job_shows_the_images_made_and_says_which_were_blocked(
+    studio: StudioWorld, bfl: HeldBfl
+) -> None:
+    fake = studio.fake
+    grace = fake.user("alice")
+    bfl.seed_scripts = {502: ["Pending:0.5", "Content Moderated"]}
+    spent_before = await studio.database.spent(0, grace.id)
+    job = await imagine(fake, grace, model="flux-pro-1.1", seed=501, count=3)
+    result = await studio.result_of(job)
+    assert [a.filename.split(".")[0] for a in result.attachments] == [
+        f"atelier-{job}-1",
+        f"atelier-{job}-3",
+    ]
+    assert "Image 2 of 3 was blocked by Black Forest Labs' moderation." in as_rendered(
+        text_of(result)
+    )
+    stored = await studio.database.images_of(job)
+    assert [(image.index, image.seed) for image in stored] == [(0, 501), (2, 503)]
+    assert await studio.database.spent(0, grace.id) == spent_before + 12  # as BFL charged
+    # shown again later (/show), the result is the same
+    ix = await fake.slash(grace, "show", {"job": job})
+    shown = await answer(fake, ix)
+    assert len(shown.attachments) == 2
+    assert "Image 2 of 3 was blocked" in as_rendered(text_of(shown))

@@ -88,12 +88,14 @@ class Task:
 @dataclass
 class FakeBfl:
     """Set `now` (the clock samples expire by), `credits` (402 at 0), push status scripts onto
-    `scripts` (one list per next task, e.g. ["Pending:0.5", "Ready"]), push HTTP faults onto
+    `scripts` (one list per next task, e.g. ["Pending:0.5", "Ready"]) or set them per seed in
+    `seed_scripts` (a job's tasks are sent together, in no fixed order), push HTTP faults onto
     `faults[kind]` (kind "submit" / "poll" / "download"), point `polling_host` elsewhere."""
 
     now: float = 1_000.0
     credits: float = 1_000.0
     scripts: list[list[str]] = field(default_factory=list)
+    seed_scripts: dict[int, list[str]] = field(default_factory=dict)  # by the task's seed first
     faults: dict[str, list[int]] = field(default_factory=dict)
     tasks: dict[str, Task] = field(default_factory=dict)
     submitted: list[dict[str, Any]] = field(default_factory=list)
@@ -200,7 +202,8 @@ class FakeBfl:
             width=size[0],
             height=size[1],
             seed=int(body.get("seed") or 0),
-            script=self.scripts.pop(0) if self.scripts else ["Pending:0.3", "Ready"],
+            script=self.seed_scripts.pop(int(body.get("seed") or 0), None)
+            or (self.scripts.pop(0) if self.scripts else ["Pending:0.3", "Ready"]),
         )
         self.tasks[task.id] = task
         host = self.polling_host or self.poll_url
