@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -152,6 +153,55 @@ async def test_a_rerun_of_an_api_job_is_a_labelled_seeded_rerun(studio: StudioWo
     result = await studio.result_of(child)
     assert f"Seeded rerun of job `{parent}`" in as_rendered(text_of(result))
     assert (await studio.database.get_job(child)).record.request.seeds == (11,)
+    info = await fake.click(bob, result, f"atelier:info:{child}")
+    reply = await fake.wait_for(lambda: info.original)
+    fields = {f["name"]: f["value"] for f in reply.embeds[0]["fields"]}
+    assert fields["Kind"] == "seeded rerun"
+
+
+async def test_a_seeded_rerun_keeps_its_label_after_its_parent_is_erased(
+    studio: StudioWorld,
+) -> None:
+    fake = studio.fake
+    carol, dave = fake.user("carol"), fake.user("dave")
+    parent = await imagine(fake, carol, model="flux-pro-1.1", seed=31)
+    original = await studio.result_of(parent)
+    child = job_id_of(
+        await answer(fake, await fake.click(dave, original, f"atelier:rerun:{parent}"))
+    )
+    await studio.result_of(child)
+    await studio.database.delete_user(carol.id)  # her jobs are gone
+    shown = await answer(fake, await fake.slash(dave, "show", {"job": child}))
+    assert f"Seeded rerun of job `{parent}`" in as_rendered(text_of(shown))
+
+
+async def test_an_api_job_offers_a_reroll_that_keeps_everything_but_the_seeds(
+    studio: StudioWorld, bfl: HeldBfl
+) -> None:
+    fake = studio.fake
+    bob = fake.user("bob")
+    settings = {"width": 768, "height": 512, "steps": 20, "guidance": 3.5}
+    parent = await imagine(fake, bob, model="flux-2-flex", seed=21, count=2, **settings)
+    original = await studio.result_of(parent)
+    assert original.custom_ids[-4:] == [
+        f"atelier:rerun:{parent}",
+        f"atelier:reroll:{parent}",
+        f"atelier:info:{parent}",
+        f"atelier:delete:{parent}",
+    ]
+    assert not any(":upscale:" in c or ":vary-" in c for c in original.custom_ids)
+    ix = await fake.click(bob, original, f"atelier:reroll:{parent}")
+    child = job_id_of(await answer(fake, ix))
+    assert (await studio.result_of(child)).attachments
+    before = (await studio.database.get_job(parent)).record.request
+    after = (await studio.database.get_job(child)).record.request
+    assert after.kind.value == "reroll"
+    assert after.parent_job == parent
+    assert len(after.seeds) == 2
+    assert after.seeds != before.seeds
+    assert replace(after, seeds=before.seeds, kind=before.kind, parent_job=None) == before
+    sent = [body for body in bfl.submitted if body["seed"] in after.seeds]
+    assert [{name: body[name] for name in settings} for body in sent] == [settings] * 2
 
 
 async def test_a_partly_moderated_job_shows_the_images_made_and_says_which_were_blocked(
