@@ -210,7 +210,7 @@ class HostedBackend:
         try:
             if task is None:
                 task = await self._submit(model, request, index, report, keep)
-            cost = task.cost if task.cost is not None else model.estimate(request) / request.count
+            cost = model.charged(request, task.cost)
             sample = await self._until_ready(task, report)
             await report(HostedProgress(index, "downloading"))
             try:

@@ -326,7 +326,8 @@ class HostedJobs:
                 sent_tasks[:] = await lane.budgets.hosted_tasks(job.id)
 
             await self._durably(job, read_sent)  # what was sent is charged
-            await self._hosted_ended(lane, job, sum(task.cost or 0.0 for task in sent_tasks))
+            charged = sum(model.charged(job.request, task.cost) for task in sent_tasks)
+            await self._hosted_ended(lane, job, charged)
             await self._end(job, JobStatus.CANCELLED, partial(self._store.mark_cancelled, job.id))
             return
         await self._hosted_ended(lane, job, result.cost)

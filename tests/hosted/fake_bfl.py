@@ -105,6 +105,7 @@ class FakeBfl:
     noisy: bool = False
     sample_size: tuple[int, int] | None = None
     reply_padding: int = 0
+    costless: bool = False  # submit replies without `cost` (an older or changed API)
     submit_url: str = ""
     poll_url: str = ""
     delivery_url: str = ""
@@ -211,7 +212,7 @@ class FakeBfl:
             {
                 "id": task.id,
                 "polling_url": f"{host}/v1/get_result?id={task.id}",
-                "cost": cost,
+                **({} if self.costless else {"cost": cost}),
                 "input_mp": input_mp,
                 "output_mp": output_mp,
             }

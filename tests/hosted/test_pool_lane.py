@@ -294,6 +294,27 @@ async def test_cancelling_an_api_job_charges_what_was_sent(
         await pool.shutdown(drain=False)
 
 
+async def test_a_cancelled_task_whose_reply_gave_no_cost_is_charged_at_its_estimate(
+    fake: HeldBfl, db: Database, catalogue: Catalogue
+) -> None:
+    fake.costless = True
+    pool = make_pool(catalogue, db, hosted=lane(fake, db, catalogue, []))
+    await pool.start()
+    try:
+        fake.held.clear()
+        job = (await pool.submit(api(catalogue), JobOwner(1))).job_id
+
+        async def stored() -> list | None:
+            return await db.hosted_tasks(job) or None
+
+        [task] = await polled(stored)
+        assert task.cost is None
+        assert await pool.cancel(job)
+        assert await db.spent(0, 1) == 4  # as a finished job with such a reply is charged
+    finally:
+        await pool.shutdown(drain=False)
+
+
 class SlowReplyBfl(HeldBfl):
     """The fake API that accepts a task (and takes its credits) at once but holds the submit
     reply while `replying` is clear: a cancel can land between BFL's charge and Atelier's
