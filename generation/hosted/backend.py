@@ -145,16 +145,16 @@ class HostedBackend:
         job_id: int,
         request: GenerationRequest,
         on_progress: ProgressCallback | None = None,
-        keep: Callable[[HostedTask], Awaitable[None]] | None = None,
+        tasks: TaskStore | None = None,
     ) -> HostedResult:
         """Make every image of `request`; tasks already stored for `job_id` are polled again,
-        not resubmitted. `keep(task)` stores a task BFL accepted (default: the `TaskStore`'s
-        `save_hosted_task`; the pool passes one that retries while the store is unavailable).
-        Never raises for anything the API does; a store error from `keep` is raised."""
-        if keep is None:
-            keep = partial(self._store.save_hosted_task, job_id)
+        not resubmitted. `tasks`: where the job's tasks are read and stored (default: the
+        backend's `TaskStore`; the pool passes one that retries while the store is
+        unavailable). Never raises for anything the API does; a store error is raised."""
         model = self._models[request.model]
-        stored = {task.index: task for task in await self._store.hosted_tasks(job_id)}
+        store = self._store if tasks is None else tasks
+        keep = partial(store.save_hosted_task, job_id)
+        stored = {task.index: task for task in await store.hosted_tasks(job_id)}
         if self.gate.paused and len(stored) < request.count:
             return HostedResult(Outcome.NO_CREDITS, (), 0.0, SENTENCES[Outcome.NO_CREDITS])
 

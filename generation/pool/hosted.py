@@ -293,6 +293,7 @@ class HostedJobs:
 
     async def _hosted_job(self, lane: HostedLane, job: LiveJob) -> None:
         model = lane.models[job.request.model]
+        tasks = _DurableTasks(self, job, lane.budgets)
         try:
             estimate = model.estimate(job.request)
             reserve = partial(lane.budgets.reserve, job.id, job.owner.user_id, model.name, estimate)
@@ -312,20 +313,13 @@ class HostedJobs:
             await self._durably(job, partial(self._store.mark_running, job.id, API_WORKER))
             self._publish(JobStarted(job.id, API_WORKER, job=self._snapshot(job)))
             sent = self._clock()
-
-            async def keep(task: HostedTask) -> None:
-                await self._durably(job, partial(lane.budgets.save_hosted_task, job.id, task))
-
-            result = await lane.backend.run(job.id, job.request, partial(self._api_step, job), keep)
+            result = await lane.backend.run(
+                job.id, job.request, partial(self._api_step, job), tasks
+            )
         except asyncio.CancelledError:
             if not job.cancel_requested:  # a shutdown: the next start polls its tasks again
                 raise
-            sent_tasks: list[HostedTask] = []
-
-            async def read_sent() -> None:
-                sent_tasks[:] = await lane.budgets.hosted_tasks(job.id)
-
-            await self._durably(job, read_sent)  # what was sent is charged
+            sent_tasks = await tasks.hosted_tasks(job.id)  # what was sent is charged
             charged = sum(model.charged(job.request, task.cost) for task in sent_tasks)
             await self._hosted_ended(lane, job, charged)
             await self._end(job, JobStatus.CANCELLED, partial(self._store.mark_cancelled, job.id))
@@ -404,3 +398,23 @@ class HostedJobs:
             for task in tasks:
                 task.cancel()
         return tasks
+
+
+class _DurableTasks:
+    """A job's `TaskStore` (`generation.hosted.tasks`) on the pool's store, each call retried
+    while the store is unavailable (`StoreRetries._durably`: the job kept, its person told)."""
+
+    def __init__(self, pool: HostedJobs, job: LiveJob, store: Budgets) -> None:
+        self._pool, self._job, self._store = pool, job, store
+
+    async def save_hosted_task(self, job_id: int, task: HostedTask) -> None:
+        await self._pool._durably(self._job, partial(self._store.save_hosted_task, job_id, task))
+
+    async def hosted_tasks(self, job_id: int) -> list[HostedTask]:
+        found: list[HostedTask] = []
+
+        async def read() -> None:
+            found[:] = await self._store.hosted_tasks(job_id)
+
+        await self._pool._durably(self._job, read)
+        return found

@@ -67,12 +67,12 @@ def pool_on(store: RefusingStore | Database, fake: HeldBfl, catalogue: Catalogue
     return make_pool(catalogue, store, hosted=build, sleep=sleep)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("write", ["settle", "save_hosted_task"])
+@pytest.mark.parametrize("call", ["settle", "save_hosted_task", "hosted_tasks"])
 async def test_an_api_job_waits_for_the_store_and_finishes_once_it_is_back(
-    fake: HeldBfl, db: Database, catalogue: Catalogue, write: str, caplog
+    fake: HeldBfl, db: Database, catalogue: Catalogue, call: str, caplog
 ) -> None:
     store = RefusingStore(db)
-    store.refused.add(write)
+    store.refused.add(call)
     retry = asyncio.Event()
     pool = pool_on(store, fake, catalogue, retry)
     events = Recorder(pool)
