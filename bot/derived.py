@@ -234,6 +234,11 @@ def upscale(
 
 
 def _spec(catalogue: Catalogue, request: GenerationRequest) -> ModelSpec:
+    if request.model in catalogue.hosted:  # U and V: img2img, which the API models lack
+        raise UserError(
+            f"{request.model} runs on Black Forest Labs' API, which makes no variations or "
+            "upscales of an image; 🎲 makes new images of the same prompt."
+        )
     if request.model not in catalogue:
         raise UserError(f"The model {request.model} is no longer offered here.")
     return catalogue[request.model]

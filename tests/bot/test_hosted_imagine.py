@@ -228,3 +228,13 @@ async def test_a_partly_moderated_job_shows_the_images_made_and_says_which_were_
     shown = await answer(fake, ix)
     assert len(shown.attachments) == 2
     assert "Image 2 of 3 was blocked" in as_rendered(text_of(shown))
+
+
+async def test_vary_on_an_api_job_says_why_there_is_none(studio: StudioWorld) -> None:
+    fake = studio.fake
+    bob = fake.user("bob")
+    job = await imagine(fake, bob, model="flux-pro-1.1", seed=41)
+    await studio.result_of(job)
+    ix = await fake.slash(bob, "vary", {"job": job, "image": 1})
+    said = as_rendered(text_of(await answer(fake, ix)))
+    assert "runs on Black Forest Labs' API, which makes no variations or upscales" in said
