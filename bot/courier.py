@@ -170,7 +170,8 @@ class Courier:
             state = ProgressState(record.id, phase=phase, reason=record.error)
             return [Message(content=failure_content(record, state), uploads=())]
         uploads = []
-        for index in range(record.request.count):
+        indexes = await self.image_indexes(record)
+        for index in indexes:
             png = await self._read_image(record, index)
             uploads.append(fit_upload(f"atelier-{record.id}-{index + 1}", png, limit))
         note = limit_note(uploads, limit)
@@ -183,18 +184,24 @@ class Courier:
         actions = derived.offered_actions(catalogue, record.request, self._may_run)
         if editing_model(self.settings.edit.model, catalogue, self._may_run) is not None:
             actions = (*actions, Action.EDIT)
-        return result_messages(record, uploads, notes, actions)
+        return result_messages(record, uploads, notes, actions, indexes)
+
+    async def image_indexes(self, record: JobRecord) -> list[int]:
+        """The 0-based images a finished job has, in order: all it asked for, or, where some
+        were not made (an API job's moderated images: `record.error` says which), the others."""
+        if record.error is None:
+            return list(range(record.request.count))
+        return [image.index for image in await self.database.images_of(record.id)]
 
     async def record_result(self, record: JobRecord, sent: Posted, channel_id: int | None) -> None:
         """Record the messages showing `record` (for reactions) and which holds which image."""
-        index = 0
+        indexes = iter(await self.image_indexes(record) if record.status is JobStatus.DONE else ())
         for message in sent:
             await self.database.record_message(record.id, message.id, channel_id)
-            for attachment in message.attachments:
+            for attachment, index in zip(message.attachments, indexes, strict=False):
                 await self.database.set_image_attachment(
                     record.id, index, message.id, attachment.id
                 )
-                index += 1
 
     async def deliver_leftovers(self) -> None:
         """Results a previous run finished but could not post (or was killed before posting)."""

@@ -13,6 +13,10 @@ all (`generation.img2img`). Where no valid job exists (an image already at the l
 prompt longer than the model now takes), `offered_actions` leaves the button out and the
 derivation raises `UserError` with a sentence saying why.
 
+A job of an API model (`generation.hosted`) offers 🔁 (a *seeded rerun*: the same seeds and
+parameters, never promised identical) and 🎲 (new seeds, the rest as it was, checked against the
+API model's current limits), no U or V.
+
 FLUX.2 [klein] and FLUX.1 Kontext have no img2img (diffusers 0.42 gives them no `strength`):
 for them V strong makes new seeds with the clicked image as the first reference (the parent's
 other references after it, up to the model's limit), and V subtle and U are not offered. A
@@ -109,7 +113,10 @@ def rerun_problem(catalogue: Catalogue, request: GenerationRequest) -> str | Non
 
 def reroll(catalogue: Catalogue, request: GenerationRequest, job_id: int) -> GenerationRequest:
     """The same parameters with fresh seeds, fitted to the model's current limits (a draft's
-    reroll is a draft of the same final job)."""
+    reroll is a draft of the same final job; an API model's job: checked against them as they
+    are; `UserError` where it no longer passes)."""
+    if request.model in catalogue.hosted:
+        return _hosted_reroll(catalogue, request, job_id)
     spec = _spec(catalogue, request)
     rerolled = _build(
         catalogue,
@@ -136,12 +143,16 @@ def offered_actions(
     per job, and ✅ Final on a draft): the buttons a result offers. `may_run(model)` says whether
     any GPU may run a model (`WorkerPool.may_run`); none is offered where none may (a draft's
     Final: where none may run the final model)."""
-    if request.model in catalogue.hosted:  # an API job: a seeded rerun only
-        return (Action.RERUN,) if may_run(request.model) else ()
-    if request.model not in catalogue or not may_run(request.model):
+    if request.model in catalogue.hosted:
+        if not may_run(request.model):
+            return ()
+        actions: tuple[Action, ...] = JOB_ACTIONS  # a seeded rerun and a reroll; no img2img
+    elif request.model not in catalogue or not may_run(request.model):
         return ()
+    else:
+        actions = (*IMAGE_ACTIONS, *JOB_ACTIONS, *DRAFT_ACTIONS)
     offered = []
-    for action in (*IMAGE_ACTIONS, *JOB_ACTIONS, *DRAFT_ACTIONS):
+    for action in actions:
         if action is Action.FINAL and (request.final is None or not may_run(request.final.model)):
             continue
         try:
@@ -242,6 +253,11 @@ def upscale(
 
 
 def _spec(catalogue: Catalogue, request: GenerationRequest) -> ModelSpec:
+    if request.model in catalogue.hosted:  # U and V: img2img, which the API models lack
+        raise UserError(
+            f"{request.model} runs on Black Forest Labs' API, which makes no variations or "
+            "upscales of an image; 🎲 makes new images of the same prompt."
+        )
     if request.model not in catalogue:
         raise UserError(f"The model {request.model} is no longer offered here.")
     return catalogue[request.model]
@@ -322,6 +338,32 @@ def _from_reference(
         strength=None,
         references=(image, *request.input_images)[:most],
     )
+
+
+def _hosted_reroll(
+    catalogue: Catalogue, request: GenerationRequest, job_id: int
+) -> GenerationRequest:
+    """An API job again with fresh seeds: its prompt, size or aspect ratio, raw mode, steps,
+    guidance and reference images, checked against the API model's limits as they are now."""
+    model = catalogue.hosted[request.model]
+    try:
+        return build_request(
+            catalogue,
+            prompt=request.prompt,
+            model=request.model,
+            width=None if model.sized_by_aspect else request.width,
+            height=None if model.sized_by_aspect else request.height,
+            aspect=request.aspect_ratio,
+            steps=request.steps if model.steps is not None else None,
+            guidance=request.guidance if model.guidance is not None else None,
+            seeds=random_seeds(request.count),
+            raw=request.raw,
+            input_images=request.input_images,
+            parent_job=job_id,
+            kind=JobKind.REROLL,
+        )
+    except RequestError as error:
+        raise UserError(f"This job cannot be made again with new seeds: {error.message}") from None
 
 
 def _lowest_strength(spec: ModelSpec) -> float:

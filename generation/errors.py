@@ -21,6 +21,13 @@ class OutOfMemory(EngineError):
     kind = "out_of_memory"
 
 
+class OverBudget(EngineError):
+    """An API job that a credit budget cannot take (`storage.credits.BudgetExceeded`);
+    `str(error)` says what the job would cost and what the budget has left."""
+
+    kind = "budget"
+
+
 class ModelUnavailable(EngineError):
     """The model's weights cannot be loaded: missing, not safetensors, or broken."""
 

@@ -198,7 +198,7 @@ class JobRecord:
     finished_at: float | None = None
     worker: str | None = None
     gpu_seconds: float | None = None
-    error: str | None = None
+    error: str | None = None  # why it failed; for a done job, why some images are missing
     facts: RunFacts | None = None  # None until done, and for jobs made before it was recorded
     profile: str = "full"  # the memory profile it ran with; a rerun asks for the same
 
@@ -347,7 +347,11 @@ class JobStore(Protocol):
     async def mark_running(self, job_id: int, worker: str) -> None: ...
 
     async def mark_done(
-        self, job_id: int, images: Sequence[GeneratedImage], gpu_seconds: float
+        self,
+        job_id: int,
+        images: Sequence[GeneratedImage],
+        gpu_seconds: float,
+        missing: str | None = None,
     ) -> None: ...
 
     async def mark_failed(self, job_id: int, error: str) -> None: ...

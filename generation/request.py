@@ -194,74 +194,80 @@ def parse_aspect(aspect: str) -> tuple[int, int]:
     return w, h
 
 
-def build_request(
-    catalogue: Catalogue,
-    *,
-    prompt: str,
-    model: str | None = None,
-    negative_prompt: str | None = None,
-    width: int | None = None,
-    height: int | None = None,
-    aspect: str | None = None,
-    steps: int | None = None,
-    guidance: float | None = None,
-    scheduler: str | None = None,
-    seed: int | None = None,
-    seeds: tuple[int, ...] | list[int] | None = None,
-    count: int = 1,
-    init_image: bytes | None = None,
-    strength: float | None = None,
-    parent_job: int | None = None,
-    kind: JobKind = JobKind.NEW,
-    raw: bool | None = None,
-    input_images: tuple[bytes, ...] | list[bytes] | None = None,
-    loras: Sequence[tuple[str, float | None]] = (),
-    lora_catalogue: LoraCatalogue | None = None,
-    disabled_loras: frozenset[str] = frozenset(),
-    prompt_encoder: str | None = None,
-) -> GenerationRequest:
-    """Validate what a person asked for and fill in the model's defaults.
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestFields:
+    """What a person asked for, as typed, before any check: `build_request` validates it for a
+    local model, `generation.hosted.validation.build_hosted_request` for an API model.
 
     `seed` is the first image's seed (the others follow it: seed+1, ...); `seeds` gives each
     image's seed explicitly and then decides the count. `input_images`: reference images, up
     to the model's `max_references` (a hosted model's `max_inputs`); `raw` is for the hosted
-    models that take it (`generation.hosted.validation` checks a request for a model in
-    `catalogue.hosted`). An init image is refused for a family without img2img. `loras`:
-    (name, weight or None for the LoRA's default) pairs from `lora_catalogue`, none of
-    `disabled_loras`. `prompt_encoder`: "plain" or "compel" (None: the model's default,
-    `generation.prompts.default_encoder`). Raises `RequestError` on the first fault.
-    """
+    models that take it. `loras`: (name, weight or None for the LoRA's default) pairs.
+    `prompt_encoder`: "plain" or "compel" (None: the model's default,
+    `generation.prompts.default_encoder`)."""
+
+    prompt: str
+    model: str | None = None
+    negative_prompt: str | None = None
+    width: int | None = None
+    height: int | None = None
+    aspect: str | None = None
+    steps: int | None = None
+    guidance: float | None = None
+    scheduler: str | None = None
+    seed: int | None = None
+    seeds: tuple[int, ...] | list[int] | None = None
+    count: int = 1
+    init_image: bytes | None = None
+    strength: float | None = None
+    parent_job: int | None = None
+    kind: JobKind = JobKind.NEW
+    raw: bool | None = None
+    input_images: tuple[bytes, ...] | list[bytes] | None = None
+    loras: Sequence[tuple[str, float | None]] = ()
+    prompt_encoder: str | None = None
+
+
+def build_request(
+    catalogue: Catalogue,
+    /,
+    *,
+    lora_catalogue: LoraCatalogue | None = None,
+    disabled_loras: frozenset[str] = frozenset(),
+    **asked: Any,
+) -> GenerationRequest:
+    """Validate what a person asked for (`asked`: the fields of `RequestFields`) and fill in
+    the model's defaults. A model in `catalogue.hosted` is checked by
+    `generation.hosted.validation`. An init image is refused for a family without img2img.
+    LoRAs come from `lora_catalogue`, none of `disabled_loras`. Raises `RequestError` on the
+    first fault (`TypeError` for a field `RequestFields` does not have)."""
+    fields = RequestFields(**asked)
+    model = fields.model
     if model is not None and model in catalogue.hosted:
         from generation.hosted.validation import build_hosted_request  # imports this module
 
-        if loras:
+        if fields.loras:
             raise RequestError("lora", f"{model} runs at Black Forest Labs and takes no LoRA.")
+        return build_hosted_request(catalogue.hosted[model], fields)
+    return _build_local(catalogue, fields, lora_catalogue, disabled_loras)
 
-        return build_hosted_request(
-            catalogue.hosted[model],
-            prompt=prompt,
-            negative_prompt=negative_prompt,
-            width=width,
-            height=height,
-            aspect=aspect,
-            steps=steps,
-            guidance=guidance,
-            scheduler=scheduler,
-            seed=seed,
-            seeds=seeds,
-            count=count,
-            init_image=init_image,
-            strength=strength,
-            parent_job=parent_job,
-            kind=kind,
-            raw=raw,
-            input_images=input_images,
-        )
+
+def _build_local(
+    catalogue: Catalogue,
+    fields: RequestFields,
+    lora_catalogue: LoraCatalogue | None,
+    disabled_loras: frozenset[str],
+) -> GenerationRequest:
+    """`fields` checked against a local model's limits (`build_request`)."""
+    model, raw, init_image, strength = fields.model, fields.raw, fields.init_image, fields.strength
+    width, height, aspect = fields.width, fields.height, fields.aspect
     if raw:
         raise RequestError("raw", f"{model or catalogue.default.name} takes no raw mode.")
     spec = _model(catalogue, model)
     limits = spec.limits
-    references = check_references(spec.name, limits.max_references, tuple(input_images or ()))
+    references = check_references(
+        spec.name, limits.max_references, tuple(fields.input_images or ())
+    )
     _check_reference_shapes(references)
     if init_image is not None and spec.family not in IMG2IMG_FAMILIES:
         raise RequestError(
@@ -274,7 +280,7 @@ def build_request(
             ),
         )
 
-    prompt = clean_text(prompt or "")
+    prompt = clean_text(fields.prompt or "")
     if not prompt:
         raise RequestError("prompt", "The prompt is empty.")
     if len(prompt) > limits.max_prompt_chars:
@@ -283,7 +289,7 @@ def build_request(
             f"The prompt is {len(prompt):,} characters long; "
             f"{spec.name} takes at most {limits.max_prompt_chars:,}.",
         )
-    negative = clean_text(negative_prompt or "")
+    negative = clean_text(fields.negative_prompt or "")
     if negative and not limits.negative_prompt:
         raise RequestError("negative_prompt", f"{spec.name} does not support a negative prompt.")
     if len(negative) > limits.max_prompt_chars:
@@ -297,15 +303,17 @@ def build_request(
     if init_image is not None and aspect is None and width is None and height is None:
         width, height = spec.size_for_aspect(*upright_size(init_image))
     width, height = _size(spec, width, height, aspect)
-    steps = _steps(spec, steps)
-    guidance = _guidance(spec, guidance)
-    scheduler = _scheduler(spec, scheduler)
-    seed_tuple = check_seeds(seed, seeds, count)
+    steps = _steps(spec, fields.steps)
+    guidance = _guidance(spec, fields.guidance)
+    scheduler = _scheduler(spec, fields.scheduler)
+    seed_tuple = check_seeds(fields.seed, fields.seeds, fields.count)
     try:
-        lora_uses = choose_loras(lora_catalogue or LoraCatalogue(), spec, loras, disabled_loras)
+        lora_uses = choose_loras(
+            lora_catalogue or LoraCatalogue(), spec, fields.loras, disabled_loras
+        )
     except LoraError as error:
         raise RequestError("lora", str(error)) from None
-    encoder = default_encoder(spec) if prompt_encoder is None else prompt_encoder
+    encoder = default_encoder(spec) if fields.prompt_encoder is None else fields.prompt_encoder
     if encoder not in PROMPT_ENCODERS or (encoder != PLAIN and encoder != default_encoder(spec)):
         raise RequestError("prompt_encoder", f"{spec.name} has no {encoder!r} prompt encoder.")
     if encoder == COMPEL:
@@ -332,8 +340,8 @@ def build_request(
         seeds=seed_tuple,
         init_image=init_image,
         strength=strength,
-        parent_job=parent_job,
-        kind=kind,
+        parent_job=fields.parent_job,
+        kind=fields.kind,
         input_images=references,
         loras=lora_uses,
         prompt_encoder=encoder,

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from generation.errors import OverBudget
 from generation.hosted.tasks import HostedTask
 from storage.errors import InvalidValue, StorageError
 from storage.people import write_audit
@@ -28,15 +30,27 @@ class Period(StrEnum):
     MONTH = "month"
 
 
-class BudgetExceeded(StorageError):
-    """A reservation no budget may take; the message is for the person who asked."""
+class BudgetExceeded(StorageError, OverBudget):
+    """A job no budget may take; the message is for the person who asked. `left` is what the
+    budget has left once `waiting` (the estimates of jobs accepted but not yet sent) is
+    counted."""
 
-    def __init__(self, whose: str, period: Period, limit: float, left: float, cost: float) -> None:
+    def __init__(
+        self,
+        whose: str,
+        period: Period,
+        limit: float,
+        left: float,
+        cost: float,
+        waiting: float = 0.0,
+    ) -> None:
         self.whose, self.period, self.limit, self.left, self.cost = whose, period, limit, left, cost
+        self.waiting = waiting
         span = "today" if period is Period.DAY else "this month"
+        counted = f" after the jobs still waiting ({waiting:g} credits)" if waiting > 0 else ""
         super().__init__(
             f"This job would cost about {cost:g} credits, but {whose} budget has "
-            f"{max(0.0, left):g} of {limit:g} credits left {span} (UTC)."
+            f"{max(0.0, left):g} of {limit:g} credits left {span} (UTC){counted}."
         )
 
 
@@ -137,27 +151,41 @@ class Credits(Store):
             )
             if held:
                 return
-            budgets = {
-                (row["user_id"], row["period"]): row["credits"]
-                for row in await conn.execute_fetchall("SELECT * FROM credit_budgets")
-            }
-            person = budgets.get((user_id, "day"), budgets.get((PERSON_DEFAULT, "day")))
-            checks = [("your daily", user_id, Period.DAY, person)] + [
-                (f"the server's {'daily' if p is Period.DAY else 'monthly'}", None, p, limit)
-                for p in Period
-                if (limit := budgets.get((SERVER, p.value))) is not None
-            ]
-            for whose, person_id, period, limit in checks:
-                if limit is None:
-                    continue
-                used = await _charged(conn, period_start(now, period), person_id)
-                if used + credits > limit + 1e-9:
-                    raise BudgetExceeded(whose, period, limit, limit - used, credits)
+            await _within_budgets(conn, now, user_id, credits)
             await conn.execute(
                 "INSERT INTO credit_ledger (job_id, user_id, model, reserved, reserved_at) "
                 "VALUES (?, ?, ?, ?, ?)",
                 (job_id, user_id, model, credits, now),
             )
+
+    async def check_budgets(
+        self,
+        user_id: int,
+        credits: float,
+        waiting: Sequence[tuple[int, int, float]] = (),
+    ) -> None:
+        """Raise `BudgetExceeded` where a new job of `credits` for `user_id` would pass a
+        budget once the ledger and `waiting` are counted: (job id, user id, estimated credits)
+        of the API jobs accepted and not yet ended; those the ledger holds already (reserved
+        when sent) count once, by the ledger. Writes nothing: `reserve` checks again when the
+        job is sent, since budgets may change meanwhile."""
+        if not 0 <= credits < 1e12:
+            raise InvalidValue("A job's estimate is a number of credits, 0 or more.")
+        now = self._clock()
+        async with self._snapshot() as conn:
+            first = min((job_id for job_id, _, _ in waiting), default=None)
+            ledger = (
+                set()
+                if first is None
+                else {
+                    row[0]
+                    for row in await conn.execute_fetchall(
+                        "SELECT job_id FROM credit_ledger WHERE job_id >= ?", (first,)
+                    )
+                }
+            )
+            pending = [(user, cost) for job_id, user, cost in waiting if job_id not in ledger]
+            await _within_budgets(conn, now, user_id, credits, pending)
 
     async def settle(self, job_id: int, spent: float) -> None:
         """Replace `job_id`'s reservation by what it cost (0 for a job never sent; a negative
@@ -183,6 +211,35 @@ class Credits(Store):
             (since,),
         )
         return [Spend(row["user_id"], row["model"], row["credits"], row["jobs"]) for row in rows]
+
+
+async def _within_budgets(
+    conn,
+    now: float,
+    user_id: int,
+    credits: float,
+    pending: Sequence[tuple[int, float]] = (),
+) -> None:
+    """Raise `BudgetExceeded` where `credits` more for `user_id`, on top of what the ledger
+    charges and `pending` ((user id, credits) not in the ledger yet), would pass the person's
+    daily budget or the server's daily or monthly one."""
+    budgets = {
+        (row["user_id"], row["period"]): row["credits"]
+        for row in await conn.execute_fetchall("SELECT * FROM credit_budgets")
+    }
+    person = budgets.get((user_id, "day"), budgets.get((PERSON_DEFAULT, "day")))
+    checks = [("your daily", user_id, Period.DAY, person)] + [
+        (f"the server's {'daily' if p is Period.DAY else 'monthly'}", None, p, limit)
+        for p in Period
+        if (limit := budgets.get((SERVER, p.value))) is not None
+    ]
+    for whose, person_id, period, limit in checks:
+        if limit is None:
+            continue
+        used = await _charged(conn, period_start(now, period), person_id)
+        waiting = sum(cost for user, cost in pending if person_id in (None, user))
+        if used + waiting + credits > limit + 1e-9:
+            raise BudgetExceeded(whose, period, limit, limit - used - waiting, credits, waiting)
 
 
 async def _charged(conn, since: float, user_id: int | None) -> float:

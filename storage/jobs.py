@@ -100,9 +100,15 @@ class JobLifecycle(Store):
         )
 
     async def mark_done(
-        self, job_id: int, images: Sequence[GeneratedImage], gpu_seconds: float
+        self,
+        job_id: int,
+        images: Sequence[GeneratedImage],
+        gpu_seconds: float,
+        missing: str | None = None,
     ) -> None:
-        """running → done. The image files are complete on disk before their rows commit."""
+        """running → done. The image files are complete on disk before their rows commit.
+        `missing`: for a job that made fewer images than it asked for (an API job with some
+        blocked by moderation), why; kept as the job's `error`. Each image keeps its `index`."""
         indices = [image.index for image in images]
         if not images or len(set(indices)) != len(indices) or min(indices) < 0:
             raise InvalidValue(f"Job #{job_id} needs one or more images with distinct indices.")
@@ -114,12 +120,13 @@ class JobLifecycle(Store):
                 conn,
                 job_id,
                 JobStatus.DONE,
-                "finished_at = ?, gpu_seconds = ?, run_facts = ?, memory_profile = ?",
+                "finished_at = ?, gpu_seconds = ?, run_facts = ?, memory_profile = ?, error = ?",
                 (
                     now,
                     gpu_seconds,
                     json.dumps(facts.to_dict()) if facts else None,
                     facts.profile if facts else "full",
+                    missing,
                 ),
             )
             # Under the write lock: a shared file released meanwhile is written again.

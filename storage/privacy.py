@@ -76,8 +76,9 @@ class Privacy(People):
         }
 
     async def delete_user(self, user_id: int) -> int:
-        """Erase a user: their jobs, images (files no one else shares), messages, settings and
-        the audit entries about them. Other people's jobs made from theirs lose the link.
+        """Erase a user: their jobs, images (files no one else shares), messages, settings, their
+        credit budget and the audit entries about them (what BFL charged for their jobs stays in
+        the ledger under no one's name). Other people's jobs made from theirs lose the link.
         Returns the number of jobs erased."""
         async with self._transaction() as conn:
             hashes = await conn.execute_fetchall(
@@ -89,7 +90,12 @@ class Privacy(People):
             cursor = await conn.execute("DELETE FROM jobs WHERE user_id = ?", (user_id,))
             erased = cursor.rowcount
             await conn.execute("DELETE FROM users WHERE user_id = ?", (user_id,))
-            await conn.execute("DELETE FROM audit_log WHERE target = ?", (f"user:{user_id}",))
+            if user_id > 0:  # 0 and -1 hold the server's and the default budgets
+                await conn.execute("DELETE FROM credit_budgets WHERE user_id = ?", (user_id,))
+            await conn.execute(
+                "DELETE FROM audit_log WHERE target IN (?, ?)",
+                (f"user:{user_id}", f"budget:{user_id}"),
+            )
         await self._release_files(row[0] for row in hashes)
         return erased
 

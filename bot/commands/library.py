@@ -259,7 +259,8 @@ class Library(commands.Cog):
             await studio.courier.record_result(record, sent, interaction.channel_id)
 
     @app_commands.command(
-        name="rerun", description="Make one of your jobs again: same seeds, identical images."
+        name="rerun",
+        description="Make one of your jobs again with the same seeds (API models: a seeded rerun).",
     )
     @app_commands.describe(
         job="The job id.", image=f"Only this image (1-{MAX_COUNT}); default: all of them."

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import discord
 
 from bot.ui.fit import FittedEmbed, fit_content
+from bot.ui.notes import kind_label
 from bot.ui.progress import Phase, ProgressState, status_line
 from bot.ui.text import plain
 from generation.jobs import JobRecord
@@ -84,7 +85,7 @@ def parameters_embed(record: JobRecord) -> discord.Embed:
         "Guidance": f"{request.guidance:g}",
         "Scheduler": request.scheduler,
         "Seeds": ", ".join(str(seed) for seed in request.seeds),
-        "Kind": request.kind.value,
+        "Kind": kind_label(request),
         "Status": record.status.value,
     }
     if request.strength is not None:

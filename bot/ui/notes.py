@@ -17,6 +17,7 @@ API_MODELS = frozenset(model.name for model in HOSTED_MODELS)  # names kept for 
 def result_notes(record: JobRecord, parent: JobRecord | None) -> list[str]:
     """The notes for a finished job; `parent` is the job it derives from, if still stored."""
     notes = [
+        record.error,  # a done job's error: which of its images were not made, and why
         prompt_cut_note(record),
         init_fit_note(record.request),
         rerun_note(record, parent),
@@ -103,17 +104,28 @@ def derived_note(record: JobRecord, parent: JobRecord | None) -> str | None:
     )
 
 
+def kind_label(request: GenerationRequest) -> str:
+    """What a job is, as people read it: "new", "rerun", "reroll", … and "seeded rerun" for a
+    rerun of an API model's job, which is never promised identical (README, "Seeded reruns")."""
+    if request.kind is JobKind.RERUN and request.model in API_MODELS:
+        return "seeded rerun"
+    return request.kind.value
+
+
 def rerun_note(record: JobRecord, parent: JobRecord | None) -> str | None:
-    """For a rerun: why its images may differ from the job it reran (README, "Exact reruns")."""
-    if record.request.kind is not JobKind.RERUN or parent is None:
+    """For a rerun: why its images may differ from the job it reran (README, "Exact reruns").
+    A seeded rerun says so whether or not its parent is still stored."""
+    request = record.request
+    if request.kind is not JobKind.RERUN:
         return None
-    if record.request.model in API_MODELS:
+    if request.model in API_MODELS:
+        of = "" if request.parent_job is None else f" of job `{request.parent_job}`"
         return (
-            f"🔁 Seeded rerun of job `{parent.id}`: the same seed and parameters, sent to "
-            f"`{record.request.model}` again; BFL may have changed the model behind that name, "
+            f"🔁 Seeded rerun{of}: the same seed and parameters, sent to "
+            f"`{request.model}` again; BFL may have changed the model behind that name, "
             "so the images can differ."
         )
-    if record.facts is None:
+    if parent is None or record.facts is None:
         return None
     if parent.facts is None:
         return (

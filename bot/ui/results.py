@@ -44,22 +44,27 @@ def result_messages(
     uploads: Sequence[Upload],
     notes: Sequence[str] = (),
     actions: Collection[Action] = (),
+    indexes: Sequence[int] | None = None,
 ) -> list[Message]:
-    """The messages that show `record`'s images (`uploads`, one per image, in order): the first
-    says what was made; each further one which images it holds. Every message has the buttons
-    of its images and of the job (those of `actions` that are such buttons, and ℹ️ 🗑️)."""
+    """The messages that show `record`'s images (`uploads`, one per image, in order; `indexes`:
+    the 0-based image each is, by default 0, 1, …; a job that made fewer images than it asked
+    for skips the missing ones): the first says what was made; each further one which images it
+    holds. Every message has the buttons of its images and of the job (those of `actions` that
+    are such buttons, and ℹ️ 🗑️)."""
+    indexes = list(range(len(uploads))) if indexes is None else list(indexes)
     groups = batches(uploads)
     messages = []
     for number, group in enumerate(groups):
+        images = [indexes[place] for place in group]
         if number == 0:
             content = result_content(record, notes)
         else:
-            content = continuation_content(record, group)  # short by construction
+            content = continuation_content(record, images)  # short by construction
         messages.append(
             Message(
                 content=content,
-                uploads=tuple(uploads[index] for index in group),
-                view=result_view(record.id, record.request.count, actions, group),
+                uploads=tuple(uploads[place] for place in group),
+                view=result_view(record.id, record.request.count, actions, images),
             )
         )
     return messages

@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -23,7 +24,14 @@ import aiohttp
 from generation.hosted.catalogue import HOSTED_MODELS, HostedModel
 from generation.hosted.client import ApiError, BflClient, SampleGone
 from generation.hosted.credits import CreditGate
-from generation.hosted.outcomes import FOR_ADMINS, SENTENCES, Outcome, for_http_status, for_status
+from generation.hosted.outcomes import (
+    FOR_ADMINS,
+    SENTENCES,
+    Outcome,
+    for_http_status,
+    for_status,
+    missing_note,
+)
 from generation.hosted.payload import request_body
 from generation.hosted.samples import stored_image
 from generation.hosted.settings import ApiSettings
@@ -47,9 +55,12 @@ class HostedProgress:
 
 @dataclass(frozen=True, slots=True)
 class HostedResult:
-    """`outcome` is READY when every image is; otherwise the first image's outcome that is
-    not, with `reason` for the person. `images` holds those that were made; `cost` the credits
-    charged (the replies' `cost`); `admin_note` a sentence for the admins, where they must act."""
+    """`outcome` is READY when any image was made, `images` holding those (their `index` is
+    their place in the request) and `reason`, where some were not made, the sentence saying
+    which and why (`outcomes.missing_note`); otherwise the first image's outcome, with `reason`
+    for the person. `cost`: the credits charged (the replies' `cost`, moderated tasks
+    included: BFL charges a task once it accepts it); `admin_note` a sentence for the admins,
+    where they must act."""
 
     outcome: Outcome
     images: tuple[GeneratedImage, ...]
@@ -134,11 +145,16 @@ class HostedBackend:
         job_id: int,
         request: GenerationRequest,
         on_progress: ProgressCallback | None = None,
+        tasks: TaskStore | None = None,
     ) -> HostedResult:
         """Make every image of `request`; tasks already stored for `job_id` are polled again,
-        not resubmitted. Never raises for anything the API does."""
+        not resubmitted. `tasks`: where the job's tasks are read and stored (default: the
+        backend's `TaskStore`; the pool passes one that retries while the store is
+        unavailable). Never raises for anything the API does; a store error is raised."""
         model = self._models[request.model]
-        stored = {task.index: task for task in await self._store.hosted_tasks(job_id)}
+        store = self._store if tasks is None else tasks
+        keep = partial(store.save_hosted_task, job_id)
+        stored = {task.index: task for task in await store.hosted_tasks(job_id)}
         if self.gate.paused and len(stored) < request.count:
             return HostedResult(Outcome.NO_CREDITS, (), 0.0, SENTENCES[Outcome.NO_CREDITS])
 
@@ -150,21 +166,26 @@ class HostedBackend:
 
         ends = await asyncio.gather(
             *(
-                self._image(job_id, model, request, index, stored.get(index), report)
+                self._image(model, request, index, stored.get(index), report, keep)
                 for index in range(request.count)
             )
         )
         images = tuple(image for _, image, _ in ends if image is not None)
         cost = sum(cost for _, _, cost in ends)
-        failed = [end for end, _, _ in ends if end.outcome is not Outcome.READY]
+        failed = {
+            i: end.outcome for i, (end, _, _) in enumerate(ends) if end.outcome is not Outcome.READY
+        }
         if not failed:
             return HostedResult(Outcome.READY, images, cost)
-        first = failed[0].outcome
+        first = next(iter(failed.values()))
         # Images of one job fail alike (one 402 pauses all); any of them may hold the detail.
-        detail = next((end.detail for end in failed if end.outcome is first and end.detail), "")
-        return HostedResult(
-            first, images, cost, SENTENCES[first], self._admin_note(first, job_id, detail)
-        )
+        detail = next((end.detail for end, _, _ in ends if end.outcome is first and end.detail), "")
+        admin_note = self._admin_note(first, job_id, detail)
+        if images:  # the images made are kept; the result says what became of the others
+            return HostedResult(
+                Outcome.READY, images, cost, missing_note(failed, request.count), admin_note
+            )
+        return HostedResult(first, images, cost, SENTENCES[first], admin_note)
 
     def _admin_note(self, outcome: Outcome, job_id: int, detail: str) -> str | None:
         if outcome not in FOR_ADMINS:
@@ -178,18 +199,18 @@ class HostedBackend:
 
     async def _image(
         self,
-        job_id: int,
         model: HostedModel,
         request: GenerationRequest,
         index: int,
         task: HostedTask | None,
         report: Callable[[HostedProgress], Awaitable[None]],
+        keep: Callable[[HostedTask], Awaitable[None]],
     ) -> tuple[_Ended, GeneratedImage | None, float]:
         cost = 0.0
         try:
             if task is None:
-                task = await self._submit(job_id, model, request, index, report)
-            cost = task.cost if task.cost is not None else model.estimate(request) / request.count
+                task = await self._submit(model, request, index, report, keep)
+            cost = model.charged(request, task.cost)
             sample = await self._until_ready(task, report)
             await report(HostedProgress(index, "downloading"))
             try:
@@ -208,33 +229,39 @@ class HostedBackend:
 
     async def _submit(
         self,
-        job_id: int,
         model: HostedModel,
         request: GenerationRequest,
         index: int,
         report: Callable[[HostedProgress], Awaitable[None]],
+        keep: Callable[[HostedTask], Awaitable[None]],
     ) -> HostedTask:
         if self.gate.paused:
             raise _Ended(Outcome.NO_CREDITS)
         body = request_body(model, request, index)
-        try:
-            reply = await self._retrying(
-                lambda: self._client().submit(model.name, body), index, report
+
+        async def send_and_keep() -> HostedTask:
+            reply = await self._client().submit(model.name, body)
+            task = HostedTask(
+                index=index,
+                task_id=reply.id,
+                polling_url=reply.polling_url,
+                cost=reply.cost,
+                input_mp=reply.input_mp,
+                output_mp=reply.output_mp,
+                submitted_at=self._clock(),
             )
+            await keep(task)
+            return task
+
+        try:
+            # BFL charges a task once it accepts it: a cancel (or a shutdown) while a submit is
+            # on its way waits for the reply and stores it, so the task is charged (and polled
+            # after a restart), never lost.
+            task = await self._retrying(lambda: _to_the_end(send_and_keep()), index, report)
         except _Ended as end:
             if end.outcome is Outcome.NOT_FOUND:  # no such endpoint: a fault here
                 raise _Ended(Outcome.REFUSED, end.detail) from None
             raise
-        task = HostedTask(
-            index=index,
-            task_id=reply.id,
-            polling_url=reply.polling_url,
-            cost=reply.cost,
-            input_mp=reply.input_mp,
-            output_mp=reply.output_mp,
-            submitted_at=self._clock(),
-        )
-        await self._store.save_hosted_task(job_id, task)
         await report(HostedProgress(index, "submitted"))
         return task
 
@@ -295,3 +322,19 @@ class HostedBackend:
                 await report(HostedProgress(index, "waiting"))
                 await asyncio.sleep(delay)
                 delay = min(delay * timing.growth * 2, timing.retry_max)
+
+
+async def _to_the_end(coroutine: Awaitable[HostedTask]) -> HostedTask:
+    """Await `coroutine` even when cancelled meanwhile; then the cancel goes on (raised)."""
+    running = asyncio.ensure_future(coroutine)
+    try:
+        return await asyncio.shield(running)
+    except asyncio.CancelledError:
+        while not running.done():
+            try:
+                await asyncio.shield(running)
+            except asyncio.CancelledError:
+                continue
+            except Exception:  # the cancel is what the caller hears
+                break
+        raise

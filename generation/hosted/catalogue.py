@@ -88,6 +88,11 @@ class HostedModel:
         inputs = [upright_size(image) for image in request.input_images]
         return request.count * self.price.estimate(request.width, request.height, inputs)
 
+    def charged(self, request: GenerationRequest, cost: float | None) -> float:
+        """What one sent task of `request` is charged: its reply's `cost`, or where the reply
+        gave none, one image's share of the estimate."""
+        return cost if cost is not None else self.estimate(request) / request.count
+
 
 _FLUX2 = {
     "min_side": 64,

@@ -38,8 +38,8 @@ def run_hosted(
     settings: ApiSettings,
     write: Callable[[Sequence[GeneratedImage]], None],
 ) -> int:
-    """Run `request` on the API, `write` the images made; 0 when all were, else 1 with the
-    reason on stderr."""
+    """Run `request` on the API, `write` the images made (also where only some were); 0 when
+    all were, else 1 with the reason on stderr."""
     return asyncio.run(_run(request, settings, write))
 
 
@@ -64,9 +64,9 @@ async def _run(
         await backend.close()
     write(result.images)
     print(f"cost: {result.cost:g} credits", file=sys.stderr)
-    if result.outcome is Outcome.READY:
+    if result.outcome is Outcome.READY and result.reason is None:
         return 0
-    print(f"error: {result.reason}", file=sys.stderr)
+    print(f"error: {result.reason}", file=sys.stderr)  # a partial job: which images are missing
     if result.admin_note:
         print(f"note: {result.admin_note}", file=sys.stderr)
     return EXIT_FAILED

@@ -59,6 +59,38 @@ SENTENCES = {
     ),
 }
 
+# What became of an image that was not made, after "Image 2 of 4 was" / "Images 2, 3 of 4 were",
+# for a job whose other images were made.
+_MISSING = {
+    Outcome.REQUEST_MODERATED: "refused by Black Forest Labs' moderation",
+    Outcome.CONTENT_MODERATED: "blocked by Black Forest Labs' moderation",
+    Outcome.FAILED: "not made: Black Forest Labs' API reported an error",
+    Outcome.NOT_FOUND: "lost: Black Forest Labs' API no longer knows its task",
+    Outcome.EXPIRED: "not fetched before BFL's download link expired (links last 10 minutes)",
+    Outcome.UNAVAILABLE: "not made: Black Forest Labs' API stayed unavailable",
+    Outcome.TIMED_OUT: "not made: Black Forest Labs' API was still working after 30 minutes",
+    Outcome.NO_CREDITS: "not made: the Black Forest Labs account ran out of credits",
+}
+_MISSING_FOR_ADMINS = "not made (a fault the admins can read about in the log)"
+
+
+def missing_note(missing: dict[int, Outcome], count: int) -> str:
+    """One sentence per kind of end for the images of a `count`-image job that were not made
+    (`missing`: 0-based index → outcome), e.g. "⚠️ Image 2 of 4 was blocked by Black Forest
+    Labs' moderation." The credits BFL charged for them are spent all the same."""
+    by_kind: dict[str, list[int]] = {}
+    for index, outcome in sorted(missing.items()):
+        by_kind.setdefault(_MISSING.get(outcome, _MISSING_FOR_ADMINS), []).append(index + 1)
+    lines = []
+    for what, numbers in by_kind.items():
+        listed = ", ".join(map(str, numbers))
+        many = len(numbers) > 1
+        lines.append(
+            f"⚠️ Image{'s' if many else ''} {listed} of {count} {'were' if many else 'was'} {what}."
+        )
+    return "\n".join(lines)
+
+
 # Outcomes an admin must hear about (a person cannot fix them).
 FOR_ADMINS = frozenset(
     {Outcome.REFUSED, Outcome.KEY_REFUSED, Outcome.NO_CREDITS, Outcome.BAD_REPLY}

@@ -14,8 +14,8 @@ from generation.hosted.catalogue import HostedModel
 from generation.input_images import check_header, upright_size
 from generation.request import (
     GenerationRequest,
-    JobKind,
     RequestError,
+    RequestFields,
     check_references,
     check_seeds,
     clean_text,
@@ -25,27 +25,7 @@ from generation.request import (
 MAX_PROMPT_CHARS = 2000  # as local models (`ModelLimits.max_prompt_chars`)
 
 
-def build_hosted_request(
-    model: HostedModel,
-    *,
-    prompt: str,
-    negative_prompt: str | None = None,
-    width: int | None = None,
-    height: int | None = None,
-    aspect: str | None = None,
-    steps: int | None = None,
-    guidance: float | None = None,
-    scheduler: str | None = None,
-    seed: int | None = None,
-    seeds: tuple[int, ...] | list[int] | None = None,
-    count: int = 1,
-    init_image: bytes | None = None,
-    strength: float | None = None,
-    parent_job: int | None = None,
-    kind: JobKind = JobKind.NEW,
-    raw: bool | None = None,
-    input_images: tuple[bytes, ...] | list[bytes] | None = None,
-) -> GenerationRequest:
+def build_hosted_request(model: HostedModel, fields: RequestFields) -> GenerationRequest:
     """Check every field against `model`'s documented limits; see `build_request`.
 
     `steps` and `guidance` are 0 for models that take neither (the API decides), `scheduler`
@@ -53,7 +33,7 @@ def build_hosted_request(
     size it makes at about its nominal pixel count (the stored image has the real one).
     """
     name = model.title
-    prompt = clean_text(prompt or "")
+    prompt = clean_text(fields.prompt or "")
     if not prompt:
         raise RequestError("prompt", "The prompt is empty.")
     if len(prompt) > MAX_PROMPT_CHARS:
@@ -62,35 +42,35 @@ def build_hosted_request(
             f"The prompt is {len(prompt):,} characters long; {name} takes at most "
             f"{MAX_PROMPT_CHARS:,}.",
         )
-    if clean_text(negative_prompt or ""):
+    if clean_text(fields.negative_prompt or ""):
         raise RequestError("negative_prompt", f"{name} does not support a negative prompt.")
-    if scheduler is not None:
+    if fields.scheduler is not None:
         raise RequestError("scheduler", f"{name} runs on Black Forest Labs' API: no scheduler.")
-    if init_image is not None or strength is not None:
+    if fields.init_image is not None or fields.strength is not None:
         raise RequestError(
             "image",
             f"{name} takes reference images instead of an init image and strength."
             if model.max_inputs
             else f"{name} takes no image.",
         )
-    if raw and not model.raw:
+    if fields.raw and not model.raw:
         raise RequestError("raw", f"{name} has no raw mode (only FLUX1.1 [pro] Ultra has).")
-    inputs = _inputs(model, tuple(input_images or ()))
-    aspect_ratio, width, height = _size(model, width, height, aspect, inputs)
+    inputs = _inputs(model, tuple(fields.input_images or ()))
+    aspect_ratio, width, height = _size(model, fields.width, fields.height, fields.aspect, inputs)
     return GenerationRequest(
         model=model.name,
         prompt=prompt,
         negative_prompt="",
         width=width,
         height=height,
-        steps=_steps(model, steps),
-        guidance=_guidance(model, guidance),
+        steps=_steps(model, fields.steps),
+        guidance=_guidance(model, fields.guidance),
         scheduler="",
-        seeds=check_seeds(seed, seeds, count),
-        parent_job=parent_job,
-        kind=kind,
+        seeds=check_seeds(fields.seed, fields.seeds, fields.count),
+        parent_job=fields.parent_job,
+        kind=fields.kind,
         aspect_ratio=aspect_ratio,
-        raw=bool(raw),
+        raw=bool(fields.raw),
         input_images=inputs,
     )
 

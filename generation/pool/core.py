@@ -221,8 +221,9 @@ class WorkerPool(WorkerSupervision, ModelCommands, StoreRetries, HostedJobs):
     async def submit(
         self, request: GenerationRequest, owner: JobOwner, *, reply_to: object | None = None
     ) -> JobQueued:
-        """Queue a job: check the limits (raising `QueueFull` or `NotAccepting`, and
-        `ModelUnavailable` when no worker may run the model, with nothing written), store it,
+        """Queue a job: check the limits (raising `QueueFull` or `NotAccepting`,
+        `ModelUnavailable` when no worker may run the model, and `OverBudget` for an API job
+        no credit budget can take, with nothing written), store it,
         then schedule it. Returns its `JobQueued` event (position and ETA), also published,
         carrying `reply_to` (the submitter's handle for its reply, kept with the job)."""
         if not self.may_run(request.model):
@@ -236,10 +237,11 @@ class WorkerPool(WorkerSupervision, ModelCommands, StoreRetries, HostedJobs):
             )
         # the place is held while the job is written, so concurrent submits (of anyone)
         # cannot all pass the same last free place
-        with self._scheduler_for(request.model).admission(owner):
-            job_id = await self._store.create_job(request, owner)
-            self._enqueue(job_id, request, owner)
-            self._jobs[job_id].reply_to = reply_to
+        async with self._hosted_admission(request, owner):  # an API job: within budgets
+            with self._scheduler_for(request.model).admission(owner):
+                job_id = await self._store.create_job(request, owner)
+                self._enqueue(job_id, request, owner)
+                self._jobs[job_id].reply_to = reply_to
         event = self._queued_event(job_id)
         self._publish(event)
         self._told(job_id, event.position, event.eta_s)

@@ -8,8 +8,10 @@ a job's work is its estimated cost, and its charge is settled to the cost BFL's 
 someone spends on one resource does not count on the other, and neither waits for the other.
 Places and ETAs work as for GPU jobs; ETAs come from the API's latency measured per model.
 
-Budgets: before a job is sent, its estimated cost is reserved (`Budgets.reserve`); a job no
-budget can take fails with the sentence naming what is left. The reply's cost settles it. A
+Budgets: a job is accepted only where its estimate fits every budget beside the ledger and the
+API jobs already waiting (`_hosted_admission`); before it is sent, its estimated cost is
+reserved (`Budgets.reserve`: budgets may have changed meanwhile); a job no budget can take then
+fails with the sentence naming what is left. The reply's cost settles it. A
 job that a restart left running is queued again and polls its stored tasks (the backend never
 resubmits them; its reservation is kept). After a 402 the lane pauses (waiting jobs stay
 queued, new ones are refused) until an admin resumes it or the periodic probe finds credits.
@@ -20,7 +22,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Protocol
@@ -29,6 +32,7 @@ from generation.errors import ModelUnavailable
 from generation.hosted.outcomes import SENTENCES, Outcome
 from generation.jobs import (
     JobFinished,
+    JobOwner,
     JobProgress,
     JobSnapshot,
     JobStarted,
@@ -61,6 +65,12 @@ class Budgets(Protocol):
     async def settle(self, job_id: int, spent: float) -> None: ...
 
     async def hosted_tasks(self, job_id: int) -> list[HostedTask]: ...
+
+    async def save_hosted_task(self, job_id: int, task: HostedTask) -> None: ...
+
+    async def check_budgets(
+        self, user_id: int, credits: float, waiting: Sequence[tuple[int, int, float]] = ()
+    ) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +158,7 @@ class HostedLane:
         )
         self.running: dict[int, asyncio.Task[None]] = {}
         self.probe: asyncio.Task[None] | None = None
+        self.admitting = asyncio.Lock()  # one accept at a time: each sees the one before
         self._clock = clock
 
     def limit(self, model: str) -> int:
@@ -200,6 +211,27 @@ class HostedJobs:
             return self._hosted.models[request.model].estimate(request)
         return work_units(request)
 
+    @asynccontextmanager
+    async def _hosted_admission(
+        self, request: GenerationRequest, owner: JobOwner
+    ) -> AsyncIterator[None]:
+        """Around accepting a job: for an API job, one accept at a time, refused with
+        `OverBudget` (nothing written) where its estimate, on top of the ledger and the API
+        jobs accepted and not yet ended at their estimates, would pass a budget. The check
+        is made again when the job is sent (`Budgets.reserve`): budgets may change."""
+        lane = self._hosted
+        if lane is None or request.model not in lane.models:
+            yield
+            return
+        async with lane.admitting:
+            waiting = [
+                (job.id, job.owner.user_id, self._work(job.request))
+                for job in self._jobs.values()
+                if not job.ended and job.request.model in lane.models
+            ]
+            await lane.budgets.check_budgets(owner.user_id, self._work(request), waiting)
+            yield
+
     def _snapshot(self, job: LiveJob) -> JobSnapshot:
         """What every event carries: the job now, with its place while it waits."""
         waiting = job.state is JobState.WAITING
@@ -250,7 +282,18 @@ class HostedJobs:
             task.add_done_callback(self._task_done)
 
     async def _run_hosted(self, lane: HostedLane, job: LiveJob) -> None:
+        """Run an API job. Every store write is retried while the store is unavailable (the
+        job kept, its person told: `_durably`); a shutdown during such a wait leaves the job
+        unfinished in storage, and the next start polls its stored tasks again."""
+        try:
+            await self._hosted_job(lane, job)
+        except StoreUnavailable as error:
+            lane.running.pop(job.id, None)
+            log.warning("Job %s: %s Left to run on the next start.", job.id, error)
+
+    async def _hosted_job(self, lane: HostedLane, job: LiveJob) -> None:
         model = lane.models[job.request.model]
+        tasks = _DurableTasks(self, job, lane.budgets)
         try:
             estimate = model.estimate(job.request)
             reserve = partial(lane.budgets.reserve, job.id, job.owner.user_id, model.name, estimate)
@@ -270,30 +313,30 @@ class HostedJobs:
             await self._durably(job, partial(self._store.mark_running, job.id, API_WORKER))
             self._publish(JobStarted(job.id, API_WORKER, job=self._snapshot(job)))
             sent = self._clock()
-            result = await lane.backend.run(job.id, job.request, partial(self._api_step, job))
-        except StoreUnavailable as error:  # shutting down: the job stays queued in storage
-            log.warning("Job %s: %s Left to run on the next start.", job.id, error)
-            return
+            result = await lane.backend.run(
+                job.id, job.request, partial(self._api_step, job), tasks
+            )
         except asyncio.CancelledError:
             if not job.cancel_requested:  # a shutdown: the next start polls its tasks again
                 raise
-            sent_tasks = await lane.budgets.hosted_tasks(job.id)  # what was sent is charged
-            await self._hosted_ended(lane, job, sum(task.cost or 0.0 for task in sent_tasks))
+            sent_tasks = await tasks.hosted_tasks(job.id)  # what was sent is charged
+            charged = sum(model.charged(job.request, task.cost) for task in sent_tasks)
+            await self._hosted_ended(lane, job, charged)
             await self._end(job, JobStatus.CANCELLED, partial(self._store.mark_cancelled, job.id))
             return
         await self._hosted_ended(lane, job, result.cost)
         if result.admin_note and lane.on_admin_note is not None:
             lane.on_admin_note(result.admin_note)
-        if result.outcome is Outcome.NO_CREDITS:
-            lane.scheduler.pause()  # waiting API jobs wait for a resume
-        if result.outcome is Outcome.READY:
+        if lane.paused:  # a 402: waiting API jobs wait for a resume
+            lane.scheduler.pause()
+        if result.outcome is Outcome.READY:  # some images may be missing: `reason` says why
             lane.scheduler.measure_latency(model.name, self._clock() - sent)
             images = result.images
             job.image_count = len(images)
             await self._end(
                 job,
                 JobStatus.DONE,
-                partial(self._store.mark_done, job.id, images, 0.0),
+                partial(self._store.mark_done, job.id, images, 0.0, result.reason),
                 partial(JobFinished, job.id, len(images), 0.0),
             )
         else:
@@ -355,3 +398,23 @@ class HostedJobs:
             for task in tasks:
                 task.cancel()
         return tasks
+
+
+class _DurableTasks:
+    """A job's `TaskStore` (`generation.hosted.tasks`) on the pool's store, each call retried
+    while the store is unavailable (`StoreRetries._durably`: the job kept, its person told)."""
+
+    def __init__(self, pool: HostedJobs, job: LiveJob, store: Budgets) -> None:
+        self._pool, self._job, self._store = pool, job, store
+
+    async def save_hosted_task(self, job_id: int, task: HostedTask) -> None:
+        await self._pool._durably(self._job, partial(self._store.save_hosted_task, job_id, task))
+
+    async def hosted_tasks(self, job_id: int) -> list[HostedTask]:
+        found: list[HostedTask] = []
+
+        async def read() -> None:
+            found[:] = await self._store.hosted_tasks(job_id)
+
+        await self._pool._durably(self._job, read)
+        return found

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from tests.bot.helpers import (
     as_rendered,
     bot_config,
     imagine,
+    job_count,
     job_id_of,
     studio_people,
     text_of,
@@ -92,13 +94,35 @@ async def test_a_moderated_request_is_told_in_a_sentence(studio: StudioWorld, bf
     await reply_about(studio, job, SENTENCES[Outcome.REQUEST_MODERATED])
 
 
-async def test_a_job_over_the_persons_budget_is_refused_with_what_is_left(
+async def test_a_job_over_the_persons_budget_is_refused_at_once_with_what_is_left(
     studio: StudioWorld,
 ) -> None:
-    erin = studio.fake.user("erin")
+    fake = studio.fake
+    erin = fake.user("erin")
     await studio.database.set_budget(erin.id, Period.DAY, 3, by=0)
-    job = await imagine(studio.fake, erin, model="flux-pro-1.1")
-    await reply_about(studio, job, "your daily budget has 3 of 3 credits left today")
+    before = await job_count(studio.database)
+    ix = await fake.slash(erin, "imagine", {"prompt": "a lighthouse", "model": "flux-pro-1.1"})
+    assert "your daily budget has 3 of 3 credits left today (UTC)." in as_rendered(
+        text_of(await answer(fake, ix))
+    )
+    assert await job_count(studio.database) == before  # nothing queued
+
+
+async def test_jobs_queued_beyond_a_budget_are_refused_when_asked_not_minutes_later(
+    studio: StudioWorld, bfl: HeldBfl
+) -> None:
+    fake = studio.fake
+    frank = fake.user("frank")
+    await studio.database.set_budget(frank.id, Period.DAY, 8, by=0)
+    bfl.held.clear()  # both stay with BFL while the third is asked for
+    jobs = [await imagine(fake, frank, model="flux-pro-1.1") for _ in range(2)]
+    ix = await fake.slash(frank, "imagine", {"prompt": "a third", "model": "flux-pro-1.1"})
+    refusal = as_rendered(text_of(await answer(fake, ix)))
+    bfl.held.set()
+    assert "This job would cost about 4 credits, but your daily budget has 0 of 8" in refusal
+    for job in jobs:
+        assert (await studio.result_of(job)).attachments
+    assert await studio.database.spent(0, frank.id) == 8
 
 
 async def test_out_of_credits_refuses_api_jobs_until_an_admin_resumes_them(
@@ -129,3 +153,88 @@ async def test_a_rerun_of_an_api_job_is_a_labelled_seeded_rerun(studio: StudioWo
     result = await studio.result_of(child)
     assert f"Seeded rerun of job `{parent}`" in as_rendered(text_of(result))
     assert (await studio.database.get_job(child)).record.request.seeds == (11,)
+    info = await fake.click(bob, result, f"atelier:info:{child}")
+    reply = await fake.wait_for(lambda: info.original)
+    fields = {f["name"]: f["value"] for f in reply.embeds[0]["fields"]}
+    assert fields["Kind"] == "seeded rerun"
+
+
+async def test_a_seeded_rerun_keeps_its_label_after_its_parent_is_erased(
+    studio: StudioWorld,
+) -> None:
+    fake = studio.fake
+    carol, dave = fake.user("carol"), fake.user("dave")
+    parent = await imagine(fake, carol, model="flux-pro-1.1", seed=31)
+    original = await studio.result_of(parent)
+    child = job_id_of(
+        await answer(fake, await fake.click(dave, original, f"atelier:rerun:{parent}"))
+    )
+    await studio.result_of(child)
+    await studio.database.delete_user(carol.id)  # her jobs are gone
+    shown = await answer(fake, await fake.slash(dave, "show", {"job": child}))
+    assert f"Seeded rerun of job `{parent}`" in as_rendered(text_of(shown))
+
+
+async def test_an_api_job_offers_a_reroll_that_keeps_everything_but_the_seeds(
+    studio: StudioWorld, bfl: HeldBfl
+) -> None:
+    fake = studio.fake
+    bob = fake.user("bob")
+    settings = {"width": 768, "height": 512, "steps": 20, "guidance": 3.5}
+    parent = await imagine(fake, bob, model="flux-2-flex", seed=21, count=2, **settings)
+    original = await studio.result_of(parent)
+    assert original.custom_ids[-4:] == [
+        f"atelier:rerun:{parent}",
+        f"atelier:reroll:{parent}",
+        f"atelier:info:{parent}",
+        f"atelier:delete:{parent}",
+    ]
+    assert not any(":upscale:" in c or ":vary-" in c for c in original.custom_ids)
+    ix = await fake.click(bob, original, f"atelier:reroll:{parent}")
+    child = job_id_of(await answer(fake, ix))
+    assert (await studio.result_of(child)).attachments
+    before = (await studio.database.get_job(parent)).record.request
+    after = (await studio.database.get_job(child)).record.request
+    assert after.kind.value == "reroll"
+    assert after.parent_job == parent
+    assert len(after.seeds) == 2
+    assert after.seeds != before.seeds
+    assert replace(after, seeds=before.seeds, kind=before.kind, parent_job=None) == before
+    sent = [body for body in bfl.submitted if body["seed"] in after.seeds]
+    assert [{name: body[name] for name in settings} for body in sent] == [settings] * 2
+
+
+async def test_a_partly_moderated_job_shows_the_images_made_and_says_which_were_blocked(
+    studio: StudioWorld, bfl: HeldBfl
+) -> None:
+    fake = studio.fake
+    grace = fake.user("alice")
+    bfl.seed_scripts = {502: ["Pending:0.5", "Content Moderated"]}
+    spent_before = await studio.database.spent(0, grace.id)
+    job = await imagine(fake, grace, model="flux-pro-1.1", seed=501, count=3)
+    result = await studio.result_of(job)
+    assert [a.filename.split(".")[0] for a in result.attachments] == [
+        f"atelier-{job}-1",
+        f"atelier-{job}-3",
+    ]
+    assert "Image 2 of 3 was blocked by Black Forest Labs' moderation." in as_rendered(
+        text_of(result)
+    )
+    stored = await studio.database.images_of(job)
+    assert [(image.index, image.seed) for image in stored] == [(0, 501), (2, 503)]
+    assert await studio.database.spent(0, grace.id) == spent_before + 12  # as BFL charged
+    # shown again later (/show), the result is the same
+    ix = await fake.slash(grace, "show", {"job": job})
+    shown = await answer(fake, ix)
+    assert len(shown.attachments) == 2
+    assert "Image 2 of 3 was blocked" in as_rendered(text_of(shown))
+
+
+async def test_vary_on_an_api_job_says_why_there_is_none(studio: StudioWorld) -> None:
+    fake = studio.fake
+    bob = fake.user("bob")
+    job = await imagine(fake, bob, model="flux-pro-1.1", seed=41)
+    await studio.result_of(job)
+    ix = await fake.slash(bob, "vary", {"job": job, "image": 1})
+    said = as_rendered(text_of(await answer(fake, ix)))
+    assert "runs on Black Forest Labs' API, which makes no variations or upscales" in said

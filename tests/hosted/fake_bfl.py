@@ -88,12 +88,14 @@ class Task:
 @dataclass
 class FakeBfl:
     """Set `now` (the clock samples expire by), `credits` (402 at 0), push status scripts onto
-    `scripts` (one list per next task, e.g. ["Pending:0.5", "Ready"]), push HTTP faults onto
+    `scripts` (one list per next task, e.g. ["Pending:0.5", "Ready"]) or set them per seed in
+    `seed_scripts` (a job's tasks are sent together, in no fixed order), push HTTP faults onto
     `faults[kind]` (kind "submit" / "poll" / "download"), point `polling_host` elsewhere."""
 
     now: float = 1_000.0
     credits: float = 1_000.0
     scripts: list[list[str]] = field(default_factory=list)
+    seed_scripts: dict[int, list[str]] = field(default_factory=dict)  # by the task's seed first
     faults: dict[str, list[int]] = field(default_factory=dict)
     tasks: dict[str, Task] = field(default_factory=dict)
     submitted: list[dict[str, Any]] = field(default_factory=list)
@@ -103,6 +105,7 @@ class FakeBfl:
     noisy: bool = False
     sample_size: tuple[int, int] | None = None
     reply_padding: int = 0
+    costless: bool = False  # submit replies without `cost` (an older or changed API)
     submit_url: str = ""
     poll_url: str = ""
     delivery_url: str = ""
@@ -200,7 +203,8 @@ class FakeBfl:
             width=size[0],
             height=size[1],
             seed=int(body.get("seed") or 0),
-            script=self.scripts.pop(0) if self.scripts else ["Pending:0.3", "Ready"],
+            script=self.seed_scripts.pop(int(body.get("seed") or 0), None)
+            or (self.scripts.pop(0) if self.scripts else ["Pending:0.3", "Ready"]),
         )
         self.tasks[task.id] = task
         host = self.polling_host or self.poll_url
@@ -208,7 +212,7 @@ class FakeBfl:
             {
                 "id": task.id,
                 "polling_url": f"{host}/v1/get_result?id={task.id}",
-                "cost": cost,
+                **({} if self.costless else {"cost": cost}),
                 "input_mp": input_mp,
                 "output_mp": output_mp,
             }

@@ -84,16 +84,6 @@ async def test_each_final_status_ends_the_job_with_its_sentence(
     assert result.cost == 4  # submitted: charged by the reply
 
 
-async def test_moderation_of_one_image_keeps_the_others(
-    fake: FakeBfl, backend: HostedBackend, db: Database, catalogue: Catalogue
-) -> None:
-    fake.scripts = [["Ready"], ["Content Moderated"]]
-    job_id, request = await new_job(db, catalogue, count=2)
-    result = await backend.run(job_id, request)
-    assert result.outcome is Outcome.CONTENT_MODERATED
-    assert [image.index for image in result.images] == [0]
-
-
 async def test_a_rejected_request_is_logged_for_the_admins(
     fake: FakeBfl, backend: HostedBackend, db: Database, catalogue: Catalogue
 ) -> None:
@@ -315,3 +305,46 @@ async def test_api_images_are_stored_like_local_ones_and_the_job_reads_back(
     assert "input_images" not in record  # megabytes: named by their hash instead
     assert record["input_images_sha256"] == [hashlib.sha256(reference).hexdigest()]
     assert fake.submitted[0]["aspect_ratio"] == "21:9"
+
+
+async def test_a_partly_moderated_job_keeps_the_images_made_and_says_which_were_blocked(
+    fake: FakeBfl, backend: HostedBackend, db: Database, catalogue: Catalogue
+) -> None:
+    fake.seed_scripts = {43: ["Pending", "Content Moderated"], 45: ["Content Moderated"]}
+    job_id, request = await new_job(db, catalogue, count=4)  # seeds 42-45
+
+    result = await backend.run(job_id, request)
+
+    assert result.outcome is Outcome.READY
+    assert [(image.index, image.seed) for image in result.images] == [(0, 42), (2, 44)]
+    assert result.reason == "⚠️ Images 2, 4 of 4 were blocked by Black Forest Labs' moderation."
+    assert result.cost == 16  # BFL charged every task it accepted, the blocked ones too
+    assert result.admin_note is None
+
+
+async def test_images_missing_for_different_reasons_are_each_named(
+    fake: FakeBfl, backend: HostedBackend, db: Database, catalogue: Catalogue
+) -> None:
+    fake.seed_scripts = {42: ["Error"], 44: ["Request Moderated"]}
+    job_id, request = await new_job(db, catalogue, count=3)
+
+    result = await backend.run(job_id, request)
+
+    assert [image.index for image in result.images] == [1]
+    assert result.reason == (
+        "⚠️ Image 1 of 3 was not made: Black Forest Labs' API reported an error.\n"
+        "⚠️ Image 3 of 3 was refused by Black Forest Labs' moderation."
+    )
+
+
+async def test_a_job_with_every_image_blocked_fails_with_the_moderation_sentence(
+    fake: FakeBfl, backend: HostedBackend, db: Database, catalogue: Catalogue
+) -> None:
+    fake.seed_scripts = {42: ["Content Moderated"], 43: ["Content Moderated"]}
+    job_id, request = await new_job(db, catalogue, count=2)
+
+    result = await backend.run(job_id, request)
+
+    assert (result.outcome, result.images) == (Outcome.CONTENT_MODERATED, ())
+    assert result.reason == SENTENCES[Outcome.CONTENT_MODERATED]
+    assert result.cost == 8

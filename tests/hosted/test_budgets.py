@@ -157,3 +157,47 @@ async def test_a_reservation_or_cost_that_is_not_a_number_of_credits_is_refused(
         with pytest.raises(InvalidValue):
             await db.settle(job_id, credits)
     assert await db.spent(0) == 4
+
+
+async def test_erasing_a_person_removes_their_budget_and_its_audit_but_no_other_budget(
+    setup,
+) -> None:
+    db, _, job = setup
+    await db.set_budget(7, Period.DAY, 2, by=ADMIN)
+    await db.set_budget(8, Period.DAY, 3, by=ADMIN)
+    await db.set_budget(PERSON_DEFAULT, Period.DAY, 12, by=ADMIN)
+    await db.set_budget(SERVER, Period.MONTH, 100, by=ADMIN)
+
+    await db.delete_user(7)
+
+    assert await db.budgets() == {
+        (8, Period.DAY): 3,
+        (PERSON_DEFAULT, Period.DAY): 12,
+        (SERVER, Period.MONTH): 100,
+    }
+    audited = await db.recent_audit(50)
+    assert "budget:7" not in [entry.target for entry in audited]
+    assert "budget:8" in [entry.target for entry in audited]
+    # the same Discord id coming back later has the default budget, not the erased one
+    await db.reserve(await job(user_id=7), 7, "flux-pro-1.1", 12)
+
+
+async def test_the_check_at_accept_counts_waiting_jobs_once_and_writes_nothing(setup) -> None:
+    db, _, job = setup
+    await db.set_budget(PERSON_DEFAULT, Period.DAY, 12, by=ADMIN)
+    await db.set_budget(SERVER, Period.DAY, 20, by=ADMIN)
+    sent, mine, theirs = await job(), await job(), await job(user_id=8)
+    await db.reserve(sent, 7, "flux-pro-1.1", 4)  # in the ledger and still live: counted once
+    waiting = [(sent, 7, 4.0), (mine, 7, 4.0), (theirs, 8, 8.0)]
+
+    await db.check_budgets(7, 4, waiting)  # 4 + 4 + 4 = 12 of 12
+    with pytest.raises(BudgetExceeded) as refused:
+        await db.check_budgets(7, 5, waiting)
+    assert (refused.value.left, refused.value.waiting) == (4, 4)
+    assert str(refused.value).endswith(
+        "your daily budget has 4 of 12 credits left today (UTC) after the jobs still waiting "
+        "(4 credits)."
+    )
+    with pytest.raises(BudgetExceeded, match="server's daily budget has 4 of 20"):
+        await db.check_budgets(9, 5, waiting)  # everyone's waiting jobs count for the server
+    assert await db.spent(0) == 4  # nothing was reserved

@@ -148,3 +148,17 @@ async def test_the_cli_never_follows_a_redirect_with_the_key(fake: FakeBfl, tmp_
 def _pixels(png: bytes) -> bytes:
     with Image.open(io.BytesIO(png)) as image:
         return image.convert("RGB").tobytes()
+
+
+async def test_the_cli_writes_the_images_a_partly_moderated_job_made(
+    fake: FakeBfl, tmp_path: Path
+) -> None:
+    fake.seed_scripts = {10: ["Content Moderated"]}
+    code, out, err = await cli(
+        fake, "--model", "flux-pro-1.1", "--prompt", "a red fox", "--seed", "9",
+        "--count", "3", "--out", str(tmp_path),
+    )  # fmt: skip
+    assert code == 1
+    assert [json.loads(line)["seed"] for line in out.splitlines()] == [9, 11]
+    assert "Image 2 of 3 was blocked by Black Forest Labs' moderation." in err
+    assert "cost: 12 credits" in err

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from generation.errors import ModelUnavailable
+from generation.errors import ModelUnavailable, OverBudget
 from generation.hosted.backend import HostedBackend
 from generation.hosted.outcomes import SENTENCES, Outcome
 from generation.jobs import (
@@ -161,18 +161,22 @@ def test_kontext_max_never_gets_more_than_its_slots(db: Database, catalogue: Cat
     assert all(v.may_run("flux-pro-1.1") for v in made.free_slots(busy))
 
 
-async def test_a_job_over_budget_is_refused_with_what_is_left_and_nothing_is_sent(
+async def test_a_job_over_budget_when_it_is_sent_fails_with_what_is_left_and_nothing_is_sent(
     fake: HeldBfl, db: Database, catalogue: Catalogue
 ) -> None:
-    await db.set_budget(5, Period.DAY, 6, by=99)
+    await db.set_budget(5, Period.DAY, 10, by=99)
     await db.set_budget(SERVER, Period.MONTH, 100, by=99)
-    pool = make_pool(catalogue, db, hosted=lane(fake, db, catalogue, []))
+    pool = make_pool(catalogue, db, hosted=lane(fake, db, catalogue, [], slots=1))
     events = Recorder(pool)
     await pool.start()
     try:
+        fake.held.clear()
         first = (await pool.submit(api(catalogue), JobOwner(5))).job_id
+        await events.until(lambda: pool.job(first).state is JobState.HOSTED)
+        second = (await pool.submit(api(catalogue), JobOwner(5))).job_id  # 8 of 10: accepted
+        await db.set_budget(5, Period.DAY, 6, by=99)  # lowered while it waits
+        fake.held.set()
         await events.finished(first)
-        second = (await pool.submit(api(catalogue), JobOwner(5))).job_id
         [refused] = await events.finished(second)
         assert isinstance(refused, JobFailed)
         assert refused.reason == (
@@ -287,4 +291,97 @@ async def test_cancelling_an_api_job_charges_what_was_sent(
         assert (await db.get_job(job)).record.status is JobStatus.CANCELLED
         assert await db.spent(0, 1) == 8
     finally:
+        await pool.shutdown(drain=False)
+
+
+async def test_a_cancelled_task_whose_reply_gave_no_cost_is_charged_at_its_estimate(
+    fake: HeldBfl, db: Database, catalogue: Catalogue
+) -> None:
+    fake.costless = True
+    pool = make_pool(catalogue, db, hosted=lane(fake, db, catalogue, []))
+    await pool.start()
+    try:
+        fake.held.clear()
+        job = (await pool.submit(api(catalogue), JobOwner(1))).job_id
+
+        async def stored() -> list | None:
+            return await db.hosted_tasks(job) or None
+
+        [task] = await polled(stored)
+        assert task.cost is None
+        assert await pool.cancel(job)
+        assert await db.spent(0, 1) == 4  # as a finished job with such a reply is charged
+    finally:
+        await pool.shutdown(drain=False)
+
+
+class SlowReplyBfl(HeldBfl):
+    """The fake API that accepts a task (and takes its credits) at once but holds the submit
+    reply while `replying` is clear: a cancel can land between BFL's charge and Atelier's
+    store write."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.replying = asyncio.Event()
+
+    async def _submit(self, request: web.Request) -> web.Response:
+        reply = await super()._submit(request)
+        await self.replying.wait()
+        return reply
+
+
+async def test_a_cancel_after_bfl_accepted_the_task_but_before_its_reply_is_charged(
+    db: Database, catalogue: Catalogue
+) -> None:
+    fake = SlowReplyBfl()
+    await fake.start()
+    pool = make_pool(catalogue, db, hosted=lane(fake, db, catalogue, []))
+    await pool.start()
+    try:
+        job = (await pool.submit(api(catalogue), JobOwner(1))).job_id
+
+        async def accepted() -> bool | None:  # BFL took the task (and its credits)
+            return bool(fake.tasks) or None
+
+        await polled(accepted)
+        cancelling = asyncio.ensure_future(pool.cancel(job))
+        await asyncio.sleep(0)  # `cancel` runs up to waiting for the job's end
+        assert not cancelling.done()
+        fake.replying.set()
+        assert await cancelling
+        assert (await db.get_job(job)).record.status is JobStatus.CANCELLED
+        assert [task.cost for task in await db.hosted_tasks(job)] == [4]
+        assert await db.spent(0, 1) == 4
+    finally:
+        fake.replying.set()
+        await pool.shutdown(drain=False)
+        await fake.close()
+
+
+async def test_a_job_that_would_pass_a_budget_with_those_waiting_is_refused_at_once(
+    fake: HeldBfl, db: Database, catalogue: Catalogue
+) -> None:
+    await db.set_budget(5, Period.DAY, 10, by=99)
+    pool = make_pool(catalogue, db, hosted=lane(fake, db, catalogue, [], slots=1))
+    events = Recorder(pool)
+    await pool.start()
+    try:
+        fake.held.clear()  # the first job stays Pending: the second waits for the one slot
+        running = (await pool.submit(api(catalogue), JobOwner(5))).job_id
+        await events.until(lambda: pool.job(running).state is JobState.HOSTED)
+        waiting = (await pool.submit(api(catalogue), JobOwner(5))).job_id
+        with pytest.raises(OverBudget) as refused:
+            await pool.submit(api(catalogue), JobOwner(5))
+        assert str(refused.value) == (
+            "This job would cost about 4 credits, but your daily budget has 2 of 10 credits "
+            "left today (UTC) after the jobs still waiting (4 credits)."
+        )
+        other = (await pool.submit(api(catalogue), JobOwner(6))).job_id  # their own budget
+        assert other == waiting + 1  # the refused job was never stored
+        fake.held.set()
+        ends = await events.finished(running, waiting, other)
+        assert all(isinstance(end, JobFinished) for end in ends)
+        assert await db.spent(0, 5) == 8
+    finally:
+        fake.held.set()
         await pool.shutdown(drain=False)
