@@ -78,4 +78,4 @@ async def test_an_edit_with_the_hosted_kontext_sends_the_image_to_the_api(
     assert [base64.b64decode(body["input_image"]) for body in sent] == [reference]
     # an API job: a seeded rerun (and Edit, ℹ️, 🗑️); no V, no U, no reroll
     labels = [c.get("label") for c in walk_components(result.components) if c.get("type") == 2]
-    assert labels == ["✏️ Edit 1", "Rerun", "Parameters", "Delete"]
+    assert labels == ["✏️ Edit 1", "Rerun", "Reroll", "Parameters", "Delete"]
