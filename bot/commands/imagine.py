@@ -113,7 +113,7 @@ class Imagine(commands.Cog):
         _check_reference_count(catalogue, model, len(uploads) + len(past))
         init_image, references = None, ()
         if image is not None or uploads or past:  # what costs nothing is checked first
-            await studio.precheck(owner, prompt, negative)
+            await studio.precheck(owner, model, prompt, negative)
             await interaction.response.defer()  # downloading may take a moment
         if image is not None:
             init_image = await read_init_image(image, settings.download_timeout_s, studio.decodes)

@@ -1,12 +1,15 @@
 """`HostedBackend`: one job on Black Forest Labs' API, end to end, resumable after a restart.
 
-For each image (one task per seed, all at once): submit (waiting out 429 "too many active
-tasks" and retrying 5xx with backoff), store the task (`id`, `polling_url`, `cost`) through the
-`TaskStore` before waiting, poll the returned `polling_url` with backoff, download the sample at
-once on Ready and turn it into a PNG with Atelier's metadata. A job whose tasks are stored resumes
-polling them instead of submitting again. The interface the pool drives::
+For each image (one task per seed, at most `slots` active at BFL at once): store that its submit
+is under way, submit (waiting out 429 "too many active tasks" and retrying 5xx with backoff),
+store the task (`id`, `polling_url`, `cost`) through the `TaskStore` before waiting, poll the
+returned `polling_url` with backoff, download the sample at once on Ready and turn it into a PNG
+with Atelier's metadata. A job whose tasks are stored resumes polling them instead of submitting
+again. A submit whose reply was lost (the connection broke after sending, or the process stopped
+while it was under way) is never sent again: BFL may have made and charged it, so the image
+ends UNCONFIRMED at its estimated cost. The interface the pool drives::
 
-    result = await backend.run(job_id, request, on_progress)   # -> HostedResult
+    result = await backend.run(job_id, request, on_progress, slots=4)   # -> HostedResult
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any
 import aiohttp
 
 from generation.hosted.catalogue import HOSTED_MODELS, HostedModel
-from generation.hosted.client import ApiError, BflClient, SampleGone
+from generation.hosted.client import ApiError, BflClient, SampleGone, Submitted
 from generation.hosted.credits import CreditGate
 from generation.hosted.outcomes import FOR_ADMINS, SENTENCES, Outcome, for_http_status, for_status
 from generation.hosted.payload import request_body
@@ -37,12 +40,14 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class HostedProgress:
-    """`state`: "waiting" (for a free task slot or for the API to come back), "submitted",
-    "pending" (with `progress` 0-1 where the API gives it) or "downloading"."""
+    """`state`: "waiting" (for a free task slot), "retrying" (the API did not answer: `detail`
+    says why and for how long), "submitted", "pending" (with `progress` 0-1 where the API
+    gives it) or "downloading"."""
 
     index: int
     state: str
     progress: float | None = None
+    detail: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,10 +139,14 @@ class HostedBackend:
         job_id: int,
         request: GenerationRequest,
         on_progress: ProgressCallback | None = None,
+        *,
+        slots: int | None = None,
     ) -> HostedResult:
-        """Make every image of `request`; tasks already stored for `job_id` are polled again,
-        not resubmitted. Never raises for anything the API does."""
+        """Make every image of `request`, with at most `slots` (default: all) of its tasks
+        active at BFL at once; tasks already stored for `job_id` are polled again, not
+        resubmitted. Never raises for anything the API does."""
         model = self._models[request.model]
+        active = asyncio.Semaphore(slots or request.count)
         stored = {task.index: task for task in await self._store.hosted_tasks(job_id)}
         if self.gate.paused and len(stored) < request.count:
             return HostedResult(Outcome.NO_CREDITS, (), 0.0, SENTENCES[Outcome.NO_CREDITS])
@@ -150,7 +159,7 @@ class HostedBackend:
 
         ends = await asyncio.gather(
             *(
-                self._image(job_id, model, request, index, stored.get(index), report)
+                self._image(job_id, model, request, index, stored.get(index), report, active)
                 for index in range(request.count)
             )
         )
@@ -184,13 +193,23 @@ class HostedBackend:
         index: int,
         task: HostedTask | None,
         report: Callable[[HostedProgress], Awaitable[None]],
+        active: asyncio.Semaphore,
     ) -> tuple[_Ended, GeneratedImage | None, float]:
         cost = 0.0
+        estimate = model.estimate(request) / request.count
         try:
-            if task is None:
-                task = await self._submit(job_id, model, request, index, report)
-            cost = task.cost if task.cost is not None else model.estimate(request) / request.count
-            sample = await self._until_ready(task, report)
+            async with active:  # the task is active at BFL from its submit until it ends
+                if task is not None and task.sending:  # stopped while it was being sent
+                    cost = estimate
+                    raise _Ended(Outcome.UNCONFIRMED, f"image {index + 1}: stopped while sent")
+                if task is None:
+                    try:
+                        task = await self._submit(job_id, model, request, index, report)
+                    except _Ended as end:
+                        cost = estimate if end.outcome is Outcome.UNCONFIRMED else 0.0
+                        raise
+                cost = task.cost if task.cost is not None else estimate
+                sample = await self._until_ready(task, report)
             await report(HostedProgress(index, "downloading"))
             try:
                 data = await self._retrying(lambda: self._client().download(sample), index, report)
@@ -217,10 +236,19 @@ class HostedBackend:
         if self.gate.paused:
             raise _Ended(Outcome.NO_CREDITS)
         body = request_body(model, request, index)
+
+        async def send() -> Submitted:
+            await self._store.save_hosted_task(job_id, HostedTask.being_sent(index, self._clock()))
+            try:
+                return await self._client().submit(model.name, body)
+            except ApiError as error:
+                if error.status == 0 and error.sent:  # it may have been made: never resent
+                    raise _Ended(Outcome.UNCONFIRMED, f"submit: {error.detail}") from None
+                await self._store.forget_hosted_task(job_id, index)  # no task was made
+                raise
+
         try:
-            reply = await self._retrying(
-                lambda: self._client().submit(model.name, body), index, report
-            )
+            reply = await self._retrying(send, index, report)
         except _Ended as end:
             if end.outcome is Outcome.NOT_FOUND:  # no such endpoint: a fault here
                 raise _Ended(Outcome.REFUSED, end.detail) from None
@@ -288,10 +316,15 @@ class HostedBackend:
                     raise _Ended(outcome, self._out_of_credits()) from None
                 if outcome is not None:
                     raise _Ended(outcome, f"HTTP {error.status}: {error.detail}") from None
-                if error.status != 429:
+                if error.status == 429:
+                    await report(HostedProgress(index, "waiting"))
+                else:
                     if waited_on_faults >= timing.patience:
                         raise _Ended(Outcome.UNAVAILABLE, error.detail) from None
+                    left = (timing.patience - waited_on_faults) / 60
                     waited_on_faults += delay
-                await report(HostedProgress(index, "waiting"))
+                    why = f"HTTP {error.status}" if error.status else error.detail
+                    detail = f"no answer from the API ({why}); trying again for {left:.0f} min"
+                    await report(HostedProgress(index, "retrying", detail=detail))
                 await asyncio.sleep(delay)
                 delay = min(delay * timing.growth * 2, timing.retry_max)

@@ -131,6 +131,8 @@ class WorkerPool(WorkerSupervision, ModelCommands, StoreRetries, HostedJobs):
         }
         self._jobs: dict[int, LiveJob] = {}
         self._hosted = hosted(clock) if hosted is not None else None
+        if self._hosted is not None:
+            self._hosted.count_of = lambda job_id: self._jobs[job_id].request.count
         board = partial(PositionBoard, tell=self._tell_place)  # one per scheduler
         self._board = board(self._scheduler)
         self._hosted_board = board(self._hosted.scheduler) if self._hosted else None
@@ -246,10 +248,11 @@ class WorkerPool(WorkerSupervision, ModelCommands, StoreRetries, HostedJobs):
         self._dispatch()
         return event
 
-    def check_admission(self, owner: JobOwner) -> None:
-        """Raise `QueueFull` (or `NotAccepting`) if `owner` may not queue one more job now: a
-        cheap early check for front ends (`submit` checks again)."""
-        self._scheduler.check_admission(owner)
+    def check_admission(self, owner: JobOwner, model: str) -> None:
+        """Raise `QueueFull` (or `NotAccepting`) if `owner` may not queue one more job of
+        `model` now (on the queue of its resource: the GPUs' or the API's): a cheap early check
+        for front ends (`submit` checks again)."""
+        self._scheduler_for(model).check_admission(owner)
 
     def subscribe(self) -> EventStream:
         """A stream of every job event from now on (`async for event in pool.subscribe()`)."""

@@ -1,9 +1,12 @@
 """API jobs in the pool: the hosted API's concurrent-task slots, a second fairly shared resource.
 
-An API job (a model of `generation.hosted`) never uses a GPU. It waits for one of the key's
-concurrent-task slots (BFL lets a key run 24 tasks at once, 6 for Kontext [max]:
-`HostedModel.active_limit`; both configurable) in a second `FairScheduler` whose "workers" are
-the free slots. People share the slots fairly by credits, as the GPUs are shared by GPU-seconds:
+An API job (a model of `generation.hosted`) never uses a GPU. It waits for the key's
+concurrent-task slots (BFL limits a key's *active tasks*, one per image: 24 at once, 6 for Kontext
+[max]: `HostedModel.active_limit`; both configurable) in a second `FairScheduler` whose "workers"
+are the free slots. A job starts when one slot its model may use is free and holds as many as it
+has images, up to those free then (at least one): it never has more tasks active at BFL than it
+holds slots, so the key never has more active tasks than `slots` (nor a model than its own).
+People share the slots fairly by credits, as the GPUs are shared by GPU-seconds:
 a job's work is its estimated cost, and its charge is settled to the cost BFL's reply gave. What
 someone spends on one resource does not count on the other, and neither waits for the other.
 Places and ETAs work as for GPU jobs; ETAs come from the API's latency measured per model.
@@ -18,9 +21,10 @@ queued, new ones are refused) until an admin resumes it or the periodic probe fi
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Protocol
@@ -89,13 +93,13 @@ class SlotScheduler(FairScheduler):
     def __init__(
         self,
         settings: SchedulerSettings | None,
-        models: Sequence[str],
-        slots: int,
+        lane: HostedLane,
         latency_s: float,
         clock: Callable[[], float],
     ) -> None:
-        factors = dict.fromkeys(models, 1.0)
-        super().__init__(settings, cost_factors=factors, capacity=slots, clock=clock)
+        factors = dict.fromkeys(lane.models, 1.0)
+        super().__init__(settings, cost_factors=factors, capacity=lane.settings.slots, clock=clock)
+        self._lane = lane
         self._prior_s = latency_s
         self._latency: dict[str, float] = {}
 
@@ -111,17 +115,30 @@ class SlotScheduler(FairScheduler):
         return self._latency.get(model, self._prior_s)
 
     def _eta(self, job: Job, ahead: int, now: float) -> float | None:
-        """0 while a slot is free for it; else one latency per round of `capacity` jobs
-        before it (running ones included)."""
+        """0 while a slot is free for it; else one latency per round of slots that the tasks
+        before it (running ones and those of the `ahead` waiting jobs) fill, counting the
+        key's slots and, where lower, its model's own: the later of the two. O(ahead)."""
         if self.paused:
             return None
-        waves = (ahead + self.running_count) // self.capacity
-        return waves * self.latency(job.model)
+        lane, model = self._lane, job.model
+        listed = itertools.chain.from_iterable(book.order for book in self._books)
+        before = [self._queued[job_id] for _, job_id in itertools.islice(listed, ahead)]
+        held = lane.held.values()
+        tasks = sum(n for _, n in held) + sum(lane.tasks_of(j.id, j.model) for j in before)
+        rounds = tasks // self.capacity
+        limit = lane.limit(model)
+        if limit < self.capacity:
+            own = sum(n for m, n in held if m == model)
+            own += sum(lane.tasks_of(j.id, model) for j in before if j.model == model)
+            rounds = max(rounds, own // limit)
+        return rounds * self.latency(model)
 
 
 class HostedLane:
-    """What the pool keeps for API jobs: the backend, the slot scheduler, the budgets and the
-    running jobs' tasks. `on_admin_note(sentence)` tells the admins (once per 402)."""
+    """What the pool keeps for API jobs: the backend, the slot scheduler, the budgets, the
+    running jobs' asyncio tasks and the model and slots each holds (`held`).
+    `on_admin_note(sentence)` tells the admins (once per 402); `count_of(job_id)` is a known
+    job's number of images (the pool sets it)."""
 
     def __init__(
         self,
@@ -139,14 +156,10 @@ class HostedLane:
         self.models = dict(models)
         self.budgets = budgets
         self.on_admin_note = on_admin_note
-        self.scheduler = SlotScheduler(
-            scheduler_settings,
-            list(self.models),
-            self.settings.slots,
-            self.settings.latency_s,
-            clock,
-        )
+        self.count_of: Callable[[int], int] = lambda _job_id: 1
         self.running: dict[int, asyncio.Task[None]] = {}
+        self.held: dict[int, tuple[str, int]] = {}
+        self.scheduler = SlotScheduler(scheduler_settings, self, self.settings.latency_s, clock)
         self.probe: asyncio.Task[None] | None = None
         self._clock = clock
 
@@ -154,15 +167,37 @@ class HostedLane:
         default = self.models[model].active_limit
         return min(self.settings.slots, self.settings.model_slots.get(model, default))
 
-    def free_slots(self, running: Mapping[int, GenerationRequest]) -> list[WorkerView]:
+    def tasks_of(self, job_id: int, model: str) -> int:
+        """The slots a job holds, or for a waiting one the most it may take."""
+        if job_id in self.held:
+            return self.held[job_id][1]
+        return min(self.count_of(job_id), self.limit(model))
+
+    def _used(self) -> tuple[int, Counter[str]]:
+        """Slots held in all and per model."""
+        per_model: Counter[str] = Counter()
+        for model, slots in self.held.values():
+            per_model[model] += slots
+        return per_model.total(), per_model
+
+    def free_slots(self) -> list[WorkerView]:
         """One view per free slot; slot i takes the models that still have more than i of
         their own slots free (so Kontext [max] never runs more than its limit)."""
-        per_model = Counter(request.model for request in running.values())
+        used, per_model = self._used()
         views = []
-        for i in range(self.settings.slots - len(running)):
+        for i in range(self.settings.slots - used):
             models = frozenset(m for m in self.models if i < self.limit(m) - per_model[m])
             views.append(WorkerView(f"api-slot-{i}", models, models))  # nothing to load
         return views
+
+    def take(self, job_id: int, model: str) -> int:
+        """Give a starting job its slots: its images' worth, up to those free (at least one,
+        as `free_slots` offered one)."""
+        used, per_model = self._used()
+        free = min(self.settings.slots - used, self.limit(model) - per_model[model])
+        slots = max(1, min(self.count_of(job_id), free))
+        self.held[job_id] = (model, slots)
+        return slots
 
     @property
     def paused(self) -> bool:
@@ -222,11 +257,13 @@ class HostedJobs:
         return self._hosted is not None and self._hosted.paused
 
     def resume_hosted(self) -> bool:
-        """An admin resumes API jobs after a 402; False when none are offered."""
+        """An admin (or the credit probe) resumes API jobs after a 402; False when none are
+        offered. While an admin has paused the pool they stay queued until it resumes."""
         if self._hosted is None:
             return False
         self._hosted.backend.gate.resume()
-        self._hosted.scheduler.resume()
+        if not self._scheduler.paused:
+            self._hosted.scheduler.resume()
         self._dispatch()
         return True
 
@@ -238,18 +275,18 @@ class HostedJobs:
         if lane is None or self._stopping:
             return
         while True:
-            running = {job_id: self._jobs[job_id].request for job_id in lane.running}
-            assignment = lane.scheduler.assign(lane.free_slots(running))
+            assignment = lane.scheduler.assign(lane.free_slots())
             if assignment is None:
                 return
             job = self._jobs[assignment.job_id]
             job.state, job.ran_on, job.started_at = JobState.HOSTED, API_WORKER, self._clock()
-            task = asyncio.ensure_future(self._run_hosted(lane, job))
+            slots = lane.take(job.id, job.request.model)
+            task = asyncio.ensure_future(self._run_hosted(lane, job, slots))
             task.set_name(f"hosted-{job.id}")
             lane.running[job.id] = task
             task.add_done_callback(self._task_done)
 
-    async def _run_hosted(self, lane: HostedLane, job: LiveJob) -> None:
+    async def _run_hosted(self, lane: HostedLane, job: LiveJob, slots: int) -> None:
         model = lane.models[job.request.model]
         try:
             estimate = model.estimate(job.request)
@@ -270,7 +307,8 @@ class HostedJobs:
             await self._durably(job, partial(self._store.mark_running, job.id, API_WORKER))
             self._publish(JobStarted(job.id, API_WORKER, job=self._snapshot(job)))
             sent = self._clock()
-            result = await lane.backend.run(job.id, job.request, partial(self._api_step, job))
+            step = partial(self._api_step, job)
+            result = await lane.backend.run(job.id, job.request, step, slots=slots)
         except StoreUnavailable as error:  # shutting down: the job stays queued in storage
             log.warning("Job %s: %s Left to run on the next start.", job.id, error)
             return
@@ -309,6 +347,7 @@ class HostedJobs:
         """Free the job's slot, charge its person `cost` credits, settle the ledger to it,
         and start the next API job."""
         lane.running.pop(job.id, None)
+        lane.held.pop(job.id, None)
         lane.scheduler.finish(job.id, cost, measured=False)
         self._dispatch()
         await self._durably(job, partial(lane.budgets.settle, job.id, cost))
