@@ -104,7 +104,8 @@ class SlotScheduler(FairScheduler):
         self._latency: dict[str, float] = {}
 
     def measure_latency(self, model: str, seconds: float) -> None:
-        """One job of `model` took `seconds` from sending to its images (a moving average)."""
+        """One round of tasks of `model` took `seconds` from sending to images (a moving
+        average; a job of more images than slots runs in several rounds)."""
         before = self._latency.get(model)
         smoothing = self.settings.speed_smoothing
         if before is not None:
@@ -116,21 +117,19 @@ class SlotScheduler(FairScheduler):
 
     def _eta(self, job: Job, ahead: int, now: float) -> float | None:
         """0 while a slot is free for it; else one latency per round of slots that the tasks
-        before it (running ones and those of the `ahead` waiting jobs) fill, counting the
+        before it (the running jobs' images and the `ahead` waiting jobs') fill, counting the
         key's slots and, where lower, its model's own: the later of the two. O(ahead)."""
         if self.paused:
             return None
         lane, model = self._lane, job.model
         listed = itertools.chain.from_iterable(book.order for book in self._books)
-        before = [self._queued[job_id] for _, job_id in itertools.islice(listed, ahead)]
-        held = lane.held.values()
-        tasks = sum(n for _, n in held) + sum(lane.tasks_of(j.id, j.model) for j in before)
-        rounds = tasks // self.capacity
+        ahead_ids = [job_id for _, job_id in itertools.islice(listed, ahead)]
+        tasks = [(self._queued[i].model, lane.count_of(i)) for i in ahead_ids]
+        tasks += [(held_model, lane.count_of(i)) for i, (held_model, _) in lane.held.items()]
+        rounds = sum(n for _, n in tasks) // self.capacity
         limit = lane.limit(model)
         if limit < self.capacity:
-            own = sum(n for m, n in held if m == model)
-            own += sum(lane.tasks_of(j.id, model) for j in before if j.model == model)
-            rounds = max(rounds, own // limit)
+            rounds = max(rounds, sum(n for m, n in tasks if m == model) // limit)
         return rounds * self.latency(model)
 
 
@@ -166,12 +165,6 @@ class HostedLane:
     def limit(self, model: str) -> int:
         default = self.models[model].active_limit
         return min(self.settings.slots, self.settings.model_slots.get(model, default))
-
-    def tasks_of(self, job_id: int, model: str) -> int:
-        """The slots a job holds, or for a waiting one the most it may take."""
-        if job_id in self.held:
-            return self.held[job_id][1]
-        return min(self.count_of(job_id), self.limit(model))
 
     def _used(self) -> tuple[int, Counter[str]]:
         """Slots held in all and per model."""
@@ -325,7 +318,8 @@ class HostedJobs:
         if result.outcome is Outcome.NO_CREDITS:
             lane.scheduler.pause()  # waiting API jobs wait for a resume
         if result.outcome is Outcome.READY:
-            lane.scheduler.measure_latency(model.name, self._clock() - sent)
+            rounds = -(-job.request.count // slots)  # the job's tasks ran `slots` at a time
+            lane.scheduler.measure_latency(model.name, (self._clock() - sent) / rounds)
             images = result.images
             job.image_count = len(images)
             await self._end(
