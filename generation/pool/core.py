@@ -26,6 +26,7 @@ pin, snapshot). This module imports no torch: only the worker processes do.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -318,14 +319,19 @@ class WorkerPool(WorkerSupervision, ModelCommands, StoreRetries, HostedJobs):
         return self._scheduler.paused
 
     def user_counts(self, user_id: int) -> tuple[int, int]:
-        """(waiting, running) jobs of one user."""
-        return self._scheduler.user_counts(user_id)
+        """(waiting, running) jobs of one user, GPU and API jobs together."""
+        counts = [scheduler.user_counts(user_id) for scheduler in self._schedulers()]
+        return sum(waiting for waiting, _ in counts), sum(running for _, running in counts)
 
     def waiting_of(self, user_id: int, limit: int) -> list[JobSnapshot]:
-        """A user's first `limit` waiting jobs, with their places and ETAs."""
+        """A user's first `limit` waiting jobs, with their places (in the queue of their
+        resource: the GPUs' or the API's) and ETAs, GPU jobs first."""
+        listed = itertools.chain.from_iterable(
+            scheduler.waiting_of(user_id, limit) for scheduler in self._schedulers()
+        )
         return [
             self._jobs[w.job_id].snapshot((w.position, w.eta_s))
-            for w in self._scheduler.waiting_of(user_id, limit)
+            for w in itertools.islice(listed, limit)
         ]
 
     def snapshot(self, waiting_limit: int = 25) -> PoolSnapshot:
@@ -343,6 +349,8 @@ class WorkerPool(WorkerSupervision, ModelCommands, StoreRetries, HostedJobs):
             ),
             workers=tuple(self._status(worker) for worker in self._workers.values()),
             model_speeds=scheduler.model_speeds(),
+            api_queued=self._hosted.scheduler.queued_count if self._hosted else 0,
+            api_running=self._hosted.scheduler.running_count if self._hosted else 0,
         )
 
     # ---- scheduling --------------------------------------------------------------------------
