@@ -63,7 +63,8 @@ def admin_queue_embed(snapshot: PoolSnapshot, owners: Mapping[int, int]) -> disc
 
 def user_queue_embed(lines: Sequence[str], hidden: int, snapshot: PoolSnapshot) -> discord.Embed:
     """`/queue`: the person's jobs (`lines`, plus `hidden` more not listed) and the totals."""
-    total = f"{snapshot.queued} waiting and {snapshot.running} running in all"
+    queued, running = snapshot.queued + snapshot.api_queued, snapshot.running + snapshot.api_running
+    total = f"{queued} waiting and {running} running in all"
     paused = " · the queue is paused by an admin" if snapshot.paused else ""
     embed = FittedEmbed(
         title="Your queue", colour=USER_COLOUR, footer=f"{total}{paused} · /cancel JOB stops one"

@@ -260,6 +260,10 @@ class HostedJobs:
         self._dispatch()
         return True
 
+    def hosted_running(self) -> list[int]:
+        """The ids of the jobs on the API now."""
+        return list(self._hosted.running) if self._hosted is not None else []
+
     def hosted_latency(self, model: str) -> float | None:
         return self._hosted.scheduler.latency(model) if self.hosted_offers(model) else None
 

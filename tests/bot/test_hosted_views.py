@@ -24,7 +24,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 bfl, studio = hosted.bfl, hosted.studio  # that module's fixtures, one instance for this one
 
 
-async def test_info_counts_api_jobs_and_lists_api_models(
+async def test_info_and_queue_count_api_jobs_and_info_lists_api_models(
     studio: StudioWorld,
     bfl: HeldBfl,
 ) -> None:
@@ -39,6 +39,10 @@ async def test_info_counts_api_jobs_and_lists_api_models(
         assert "API: 0 waiting, 1 running" in text  # "Queue"
         assert "`flux-pro-1.1` — FLUX1.1 [pro] · on Black Forest Labs' API" in text
         assert "`flux-kontext-max`" in text
+        queue = as_rendered(text_of(await answer(fake, await fake.slash(bob, "queue", {}))))
+        assert f"`{job}`" in queue  # the person's running API job is listed
+        assert "bfl-api" in queue
+        assert "0 waiting and 1 running in all" in queue
     finally:
         bfl.held.set()
         await studio.result_of(job)
