@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 API_WORKER = "bfl-api"  # what a job's "worker" reads while it is on the API
+ETA_LOOKAHEAD = 256  # waiting jobs an API job's ETA counts one by one (see `SlotScheduler._eta`)
 
 
 class Budgets(Protocol):
@@ -118,18 +119,28 @@ class SlotScheduler(FairScheduler):
     def _eta(self, job: Job, ahead: int, now: float) -> float | None:
         """0 while a slot is free for it; else one latency per round of slots that the tasks
         before it (the running jobs' images and the `ahead` waiting jobs') fill, counting the
-        key's slots and, where lower, its model's own: the later of the two. O(ahead)."""
+        key's slots and, where lower, its model's own: the later of the two. The first
+        `ETA_LOOKAHEAD` jobs ahead are counted one by one, any further ones as their mean, so
+        an ETA costs O(min(ahead, ETA_LOOKAHEAD))."""
         if self.paused:
             return None
         lane, model = self._lane, job.model
         listed = itertools.chain.from_iterable(book.order for book in self._books)
-        ahead_ids = [job_id for _, job_id in itertools.islice(listed, ahead)]
-        tasks = [(self._queued[i].model, lane.count_of(i)) for i in ahead_ids]
-        tasks += [(held_model, lane.count_of(i)) for i, (held_model, _) in lane.held.items()]
-        rounds = sum(n for _, n in tasks) // self.capacity
+        seen = min(ahead, ETA_LOOKAHEAD)
+        tasks = [
+            (self._queued[i].model, lane.count_of(i)) for _, i in itertools.islice(listed, seen)
+        ]
+        scale = ahead / seen if seen else 1.0
+        running = [(held_model, lane.count_of(i)) for i, (held_model, _) in lane.held.items()]
+
+        def count(of: str | None) -> float:
+            chosen = [n for m, n in tasks if of in (None, m)]
+            return sum(chosen) * scale + sum(n for m, n in running if of in (None, m))
+
+        rounds = count(None) // self.capacity
         limit = lane.limit(model)
         if limit < self.capacity:
-            rounds = max(rounds, sum(n for m, n in tasks if m == model) // limit)
+            rounds = max(rounds, count(model) // limit)
         return rounds * self.latency(model)
 
 
