@@ -157,8 +157,10 @@ class Admin(
             raise UserError("The queue is already paused; `/admin resume` starts it again.")
         pool.pause()
         note = await audit_admin_action(self.bot, interaction, "pool.pause", "pool")
+        snapshot = pool.snapshot(0)
+        waiting = snapshot.queued + snapshot.api_queued  # API jobs wait for the resume too
         await interaction.response.send_message(
-            f"⏸️ Paused. Running jobs finish; {pool.snapshot(0).queued} waiting jobs stay "
+            f"⏸️ Paused. Running jobs finish; {waiting} waiting jobs stay "
             f"queued (and new ones are still accepted) until `/admin resume`.{note}",
             ephemeral=True,
         )

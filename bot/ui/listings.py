@@ -54,6 +54,11 @@ def admin_queue_embed(snapshot: PoolSnapshot, owners: Mapping[int, int]) -> disc
         f"The queue is {state}: {snapshot.queued} waiting"
         f"{f' ({by_class})' if by_class else ''}, {snapshot.running} running."
     )
+    if snapshot.api_queued or snapshot.api_running:
+        summary += (
+            f" On Black Forest Labs' API: {snapshot.api_queued} waiting, "
+            f"{snapshot.api_running} running."
+        )
     embed = FittedEmbed(title="Queue", colour=ADMIN_COLOUR)
     embed.add_lines("Running", running, empty="nothing")
     hidden = max(snapshot.queued - len(waiting), 0)

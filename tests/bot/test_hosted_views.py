@@ -43,6 +43,9 @@ async def test_info_and_queue_count_api_jobs_and_info_lists_api_models(
         assert f"`{job}`" in queue  # the person's running API job is listed
         assert "bfl-api" in queue
         assert "0 waiting and 1 running in all" in queue
+        admin = fake.user("admin")
+        board = await answer(fake, await fake.slash(admin, "admin queue", {}))
+        assert "On Black Forest Labs' API: 0 waiting, 1 running." in as_rendered(text_of(board))
     finally:
         bfl.held.set()
         await studio.result_of(job)
