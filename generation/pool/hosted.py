@@ -14,7 +14,8 @@ Places and ETAs work as for GPU jobs; ETAs come from the API's latency measured 
 Budgets: before a job is sent, its estimated cost is reserved (`Budgets.reserve`); a job no
 budget can take fails with the sentence naming what is left. The reply's cost settles it. A
 job that a restart left running is queued again and polls its stored tasks (the backend never
-resubmits them; its reservation is kept). After a 402 the lane pauses (waiting jobs stay
+resubmits them, nor an image whose submit was under way: that one ends UNCONFIRMED at its
+estimate; its reservation is kept). After a 402 the lane pauses (waiting jobs stay
 queued, new ones are refused) until an admin resumes it or the periodic probe finds credits.
 """
 

@@ -79,7 +79,7 @@ async def test_admin_stats_shows_an_erased_persons_spend_under_no_name(
     fake = studio.fake
     carol = fake.user("carol")
     job = await imagine(fake, carol, model="flux-pro-1.1", seed=9)
-    await studio.result_of(job)
+    await studio.delivered(job)
     await studio.database.delete_user(carol.id)
     stats = await fake.slash(fake.user("admin"), "admin stats", {})
     text = as_rendered(text_of(await answer(fake, stats)))
