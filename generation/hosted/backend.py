@@ -86,9 +86,13 @@ ProgressCallback = Callable[[HostedProgress], Awaitable[None] | None]
 
 
 class _Ended(Exception):
-    def __init__(self, outcome: Outcome, detail: str = "") -> None:
+    """A task's end; `maybe_charged`: BFL may have made (and charged) it though Atelier has no
+    usable reply (it counts at its estimate)."""
+
+    def __init__(self, outcome: Outcome, detail: str = "", *, maybe_charged: bool = False) -> None:
         self.outcome = outcome
         self.detail = detail
+        self.maybe_charged = maybe_charged
 
 
 class HostedBackend:
@@ -206,7 +210,7 @@ class HostedBackend:
                     try:
                         task = await self._submit(job_id, model, request, index, report)
                     except _Ended as end:
-                        cost = estimate if end.outcome is Outcome.UNCONFIRMED else 0.0
+                        cost = estimate if end.maybe_charged else 0.0
                         raise
                 cost = task.cost if task.cost is not None else estimate
                 sample = await self._until_ready(task, report)
@@ -241,10 +245,14 @@ class HostedBackend:
             await self._store.save_hosted_task(job_id, HostedTask.being_sent(index, self._clock()))
             try:
                 return await self._client().submit(model.name, body)
-            except ApiError as error:
-                if error.status == 0 and error.sent:  # it may have been made: never resent
-                    raise _Ended(Outcome.UNCONFIRMED, f"submit: {error.detail}") from None
-                await self._store.forget_hosted_task(job_id, index)  # no task was made
+            except ApiError as error:  # the record stays where the task may have been made
+                if error.status == 0 and error.sent:  # the reply was lost: never resent
+                    detail = f"submit: {error.detail}"
+                    raise _Ended(Outcome.UNCONFIRMED, detail, maybe_charged=True) from None
+                if error.status == 200:  # accepted, but the reply is unusable
+                    detail = f"submit: {error.detail}"
+                    raise _Ended(Outcome.BAD_REPLY, detail, maybe_charged=True) from None
+                await self._store.forget_hosted_task(job_id, index)  # an error: no task made
                 raise
 
         try:

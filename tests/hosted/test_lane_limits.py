@@ -21,8 +21,8 @@ from tests.hosted.test_pool_lane import HeldBfl, api, lane
 
 class PeakBfl(HeldBfl):
     """The held fake API that remembers the most tasks the key had active at once, and can
-    hold a submit's reply after making its task (`reply_gate`) or drop the connection instead
-    of answering (`drop_reply`)."""
+    hold a submit's reply after making its task (`reply_gate`), drop the connection instead
+    of answering (`drop_reply`) or answer without a `polling_url` (`mangle_reply`)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -31,6 +31,7 @@ class PeakBfl(HeldBfl):
         self.reply_gate = asyncio.Event()
         self.reply_gate.set()
         self.drop_reply = False
+        self.mangle_reply = False
 
     async def _submit(self, request: web.Request) -> web.Response:
         response = await super()._submit(request)
@@ -39,6 +40,8 @@ class PeakBfl(HeldBfl):
         await self.reply_gate.wait()
         if self.drop_reply and request.transport is not None:
             request.transport.close()  # the task is made and charged; its reply never arrives
+        if self.mangle_reply:
+            return web.json_response({"id": "made-and-charged"})
         return response
 
 
@@ -167,5 +170,25 @@ async def test_a_submit_whose_reply_is_lost_is_not_sent_again(
         assert failed.reason == SENTENCES[Outcome.UNCONFIRMED]
         assert len(fake.submitted) == 1
         assert await db.spent(0, 9) == 1000 - fake.credits == 4
+    finally:
+        await pool.shutdown(drain=False)
+
+
+async def test_an_unusable_submit_reply_counts_what_bfl_may_have_charged(
+    fake: PeakBfl, db: Database, catalogue: Catalogue
+) -> None:
+    notes: list[str] = []
+    pool = make_pool(catalogue, db, hosted=lane(fake, db, catalogue, notes))
+    events = Recorder(pool)
+    await pool.start()
+    try:
+        fake.mangle_reply = True
+        job = (await pool.submit(api(catalogue), JobOwner(10))).job_id
+        [failed] = await events.finished(job)
+        assert isinstance(failed, JobFailed)
+        assert failed.reason == SENTENCES[Outcome.BAD_REPLY]
+        assert len(fake.submitted) == 1
+        assert await db.spent(0, 10) == 1000 - fake.credits == 4
+        assert any("polling_url" in note for note in notes)
     finally:
         await pool.shutdown(drain=False)
