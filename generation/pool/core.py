@@ -26,7 +26,6 @@ pin, snapshot). This module imports no torch: only the worker processes do.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -131,9 +130,7 @@ class WorkerPool(WorkerSupervision, ModelCommands, StoreRetries, HostedJobs):
             for config in workers
         }
         self._jobs: dict[int, LiveJob] = {}
-        self._hosted = hosted(clock) if hosted is not None else None
-        if self._hosted is not None:
-            self._hosted.count_of = lambda job_id: self._jobs[job_id].request.count
+        self._hosted = self._bind_hosted(hosted(clock)) if hosted is not None else None
         board = partial(PositionBoard, tell=self._tell_place)  # one per scheduler
         self._board = board(self._scheduler)
         self._hosted_board = board(self._hosted.scheduler) if self._hosted else None
@@ -251,8 +248,7 @@ class WorkerPool(WorkerSupervision, ModelCommands, StoreRetries, HostedJobs):
 
     def check_admission(self, owner: JobOwner, model: str) -> None:
         """Raise `QueueFull` (or `NotAccepting`) if `owner` may not queue one more job of
-        `model` now (on the queue of its resource: the GPUs' or the API's): a cheap early check
-        for front ends (`submit` checks again)."""
+        `model` (on its own queue: the GPUs' or the API's): a cheap early check (`submit` too)."""
         self._scheduler_for(model).check_admission(owner)
 
     def subscribe(self) -> EventStream:
@@ -320,19 +316,14 @@ class WorkerPool(WorkerSupervision, ModelCommands, StoreRetries, HostedJobs):
 
     def user_counts(self, user_id: int) -> tuple[int, int]:
         """(waiting, running) jobs of one user, GPU and API jobs together."""
-        counts = [scheduler.user_counts(user_id) for scheduler in self._schedulers()]
-        return sum(waiting for waiting, _ in counts), sum(running for _, running in counts)
+        waiting, running = zip(*(s.user_counts(user_id) for s in self._schedulers()), strict=True)
+        return sum(waiting), sum(running)
 
     def waiting_of(self, user_id: int, limit: int) -> list[JobSnapshot]:
-        """A user's first `limit` waiting jobs, with their places (in the queue of their
-        resource: the GPUs' or the API's) and ETAs, GPU jobs first."""
-        listed = itertools.chain.from_iterable(
-            scheduler.waiting_of(user_id, limit) for scheduler in self._schedulers()
-        )
-        return [
-            self._jobs[w.job_id].snapshot((w.position, w.eta_s))
-            for w in itertools.islice(listed, limit)
-        ]
+        """A user's first `limit` waiting jobs, with their places (in their own queue: the GPUs'
+        or the API's) and ETAs, GPU jobs first."""
+        listed = [w for s in self._schedulers() for w in s.waiting_of(user_id, limit)]
+        return [self._jobs[w.job_id].snapshot((w.position, w.eta_s)) for w in listed[:limit]]
 
     def snapshot(self, waiting_limit: int = 25) -> PoolSnapshot:
         """The queue (first `waiting_limit` jobs with positions and ETAs) and every worker."""
@@ -349,8 +340,7 @@ class WorkerPool(WorkerSupervision, ModelCommands, StoreRetries, HostedJobs):
             ),
             workers=tuple(self._status(worker) for worker in self._workers.values()),
             model_speeds=scheduler.model_speeds(),
-            api_queued=self._hosted.scheduler.queued_count if self._hosted else 0,
-            api_running=self._hosted.scheduler.running_count if self._hosted else 0,
+            **self._hosted_counts(),
         )
 
     # ---- scheduling --------------------------------------------------------------------------

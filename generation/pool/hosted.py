@@ -272,6 +272,18 @@ class HostedJobs:
         self._dispatch()
         return True
 
+    def _bind_hosted(self, lane: HostedLane) -> HostedLane:
+        lane.count_of = lambda job_id: self._jobs[job_id].request.count
+        return lane
+
+    def _hosted_counts(self) -> dict[str, int]:
+        """`PoolSnapshot`'s API fields."""
+        scheduler = self._hosted.scheduler if self._hosted is not None else None
+        return {
+            "api_queued": scheduler.queued_count if scheduler else 0,
+            "api_running": scheduler.running_count if scheduler else 0,
+        }
+
     def hosted_running(self) -> list[int]:
         """The ids of the jobs on the API now."""
         return list(self._hosted.running) if self._hosted is not None else []
