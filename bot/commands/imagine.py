@@ -152,10 +152,12 @@ class Imagine(commands.Cog):
     async def _schedulers(self, interaction: discord.Interaction, current: str) -> Choices:
         catalogue = self.bot.settings.catalogue
         chosen = getattr(interaction.namespace, "model", None)
+        hosted = catalogue.hosted.get(chosen) if isinstance(chosen, str) else None
+        if hosted is not None:  # an API model takes no scheduler; `raw` where it has that mode
+            return named_choices([RAW] if hosted.raw else [], current)
         specs = [catalogue[chosen]] if chosen in catalogue else list(catalogue.values())
         names = dict.fromkeys(name for spec in specs for name in spec.schedulers)
-        hosted = catalogue.hosted.get(chosen) if isinstance(chosen, str) else None
-        if hosted.raw if hosted else chosen not in catalogue and _any_raw(catalogue):
+        if chosen not in catalogue and _any_raw(catalogue):
             names[RAW] = None
         return named_choices(list(names), current)
 

@@ -122,3 +122,16 @@ async def test_ultras_raw_mode_is_asked_with_scheduler_raw(
         erin, "imagine", {"prompt": "p", "model": "flux-pro-1.1", "scheduler": "raw"}
     )
     assert "scheduler" in as_rendered(text_of(await answer(fake, refused))).lower()
+
+
+async def test_the_scheduler_list_offers_raw_only_where_a_model_has_it(studio: StudioWorld) -> None:
+    fake, erin = studio.fake, studio.fake.user("erin")
+
+    async def offered(model: str) -> list[str]:
+        options = {"prompt": "p", "model": model, "scheduler": ""}
+        choices = await fake.autocomplete(erin, "imagine", options, focused="scheduler")
+        return [choice["value"] for choice in choices]
+
+    assert await offered("flux-pro-1.1-ultra") == ["raw"]
+    assert "raw" not in await offered("flux-pro-1.1")
+    assert "raw" not in await offered("playground-v2.5")
