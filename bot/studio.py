@@ -167,12 +167,13 @@ class Studio:
             tracker.notes = notes
             tracker.changed.set()
 
-    async def precheck(self, owner: JobOwner, *texts: str | None) -> None:
+    async def precheck(self, owner: JobOwner, model: str, *texts: str | None) -> None:
         """The checks of `submit` that need no request, for work done before it (downloading and
-        decoding an attachment): `NotAllowedHere`, `Blocked` for `texts`, `QueueFull`."""
+        decoding an attachment): `NotAllowedHere`, `Blocked` for `texts`, `QueueFull` (on the
+        queue `model`'s jobs wait in: the GPUs' or the API's)."""
         await self._check_place(owner)
         await self.check_text(owner.guild_id, *(text for text in texts if text))
-        self.pool.check_admission(owner)
+        self.pool.check_admission(owner, model)
 
     async def job(self, job_id: int, *, init_image: bool = True) -> JobRecord:
         """The job with this id (its init image's bytes only with `init_image`); `NotFound`

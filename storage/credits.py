@@ -90,6 +90,11 @@ class Credits(Store):
             ),
         )
 
+    async def forget_hosted_task(self, job_id: int, index: int) -> None:
+        await self._write_one(
+            "DELETE FROM hosted_tasks WHERE job_id = ? AND idx = ?", (job_id, index)
+        )
+
     async def hosted_tasks(self, job_id: int) -> list[HostedTask]:
         rows = await self._fetchall(
             "SELECT * FROM hosted_tasks WHERE job_id = ? ORDER BY idx", (job_id,)

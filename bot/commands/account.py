@@ -101,7 +101,8 @@ class Account(commands.Cog):
         if self.bot.settings.catalogue.hosted:
             today = await self.bot.database.spent(period_start(now, Period.DAY), user_id)
             you += f" · API credits today (UTC): {today:g}"
-        embed = info_embed(snapshot, self.bot.settings.catalogue.values(), you)
+        catalogue = self.bot.settings.catalogue
+        embed = info_embed(snapshot, catalogue.values(), you, catalogue.hosted.values())
         await interaction.followup.send(embed=embed, ephemeral=True)
 
     def _defaults_embed(self, standing: UserSettings, title: str) -> discord.Embed:

@@ -34,7 +34,7 @@ from bot.ui.listings import (
 from bot.ui.text import plain
 from generation.jobs import Priority
 from storage import KEEP, InvalidValue, UserSettings
-from storage.credits import PERSON_DEFAULT, Period
+from storage.credits import ERASED_PERSON, PERSON_DEFAULT, Period
 from storage.people import MAX_REASON_CHARS, MAX_TERM_CHARS
 
 if TYPE_CHECKING:
@@ -56,6 +56,11 @@ def _guild_id(interaction: discord.Interaction, what: str) -> int:
     if interaction.guild_id is None:
         raise UserError(f"Each server has its own {what}: use this command in the server.")
     return interaction.guild_id
+
+
+def _spender(user_id: int) -> str:
+    """Whose API spend a ledger row is: a mention, or no one's name for erased people."""
+    return "erased people (no name kept)" if user_id == ERASED_PERSON else f"<@{user_id}>"
 
 
 def _mentions(channel_ids: Iterable[int], limit: int = CHANNELS_SHOWN) -> str:
@@ -149,8 +154,10 @@ class Admin(
             raise UserError("The queue is already paused; `/admin resume` starts it again.")
         pool.pause()
         note = await audit_admin_action(self.bot, interaction, "pool.pause", "pool")
+        snapshot = pool.snapshot(0)
+        waiting = snapshot.queued + snapshot.api_queued  # API jobs wait for the resume too
         await interaction.response.send_message(
-            f"⏸️ Paused. Running jobs finish; {pool.snapshot(0).queued} waiting jobs stay "
+            f"⏸️ Paused. Running jobs finish; {waiting} waiting jobs stay "
             f"queued (and new ones are still accepted) until `/admin resume`.{note}",
             ephemeral=True,
         )
@@ -227,8 +234,13 @@ class Admin(
         reset: bool = False,
         daily_credits: app_commands.Range[float, -1.0, 1e9] | None = None,
     ) -> None:
+        if daily_credits is not None and daily_credits < 0 and daily_credits != -1:
+            raise UserError(
+                "`daily_credits` is a number of credits, 0 or more, or -1 to go back to the "
+                "default budget. Nothing was changed."
+            )
         if daily_credits is not None:
-            credits = None if daily_credits < 0 else daily_credits
+            credits = None if daily_credits == -1 else daily_credits
             await self.bot.database.set_budget(user.id, Period.DAY, credits, by=interaction.user.id)
         changes: dict[str, object] = {}
         if reset:
@@ -308,7 +320,7 @@ class Admin(
             since = now - days * 86_400 if days else 0.0
             spend = await self.bot.database.spend_by_person_and_model(since)
             lines = [
-                f"<@{row.user_id}> · {row.model}: {row.credits:g} credits, {row.jobs} jobs"
+                f"{_spender(row.user_id)} · {row.model}: {row.credits:g} credits, {row.jobs} jobs"
                 for row in spend
             ]
             notes = self.bot.services.hosted_notes[-1:]

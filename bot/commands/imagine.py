@@ -49,7 +49,8 @@ class Imagine(commands.Cog):
         guidance="How closely to follow the prompt.",
         seed="Seed of the first image, to reproduce a result.",
         count=f"How many images (1-{MAX_COUNT}).",
-        scheduler="The sampler (the model's default is usually best).",
+        scheduler="The sampler (the model's default is usually best); `raw` for FLUX1.1 [pro] "
+        "Ultra's raw mode.",
         image=f"Start from this image (img2img): {accepted_summary()}.",
         strength="How much to change the starting image (0-1, default 0.6).",
         lora1=f"A LoRA (style or subject) to add, as name or name:weight ({MIN_WEIGHT:g} to "
@@ -113,6 +114,7 @@ class Imagine(commands.Cog):
         disabled = await studio.database.disabled_loras() if asked else frozenset()
         uploads = [ref for ref in (ref1, ref2, ref3, ref4) if ref is not None]
         past = parse_refs(refs)
+        scheduler, raw = raw_mode(catalogue, model, scheduler)
         _check_reference_count(catalogue, model, len(uploads) + len(past))
         if draft:
             check_draft(
@@ -125,7 +127,7 @@ class Imagine(commands.Cog):
             )
         init_image, references = None, ()
         if image is not None or uploads or past:  # what costs nothing is checked first
-            await studio.precheck(owner, prompt, negative)
+            await studio.precheck(owner, model, prompt, negative)
             await interaction.response.defer()  # downloading may take a moment
         if image is not None:
             init_image = await read_init_image(image, settings.download_timeout_s, studio.decodes)
@@ -142,6 +144,7 @@ class Imagine(commands.Cog):
             steps=steps,
             guidance=guidance,
             scheduler=scheduler,
+            raw=raw,
             seed=seed,
             count=count or settings.defaults.count,
             init_image=init_image,
@@ -163,8 +166,13 @@ class Imagine(commands.Cog):
     async def _schedulers(self, interaction: discord.Interaction, current: str) -> Choices:
         catalogue = self.bot.settings.catalogue
         chosen = getattr(interaction.namespace, "model", None)
+        hosted = catalogue.hosted.get(chosen) if isinstance(chosen, str) else None
+        if hosted is not None:  # an API model takes no scheduler; `raw` where it has that mode
+            return named_choices([RAW] if hosted.raw else [], current)
         specs = [catalogue[chosen]] if chosen in catalogue else list(catalogue.values())
         names = dict.fromkeys(name for spec in specs for name in spec.schedulers)
+        if chosen not in catalogue and _any_raw(catalogue):
+            names[RAW] = None
         return named_choices(list(names), current)
 
     @imagine.autocomplete("lora1")
@@ -178,6 +186,22 @@ class Imagine(commands.Cog):
         disabled = await self.bot.studio.database.disabled_loras()
         families = {spec.family for spec in specs}
         return lora_choices(self.bot.settings.loras, families, disabled, current)
+
+
+RAW = "raw"  # the `scheduler` value that asks for an API model's raw mode (adds no option)
+
+
+def _any_raw(catalogue: Catalogue) -> bool:
+    return any(model.raw for model in catalogue.hosted.values())
+
+
+def raw_mode(catalogue: Catalogue, model: str, scheduler: str | None) -> tuple[str | None, bool]:
+    """(scheduler, raw): `scheduler:raw` asks an API model with a raw mode (FLUX1.1 [pro]
+    Ultra) for it, as /imagine has no option left for it (Discord allows 25; README)."""
+    hosted = catalogue.hosted.get(model)
+    if hosted is not None and hosted.raw and (scheduler or "").strip().lower() == RAW:
+        return None, True
+    return scheduler, False
 
 
 def _check_reference_count(catalogue: Catalogue, model: str, count: int) -> None:

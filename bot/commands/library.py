@@ -332,12 +332,9 @@ class Library(commands.Cog):
         await interaction.response.defer(ephemeral=True, thinking=True)
         snapshot = pool.snapshot(waiting_limit=0)  # counts and GPUs; their own jobs below
         records = []
-        for worker in snapshot.workers:
-            stored = (
-                await self.bot.database.get_job(worker.job_id, init_image=False)
-                if worker.job_id
-                else None
-            )
+        running = [worker.job_id for worker in snapshot.workers if worker.job_id]
+        for job_id in running + pool.hosted_running():
+            stored = await self.bot.database.get_job(job_id, init_image=False)
             if stored is not None and stored.record.owner.user_id == user_id:
                 records.append(stored.record)
         waiting = pool.waiting_of(user_id, QUEUE_SHOWN)

@@ -12,6 +12,7 @@ import discord
 from bot.ui.fit import FittedEmbed
 from bot.ui.progress import format_duration, starts_in
 from bot.ui.text import plain
+from generation.hosted.catalogue import HostedModel
 from generation.models import ModelSpec
 from generation.pool import PoolSnapshot, WorkerStatus
 from storage import Usage
@@ -53,6 +54,11 @@ def admin_queue_embed(snapshot: PoolSnapshot, owners: Mapping[int, int]) -> disc
         f"The queue is {state}: {snapshot.queued} waiting"
         f"{f' ({by_class})' if by_class else ''}, {snapshot.running} running."
     )
+    if snapshot.api_queued or snapshot.api_running:
+        summary += (
+            f" On Black Forest Labs' API: {snapshot.api_queued} waiting, "
+            f"{snapshot.api_running} running."
+        )
     embed = FittedEmbed(title="Queue", colour=ADMIN_COLOUR)
     embed.add_lines("Running", running, empty="nothing")
     hidden = max(snapshot.queued - len(waiting), 0)
@@ -62,7 +68,8 @@ def admin_queue_embed(snapshot: PoolSnapshot, owners: Mapping[int, int]) -> disc
 
 def user_queue_embed(lines: Sequence[str], hidden: int, snapshot: PoolSnapshot) -> discord.Embed:
     """`/queue`: the person's jobs (`lines`, plus `hidden` more not listed) and the totals."""
-    total = f"{snapshot.queued} waiting and {snapshot.running} running in all"
+    queued, running = snapshot.queued + snapshot.api_queued, snapshot.running + snapshot.api_running
+    total = f"{queued} waiting and {running} running in all"
     paused = " · the queue is paused by an admin" if snapshot.paused else ""
     embed = FittedEmbed(
         title="Your queue", colour=USER_COLOUR, footer=f"{total}{paused} · /cancel JOB stops one"
@@ -144,8 +151,14 @@ def stats_embed(
     return embed
 
 
-def info_embed(snapshot: PoolSnapshot, models: Iterable[ModelSpec], you: str) -> discord.Embed:
-    """`/info`: the GPUs, the models (and where each is loaded), the queue, and `you`."""
+def info_embed(
+    snapshot: PoolSnapshot,
+    models: Iterable[ModelSpec],
+    you: str,
+    api_models: Iterable[HostedModel] = (),
+) -> discord.Embed:
+    """`/info`: the GPUs, the models (and where each is loaded; then those of BFL's API), the
+    queues (the GPUs' and, where API models are offered, the API's), and `you`."""
     loaded_on: dict[str, list[str]] = {}
     for worker in snapshot.workers:
         for name in worker.loaded:
@@ -156,13 +169,20 @@ def info_embed(snapshot: PoolSnapshot, models: Iterable[ModelSpec], you: str) ->
         + (f" · loaded on {', '.join(loaded_on[spec.name])}" if spec.name in loaded_on else "")
         for spec in models
     ]
+    api_models = list(api_models)
+    model_lines += [f"`{m.name}` — {m.title} · on Black Forest Labs' API" for m in api_models]
     paused = " · **paused** by an admin" if snapshot.paused else ""
+    queue = f"{snapshot.queued} waiting, {snapshot.running} running"
+    if api_models:
+        queue = (
+            f"GPUs: {queue} · API: {snapshot.api_queued} waiting, {snapshot.api_running} running"
+        )
     embed = FittedEmbed(title="Atelier", colour=USER_COLOUR)
     embed.add_lines("GPUs", [worker_line(w) for w in snapshot.workers], empty="none")
     embed.add_lines("Models", model_lines, empty="none")
     embed.add_field(
         name="Queue",
-        value=f"{snapshot.queued} waiting, {snapshot.running} running{paused}",
+        value=f"{queue}{paused}",
         inline=False,
     )
     embed.add_field(name="You", value=you, inline=False)

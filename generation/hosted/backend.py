@@ -1,12 +1,15 @@
 """`HostedBackend`: one job on Black Forest Labs' API, end to end, resumable after a restart.
 
-For each image (one task per seed, all at once): submit (waiting out 429 "too many active
-tasks" and retrying 5xx with backoff), store the task (`id`, `polling_url`, `cost`) through the
-`TaskStore` before waiting, poll the returned `polling_url` with backoff, download the sample at
-once on Ready and turn it into a PNG with Atelier's metadata. A job whose tasks are stored resumes
-polling them instead of submitting again. The interface the pool drives::
+For each image (one task per seed, at most `slots` active at BFL at once): store that its submit
+is under way, submit (waiting out 429 "too many active tasks" and retrying 5xx with backoff),
+store the task (`id`, `polling_url`, `cost`) through the `TaskStore` before waiting, poll the
+returned `polling_url` with backoff, download the sample at once on Ready and turn it into a PNG
+with Atelier's metadata. A job whose tasks are stored resumes polling them instead of submitting
+again. A submit whose reply was lost (the connection broke after sending, or the process stopped
+while it was under way) is never sent again: BFL may have made and charged it, so the image
+ends UNCONFIRMED at its estimated cost. The interface the pool drives::
 
-    result = await backend.run(job_id, request, on_progress)   # -> HostedResult
+    result = await backend.run(job_id, request, on_progress, slots=4)   # -> HostedResult
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import aiohttp
@@ -45,12 +47,14 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class HostedProgress:
-    """`state`: "waiting" (for a free task slot or for the API to come back), "submitted",
-    "pending" (with `progress` 0-1 where the API gives it) or "downloading"."""
+    """`state`: "waiting" (for a free task slot), "retrying" (the API did not answer: `detail`
+    says why and for how long), "submitted", "pending" (with `progress` 0-1 where the API
+    gives it) or "downloading"."""
 
     index: int
     state: str
     progress: float | None = None
+    detail: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,9 +96,13 @@ ProgressCallback = Callable[[HostedProgress], Awaitable[None] | None]
 
 
 class _Ended(Exception):
-    def __init__(self, outcome: Outcome, detail: str = "") -> None:
+    """A task's end; `maybe_charged`: BFL may have made (and charged) it though Atelier has no
+    usable reply (it counts at its estimate)."""
+
+    def __init__(self, outcome: Outcome, detail: str = "", *, maybe_charged: bool = False) -> None:
         self.outcome = outcome
         self.detail = detail
+        self.maybe_charged = maybe_charged
 
 
 class HostedBackend:
@@ -146,14 +154,17 @@ class HostedBackend:
         request: GenerationRequest,
         on_progress: ProgressCallback | None = None,
         tasks: TaskStore | None = None,
+        *,
+        slots: int | None = None,
     ) -> HostedResult:
-        """Make every image of `request`; tasks already stored for `job_id` are polled again,
-        not resubmitted. `tasks`: where the job's tasks are read and stored (default: the
+        """Make every image of `request`, with at most `slots` (default: all) of its tasks
+        active at BFL at once; tasks already stored for `job_id` are polled again, not
+        resubmitted. `tasks`: where the job's tasks are read and stored (default: the
         backend's `TaskStore`; the pool passes one that retries while the store is
         unavailable). Never raises for anything the API does; a store error is raised."""
         model = self._models[request.model]
         store = self._store if tasks is None else tasks
-        keep = partial(store.save_hosted_task, job_id)
+        active = asyncio.Semaphore(slots or request.count)
         stored = {task.index: task for task in await store.hosted_tasks(job_id)}
         if self.gate.paused and len(stored) < request.count:
             return HostedResult(Outcome.NO_CREDITS, (), 0.0, SENTENCES[Outcome.NO_CREDITS])
@@ -166,7 +177,7 @@ class HostedBackend:
 
         ends = await asyncio.gather(
             *(
-                self._image(model, request, index, stored.get(index), report, keep)
+                self._image(job_id, model, request, index, stored.get(index), report, store, active)
                 for index in range(request.count)
             )
         )
@@ -199,19 +210,30 @@ class HostedBackend:
 
     async def _image(
         self,
+        job_id: int,
         model: HostedModel,
         request: GenerationRequest,
         index: int,
         task: HostedTask | None,
         report: Callable[[HostedProgress], Awaitable[None]],
-        keep: Callable[[HostedTask], Awaitable[None]],
+        store: TaskStore,
+        active: asyncio.Semaphore,
     ) -> tuple[_Ended, GeneratedImage | None, float]:
         cost = 0.0
+        estimate = model.estimate(request) / request.count
         try:
-            if task is None:
-                task = await self._submit(model, request, index, report, keep)
-            cost = model.charged(request, task.cost)
-            sample = await self._until_ready(task, report)
+            async with active:  # the task is active at BFL from its submit until it ends
+                if task is not None and task.sending:  # stopped while it was being sent
+                    cost = estimate
+                    raise _Ended(Outcome.UNCONFIRMED, f"image {index + 1}: stopped while sent")
+                if task is None:
+                    try:
+                        task = await self._submit(job_id, model, request, index, report, store)
+                    except _Ended as end:
+                        cost = estimate if end.maybe_charged else 0.0
+                        raise
+                cost = model.charged(request, task.cost)
+                sample = await self._until_ready(task, report)
             await report(HostedProgress(index, "downloading"))
             try:
                 data = await self._retrying(lambda: self._client().download(sample), index, report)
@@ -229,18 +251,30 @@ class HostedBackend:
 
     async def _submit(
         self,
+        job_id: int,
         model: HostedModel,
         request: GenerationRequest,
         index: int,
         report: Callable[[HostedProgress], Awaitable[None]],
-        keep: Callable[[HostedTask], Awaitable[None]],
+        store: TaskStore,
     ) -> HostedTask:
         if self.gate.paused:
             raise _Ended(Outcome.NO_CREDITS)
         body = request_body(model, request, index)
 
         async def send_and_keep() -> HostedTask:
-            reply = await self._client().submit(model.name, body)
+            await store.save_hosted_task(job_id, HostedTask.being_sent(index, self._clock()))
+            try:
+                reply = await self._client().submit(model.name, body)
+            except ApiError as error:  # the record stays where the task may have been made
+                if error.status == 0 and error.sent:  # the reply was lost: never resent
+                    detail = f"submit: {error.detail}"
+                    raise _Ended(Outcome.UNCONFIRMED, detail, maybe_charged=True) from None
+                if error.status == 200:  # accepted, but the reply is unusable
+                    detail = f"submit: {error.detail}"
+                    raise _Ended(Outcome.BAD_REPLY, detail, maybe_charged=True) from None
+                await store.forget_hosted_task(job_id, index)  # an error: no task made
+                raise
             task = HostedTask(
                 index=index,
                 task_id=reply.id,
@@ -250,7 +284,7 @@ class HostedBackend:
                 output_mp=reply.output_mp,
                 submitted_at=self._clock(),
             )
-            await keep(task)
+            await store.save_hosted_task(job_id, task)
             return task
 
         try:
@@ -315,11 +349,16 @@ class HostedBackend:
                     raise _Ended(outcome, self._out_of_credits()) from None
                 if outcome is not None:
                     raise _Ended(outcome, f"HTTP {error.status}: {error.detail}") from None
-                if error.status != 429:
+                if error.status == 429:
+                    await report(HostedProgress(index, "waiting"))
+                else:
                     if waited_on_faults >= timing.patience:
                         raise _Ended(Outcome.UNAVAILABLE, error.detail) from None
+                    left = (timing.patience - waited_on_faults) / 60
                     waited_on_faults += delay
-                await report(HostedProgress(index, "waiting"))
+                    why = f"HTTP {error.status}" if error.status else error.detail
+                    detail = f"no answer from the API ({why}); trying again for {left:.0f} min"
+                    await report(HostedProgress(index, "retrying", detail=detail))
                 await asyncio.sleep(delay)
                 delay = min(delay * timing.growth * 2, timing.retry_max)
 

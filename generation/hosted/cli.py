@@ -32,6 +32,9 @@ class MemoryTasks:
     async def hosted_tasks(self, job_id: int) -> list[HostedTask]:
         return list(self._tasks.get(job_id, {}).values())
 
+    async def forget_hosted_task(self, job_id: int, index: int) -> None:
+        self._tasks.get(job_id, {}).pop(index, None)
+
 
 def run_hosted(
     request: GenerationRequest,
@@ -49,14 +52,15 @@ async def _run(
     write: Callable[[Sequence[GeneratedImage]], None],
 ) -> int:
     backend = HostedBackend(settings, MemoryTasks())
-    shown: set[tuple[int, str, float | None]] = set()
+    shown: set[tuple[int, str, float | None]] = set()  # each state once per image
 
     def report(progress: HostedProgress) -> None:
         line = (progress.index, progress.state, progress.progress)
         if line not in shown:
             shown.add(line)
             done = f" {progress.progress:.0%}" if progress.progress is not None else ""
-            print(f"image {progress.index + 1}: {progress.state}{done}", file=sys.stderr)
+            said = f": {progress.detail}" if progress.detail else ""
+            print(f"image {progress.index + 1}: {progress.state}{done}{said}", file=sys.stderr)
 
     try:
         result = await backend.run(0, request, report)

@@ -1,7 +1,8 @@
 """HTTP to Black Forest Labs' API (aiohttp): submit, poll, download, credits.
 
 Every call returns data or raises `ApiError` (an HTTP status with a short detail; status 0 for
-no connection) or `SampleGone`. The key goes in the `x-key` header to the API's own hosts only
+no reply, with `sent` False only where the request never left: no connection could be made) or
+`SampleGone`. The key goes in the `x-key` header to the API's own hosts only
 (`ApiSettings.trusts`), never to the sample's delivery host, and never into a message or log.
 A keyed request never follows a redirect (aiohttp would carry `x-key` to any host): a 3xx reply
 is an `ApiError` with its status. Every body is read in full up to a cap (`MAX_REPLY_BYTES` for
@@ -26,11 +27,14 @@ _CHUNK = 2**16
 
 
 class ApiError(Exception):
-    """An HTTP error reply (`status`), or no reply at all (`status` 0); `detail` for the log."""
+    """An HTTP error reply (`status`), or no reply at all (`status` 0); `detail` for the log.
+    `sent`: whether the request may have reached the API (False only when no connection to it
+    could be made, so a submit may be sent again without paying twice)."""
 
-    def __init__(self, status: int, detail: str) -> None:
+    def __init__(self, status: int, detail: str, *, sent: bool = True) -> None:
         self.status = status
         self.detail = detail[:MAX_DETAIL_CHARS]
+        self.sent = sent
         super().__init__(f"HTTP {status}: {self.detail}")
 
 
@@ -130,6 +134,8 @@ class BflClient:
                 text = data.decode("utf-8", errors="replace")  # JSON is UTF-8 (RFC 8259)
                 if response.status != 200:
                     raise ApiError(response.status, _detail(text))
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as error:
+            raise ApiError(0, f"no connection: {type(error).__name__}", sent=False) from None
         except (aiohttp.ClientError, TimeoutError) as error:
             raise ApiError(0, f"no reply: {type(error).__name__}") from None
         try:

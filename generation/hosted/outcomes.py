@@ -24,6 +24,7 @@ class Outcome(StrEnum):
     UNAVAILABLE = "unavailable"  # 5xx or no connection for longer than the backend waits
     TIMED_OUT = "timed_out"  # still Pending after `Timing.max_pending`
     BAD_REPLY = "bad_reply"  # a reply that breaks the documented shape
+    UNCONFIRMED = "unconfirmed"  # submitted, but its reply was lost: possibly made and charged
 
 
 SENTENCES = {
@@ -56,6 +57,12 @@ SENTENCES = {
     ),
     Outcome.BAD_REPLY: (
         "The API sent a reply Atelier cannot use; the admins can read the details in the log."
+    ),
+    Outcome.UNCONFIRMED: (
+        "Atelier sent this image to Black Forest Labs' API but never got its answer (the bot "
+        "stopped or the connection broke), so it cannot tell whether the image was made. It "
+        "was not sent again, so it is never paid twice; its estimated cost counts on the "
+        "budgets, as BFL may have charged it."
     ),
 }
 
@@ -93,7 +100,13 @@ def missing_note(missing: dict[int, Outcome], count: int) -> str:
 
 # Outcomes an admin must hear about (a person cannot fix them).
 FOR_ADMINS = frozenset(
-    {Outcome.REFUSED, Outcome.KEY_REFUSED, Outcome.NO_CREDITS, Outcome.BAD_REPLY}
+    {
+        Outcome.REFUSED,
+        Outcome.KEY_REFUSED,
+        Outcome.NO_CREDITS,
+        Outcome.BAD_REPLY,
+        Outcome.UNCONFIRMED,
+    }
 )
 
 _STATUSES = {

@@ -28,15 +28,28 @@ class ApiSettings:
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> ApiSettings | None:
         """The settings, or None when `BFL_API_KEY` is unset or empty (no API models then).
-        Raises `SettingsError` for a `BFL_API_URL` that is not an http(s) URL."""
+        Raises `SettingsError` for a `BFL_API_URL` that is not an http(s) URL, or that ends in
+        `/v1` (Atelier adds it: `/v1/v1/...` would answer 404) or has a query or fragment."""
         environ = os.environ if environ is None else environ
         key = environ.get(KEY_VARIABLE, "").strip()
         if not key:
             return None
         url = environ.get(URL_VARIABLE, "").strip().rstrip("/") or DEFAULT_URL
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise SettingsError(f"{URL_VARIABLE} should look like {DEFAULT_URL} (got {url!r}).")
+        shown = url[:100]
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018  raises ValueError for a port that is not a number
+        except ValueError:
+            parts = None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            raise SettingsError(f"{URL_VARIABLE} should look like {DEFAULT_URL} (got {shown!r}).")
+        if parts.path.lower().endswith("/v1") or parts.query or parts.fragment:
+            base = url.split("?")[0].split("#")[0].rstrip("/")
+            base = base[:-3] if base.lower().endswith("/v1") else base
+            raise SettingsError(
+                f"{URL_VARIABLE} should end before /v1, like {DEFAULT_URL}: Atelier adds the "
+                f"paths (/v1/...) itself. Use {base[:100]!r}, not {shown!r}."
+            )
         return cls(key=key, base_url=url)
 
     def trusts(self, url: str) -> bool:

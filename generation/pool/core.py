@@ -130,7 +130,7 @@ class WorkerPool(WorkerSupervision, ModelCommands, StoreRetries, HostedJobs):
             for config in workers
         }
         self._jobs: dict[int, LiveJob] = {}
-        self._hosted = hosted(clock) if hosted is not None else None
+        self._hosted = self._bind_hosted(hosted(clock)) if hosted is not None else None
         board = partial(PositionBoard, tell=self._tell_place)  # one per scheduler
         self._board = board(self._scheduler)
         self._hosted_board = board(self._hosted.scheduler) if self._hosted else None
@@ -248,9 +248,10 @@ class WorkerPool(WorkerSupervision, ModelCommands, StoreRetries, HostedJobs):
         self._dispatch()
         return event
 
-    def check_admission(self, owner: JobOwner) -> None:
-        """Raise `QueueFull` or `NotAccepting` if `owner` may not queue a job (submit rechecks)."""
-        self._scheduler.check_admission(owner)
+    def check_admission(self, owner: JobOwner, model: str) -> None:
+        """Raise `QueueFull` (or `NotAccepting`) if `owner` may not queue one more job of
+        `model` (on its own queue: the GPUs' or the API's): a cheap early check (`submit` too)."""
+        self._scheduler_for(model).check_admission(owner)
 
     def subscribe(self, limit: int = STREAM_LIMIT) -> EventStream:
         """Every job event from now on (`async for event in pool.subscribe()`); past `limit`
@@ -318,15 +319,15 @@ class WorkerPool(WorkerSupervision, ModelCommands, StoreRetries, HostedJobs):
         return self._scheduler.paused
 
     def user_counts(self, user_id: int) -> tuple[int, int]:
-        """(waiting, running) jobs of one user."""
-        return self._scheduler.user_counts(user_id)
+        """(waiting, running) jobs of one user, GPU and API jobs together."""
+        waiting, running = zip(*(s.user_counts(user_id) for s in self._schedulers()), strict=True)
+        return sum(waiting), sum(running)
 
     def waiting_of(self, user_id: int, limit: int) -> list[JobSnapshot]:
-        """A user's first `limit` waiting jobs, with their places and ETAs."""
-        return [
-            self._jobs[w.job_id].snapshot((w.position, w.eta_s))
-            for w in self._scheduler.waiting_of(user_id, limit)
-        ]
+        """A user's first `limit` waiting jobs, with their places (in their own queue: the GPUs'
+        or the API's) and ETAs, GPU jobs first."""
+        listed = [w for s in self._schedulers() for w in s.waiting_of(user_id, limit)]
+        return [self._jobs[w.job_id].snapshot((w.position, w.eta_s)) for w in listed[:limit]]
 
     def snapshot(self, waiting_limit: int = 25) -> PoolSnapshot:
         """The queue (first `waiting_limit` jobs with positions and ETAs) and every worker."""
@@ -343,6 +344,7 @@ class WorkerPool(WorkerSupervision, ModelCommands, StoreRetries, HostedJobs):
             ),
             workers=tuple(self._status(worker) for worker in self._workers.values()),
             model_speeds=scheduler.model_speeds(),
+            **self._hosted_counts(),
         )
 
     # ---- scheduling --------------------------------------------------------------------------

@@ -1,9 +1,12 @@
 """API jobs in the pool: the hosted API's concurrent-task slots, a second fairly shared resource.
 
-An API job (a model of `generation.hosted`) never uses a GPU. It waits for one of the key's
-concurrent-task slots (BFL lets a key run 24 tasks at once, 6 for Kontext [max]:
-`HostedModel.active_limit`; both configurable) in a second `FairScheduler` whose "workers" are
-the free slots. People share the slots fairly by credits, as the GPUs are shared by GPU-seconds:
+An API job (a model of `generation.hosted`) never uses a GPU. It waits for the key's
+concurrent-task slots (BFL limits a key's *active tasks*, one per image: 24 at once, 6 for Kontext
+[max]: `HostedModel.active_limit`; both configurable) in a second `FairScheduler` whose "workers"
+are the free slots. A job starts when one slot its model may use is free and holds as many as it
+has images, up to those free then (at least one): it never has more tasks active at BFL than it
+holds slots, so the key never has more active tasks than `slots` (nor a model than its own).
+People share the slots fairly by credits, as the GPUs are shared by GPU-seconds:
 a job's work is its estimated cost, and its charge is settled to the cost BFL's reply gave. What
 someone spends on one resource does not count on the other, and neither waits for the other.
 Places and ETAs work as for GPU jobs; ETAs come from the API's latency measured per model.
@@ -13,13 +16,15 @@ API jobs already waiting (`_hosted_admission`); before it is sent, its estimated
 reserved (`Budgets.reserve`: budgets may have changed meanwhile); a job no budget can take then
 fails with the sentence naming what is left. The reply's cost settles it. A
 job that a restart left running is queued again and polls its stored tasks (the backend never
-resubmits them; its reservation is kept). After a 402 the lane pauses (waiting jobs stay
+resubmits them, nor an image whose submit was under way: that one ends UNCONFIRMED at its
+estimate; its reservation is kept). After a 402 the lane pauses (waiting jobs stay
 queued, new ones are refused) until an admin resumes it or the periodic probe finds credits.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -54,6 +59,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 API_WORKER = "bfl-api"  # what a job's "worker" reads while it is on the API
+ETA_LOOKAHEAD = 256  # waiting jobs an API job's ETA counts one by one (see `SlotScheduler._eta`)
 
 
 class Budgets(Protocol):
@@ -67,6 +73,8 @@ class Budgets(Protocol):
     async def hosted_tasks(self, job_id: int) -> list[HostedTask]: ...
 
     async def save_hosted_task(self, job_id: int, task: HostedTask) -> None: ...
+
+    async def forget_hosted_task(self, job_id: int, index: int) -> None: ...
 
     async def check_budgets(
         self, user_id: int, credits: float, waiting: Sequence[tuple[int, int, float]] = ()
@@ -99,18 +107,19 @@ class SlotScheduler(FairScheduler):
     def __init__(
         self,
         settings: SchedulerSettings | None,
-        models: Sequence[str],
-        slots: int,
+        lane: HostedLane,
         latency_s: float,
         clock: Callable[[], float],
     ) -> None:
-        factors = dict.fromkeys(models, 1.0)
-        super().__init__(settings, cost_factors=factors, capacity=slots, clock=clock)
+        factors = dict.fromkeys(lane.models, 1.0)
+        super().__init__(settings, cost_factors=factors, capacity=lane.settings.slots, clock=clock)
+        self._lane = lane
         self._prior_s = latency_s
         self._latency: dict[str, float] = {}
 
     def measure_latency(self, model: str, seconds: float) -> None:
-        """One job of `model` took `seconds` from sending to its images (a moving average)."""
+        """One round of tasks of `model` took `seconds` from sending to images (a moving
+        average; a job of more images than slots runs in several rounds)."""
         before = self._latency.get(model)
         smoothing = self.settings.speed_smoothing
         if before is not None:
@@ -121,17 +130,38 @@ class SlotScheduler(FairScheduler):
         return self._latency.get(model, self._prior_s)
 
     def _eta(self, job: Job, ahead: int, now: float) -> float | None:
-        """0 while a slot is free for it; else one latency per round of `capacity` jobs
-        before it (running ones included)."""
+        """0 while a slot is free for it; else one latency per round of slots that the tasks
+        before it (the running jobs' images and the `ahead` waiting jobs') fill, counting the
+        key's slots and, where lower, its model's own: the later of the two. The first
+        `ETA_LOOKAHEAD` jobs ahead are counted one by one, any further ones as their mean, so
+        an ETA costs O(min(ahead, ETA_LOOKAHEAD))."""
         if self.paused:
             return None
-        waves = (ahead + self.running_count) // self.capacity
-        return waves * self.latency(job.model)
+        lane, model = self._lane, job.model
+        listed = itertools.chain.from_iterable(book.order for book in self._books)
+        seen = min(ahead, ETA_LOOKAHEAD)
+        tasks = [
+            (self._queued[i].model, lane.count_of(i)) for _, i in itertools.islice(listed, seen)
+        ]
+        scale = ahead / seen if seen else 1.0
+        running = [(held_model, lane.count_of(i)) for i, (held_model, _) in lane.held.items()]
+
+        def count(of: str | None) -> float:
+            chosen = [n for m, n in tasks if of in (None, m)]
+            return sum(chosen) * scale + sum(n for m, n in running if of in (None, m))
+
+        rounds = count(None) // self.capacity
+        limit = lane.limit(model)
+        if limit < self.capacity:
+            rounds = max(rounds, count(model) // limit)
+        return rounds * self.latency(model)
 
 
 class HostedLane:
-    """What the pool keeps for API jobs: the backend, the slot scheduler, the budgets and the
-    running jobs' tasks. `on_admin_note(sentence)` tells the admins (once per 402)."""
+    """What the pool keeps for API jobs: the backend, the slot scheduler, the budgets, the
+    running jobs' asyncio tasks and the model and slots each holds (`held`).
+    `on_admin_note(sentence)` tells the admins (once per 402); `count_of(job_id)` is a known
+    job's number of images (the pool sets it)."""
 
     def __init__(
         self,
@@ -149,14 +179,10 @@ class HostedLane:
         self.models = dict(models)
         self.budgets = budgets
         self.on_admin_note = on_admin_note
-        self.scheduler = SlotScheduler(
-            scheduler_settings,
-            list(self.models),
-            self.settings.slots,
-            self.settings.latency_s,
-            clock,
-        )
+        self.count_of: Callable[[int], int] = lambda _job_id: 1
         self.running: dict[int, asyncio.Task[None]] = {}
+        self.held: dict[int, tuple[str, int]] = {}
+        self.scheduler = SlotScheduler(scheduler_settings, self, self.settings.latency_s, clock)
         self.probe: asyncio.Task[None] | None = None
         self.admitting = asyncio.Lock()  # one accept at a time: each sees the one before
         self._clock = clock
@@ -165,15 +191,31 @@ class HostedLane:
         default = self.models[model].active_limit
         return min(self.settings.slots, self.settings.model_slots.get(model, default))
 
-    def free_slots(self, running: Mapping[int, GenerationRequest]) -> list[WorkerView]:
+    def _used(self) -> tuple[int, Counter[str]]:
+        """Slots held in all and per model."""
+        per_model: Counter[str] = Counter()
+        for model, slots in self.held.values():
+            per_model[model] += slots
+        return per_model.total(), per_model
+
+    def free_slots(self) -> list[WorkerView]:
         """One view per free slot; slot i takes the models that still have more than i of
         their own slots free (so Kontext [max] never runs more than its limit)."""
-        per_model = Counter(request.model for request in running.values())
+        used, per_model = self._used()
         views = []
-        for i in range(self.settings.slots - len(running)):
+        for i in range(self.settings.slots - used):
             models = frozenset(m for m in self.models if i < self.limit(m) - per_model[m])
             views.append(WorkerView(f"api-slot-{i}", models, models))  # nothing to load
         return views
+
+    def take(self, job_id: int, model: str) -> int:
+        """Give a starting job its slots: its images' worth, up to those free (at least one,
+        as `free_slots` offered one)."""
+        used, per_model = self._used()
+        free = min(self.settings.slots - used, self.limit(model) - per_model[model])
+        slots = max(1, min(self.count_of(job_id), free))
+        self.held[job_id] = (model, slots)
+        return slots
 
     @property
     def paused(self) -> bool:
@@ -254,13 +296,31 @@ class HostedJobs:
         return self._hosted is not None and self._hosted.paused
 
     def resume_hosted(self) -> bool:
-        """An admin resumes API jobs after a 402; False when none are offered."""
+        """An admin (or the credit probe) resumes API jobs after a 402; False when none are
+        offered. While an admin has paused the pool they stay queued until it resumes."""
         if self._hosted is None:
             return False
         self._hosted.backend.gate.resume()
-        self._hosted.scheduler.resume()
+        if not self._scheduler.paused:
+            self._hosted.scheduler.resume()
         self._dispatch()
         return True
+
+    def _bind_hosted(self, lane: HostedLane) -> HostedLane:
+        lane.count_of = lambda job_id: self._jobs[job_id].request.count
+        return lane
+
+    def _hosted_counts(self) -> dict[str, int]:
+        """`PoolSnapshot`'s API fields."""
+        scheduler = self._hosted.scheduler if self._hosted is not None else None
+        return {
+            "api_queued": scheduler.queued_count if scheduler else 0,
+            "api_running": scheduler.running_count if scheduler else 0,
+        }
+
+    def hosted_running(self) -> list[int]:
+        """The ids of the jobs on the API now."""
+        return list(self._hosted.running) if self._hosted is not None else []
 
     def hosted_latency(self, model: str) -> float | None:
         return self._hosted.scheduler.latency(model) if self.hosted_offers(model) else None
@@ -270,28 +330,28 @@ class HostedJobs:
         if lane is None or self._stopping:
             return
         while True:
-            running = {job_id: self._jobs[job_id].request for job_id in lane.running}
-            assignment = lane.scheduler.assign(lane.free_slots(running))
+            assignment = lane.scheduler.assign(lane.free_slots())
             if assignment is None:
                 return
             job = self._jobs[assignment.job_id]
             job.state, job.ran_on, job.started_at = JobState.HOSTED, API_WORKER, self._clock()
-            task = asyncio.ensure_future(self._run_hosted(lane, job))
+            slots = lane.take(job.id, job.request.model)
+            task = asyncio.ensure_future(self._run_hosted(lane, job, slots))
             task.set_name(f"hosted-{job.id}")
             lane.running[job.id] = task
             task.add_done_callback(self._task_done)
 
-    async def _run_hosted(self, lane: HostedLane, job: LiveJob) -> None:
+    async def _run_hosted(self, lane: HostedLane, job: LiveJob, slots: int) -> None:
         """Run an API job. Every store write is retried while the store is unavailable (the
         job kept, its person told: `_durably`); a shutdown during such a wait leaves the job
         unfinished in storage, and the next start polls its stored tasks again."""
         try:
-            await self._hosted_job(lane, job)
+            await self._hosted_job(lane, job, slots)
         except StoreUnavailable as error:
             lane.running.pop(job.id, None)
             log.warning("Job %s: %s Left to run on the next start.", job.id, error)
 
-    async def _hosted_job(self, lane: HostedLane, job: LiveJob) -> None:
+    async def _hosted_job(self, lane: HostedLane, job: LiveJob, slots: int) -> None:
         model = lane.models[job.request.model]
         tasks = _DurableTasks(self, job, lane.budgets)
         try:
@@ -313,9 +373,8 @@ class HostedJobs:
             await self._durably(job, partial(self._store.mark_running, job.id, API_WORKER))
             self._publish(JobStarted(job.id, API_WORKER, job=self._snapshot(job)))
             sent = self._clock()
-            result = await lane.backend.run(
-                job.id, job.request, partial(self._api_step, job), tasks
-            )
+            step = partial(self._api_step, job)
+            result = await lane.backend.run(job.id, job.request, step, tasks, slots=slots)
         except asyncio.CancelledError:
             if not job.cancel_requested:  # a shutdown: the next start polls its tasks again
                 raise
@@ -330,7 +389,8 @@ class HostedJobs:
         if lane.paused:  # a 402: waiting API jobs wait for a resume
             lane.scheduler.pause()
         if result.outcome is Outcome.READY:  # some images may be missing: `reason` says why
-            lane.scheduler.measure_latency(model.name, self._clock() - sent)
+            rounds = -(-job.request.count // slots)  # the job's tasks ran `slots` at a time
+            lane.scheduler.measure_latency(model.name, (self._clock() - sent) / rounds)
             images = result.images
             job.image_count = len(images)
             await self._end(
@@ -352,6 +412,7 @@ class HostedJobs:
         """Free the job's slot, charge its person `cost` credits, settle the ledger to it,
         and start the next API job."""
         lane.running.pop(job.id, None)
+        lane.held.pop(job.id, None)
         lane.scheduler.finish(job.id, cost, measured=False)
         self._dispatch()
         await self._durably(job, partial(lane.budgets.settle, job.id, cost))
@@ -418,3 +479,6 @@ class _DurableTasks:
 
         await self._pool._durably(self._job, read)
         return found
+
+    async def forget_hosted_task(self, job_id: int, index: int) -> None:
+        await self._pool._durably(self._job, partial(self._store.forget_hosted_task, job_id, index))

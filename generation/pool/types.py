@@ -84,7 +84,8 @@ class WorkerStatus:
 
 @dataclass(frozen=True, slots=True)
 class PoolSnapshot:
-    """The queue and the workers at one moment."""
+    """The queue and the workers at one moment. `queued`/`running` count GPU jobs; `api_queued`
+    /`api_running` API jobs (their own queue: `generation.pool.hosted`)."""
 
     paused: bool
     accepting: bool
@@ -94,3 +95,5 @@ class PoolSnapshot:
     waiting: tuple[JobSnapshot, ...]  # the first ones, in projected order, with places and ETAs
     workers: tuple[WorkerStatus, ...]
     model_speeds: Mapping[str, float]  # measured seconds per work unit (see `work_units`)
+    api_queued: int = 0
+    api_running: int = 0

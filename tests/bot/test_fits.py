@@ -29,6 +29,7 @@ from bot.ui.listings import (
 )
 from bot.ui.progress import Phase, ProgressState
 from bot.ui.results import REQUEST_BYTES, result_messages
+from generation.hosted.catalogue import HOSTED_MODELS
 from generation.jobs import JobOwner, JobRecord, JobSnapshot, JobState, JobStatus, Priority
 from generation.models import Family, ModelSpec
 from generation.pool import PoolSnapshot, WorkerMemory, WorkerState, WorkerStatus
@@ -195,7 +196,7 @@ def specs() -> st.SearchStrategy[list[ModelSpec]]:
 @LOOSE
 @given(snapshots(), specs(), TEXT)
 def test_info_fits(snapshot: PoolSnapshot, models: list[ModelSpec], you: str) -> None:
-    assert_fits(embed=info_embed(snapshot, models, you))
+    assert_fits(embed=info_embed(snapshot, models, you, HOSTED_MODELS))
 
 
 @LOOSE

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import socket
 import sys
 from pathlib import Path
 
@@ -162,3 +163,51 @@ async def test_the_cli_writes_the_images_a_partly_moderated_job_made(
     assert [json.loads(line)["seed"] for line in out.splitlines()] == [9, 11]
     assert "Image 2 of 3 was blocked by Black Forest Labs' moderation." in err
     assert "cost: 12 credits" in err
+
+
+async def test_a_base_url_ending_in_v1_is_refused_by_the_cli_and_bot_check(
+    fake: FakeBfl, tmp_path: Path
+) -> None:
+    fake.submit_url += "/v1"
+    code, _, err = await cli(
+        fake, "--model", "flux-pro-1.1", "--prompt", "x", "--out", str(tmp_path)
+    )
+    assert code == 2
+    assert "BFL_API_URL should end before /v1" in err
+    assert fake.submitted == []
+    config = tmp_path / "atelier.toml"
+    config.write_text("")
+    env = {
+        **child_environment(),
+        "ATELIER_CONFIG": str(config),
+        "DISCORD_TOKEN": "x",
+        "BFL_API_KEY": KEY,
+        "BFL_API_URL": fake.submit_url,
+    }
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "check", cwd=tmp_path, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err_bytes = await child.communicate()
+    assert child.returncode != 0
+    assert "BFL_API_URL should end before /v1" in out.decode() + err_bytes.decode()
+
+
+async def test_the_cli_says_it_is_retrying_while_the_api_does_not_answer(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**child_environment(), "BFL_API_KEY": KEY, "BFL_API_URL": f"http://127.0.0.1:{port}"}
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "generation", "--model", "flux-pro-1.1", "--prompt", "x",
+        "--out", str(tmp_path), env=env, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert child.stderr is not None
+    try:
+        async with asyncio.timeout(60):
+            line = (await child.stderr.readline()).decode()
+    finally:
+        child.kill()
+        await child.wait()
+    assert line.startswith("image 1: retrying: no answer from the API (no connection")
+    assert "trying again for 15 min" in line

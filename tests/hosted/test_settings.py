@@ -74,3 +74,32 @@ def test_the_key_goes_only_to_the_apis_own_hosts(url: str, trusted: bool) -> Non
 )
 def test_the_trusted_hosts_follow_the_documented_rule(base: str, url: str, trusted: bool) -> None:
     assert ApiSettings(key="k", base_url=base).trusts(url) is trusted
+
+
+@pytest.mark.parametrize(
+    ("url", "use"),
+    [
+        ("https://api.bfl.ai/v1", "https://api.bfl.ai"),
+        ("https://api.eu.bfl.ai/v1/", "https://api.eu.bfl.ai"),
+        ("http://127.0.0.1:8080/V1", "http://127.0.0.1:8080"),
+        ("https://api.bfl.ai?region=eu", "https://api.bfl.ai"),
+    ],
+)
+def test_a_base_url_with_v1_or_a_query_is_refused_naming_the_variable(url: str, use: str) -> None:
+    with pytest.raises(SettingsError, match="BFL_API_URL should end before /v1") as refused:
+        ApiSettings.from_environment({"BFL_API_KEY": "k", "BFL_API_URL": url})
+    assert f"Use {use!r}" in str(refused.value)
+
+
+@pytest.mark.parametrize("url", ["https://api.bfl.ai:port", "http://[::1"])
+def test_a_url_that_does_not_parse_is_refused_with_a_sentence(url: str) -> None:
+    with pytest.raises(SettingsError, match="BFL_API_URL should look like"):
+        ApiSettings.from_environment({"BFL_API_KEY": "k", "BFL_API_URL": url})
+
+
+def test_a_proxy_under_a_path_is_still_taken() -> None:
+    proxied = ApiSettings.from_environment(
+        {"BFL_API_KEY": "k", "BFL_API_URL": "https://gateway.example.com/bfl/"}
+    )
+    assert proxied is not None
+    assert proxied.base_url == "https://gateway.example.com/bfl"

@@ -5,6 +5,7 @@ never finish, samples of the wrong size, errors from the delivery host, a 402 wh
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 from contextlib import AbstractContextManager
 
@@ -15,6 +16,7 @@ import generation.hosted.samples as samples
 from generation.hosted.backend import HostedBackend, HostedProgress
 from generation.hosted.client import MAX_REPLY_BYTES, ApiError, BflClient
 from generation.hosted.outcomes import SENTENCES, Outcome
+from generation.hosted.settings import ApiSettings
 from generation.models import Catalogue
 from storage import Database
 from tests.hosted.conftest import FAST, new_job, settings
@@ -189,3 +191,37 @@ async def test_a_streamed_reply_arrives_whole(fake: FakeBfl) -> None:
         submitted = await client.submit("flux-pro-1.1", {"prompt": "x"})
         polled = await asyncio.wait_for(client.poll(submitted.polling_url), 10)
     assert polled.status == "Pending"
+
+
+async def test_a_submit_that_never_reached_the_api_is_retried_and_not_counted(
+    db: Database, catalogue: Catalogue
+) -> None:
+    with socket.socket() as probe:  # a port nothing listens on: no connection is made
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    nowhere = ApiSettings(key=KEY, base_url=f"http://127.0.0.1:{port}")
+    closed = HostedBackend(nowhere, db, timing=FAST)
+    try:
+        job_id, request = await new_job(db, catalogue)
+        seen: list[HostedProgress] = []
+        result = await closed.run(job_id, request, seen.append)
+    finally:
+        await closed.close()
+    assert result.outcome is Outcome.UNAVAILABLE  # retried for the whole patience, then given up
+    assert result.cost == 0
+    assert await db.hosted_tasks(job_id) == []  # nothing is recorded as possibly sent
+    assert [p.state for p in seen].count("retrying") > 1
+    assert "trying again" in seen[0].detail
+
+
+async def test_refused_submits_leave_no_record_of_a_send(
+    fake: FakeBfl, backend: HostedBackend, db: Database, catalogue: Catalogue
+) -> None:
+    fake.faults["submit"] = [429, 503, 429]
+    job_id, request = await new_job(db, catalogue)
+    result = await backend.run(job_id, request)
+    assert result.outcome is Outcome.READY
+    assert len(fake.submitted) == 1
+    [task] = await db.hosted_tasks(job_id)
+    assert not task.sending
+    assert task.cost == 4
