@@ -9,12 +9,17 @@ or the disk fails"):
   images are fitted again under half the largest file Discord refused, at once;
 - 403 or 404 on the channel (the bot may no longer post there, or the channel is gone): the
   result goes to the person's DMs, with a sentence saying why it is there, and the progress
-  message left in the channel (where Discord still lets the bot edit it) says where it went.
+  message left in the channel (where Discord still lets the bot edit it) says where it went;
+- anything failing before the post (the stored images cannot be read): tried again after
+  `REDELIVERY_DELAYS_S`, and the progress message says so;
+- the store refusing to record a posted result: the records (not the post) are written again
+  after `REDELIVERY_DELAYS_S` until they succeed, so the result is posted once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
@@ -87,15 +92,58 @@ class Courier:
         posting: Message | None = None
         try:
             messages = await self.result_messages(record, limit)
+        except Exception as error:  # the store cannot be read (or anything else before posting)
+            log.warning("Job %s: its result could not be prepared (%s)", job_id, error)
+            await self._retry_later(job_id, target, attempt, sent, error)
+            return
+        try:
             for posting in messages[len(sent) :]:
                 post = target.deliver_more if sent else target.deliver
                 sent = (*sent, await post(posting))
         except discord.HTTPException as error:
             await self._refused(record, target, attempt, sent, limit, posting, error)
             return
-        await self.record_result(record, sent, target.channel_id)
-        await self.database.mark_delivered(job_id)
+        await self._book(record, sent, target.channel_id)
         self._delivering.discard(job_id)
+
+    async def _book(self, record: JobRecord, sent: Posted, channel_id: int | None) -> None:
+        """Record a posted result, retrying after `REDELIVERY_DELAYS_S` until the store takes
+        it: the post is never repeated, so a next start does not post the result again."""
+        for attempt in itertools.count():
+            try:
+                await self.record_result(record, sent, channel_id)
+                await self.database.mark_delivered(record.id)
+                return
+            except Exception as error:
+                delay = REDELIVERY_DELAYS_S[min(attempt, len(REDELIVERY_DELAYS_S) - 1)]
+                log.warning(
+                    "Job %s: posted, but not recorded (%s); retrying in %.0f s",
+                    record.id,
+                    error,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+
+    async def _retry_later(
+        self, job_id: int, target: Target, attempt: int, sent: Posted, error: Exception
+    ) -> None:
+        """Try the delivery again after the courier's backoff, saying so where nothing is
+        posted yet (the progress message)."""
+        delay = REDELIVERY_DELAYS_S[min(attempt, len(REDELIVERY_DELAYS_S) - 1)]
+        if not sent and target.progress_message_id is not None:
+            note = (
+                f"⚠️ Job `{job_id}` is finished, but its result could not be read ({error}). "
+                f"Your job is kept. Trying again in {delay:.0f} s."
+            )
+            try:
+                await target.edit(Message(content=note[:2000], uploads=()))
+            except discord.HTTPException as edit_error:
+                log.info(
+                    "Job %s: the progress message could not be edited (%s)", job_id, edit_error
+                )
+        self._spawn(
+            self._redeliver(job_id, target, attempt + 1, delay, sent), f"redeliver-{job_id}"
+        )
 
     async def _refused(
         self,

@@ -18,6 +18,7 @@ import pytest
 import pytest_asyncio
 
 from generation.jobs import JobStatus
+from storage import StorageUnavailable
 from tests.bot.helpers import (
     SLOW_JOB,
     StudioFactory,
@@ -309,3 +310,65 @@ async def test_the_owner_and_an_admin_cancelling_at_once_hear_cancelled_once(
     assert sum("🚫 Cancelled" in reply for reply in replies) == 1
     assert sum("was already cancelled" in reply for reply in replies) == 1
     assert await wait_for_status(db, busy, JobStatus.CANCELLED)
+
+
+# ---- the store fails between the finish and the post ----------------------------------------
+
+
+async def test_a_result_that_cannot_be_read_at_delivery_is_told_retried_and_posted(
+    studio: StudioWorld,
+) -> None:
+    courier = studio.bot.studio.courier
+    read = courier._read_image  # fault injection: the store cannot read the images
+    broken = True
+
+    async def unreadable(record: object, index: int) -> bytes:
+        if broken:
+            raise StorageUnavailable("The image folder cannot be read right now (EIO).")
+        return await read(record, index)
+
+    courier._read_image = unreadable
+    try:
+        ix, job = await a_job(studio, "carol", width=64, height=64, steps=2)
+        said = await progress_says(studio, ix, "Trying again in 2 s")
+        assert "could not be read" in said
+        assert "Your job is kept." in said
+        assert (await studio.database.get_job(job)).delivered_at is None
+        broken = False
+        result = await studio.result_of(job)  # the fault cleared: no restart needed
+    finally:
+        courier._read_image = read
+    assert result is ix.original
+    assert result.attachments[0].data == await studio.database.read_image(job, 0)
+    assert (await studio.delivered(job)).record.status is JobStatus.DONE
+
+
+async def test_a_database_read_only_right_after_the_post_is_retried_and_posts_once(
+    studio: StudioWorld,
+) -> None:
+    fake, db = studio.fake, studio.database
+    courier = studio.bot.studio.courier
+    record = courier.record_result  # fault injection: the disk turns read-only after the post
+    turned = asyncio.Event()
+
+    async def read_only_after_post(*args: object) -> None:
+        if not turned.is_set():
+            await db._conn.execute("PRAGMA query_only = ON")
+            turned.set()
+        await record(*args)
+
+    courier.record_result = read_only_after_post
+    try:
+        _, job = await a_job(studio, "carol", width=64, height=64, steps=2)
+        await turned.wait()
+        result = await studio.result_of(job)  # posted while nothing can be recorded
+        assert (await db.get_job(job)).delivered_at is None
+    finally:
+        await db._conn.execute("PRAGMA query_only = OFF")
+        courier.record_result = record
+
+    assert (await studio.delivered(job)).delivered_at is not None  # recorded, no restart
+    await studio.bot.studio.courier.deliver_leftovers()  # what the next start would post
+    posts = [m for m in fake.messages if f"job `{job}`" in m.content and m.attachments]
+    assert posts == [result]
+    assert [m.message_id for m in await db.messages_of(job)] == [result.id]
