@@ -208,7 +208,12 @@ def settings_from_mapping(
     offered = (catalogue or valid or Catalogue.builtin()).with_hosted(api_models)
     if file.edit.model is not None:
         every_api_model = frozenset(model.name for model in HOSTED_MODELS)
-        problem = config_problem(file.edit.model, offered, every_api_model)
+        problem = config_problem(
+            file.edit.model,
+            offered,
+            every_api_model,
+            lambda model: not gpus or any(gpu.may_run(model) for gpu in gpus),
+        )
         problems += [problem] if problem else []
     if problems:
         raise ConfigError(problems)

@@ -15,8 +15,11 @@ derivation raises `UserError` with a sentence saying why.
 
 FLUX.2 [klein] and FLUX.1 Kontext have no img2img (diffusers 0.42 gives them no `strength`):
 for them V strong makes new seeds with the clicked image as the first reference (the parent's
-other references after it, up to the model's limit), and V subtle and U are not offered. A
-reroll keeps the parent's references.
+other references after it, up to the model's limit), and V subtle and U are not offered. Where
+the parent's first reference is the image it changed (an edit, or itself such a variation), the
+clicked image takes its place: a result replaces the image it was made from. A reroll keeps the
+parent's references. Every derivation starts from the complete record (its init image and
+references read: `MAKES_JOB`).
 """
 
 from __future__ import annotations
@@ -45,6 +48,9 @@ UPSCALE_STRENGTH = 0.3
 IMAGE_ACTIONS = (Action.UPSCALE, Action.VARY_SUBTLE, Action.VARY_STRONG)
 JOB_ACTIONS = (Action.RERUN, Action.REROLL)
 DRAFT_ACTIONS = (Action.FINAL,)  # offered on drafts only (`generation.drafts`)
+# The actions that make a job from a record: they read it with its images (storage: a record
+# read without them has no init image and no references, and makes a wrong job).
+MAKES_JOB = (*IMAGE_ACTIONS, *JOB_ACTIONS, *DRAFT_ACTIONS)
 
 
 def rerun(
@@ -145,7 +151,7 @@ def offered_actions(
         if action is Action.FINAL and (request.final is None or not may_run(request.final.model)):
             continue
         try:
-            derive(catalogue, action, request, 0, _placeholder(request.width, request.height))
+            derive(catalogue, action, request, 0, placeholder_image(request.width, request.height))
         except UserError:
             continue
         offered.append(action)
@@ -320,8 +326,17 @@ def _from_reference(
         job_id=job_id,
         init_image=None,
         strength=None,
-        references=(image, *request.input_images)[:most],
+        references=(image, *_given_references(spec, request))[:most],
     )
+
+
+def _given_references(spec: ModelSpec, request: GenerationRequest) -> tuple[bytes, ...]:
+    """`request`'s references without the image it changed (an edit's, a reference
+    variation's first one): what a variation of its result keeps."""
+    changed = request.kind is JobKind.EDIT or (
+        request.kind is JobKind.VARY and spec.family not in IMG2IMG_FAMILIES
+    )
+    return request.input_images[1:] if changed else request.input_images
 
 
 def _lowest_strength(spec: ModelSpec) -> float:
@@ -385,7 +400,7 @@ def _build(
 
 
 @lru_cache(maxsize=64)
-def _placeholder(width: int, height: int) -> bytes:
+def placeholder_image(width: int, height: int) -> bytes:
     """A PNG of `width` x `height` standing in for a result's image when checking which
     buttons make a job (only its header is read)."""
     from PIL import Image
