@@ -16,7 +16,8 @@ derivation raises `UserError` with a sentence saying why.
 FLUX.2 [klein] and FLUX.1 Kontext have no img2img (diffusers 0.42 gives them no `strength`):
 for them V strong makes new seeds with the clicked image as the first reference (the parent's
 other references after it, up to the model's limit), and V subtle and U are not offered. Where
-the parent's first reference is the image it changed (an edit, or itself such a variation), the
+the parent's first reference is the image it changed (an edit, or itself such a variation, or a
+rerun or reroll of one: `origin`), the
 clicked image takes its place: a result replaces the image it was made from. A reroll keeps the
 parent's references. Every derivation starts from the complete record (its init image and
 references read: `MAKES_JOB`).
@@ -166,17 +167,20 @@ def derive(
     image: bytes = b"",
     index: int = 0,
     profile: str | None = None,
+    origin: JobKind | None = None,
 ) -> GenerationRequest:
     """The job a button of `request`'s result makes (`image`: the clicked image, the `index`-th,
-    for U and V; `profile`: the job's memory profile, which a rerun keeps). Raises `UserError`
-    where none is valid."""
+    for U and V; `profile`: the job's memory profile, which a rerun keeps; `origin`: the kind of
+    the job a rerun or reroll repeats, followed back through its parents, default
+    `request.kind`). Raises `UserError` where none is valid."""
     match action:
         case Action.RERUN:
             return rerun(catalogue, request, job_id, profile=profile)
         case Action.REROLL:
             return reroll(catalogue, request, job_id)
         case Action.VARY_SUBTLE | Action.VARY_STRONG:
-            return vary(catalogue, request, job_id, image, strong=action is Action.VARY_STRONG)
+            strong = action is Action.VARY_STRONG
+            return vary(catalogue, request, job_id, image, strong=strong, origin=origin)
         case Action.UPSCALE:
             return upscale(catalogue, request, job_id, image, request.seeds[index])
         case Action.FINAL:
@@ -200,13 +204,15 @@ def vary(
     *,
     strong: bool = False,
     strength: float | None = None,
+    origin: JobKind | None = None,
 ) -> GenerationRequest:
     """Variations of one image (img2img at the same size, or the nearest the model now allows),
     as many as the job made; for a family without img2img, strong ones only: new seeds with
-    the image as the first reference."""
+    the image as the first reference (`origin`: as for `derive`)."""
     spec = _spec(catalogue, request)
     if spec.family not in IMG2IMG_FAMILIES:
-        return _from_reference(catalogue, spec, request, job_id, image, strong=strong)
+        kind = request.kind if origin is None else origin
+        return _from_reference(catalogue, spec, request, job_id, image, strong=strong, kind=kind)
     return _from_image(
         catalogue,
         spec,
@@ -311,10 +317,16 @@ def _from_reference(
     image: bytes,
     *,
     strong: bool,
+    kind: JobKind,
 ) -> GenerationRequest:
+    """V strong on a family without img2img: `image` first, then the references `request` was
+    given (without the image it changed where the job of `kind` changed its first one)."""
     most = spec.limits.max_references
     if not strong or not most:
         raise UserError(f"{spec.name} has no image-to-image; V strong varies with a reference.")
+    # an edit's or a reference variation's first reference is the image it changed
+    changed = kind in (JobKind.EDIT, JobKind.VARY)
+    given = request.input_images[1:] if changed else request.input_images
     return _build(
         catalogue,
         spec,
@@ -326,17 +338,8 @@ def _from_reference(
         job_id=job_id,
         init_image=None,
         strength=None,
-        references=(image, *_given_references(spec, request))[:most],
+        references=(image, *given)[:most],
     )
-
-
-def _given_references(spec: ModelSpec, request: GenerationRequest) -> tuple[bytes, ...]:
-    """`request`'s references without the image it changed (an edit's, a reference
-    variation's first one): what a variation of its result keeps."""
-    changed = request.kind is JobKind.EDIT or (
-        request.kind is JobKind.VARY and spec.family not in IMG2IMG_FAMILIES
-    )
-    return request.input_images[1:] if changed else request.input_images
 
 
 def _lowest_strength(spec: ModelSpec) -> float:

@@ -41,7 +41,7 @@ from generation.input_images import UnusableImage, canonical_png
 from generation.jobs import JobEvent, JobOwner, JobQueued, JobRecord, JobStatus
 from generation.loras import withdrawn_lora
 from generation.prompts import PromptReader
-from generation.request import GenerationRequest
+from generation.request import GenerationRequest, JobKind
 from storage import Database, StorageError
 
 if TYPE_CHECKING:
@@ -299,11 +299,33 @@ class Studio:
 
     async def _derive(self, action: Action, record: JobRecord, index: int) -> GenerationRequest:
         image = b""
+        origin = None
         if action in derived.IMAGE_ACTIONS:
             image = await self.image(record, index)
+            origin = await self._origin(record.request)
         return derived.derive(
-            self.settings.catalogue, action, record.request, record.id, image, index, record.profile
+            self.settings.catalogue,
+            action,
+            record.request,
+            record.id,
+            image,
+            index,
+            record.profile,
+            origin,
         )
+
+    async def _origin(self, request: GenerationRequest) -> JobKind:
+        """The kind of the job `request` repeats: a rerun's or reroll's parent's, followed back
+        (deleted parents included; an unknown one ends the walk)."""
+        kind, parent = request.kind, request.parent_job
+        seen: set[int] = set()
+        while kind in (JobKind.RERUN, JobKind.REROLL) and parent is not None:
+            stored = await self.database.get_job(parent, init_image=False)
+            if stored is None or parent in seen:
+                break
+            seen.add(parent)
+            kind, parent = stored.record.request.kind, stored.record.request.parent_job
+        return kind
 
     async def allowed_channels(self, guild_id: int | None) -> set[int]:
         """The channels that take jobs: the configuration's and those admins allowed in this

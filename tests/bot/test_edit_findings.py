@@ -25,7 +25,7 @@ from tests.bot.helpers import (
     private_reply,
     text_of,
 )
-from tests.discord import CallbackType, Message
+from tests.discord import CallbackType, InvalidOptions, Message
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -83,6 +83,14 @@ async def test_v_strong_on_a_klein_edit_replaces_the_edited_image(klein: StudioW
     varied = (await klein.database.get_job(await queued_by(klein, click))).record.request
     # the edited result takes the original's place: it is not kept as a second reference
     assert varied.input_images == (await klein.database.read_image(edit_id, 0),)
+
+    # so it does on a reroll of the edit (its kind is followed back to the edit)
+    reroll = await fake.click(bob, result, f"atelier:reroll:{edit_id}")
+    reroll_id = await queued_by(klein, reroll)
+    rerolled = await klein.result_of(reroll_id)
+    click = await fake.click(bob, rerolled, f"atelier:vary-strong:{reroll_id}:0")
+    varied = (await klein.database.get_job(await queued_by(klein, click))).record.request
+    assert varied.input_images == (await klein.database.read_image(reroll_id, 0),)
 
     info = await fake.click(bob, result, f"atelier:info:{edit_id}")
     assert f"Edited image\n{parent_id}/2" in await private_reply(fake, info)
@@ -177,3 +185,14 @@ async def test_the_edit_button_of_a_deleted_job_says_so_instead_of_a_modal(
     assert click.modal is None
     assert reply.ephemeral
     assert f"There is no job `{parent_id}`" in text_of(reply)
+
+
+async def test_the_instruction_is_at_most_the_editing_models_prompt_limit(
+    klein: StudioWorld,
+) -> None:
+    fake = klein.fake
+    limit = klein.settings.catalogue["flux2-klein-4b"].limits.max_prompt_chars
+    options = {o["name"]: o for o in fake.command("edit")["options"]}
+    assert options["instruction"]["max_length"] == limit
+    with pytest.raises(InvalidOptions):
+        await fake.slash(fake.user("alice"), "edit", {"job": 1, "instruction": "x" * (limit + 1)})
