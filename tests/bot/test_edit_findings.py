@@ -105,6 +105,13 @@ async def test_edit_is_offered_only_on_images_it_can_edit(klein: StudioWorld) ->
     ix = await fake.slash(alice, "edit", {"job": strip_id, "instruction": "make it blue"})
     assert "at least 64 pixels" in await private_reply(fake, ix)
     assert await job_count(klein.database) == before
+    # a klein strip: V strong would make it a reference too, so neither is offered
+    klein_strip = await made(
+        klein, "alice", prompt="a strip", model="flux2-klein-4b", width=256, height=32
+    )
+    assert not [
+        c for c in klein_strip.custom_ids if c.startswith(("atelier:edit:", "atelier:vary"))
+    ]
 
 
 async def test_edit_answers_first_and_reads_the_image_after(
