@@ -119,7 +119,8 @@ def edit_request(
             **size,
         )
     except RequestError as error:
-        raise UserError(error.message.replace("The prompt", "The instruction")) from None
+        message = error.message.replace("The prompt", "The instruction")
+        raise UserError(message.replace("Reference image 1 is", "That image is")) from None
     return replace(request, parent_image=index)
 
 

@@ -103,7 +103,9 @@ async def test_edit_is_offered_only_on_images_it_can_edit(klein: StudioWorld) ->
     assert not [c for c in strip.custom_ids if c.startswith("atelier:edit:")]
     before = await job_count(klein.database)
     ix = await fake.slash(alice, "edit", {"job": strip_id, "instruction": "make it blue"})
-    assert "at least 64 pixels" in await private_reply(fake, ix)
+    assert "That image is 256x32; both sides must be at least 64 pixels." in await private_reply(
+        fake, ix
+    )
     assert await job_count(klein.database) == before
     # a klein strip: V strong would make it a reference too, so neither is offered
     klein_strip = await made(
@@ -203,3 +205,10 @@ async def test_the_instruction_is_at_most_the_editing_models_prompt_limit(
     assert options["instruction"]["max_length"] == limit
     with pytest.raises(InvalidOptions):
         await fake.slash(fake.user("alice"), "edit", {"job": 1, "instruction": "x" * (limit + 1)})
+
+
+async def test_a_drafts_parameters_name_its_final_model(klein: StudioWorld) -> None:
+    fake, alice = klein.fake, klein.fake.user("alice")
+    draft = await made(klein, "alice", prompt="a harbour", model="flux-dev", draft=True)
+    info = await fake.click(alice, draft, f"atelier:info:{job_id_of(draft)}")
+    assert "Final model\nflux-dev" in await private_reply(fake, info)
