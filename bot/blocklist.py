@@ -54,6 +54,15 @@ def term_matches(term: str, text: str) -> bool:
     return _found(term, normalise(text))
 
 
+def term_problem(term: str) -> str | None:
+    """Why `term` cannot be a blocked term (a sentence), None where it can: one with nothing
+    visible to match (only spaces, `*` and invisible characters) would refuse prompts that
+    contain none of it."""
+    if not normalise(term.replace("*", " ")).strip():
+        return "A blocked term needs at least one visible letter, digit or sign."
+    return None
+
+
 def first_blocked_term(terms: Iterable[str], *texts: str) -> str | None:
     """The first term of the blocklist that one of `texts` contains, if any."""
     normal = normalise("\n".join(texts))

@@ -17,6 +17,7 @@ each naming its key's path, so an owner fixes the file in one go.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import tomllib
 from collections.abc import Mapping
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from bot.blocklist import term_problem
 from bot.editing import config_problem
 from bot.observability.settings import ObservabilitySettings
 from bot.settings_schema import (
@@ -192,6 +194,11 @@ def settings_from_mapping(
     default_model = _raw(table, "defaults", "model")
     if isinstance(default_model, str) and default_model not in model_names:
         problems.append(f"`defaults.model` {toml_value(default_model)} is not a configured model.")
+    problems += [
+        f"`dm_blocklist` {json.dumps(term)}: {problem}"  # escaped: invisible ones show
+        for term in file.dm_blocklist
+        if (problem := term_problem(term))
+    ]
     if file.workers.backoff_s > file.workers.max_backoff_s:
         problems.append(
             f"`workers.backoff_s` ({file.workers.backoff_s:g}) is more than "
@@ -208,7 +215,12 @@ def settings_from_mapping(
     offered = (catalogue or valid or Catalogue.builtin()).with_hosted(api_models)
     if file.edit.model is not None:
         every_api_model = frozenset(model.name for model in HOSTED_MODELS)
-        problem = config_problem(file.edit.model, offered, every_api_model)
+        problem = config_problem(
+            file.edit.model,
+            offered,
+            every_api_model,
+            lambda model: not gpus or any(gpu.may_run(model) for gpu in gpus),
+        )
         problems += [problem] if problem else []
     if problems:
         raise ConfigError(problems)

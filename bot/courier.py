@@ -30,7 +30,7 @@ from bot import derived
 from bot.actions import Action
 from bot.attachments import fit_upload, limit_note
 from bot.config import Settings
-from bot.editing import editing_model
+from bot.editing import edit_offered, editing_model
 from bot.targets import ChannelTarget, Message, Target
 from bot.ui.embeds import failure_content
 from bot.ui.notes import result_notes
@@ -230,7 +230,8 @@ class Courier:
         notes = [*result_notes(record, parent), *([note] if note else [])]
         catalogue = self.settings.catalogue
         actions = derived.offered_actions(catalogue, record.request, self._may_run)
-        if editing_model(self.settings.edit.model, catalogue, self._may_run) is not None:
+        model = editing_model(self.settings.edit.model, catalogue, self._may_run)
+        if edit_offered(catalogue, model, record):
             actions = (*actions, Action.EDIT)
         return result_messages(record, uploads, notes, actions, indexes)
 

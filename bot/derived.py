@@ -19,8 +19,12 @@ API model's current limits), no U or V.
 
 FLUX.2 [klein] and FLUX.1 Kontext have no img2img (diffusers 0.42 gives them no `strength`):
 for them V strong makes new seeds with the clicked image as the first reference (the parent's
-other references after it, up to the model's limit), and V subtle and U are not offered. A
-reroll keeps the parent's references.
+other references after it, up to the model's limit), and V subtle and U are not offered. Where
+the parent's first reference is the image it changed (an edit, or itself such a variation, or a
+rerun or reroll of one: `origin`), the
+clicked image takes its place: a result replaces the image it was made from. A reroll keeps the
+parent's references. Every derivation starts from the complete record (its init image and
+references read: `MAKES_JOB`).
 """
 
 from __future__ import annotations
@@ -49,6 +53,9 @@ UPSCALE_STRENGTH = 0.3
 IMAGE_ACTIONS = (Action.UPSCALE, Action.VARY_SUBTLE, Action.VARY_STRONG)
 JOB_ACTIONS = (Action.RERUN, Action.REROLL)
 DRAFT_ACTIONS = (Action.FINAL,)  # offered on drafts only (`generation.drafts`)
+# The actions that make a job from a record: they read it with its images (storage: a record
+# read without them has no init image and no references, and makes a wrong job).
+MAKES_JOB = (*IMAGE_ACTIONS, *JOB_ACTIONS, *DRAFT_ACTIONS)
 
 
 def rerun(
@@ -156,7 +163,7 @@ def offered_actions(
         if action is Action.FINAL and (request.final is None or not may_run(request.final.model)):
             continue
         try:
-            derive(catalogue, action, request, 0, _placeholder(request.width, request.height))
+            derive(catalogue, action, request, 0, placeholder_image(request.width, request.height))
         except UserError:
             continue
         offered.append(action)
@@ -171,17 +178,20 @@ def derive(
     image: bytes = b"",
     index: int = 0,
     profile: str | None = None,
+    origin: JobKind | None = None,
 ) -> GenerationRequest:
     """The job a button of `request`'s result makes (`image`: the clicked image, the `index`-th,
-    for U and V; `profile`: the job's memory profile, which a rerun keeps). Raises `UserError`
-    where none is valid."""
+    for U and V; `profile`: the job's memory profile, which a rerun keeps; `origin`: the kind of
+    the job a rerun or reroll repeats, followed back through its parents, default
+    `request.kind`). Raises `UserError` where none is valid."""
     match action:
         case Action.RERUN:
             return rerun(catalogue, request, job_id, profile=profile)
         case Action.REROLL:
             return reroll(catalogue, request, job_id)
         case Action.VARY_SUBTLE | Action.VARY_STRONG:
-            return vary(catalogue, request, job_id, image, strong=action is Action.VARY_STRONG)
+            strong = action is Action.VARY_STRONG
+            return vary(catalogue, request, job_id, image, strong=strong, origin=origin)
         case Action.UPSCALE:
             return upscale(catalogue, request, job_id, image, request.seeds[index])
         case Action.FINAL:
@@ -205,13 +215,15 @@ def vary(
     *,
     strong: bool = False,
     strength: float | None = None,
+    origin: JobKind | None = None,
 ) -> GenerationRequest:
     """Variations of one image (img2img at the same size, or the nearest the model now allows),
     as many as the job made; for a family without img2img, strong ones only: new seeds with
-    the image as the first reference."""
+    the image as the first reference (`origin`: as for `derive`)."""
     spec = _spec(catalogue, request)
     if spec.family not in IMG2IMG_FAMILIES:
-        return _from_reference(catalogue, spec, request, job_id, image, strong=strong)
+        kind = request.kind if origin is None else origin
+        return _from_reference(catalogue, spec, request, job_id, image, strong=strong, kind=kind)
     return _from_image(
         catalogue,
         spec,
@@ -321,10 +333,16 @@ def _from_reference(
     image: bytes,
     *,
     strong: bool,
+    kind: JobKind,
 ) -> GenerationRequest:
+    """V strong on a family without img2img: `image` first, then the references `request` was
+    given (without the image it changed where the job of `kind` changed its first one)."""
     most = spec.limits.max_references
     if not strong or not most:
         raise UserError(f"{spec.name} has no image-to-image; V strong varies with a reference.")
+    # an edit's or a reference variation's first reference is the image it changed
+    changed = kind in (JobKind.EDIT, JobKind.VARY)
+    given = request.input_images[1:] if changed else request.input_images
     return _build(
         catalogue,
         spec,
@@ -336,7 +354,7 @@ def _from_reference(
         job_id=job_id,
         init_image=None,
         strength=None,
-        references=(image, *request.input_images)[:most],
+        references=(image, *given)[:most],
     )
 
 
@@ -427,7 +445,7 @@ def _build(
 
 
 @lru_cache(maxsize=64)
-def _placeholder(width: int, height: int) -> bytes:
+def placeholder_image(width: int, height: int) -> bytes:
     """A PNG of `width` x `height` standing in for a result's image when checking which
     buttons make a job (only its header is read)."""
     from PIL import Image

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +30,7 @@ from bot.attachments import Upload
 from bot.blocklist import first_blocked_term
 from bot.config import Settings
 from bot.courier import Courier
-from bot.editing import NO_EDITING_MODEL, edit_request, editing_model
+from bot.editing import NO_EDITING_MODEL, edit_problem, edit_request, editing_model
 from bot.errors import Blocked, NotAllowedHere, NotFound, NotYours, UserError
 from bot.permissions import admit, may_manage_server, require_place
 from bot.targets import Message, Target
@@ -41,7 +41,7 @@ from generation.input_images import UnusableImage, canonical_png
 from generation.jobs import JobEvent, JobOwner, JobQueued, JobRecord, JobStatus
 from generation.loras import withdrawn_lora
 from generation.prompts import PromptReader
-from generation.request import GenerationRequest
+from generation.request import GenerationRequest, JobKind
 from storage import Database, StorageError
 
 if TYPE_CHECKING:
@@ -167,12 +167,14 @@ class Studio:
             tracker.notes = notes
             tracker.changed.set()
 
-    async def precheck(self, owner: JobOwner, model: str, *texts: str | None) -> None:
+    async def precheck(
+        self, owner: JobOwner, model: str, *texts: str | None, what: str = "Your prompt"
+    ) -> None:
         """The checks of `submit` that need no request, for work done before it (downloading and
-        decoding an attachment): `NotAllowedHere`, `Blocked` for `texts`, `QueueFull` (on the
-        queue `model`'s jobs wait in: the GPUs' or the API's)."""
+        decoding an attachment): `NotAllowedHere`, `Blocked` for `texts` (`what` they are, for
+        the sentence), `QueueFull` (on the queue `model`'s jobs wait in: the GPUs' or the API's)."""
         await self._check_place(owner)
-        await self.check_text(owner.guild_id, *(text for text in texts if text))
+        await self.check_text(owner.guild_id, *(text for text in texts if text), what=what)
         self.pool.check_admission(owner, model)
 
     async def job(self, job_id: int, *, init_image: bool = True) -> JobRecord:
@@ -183,12 +185,18 @@ class Studio:
             raise NotFound(f"There is no job `{job_id}` (it may have been deleted).")
         return stored.record
 
-    async def image(self, record: JobRecord, index: int) -> bytes:
-        """The PNG of image `index` (0-based) of a finished job."""
+    @staticmethod
+    def check_image(record: JobRecord, index: int) -> None:
+        """Raise `NotFound` where a job has no image `index` (0-based): not finished, or fewer
+        images (whether the image is still stored is known only by reading it)."""
         if record.status is not JobStatus.DONE:
             raise NotFound(f"Job `{record.id}` has no images (it is {record.status.value}).")
         if not 0 <= index < record.request.count:
             raise NotFound(f"Job `{record.id}` has no image {index + 1}.")
+
+    async def image(self, record: JobRecord, index: int) -> bytes:
+        """The PNG of image `index` (0-based) of a finished job."""
+        self.check_image(record, index)
         png = await self.database.read_image(record.id, index)
         if png is None:
             raise NotFound(
@@ -220,16 +228,25 @@ class Studio:
         *,
         guild_id: int | None,
         channel_id: int | None,
+        answer_first: Callable[[], Awaitable[object]],
     ) -> None:
-        """Queue an edit of image `index` of `record` by `instruction` (`/edit`, the Edit
-        button's modal); `UserError` where no editing model runs here or it refuses the edit."""
+        """Queue an edit of image `index` (0-based) of `record` (read complete) by `instruction`
+        (`/edit`, the Edit button's modal). What costs little is checked first: who and where,
+        the blocklist, the queue, the image, the instruction; then `answer_first` (Discord's
+        "thinking…", due within 3 s) before the image is read and re-encoded. `UserError` (and
+        its kinds) says why nothing was queued."""
         standing = await admit(self, actor, guild_id)
         model = self.editing_model()
         if model is None:
             raise UserError(NO_EDITING_MODEL)
+        owner = standing.owner(guild_id, channel_id)
+        await self.precheck(owner, model, instruction, what="Your instruction")
+        self.check_image(record, index)
+        edit_problem(self.settings.catalogue, model, record, instruction)
+        await answer_first()
         image = await self.reference_image(record, index)
         request = edit_request(self.settings.catalogue, model, record, index, image, instruction)
-        await self.submit(request, standing.owner(guild_id, channel_id), target)
+        await self.submit(request, owner, target)
 
     async def act(
         self,
@@ -248,10 +265,8 @@ class Studio:
         Whoever may not act (`bot.permissions.admit`: a bot, a banned person, a DM where DMs
         are off) is refused before anything else happens."""
         standing = await admit(self, actor, guild_id)
-        # only a rerun, a reroll or a draft's final starts from the job's own (init) images
-        record = await self.job(
-            job_id, init_image=action in (*derived.JOB_ACTIONS, *derived.DRAFT_ACTIONS)
-        )
+        # an action that makes a job starts from the complete record (its images read)
+        record = await self.job(job_id, init_image=action in derived.MAKES_JOB)
         if action in (Action.INFO, Action.SEND_DM):
             await target.reply_private(Message(embed=parameters_embed(record)))
             return
@@ -284,11 +299,33 @@ class Studio:
 
     async def _derive(self, action: Action, record: JobRecord, index: int) -> GenerationRequest:
         image = b""
+        origin = None
         if action in derived.IMAGE_ACTIONS:
             image = await self.image(record, index)
+            origin = await self._origin(record.request)
         return derived.derive(
-            self.settings.catalogue, action, record.request, record.id, image, index, record.profile
+            self.settings.catalogue,
+            action,
+            record.request,
+            record.id,
+            image,
+            index,
+            record.profile,
+            origin,
         )
+
+    async def _origin(self, request: GenerationRequest) -> JobKind:
+        """The kind of the job `request` repeats: a rerun's or reroll's parent's, followed back
+        (deleted parents included; an unknown one ends the walk)."""
+        kind, parent = request.kind, request.parent_job
+        seen: set[int] = set()
+        while kind in (JobKind.RERUN, JobKind.REROLL) and parent is not None:
+            stored = await self.database.get_job(parent, init_image=False)
+            if stored is None or parent in seen:
+                break
+            seen.add(parent)
+            kind, parent = stored.record.request.kind, stored.record.request.parent_job
+        return kind
 
     async def allowed_channels(self, guild_id: int | None) -> set[int]:
         """The channels that take jobs: the configuration's and those admins allowed in this

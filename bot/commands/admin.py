@@ -22,6 +22,7 @@ from discord.ext import commands
 
 from bot.admin_gpus import AdminGpus
 from bot.admin_loras import AdminLoras
+from bot.blocklist import term_problem
 from bot.commands.library import not_cancelled
 from bot.errors import UserError
 from bot.permissions import audit_admin_action, require_admin
@@ -397,6 +398,9 @@ class Admin(
     async def blocklist_add(
         self, interaction: discord.Interaction, term: app_commands.Range[str, 1, MAX_TERM_CHARS]
     ) -> None:
+        problem = term_problem(term)
+        if problem:
+            raise UserError(problem)
         try:
             added = await self.bot.database.block_term(
                 _guild_id(interaction, "blocklist"), term, by=interaction.user.id

@@ -1,10 +1,14 @@
 """`/edit job image instruction`: a new job that changes one of your images by an instruction,
 with the editing model the owner configures (`bot.editing`). Like `/rerun` and `/vary` it takes
-your own jobs only; the Edit button on a result (`bot.ui.edit_modal`) works for everyone.
+your own jobs only; the Edit button on a result (`bot.ui.edit_modal`) works for everyone. The
+instruction's longest length is the editing model's prompt limit (`bot.editing.instruction_limit`),
+set on the option when the command is registered. The cog also answers the Edit modal's
+submissions (`bot.ui.edit_modal.submit_edit_modal`).
 """
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 import discord
@@ -12,8 +16,9 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.commands.library import image_index, own_job
-from bot.editing import MAX_INSTRUCTION_CHARS
+from bot.editing import MAX_TEXT_INPUT_CHARS, instruction_limit
 from bot.targets import InteractionTarget
+from bot.ui.edit_modal import submit_edit_modal
 from generation.request import MAX_COUNT
 
 if TYPE_CHECKING:
@@ -25,6 +30,10 @@ class Editing(commands.Cog):
 
     def __init__(self, bot: AtelierBot) -> None:
         self.bot = bot
+        model = bot.studio.editing_model()
+        if model is not None:
+            limit = instruction_limit(bot.settings.catalogue, model)
+            self.edit._params["instruction"].max_value = limit
 
     @app_commands.command(name="edit", description="Change one of your images by an instruction.")
     @app_commands.describe(
@@ -36,10 +45,10 @@ class Editing(commands.Cog):
         self,
         interaction: discord.Interaction,
         job: app_commands.Range[int, 1],
-        instruction: app_commands.Range[str, 1, MAX_INSTRUCTION_CHARS],
+        instruction: app_commands.Range[str, 1, MAX_TEXT_INPUT_CHARS],
         image: app_commands.Range[int, 1, MAX_COUNT] = 1,
     ) -> None:
-        record = await own_job(self.bot, interaction.user, job)
+        record = await own_job(self.bot, interaction.user, job, init_image=True)
         await self.bot.studio.edit(
             record,
             image_index(record, image),
@@ -48,7 +57,12 @@ class Editing(commands.Cog):
             InteractionTarget(self.bot, interaction),
             guild_id=interaction.guild_id,
             channel_id=interaction.channel_id,
+            answer_first=functools.partial(interaction.response.defer, thinking=True),
         )
+
+    @commands.Cog.listener()
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        await submit_edit_modal(self.bot.studio, interaction)
 
 
 async def setup(bot: AtelierBot) -> None:

@@ -296,7 +296,7 @@ class Library(commands.Cog):
         image: app_commands.Range[int, 1, MAX_COUNT],
         strength: app_commands.Range[float, 0.05, 1.0] | None = None,
     ) -> None:
-        record = await own_job(self.bot, interaction.user, job)
+        record = await own_job(self.bot, interaction.user, job, init_image=True)
         png = await self.bot.studio.image(record, image_index(record, image))
         request = derived.vary(
             self.bot.settings.catalogue, record.request, record.id, png, strength=strength

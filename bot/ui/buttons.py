@@ -124,9 +124,9 @@ def result_view(
 ) -> discord.ui.View:
     """Per image U (upscale), V (vary subtle / strong) and Edit, per job 🔁 🎲 ✅: those in
     `actions` (the ones that make a valid job: `bot.derived.offered_actions`, and Edit where an
-    editing model runs: `bot.editing`); per job ℹ️ 🗑️ always. `images`
-    (default: all `count`) are the 0-based images of the message the view is on (a result spread
-    over several messages has the buttons of its own images on each)."""
+    editing model runs and the image makes a valid edit: `bot.editing.edit_offered`); per job
+    ℹ️ 🗑️ always. `images` (default: all `count`) are the 0-based images of the message the view
+    is on (a result spread over several messages has the buttons of its own images on each)."""
     view = discord.ui.View(timeout=None)
     offered = [button for button in _IMAGE_BUTTONS if button[0] in actions]
     for row, (action, label, style) in enumerate(offered):

@@ -95,6 +95,10 @@ def parameters_embed(record: JobRecord) -> discord.Embed:
     fields["Prompt encoder"] = request.prompt_encoder
     if request.parent_job is not None:
         fields["Parent job"] = str(request.parent_job)
+    if request.parent_image is not None:  # an edit: which image it changed, as `job/image`
+        fields["Edited image"] = f"{request.parent_job}/{request.parent_image + 1}"
+    if request.final is not None:  # a draft: the model ✅ Final makes the job on
+        fields["Final model"] = request.final.model
     if record.worker:
         fields["GPU"] = record.worker
     if record.gpu_seconds is not None:

@@ -419,6 +419,19 @@ async def test_stats_count_jobs_images_and_gpu_time_per_person_and_model(
 # ---- the blocklist -----------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("term", ["\u200b", "\u2060\u200d \ufeff", "*", "\u3164*"])
+async def test_a_blocked_term_with_nothing_visible_is_refused(
+    studio: StudioWorld, term: str
+) -> None:
+    before = await admin_says(studio, "admin blocklist list")
+    said = await admin_says(studio, "admin blocklist add", {"term": term})
+    assert said == "A blocked term needs at least one visible letter, digit or sign."
+    assert await admin_says(studio, "admin blocklist list") == before
+    # nothing blocks an ordinary prompt ending in a full stop
+    fake = studio.fake
+    assert await imagine(fake, fake.user("alice"), prompt="a quiet harbour.")
+
+
 async def test_the_blocklist_refuses_prompts_however_the_job_is_made(studio: StudioWorld) -> None:
     fake, db, alice = studio.fake, studio.database, studio.fake.user("alice")
     dragon = await imagine(fake, alice, prompt="a dragon over the hills")

@@ -232,3 +232,14 @@ def test_a_first_retry_delay_above_its_ceiling_is_refused() -> None:
     assert caught.value.problems == [
         "`workers.backoff_s` (100) is more than `workers.max_backoff_s` (1)."
     ]
+
+
+def test_a_dm_blocklist_term_with_nothing_visible_is_a_problem() -> None:
+    with pytest.raises(ConfigError) as caught:
+        settings_from_mapping({"dm_blocklist": ["gore", "\u200b\u2060", "*"]}, {})
+    assert caught.value.problems == [
+        '`dm_blocklist` "\\u200b\\u2060": A blocked term needs at least one visible letter, '
+        "digit or sign.",
+        '`dm_blocklist` "*": A blocked term needs at least one visible letter, digit or sign.',
+    ]
+    assert settings_from_mapping({"dm_blocklist": ["gore*"]}, {}).dm_blocklist == ("gore*",)

@@ -85,3 +85,16 @@ def test_an_instruction_the_model_cannot_take_is_refused_as_an_instruction() -> 
         edit_request(CATALOGUE, "flux-kontext-dev", parent, 0, _png(64, 64), "  ")
     with pytest.raises(UserError, match=f"at most {limit:,}"):
         edit_request(CATALOGUE, "flux-kontext-dev", parent, 0, _png(64, 64), "x" * (limit + 1))
+
+
+def test_an_editing_model_no_gpu_may_run_is_a_configuration_problem() -> None:
+    pinned = [{"device": "cpu", "max_models": 1, "models": ["playground-v2.5"]}]
+    with pytest.raises(ConfigError) as caught:
+        settings_from_mapping({"edit": {"model": "flux-kontext-dev"}, "gpus": pinned}, {})
+    assert caught.value.problems == [
+        "`edit.model` flux-kontext-dev is on no GPU's `models` list, so no GPU here may run it: "
+        "add it to a [[gpus]] table's `models` or name another model."
+    ]
+    on_a_gpu = [{"device": "cpu", "max_models": 1, "models": ["flux-kontext-dev"]}]
+    settings = settings_from_mapping({"edit": {"model": "flux-kontext-dev"}, "gpus": on_a_gpu}, {})
+    assert settings.edit.model == "flux-kontext-dev"

@@ -95,9 +95,13 @@ async def test_the_edit_button_works_after_a_restart_for_anyone_who_sees_it(
     assert len(modal["title"]) <= MAX_MODAL_TITLE
     assert len(modal["custom_id"]) <= MAX_CUSTOM_ID
     (text_input,) = [c for c in walk_components(modal["components"]) if c.get("type") == 4]
-    assert text_input["max_length"] == MAX_TEXT_INPUT_VALUE
+    # the instruction is Kontext's prompt: at most its prompt limit
+    kontext_limit = studio.settings.catalogue["flux-kontext-dev"].limits.max_prompt_chars
+    assert text_input["max_length"] == min(kontext_limit, MAX_TEXT_INPUT_VALUE)
     assert len(text_input["label"]) <= MAX_TEXT_INPUT_LABEL
 
+    # a modal is its own interaction: submitted after another restart, it still makes the edit
+    await studio.runner.restart()
     submitted = await fake.submit_modal(bob, click, {"instruction": "add a red scarf"})
     edit_id = await edit_job(studio, submitted)
     stored = (await studio.database.get_job(edit_id)).record

@@ -271,6 +271,23 @@ def test_writing_systems_and_emoji_are_kept_exactly(text: str) -> None:
     assert GenerationRequest.from_json(request.to_json()).prompt == text
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "\u200b\u200d\u2060",  # zero-width space, zero-width joiner, word joiner
+        "\ufeff \u200c",  # byte order mark, zero-width non-joiner
+        "\u3164\u115f\uffa0",  # Hangul fillers
+        "\u2800 \u034f\ufe0f",  # blank Braille pattern, grapheme joiner, variation selector
+        "\u202e\u2066 \u00a0",  # only bidi controls and a no-break space
+    ],
+)
+def test_a_text_of_invisible_characters_only_is_empty(text: str) -> None:
+    assert clean_text(text) == ""
+    with pytest.raises(RequestError, match="The prompt is empty"):
+        build_request(CATALOGUE, prompt=text)
+    assert build_request(CATALOGUE, prompt="x", negative_prompt=text).negative_prompt == ""
+
+
 def test_bidi_overrides_are_removed() -> None:
     trojan = "a cat \u202eredro\u202c\u2066x\u2069"
     assert build_request(CATALOGUE, prompt=trojan).prompt == "a cat redrox"
