@@ -85,8 +85,11 @@ class WorkerRuntime:
         except (ImportError, ValueError, TypeError, RuntimeError, EngineError) as error:
             self._emit(WorkerFailed(str(error)))
             return False
-        for model in self.config.pinned:
-            self._ensure_loaded(model)
+        for model in self.config.pinned:  # one that cannot load says why; the others still run
+            try:
+                self._ensure_loaded(model)
+            except EngineError as error:
+                self._emit(ModelLoadFailed(model, str(error)))
         self._report_profiles()
         self._emit(WorkerReady(os.getpid(), self._loaded(), memory_report(self.config.device)))
         return True

@@ -17,7 +17,18 @@ from generation.engine import Engine
 from generation.errors import ModelUnavailable
 from generation.gguf_file import MAX_TENSORS, read_header, transformer_problem, weight_bytes
 from generation.models import Catalogue
+from generation.request import build_request
 from generation.tiny import catalogue_config, recommended_settings
+from generation.workers.config import WorkerConfig
+from generation.workers.protocol import (
+    JobError,
+    LoadModel,
+    ModelLoadFailed,
+    RunJob,
+    WorkerReady,
+    WorkerSpec,
+)
+from generation.workers.runtime import WorkerRuntime
 from tests.generation.gguf_files import write_gguf
 
 
@@ -211,3 +222,31 @@ def test_the_header_read_is_cached_per_version_of_the_file_not_per_path_and_mtim
     os.replace(other, path)  # as `rsync -a` puts a new version in place
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert read_header(path) != before
+
+
+def test_a_worker_with_an_unusable_gguf_file_answers_each_job_and_load_and_still_starts(
+    tiny_model_dirs: dict[str, Path], tmp_path: Path
+) -> None:
+    flux = _transformer(tiny_model_dirs["flux-dev"])
+    path = _write(tmp_path / "m.gguf", dict(sorted(flux.items())[1:]))  # one tensor missing
+    tables = catalogue_config(tiny_model_dirs)
+    tables["flux-q"] = {
+        **recommended_settings("flux-dev"),
+        "family": "flux",
+        "source": str(tiny_model_dirs["flux-dev"]),
+        "gguf": str(path),
+    }
+    catalogue = Catalogue.from_config(tables)
+    events: list[object] = []
+    config = WorkerConfig("cpu", "cpu", pinned=("flux-q",))
+    worker = WorkerRuntime(WorkerSpec(config, tuple(catalogue.values())), events.append)
+
+    assert worker.start()  # the pinned model that cannot load does not stop the worker
+    [failed] = [event for event in events if isinstance(event, ModelLoadFailed)]
+    assert "m.gguf is not flux-q's transformer: it lacks 1 of" in failed.reason
+    assert isinstance(events[-1], WorkerReady)
+    worker.handle(RunJob(1, build_request(catalogue, model="flux-q", prompt="a fox", seeds=[1])))
+    [error] = [event for event in events if isinstance(event, JobError)]
+    assert (error.kind, error.reason) == ("model_unavailable", failed.reason)
+    assert worker.handle(LoadModel("flux-q", True))
+    assert isinstance(events[-1], ModelLoadFailed)
