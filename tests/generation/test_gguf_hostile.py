@@ -4,6 +4,7 @@ memory of an unreadable file is the unquantized transformer's (an upper bound)."
 
 from __future__ import annotations
 
+import hashlib
 import os
 import struct
 from pathlib import Path
@@ -250,3 +251,68 @@ def test_a_worker_with_an_unusable_gguf_file_answers_each_job_and_load_and_still
     assert (error.kind, error.reason) == ("model_unavailable", failed.reason)
     assert worker.handle(LoadModel("flux-q", True))
     assert isinstance(events[-1], ModelLoadFailed)
+
+
+def _flipped(path: Path, out: Path) -> Path:
+    """A copy of `path` of the same size whose tensor data differs (the header kept)."""
+    data = bytearray(path.read_bytes())
+    for index in range(gguf.GGUFReader(path).data_offset + 100, len(data), 997):
+        data[index] ^= 0x11
+    out.write_bytes(bytes(data))
+    return out
+
+
+def test_the_recorded_sha256_names_the_bytes_that_ran_when_the_file_is_swapped_keeping_mtime(
+    tiny_model_dirs: dict[str, Path], tmp_path: Path
+) -> None:
+    original = write_gguf(tiny_model_dirs["flux-dev"], tmp_path / "a.gguf")
+    other = _flipped(original, tmp_path / "b.gguf")
+    live = tmp_path / "live.gguf"
+    live.write_bytes(original.read_bytes())
+    tables = catalogue_config(tiny_model_dirs)
+    tables["q"] = {
+        **recommended_settings("flux-dev"),
+        "family": "flux",
+        "source": str(tiny_model_dirs["flux-dev"]),
+        "gguf": str(live),
+    }
+    catalogue = Catalogue.from_config(tables)
+    request = build_request(catalogue, model="q", prompt="a fox", seeds=[1])
+    engine = Engine(catalogue, "cpu")
+    first = engine.generate(request)[0]
+    kept = live.stat()
+    engine.unload("q")
+    live.write_bytes(other.read_bytes())  # as `cp -p` or `rsync -a` of a re-quantized file
+    os.utime(live, ns=(kept.st_atime_ns, kept.st_mtime_ns))
+    second = engine.generate(request)[0]
+    digest = hashlib.sha256(other.read_bytes()).hexdigest()
+    assert first.facts.gguf != second.facts.gguf == f"live.gguf sha256:{digest}"
+
+
+def test_a_gguf_file_that_changes_while_it_loads_is_refused_not_recorded(
+    tiny_model_dirs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import generation.pipelines.base as base
+
+    live = write_gguf(tiny_model_dirs["flux-dev"], tmp_path / "live.gguf")
+    other = _flipped(live, tmp_path / "b.gguf")
+    read = base.gguf_components
+
+    def read_then_changed(*args, **kwargs):  # the file changes just after diffusers read it
+        components = read(*args, **kwargs)
+        live.write_bytes(other.read_bytes())
+        return components
+
+    monkeypatch.setattr(base, "gguf_components", read_then_changed)
+    tables = catalogue_config(tiny_model_dirs)
+    tables["q"] = {
+        **recommended_settings("flux-dev"),
+        "family": "flux",
+        "source": str(tiny_model_dirs["flux-dev"]),
+        "gguf": str(live),
+    }
+    engine = Engine(Catalogue.from_config(tables), "cpu")
+    with pytest.raises(ModelUnavailable, match="its files changed while it loaded; try again"):
+        engine.load("q")
+    monkeypatch.setattr(base, "gguf_components", read)
+    engine.load("q")  # the next load reads, and records, the file as it is now
