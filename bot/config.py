@@ -34,7 +34,7 @@ from bot.settings_schema import (
     ProgressSettings,
     UserDefaults,
 )
-from generation.config_file import config_path_from_env
+from generation.config_file import anchored_loras, anchored_models, config_path_from_env
 from generation.config_schema import SettingsProblems, toml_value, validate_table
 from generation.hosted.catalogue import HOSTED_MODELS, hosted_models
 from generation.hosted.settings import ApiSettings, SettingsError
@@ -177,9 +177,7 @@ def settings_from_mapping(
     if not isinstance(models, Mapping):
         problems.append(f"`models` should be a table, not {toml_value(models)}.")
         models = {}
-    models = {
-        name: _anchored(entry, base_dir, ("gguf",), ("source",)) for name, entry in models.items()
-    }
+    models = anchored_models(models, base_dir)
     catalogue = valid = None
     try:  # each [models.NAME] table is validated against `ModelTable` here
         catalogue = Catalogue.from_config(models)
@@ -189,10 +187,7 @@ def settings_from_mapping(
     loras = LoraCatalogue()
     try:
         loras = LoraCatalogue.from_config(
-            {
-                name: _anchored(entry, base_dir, ("source",)) if _local_lora(entry) else entry
-                for name, entry in _table(table, "loras", problems).items()
-            }
+            anchored_loras(_table(table, "loras", problems), base_dir)
         )
     except SettingsProblems as error:
         problems.extend(error.problems)
@@ -436,26 +431,3 @@ def _table(table: Mapping[str, Any], key: str, problems: list[str]) -> Mapping[s
         return value
     problems.append(f"`{key}` should be a table, not {toml_value(value)}.")
     return {}
-
-
-def _anchored(
-    entry: object, base_dir: Path, paths: tuple[str, ...], dotted: tuple[str, ...] = ()
-) -> object:
-    """`entry` (a `[models.NAME]` or `[loras.NAME]` table) with its relative local paths
-    resolved against `base_dir`, the config file's folder, as `data_dir` is: each key of `paths`
-    (always a file here), and each of `dotted` written `./…` or `../…` (else a Hub id)."""
-    if not isinstance(entry, Mapping):
-        return entry
-    anchored = dict(entry)
-    for key in (*paths, *dotted):
-        value = entry.get(key)
-        if not isinstance(value, str) or not value or value.startswith(("/", "~")):
-            continue
-        if key in paths or value.startswith("."):
-            anchored[key] = str(base_dir / value)
-    return anchored
-
-
-def _local_lora(entry: object) -> bool:
-    """Whether a `[loras.NAME]` table names a local file (no `file`: no Hub repository)."""
-    return isinstance(entry, Mapping) and "file" not in entry

@@ -57,3 +57,23 @@ def test_relative_local_paths_are_read_from_the_config_files_folder(
     assert (mine.source, mine.gguf) == (str(folder / "models/mine"), str(folder / "models/q.gguf"))
     assert settings.catalogue["hub"].source == "someone/flux-finetune"  # a Hub id stays one
     assert settings.loras["style"].path() == folder / "loras/style.safetensors"
+
+
+def test_the_command_line_tools_read_relative_paths_from_the_config_files_folder_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from generation.config_file import read_loras_tables, read_models_tables
+
+    config = tmp_path / "conf" / "atelier.toml"
+    config.parent.mkdir()
+    config.write_text(
+        '[models.mine]\nfamily = "flux"\nsource = "../models/mine"\ngguf = "q.gguf"\n\n'
+        '[loras.style]\nsource = "style.safetensors"\nfamily = "flux"\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    mine = read_models_tables(config)["mine"]
+    assert (mine["source"], mine["gguf"]) == (
+        str(config.parent / "../models/mine"),
+        str(config.parent / "q.gguf"),
+    )
+    assert read_loras_tables(config)["style"]["source"] == str(config.parent / "style.safetensors")
