@@ -32,8 +32,8 @@ QUANTIZED_TYPES = (
     "IQ4_XS", "IQ4_NL",
 )  # fmt: skip
 # Bounds on a header's counts, read before the library loops over them. A FLUX.1 transformer has
-# about 1,100 tensors in diffusers' names (fewer in BFL's), FLUX.2 [klein] fewer; a header of
-# GGUF key-value metadata has tens (llama.cpp's LLM files, with their tokenizer, about 40).
+# 1,160 tensors in diffusers' names (its state dict, built on the meta device; fewer in BFL's),
+# FLUX.2's 331; GGUF key-value metadata is tens of entries (llama.cpp's LLM files: about 40).
 MAX_TENSORS = 4096
 MAX_METADATA = 1024
 _COUNTS = struct.Struct("<4sIQQ")  # magic, version, tensor count, metadata count (gguf.md)
