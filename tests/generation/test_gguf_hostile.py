@@ -316,3 +316,15 @@ def test_a_gguf_file_that_changes_while_it_loads_is_refused_not_recorded(
         engine.load("q")
     monkeypatch.setattr(base, "gguf_components", read)
     engine.load("q")  # the next load reads, and records, the file as it is now
+
+
+def test_a_fifo_among_the_models_own_weights_does_not_hang_the_check(
+    tiny_model_dirs: dict[str, Path], tmp_path: Path
+) -> None:
+    import shutil
+
+    folder = tmp_path / "flux"
+    shutil.copytree(tiny_model_dirs["flux-dev"], folder)
+    os.mkfifo(folder / "transformer" / "extra.safetensors")
+    path = write_gguf(tiny_model_dirs["flux-dev"], tmp_path / "t.gguf")
+    assert transformer_problem(path, "flux-q", folder) is None  # the folder's fault, told apart
