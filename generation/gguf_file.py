@@ -11,11 +11,13 @@ before the library reads them, and whatever the library raises becomes one sente
 from __future__ import annotations
 
 import json
+import os
 import stat
 import struct
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from generation.lora_headers import read_entries
 from generation.loras import LoraError
@@ -86,21 +88,19 @@ def read_header(path: Path) -> Header:
     each tensor's data inside the file and overlapping no other's. Cached per version of the file
     (path, size, mtime, inode, ctime). Raises NotGguf, saying why, for anything else."""
     check(path)
-    info = path.stat()
-    version = (info.st_size, info.st_mtime_ns, info.st_ino, info.st_ctime_ns)
-    return _read_header(str(path.resolve()), *version)
+    return _read_header(str(path.resolve()), *_version(path.stat()))
 
 
-def weight_bytes(path: str, fallback: int) -> int:
+def weight_bytes(path: str, fallback: int, model_dir: Path | None = None) -> int:
     """Bytes the transformer in the GGUF file at `path` takes on the GPU: each quantized tensor
     as stored (diffusers keeps it quantized and dequantizes one layer at a time as it runs),
     each unquantized one at 2 bytes per element. `fallback` (the unquantized transformer's size,
-    an upper bound) where the file cannot be read here or holds no tensors."""
-    try:
-        header = read_header(Path(path).expanduser())
-    except (OSError, NotGguf):
+    an upper bound) where the file could not run as the transformer of the model in `model_dir`
+    (`transformer_problem`; None: a folder not at hand, whose names are not compared)."""
+    file = Path(path).expanduser()
+    if transformer_problem(file, "the model", model_dir) is not None:
         return fallback
-    return sum(tensor.gpu_bytes for tensor in header.tensors.values()) or fallback
+    return sum(tensor.gpu_bytes for tensor in read_header(file).tensors.values())
 
 
 def transformer_problem(path: Path, model: str, model_dir: Path | None) -> str | None:
@@ -158,13 +158,34 @@ def _names_problem(file: str, header: Header, model: str, folder: Path) -> str |
 
 
 def _expected_tensors(folder: Path) -> dict[str, tuple[int, ...]] | None:
-    """The transformer's tensor shapes from its safetensors headers, or None where unreadable."""
-    files = sorted(folder.glob("*.safetensors"))
+    """The transformer's tensor shapes from its safetensors headers, or None where unreadable;
+    cached per version of its files."""
     try:
-        entries = {name: e.shape for file in files for name, e in read_entries(file).items()}
+        files = tuple(
+            (str(file), *_version(file.stat())) for file in sorted(folder.glob("*.safetensors"))
+        )
+    except OSError:
+        return None
+    return _read_expected(files)
+
+
+@cache
+def _read_expected(files: tuple[tuple[Any, ...], ...]) -> dict[str, tuple[int, ...]] | None:
+    try:
+        entries = {
+            name: entry.shape
+            for file, *_ in files
+            for name, entry in read_entries(Path(file)).items()
+        }
     except LoraError:
         return None
     return entries or None
+
+
+def _version(info: os.stat_result) -> tuple[int, int, int, int]:
+    """What tells one version of a file from another: a replaced file has a new ctime, which no
+    one can set, even where its size and mtime were kept."""
+    return info.st_size, info.st_mtime_ns, info.st_ino, info.st_ctime_ns
 
 
 def _config(folder: Path) -> dict[str, object]:

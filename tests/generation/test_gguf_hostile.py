@@ -20,7 +20,7 @@ from generation.gguf_file import MAX_TENSORS, read_header, transformer_problem, 
 from generation.models import Catalogue
 from generation.request import build_request
 from generation.tiny import catalogue_config, recommended_settings
-from generation.workers.config import WorkerConfig
+from generation.workers.config import GpuInfo, WorkerConfig, discover_workers
 from generation.workers.protocol import (
     JobError,
     LoadModel,
@@ -328,3 +328,35 @@ def test_a_fifo_among_the_models_own_weights_does_not_hang_the_check(
     os.mkfifo(folder / "transformer" / "extra.safetensors")
     path = write_gguf(tiny_model_dirs["flux-dev"], tmp_path / "t.gguf")
     assert transformer_problem(path, "flux-q", folder) is None  # the folder's fault, told apart
+
+
+def test_the_automatic_setup_counts_a_file_that_cannot_run_as_the_unquantized_transformer(
+    tiny_model_dirs: dict[str, Path], tmp_path: Path
+) -> None:
+    good = write_gguf(tiny_model_dirs["flux-dev"], tmp_path / "good.gguf")
+    files = {
+        "good": good,
+        "klein's": write_gguf(tiny_model_dirs["flux2-klein"], tmp_path / "k.gguf"),
+        "no tensors": _write(tmp_path / "z.gguf", {}),
+        "cut": tmp_path / "cut.gguf",
+    }
+    files["cut"].write_bytes(good.read_bytes()[:4])
+    gpus = [GpuInfo(index, "card", float(gib)) for index, gib in enumerate((8, 12, 16, 24))]
+    offered = {}
+    for case, path in files.items():
+        tables = {
+            "q": {
+                **recommended_settings("flux-dev"),
+                "family": "flux",
+                "source": str(tiny_model_dirs["flux-dev"]),
+                "gguf": str(path),
+            }
+        }
+        workers = discover_workers(Catalogue.from_config(tables), gpus, frozenset({"gguf"}))
+        offered[case] = [dict(worker.profiles).get("q") for worker in workers]
+    assert offered == {
+        "good": [None, "gguf-offload", "gguf", "gguf"],
+        "klein's": [None] * 4,  # as large as FLUX.1 in bf16: on no consumer card
+        "no tensors": [None] * 4,
+        "cut": [None] * 4,
+    }
