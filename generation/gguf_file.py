@@ -100,7 +100,10 @@ def weight_bytes(path: str, fallback: int, model_dir: Path | None = None) -> int
     file = Path(path).expanduser()
     if transformer_problem(file, "the model", model_dir) is not None:
         return fallback
-    return sum(tensor.gpu_bytes for tensor in read_header(file).tensors.values())
+    try:  # read again (cached): the file may have gone since
+        return sum(tensor.gpu_bytes for tensor in read_header(file).tensors.values())
+    except (OSError, NotGguf):
+        return fallback
 
 
 def transformer_problem(path: Path, model: str, model_dir: Path | None) -> str | None:
