@@ -218,28 +218,23 @@ def _fits(worker: WorkerConfig, catalogue: Catalogue, card_gib: float) -> Findin
 
 
 def _model(spec: ModelSpec, config_args: str) -> Finding:
+    folder = Path(spec.source).expanduser() if spec.is_local else cached_snapshot(spec)
+    if spec.is_local and not (folder / MODEL_INDEX).is_file():
+        return Finding(
+            False, f"Model {spec.name}: {folder} is not a diffusers folder (no {MODEL_INDEX})."
+        )
     if spec.gguf is not None:
-        try:
-            gguf_file.check(Path(spec.gguf).expanduser())
-        except gguf_file.NotGguf as error:
-            return Finding(False, f"Model {spec.name}: its `gguf` file: {error}")
-    if spec.is_local:
-        folder = Path(spec.source).expanduser()
-        if not (folder / MODEL_INDEX).is_file():
-            return Finding(
-                False, f"Model {spec.name}: {folder} is not a diffusers folder (no {MODEL_INDEX})."
-            )
-    else:
-        found = cached_snapshot(spec)
-        if found is None:
-            return Finding(  # not a problem yet: scripts/start downloads after this check
-                False,
-                f"Model {spec.name}: {spec.source} is not downloaded yet; run "
-                f"`{python_command(f'-m generation.download{config_args} {spec.name}')}` "
-                "(scripts/start runs it). Until then its jobs fail.",
-                problem=False,
-            )
-        folder = found
+        problem = gguf_file.transformer_problem(Path(spec.gguf).expanduser(), spec.name, folder)
+        if problem is not None:
+            return Finding(False, f"Model {spec.name}: its `gguf` file: {problem}")
+    if folder is None:
+        return Finding(  # not a problem yet: scripts/start downloads after this check
+            False,
+            f"Model {spec.name}: {spec.source} is not downloaded yet; run "
+            f"`{python_command(f'-m generation.download{config_args} {spec.name}')}` "
+            "(scripts/start runs it). Until then its jobs fail.",
+            problem=False,
+        )
     missing = missing_weights(folder, spec)
     if missing:
         return Finding(

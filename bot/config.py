@@ -36,7 +36,7 @@ from bot.settings_schema import (
     ProgressSettings,
     UserDefaults,
 )
-from generation.config_file import config_path_from_env
+from generation.config_file import anchored_loras, anchored_models, config_path_from_env
 from generation.config_schema import SettingsProblems, toml_value, validate_table
 from generation.hosted.catalogue import HOSTED_MODELS, hosted_models
 from generation.hosted.settings import ApiSettings, SettingsError
@@ -179,6 +179,7 @@ def settings_from_mapping(
     if not isinstance(models, Mapping):
         problems.append(f"`models` should be a table, not {toml_value(models)}.")
         models = {}
+    models = anchored_models(models, base_dir)
     catalogue = valid = None
     try:  # each [models.NAME] table is validated against `ModelTable` here
         catalogue = Catalogue.from_config(models)
@@ -187,7 +188,9 @@ def settings_from_mapping(
         valid = error.valid
     loras = LoraCatalogue()
     try:
-        loras = LoraCatalogue.from_config(_table(table, "loras", problems))
+        loras = LoraCatalogue.from_config(
+            anchored_loras(_table(table, "loras", problems), base_dir)
+        )
     except SettingsProblems as error:
         problems.extend(error.problems)
     model_names = list(dict.fromkeys([*(catalogue or Catalogue.builtin()), *models]))

@@ -157,7 +157,8 @@ class GpuTable:
     devices: tuple[Annotated[Text, AfterValidator(_device)], ...] = ()
     models: tuple[Name, ...] = ()  # empty: any model
     max_models: Annotated[Int, Field(ge=1)] = _default(WorkerConfig, "max_models")  # noqa: RUF009
-    vram_gb: Annotated[Float, Field(gt=0)] | None = None
+    # At most 1 TiB: no card has more (the largest, AMD's MI325X, has 256 GB).
+    vram_gb: Annotated[Float, Field(gt=0, le=1024)] | None = None
     pinned: tuple[Name, ...] = ()
     backend: Literal["local", "ray"] = "local"  # "ray": a GPU of another machine, see [ray]
     node: Name | None = None  # ray: its node's id, IP address or custom resource

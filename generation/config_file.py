@@ -32,7 +32,7 @@ def read_models_tables(path: Path) -> dict[str, dict[str, Any]]:
     models = table.get("models", {})
     if not isinstance(models, dict) or not all(isinstance(m, dict) for m in models.values()):
         raise ValueError(f"{path}: [models] should hold one table per model.")
-    return dict(models)
+    return anchored_models(models, path.parent)
 
 
 def read_loras_tables(path: Path) -> dict[str, Any]:
@@ -44,4 +44,41 @@ def read_loras_tables(path: Path) -> dict[str, Any]:
     loras = table.get("loras", {})
     if not isinstance(loras, dict):
         raise ValueError(f"{path}: [loras] should hold one table per LoRA.")
-    return dict(loras)
+    return anchored_loras(loras, path.parent)
+
+
+def anchored_models(models: Mapping[str, Any], base_dir: Path) -> dict[str, Any]:
+    """`[models.NAME]` tables with relative local paths read from `base_dir` (the config file's
+    folder, as `data_dir` is): `gguf`, and a `source` written `./…` or `../…` (else a Hub id)."""
+    return {
+        name: _anchored(table, base_dir, ("gguf",), ("source",)) for name, table in models.items()
+    }
+
+
+def anchored_loras(loras: Mapping[str, Any], base_dir: Path) -> dict[str, Any]:
+    """`[loras.NAME]` tables with a relative local file (a `source` without `file`, which would
+    name one in a Hub repository) read from `base_dir`."""
+    return {
+        name: _anchored(table, base_dir, ("source",))
+        if isinstance(table, Mapping) and "file" not in table
+        else table
+        for name, table in loras.items()
+    }
+
+
+def _anchored(
+    table: object, base_dir: Path, paths: tuple[str, ...], dotted: tuple[str, ...] = ()
+) -> object:
+    """`table` with each relative path under `paths`, and each under `dotted` written `./…` or
+    `../…`, made absolute under `base_dir`; anything not a table or text as it was (refused
+    later, with its key's path)."""
+    if not isinstance(table, Mapping):
+        return table
+    anchored = dict(table)
+    for key in (*paths, *dotted):
+        value = table.get(key)
+        if not isinstance(value, str) or not value or value.startswith(("/", "~")):
+            continue
+        if key in paths or value.startswith("."):
+            anchored[key] = str(base_dir / value)
+    return anchored

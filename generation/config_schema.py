@@ -16,11 +16,11 @@ from typing import Annotated, Any
 from pydantic import ConfigDict, Field, Strict, TypeAdapter, ValidationError
 
 Int = Annotated[int, Strict()]
-Float = Annotated[float, Strict()]  # an integer is a number too
+Float = Annotated[float, Strict(), Field(allow_inf_nan=False)]  # an integer is a number too
 Bool = Annotated[bool, Strict()]
 Text = Annotated[str, Strict()]
 Name = Annotated[str, Strict(), Field(min_length=1)]
-PositiveFloat = Annotated[float, Strict(), Field(gt=0)]
+PositiveFloat = Annotated[float, Strict(), Field(gt=0, allow_inf_nan=False)]
 
 # For the dataclasses that are tables: unknown keys are faults, not silently ignored.
 TABLE = ConfigDict(extra="forbid")
@@ -65,6 +65,7 @@ _KINDS = {
     "int_type": "a whole number",
     "int_from_float": "a whole number",
     "float_type": "a number",
+    "finite_number": "a finite number",
     "bool_type": "true or false",
     "string_type": "text",
     "list_type": "a list",

@@ -31,12 +31,7 @@ from generation.pipelines.adapters import AdapterError, Adapters, LoraFile
 from generation.pipelines.loading import resolve_source
 from generation.pipelines.profiles import effective_speed
 from generation.pipelines.prompt_encoding import encoder_fact, prompt_arguments
-from generation.pipelines.provenance import (
-    config_revision,
-    file_sha256,
-    gguf_revision,
-    model_revision,
-)
+from generation.pipelines.provenance import file_sha256, revisions
 from generation.pipelines.speed import prepare_call
 from generation.placement import misfit, spread_plan
 from generation.previews import latent_preview_png
@@ -343,6 +338,8 @@ class Engine:
         family = family_pipelines(spec.family)
         spread = spread_plan(spec, memory, self.devices, self.vram_gb)
         options = {"offload": self.offload, "speed": self.speed, "memory": memory}
+        path = resolve_source(spec)
+        before = revisions(spec, path, memory.gguf)
         loaded = self._attempt(lambda: family.load(spec, self.device, **options, placement=spread))
         if loaded is None:  # out of memory; the half-placed pipeline is freed by now
             lower = lower_profile(spec, memory.name, self.device, spread=bool(self.devices))
@@ -355,16 +352,13 @@ class Engine:
             if memory.name == self._own_profile(name):
                 self.profiles[name] = lower.name  # it can never load here as it was
             return self._loaded(name, lower.name)
-        path = resolve_source(spec)
+        read = revisions(spec, path, memory.gguf)
+        if read is None or read != before:  # recorded, they would name bytes that did not run
+            del loaded
+            self._release_memory()
+            raise ModelUnavailable(f"Model {name!r}: its files changed while it loaded; try again.")
         self._models[name] = _LoadedModel(
-            spec,
-            family,
-            loaded,
-            model_revision(spec, path),
-            config_revision(spec, path),
-            memory,
-            Adapters(loaded.pipe),
-            gguf_revision(spec, memory.gguf),
+            spec, family, loaded, read.model, read.config, memory, Adapters(loaded.pipe), read.gguf
         )
         return self._models[name]
 

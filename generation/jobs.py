@@ -130,12 +130,18 @@ class RunFacts:
         changes = []
         for name, label in names.items():
             old, new = getattr(before, name), getattr(self, name)
-            if old is not None and new is not None and old != new:
+            if old is not None and new is not None and _compared(name, old) != _compared(name, new):
                 why = (
                     f": {self.profile_reason}" if name == "profile" and self.profile_reason else ""
                 )
                 changes.append(f"{label} ({' → '.join(_differing(old, new))}{why})")
         return changes
+
+
+def _compared(name: str, value: str) -> str:
+    """The part of a fact that changes pixels: of `gguf` (`NAME sha256:HEX`), the hash alone (a
+    renamed file with the same bytes runs the same)."""
+    return value.rpartition(" sha256:")[2] if name == "gguf" else value
 
 
 _SHOWN = 60  # characters of a value a note shows; eight notes stay far below 2,000

@@ -67,6 +67,8 @@ def read_entries(path: Path) -> dict[str, TensorEntry]:
     a known dtype, a shape of non-negative integers, `data_offsets` that hold exactly that many
     bytes inside the file. Raises LoraError ("not a usable safetensors file") otherwise."""
     unusable = LoraError(f"{path.name} is not a usable safetensors file.")
+    if not path.is_file():  # a FIFO or device would block the read, or never end
+        raise unusable
     try:
         with path.open("rb") as handle:
             (length,) = struct.unpack("<Q", handle.read(8))

@@ -263,7 +263,8 @@ def component_bytes(spec: ModelSpec, chosen: Profile) -> dict[str, int]:
     sizes = {}
     for name, full in figures[DEFAULT_PROFILE]["components"].items():
         if name == GGUF_COMPONENT:
-            sizes[name] = weight_bytes(spec.gguf, full) if spec.gguf else full
+            folder = Path(spec.source).expanduser() if spec.is_local else None
+            sizes[name] = weight_bytes(spec.gguf, full, folder) if spec.gguf else full
         else:
             sizes[name] = figures["fp8"]["components"][name] if name in chosen.fp8 else full
     return sizes

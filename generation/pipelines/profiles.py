@@ -32,9 +32,10 @@ def check_available(spec: ModelSpec, chosen: Profile, device: str) -> None:
 
 
 def effective_speed(speed: SpeedOptions, chosen: Profile, denoiser: str) -> SpeedOptions:
-    """`speed` less its fp8 option where `chosen` already holds the denoiser in fp8 or NF4 (the
-    profile decides how the weights are held; torchao on top would quantize them twice)."""
-    if speed.fp8 and denoiser in (*chosen.fp8, *chosen.nf4):
+    """`speed` less its fp8 option where `chosen` already holds the denoiser in fp8, NF4 or as
+    GGUF (the profile decides how the weights are held; torchao on top would quantize them
+    twice)."""
+    if speed.fp8 and (denoiser in (*chosen.fp8, *chosen.nf4) or chosen.gguf):
         return replace(speed, fp8=False)
     return speed
 
@@ -75,8 +76,10 @@ def gguf_components(
             f"Model {spec.name!r} has no `gguf` file for the {chosen.name} profile."
         )
     path = Path(spec.gguf).expanduser()
+    problem = gguf_file.transformer_problem(path, spec.name, source)
+    if problem is not None:
+        raise ModelUnavailable(f"Model {spec.name!r}: its GGUF file cannot be used: {problem}")
     try:
-        gguf_file.check(path)
         index = json.loads((source / "model_index.json").read_text())
         model_class = getattr(diffusers, index[GGUF_COMPONENT][1])
         transformer = model_class.from_single_file(
@@ -87,9 +90,12 @@ def gguf_components(
             dtype=dtype,
             local_files_only=True,
         )
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError, AttributeError) as error:
+    except Exception as error:  # diffusers' converter on a file it cannot map: IndexError, …
+        if type(error).__name__ == "OutOfMemoryError":  # torch's: the out-of-memory retry's
+            raise
         raise ModelUnavailable(
-            f"Model {spec.name!r}: its GGUF file could not be loaded: {error}"
+            f"Model {spec.name!r}: its GGUF file could not be loaded as its transformer "
+            f"({type(error).__name__}: {str(error)[:200]})."
         ) from None
     return {GGUF_COMPONENT: transformer}
 

@@ -5,11 +5,36 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 from generation.models import ModelSpec
 
 _CHUNK = 1 << 20
-_hashes: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) → sha256, per process
+# (path, size, mtime_ns, inode, ctime_ns) → sha256, per process: a file replaced by one of the
+# same size with its mtime kept (`cp -p`, `rsync -a`) still has a new ctime, which no one can set.
+_hashes: dict[tuple[str, int, int, int, int], str] = {}
+
+
+class Revisions(NamedTuple):
+    """What a job records of the files its model was read from (`RunFacts`)."""
+
+    model: str
+    config: str | None
+    gguf: str | None
+
+
+def revisions(spec: ModelSpec, path: Path, gguf_used: bool) -> Revisions | None:
+    """`spec`'s revisions read from `path` (its folder) and its `.gguf` file where a GGUF profile
+    reads it; None where a file cannot be read. Taken before and after a load: where they differ,
+    a file changed while it was read, and the bytes that ran are not known."""
+    try:
+        return Revisions(
+            model_revision(spec, path),
+            config_revision(spec, path),
+            gguf_revision(spec, gguf_used),
+        )
+    except OSError:
+        return None
 
 
 def model_revision(spec: ModelSpec, path: Path) -> str:
@@ -53,9 +78,10 @@ def _folder_hash(path: Path, wanted: Callable[[Path], bool]) -> str:
 
 
 def file_sha256(file: Path) -> str:
-    """The SHA-256 of `file`'s bytes, hex; cached per process by path, size and mtime."""
+    """The SHA-256 of `file`'s bytes, hex; cached per process by path, size, mtime, inode and
+    ctime (a changed file has a new ctime even where its size and mtime were kept)."""
     stat = file.stat()
-    key = (str(file.resolve()), stat.st_size, stat.st_mtime_ns)
+    key = (str(file.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_ctime_ns)
     if key not in _hashes:
         digest = hashlib.sha256()
         with file.open("rb") as handle:

@@ -14,7 +14,7 @@ import importlib
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from generation.errors import Cancelled, EngineError, ModelUnavailable, OutOfMemory
@@ -85,11 +85,17 @@ class WorkerRuntime:
         except (ImportError, ValueError, TypeError, RuntimeError, EngineError) as error:
             self._emit(WorkerFailed(str(error)))
             return False
-        for model in self.config.pinned:
-            self._ensure_loaded(model)
+        for model in self.config.pinned:  # one that cannot load says why; the others still run
+            try:
+                self._ensure_loaded(model)
+            except EngineError as error:
+                self._emit(ModelLoadFailed(model, str(error)))
         self._report_profiles()
-        self._emit(WorkerReady(os.getpid(), self._loaded(), memory_report(self.config.device)))
+        self._emit(WorkerReady(os.getpid(), self._loaded(), self._memory()))
         return True
+
+    def _memory(self) -> dict[str, float]:
+        return memory_report(self.config.devices or (self.config.device,))
 
     def cancel(self, job_id: int) -> None:
         """Mark a job cancelled; safe to call from another thread while a job runs."""
@@ -147,7 +153,7 @@ class WorkerRuntime:
             reason = f"The generation failed ({type(error).__name__}: {error})."
             self._emit(JobError(job_id, "error", reason, elapsed()))
         else:
-            memory = memory_report(self.config.device)
+            memory = self._memory()
             self._emit(JobDone(job_id, tuple(images), elapsed(), memory))
         finally:
             self._cancelled.discard(job_id)
@@ -233,8 +239,9 @@ class WorkerRuntime:
         return tuple(self._recent)
 
 
-def memory_report(device: str) -> dict[str, float]:
-    """What is known of this process's memory: resident MiB, and GPU MiB when torch is in use."""
+def memory_report(devices: Sequence[str]) -> dict[str, float]:
+    """What is known of this process's memory: resident MiB, and GPU MiB when torch is in use,
+    summed over `devices` (the cards of a worker that spreads a pipeline over several)."""
     report: dict[str, float] = {}
     try:
         with open("/proc/self/statm") as statm:
@@ -242,9 +249,14 @@ def memory_report(device: str) -> dict[str, float]:
     except (OSError, ValueError, IndexError):
         pass
     torch = sys.modules.get("torch")  # never imported here: only reported if the engine did
-    if torch is not None and device.startswith("cuda") and torch.cuda.is_available():
-        free, total = torch.cuda.mem_get_info(device)
-        report["gpu_used_mib"] = (total - free) / 2**20
+    cards = [device for device in devices if device.startswith("cuda")]
+    if torch is not None and cards and torch.cuda.is_available():
+        used = total = allocated = 0
+        for card in cards:
+            free, size = torch.cuda.mem_get_info(card)
+            used, total = used + size - free, total + size
+            allocated += torch.cuda.memory_allocated(card)
+        report["gpu_used_mib"] = used / 2**20
         report["gpu_total_mib"] = total / 2**20
-        report["gpu_allocated_mib"] = torch.cuda.memory_allocated(device) / 2**20
+        report["gpu_allocated_mib"] = allocated / 2**20
     return report

@@ -210,7 +210,7 @@ def ray_gpu(**table: object) -> dict[str, object]:
         ([ray_gpu(node=NODE_ID[:-1])], {}, "looks like a node id, but a node id is 56"),
         ([ray_gpu(node=" 10.8.0.2 ")], {}, 'node` " 10.8.0.2 " has spaces around it'),
         ([ray_gpu(num_gpus=0)], {}, "`num_gpus = 0` reserves no GPU"),
-        ([ray_gpu(num_gpus=float("inf"))], {}, "`num_gpus` should be at most 1"),
+        ([ray_gpu(num_gpus=float("inf"))], {}, "num_gpus` should be a finite number, not inf"),
         ([ray_gpu(num_gpus=1e9)], {}, "`num_gpus` should be at most 1"),
         ([ray_gpu(device="cuda:1")], {}, 'device "cuda:1": inside its actor a Ray GPU is always'),
         ([ray_gpu()], {"address": "10.8.0.1"}, '"10.8.0.1" is not "HOST:PORT"'),

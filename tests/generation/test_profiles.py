@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from generation.models import Catalogue
-from generation.profiles import FAMILY_PROFILES, best_profile, lower_profile, needed_gib, profile
+from generation.profiles import (
+    FAMILY_PROFILES,
+    GGUF_PROFILES,
+    best_profile,
+    lower_profile,
+    needed_gib,
+    profile,
+)
 from generation.workers.config import GpuInfo, WorkerConfig, discover_workers
 
 CATALOGUE = Catalogue.builtin()
@@ -117,6 +124,8 @@ def test_a_profile_that_holds_the_denoiser_in_fp8_turns_the_speed_option_off() -
         assert effective_speed(speed, profile(flux, name), "transformer") == SpeedOptions(
             compile=True
         )
+    for gguf in GGUF_PROFILES[flux]:  # the transformer is held quantized as the file has it
+        assert effective_speed(speed, gguf, "transformer") == SpeedOptions(compile=True)
 
 
 def test_a_profile_whose_library_is_missing_is_not_offered_to_a_rerun_or_a_fallback() -> None:

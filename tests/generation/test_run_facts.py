@@ -99,3 +99,10 @@ def test_flux_prompt_length_and_a_cut_negative_prompt_are_recorded(
     note = prompt_cut_note(record) or ""
     assert "does not read your negative prompt from" in note
     assert negative[facts.negative_cut_at :][:20] in note
+
+
+def test_a_renamed_gguf_file_with_the_same_bytes_is_no_difference() -> None:
+    before = RunFacts("r", "d", "t", "cpu", "float32", gguf=f"a.gguf sha256:{'1' * 64}")
+    assert replace(before, gguf=f"renamed.gguf sha256:{'1' * 64}").differences(before) == []
+    [changed] = replace(before, gguf=f"a.gguf sha256:{'2' * 64}").differences(before)
+    assert changed.startswith("the GGUF file (")
