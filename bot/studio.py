@@ -328,7 +328,9 @@ class Studio:
             raise NotAllowedHere(f"I only make images in {places}.")
 
     async def _check_prompt(self, guild_id: int | None, request: GenerationRequest) -> None:
-        await self.check_text(guild_id, request.prompt, request.negative_prompt)
+        # a draft's final job too (its negative prompt): its ✅ Final would be refused
+        final = () if request.final is None else (request.final.negative_prompt,)
+        await self.check_text(guild_id, request.prompt, request.negative_prompt, *final)
 
     async def check_text(
         self, guild_id: int | None, *texts: str, what: str = "Your prompt"

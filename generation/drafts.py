@@ -211,6 +211,11 @@ def draft_note(request: GenerationRequest) -> str | None:
         f"✏️ A quick draft on {request.model} for {final.model}: ✅ Final makes the job "
         "there with these seeds (a new image of the same prompt, not this one refined)."
     )
+    if (request.width, request.height) != (final.width, final.height):
+        note += (
+            f" It is {request.width}x{request.height}, the nearest {request.model} makes to "
+            f"{final.width}x{final.height}."
+        )
     left_out = [f"LoRA {use}" for use in final.loras if use not in request.loras]
     if final.negative_prompt:
         left_out.append("the negative prompt")

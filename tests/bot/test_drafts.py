@@ -251,3 +251,20 @@ async def test_a_draft_carries_only_the_loras_that_fit_the_draft_model_and_says_
     )
     flux_draft = job_id_of(await answer(fake, ix))
     assert "leaves out LoRA fx:0.7" in (await with_loras.result_of(flux_draft)).content
+
+
+@MODULE_LOOP
+async def test_a_draft_whose_final_has_a_blocked_negative_prompt_is_refused_at_once(
+    with_loras: StudioWorld,
+) -> None:
+    """Its ✅ Final would be refused, so the draft is too, before anything is queued."""
+    fake, alice = with_loras.fake, with_loras.fake.user("alice")
+    await with_loras.database.block_term(fake.world.guild_id, "smudge", by=1)
+    before = await job_count(with_loras.database)
+    ix = await fake.slash(
+        alice,
+        "imagine",
+        {"prompt": "a fox", "model": "playground-v2.5", "negative": "smudge", "draft": True},
+    )
+    assert "contains a term this server has blocked" in await private_reply(fake, ix)
+    assert await job_count(with_loras.database) == before

@@ -100,6 +100,16 @@ def test_a_playground_size_klein_does_not_allow_becomes_the_nearest_at_its_aspec
     assert final_request(CATALOGUE, draft, 1).width == 2048
 
 
+def test_the_draft_note_says_where_the_draft_model_makes_another_size() -> None:
+    smaller = Catalogue.from_config({"flux2-klein-4b": {"max_side": 1024}})
+    final = build_request(smaller, prompt="a fox", model="playground-v2.5", width=2048, height=1536)
+    draft = draft_request(smaller, final, _everywhere)
+    assert (draft.width, draft.height) == (1024, 768)
+    note = draft_note(draft) or ""
+    assert "It is 1024x768, the nearest flux2-klein-4b makes to 2048x1536." in note
+    assert "It is" not in (draft_note(draft_request(CATALOGUE, final, _everywhere)) or "")
+
+
 def test_the_draft_runs_on_the_first_klein_a_gpu_here_may_run() -> None:
     final = build_request(CATALOGUE, prompt="a fox", model="flux-dev", seed=1)
     draft = draft_request(CATALOGUE, final, lambda model: model != "flux2-klein-4b")
