@@ -203,7 +203,9 @@ def _no_longer_fits(job_id: int, model: str, field: str, why: str) -> RequestErr
 
 
 def draft_note(request: GenerationRequest) -> str | None:
-    """The line under a draft's reply and result saying what it is (None for other jobs)."""
+    """The line under a draft's reply and result saying what it is (None for other jobs): and
+    where it differs from its final beyond the model, steps and guidance — another size, and
+    the LoRAs, negative prompt and compel weighting it leaves out."""
     final = request.final
     if final is None:
         return None
