@@ -157,6 +157,7 @@ def measure(
     steps: int,
     count: int,
     repeat: int,
+    references: int = 1,
 ) -> dict[str, Any]:
     """Seconds per image (median of `repeat` calls after one warm-up call) and peak memory."""
     import torch
@@ -176,10 +177,10 @@ def measure(
         scheduler=spec.default_scheduler,
         seeds=tuple(range(count)),
     )
-    # klein and Kontext run with one reference image of the output's size (the editing case).
-    references = [Image.linear_gradient("L").resize((side, side)).convert("RGB")]
+    # klein and Kontext run with `references` images of the output's size (1: the editing case)
+    reference = Image.linear_gradient("L").resize((side, side)).convert("RGB")
     arguments = family_pipelines(spec.family).arguments(
-        request, spec, None, references[: spec.limits.max_references]
+        request, spec, None, [reference] * min(references, spec.limits.max_references)
     )
     speed.prepare_call(pipe, options, device, side, side)
     cuda = speed.is_cuda(device)
@@ -227,7 +228,7 @@ def run_variant(
         "size": f"{args.side}x{args.side}",
         "steps": steps,
         "count": args.count,
-        "references": spec.limits.max_references and 1,
+        "references": min(args.references, spec.limits.max_references),
         "dtype": str(dtype).removeprefix("torch."),
     }
     pipe = None
@@ -239,7 +240,17 @@ def run_variant(
         )
         report: SpeedReport = speed.apply(pipe, spec.family, options, args.device)
         line |= {"applied": list(report.applied), "skipped": list(report.skipped)}
-        line |= measure(pipe, spec, options, args.device, args.side, steps, args.count, args.repeat)
+        line |= measure(
+            pipe,
+            spec,
+            options,
+            args.device,
+            args.side,
+            steps,
+            args.count,
+            args.repeat,
+            args.references,
+        )
     except torch.OutOfMemoryError:
         line["error"] = "out of memory"
     except Exception as error:  # one failing option must not stop the table
@@ -288,6 +299,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, help="override every model's step count")
     parser.add_argument("--count", type=int, default=1, help="images per pipeline call")
     parser.add_argument("--repeat", type=int, default=2, help="timed calls after the warm-up")
+    parser.add_argument(
+        "--references",
+        type=int,
+        default=1,
+        help="reference images of the output's size for klein and Kontext (up to their limit)",
+    )
     parser.add_argument("--device", help="cuda:N (default cuda:0; tiny: cpu)")
     parser.add_argument(
         "--profile",

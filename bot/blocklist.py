@@ -89,7 +89,10 @@ def normalise(text: str) -> str:
     table = _look_alikes()
     text = unicodedata.normalize("NFKC", text.translate(_enclosed()))
     text = _INVISIBLE.sub("", text)
-    text = "".join(ch for ch in text if unicodedata.category(ch) not in _DROPPED_CATEGORIES)
+    # line breaks and tabs (controls) still part words: "a cat\ngore" is not "a catgore"
+    text = "".join(
+        ch for ch in text if ch.isspace() or unicodedata.category(ch) not in _DROPPED_CATEGORIES
+    )
     text = text.translate(table).lower().translate(table)  # `Ε` → `E` → `e`; `ε` → `e`
     return _WORD.sub(_without_stray_marks, unicodedata.normalize("NFC", text))
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bot.config import Settings
 from generation import gguf_file, placement
-from generation.download import MODEL_INDEX, cached_snapshot, missing_weights
+from generation.download import MODEL_INDEX, cached_snapshot, missing_weights, model_folder
 from generation.lora_headers import check_fits
 from generation.loras import LoraError, LoraSpec
 from generation.models import Catalogue, ModelSpec
@@ -261,7 +261,7 @@ def _lora(lora: LoraSpec, catalogue: Catalogue, config_args: str) -> Finding:
         return Finding(False, f"LoRA {lora.name}: {path} is not a file.")
     checked = []
     for spec in catalogue.values():
-        folder = Path(spec.source).expanduser() if spec.is_local else cached_snapshot(spec)
+        folder = model_folder(spec)
         if spec.family is not lora.family or folder is None or not folder.is_dir():
             continue
         try:

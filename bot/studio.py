@@ -32,6 +32,7 @@ from bot.config import Settings
 from bot.courier import Courier
 from bot.editing import NO_EDITING_MODEL, edit_problem, edit_request, editing_model
 from bot.errors import Blocked, NotAllowedHere, NotFound, NotYours, UserError
+from bot.finals import Finals
 from bot.permissions import admit, may_manage_server, require_place
 from bot.targets import Message, Target
 from bot.ui.embeds import PREVIEW_FILENAME, parameters_embed, progress_embed
@@ -101,6 +102,7 @@ class Studio:
         self._events = pool.subscribe()  # before the pool starts: no event is missed
         self._consumer: asyncio.Task[None] | None = None
         self.decodes = asyncio.Semaphore(MAX_CONCURRENT_DECODES)
+        self.finals = Finals(database)
 
     # ---- life ------------------------------------------------------------------------------
 
@@ -274,8 +276,13 @@ class Studio:
             await self.delete(record, actor, message)
             await target.reply_private(Message(content=f"🗑️ Deleted job `{job_id}`."))
             return
+        owner = standing.owner(guild_id, channel_id)
+        if action is Action.FINAL:  # one final per draft (`bot.finals`)
+            async with self.finals.making(job_id):
+                await self.submit(await self._derive(action, record, index), owner, target)
+            return
         request = await self._derive(action, record, index)
-        await self.submit(request, standing.owner(guild_id, channel_id), target)
+        await self.submit(request, owner, target)
 
     async def delete(
         self,
@@ -358,7 +365,9 @@ class Studio:
             raise NotAllowedHere(f"I only make images in {places}.")
 
     async def _check_prompt(self, guild_id: int | None, request: GenerationRequest) -> None:
-        await self.check_text(guild_id, request.prompt, request.negative_prompt)
+        # a draft's final job too (its negative prompt): its ✅ Final would be refused
+        final = () if request.final is None else (request.final.negative_prompt,)
+        await self.check_text(guild_id, request.prompt, request.negative_prompt, *final)
 
     async def check_text(
         self, guild_id: int | None, *texts: str, what: str = "Your prompt"

@@ -101,6 +101,12 @@ def _is_complete(part: Path, names: set[str]) -> bool:
     return any(name.endswith(".safetensors") for name in names)
 
 
+def model_folder(spec: ModelSpec) -> Path | None:
+    """The folder of `spec`'s weights on this machine: its local folder, or the Hub cache's
+    complete snapshot (None: not downloaded yet). Offline."""
+    return Path(spec.source).expanduser() if spec.is_local else cached_snapshot(spec)
+
+
 def cached_snapshot(spec: ModelSpec) -> Path | None:
     """The cached snapshot of `spec`'s Hub repository if it is complete, else None. Offline."""
     try:

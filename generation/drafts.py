@@ -9,10 +9,13 @@ prompt and seeds on the chosen model (`final_request`). A draft is recorded, rer
 counted like any job: its GPU-seconds are a 4-step klein job's.
 
 What a draft cannot show is refused with a sentence (`RequestError`, field "draft"): no klein
-model here, a final job on the draft model itself or on an API model, one that starts from an
-image (klein has no image-to-image), or more references or a longer prompt than the draft model
-takes. LoRAs come along only where the final model is a klein too (another family's LoRA does
-not load on klein).
+model here, a final job on the draft model itself, on an API model or on a model no GPU here
+may run, one that starts from an image (klein has no image-to-image), or more references or a
+longer prompt than the draft model takes. A LoRA comes along only where it fits the draft model
+(`generation.lora_headers.misfit`: its family, and its layers' shapes, so a klein 9B LoRA stays
+out of a klein 4B draft); the draft's note names the LoRAs, the negative prompt and the prompt
+weighting it leaves out (`draft_note`). Final refuses, rather than changes, a final job the
+final model's current limits no longer admit exactly (as a rerun does).
 """
 
 from __future__ import annotations
@@ -20,8 +23,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
+from generation.lora_headers import misfit
+from generation.loras import LoraCatalogue
 from generation.model_spec import Family, ModelSpec
 from generation.models import Catalogue
+from generation.prompts import has_weighting
 from generation.request import (
     GenerationRequest,
     JobKind,
@@ -66,6 +72,12 @@ def check_draft(
         raise RequestError(
             "draft", f"Drafts lead to a model of this server's GPUs, not to {model}."
         )
+    if model in catalogue and not may_run(model):
+        raise RequestError(
+            "draft",
+            f"No GPU here may run {model}, so a draft would lead to no final job; "
+            "choose another model.",
+        )
     if with_image:
         raise RequestError(
             "draft",
@@ -90,9 +102,14 @@ def check_draft(
 
 
 def draft_request(
-    catalogue: Catalogue, final: GenerationRequest, may_run: Callable[[str], bool]
+    catalogue: Catalogue,
+    final: GenerationRequest,
+    may_run: Callable[[str], bool],
+    loras: LoraCatalogue | None = None,
 ) -> GenerationRequest:
-    """The draft of `final` (a validated new job). Raises `RequestError` where none can be made."""
+    """The draft of `final` (a validated new job; its LoRAs named in `loras`), carrying those of
+    its LoRAs that fit the draft model. Reads LoRA and model headers (blocking file reads).
+    Raises `RequestError` where no draft can be made."""
     spec = check_draft(
         catalogue,
         final.model,
@@ -113,10 +130,15 @@ def draft_request(
         seeds=final.seeds,
         input_images=final.input_images,
     )
-    same_family = catalogue[final.model].family is spec.family
+    lora_catalogue = loras or LoraCatalogue()
+    fitting = tuple(
+        use
+        for use in final.loras
+        if use.name in lora_catalogue and misfit(lora_catalogue[use.name], spec) is None
+    )
     return replace(
         draft,
-        loras=final.loras if same_family else (),
+        loras=fitting,
         final=replace(final, init_image=None, input_images=(), parent_job=None),
     )
 
@@ -149,19 +171,58 @@ def final_request(catalogue: Catalogue, draft: GenerationRequest, job_id: int) -
             prompt_encoder=final.prompt_encoder,
         )
     except RequestError as error:
-        raise RequestError(
-            error.field,
-            f"The final job of draft `{job_id}` no longer fits {final.model}: {error.message} "
-            "Use /imagine again.",
-        ) from None
+        raise _no_longer_fits(job_id, final.model, error.field, error.message) from None
+    for field, what in _KEPT:
+        now, asked = getattr(built, field), getattr(final, field)
+        if now != asked:
+            why = f"its {what} is no longer what you chose."
+            if isinstance(now, int | float) and isinstance(asked, int | float):
+                why = f"its {what} would be {now:g} (you chose {asked:g})."
+            raise _no_longer_fits(job_id, final.model, field, why)
     return replace(built, loras=final.loras)
 
 
+# What `build_request` may fill in differently from the person's choice when a model's limits
+# change (guidance fixed, a default changed): Final refuses rather than changes them.
+_KEPT = (
+    ("guidance", "guidance"),
+    ("steps", "steps"),
+    ("scheduler", "scheduler"),
+    ("negative_prompt", "negative prompt"),
+    ("prompt_encoder", "prompt encoder"),
+    ("width", "width"),
+    ("height", "height"),
+)
+
+
+def _no_longer_fits(job_id: int, model: str, field: str, why: str) -> RequestError:
+    return RequestError(
+        field,
+        f"The final job of draft `{job_id}` no longer fits {model}: {why} Use /imagine again.",
+    )
+
+
 def draft_note(request: GenerationRequest) -> str | None:
-    """The line under a draft's reply and result saying what it is (None for other jobs)."""
-    if request.final is None:
+    """The line under a draft's reply and result saying what it is (None for other jobs): and
+    where it differs from its final beyond the model, steps and guidance — another size, and
+    the LoRAs, negative prompt and compel weighting it leaves out."""
+    final = request.final
+    if final is None:
         return None
-    return (
-        f"✏️ A quick draft on {request.model} for {request.final.model}: ✅ Final makes the job "
+    note = (
+        f"✏️ A quick draft on {request.model} for {final.model}: ✅ Final makes the job "
         "there with these seeds (a new image of the same prompt, not this one refined)."
     )
+    if (request.width, request.height) != (final.width, final.height):
+        note += (
+            f" It is {request.width}x{request.height}, the nearest {request.model} makes to "
+            f"{final.width}x{final.height}."
+        )
+    left_out = [f"LoRA {use}" for use in final.loras if use not in request.loras]
+    if final.negative_prompt:
+        left_out.append("the negative prompt")
+    if final.prompt_encoder != request.prompt_encoder and has_weighting(final.prompt):
+        left_out.append("the prompt's weighting (read as plain text)")
+    if left_out:
+        note += f" The draft leaves out {', '.join(left_out)}; Final keeps them."
+    return note

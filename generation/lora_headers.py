@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from generation.loras import LoraError
+from generation.download import model_folder
+from generation.loras import LoraError, LoraSpec
 from generation.models import Family, ModelSpec
 
 _HEADER_LIMIT = 100 * 2**20  # safetensors' own bound on a header (safetensors/src/tensor.rs)
@@ -241,3 +242,18 @@ def _part_header(folder: Path) -> dict[str, list[int]]:
     for file in sorted(folder.glob("*.safetensors")):
         shapes |= read_header(file)
     return shapes
+
+
+def misfit(lora: LoraSpec, spec: ModelSpec) -> str | None:
+    """Why the LoRA `lora` cannot apply to the model `spec`, as far as this machine shows: its
+    family is another, or `check_fits` finds a problem in the two files' headers. None where it
+    fits, or where either file is not here to read (the job then fails for that reason)."""
+    if lora.family is not spec.family:
+        return f"{lora.name} is a LoRA for {lora.family.value} models, not {spec.name}."
+    path, folder = lora.path(), model_folder(spec)
+    if path is None or folder is None or not path.is_file() or not folder.is_dir():
+        return None
+    try:
+        return check_fits(path, folder, spec)
+    except LoraError as error:
+        return str(error)

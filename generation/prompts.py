@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,16 @@ def bracket_problem(prompt: str) -> str | None:
     if opened > MAX_BRACKETS:
         return f"The prompt has {opened} brackets; at most {MAX_BRACKETS} are read."
     return None
+
+
+# compel's weighting (https://github.com/damian0815/compel/blob/main/doc/syntax.md): a group in
+# brackets, `(red fox)1.3` or `[red]`, or a word with `+`/`-` runs after it, `fox++`
+_WEIGHTING = re.compile(r"[()\[\]]|\w[+-]+(?=[\s,.;:!?]|$)")
+
+
+def has_weighting(prompt: str) -> bool:
+    """Whether `prompt` uses compel's weighting syntax, which a plain encoder reads literally."""
+    return _WEIGHTING.search(prompt) is not None
 
 
 @dataclass(frozen=True, slots=True)

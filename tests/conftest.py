@@ -90,3 +90,30 @@ def lora_tables(tiny_loras: dict[str, Path]) -> dict[str, dict[str, object]]:
         "pg2": {"source": str(tiny_loras["playground-2"]), "family": "playground"},
         "fx": {"source": str(tiny_loras["flux-dev"]), "family": "flux"},
     }
+
+
+@pytest.fixture(scope="session")
+def klein_loras(
+    tiny_model_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
+    """ "fits" → a LoRA made with peft for the tiny FLUX.2 [klein] (seed 1); "wider" → the same
+    with every adapted layer 16 features wider on both sides, as a LoRA for klein 9B is to klein
+    4B (one family, wider layers), so it does not fit the tiny klein."""
+    import numpy as np
+    from safetensors.numpy import load_file, save_file
+
+    root = tmp_path_factory.mktemp("klein-loras")
+    fits, wider = root / "klein.safetensors", root / "klein-wider.safetensors"
+    model = str(tiny_model_dirs["flux2-klein"])
+    subprocess.run(
+        [sys.executable, "-c", _MAKE_LORAS, "flux2-klein", model, str(fits), "1"],
+        check=True,
+        env=child_environment(),
+        capture_output=True,
+    )
+    widened = {}
+    for name, matrix in load_file(fits).items():
+        down = "lora_A" in name or "lora.down" in name  # (rank, in); up: (out, rank)
+        widened[name] = np.pad(matrix, ((0, 0), (0, 16)) if down else ((0, 16), (0, 0)))
+    save_file(widened, wider)
+    return {"fits": fits, "wider": wider}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 import discord
@@ -155,7 +156,12 @@ class Imagine(commands.Cog):
             disabled_loras=disabled,
         )
         if draft:
-            request = draft_request(catalogue, request, studio.pool.may_run)
+            # off the event loop: it reads LoRA and model headers to see which LoRAs fit the
+            # draft model; the pool's state is read here, on the loop
+            runnable = frozenset(name for name in catalogue if studio.pool.may_run(name))
+            request = await asyncio.to_thread(
+                draft_request, catalogue, request, runnable.__contains__, settings.loras
+            )
         await studio.submit(request, owner, InteractionTarget(self.bot, interaction))
 
     @imagine.autocomplete("refs")

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 
 from generation.errors import EngineError
+from generation.input_images import UnusableImage, check_header
 from generation.jobs import Priority
 from generation.request import GenerationRequest
 
@@ -25,14 +26,30 @@ class NotAccepting(EngineError):
         super().__init__("Atelier is shutting down and takes no new jobs; try again in a minute.")
 
 
+# FLUX.2 [klein] scales a reference above 1024² pixels down to that area (diffusers 0.42,
+# `Flux2KleinPipeline.__call__`); FLUX.1 Kontext resizes its one to a trained size near it.
+REFERENCE_MAX_MEGAPIXELS = 1024 * 1024 / 1_000_000
+
+
 def work_units(request: GenerationRequest) -> float:
     """The size of a request, in denoising steps x megapixels x images.
 
     Multiplied by a model's speed (seconds per unit) it estimates the job's GPU-seconds; img2img
-    runs only `strength` of the steps.
+    runs only `strength` of the steps. Reference images count their megapixels (at most
+    `REFERENCE_MAX_MEGAPIXELS` each) beside the image's: klein and Kontext append their latent
+    tokens to the image's at every step, for every image made. Linear in tokens, like the rest.
     """
     steps = request.steps * (request.strength if request.init_image is not None else 1.0)
-    return max(steps, 1.0) * request.megapixels * request.count
+    pixels = request.megapixels + sum(map(_reference_megapixels, request.input_images))
+    return max(steps, 1.0) * pixels * request.count
+
+
+def _reference_megapixels(image: bytes) -> float:
+    try:
+        width, height = check_header(image)
+    except UnusableImage:  # stored references are checked; an estimate never fails
+        return REFERENCE_MAX_MEGAPIXELS
+    return min(width * height / 1_000_000, REFERENCE_MAX_MEGAPIXELS)
 
 
 @dataclass(frozen=True, slots=True)

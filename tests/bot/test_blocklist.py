@@ -145,3 +145,16 @@ def test_terms_of_several_words_match_across_disguised_spaces() -> None:
 def test_text_in_other_scripts_is_left_alone() -> None:
     assert normalise("東京の夜") == "東京の夜"
     assert not term_matches("gore", "東京の夜 gorge")
+
+
+@pytest.mark.parametrize(
+    "texts",
+    [("a cat", "gore"), ("gore", "sharp"), ("a cat", "", "gore"), ("a cat\ngore",), ("a\tgore",)],
+)
+def test_a_term_at_the_edge_of_a_text_or_after_a_line_break_is_found(
+    texts: tuple[str, ...],
+) -> None:
+    """The texts checked together (prompt, negative prompt, a draft's final's negative prompt)
+    are joined by line breaks, which are controls: dropped, they glued the prompt's last word
+    to the negative prompt's first ("a catgore") and hid a blocked term there."""
+    assert first_blocked_term(["gore"], *texts) == "gore"

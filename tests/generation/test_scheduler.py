@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
+from PIL import Image
 
 from generation.jobs import JobOwner, Priority
 from generation.models import Catalogue
@@ -129,6 +132,30 @@ def test_work_units_grow_with_steps_size_and_count() -> None:
     assert units(width=1024, height=1024, steps=40) == pytest.approx(2 * base)
     assert units(width=1024, height=1024, steps=20, count=4) == pytest.approx(4 * base)
     assert units(width=512, height=512, steps=20) == pytest.approx(base / 4)
+
+
+def test_reference_images_count_their_megapixels_up_to_what_klein_reads() -> None:
+    """klein appends each reference's tokens to the image's at every step (scaling one above
+    1024² down to that area), so four 1024² references make five times the work of none; were
+    they not counted, such a job would be queued as small and, once measured, would raise
+    klein's seconds per unit (everyone's estimates) by five."""
+    catalogue = Catalogue.builtin()
+
+    def png(side: int) -> bytes:
+        buffer = io.BytesIO()
+        Image.new("RGB", (side, side)).save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    def units(*references: bytes) -> float:
+        request = build_request(
+            catalogue, prompt="x", model="flux2-klein-4b", seed=1, input_images=references
+        )
+        return work_units(request)
+
+    base = units()
+    assert units(png(1024), png(1024), png(1024), png(1024)) == pytest.approx(5 * base)
+    assert units(png(512)) == pytest.approx(1.25 * base)
+    assert units(png(2048)) == pytest.approx(2 * base)  # read at 1024²
 
 
 def test_higher_classes_go_first(clock: Clock) -> None:

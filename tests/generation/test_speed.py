@@ -286,6 +286,25 @@ def test_gpu_speed_benchmark_runs_tiny_on_the_cpu() -> None:
         )
 
 
+def test_gpu_speed_benchmark_takes_up_to_each_models_number_of_references() -> None:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = gpu_speed.main(
+            [
+                *("--tiny", "--models", "flux2-klein-4b,flux-kontext-dev,flux-schnell"),
+                *("--variants", "default", "--repeat", "1", "--references", "4"),
+            ]
+        )
+    assert code == 0
+    lines = json.loads(out.getvalue())["results"]
+    assert [(line["model"], line["references"]) for line in lines] == [
+        ("flux2-klein-4b", 4),
+        ("flux-kontext-dev", 1),
+        ("flux-schnell", 0),
+    ]
+    assert all("error" not in line for line in lines), lines
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
 def test_gpu_speed_benchmark_without_cuda_says_so_and_exits_cleanly(capsys) -> None:
     code = gpu_speed.main([])
