@@ -7,9 +7,11 @@ or the disk fails"):
   undelivered in storage and is tried again after `REDELIVERY_DELAYS_S` (and on the next start);
 - 413 (Discord's upload limit is lower than the bot knew, say a server lost its boosts): the
   images are fitted again under half the largest file Discord refused, at once;
-- 403 or 404 on the channel (the bot may no longer post there, or the channel is gone): the
+- 403, or 404 Unknown Channel (the bot may no longer post there, or the channel is gone): the
   result goes to the person's DMs, with a sentence saying why it is there, and the progress
   message left in the channel (where Discord still lets the bot edit it) says where it went;
+- 404 Unknown Message (someone deleted the reply the result was to replace): the channel is fine,
+  so a new message there, mentioning the person, takes its place (`bot.targets`);
 - anything failing before the post (the stored images cannot be read): tried again after
   `REDELIVERY_DELAYS_S`, and the progress message says so;
 - the store refusing to record a posted result: the records (not the post) are written again
@@ -31,7 +33,7 @@ from bot.actions import Action
 from bot.attachments import fit_upload, limit_note
 from bot.config import Settings
 from bot.editing import editing_model
-from bot.targets import ChannelTarget, Message, Target
+from bot.targets import ChannelTarget, Message, Target, is_channel_refusal
 from bot.ui.embeds import failure_content
 from bot.ui.notes import result_notes
 from bot.ui.progress import Phase, ProgressState
@@ -161,7 +163,7 @@ class Courier:
             log.warning("Job %s: Discord refused %d bytes; fitting under less", job_id, largest)
             await self.deliver(job_id, target, attempt + 1, sent, min(limit, largest // 2))
             return
-        if error.status in (403, 404) and not sent and not _is_dm(target):
+        if is_channel_refusal(error) and not sent and not _is_dm(target):
             log.warning("Job %s: cannot post in its channel (%s); sending it by DM", job_id, error)
             if await self._deliver_by_dm(record, target, error):
                 return

@@ -167,6 +167,44 @@ async def test_a_reply_whose_token_died_ends_pointing_to_the_result_where_it_can
     assert not ix.original.embeds
 
 
+async def test_a_reply_a_moderator_deleted_is_replaced_by_the_result_in_its_channel(
+    studio: StudioWorld,
+) -> None:
+    fake, carol = studio.fake, studio.fake.user("carol")
+    general = fake.channel("general")
+    async with paused(studio):
+        ix, job = await a_job(studio, "carol", width=64, height=64, steps=2)
+        assert ix.original is not None
+        await fake.state.delete_message(ix.original)  # 404 Unknown Message (10008) from now on
+
+    result = await studio.result_of(job)
+    assert result.channel_id == general.id  # the channel works: no DM "I cannot find it"
+    assert result.content.startswith(f"<@{carol.id}>")
+    assert not [m for m in fake.dms(carol) if f"job `{job}`" in m.content]
+    assert (await studio.delivered(job)).record.status is JobStatus.DONE
+    assert await studio.database.job_for_message(result.id) == job
+
+
+async def test_a_reply_deleted_while_its_job_runs_ends_in_one_result_in_its_channel(
+    studio: StudioWorld,
+) -> None:
+    fake, carol = studio.fake, studio.fake.user("carol")
+    general = fake.channel("general")
+    ix, job = await a_job(studio, "carol", **MEDIUM_JOB)
+    await wait_for_status(studio.database, job, JobStatus.RUNNING)
+    assert ix.original is not None
+    await fake.state.delete_message(ix.original)  # progress edits now meet 10008
+
+    result = await studio.result_of(job)
+    await studio.delivered(job)
+    assert result.channel_id == general.id
+    assert result.content.startswith(f"<@{carol.id}>")
+    assert not [m for m in fake.dms(carol) if f"job `{job}`" in m.content]
+    # a progress message posted in the reply's place is removed with the result
+    left = [m for m in fake.channel_messages(general) if f"Job {job}" in text_of(m)]
+    assert left == []
+
+
 # ---- the disk refuses the finish ------------------------------------------------------------
 
 
