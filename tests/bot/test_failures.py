@@ -20,6 +20,7 @@ import pytest_asyncio
 from generation.jobs import JobStatus
 from storage import StorageUnavailable
 from tests.bot.helpers import (
+    JOB_TIMEOUT_S,
     SLOW_JOB,
     StudioFactory,
     StudioWorld,
@@ -410,3 +411,39 @@ async def test_a_database_read_only_right_after_the_post_is_retried_and_posts_on
     posts = [m for m in fake.messages if f"job `{job}`" in m.content and m.attachments]
     assert posts == [result]
     assert [m.message_id for m in await db.messages_of(job)] == [result.id]
+
+
+async def test_an_image_folder_gone_between_the_finish_and_the_post_is_told_then_posted(
+    studio: StudioWorld,
+) -> None:
+    store = studio.services.pool._store  # fault injection: the folder goes right after the finish
+    mark_done = store.mark_done
+    folder = studio.database.images_dir
+    aside = folder.with_name(folder.name + ".aside")
+    gone = asyncio.Event()
+
+    async def done_then_unmounted(*args: object, **kwargs: object) -> object:
+        done = await mark_done(*args, **kwargs)
+        folder.rename(aside)
+        gone.set()
+        return done
+
+    store.mark_done = done_then_unmounted
+    try:
+        ix, job = await a_job(studio, "carol", width=64, height=64, steps=2)
+        async with asyncio.timeout(JOB_TIMEOUT_S):
+            await gone.wait()
+        said = await progress_says(studio, ix, "Trying again in 2 s")
+        assert (await studio.database.get_job(job)).delivered_at is None
+    finally:
+        store.mark_done = mark_done
+        if gone.is_set():
+            aside.rename(folder)
+
+    assert "The image folder cannot be read right now (it is missing)" in said
+    assert "no longer stored" not in said  # not mistaken for an image deleted for good
+    assert "Your job is kept." in said
+    result = await studio.result_of(job)  # the folder is back: no restart needed
+    assert result is ix.original
+    assert result.attachments[0].data == await studio.database.read_image(job, 0)
+    assert (await studio.delivered(job)).record.status is JobStatus.DONE
