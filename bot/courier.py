@@ -39,7 +39,7 @@ from bot.ui.notes import result_notes
 from bot.ui.progress import Phase, ProgressState
 from bot.ui.results import result_messages
 from generation.jobs import JobOwner, JobRecord, JobStatus
-from storage import Database
+from storage import Database, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,12 @@ class Courier:
         if job_id in self._delivering and attempt == 0:
             return
         self._delivering.add(job_id)
-        stored = await self.database.get_job(job_id)  # the init image's shape is in the notes
+        try:
+            stored = await self.database.get_job(job_id)  # the init image's shape is in the notes
+        except StorageError as error:  # the database cannot be read right now
+            log.warning("Job %s: its record could not be read (%s)", job_id, error)
+            await self._retry_later(job_id, target, attempt, sent, error)
+            return
         if stored is None or stored.deleted or stored.delivered_at is not None:
             self._delivering.discard(job_id)
             return
@@ -117,6 +122,9 @@ class Courier:
                 await self.database.mark_delivered(record.id)
                 return
             except Exception as error:
+                if await self._gone(record.id):
+                    log.info("Job %s: deleted or erased once posted; nothing to record", record.id)
+                    return
                 delay = REDELIVERY_DELAYS_S[min(attempt, len(REDELIVERY_DELAYS_S) - 1)]
                 log.warning(
                     "Job %s: posted, but not recorded (%s); retrying in %.0f s",
@@ -125,6 +133,14 @@ class Courier:
                     delay,
                 )
                 await asyncio.sleep(delay)
+
+    async def _gone(self, job_id: int) -> bool:
+        """Whether the job was deleted, or its owner erased (False while that cannot be read)."""
+        try:
+            stored = await self.database.get_job(job_id, init_image=False)
+        except StorageError:
+            return False
+        return stored is None or stored.deleted
 
     async def _retry_later(
         self, job_id: int, target: Target, attempt: int, sent: Posted, error: Exception

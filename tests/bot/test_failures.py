@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
 import pytest_asyncio
 
-from generation.jobs import JobStatus
+from generation.jobs import JobRecord, JobStatus
 from storage import StorageUnavailable
 from tests.bot.helpers import (
     JOB_TIMEOUT_S,
@@ -28,6 +29,7 @@ from tests.bot.helpers import (
     imagine,
     job_id_of,
     paused,
+    polled,
     private_reply,
     studio_people,
     text_of,
@@ -43,9 +45,10 @@ MEDIUM_JOB = {"width": 256, "height": 256, "steps": 30}  # a few seconds on the 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def studio(studio_with: StudioFactory) -> AsyncIterator[StudioWorld]:
-    """The shared studio plus a second admin and a #gallery channel."""
+    """The shared studio plus a second admin, `grace` and a #gallery channel."""
     world = studio_people()
     world.add_user("deputy", roles=("Atelier Admin",))
+    world.add_user("grace")  # erased by a test
     world.add_channel("gallery")
     async with studio_with(world) as started:
         yield started
@@ -447,3 +450,36 @@ async def test_an_image_folder_gone_between_the_finish_and_the_post_is_told_then
     assert result is ix.original
     assert result.attachments[0].data == await studio.database.read_image(job, 0)
     assert (await studio.delivered(job)).record.status is JobStatus.DONE
+
+
+async def test_a_job_whose_owner_is_erased_right_after_the_post_is_done_quietly(
+    studio: StudioWorld, caplog: pytest.LogCaptureFixture
+) -> None:
+    db, courier = studio.database, studio.bot.studio.courier
+    record = courier.record_result  # fault injection: the erasure lands between post and record
+    erased = asyncio.Event()
+
+    async def erase_then_record(job: JobRecord, *args: object) -> None:
+        if not erased.is_set():
+            assert await db.delete_user(job.owner.user_id) == 1
+            erased.set()
+        await record(job, *args)
+
+    courier.record_result = erase_then_record
+    try:
+        ix, job = await a_job(studio, "grace", width=64, height=64, steps=2)
+        async with asyncio.timeout(JOB_TIMEOUT_S):
+            await erased.wait()
+
+        async def delivery_ended() -> bool | None:
+            return True if job not in courier._delivering else None
+
+        await polled(delivery_ended)
+    finally:
+        courier.record_result = record
+
+    assert ix.original is not None
+    assert ix.original.attachments  # the post stands
+    assert await db.get_job(job) is None
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert not [line for line in said if f"Job {job}:" in line or f"job-{job}" in line]
