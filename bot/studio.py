@@ -68,10 +68,13 @@ class _Tracker:
     target_ready: asyncio.Event = field(default_factory=asyncio.Event)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     final: asyncio.Event = field(default_factory=asyncio.Event)
+    cancel_stalled: asyncio.Event = field(default_factory=asyncio.Event)  # the store refuses it
 
     def update(self, event: JobEvent) -> None:
         self.state = ProgressState.of(event.job)  # the pool's snapshot, as is
         self.changed.set()
+        if self.state.cancelling and self.state.problem:
+            self.cancel_stalled.set()
         if self.state.phase.is_final:
             self.final.set()
 
@@ -335,6 +338,17 @@ class Studio:
             terms, whose = await self.database.blocklist(guild_id), "this server"
         if first_blocked_term(terms, *texts):
             raise Blocked(f"{what} contains a term {whose} has blocked.")
+
+    async def cancel_stalled(self, job_id: int) -> str:
+        """Wait until the store refuses to record a cancel of `job_id` (its progress shows
+        "🚫 Cancelling…" and why); that sentence. Waits for ever where this run does not follow
+        the job (the CLI's) or the cancel is recorded at once."""
+        tracker = self._trackers.get(job_id)
+        if tracker is None:
+            await asyncio.Event().wait()
+        assert tracker is not None
+        await tracker.cancel_stalled.wait()
+        return tracker.state.problem or ""
 
     # ---- following jobs --------------------------------------------------------------------
 

@@ -182,7 +182,8 @@ class ChannelTarget:
                 await progress.delete()
             except discord.HTTPException as error:
                 log.info("Could not remove progress message %s (%s)", progress.id, error)
-                await self._point_to(progress, sent)
+                if not is_message_gone(error):  # someone deleted it already
+                    await self._point_to(progress, sent)
             self._progress_id = None
         return sent
 

@@ -22,6 +22,7 @@ from discord.ext import commands
 
 from bot.admin_gpus import AdminGpus
 from bot.admin_loras import AdminLoras
+from bot.cancelling import answer_cancel, send_late
 from bot.commands.library import not_cancelled
 from bot.errors import UserError
 from bot.permissions import audit_admin_action, require_admin
@@ -117,31 +118,32 @@ class Admin(
         if (job is None) == (user is None):
             raise UserError("Give either a job id or a user.")
         if job is not None:
-            reply = await self._cancel_job(interaction, job)
-        else:
-            assert user is not None
-            await interaction.response.defer(ephemeral=True, thinking=True)
-            count = await self.bot.pool.cancel_user(user.id)
-            note = ""
-            if count:
-                note = await audit_admin_action(
-                    self.bot,
-                    interaction,
-                    "user.cancel_jobs",
-                    f"user:{user.id}",
-                    {"cancelled": count},
-                )
-            reply = f"🚫 Cancelled {count} job{'s' if count != 1 else ''} of {user.mention}.{note}"
-        await interaction.followup.send(reply, ephemeral=True)
+            record = await self.bot.studio.job(job, init_image=False)
+            if record.status.is_final:
+                raise UserError(f"Job `{job}` is already {record.status.value}.")
+            await interaction.response.defer(ephemeral=True, thinking=True)  # a step may finish
+            cancelled = self._cancel_job(interaction, job, record.owner.user_id)
+            await answer_cancel(self.bot.studio, interaction, job, cancelled)
+            return
+        assert user is not None
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        count = await self.bot.pool.cancel_user(user.id)
+        note = ""
+        if count:
+            note = await audit_admin_action(
+                self.bot,
+                interaction,
+                "user.cancel_jobs",
+                f"user:{user.id}",
+                {"cancelled": count},
+            )
+        reply = f"🚫 Cancelled {count} job{'s' if count != 1 else ''} of {user.mention}.{note}"
+        await send_late(interaction, reply)
 
-    async def _cancel_job(self, interaction: discord.Interaction, job: int) -> str:
-        record = await self.bot.studio.job(job, init_image=False)
-        if record.status.is_final:
-            raise UserError(f"Job `{job}` is already {record.status.value}.")
-        await interaction.response.defer(ephemeral=True, thinking=True)  # a GPU step may finish
+    async def _cancel_job(self, interaction: discord.Interaction, job: int, owner: int) -> str:
+        """Cancel `job` (of `owner`) and audit it; the reply."""
         if not await self.bot.pool.cancel(job):
             return await not_cancelled(self.bot, job)
-        owner = record.owner.user_id
         note = await audit_admin_action(
             self.bot, interaction, "job.cancel", f"job:{job}", {"owner": owner}
         )

@@ -303,13 +303,39 @@ async def test_a_cancel_the_database_cannot_record_yet_shows_cancelling_not_kept
         async with read_only_database(studio):
             asked = await fake.slash(fake.user("frank"), "cancel", {"job": job})
             said = await progress_says(studio, ix, "Trying again")
-        reply = await private_reply(fake, asked)
+            first = await private_reply(fake, asked)
+        final = await fake.wait_for(
+            lambda: [text_of(m) for m in asked.messages if "Cancelled job" in text_of(m)] or None,
+            what="the final word",
+        )
 
     assert said.startswith(f"Job {job}\n🚫 Cancelling…\n⚠️ The database cannot be used right now")
     assert "Your job is kept" not in said
-    assert reply == f"🚫 Cancelled job `{job}`."
+    assert first.startswith(f"🚫 Cancelling job `{job}`… ⚠️ The database cannot be used right now")
+    assert final == [f"🚫 Cancelled job `{job}`."]
     assert await wait_for_status(studio.database, job, JobStatus.CANCELLED)
     assert "🚫 Cancelled." in await progress_says(studio, ix, "Cancelled.")
+
+
+async def test_a_cancel_the_store_holds_past_the_token_is_answered_at_once_then_told_by_dm(
+    studio: StudioWorld,
+) -> None:
+    fake, frank = studio.fake, studio.fake.user("frank")
+    async with paused(studio):
+        _, job = await a_job(studio, "frank", **MEDIUM_JOB)
+        async with read_only_database(studio):
+            asked = await fake.slash(frank, "cancel", {"job": job})
+            first = await private_reply(fake, asked)  # while the token lives
+            fake.expire_tokens([asked])  # the fault outlasts it (15 minutes)
+        told = await fake.wait_for(
+            lambda: [m.content for m in fake.dms(frank) if f"job `{job}`" in m.content] or None,
+            what="the final word by DM",
+        )
+
+    assert first.startswith(f"🚫 Cancelling job `{job}`… ⚠️ The database cannot be used right now")
+    assert first.endswith("I will tell you once it is cancelled.")
+    assert told == [f"🚫 Cancelled job `{job}`."]
+    assert await wait_for_status(studio.database, job, JobStatus.CANCELLED)
 
 
 # ---- a job cancelled twice at once ----------------------------------------------------------
