@@ -15,7 +15,9 @@ or the disk fails"):
 - anything failing before the post (the stored images cannot be read): tried again after
   `REDELIVERY_DELAYS_S`, and the progress message says so;
 - the store refusing to record a posted result: the records (not the post) are written again
-  after `REDELIVERY_DELAYS_S` until they succeed, so the result is posted once.
+  after `REDELIVERY_DELAYS_S` until they succeed, so the result is posted once; a next start
+  finds a result the last run posted but could not record in the reply it replaced, and
+  records it instead of posting it again.
 """
 
 from __future__ import annotations
@@ -239,7 +241,7 @@ class Courier:
         indexes = await self.image_indexes(record)
         for index in indexes:
             png = await self._read_image(record, index)
-            uploads.append(fit_upload(f"atelier-{record.id}-{index + 1}", png, limit))
+            uploads.append(fit_upload(f"{_upload_stem(record.id)}{index + 1}", png, limit))
         note = limit_note(uploads, limit)
         parent = None
         if record.request.parent_job is not None:
@@ -274,7 +276,27 @@ class Courier:
         await self.client.wait_until_ready()
         for record in await self.database.undelivered_jobs():
             if record.status.is_final and record.owner.channel_id is not None:
-                await self.deliver(record.id, await self.resumed_target(record))
+                target = await self.resumed_target(record)
+                posted = await self._posted_before(record, target)
+                if posted is None:
+                    await self.deliver(record.id, target)
+                else:  # posted, but the store refused to record it before the stop
+                    book = self._book(record, (posted,), target.channel_id)
+                    self._spawn(book, f"book-{record.id}")
+
+    async def _posted_before(
+        self, record: JobRecord, target: ChannelTarget
+    ) -> discord.Message | None:
+        """The result of `record` an earlier run posted (its reply, turned into the result)
+        but could not record; None where its last recorded message does not show its images."""
+        if record.status is not JobStatus.DONE or target.progress_message_id is None:
+            return None
+        try:
+            message = await target.channel.fetch_message(target.progress_message_id)
+        except discord.HTTPException:
+            return None
+        stem = _upload_stem(record.id)
+        return message if any(a.filename.startswith(stem) for a in message.attachments) else None
 
     async def resumed_target(self, record: JobRecord) -> ChannelTarget:
         """Where a job of an earlier run goes on: its channel, with the last message recorded
@@ -298,6 +320,11 @@ class Courier:
             guild_id=owner.guild_id,
             progress_message_id=progress_message_id,
         )
+
+
+def _upload_stem(job_id: int) -> str:
+    """How the names of a job's uploaded images begin (then the image's number)."""
+    return f"atelier-{job_id}-"
 
 
 def _is_dm(target: Target) -> bool:

@@ -478,6 +478,39 @@ async def test_an_image_folder_gone_between_the_finish_and_the_post_is_told_then
     assert (await studio.delivered(job)).record.status is JobStatus.DONE
 
 
+async def test_a_result_posted_but_not_recorded_before_a_restart_is_not_posted_again(
+    studio: StudioWorld,
+) -> None:
+    fake, db = studio.fake, studio.database
+    courier = studio.bot.studio.courier
+    record = courier.record_result  # fault injection: the disk turns read-only after the post
+    turned = asyncio.Event()
+
+    async def read_only_after_post(*args: object) -> None:
+        if not turned.is_set():
+            await db._conn.execute("PRAGMA query_only = ON")
+            turned.set()
+        await record(*args)
+
+    courier.record_result = read_only_after_post
+    try:
+        ix, job = await a_job(studio, "carol", width=64, height=64, steps=2)
+        async with asyncio.timeout(JOB_TIMEOUT_S):
+            await turned.wait()
+        result = await studio.result_of(job)
+        await studio.runner.restart()  # before the store took the record
+    finally:
+        await db._conn.execute("PRAGMA query_only = OFF")
+        courier.record_result = record
+
+    assert (await studio.delivered(job)).delivered_at is not None  # the next run recorded it
+    assert result is ix.original
+    assert not result.deleted  # its reactions and buttons stay
+    posts = [m for m in fake.messages if f"job `{job}`" in m.content and m.attachments]
+    assert posts == [result]  # not posted (nor pinged) again
+    assert await db.job_for_message(result.id) == job
+
+
 async def test_a_job_whose_owner_is_erased_right_after_the_post_is_done_quietly(
     studio: StudioWorld, caplog: pytest.LogCaptureFixture
 ) -> None:
