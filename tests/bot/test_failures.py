@@ -45,11 +45,12 @@ MEDIUM_JOB = {"width": 256, "height": 256, "steps": 30}  # a few seconds on the 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def studio(studio_with: StudioFactory) -> AsyncIterator[StudioWorld]:
-    """The shared studio plus a second admin, `grace` and a #gallery channel."""
+    """The shared studio plus a second admin, `grace`, #gallery and #doomed."""
     world = studio_people()
     world.add_user("deputy", roles=("Atelier Admin",))
     world.add_user("grace")  # erased by a test
     world.add_channel("gallery")
+    world.add_channel("doomed")  # deleted by a test
     async with studio_with(world) as started:
         yield started
 
@@ -127,6 +128,26 @@ async def test_a_result_the_channel_no_longer_takes_goes_by_dm_and_says_why(
         lambda m: m.channel_id == gallery.id and f"job `{job}`" in text_of(m) and "DM" in text_of(m)
     )
     assert text_of(note) == f"📬 The result of job `{job}` was sent to <@{alice.id}> by DM."
+
+
+async def test_a_result_whose_channel_was_deleted_goes_by_dm_and_says_why(
+    studio: StudioWorld,
+) -> None:
+    fake, alice = studio.fake, studio.fake.user("alice")
+    doomed = fake.channel("doomed")
+    async with reaction_job(studio, "alice", "doomed", "a ruin") as job:
+        del fake.world.channels["doomed"]  # 404 Unknown Channel (10003) from now on
+
+    dm = await fake.wait_for(
+        lambda: (
+            [m for m in fake.dms(alice) if f"job `{job}`" in m.content and m.attachments] or None
+        ),
+        what="the DM result",
+    )
+    assert (await studio.delivered(job)).record.status is JobStatus.DONE
+    said = " ".join(m.content for m in fake.dms(alice))
+    assert f"job `{job}` in <#{doomed.id}> (I cannot find it), so here it is." in said
+    assert await studio.database.job_for_message(dm[0].id) == job
 
 
 async def test_a_result_over_a_limit_that_shrank_meanwhile_is_fitted_again(
