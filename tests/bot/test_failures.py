@@ -27,6 +27,7 @@ from tests.bot.helpers import (
     StudioWorld,
     answer,
     imagine,
+    job_count,
     job_id_of,
     paused,
     polled,
@@ -563,3 +564,22 @@ async def test_a_job_whose_owner_is_erased_right_after_the_post_is_done_quietly(
     assert await db.get_job(job) is None
     said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert not [line for line in said if f"Job {job}:" in line or f"job-{job}" in line]
+
+
+async def test_a_button_that_needs_an_image_from_a_missing_folder_says_so_and_changes_nothing(
+    studio: StudioWorld,
+) -> None:
+    fake, db = studio.fake, studio.database
+    alice = fake.user("alice")
+    _, job = await a_job(studio, "alice", width=64, height=64, steps=2)
+    result = await studio.result_of(job)
+    before = await job_count(db)
+    async with unwritable_image_folder(studio):  # a file stands where the folder was
+        pressed = await fake.click(alice, result, f"atelier:vary-subtle:{job}:0")
+        said = await private_reply(fake, pressed)
+
+    assert said == (
+        "⚠️ The image folder cannot be read right now (Not a directory). "
+        "Nothing was changed; try again in a minute."
+    )
+    assert await job_count(db) == before
