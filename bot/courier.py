@@ -3,7 +3,8 @@
 A result is delivered once and never dropped. What each refusal leads to (README, "When Discord
 or the disk fails"):
 
-- 5xx, 429 past discord.py's own retries, or no way to reach the person at all: the result stays
+- 5xx, 429 past discord.py's own retries, a dropped connection, or no way to reach the person
+  at all: the result stays
   undelivered in storage and is tried again after `REDELIVERY_DELAYS_S` (and on the next start);
 - 413 (Discord's upload limit is lower than the bot knew, say a server lost its boosts): the
   images are fitted again under half the largest file Discord refused, at once;
@@ -35,7 +36,7 @@ from bot.actions import Action
 from bot.attachments import fit_upload, limit_note
 from bot.config import Settings
 from bot.editing import editing_model
-from bot.targets import ChannelTarget, Message, Target, is_channel_refusal
+from bot.targets import UNREACHABLE, ChannelTarget, Message, Target, is_channel_refusal
 from bot.ui.embeds import failure_content
 from bot.ui.notes import result_notes
 from bot.ui.progress import Phase, ProgressState
@@ -112,6 +113,9 @@ class Courier:
         except discord.HTTPException as error:
             await self._refused(record, target, attempt, sent, limit, posting, error)
             return
+        except UNREACHABLE as error:  # as a 5xx: tried again later
+            self._retry(job_id, target, attempt, sent, error)
+            return
         await self._book(record, sent, target.channel_id)
         self._delivering.discard(job_id)
 
@@ -157,7 +161,7 @@ class Courier:
             )
             try:
                 await target.edit(Message(content=note[:2000], uploads=()))
-            except discord.HTTPException as edit_error:
+            except (discord.HTTPException, *UNREACHABLE) as edit_error:
                 log.info(
                     "Job %s: the progress message could not be edited (%s)", job_id, edit_error
                 )
@@ -185,8 +189,14 @@ class Courier:
             log.warning("Job %s: cannot post in its channel (%s); sending it by DM", job_id, error)
             if await self._deliver_by_dm(record, target, error):
                 return
+        self._retry(job_id, target, attempt, sent, error)
+
+    def _retry(
+        self, job_id: int, target: Target, attempt: int, sent: Posted, error: Exception
+    ) -> None:
+        """Post the rest of the result after the courier's backoff."""
         delay = REDELIVERY_DELAYS_S[min(attempt, len(REDELIVERY_DELAYS_S) - 1)]
-        log.warning("Job %s: delivery failed (%s); retrying in %.0f s", job_id, error, delay)
+        log.warning("Job %s: delivery failed (%r); retrying in %.0f s", job_id, error, delay)
         self._spawn(
             self._redeliver(job_id, target, attempt + 1, delay, sent), f"redeliver-{job_id}"
         )
@@ -205,7 +215,7 @@ class Courier:
                 f"I could not post the result of job `{record.id}` in <#{target.channel_id}> "
                 f"(I {why}), so here it is."
             )
-        except discord.HTTPException as dm_error:
+        except (discord.HTTPException, *UNREACHABLE) as dm_error:
             log.warning("Job %s: the DM failed as well (%s)", record.id, dm_error)
             return False
         dm = ChannelTarget(self.client, channel.id, record.owner.user_id)
@@ -221,7 +231,7 @@ class Courier:
         note = f"📬 The result of job `{record.id}` was sent to <@{record.owner.user_id}> by DM."
         try:
             await target.edit(Message(content=note, uploads=()))
-        except discord.HTTPException as error:
+        except (discord.HTTPException, *UNREACHABLE) as error:
             log.info("Job %s: the progress message could not be edited (%s)", record.id, error)
 
     async def _redeliver(
@@ -293,7 +303,7 @@ class Courier:
             return None
         try:
             message = await target.channel.fetch_message(target.progress_message_id)
-        except discord.HTTPException:
+        except (discord.HTTPException, *UNREACHABLE):
             return None
         stem = _upload_stem(record.id)
         return message if any(a.filename.startswith(stem) for a in message.attachments) else None

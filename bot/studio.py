@@ -33,7 +33,7 @@ from bot.courier import Courier
 from bot.editing import NO_EDITING_MODEL, edit_request, editing_model
 from bot.errors import Blocked, NotAllowedHere, NotFound, NotYours, UserError
 from bot.permissions import admit, may_manage_server, require_place
-from bot.targets import Message, Target
+from bot.targets import UNREACHABLE, Message, Target
 from bot.ui.embeds import PREVIEW_FILENAME, parameters_embed, progress_embed
 from bot.ui.notes import request_notes
 from bot.ui.progress import Phase, ProgressState
@@ -407,8 +407,8 @@ class Studio:
             )
             try:
                 await target.edit(message)
-            except discord.HTTPException as error:
-                log.warning("Job %s: progress edit failed (%s)", tracker.job_id, error)
+            except (discord.HTTPException, *UNREACHABLE) as error:
+                log.warning("Job %s: progress edit failed (%r)", tracker.job_id, error)
             await self._remember_progress(tracker, target)
             last_edit = time.monotonic()
             shown, shown_notes = state, tracker.notes

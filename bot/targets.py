@@ -16,6 +16,7 @@ import logging
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+import aiohttp
 import discord
 
 from bot.attachments import Upload
@@ -108,6 +109,11 @@ class Target(Protocol):
         """Tell only this user something (an ephemeral reply, or a DM)."""
 
 
+# Discord could not be reached: the connection dropped or failed (discord.py retries only a few
+# of these itself, and raises the rest as they are)
+UNREACHABLE = (aiohttp.ClientError, OSError)
+
+
 def is_dead_token(error: discord.HTTPException) -> bool:
     """True when Discord refused an interaction follow-up because its token is gone."""
     return error.status == 401 or error.code in (_INVALID_WEBHOOK_TOKEN, _UNKNOWN_WEBHOOK)
@@ -180,7 +186,7 @@ class ChannelTarget:
             progress = self.channel.get_partial_message(self._progress_id)
             try:
                 await progress.delete()
-            except discord.HTTPException as error:
+            except (discord.HTTPException, *UNREACHABLE) as error:
                 log.info("Could not remove progress message %s (%s)", progress.id, error)
                 if not is_message_gone(error):  # someone deleted it already
                     await self._point_to(progress, sent)
@@ -192,7 +198,7 @@ class ChannelTarget:
         note = Message(content=f"⬇️ This job has ended; see {result.jump_url}", uploads=())
         try:
             await progress.edit(**note.edit_kwargs())
-        except discord.HTTPException as error:
+        except (discord.HTTPException, *UNREACHABLE) as error:
             log.warning("Progress message %s still shows the job (%s)", progress.id, error)
 
     async def deliver_more(self, message: Message) -> discord.Message:

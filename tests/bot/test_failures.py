@@ -37,6 +37,7 @@ from tests.bot.helpers import (
     wait_for_status,
 )
 from tests.discord import InteractionRecord, Message
+from tests.discord.faults import DROPPED
 from tests.discord.world import Overwrite, Permission
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -149,6 +150,39 @@ async def test_a_result_whose_channel_was_deleted_goes_by_dm_and_says_why(
     said = " ".join(m.content for m in fake.dms(alice))
     assert f"job `{job}` in <#{doomed.id}> (I cannot find it), so here it is." in said
     assert await studio.database.job_for_message(dm[0].id) == job
+
+
+async def test_a_connection_dropped_as_a_job_is_shown_loses_nothing(
+    studio: StudioWorld,
+) -> None:
+    fake = studio.fake
+    async with paused(studio):
+        ix, job = await a_job(studio, "carol", width=64, height=64, steps=2)
+        # the network fails once as the reply is edited (discord.py does not retry that)
+        original = r"/webhooks/\d+/[^/]+/messages/@original"
+        dropped = fake.fail_next("PATCH", original, status=DROPPED)
+
+    result = await studio.result_of(job)
+    assert dropped.served == 1
+    assert result is ix.original
+    assert (await studio.delivered(job)).record.status is JobStatus.DONE
+
+
+async def test_a_connection_dropped_as_a_result_is_posted_in_a_channel_is_retried(
+    studio: StudioWorld,
+) -> None:
+    fake = studio.fake
+    gallery = fake.channel("gallery")
+    async with reaction_job(studio, "bob", "gallery", "a harbour at night") as job:
+        posts = rf"/channels/{gallery.id}/messages$"  # the result: progress is only edited
+        dropped = fake.fail_next("POST", posts, status=DROPPED)
+
+    result = await studio.result_of(job)
+    assert dropped.served == 1
+    assert result.channel_id == gallery.id
+    assert (await studio.delivered(job)).record.status is JobStatus.DONE
+    shown_in_gallery = [m for m in fake.channel_messages(gallery) if f"job `{job}`" in m.content]
+    assert shown_in_gallery == [result]
 
 
 async def test_a_result_over_a_limit_that_shrank_meanwhile_is_fitted_again(
