@@ -4,8 +4,8 @@ A result is delivered once and never dropped. What each refusal leads to (README
 or the disk fails"):
 
 - 5xx, 429 past discord.py's own retries, a dropped connection, or no way to reach the person
-  at all: the result stays
-  undelivered in storage and is tried again after `REDELIVERY_DELAYS_S` (and on the next start);
+  at all: the result stays undelivered in storage and is tried again after
+  `REDELIVERY_DELAYS_S` (and on the next start);
 - 413 (Discord's upload limit is lower than the bot knew, say a server lost its boosts): the
   images are fitted again under half the largest file Discord refused, at once;
 - 403, or 404 Unknown Channel (the bot may no longer post there, or the channel is gone): the
