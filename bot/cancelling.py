@@ -12,34 +12,29 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING
 
 import discord
 
 from bot.targets import is_dead_token
 
-if TYPE_CHECKING:
-    from bot.studio import Studio
-
 log = logging.getLogger(__name__)
 
 
 async def answer_cancel(
-    studio: Studio, interaction: discord.Interaction, job_id: int, outcome: Awaitable[str]
+    interaction: discord.Interaction, what: str, stalled: Awaitable[str], outcome: Awaitable[str]
 ) -> None:
     """Answer `interaction` (deferred) with what `outcome` (the cancel, then its reply) says;
-    first "🚫 Cancelling job `42`…" and why, where the store holds the cancel up."""
+    first "🚫 Cancelling `what`…" and why, where the store holds it up (`stalled`, from
+    `Studio.cancel_stalled`, says so)."""
     done = asyncio.ensure_future(outcome)
-    stalled = asyncio.ensure_future(studio.cancel_stalled(job_id))
+    held = asyncio.ensure_future(stalled)
     try:
-        await asyncio.wait({done, stalled}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({done, held}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        stalled.cancel()
+        held.cancel()
     if not done.done():
-        why = stalled.result()
         await send_late(
-            interaction,
-            f"🚫 Cancelling job `{job_id}`… ⚠️ {why} I will tell you once it is cancelled.",
+            interaction, f"🚫 Cancelling {what}… ⚠️ {held.result()} I will tell you once it is done."
         )
     await send_late(interaction, await done)
 

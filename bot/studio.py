@@ -69,9 +69,11 @@ class _Tracker:
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     final: asyncio.Event = field(default_factory=asyncio.Event)
     cancel_stalled: asyncio.Event = field(default_factory=asyncio.Event)  # the store refuses it
+    owner_id: int | None = None
 
     def update(self, event: JobEvent) -> None:
         self.state = ProgressState.of(event.job)  # the pool's snapshot, as is
+        self.owner_id = event.job.owner.user_id
         self.changed.set()
         if self.state.cancelling and self.state.problem:
             self.cancel_stalled.set()
@@ -339,16 +341,24 @@ class Studio:
         if first_blocked_term(terms, *texts):
             raise Blocked(f"{what} contains a term {whose} has blocked.")
 
-    async def cancel_stalled(self, job_id: int) -> str:
-        """Wait until the store refuses to record a cancel of `job_id` (its progress shows
-        "🚫 Cancelling…" and why); that sentence. Waits for ever where this run does not follow
-        the job (the CLI's) or the cancel is recorded at once."""
-        tracker = self._trackers.get(job_id)
-        if tracker is None:
-            await asyncio.Event().wait()
-        assert tracker is not None
-        await tracker.cancel_stalled.wait()
-        return tracker.state.problem or ""
+    async def cancel_stalled(self, *, job_id: int | None = None, user_id: int | None = None) -> str:
+        """Wait until the store refuses to record a cancel of job `job_id`, or of any job of
+        `user_id` (its progress shows "🚫 Cancelling…" and why); that sentence. Waits for ever
+        where this run follows no such job (the CLI's) or the cancel is recorded at once."""
+        trackers = [
+            tracker
+            for tracker in self._trackers.values()
+            if tracker.job_id == job_id or (user_id is not None and tracker.owner_id == user_id)
+        ]
+        waits = [asyncio.ensure_future(t.cancel_stalled.wait()) for t in trackers]
+        try:
+            if not waits:
+                await asyncio.Event().wait()
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+        return next(t.state.problem or "" for t in trackers if t.cancel_stalled.is_set())
 
     # ---- following jobs --------------------------------------------------------------------
 

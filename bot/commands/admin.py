@@ -22,7 +22,7 @@ from discord.ext import commands
 
 from bot.admin_gpus import AdminGpus
 from bot.admin_loras import AdminLoras
-from bot.cancelling import answer_cancel, send_late
+from bot.cancelling import answer_cancel
 from bot.commands.library import not_cancelled
 from bot.errors import UserError
 from bot.permissions import audit_admin_action, require_admin
@@ -123,10 +123,17 @@ class Admin(
                 raise UserError(f"Job `{job}` is already {record.status.value}.")
             await interaction.response.defer(ephemeral=True, thinking=True)  # a step may finish
             cancelled = self._cancel_job(interaction, job, record.owner.user_id)
-            await answer_cancel(self.bot.studio, interaction, job, cancelled)
+            stalled = self.bot.studio.cancel_stalled(job_id=job)
+            await answer_cancel(interaction, f"job `{job}`", stalled, cancelled)
             return
         assert user is not None
         await interaction.response.defer(ephemeral=True, thinking=True)
+        stalled = self.bot.studio.cancel_stalled(user_id=user.id)
+        cancelled = self._cancel_user(interaction, user)
+        await answer_cancel(interaction, f"the jobs of {user.mention}", stalled, cancelled)
+
+    async def _cancel_user(self, interaction: discord.Interaction, user: discord.User) -> str:
+        """Cancel every job of `user` and audit it; the reply."""
         count = await self.bot.pool.cancel_user(user.id)
         note = ""
         if count:
@@ -137,8 +144,7 @@ class Admin(
                 f"user:{user.id}",
                 {"cancelled": count},
             )
-        reply = f"🚫 Cancelled {count} job{'s' if count != 1 else ''} of {user.mention}.{note}"
-        await send_late(interaction, reply)
+        return f"🚫 Cancelled {count} job{'s' if count != 1 else ''} of {user.mention}.{note}"
 
     async def _cancel_job(self, interaction: discord.Interaction, job: int, owner: int) -> str:
         """Cancel `job` (of `owner`) and audit it; the reply."""

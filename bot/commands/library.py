@@ -367,7 +367,8 @@ class Library(commands.Cog):
                 return f"🚫 Cancelled job `{job}`."
             return await not_cancelled(self.bot, job)
 
-        await answer_cancel(self.bot.studio, interaction, job, cancelled())
+        stalled = self.bot.studio.cancel_stalled(job_id=job)
+        await answer_cancel(interaction, f"job `{job}`", stalled, cancelled())
 
     async def _submit(self, interaction: discord.Interaction, request: GenerationRequest) -> None:
         studio = self.bot.studio

@@ -389,9 +389,30 @@ async def test_a_cancel_the_store_holds_past_the_token_is_answered_at_once_then_
         )
 
     assert first.startswith(f"🚫 Cancelling job `{job}`… ⚠️ The database cannot be used right now")
-    assert first.endswith("I will tell you once it is cancelled.")
+    assert first.endswith("I will tell you once it is done.")
     assert told == [f"🚫 Cancelled job `{job}`."]
     assert await wait_for_status(studio.database, job, JobStatus.CANCELLED)
+
+
+async def test_an_admin_cancelling_someones_jobs_the_store_holds_hears_so_at_once(
+    studio: StudioWorld,
+) -> None:
+    fake, dave = studio.fake, studio.fake.user("dave")
+    async with paused(studio):
+        jobs = [(await a_job(studio, "dave", **MEDIUM_JOB))[1] for _ in range(2)]
+        async with read_only_database(studio):
+            asked = await fake.slash(fake.user("admin"), "admin cancel", {"user": dave})
+            first = await private_reply(fake, asked)
+        final = await fake.wait_for(
+            lambda: [text_of(m) for m in asked.messages if "Cancelled" in text_of(m)] or None,
+            what="the final word",
+        )
+
+    assert first.startswith(f"🚫 Cancelling the jobs of <@{dave.id}>… ⚠️ The database cannot")
+    assert first.endswith("I will tell you once it is done.")
+    assert final == [f"🚫 Cancelled 2 jobs of <@{dave.id}>."]
+    for job in jobs:
+        assert await wait_for_status(studio.database, job, JobStatus.CANCELLED)
 
 
 # ---- a job cancelled twice at once ----------------------------------------------------------
