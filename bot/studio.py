@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +30,7 @@ from bot.actions import Action
 from bot.attachments import Upload
 from bot.blocklist import first_blocked_term
 from bot.config import Settings
-from bot.courier import Courier
+from bot.courier import REDELIVERY_DELAYS_S, Courier
 from bot.editing import NO_EDITING_MODEL, edit_request, editing_model
 from bot.errors import Blocked, NotAllowedHere, NotFound, NotYours, UserError
 from bot.permissions import admit, may_manage_server, require_place
@@ -49,9 +50,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-REDELIVERY_DELAYS_S = (2.0, 10.0, 30.0, 120.0, 600.0)  # then every 600 s
 MAX_CONCURRENT_DECODES = 2  # uploaded images decoded at once (each up to ~0.45 GB: input_images)
-Posted = Sequence[discord.Message]  # the messages of a result posted so far
 
 
 @dataclass(eq=False)
@@ -380,13 +379,22 @@ class Studio:
         return tracker
 
     async def _resume(self, tracker: _Tracker) -> None:
-        """Follow a job this run did not submit in its channel, from its stored record."""
-        stored = await self.database.get_job(tracker.job_id, init_image=False)
-        if stored is None or stored.record.owner.channel_id is None:
-            self._trackers.pop(tracker.job_id, None)
-            return  # not a Discord job (say, the CLI's): nothing to show
+        """Follow a job this run did not submit in its channel, from its stored record (read
+        again after `REDELIVERY_DELAYS_S` while the store cannot be read)."""
+        for attempt in itertools.count():
+            try:
+                stored = await self.database.get_job(tracker.job_id, init_image=False)
+                if stored is None or stored.record.owner.channel_id is None:
+                    self._trackers.pop(tracker.job_id, None)
+                    return  # not a Discord job (say, the CLI's): nothing to show
+                target = await self.courier.resumed_target(stored.record)
+                break
+            except StorageError as error:
+                delay = REDELIVERY_DELAYS_S[min(attempt, len(REDELIVERY_DELAYS_S) - 1)]
+                log.warning("Job %s: not read (%s); again in %.0f s", tracker.job_id, error, delay)
+                await asyncio.sleep(delay)
         tracker.request = stored.record.request
-        tracker.attach(await self.courier.resumed_target(stored.record))
+        tracker.attach(target)
 
     async def _follow(self, tracker: _Tracker) -> None:
         preview_interval = self.settings.progress.preview_interval_s

@@ -21,6 +21,7 @@ from tests.bot.helpers import (
     StudioFactory,
     StudioWorld,
     job_count,
+    paused,
     polled,
     private_reply,
     studio_people,
@@ -220,3 +221,30 @@ async def test_a_button_that_needs_an_image_from_a_missing_folder_says_so_and_ch
         "Nothing was changed; try again in a minute."
     )
     assert await job_count(db) == before
+
+
+async def test_a_job_taken_up_by_a_new_run_while_its_record_cannot_be_read_is_still_delivered(
+    studio: StudioWorld,
+) -> None:
+    db = studio.database
+    get_job = db.get_job  # fault injection: the new run's first read of the job fails
+    refused = asyncio.Event()
+
+    async def unreadable_once(job_id: int, *args: object, **kwargs: bool) -> object:
+        if job_id == job and not refused.is_set():
+            refused.set()
+            raise StorageUnavailable("The database cannot be used right now (disk I/O error).")
+        return await get_job(job_id, *args, **kwargs)
+
+    async with paused(studio):
+        ix, job = await a_job(studio, "carol", width=64, height=64, steps=2)
+        await studio.runner.restart()  # the job goes on in a run that did not submit it
+        db.get_job = unreadable_once  # type: ignore[method-assign]
+    try:
+        async with asyncio.timeout(JOB_TIMEOUT_S):
+            await refused.wait()
+        result = await studio.result_of(job)  # read again: no restart needed
+    finally:
+        del db.get_job
+    assert result.channel_id == ix.channel_id
+    assert (await studio.delivered(job)).record.status is JobStatus.DONE
