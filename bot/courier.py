@@ -3,17 +3,22 @@
 A result is delivered once and never dropped. What each refusal leads to (README, "When Discord
 or the disk fails"):
 
-- 5xx, 429 past discord.py's own retries, or no way to reach the person at all: the result stays
-  undelivered in storage and is tried again after `REDELIVERY_DELAYS_S` (and on the next start);
+- 5xx, 429 past discord.py's own retries, a dropped connection, or no way to reach the person
+  at all: the result stays undelivered in storage and is tried again after
+  `REDELIVERY_DELAYS_S` (and on the next start);
 - 413 (Discord's upload limit is lower than the bot knew, say a server lost its boosts): the
   images are fitted again under half the largest file Discord refused, at once;
-- 403 or 404 on the channel (the bot may no longer post there, or the channel is gone): the
+- 403, or 404 Unknown Channel (the bot may no longer post there, or the channel is gone): the
   result goes to the person's DMs, with a sentence saying why it is there, and the progress
   message left in the channel (where Discord still lets the bot edit it) says where it went;
+- 404 Unknown Message (someone deleted the reply the result was to replace): the channel is fine,
+  so a new message there, mentioning the person, takes its place (`bot.targets`);
 - anything failing before the post (the stored images cannot be read): tried again after
   `REDELIVERY_DELAYS_S`, and the progress message says so;
 - the store refusing to record a posted result: the records (not the post) are written again
-  after `REDELIVERY_DELAYS_S` until they succeed, so the result is posted once.
+  after `REDELIVERY_DELAYS_S` until they succeed, so the result is posted once; a next start
+  finds a result the last run posted but could not record in the reply it replaced, and
+  records it instead of posting it again.
 """
 
 from __future__ import annotations
@@ -31,13 +36,13 @@ from bot.actions import Action
 from bot.attachments import fit_upload, limit_note
 from bot.config import Settings
 from bot.editing import edit_offered, editing_model
-from bot.targets import ChannelTarget, Message, Target
+from bot.targets import UNREACHABLE, ChannelTarget, Message, Target, is_channel_refusal
 from bot.ui.embeds import failure_content
 from bot.ui.notes import result_notes
 from bot.ui.progress import Phase, ProgressState
 from bot.ui.results import result_messages
 from generation.jobs import JobOwner, JobRecord, JobStatus
-from storage import Database
+from storage import Database, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +88,12 @@ class Courier:
         if job_id in self._delivering and attempt == 0:
             return
         self._delivering.add(job_id)
-        stored = await self.database.get_job(job_id)  # the init image's shape is in the notes
+        try:
+            stored = await self.database.get_job(job_id)  # the init image's shape is in the notes
+        except StorageError as error:  # the database cannot be read right now
+            log.warning("Job %s: its record could not be read (%s)", job_id, error)
+            await self._retry_later(job_id, target, attempt, sent, error)
+            return
         if stored is None or stored.deleted or stored.delivered_at is not None:
             self._delivering.discard(job_id)
             return
@@ -103,6 +113,9 @@ class Courier:
         except discord.HTTPException as error:
             await self._refused(record, target, attempt, sent, limit, posting, error)
             return
+        except UNREACHABLE as error:  # as a 5xx: tried again later
+            self._retry(job_id, target, attempt, sent, error)
+            return
         await self._book(record, sent, target.channel_id)
         self._delivering.discard(job_id)
 
@@ -115,6 +128,9 @@ class Courier:
                 await self.database.mark_delivered(record.id)
                 return
             except Exception as error:
+                if await self._gone(record.id):
+                    log.info("Job %s: deleted or erased once posted; nothing to record", record.id)
+                    return
                 delay = REDELIVERY_DELAYS_S[min(attempt, len(REDELIVERY_DELAYS_S) - 1)]
                 log.warning(
                     "Job %s: posted, but not recorded (%s); retrying in %.0f s",
@@ -123,6 +139,14 @@ class Courier:
                     delay,
                 )
                 await asyncio.sleep(delay)
+
+    async def _gone(self, job_id: int) -> bool:
+        """Whether the job was deleted, or its owner erased (False while that cannot be read)."""
+        try:
+            stored = await self.database.get_job(job_id, init_image=False)
+        except StorageError:
+            return False
+        return stored is None or stored.deleted
 
     async def _retry_later(
         self, job_id: int, target: Target, attempt: int, sent: Posted, error: Exception
@@ -137,7 +161,7 @@ class Courier:
             )
             try:
                 await target.edit(Message(content=note[:2000], uploads=()))
-            except discord.HTTPException as edit_error:
+            except (discord.HTTPException, *UNREACHABLE) as edit_error:
                 log.info(
                     "Job %s: the progress message could not be edited (%s)", job_id, edit_error
                 )
@@ -161,12 +185,18 @@ class Courier:
             log.warning("Job %s: Discord refused %d bytes; fitting under less", job_id, largest)
             await self.deliver(job_id, target, attempt + 1, sent, min(limit, largest // 2))
             return
-        if error.status in (403, 404) and not sent and not _is_dm(target):
+        if is_channel_refusal(error) and not sent and not _is_dm(target):
             log.warning("Job %s: cannot post in its channel (%s); sending it by DM", job_id, error)
             if await self._deliver_by_dm(record, target, error):
                 return
+        self._retry(job_id, target, attempt, sent, error)
+
+    def _retry(
+        self, job_id: int, target: Target, attempt: int, sent: Posted, error: Exception
+    ) -> None:
+        """Post the rest of the result after the courier's backoff."""
         delay = REDELIVERY_DELAYS_S[min(attempt, len(REDELIVERY_DELAYS_S) - 1)]
-        log.warning("Job %s: delivery failed (%s); retrying in %.0f s", job_id, error, delay)
+        log.warning("Job %s: delivery failed (%r); retrying in %.0f s", job_id, error, delay)
         self._spawn(
             self._redeliver(job_id, target, attempt + 1, delay, sent), f"redeliver-{job_id}"
         )
@@ -185,7 +215,7 @@ class Courier:
                 f"I could not post the result of job `{record.id}` in <#{target.channel_id}> "
                 f"(I {why}), so here it is."
             )
-        except discord.HTTPException as dm_error:
+        except (discord.HTTPException, *UNREACHABLE) as dm_error:
             log.warning("Job %s: the DM failed as well (%s)", record.id, dm_error)
             return False
         dm = ChannelTarget(self.client, channel.id, record.owner.user_id)
@@ -201,7 +231,7 @@ class Courier:
         note = f"📬 The result of job `{record.id}` was sent to <@{record.owner.user_id}> by DM."
         try:
             await target.edit(Message(content=note, uploads=()))
-        except discord.HTTPException as error:
+        except (discord.HTTPException, *UNREACHABLE) as error:
             log.info("Job %s: the progress message could not be edited (%s)", record.id, error)
 
     async def _redeliver(
@@ -221,7 +251,7 @@ class Courier:
         indexes = await self.image_indexes(record)
         for index in indexes:
             png = await self._read_image(record, index)
-            uploads.append(fit_upload(f"atelier-{record.id}-{index + 1}", png, limit))
+            uploads.append(fit_upload(f"{_upload_stem(record.id)}{index + 1}", png, limit))
         note = limit_note(uploads, limit)
         parent = None
         if record.request.parent_job is not None:
@@ -257,7 +287,27 @@ class Courier:
         await self.client.wait_until_ready()
         for record in await self.database.undelivered_jobs():
             if record.status.is_final and record.owner.channel_id is not None:
-                await self.deliver(record.id, await self.resumed_target(record))
+                target = await self.resumed_target(record)
+                posted = await self._posted_before(record, target)
+                if posted is None:
+                    await self.deliver(record.id, target)
+                else:  # posted, but the store refused to record it before the stop
+                    book = self._book(record, (posted,), target.channel_id)
+                    self._spawn(book, f"book-{record.id}")
+
+    async def _posted_before(
+        self, record: JobRecord, target: ChannelTarget
+    ) -> discord.Message | None:
+        """The result of `record` an earlier run posted (its reply, turned into the result)
+        but could not record; None where its last recorded message does not show its images."""
+        if record.status is not JobStatus.DONE or target.progress_message_id is None:
+            return None
+        try:
+            message = await target.channel.fetch_message(target.progress_message_id)
+        except (discord.HTTPException, *UNREACHABLE):
+            return None
+        stem = _upload_stem(record.id)
+        return message if any(a.filename.startswith(stem) for a in message.attachments) else None
 
     async def resumed_target(self, record: JobRecord) -> ChannelTarget:
         """Where a job of an earlier run goes on: its channel, with the last message recorded
@@ -281,6 +331,11 @@ class Courier:
             guild_id=owner.guild_id,
             progress_message_id=progress_message_id,
         )
+
+
+def _upload_stem(job_id: int) -> str:
+    """How the names of a job's uploaded images begin (then the image's number)."""
+    return f"atelier-{job_id}-"
 
 
 def _is_dm(target: Target) -> bool:

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -29,12 +30,12 @@ from bot.actions import Action
 from bot.attachments import Upload
 from bot.blocklist import first_blocked_term
 from bot.config import Settings
-from bot.courier import Courier
+from bot.courier import REDELIVERY_DELAYS_S, Courier
 from bot.editing import NO_EDITING_MODEL, edit_problem, edit_request, editing_model
 from bot.errors import Blocked, NotAllowedHere, NotFound, NotYours, UserError
 from bot.finals import Finals
 from bot.permissions import admit, may_manage_server, require_place
-from bot.targets import Message, Target
+from bot.targets import UNREACHABLE, Message, Target
 from bot.ui.embeds import PREVIEW_FILENAME, parameters_embed, progress_embed
 from bot.ui.notes import request_notes
 from bot.ui.progress import Phase, ProgressState
@@ -50,9 +51,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-REDELIVERY_DELAYS_S = (2.0, 10.0, 30.0, 120.0, 600.0)  # then every 600 s
 MAX_CONCURRENT_DECODES = 2  # uploaded images decoded at once (each up to ~0.45 GB: input_images)
-Posted = Sequence[discord.Message]  # the messages of a result posted so far
 
 
 @dataclass(eq=False)
@@ -69,10 +68,15 @@ class _Tracker:
     target_ready: asyncio.Event = field(default_factory=asyncio.Event)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     final: asyncio.Event = field(default_factory=asyncio.Event)
+    cancel_stalled: asyncio.Event = field(default_factory=asyncio.Event)  # the store refuses it
+    owner_id: int | None = None
 
     def update(self, event: JobEvent) -> None:
         self.state = ProgressState.of(event.job)  # the pool's snapshot, as is
+        self.owner_id = event.job.owner.user_id
         self.changed.set()
+        if self.state.cancelling and self.state.problem:
+            self.cancel_stalled.set()
         if self.state.phase.is_final:
             self.final.set()
 
@@ -382,6 +386,25 @@ class Studio:
         if first_blocked_term(terms, *texts):
             raise Blocked(f"{what} contains a term {whose} has blocked.")
 
+    async def cancel_stalled(self, *, job_id: int | None = None, user_id: int | None = None) -> str:
+        """Wait until the store refuses to record a cancel of job `job_id`, or of any job of
+        `user_id` (its progress shows "🚫 Cancelling…" and why); that sentence. Waits for ever
+        where this run follows no such job (the CLI's) or the cancel is recorded at once."""
+        trackers = [
+            tracker
+            for tracker in self._trackers.values()
+            if tracker.job_id == job_id or (user_id is not None and tracker.owner_id == user_id)
+        ]
+        waits = [asyncio.ensure_future(t.cancel_stalled.wait()) for t in trackers]
+        try:
+            if not waits:
+                await asyncio.Event().wait()
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+        return next(t.state.problem or "" for t in trackers if t.cancel_stalled.is_set())
+
     # ---- following jobs --------------------------------------------------------------------
 
     async def _consume(self) -> None:
@@ -402,13 +425,22 @@ class Studio:
         return tracker
 
     async def _resume(self, tracker: _Tracker) -> None:
-        """Follow a job this run did not submit in its channel, from its stored record."""
-        stored = await self.database.get_job(tracker.job_id, init_image=False)
-        if stored is None or stored.record.owner.channel_id is None:
-            self._trackers.pop(tracker.job_id, None)
-            return  # not a Discord job (say, the CLI's): nothing to show
+        """Follow a job this run did not submit in its channel, from its stored record (read
+        again after `REDELIVERY_DELAYS_S` while the store cannot be read)."""
+        for attempt in itertools.count():
+            try:
+                stored = await self.database.get_job(tracker.job_id, init_image=False)
+                if stored is None or stored.record.owner.channel_id is None:
+                    self._trackers.pop(tracker.job_id, None)
+                    return  # not a Discord job (say, the CLI's): nothing to show
+                target = await self.courier.resumed_target(stored.record)
+                break
+            except StorageError as error:
+                delay = REDELIVERY_DELAYS_S[min(attempt, len(REDELIVERY_DELAYS_S) - 1)]
+                log.warning("Job %s: not read (%s); again in %.0f s", tracker.job_id, error, delay)
+                await asyncio.sleep(delay)
         tracker.request = stored.record.request
-        tracker.attach(await self.courier.resumed_target(stored.record))
+        tracker.attach(target)
 
     async def _follow(self, tracker: _Tracker) -> None:
         preview_interval = self.settings.progress.preview_interval_s
@@ -439,8 +471,8 @@ class Studio:
             )
             try:
                 await target.edit(message)
-            except discord.HTTPException as error:
-                log.warning("Job %s: progress edit failed (%s)", tracker.job_id, error)
+            except (discord.HTTPException, *UNREACHABLE) as error:
+                log.warning("Job %s: progress edit failed (%r)", tracker.job_id, error)
             await self._remember_progress(tracker, target)
             last_edit = time.monotonic()
             shown, shown_notes = state, tracker.notes

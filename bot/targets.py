@@ -16,6 +16,7 @@ import logging
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+import aiohttp
 import discord
 
 from bot.attachments import Upload
@@ -25,8 +26,11 @@ log = logging.getLogger(__name__)
 
 DEFAULT_UPLOAD_LIMIT = 10 * 2**20  # unboosted servers, since 2025
 TOKEN_LIFETIME = datetime.timedelta(minutes=14)  # Discord says 15; keep a margin for slow edits
-_INVALID_WEBHOOK_TOKEN = 50027
+# Discord's JSON error codes (docs/topics/opcodes-and-status-codes, "JSON Error Codes")
+_UNKNOWN_CHANNEL = 10003
+_UNKNOWN_MESSAGE = 10008
 _UNKNOWN_WEBHOOK = 10015
+_INVALID_WEBHOOK_TOKEN = 50027
 
 
 @dataclass(slots=True)
@@ -105,9 +109,26 @@ class Target(Protocol):
         """Tell only this user something (an ephemeral reply, or a DM)."""
 
 
+# Discord could not be reached: the connection dropped or failed (discord.py retries only a few
+# of these itself, and raises the rest as they are)
+UNREACHABLE = (aiohttp.ClientError, OSError)
+
+
 def is_dead_token(error: discord.HTTPException) -> bool:
     """True when Discord refused an interaction follow-up because its token is gone."""
     return error.status == 401 or error.code in (_INVALID_WEBHOOK_TOKEN, _UNKNOWN_WEBHOOK)
+
+
+def is_message_gone(error: discord.HTTPException) -> bool:
+    """True when the message to edit was deleted (404 Unknown Message); its channel may be
+    fine: a new message takes its place."""
+    return error.code == _UNKNOWN_MESSAGE
+
+
+def is_channel_refusal(error: discord.HTTPException) -> bool:
+    """True when the channel itself refuses the bot: any 403 (Missing Access, Missing
+    Permissions...) or 404 Unknown Channel; never a deleted message (`is_message_gone`)."""
+    return error.status == 403 or error.code == _UNKNOWN_CHANNEL
 
 
 class ChannelTarget:
@@ -150,7 +171,9 @@ class ChannelTarget:
                     **message.edit_kwargs()
                 )
                 return
-            except discord.NotFound:
+            except discord.HTTPException as error:
+                if not is_message_gone(error):
+                    raise
                 log.info("Progress message %s is gone; posting a new one", self._progress_id)
         await self.open(message)
 
@@ -163,9 +186,10 @@ class ChannelTarget:
             progress = self.channel.get_partial_message(self._progress_id)
             try:
                 await progress.delete()
-            except discord.HTTPException as error:
+            except (discord.HTTPException, *UNREACHABLE) as error:
                 log.info("Could not remove progress message %s (%s)", progress.id, error)
-                await self._point_to(progress, sent)
+                if not is_message_gone(error):  # someone deleted it already
+                    await self._point_to(progress, sent)
             self._progress_id = None
         return sent
 
@@ -174,7 +198,7 @@ class ChannelTarget:
         note = Message(content=f"⬇️ This job has ended; see {result.jump_url}", uploads=())
         try:
             await progress.edit(**note.edit_kwargs())
-        except discord.HTTPException as error:
+        except (discord.HTTPException, *UNREACHABLE) as error:
             log.warning("Progress message %s still shows the job (%s)", progress.id, error)
 
     async def deliver_more(self, message: Message) -> discord.Message:
@@ -227,9 +251,7 @@ class InteractionTarget:
                 await self._interaction.edit_original_response(**message.edit_kwargs())
                 return
             except discord.HTTPException as error:
-                if not is_dead_token(error):
-                    raise
-                fallback = self._switch_to_channel()
+                fallback = self._fallback_after(error)
         await fallback.edit(message)
 
     async def deliver(self, message: Message) -> discord.Message:
@@ -238,9 +260,7 @@ class InteractionTarget:
             try:
                 return await self._interaction.edit_original_response(**message.edit_kwargs())
             except discord.HTTPException as error:
-                if not is_dead_token(error):
-                    raise
-                fallback = self._switch_to_channel()
+                fallback = self._fallback_after(error)
         return await fallback.deliver(message)
 
     async def deliver_more(self, message: Message) -> discord.Message:
@@ -267,6 +287,16 @@ class InteractionTarget:
         if self._fallback is None and age >= TOKEN_LIFETIME:
             return self._switch_to_channel()
         return self._fallback
+
+    def _fallback_after(self, error: discord.HTTPException) -> ChannelTarget:
+        """The channel to go on in after Discord refused an edit of the reply: its token died,
+        or someone deleted the reply (then a new message takes its place); else `error`."""
+        if is_message_gone(error):
+            log.info("The reply of interaction %s was deleted", self._interaction.id)
+            self._progress_id = None
+        elif not is_dead_token(error):
+            raise error
+        return self._switch_to_channel()
 
     def _switch_to_channel(self) -> ChannelTarget:
         if self._fallback is None:

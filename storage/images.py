@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from storage.errors import StorageUnavailable
 from storage.private import private_folder
 
 _TEMP_SUFFIX = ".tmp"
@@ -53,10 +54,21 @@ class ImageStore:
         fsync_dir(path.parent)
 
     def read(self, sha256: str) -> bytes | None:
+        """The file's bytes; None when it is gone from a folder that is there (pruned).
+        `StorageUnavailable` when the folder itself cannot be read (missing, unmounted, no
+        permission, a file in its way): the image may come back with it."""
         try:
             return self.path_for(sha256).read_bytes()
         except FileNotFoundError:
-            return None
+            if self.root.is_dir():
+                return None
+            raise StorageUnavailable(
+                "The image folder cannot be read right now (it is missing)."
+            ) from None
+        except OSError as error:
+            raise StorageUnavailable(
+                f"The image folder cannot be read right now ({error.strerror or error})."
+            ) from error
 
     def remove(self, sha256: str) -> int:
         """Delete the file; returns the bytes freed (0 when it was already gone)."""

@@ -23,6 +23,7 @@ from discord.ext import commands
 from bot.admin_gpus import AdminGpus
 from bot.admin_loras import AdminLoras
 from bot.blocklist import term_problem
+from bot.cancelling import answer_cancel
 from bot.commands.library import not_cancelled
 from bot.errors import UserError
 from bot.permissions import audit_admin_action, require_admin
@@ -118,31 +119,38 @@ class Admin(
         if (job is None) == (user is None):
             raise UserError("Give either a job id or a user.")
         if job is not None:
-            reply = await self._cancel_job(interaction, job)
-        else:
-            assert user is not None
-            await interaction.response.defer(ephemeral=True, thinking=True)
-            count = await self.bot.pool.cancel_user(user.id)
-            note = ""
-            if count:
-                note = await audit_admin_action(
-                    self.bot,
-                    interaction,
-                    "user.cancel_jobs",
-                    f"user:{user.id}",
-                    {"cancelled": count},
-                )
-            reply = f"🚫 Cancelled {count} job{'s' if count != 1 else ''} of {user.mention}.{note}"
-        await interaction.followup.send(reply, ephemeral=True)
+            record = await self.bot.studio.job(job, init_image=False)
+            if record.status.is_final:
+                raise UserError(f"Job `{job}` is already {record.status.value}.")
+            await interaction.response.defer(ephemeral=True, thinking=True)  # a step may finish
+            cancelled = self._cancel_job(interaction, job, record.owner.user_id)
+            stalled = self.bot.studio.cancel_stalled(job_id=job)
+            await answer_cancel(interaction, f"job `{job}`", stalled, cancelled)
+            return
+        assert user is not None
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        stalled = self.bot.studio.cancel_stalled(user_id=user.id)
+        cancelled = self._cancel_user(interaction, user)
+        await answer_cancel(interaction, f"the jobs of {user.mention}", stalled, cancelled)
 
-    async def _cancel_job(self, interaction: discord.Interaction, job: int) -> str:
-        record = await self.bot.studio.job(job, init_image=False)
-        if record.status.is_final:
-            raise UserError(f"Job `{job}` is already {record.status.value}.")
-        await interaction.response.defer(ephemeral=True, thinking=True)  # a GPU step may finish
+    async def _cancel_user(self, interaction: discord.Interaction, user: discord.User) -> str:
+        """Cancel every job of `user` and audit it; the reply."""
+        count = await self.bot.pool.cancel_user(user.id)
+        note = ""
+        if count:
+            note = await audit_admin_action(
+                self.bot,
+                interaction,
+                "user.cancel_jobs",
+                f"user:{user.id}",
+                {"cancelled": count},
+            )
+        return f"🚫 Cancelled {count} job{'s' if count != 1 else ''} of {user.mention}.{note}"
+
+    async def _cancel_job(self, interaction: discord.Interaction, job: int, owner: int) -> str:
+        """Cancel `job` (of `owner`) and audit it; the reply."""
         if not await self.bot.pool.cancel(job):
             return await not_cancelled(self.bot, job)
-        owner = record.owner.user_id
         note = await audit_admin_action(
             self.bot, interaction, "job.cancel", f"job:{job}", {"owner": owner}
         )

@@ -23,6 +23,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import derived
+from bot.cancelling import answer_cancel
 from bot.errors import NotFound, NotYours, UserError, report_error
 from bot.permissions import admit
 from bot.targets import InteractionTarget
@@ -360,11 +361,14 @@ class Library(commands.Cog):
         if record.status.is_final:
             raise UserError(f"Job `{job}` is already {record.status.value}; nothing to cancel.")
         await interaction.response.defer(ephemeral=True, thinking=True)  # a GPU step may finish
-        if await self.bot.pool.cancel(record.id):
-            reply = f"🚫 Cancelled job `{job}`."
-        else:
-            reply = await not_cancelled(self.bot, job)
-        await interaction.followup.send(reply, ephemeral=True)
+
+        async def cancelled() -> str:
+            if await self.bot.pool.cancel(record.id):
+                return f"🚫 Cancelled job `{job}`."
+            return await not_cancelled(self.bot, job)
+
+        stalled = self.bot.studio.cancel_stalled(job_id=job)
+        await answer_cancel(interaction, f"job `{job}`", stalled, cancelled())
 
     async def _submit(self, interaction: discord.Interaction, request: GenerationRequest) -> None:
         studio = self.bot.studio

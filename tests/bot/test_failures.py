@@ -1,10 +1,12 @@
 """What a person sees when Discord or the disk fails (README, "When Discord or the disk fails"),
 end to end: the real bot, the fake Discord, SQLite and a worker process.
 
-A job is never left silent: a result the channel refuses goes by DM, one over a shrunk upload
-limit is fitted again, a finish the store cannot record is announced, retried and completed
-once the fault clears (no restart), and a job cancelled twice at once is cancelled, reported
-and audited once.
+A job is never left silent: a result the channel refuses goes by DM, one whose reply was
+deleted goes to the channel, one over a shrunk upload limit is fitted again, one Discord could
+not be reached for is posted later; a finish the store cannot record is announced, retried and
+completed once the fault clears (no restart); a cancel the store holds up is answered at once;
+a job cancelled twice at once is cancelled, reported and audited once. After the finish:
+`test_failures_after_finish`.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import pytest
 import pytest_asyncio
 
 from generation.jobs import JobStatus
-from storage import StorageUnavailable
 from tests.bot.helpers import (
     SLOW_JOB,
     StudioFactory,
@@ -33,6 +34,7 @@ from tests.bot.helpers import (
     wait_for_status,
 )
 from tests.discord import InteractionRecord, Message
+from tests.discord.faults import DROPPED
 from tests.discord.world import Overwrite, Permission
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -42,10 +44,11 @@ MEDIUM_JOB = {"width": 256, "height": 256, "steps": 30}  # a few seconds on the 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def studio(studio_with: StudioFactory) -> AsyncIterator[StudioWorld]:
-    """The shared studio plus a second admin and a #gallery channel."""
+    """The shared studio plus a second admin, #gallery and #doomed."""
     world = studio_people()
     world.add_user("deputy", roles=("Atelier Admin",))
     world.add_channel("gallery")
+    world.add_channel("doomed")  # deleted by a test
     async with studio_with(world) as started:
         yield started
 
@@ -125,6 +128,59 @@ async def test_a_result_the_channel_no_longer_takes_goes_by_dm_and_says_why(
     assert text_of(note) == f"📬 The result of job `{job}` was sent to <@{alice.id}> by DM."
 
 
+async def test_a_result_whose_channel_was_deleted_goes_by_dm_and_says_why(
+    studio: StudioWorld,
+) -> None:
+    fake, alice = studio.fake, studio.fake.user("alice")
+    doomed = fake.channel("doomed")
+    async with reaction_job(studio, "alice", "doomed", "a ruin") as job:
+        del fake.world.channels["doomed"]  # 404 Unknown Channel (10003) from now on
+
+    dm = await fake.wait_for(
+        lambda: (
+            [m for m in fake.dms(alice) if f"job `{job}`" in m.content and m.attachments] or None
+        ),
+        what="the DM result",
+    )
+    assert (await studio.delivered(job)).record.status is JobStatus.DONE
+    said = " ".join(m.content for m in fake.dms(alice))
+    assert f"job `{job}` in <#{doomed.id}> (I cannot find it), so here it is." in said
+    assert await studio.database.job_for_message(dm[0].id) == job
+
+
+async def test_a_connection_dropped_as_a_job_is_shown_loses_nothing(
+    studio: StudioWorld,
+) -> None:
+    fake = studio.fake
+    async with paused(studio):
+        ix, job = await a_job(studio, "carol", width=64, height=64, steps=2)
+        # the network fails once as the reply is edited (discord.py does not retry that)
+        original = r"/webhooks/\d+/[^/]+/messages/@original"
+        dropped = fake.fail_next("PATCH", original, status=DROPPED)
+
+    result = await studio.result_of(job)
+    assert dropped.served == 1
+    assert result is ix.original
+    assert (await studio.delivered(job)).record.status is JobStatus.DONE
+
+
+async def test_a_connection_dropped_as_a_result_is_posted_in_a_channel_is_retried(
+    studio: StudioWorld,
+) -> None:
+    fake = studio.fake
+    gallery = fake.channel("gallery")
+    async with reaction_job(studio, "bob", "gallery", "a harbour at night") as job:
+        posts = rf"/channels/{gallery.id}/messages$"  # the result: progress is only edited
+        dropped = fake.fail_next("POST", posts, status=DROPPED)
+
+    result = await studio.result_of(job)
+    assert dropped.served == 1
+    assert result.channel_id == gallery.id
+    assert (await studio.delivered(job)).record.status is JobStatus.DONE
+    shown_in_gallery = [m for m in fake.channel_messages(gallery) if f"job `{job}`" in m.content]
+    assert shown_in_gallery == [result]
+
+
 async def test_a_result_over_a_limit_that_shrank_meanwhile_is_fitted_again(
     studio: StudioWorld,
 ) -> None:
@@ -165,6 +221,44 @@ async def test_a_reply_whose_token_died_ends_pointing_to_the_result_where_it_can
     assert "Queued" not in said
     assert f"/{result.channel_id}/{result.id}" in said  # a link to the result
     assert not ix.original.embeds
+
+
+async def test_a_reply_a_moderator_deleted_is_replaced_by_the_result_in_its_channel(
+    studio: StudioWorld,
+) -> None:
+    fake, carol = studio.fake, studio.fake.user("carol")
+    general = fake.channel("general")
+    async with paused(studio):
+        ix, job = await a_job(studio, "carol", width=64, height=64, steps=2)
+        assert ix.original is not None
+        await fake.state.delete_message(ix.original)  # 404 Unknown Message (10008) from now on
+
+    result = await studio.result_of(job)
+    assert result.channel_id == general.id  # the channel works: no DM "I cannot find it"
+    assert result.content.startswith(f"<@{carol.id}>")
+    assert not [m for m in fake.dms(carol) if f"job `{job}`" in m.content]
+    assert (await studio.delivered(job)).record.status is JobStatus.DONE
+    assert await studio.database.job_for_message(result.id) == job
+
+
+async def test_a_reply_deleted_while_its_job_runs_ends_in_one_result_in_its_channel(
+    studio: StudioWorld,
+) -> None:
+    fake, carol = studio.fake, studio.fake.user("carol")
+    general = fake.channel("general")
+    ix, job = await a_job(studio, "carol", **MEDIUM_JOB)
+    await wait_for_status(studio.database, job, JobStatus.RUNNING)
+    assert ix.original is not None
+    await fake.state.delete_message(ix.original)  # progress edits now meet 10008
+
+    result = await studio.result_of(job)
+    await studio.delivered(job)
+    assert result.channel_id == general.id
+    assert result.content.startswith(f"<@{carol.id}>")
+    assert not [m for m in fake.dms(carol) if f"job `{job}`" in m.content]
+    # a progress message posted in the reply's place is removed with the result
+    left = [m for m in fake.channel_messages(general) if f"Job {job}" in text_of(m)]
+    assert left == []
 
 
 # ---- the disk refuses the finish ------------------------------------------------------------
@@ -261,13 +355,60 @@ async def test_a_cancel_the_database_cannot_record_yet_shows_cancelling_not_kept
         async with read_only_database(studio):
             asked = await fake.slash(fake.user("frank"), "cancel", {"job": job})
             said = await progress_says(studio, ix, "Trying again")
-        reply = await private_reply(fake, asked)
+            first = await private_reply(fake, asked)
+        final = await fake.wait_for(
+            lambda: [text_of(m) for m in asked.messages if "Cancelled job" in text_of(m)] or None,
+            what="the final word",
+        )
 
     assert said.startswith(f"Job {job}\n🚫 Cancelling…\n⚠️ The database cannot be used right now")
     assert "Your job is kept" not in said
-    assert reply == f"🚫 Cancelled job `{job}`."
+    assert first.startswith(f"🚫 Cancelling job `{job}`… ⚠️ The database cannot be used right now")
+    assert final == [f"🚫 Cancelled job `{job}`."]
     assert await wait_for_status(studio.database, job, JobStatus.CANCELLED)
     assert "🚫 Cancelled." in await progress_says(studio, ix, "Cancelled.")
+
+
+async def test_a_cancel_the_store_holds_past_the_token_is_answered_at_once_then_told_by_dm(
+    studio: StudioWorld,
+) -> None:
+    fake, frank = studio.fake, studio.fake.user("frank")
+    async with paused(studio):
+        _, job = await a_job(studio, "frank", **MEDIUM_JOB)
+        async with read_only_database(studio):
+            asked = await fake.slash(frank, "cancel", {"job": job})
+            first = await private_reply(fake, asked)  # while the token lives
+            fake.expire_tokens([asked])  # the fault outlasts it (15 minutes)
+        told = await fake.wait_for(
+            lambda: [m.content for m in fake.dms(frank) if f"job `{job}`" in m.content] or None,
+            what="the final word by DM",
+        )
+
+    assert first.startswith(f"🚫 Cancelling job `{job}`… ⚠️ The database cannot be used right now")
+    assert first.endswith("I will tell you once it is done.")
+    assert told == [f"🚫 Cancelled job `{job}`."]
+    assert await wait_for_status(studio.database, job, JobStatus.CANCELLED)
+
+
+async def test_an_admin_cancelling_someones_jobs_the_store_holds_hears_so_at_once(
+    studio: StudioWorld,
+) -> None:
+    fake, dave = studio.fake, studio.fake.user("dave")
+    async with paused(studio):
+        jobs = [(await a_job(studio, "dave", **MEDIUM_JOB))[1] for _ in range(2)]
+        async with read_only_database(studio):
+            asked = await fake.slash(fake.user("admin"), "admin cancel", {"user": dave})
+            first = await private_reply(fake, asked)
+        final = await fake.wait_for(
+            lambda: [text_of(m) for m in asked.messages if "Cancelled" in text_of(m)] or None,
+            what="the final word",
+        )
+
+    assert first.startswith(f"🚫 Cancelling the jobs of <@{dave.id}>… ⚠️ The database cannot")
+    assert first.endswith("I will tell you once it is done.")
+    assert final == [f"🚫 Cancelled 2 jobs of <@{dave.id}>."]
+    for job in jobs:
+        assert await wait_for_status(studio.database, job, JobStatus.CANCELLED)
 
 
 # ---- a job cancelled twice at once ----------------------------------------------------------
@@ -310,65 +451,3 @@ async def test_the_owner_and_an_admin_cancelling_at_once_hear_cancelled_once(
     assert sum("🚫 Cancelled" in reply for reply in replies) == 1
     assert sum("was already cancelled" in reply for reply in replies) == 1
     assert await wait_for_status(db, busy, JobStatus.CANCELLED)
-
-
-# ---- the store fails between the finish and the post ----------------------------------------
-
-
-async def test_a_result_that_cannot_be_read_at_delivery_is_told_retried_and_posted(
-    studio: StudioWorld,
-) -> None:
-    courier = studio.bot.studio.courier
-    read = courier._read_image  # fault injection: the store cannot read the images
-    broken = True
-
-    async def unreadable(record: object, index: int) -> bytes:
-        if broken:
-            raise StorageUnavailable("The image folder cannot be read right now (EIO).")
-        return await read(record, index)
-
-    courier._read_image = unreadable
-    try:
-        ix, job = await a_job(studio, "carol", width=64, height=64, steps=2)
-        said = await progress_says(studio, ix, "Trying again in 2 s")
-        assert "could not be read" in said
-        assert "Your job is kept." in said
-        assert (await studio.database.get_job(job)).delivered_at is None
-        broken = False
-        result = await studio.result_of(job)  # the fault cleared: no restart needed
-    finally:
-        courier._read_image = read
-    assert result is ix.original
-    assert result.attachments[0].data == await studio.database.read_image(job, 0)
-    assert (await studio.delivered(job)).record.status is JobStatus.DONE
-
-
-async def test_a_database_read_only_right_after_the_post_is_retried_and_posts_once(
-    studio: StudioWorld,
-) -> None:
-    fake, db = studio.fake, studio.database
-    courier = studio.bot.studio.courier
-    record = courier.record_result  # fault injection: the disk turns read-only after the post
-    turned = asyncio.Event()
-
-    async def read_only_after_post(*args: object) -> None:
-        if not turned.is_set():
-            await db._conn.execute("PRAGMA query_only = ON")
-            turned.set()
-        await record(*args)
-
-    courier.record_result = read_only_after_post
-    try:
-        _, job = await a_job(studio, "carol", width=64, height=64, steps=2)
-        await turned.wait()
-        result = await studio.result_of(job)  # posted while nothing can be recorded
-        assert (await db.get_job(job)).delivered_at is None
-    finally:
-        await db._conn.execute("PRAGMA query_only = OFF")
-        courier.record_result = record
-
-    assert (await studio.delivered(job)).delivered_at is not None  # recorded, no restart
-    await studio.bot.studio.courier.deliver_leftovers()  # what the next start would post
-    posts = [m for m in fake.messages if f"job `{job}`" in m.content and m.attachments]
-    assert posts == [result]
-    assert [m.message_id for m in await db.messages_of(job)] == [result.id]

@@ -4,6 +4,8 @@
 next two matching requests fail before they are processed (nothing is recorded for them). A 429
 carries a JSON ``retry_after`` and a ``Via`` header, which is what makes discord.py treat it as a
 rate limit and retry after sleeping; 500/502/504 make discord.py retry after 1 s, 3 s, ...
+``status=DROPPED`` closes the connection without an answer, as when the network fails: discord.py
+does not retry that and raises aiohttp's ``ServerDisconnectedError``.
 """
 
 from __future__ import annotations
@@ -49,6 +51,13 @@ class RestError(Exception):
         self.response = error_response(status, code, message, errors)
 
 
+DROPPED = 0  # a `Fault` status: no answer, the connection is closed
+
+
+class Dropped(Exception):
+    """Raised by `Fault.response` for a dropped connection (the server closes it)."""
+
+
 @dataclass
 class Fault:
     """One scripted failure: ``times`` more requests matching ``method`` and ``path`` get it."""
@@ -66,6 +75,8 @@ class Fault:
     def response(self) -> web.Response:
         self.times -= 1
         self.served += 1
+        if self.status == DROPPED:
+            raise Dropped
         if self.status == 429:
             body = {"message": "You are being rate limited.", "retry_after": self.retry_after}
             body["global"] = False

@@ -54,7 +54,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from tests.discord.clock import FakeClock
-from tests.discord.faults import Fault, Faults, RestError, error_response
+from tests.discord.faults import Dropped, Fault, Faults, RestError, error_response
 from tests.discord.gateway import Gateway
 from tests.discord.interactions import interaction_payload, modal_answer, modal_inputs
 from tests.discord.options import InvalidOptions, OptionBuilder, Upload, attachment_option_names
@@ -234,7 +234,8 @@ class FakeDiscord:
         retry_after: float = 0.05,
     ) -> Fault:
         """Fail the next ``times`` requests whose path (after ``/api/v10``) matches; ``*`` = any
-        method. Returns the ``Fault``, whose ``served`` counts the failures given out."""
+        method; ``status=DROPPED`` (0): the connection closes unanswered. Returns the ``Fault``,
+        whose ``served`` counts the failures given out."""
         return self.faults.add(method, path_regex, status, times, retry_after)
 
     @property
@@ -476,7 +477,13 @@ class FakeDiscord:
         if not request.path.startswith(API_PREFIX):
             return await handler(request)
         path = request.path[len(API_PREFIX) :]
-        response = self.faults.take(request.method, path)
+        try:
+            response = self.faults.take(request.method, path)
+        except Dropped:
+            assert request.transport is not None
+            request.transport.close()
+            self._signal.notify()
+            return web.Response(status=499)  # never sent: the connection is gone
         authorized = request.headers.get("Authorization") == f"Bot {self.token}"
         if response is None and not authorized and not path.startswith(TOKENLESS_ROUTES):
             response = error_response(401, 0, "401: Unauthorized")

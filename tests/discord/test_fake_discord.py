@@ -16,6 +16,7 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import discord
 import pytest
 import yarl
@@ -33,6 +34,7 @@ from tests.discord import (
     point_discord_at,
     run_bot,
 )
+from tests.discord.faults import DROPPED
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
 MODELS = ["playground-v2.5", "flux-dev", "flux-schnell"]
@@ -393,6 +395,16 @@ async def test_server_error_is_retried(fake_discord: FakeDiscord, runner: BotRun
     assert ix.original.content == "done"
     statuses = [r.status for r in fake_discord.requests if r.path.endswith("@original")]
     assert statuses == [500, 200]
+
+
+async def test_a_dropped_connection_is_closed_unanswered(fake_discord: FakeDiscord) -> None:
+    fault = fake_discord.fail_next("POST", r"^/channels/\d+/messages$", status=DROPPED)
+    async with aiohttp.ClientSession() as session:
+        # not retried by aiohttp (POST is not idempotent), as discord.py's posts and edits
+        with pytest.raises(aiohttp.ServerDisconnectedError):
+            await session.post(fake_discord.api_base + "/channels/1/messages", json={})
+    assert fault.served == 1
+    assert not [r for r in fake_discord.requests if r.path.startswith("/channels/1/")]
 
 
 async def test_expired_token_gives_50027(fake_discord: FakeDiscord, runner: BotRunner) -> None:

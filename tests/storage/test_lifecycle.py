@@ -9,7 +9,7 @@ import pytest
 
 from generation.jobs import GeneratedImage, JobStatus
 from generation.request import JobKind
-from storage import Database, InvalidTransition, InvalidValue, UnknownJob
+from storage import Database, InvalidTransition, InvalidValue, StorageUnavailable, UnknownJob
 from storage.images import sha256_of
 from tests.storage.conftest import finished_job, images_for, owner, png
 
@@ -59,6 +59,27 @@ async def test_done_writes_each_image_file_and_its_row(db: Database, make_reques
         assert image.bytes == len(expected.png)
         assert image.path.parent.parent == db.images_dir
         assert await db.read_image(job_id, image.index) == expected.png
+
+
+async def test_an_image_folder_that_cannot_be_read_is_a_fault_not_a_pruned_image(
+    db: Database, make_request
+) -> None:
+    job_id = await finished_job(db, make_request(count=1), owner(), base=3)
+    stored = await db.read_image(job_id, 0)
+    folder = db.images_dir
+    aside = folder.with_name(folder.name + ".aside")
+    folder.rename(aside)  # unmounted: the images may come back
+    with pytest.raises(StorageUnavailable, match="image folder cannot be read right now"):
+        await db.read_image(job_id, 0)
+    folder.write_bytes(b"not a folder")  # something in its way
+    with pytest.raises(StorageUnavailable, match="image folder cannot be read right now"):
+        await db.read_image(job_id, 0)
+    folder.unlink()
+    aside.rename(folder)
+    assert await db.read_image(job_id, 0) == stored
+    (image,) = await db.images_of(job_id)
+    image.path.unlink()  # one file gone from a folder that is there: None, as when pruned
+    assert await db.read_image(job_id, 0) is None
 
 
 async def test_identical_images_share_one_file(db: Database, make_request) -> None:
