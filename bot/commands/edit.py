@@ -16,7 +16,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.commands.library import image_index, own_job
-from bot.editing import MAX_TEXT_INPUT_CHARS, instruction_limit
+from bot.editing import MAX_TEXT_INPUT_CHARS
 from bot.targets import InteractionTarget
 from bot.ui.edit_modal import submit_edit_modal
 from generation.request import MAX_COUNT
@@ -30,10 +30,6 @@ class Editing(commands.Cog):
 
     def __init__(self, bot: AtelierBot) -> None:
         self.bot = bot
-        model = bot.studio.editing_model()
-        if model is not None:
-            limit = instruction_limit(bot.settings.catalogue, model)
-            self.edit._params["instruction"].max_value = limit
 
     @app_commands.command(name="edit", description="Change one of your images by an instruction.")
     @app_commands.describe(
@@ -45,6 +41,7 @@ class Editing(commands.Cog):
         self,
         interaction: discord.Interaction,
         job: app_commands.Range[int, 1],
+        # the editing model's own limit is checked with a sentence, as /imagine's prompt is
         instruction: app_commands.Range[str, 1, MAX_TEXT_INPUT_CHARS],
         image: app_commands.Range[int, 1, MAX_COUNT] = 1,
     ) -> None:

@@ -25,7 +25,7 @@ from tests.bot.helpers import (
     private_reply,
     text_of,
 )
-from tests.discord import CallbackType, InvalidOptions, Message
+from tests.discord import CallbackType, Message
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -201,10 +201,16 @@ async def test_the_instruction_is_at_most_the_editing_models_prompt_limit(
 ) -> None:
     fake = klein.fake
     limit = klein.settings.catalogue["flux2-klein-4b"].limits.max_prompt_chars
-    options = {o["name"]: o for o in fake.command("edit")["options"]}
-    assert options["instruction"]["max_length"] == limit
-    with pytest.raises(InvalidOptions):
-        await fake.slash(fake.user("alice"), "edit", {"job": 1, "instruction": "x" * (limit + 1)})
+    parent = await made(klein, "alice", prompt="a harbour")
+    before = await job_count(klein.database)
+    ix = await fake.slash(
+        fake.user("alice"), "edit", {"job": job_id_of(parent), "instruction": "x" * (limit + 1)}
+    )
+    assert (
+        f"The instruction is {limit + 1:,} characters long; flux2-klein-4b takes at most {limit:,}."
+        in await private_reply(fake, ix)
+    )
+    assert await job_count(klein.database) == before
 
 
 async def test_a_drafts_parameters_name_its_final_model(klein: StudioWorld) -> None:
