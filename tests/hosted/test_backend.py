@@ -13,6 +13,7 @@ from PIL import Image
 
 from generation.hosted.backend import HostedBackend, HostedProgress
 from generation.hosted.outcomes import SENTENCES, Outcome
+from generation.hosted.tasks import HostedTask
 from generation.metadata import PARAMETERS_KEY, read_record
 from generation.models import Catalogue
 from storage import Database
@@ -348,3 +349,21 @@ async def test_a_job_with_every_image_blocked_fails_with_the_moderation_sentence
     assert (result.outcome, result.images) == (Outcome.CONTENT_MODERATED, ())
     assert result.reason == SENTENCES[Outcome.CONTENT_MODERATED]
     assert result.cost == 8
+
+
+async def test_an_image_whose_submit_reply_was_lost_is_named_as_maybe_charged(
+    fake: FakeBfl, backend: HostedBackend, db: Database, catalogue: Catalogue
+) -> None:
+    job_id, request = await new_job(db, catalogue, count=2)
+    await db.save_hosted_task(job_id, HostedTask.being_sent(1, 0.0))  # stopped while sent
+
+    result = await backend.run(job_id, request)
+
+    assert [image.index for image in result.images] == [0]
+    assert result.reason == (
+        "⚠️ Image 2 of 2 was sent, but its answer never came (the bot stopped or the "
+        "connection broke): Black Forest Labs may have made and charged it, so it was not sent "
+        "again and its estimated cost counts on the budgets."
+    )
+    assert len(fake.submitted) == 1  # never sent twice
+    assert result.cost == 8  # the reply's 4 and the lost one's estimate
