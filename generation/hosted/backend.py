@@ -36,7 +36,7 @@ from generation.hosted.outcomes import (
 )
 from generation.hosted.payload import request_body
 from generation.hosted.samples import stored_image
-from generation.hosted.settings import ApiSettings
+from generation.hosted.settings import URL_VARIABLE, ApiSettings
 from generation.hosted.tasks import HostedTask, TaskStore
 from generation.input_images import UnusableImage
 from generation.jobs import GeneratedImage
@@ -305,7 +305,8 @@ class HostedBackend:
             task = await self._retrying(send_and_keep, index, report)
         except _Ended as end:
             if end.outcome is Outcome.NOT_FOUND:  # no such endpoint: a fault here
-                raise _Ended(Outcome.REFUSED, end.detail) from None
+                detail = f"{end.detail} (no such endpoint: check {URL_VARIABLE})"
+                raise _Ended(Outcome.REFUSED, detail) from None
             raise
         await report(HostedProgress(index, "submitted"))
         return task

@@ -13,12 +13,13 @@ from PIL import Image
 
 from generation.hosted.backend import HostedBackend, HostedProgress
 from generation.hosted.outcomes import SENTENCES, Outcome
+from generation.hosted.settings import ApiSettings
 from generation.hosted.tasks import HostedTask
 from generation.metadata import PARAMETERS_KEY, read_record
 from generation.models import Catalogue
 from storage import Database
 from tests.hosted.conftest import FAST, new_job, settings
-from tests.hosted.fake_bfl import FakeBfl, sample_png
+from tests.hosted.fake_bfl import KEY, FakeBfl, sample_png
 
 
 def _png_of(seed: int, width: int, height: int) -> bytes:
@@ -367,3 +368,19 @@ async def test_an_image_whose_submit_reply_was_lost_is_named_as_maybe_charged(
     )
     assert len(fake.submitted) == 1  # never sent twice
     assert result.cost == 8  # the reply's 4 and the lost one's estimate
+
+
+async def test_a_base_url_whose_prefix_the_api_lacks_names_the_variable_to_the_admins(
+    fake: FakeBfl, db: Database, catalogue: Catalogue
+) -> None:
+    wrong = HostedBackend(
+        ApiSettings(key=KEY, base_url=f"{fake.submit_url}/api"), db, timing=FAST
+    )  # a proxy's prefix that is not there: every call answers 404
+    job_id, request = await new_job(db, catalogue)
+    try:
+        result = await wrong.run(job_id, request)
+    finally:
+        await wrong.close()
+    assert result.outcome is Outcome.REFUSED
+    assert "check BFL_API_URL" in (result.admin_note or "")
+    assert fake.submitted == []
