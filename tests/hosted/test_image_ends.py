@@ -13,10 +13,11 @@ from aiohttp import web
 
 from generation.jobs import JobFailed, JobFinished, JobOwner, JobStatus
 from generation.models import Catalogue
+from generation.pool.durable import ERASED
 from storage import Database
 from tests.generation.helpers import Recorder, make_pool, stored_pngs
 from tests.hosted.test_lane_store_faults import RefusingStore, pool_on, stalled
-from tests.hosted.test_pool_lane import HeldBfl, api, lane
+from tests.hosted.test_pool_lane import HeldBfl, api, gpu, lane
 
 # How long a test lets a wrong early end show before it releases a held reply. A correct pool
 # cannot end the job before the release, so this window never makes a test flaky; it only
@@ -178,3 +179,51 @@ async def test_a_cancel_before_anything_was_sent_sends_nothing(
         assert await db.hosted_tasks(job) == []
     finally:
         await pool.shutdown(drain=False)
+
+
+async def test_erasing_a_person_while_their_api_job_runs_ends_it_for_its_followers(
+    fake: GatedBfl, db: Database, catalogue: Catalogue, caplog
+) -> None:
+    pool = make_pool(catalogue, db, hosted=lane(fake, db, catalogue, []))
+    events = Recorder(pool)
+    await pool.start()
+    try:
+        fake.held.clear()  # both images stay Pending
+        job = (await pool.submit(api(catalogue, count=2), JobOwner(5))).job_id
+        await events.until(lambda: len(fake.tasks) == 2)
+        assert await db.delete_user(5) == 1  # `python -m storage delete-user 5`
+        fake.held.set()
+        [end] = await events.finished(job)
+        assert isinstance(end, JobFailed)
+        assert end.reason == ERASED
+        assert await db.get_job(job) is None
+        assert await db.read_image(job, 0) is None
+        assert pool.job(job) is None
+        later = (await pool.submit(api(catalogue), JobOwner(6))).job_id
+        [done] = await events.finished(later)
+        assert isinstance(done, JobFinished)
+    finally:
+        await pool.shutdown(drain=False)
+    assert "Pool task" not in caplog.text
+
+
+async def test_erasing_a_person_whose_jobs_wait_ends_them_and_sends_nothing(
+    fake: GatedBfl, db: Database, catalogue: Catalogue, caplog
+) -> None:
+    pool = make_pool(catalogue, db, hosted=lane(fake, db, catalogue, [], slots=1))
+    events = Recorder(pool)
+    await pool.start()
+    try:
+        pool.pause()  # both wait: an API job and a GPU job (on the stand-in worker)
+        waiting = [
+            (await pool.submit(request, JobOwner(5))).job_id
+            for request in (api(catalogue), gpu(catalogue))
+        ]
+        assert await db.delete_user(5) == 2
+        pool.resume()
+        ends = await events.finished(*waiting)
+        assert [(type(end), end.reason) for end in ends] == [(JobFailed, ERASED)] * 2
+        assert fake.submitted == []
+    finally:
+        await pool.shutdown(drain=False)
+    assert "Pool task" not in caplog.text
