@@ -377,8 +377,8 @@ class HostedBackend:
 
 async def _announce(store: TaskStore, job_id: int, sending: HostedTask) -> None:
     """Store that `sending`'s submit is under way. A cancel meanwhile (the store may be
-    refusing writes and this call retrying) goes on at once, as nothing was sent: the record,
-    where it was written, is dropped first, so the image is neither charged nor UNCONFIRMED."""
+    refusing writes and this call retrying) stops it before anything is sent: the record, where
+    it was written, is dropped, so the image is neither sent, charged nor UNCONFIRMED."""
     try:
         await store.save_hosted_task(job_id, sending)
     except asyncio.CancelledError:
