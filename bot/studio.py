@@ -204,6 +204,13 @@ class Studio:
         """The PNG of image `index` (0-based) of a finished job."""
         self.check_image(record, index)
         png = await self.database.read_image(record.id, index)
+        if png is None and record.error:  # some images not made (an API job's, moderated)
+            made = {image.index for image in await self.database.images_of(record.id)}
+            if index not in made:
+                raise NotFound(
+                    f"Image {index + 1} of job `{record.id}` was never made, so there is "
+                    f"nothing to use. {record.error}"
+                )
         if png is None:
             raise NotFound(
                 f"Image {index + 1} of job `{record.id}` is no longer stored; "

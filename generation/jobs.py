@@ -345,7 +345,8 @@ class JobStore(Protocol):
     """What the engine needs from storage; `storage.Database` implements it.
 
     Every method commits before it returns: a job is durable before anyone is told about it.
-    A write that fails for a passing reason raises `StoreUnavailable` (the pool retries it).
+    A write that fails for a passing reason raises `StoreUnavailable` (the pool retries it);
+    one for a job the store no longer holds (erased while it ran) raises a `LookupError`.
     """
 
     async def create_job(self, request: GenerationRequest, owner: JobOwner) -> int: ...

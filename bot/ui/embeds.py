@@ -56,10 +56,13 @@ def result_content(record: JobRecord, notes: Sequence[str] = ()) -> str:
     request = record.request
     seeds = ", ".join(str(seed) for seed in request.seeds)
     loras = "".join(f" · LoRA `{use}`" for use in request.loras)
+    # an API model sized by aspect ratio is shown so; steps only where the model takes them
+    w, h = request.width, request.height
+    size = f"aspect {request.aspect_ratio}" if request.aspect_ratio else f"{w}x{h}"
+    steps = f"{request.steps} steps · " if request.steps else ""
     lines = [
         f"**{plain(request.prompt, _PROMPT_SHOWN)}**",
-        f"`{request.model}`{loras} · {request.width}x{request.height} · {request.steps} steps · "
-        f"seeds {seeds} · job `{record.id}`",
+        f"`{request.model}`{loras} · {size} · {steps}seeds {seeds} · job `{record.id}`",
         *notes,
     ]
     return fit_content("\n".join(lines))

@@ -36,7 +36,7 @@ from generation.hosted.outcomes import (
 )
 from generation.hosted.payload import request_body
 from generation.hosted.samples import stored_image
-from generation.hosted.settings import ApiSettings
+from generation.hosted.settings import URL_VARIABLE, ApiSettings
 from generation.hosted.tasks import HostedTask, TaskStore
 from generation.input_images import UnusableImage
 from generation.jobs import GeneratedImage
@@ -62,9 +62,9 @@ class HostedResult:
     """`outcome` is READY when any image was made, `images` holding those (their `index` is
     their place in the request) and `reason`, where some were not made, the sentence saying
     which and why (`outcomes.missing_note`); otherwise the first image's outcome, with `reason`
-    for the person. `cost`: the credits charged (the replies' `cost`, moderated tasks
-    included: BFL charges a task once it accepts it); `admin_note` a sentence for the admins,
-    where they must act."""
+    for the person (the missing note where the images ended differently). `cost`: the credits
+    charged (the replies' `cost`, moderated tasks included: BFL charges a task once it accepts
+    it); `admin_note` one line per kind of end the admins must act on, from any image."""
 
     outcome: Outcome
     images: tuple[GeneratedImage, ...]
@@ -93,6 +93,7 @@ class Timing:
 
 
 ProgressCallback = Callable[[HostedProgress], Awaitable[None] | None]
+_ImageEnd = tuple["_Ended", GeneratedImage | None, float]  # an image's end, image, credits
 
 
 class _Ended(Exception):
@@ -175,11 +176,11 @@ class HostedBackend:
                 if done is not None:
                     await done
 
-        ends = await asyncio.gather(
-            *(
+        ends = await _all_to_the_end(
+            [
                 self._image(job_id, model, request, index, stored.get(index), report, store, active)
                 for index in range(request.count)
-            )
+            ]
         )
         images = tuple(image for _, image, _ in ends if image is not None)
         cost = sum(cost for _, _, cost in ends)
@@ -189,18 +190,25 @@ class HostedBackend:
         if not failed:
             return HostedResult(Outcome.READY, images, cost)
         first = next(iter(failed.values()))
-        # Images of one job fail alike (one 402 pauses all); any of them may hold the detail.
-        detail = next((end.detail for end, _, _ in ends if end.outcome is first and end.detail), "")
-        admin_note = self._admin_note(first, job_id, detail)
-        if images:  # the images made are kept; the result says what became of the others
-            return HostedResult(
-                Outcome.READY, images, cost, missing_note(failed, request.count), admin_note
-            )
+        admin_note = self._admin_notes(job_id, [end for end, _, _ in ends])
+        if images or len(set(failed.values())) > 1:  # what became of each image, by kind
+            outcome = Outcome.READY if images else first
+            reason = missing_note(failed, request.count)
+            return HostedResult(outcome, images, cost, reason, admin_note)
         return HostedResult(first, images, cost, SENTENCES[first], admin_note)
 
+    def _admin_notes(self, job_id: int, ends: list[_Ended]) -> str | None:
+        """One sentence per kind of end the admins must hear of, whichever images had them
+        (a job's images may end differently: one moderated, the next refused for credits)."""
+        notes = []
+        for outcome in dict.fromkeys(end.outcome for end in ends if end.outcome in FOR_ADMINS):
+            detail = next((end.detail for end in ends if end.outcome is outcome and end.detail), "")
+            note = self._admin_note(outcome, job_id, detail)
+            if note:
+                notes.append(note)
+        return "\n".join(notes) or None
+
     def _admin_note(self, outcome: Outcome, job_id: int, detail: str) -> str | None:
-        if outcome not in FOR_ADMINS:
-            return None
         log.warning("BFL API job %s ended %s: %s", job_id, outcome.value, detail)
         if outcome is Outcome.NO_CREDITS:
             return detail or None  # set once, by the task that paused the gate
@@ -218,7 +226,7 @@ class HostedBackend:
         report: Callable[[HostedProgress], Awaitable[None]],
         store: TaskStore,
         active: asyncio.Semaphore,
-    ) -> tuple[_Ended, GeneratedImage | None, float]:
+    ) -> _ImageEnd:
         cost = 0.0
         estimate = model.estimate(request) / request.count
         try:
@@ -263,7 +271,13 @@ class HostedBackend:
         body = request_body(model, request, index)
 
         async def send_and_keep() -> HostedTask:
-            await store.save_hosted_task(job_id, HostedTask.being_sent(index, self._clock()))
+            await _announce(store, job_id, HostedTask.being_sent(index, self._clock()))
+            # BFL charges a task once it accepts it: a cancel (or a shutdown) while a submit is
+            # on its way waits for the reply and stores it, so the task is charged (and polled
+            # after a restart), never lost.
+            return await _to_the_end(post_and_keep())
+
+        async def post_and_keep() -> HostedTask:
             try:
                 reply = await self._client().submit(model.name, body)
             except ApiError as error:  # the record stays where the task may have been made
@@ -288,13 +302,11 @@ class HostedBackend:
             return task
 
         try:
-            # BFL charges a task once it accepts it: a cancel (or a shutdown) while a submit is
-            # on its way waits for the reply and stores it, so the task is charged (and polled
-            # after a restart), never lost.
-            task = await self._retrying(lambda: _to_the_end(send_and_keep()), index, report)
+            task = await self._retrying(send_and_keep, index, report)
         except _Ended as end:
             if end.outcome is Outcome.NOT_FOUND:  # no such endpoint: a fault here
-                raise _Ended(Outcome.REFUSED, end.detail) from None
+                detail = f"{end.detail} (no such endpoint: check {URL_VARIABLE})"
+                raise _Ended(Outcome.REFUSED, detail) from None
             raise
         await report(HostedProgress(index, "submitted"))
         return task
@@ -363,6 +375,17 @@ class HostedBackend:
                 delay = min(delay * timing.growth * 2, timing.retry_max)
 
 
+async def _announce(store: TaskStore, job_id: int, sending: HostedTask) -> None:
+    """Store that `sending`'s submit is under way. A cancel meanwhile (the store may be
+    refusing writes and this call retrying) stops it before anything is sent: the record, where
+    it was written, is dropped, so the image is neither sent, charged nor UNCONFIRMED."""
+    try:
+        await store.save_hosted_task(job_id, sending)
+    except asyncio.CancelledError:
+        await store.forget_hosted_task(job_id, sending.index)
+        raise
+
+
 async def _to_the_end(coroutine: Awaitable[HostedTask]) -> HostedTask:
     """Await `coroutine` even when cancelled meanwhile; then the cancel goes on (raised)."""
     running = asyncio.ensure_future(coroutine)
@@ -376,4 +399,27 @@ async def _to_the_end(coroutine: Awaitable[HostedTask]) -> HostedTask:
                 continue
             except Exception:  # the cancel is what the caller hears
                 break
+        raise
+
+
+async def _all_to_the_end(images: list[Awaitable[_ImageEnd]]) -> list[_ImageEnd]:
+    """Run a job's images together and return their ends in order. On a cancel (or one
+    raising), the others are cancelled and every one is awaited before the cancel (or the
+    error) goes on: an image whose submit is on its way stores BFL's reply first
+    (`_to_the_end`), so no image BFL made and charged is lost to its job's sibling ending
+    sooner (`asyncio.gather` would return at the first cancelled one)."""
+    running = [asyncio.ensure_future(image) for image in images]
+    try:
+        return list(await asyncio.gather(*running))
+    except BaseException:
+        for task in running:
+            task.cancel()
+        while not all(task.done() for task in running):
+            try:
+                await asyncio.wait(running)  # a cancel of the wait leaves them running
+            except asyncio.CancelledError:
+                continue
+        for task in running:  # retrieved, so none is logged as never retrieved
+            if not task.cancelled():
+                task.exception()
         raise

@@ -77,6 +77,12 @@ _MISSING = {
     Outcome.UNAVAILABLE: "not made: Black Forest Labs' API stayed unavailable",
     Outcome.TIMED_OUT: "not made: Black Forest Labs' API was still working after 30 minutes",
     Outcome.NO_CREDITS: "not made: the Black Forest Labs account ran out of credits",
+    Outcome.KEY_REFUSED: "not made: the API key was refused (the admins have been told)",
+    Outcome.UNCONFIRMED: (
+        "sent, but its answer never came (the bot stopped or the connection broke): Black "
+        "Forest Labs may have made and charged it, so it was not sent again and its estimated "
+        "cost counts on the budgets"
+    ),
 }
 _MISSING_FOR_ADMINS = "not made (a fault the admins can read about in the log)"
 

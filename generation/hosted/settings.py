@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -28,28 +29,14 @@ class ApiSettings:
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> ApiSettings | None:
         """The settings, or None when `BFL_API_KEY` is unset or empty (no API models then).
-        Raises `SettingsError` for a `BFL_API_URL` that is not an http(s) URL, or that ends in
-        `/v1` (Atelier adds it: `/v1/v1/...` would answer 404) or has a query or fragment."""
+        Raises `SettingsError` (its message names `BFL_API_URL` and says why) for a
+        `BFL_API_URL` that is not `scheme://host[:port]` (see `check_base_url`)."""
         environ = os.environ if environ is None else environ
         key = environ.get(KEY_VARIABLE, "").strip()
         if not key:
             return None
         url = environ.get(URL_VARIABLE, "").strip().rstrip("/") or DEFAULT_URL
-        shown = url[:100]
-        try:
-            parts = urlsplit(url)
-            parts.port  # noqa: B018  raises ValueError for a port that is not a number
-        except ValueError:
-            parts = None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-            raise SettingsError(f"{URL_VARIABLE} should look like {DEFAULT_URL} (got {shown!r}).")
-        if parts.path.lower().endswith("/v1") or parts.query or parts.fragment:
-            base = url.split("?")[0].split("#")[0].rstrip("/")
-            base = base[:-3] if base.lower().endswith("/v1") else base
-            raise SettingsError(
-                f"{URL_VARIABLE} should end before /v1, like {DEFAULT_URL}: Atelier adds the "
-                f"paths (/v1/...) itself. Use {base[:100]!r}, not {shown!r}."
-            )
+        check_base_url(url)
         return cls(key=key, base_url=url)
 
     def trusts(self, url: str) -> bool:
@@ -74,6 +61,69 @@ class ApiSettings:
 
 
 BFL_DOMAIN = "bfl.ai"
+_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)", re.IGNORECASE)  # RFC 1123 host name label
+
+
+def check_base_url(url: str) -> None:
+    """Raise `SettingsError` unless `url` is `scheme://host[:port]`, or for a proxy, that and a
+    path prefix: https, or plain http for a host on this machine or the local network only (a
+    loopback or private address, or a one-word name such as `localhost` or a container's: the
+    local stand-in or a proxy), since the key travels in every request; a valid host name or
+    IP address; no user or password; a port that is a number; no query or fragment; and no
+    `/v1` in the path, nor any path on BFL's own hosts, which serve the API at the root
+    (Atelier adds `/v1/...` itself: every call would answer 404)."""
+    shown = url[:100]
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  raises ValueError for a port that is not a number
+    except ValueError:
+        parts = None
+    host = (parts.hostname or "") if parts else ""
+    if parts is None or parts.scheme not in ("http", "https") or not _valid_host(host):
+        raise SettingsError(f"{URL_VARIABLE} should look like {DEFAULT_URL} (got {shown!r}).")
+    if parts.username is not None or parts.password is not None:
+        raise SettingsError(
+            f"{URL_VARIABLE} must not hold a user name or password (it has an '@'): the API "
+            f"checks the key in {KEY_VARIABLE}."
+        )
+    segments = parts.path.lower().split("/")
+    on_bfl = trusted_domain(host) == BFL_DOMAIN
+    if "v1" in segments or parts.query or parts.fragment or (on_bfl and parts.path):
+        prefix = parts.path  # a proxy's, kept up to its /v1
+        if on_bfl:
+            prefix = ""
+        elif "v1" in segments:
+            prefix = "/".join(parts.path.split("/")[: segments.index("v1")])
+        base = f"{parts.scheme}://{parts.netloc}{prefix}".rstrip("/")
+        raise SettingsError(
+            f"{URL_VARIABLE} should end before /v1, like {DEFAULT_URL}: Atelier adds the "
+            f"paths (/v1/...) itself. Use {base[:100]!r}, not {shown!r}."
+        )
+    if parts.scheme == "http" and not _local(host):
+        raise SettingsError(
+            f"{URL_VARIABLE} must use https for {host[:60]!r}: the key would travel "
+            f"unencrypted. Plain http is only for a host on this machine or network "
+            f"(such as http://localhost:8080)."
+        )
+
+
+def _valid_host(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    labels = host.rstrip(".").split(".")
+    return all(_LABEL.fullmatch(label) for label in labels)
+
+
+def _local(host: str) -> bool:
+    """A loopback or private address, or a one-word name (`localhost`, a container's)."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return "." not in host.rstrip(".")
+    return address.is_loopback or address.is_private or address.is_link_local
 
 
 def trusted_domain(base_host: str) -> str | None:

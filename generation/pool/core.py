@@ -48,7 +48,7 @@ from generation.jobs import (
 )
 from generation.models import Catalogue
 from generation.pool.commands import ModelCommands
-from generation.pool.durable import StoreRetries
+from generation.pool.durable import ERASED, StoreRetries
 from generation.pool.hosted import HostedJobs, HostedLane
 from generation.pool.live import LiveJob, LiveWorker
 from generation.pool.positions import PositionBoard
@@ -414,6 +414,8 @@ class WorkerPool(WorkerSupervision, ModelCommands, StoreRetries, HostedJobs):
             await self._durably(job, partial(self._store.mark_running, job.id, worker.id))
         except StoreUnavailable as error:  # shutting down: the job stays queued in storage
             log.warning("Job %s: %s Left to run on the next start.", job.id, error)
+        except LookupError:  # erased while it waited: stopped; its end says so (`_end`)
+            await self._send(worker, CancelJob(job.id))
         else:
             if job.state is JobState.STARTING:  # no step yet: is its model still loading?
                 loaded = job.early_steps or job.request.model in worker.loaded
@@ -443,6 +445,10 @@ class WorkerPool(WorkerSupervision, ModelCommands, StoreRetries, HostedJobs):
             self._publish((event or partial(JobCancelled, job.id))(job=self._snapshot(job)))
         except StoreUnavailable as error:
             log.warning("Job %s: %s Left to rerun on the next start.", job.id, error)
+        except LookupError:  # erased while it ran (`delete-user`): nothing is kept of it
+            log.info("Job %s was erased while it ran; its result is dropped.", job.id)
+            job.state = JobState.FAILED
+            self._publish(self._failure(job, ERASED, "erased")(job=self._snapshot(job)))
         finally:
             self._jobs.pop(job.id, None)
             if not job.outcome.done():

@@ -16,6 +16,8 @@ log = logging.getLogger(__name__)
 
 # Seconds between tries of a store write that failed for a passing reason; then every 60 s.
 STORE_RETRY_DELAYS_S = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+# A job the store no longer holds (`delete-user` while the bot runs) ends with this.
+ERASED = "This job was erased (its person's data was deleted) before it finished; nothing was kept."
 
 
 class StoreRetries:

@@ -45,6 +45,7 @@ from generation.jobs import (
     JobStatus,
     StoreUnavailable,
 )
+from generation.pool.durable import ERASED
 from generation.request import GenerationRequest
 from generation.scheduler import FairScheduler, SchedulerSettings, WorkerView, work_units
 
@@ -370,7 +371,14 @@ class HostedJobs:
                     self._failure(job, str(refused), "budget"),
                 )
                 return
-            await self._durably(job, partial(self._store.mark_running, job.id, API_WORKER))
+            try:
+                await self._durably(job, partial(self._store.mark_running, job.id, API_WORKER))
+            except LookupError:  # erased while it waited: nothing sent, nothing to keep
+                await self._hosted_ended(lane, job, 0.0)
+                await self._end(
+                    job, JobStatus.FAILED, partial(self._store.mark_failed, job.id, ERASED)
+                )
+                return
             self._publish(JobStarted(job.id, API_WORKER, job=self._snapshot(job)))
             sent = self._clock()
             step = partial(self._api_step, job)

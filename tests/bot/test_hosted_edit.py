@@ -22,6 +22,7 @@ from tests.bot.helpers import (
     imagine,
     job_id_of,
     studio_people,
+    text_of,
 )
 from tests.discord import FakeDiscord, run_bot
 from tests.discord.records import walk_components
@@ -79,3 +80,22 @@ async def test_an_edit_with_the_hosted_kontext_sends_the_image_to_the_api(
     # an API job: a seeded rerun (and Edit, ℹ️, 🗑️); no V, no U, no reroll
     labels = [c.get("label") for c in walk_components(result.components) if c.get("type") == 2]
     assert labels == ["✏️ Edit 1", "Rerun", "Reroll", "Parameters", "Delete"]
+
+
+async def test_an_image_that_moderation_blocked_is_named_as_never_made(
+    studio: StudioWorld, bfl: FakeBfl
+) -> None:
+    fake, alice = studio.fake, studio.fake.user("alice")
+    bfl.seed_scripts = {702: ["Pending:0.5", "Content Moderated"]}
+    job = await imagine(fake, alice, model="flux-pro-1.1", seed=701, count=3)
+    await studio.result_of(job)
+    blocked = (
+        f"Image 2 of job `{job}` was never made, so there is nothing to use. ⚠️ Image 2 of 3 "
+        "was blocked by Black Forest Labs' moderation."
+    )
+    ix = await fake.slash(alice, "edit", {"job": job, "instruction": "at night", "image": 2})
+    assert blocked in text_of(await answer(fake, ix))
+    refs = {"prompt": "p", "model": "flux-kontext-pro", "refs": f"{job}/2"}
+    assert blocked in text_of(await answer(fake, await fake.slash(alice, "imagine", refs)))
+    ix = await fake.slash(alice, "edit", {"job": job, "instruction": "at night", "image": 3})
+    assert "never made" not in text_of(await answer(fake, ix))  # image 3 was made

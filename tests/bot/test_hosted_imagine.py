@@ -238,3 +238,18 @@ async def test_vary_on_an_api_job_says_why_there_is_none(studio: StudioWorld) ->
     ix = await fake.slash(bob, "vary", {"job": job, "image": 1})
     said = as_rendered(text_of(await answer(fake, ix)))
     assert "runs on Black Forest Labs' API, which makes no variations or upscales" in said
+
+
+async def test_an_api_results_header_shows_what_was_asked_not_steps_it_never_took(
+    studio: StudioWorld,
+) -> None:
+    fake = studio.fake
+    job = await imagine(
+        fake, fake.user("alice"), model="flux-pro-1.1-ultra", aspect="21:9", seed=11
+    )
+    header = as_rendered(text_of(await studio.result_of(job))).splitlines()[1]
+    assert header.startswith("`flux-pro-1.1-ultra` · aspect 21:9 · seeds 11 · job")
+    assert "steps" not in header
+    local = await imagine(fake, fake.user("alice"), model="playground-v2.5", seed=7)
+    header = as_rendered(text_of(await studio.result_of(local))).splitlines()[1]
+    assert " steps · seeds 7" in header  # a local model's steps are still shown

@@ -13,11 +13,13 @@ from PIL import Image
 
 from generation.hosted.backend import HostedBackend, HostedProgress
 from generation.hosted.outcomes import SENTENCES, Outcome
+from generation.hosted.settings import ApiSettings
+from generation.hosted.tasks import HostedTask
 from generation.metadata import PARAMETERS_KEY, read_record
 from generation.models import Catalogue
 from storage import Database
 from tests.hosted.conftest import FAST, new_job, settings
-from tests.hosted.fake_bfl import FakeBfl, sample_png
+from tests.hosted.fake_bfl import KEY, FakeBfl, sample_png
 
 
 def _png_of(seed: int, width: int, height: int) -> bytes:
@@ -348,3 +350,37 @@ async def test_a_job_with_every_image_blocked_fails_with_the_moderation_sentence
     assert (result.outcome, result.images) == (Outcome.CONTENT_MODERATED, ())
     assert result.reason == SENTENCES[Outcome.CONTENT_MODERATED]
     assert result.cost == 8
+
+
+async def test_an_image_whose_submit_reply_was_lost_is_named_as_maybe_charged(
+    fake: FakeBfl, backend: HostedBackend, db: Database, catalogue: Catalogue
+) -> None:
+    job_id, request = await new_job(db, catalogue, count=2)
+    await db.save_hosted_task(job_id, HostedTask.being_sent(1, 0.0))  # stopped while sent
+
+    result = await backend.run(job_id, request)
+
+    assert [image.index for image in result.images] == [0]
+    assert result.reason == (
+        "⚠️ Image 2 of 2 was sent, but its answer never came (the bot stopped or the "
+        "connection broke): Black Forest Labs may have made and charged it, so it was not sent "
+        "again and its estimated cost counts on the budgets."
+    )
+    assert len(fake.submitted) == 1  # never sent twice
+    assert result.cost == 8  # the reply's 4 and the lost one's estimate
+
+
+async def test_a_base_url_whose_prefix_the_api_lacks_names_the_variable_to_the_admins(
+    fake: FakeBfl, db: Database, catalogue: Catalogue
+) -> None:
+    wrong = HostedBackend(
+        ApiSettings(key=KEY, base_url=f"{fake.submit_url}/api"), db, timing=FAST
+    )  # a proxy's prefix that is not there: every call answers 404
+    job_id, request = await new_job(db, catalogue)
+    try:
+        result = await wrong.run(job_id, request)
+    finally:
+        await wrong.close()
+    assert result.outcome is Outcome.REFUSED
+    assert "check BFL_API_URL" in (result.admin_note or "")
+    assert fake.submitted == []

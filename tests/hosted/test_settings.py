@@ -103,3 +103,56 @@ def test_a_proxy_under_a_path_is_still_taken() -> None:
     )
     assert proxied is not None
     assert proxied.base_url == "https://gateway.example.com/bfl"
+
+
+@pytest.mark.parametrize(
+    ("url", "use"),
+    [
+        ("https://api.bfl.ai/v1/flux-pro-1.1", "https://api.bfl.ai"),
+        ("https://api.bfl.ai/api", "https://api.bfl.ai"),  # BFL serves the API at the root
+        ("https://api.eu.bfl.ai/x/", "https://api.eu.bfl.ai"),
+        ("https://gateway.example.com/bfl/v1/flux-2-pro", "https://gateway.example.com/bfl"),
+        ("https://api.bfl.ai#x", "https://api.bfl.ai"),
+    ],
+)
+def test_a_base_url_with_a_path_the_api_lacks_is_refused(url: str, use: str) -> None:
+    with pytest.raises(SettingsError, match="BFL_API_URL should end before /v1") as refused:
+        ApiSettings.from_environment({"BFL_API_KEY": "k", "BFL_API_URL": url})
+    assert f"Use {use!r}" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "url", ["https://api .bfl.ai", "https://api.bfl.ai;x", "https://-api.bfl.ai", "https://a..b"]
+)
+def test_a_base_url_whose_host_is_not_a_host_name_is_refused(url: str) -> None:
+    with pytest.raises(SettingsError, match="BFL_API_URL should look like"):
+        ApiSettings.from_environment({"BFL_API_KEY": "k", "BFL_API_URL": url})
+
+
+@pytest.mark.parametrize("url", ["https://u:p@api.bfl.ai", "https://token@proxy.example.com"])
+def test_a_base_url_with_a_user_or_password_is_refused(url: str) -> None:
+    with pytest.raises(SettingsError, match="BFL_API_URL must not hold a user name") as refused:
+        ApiSettings.from_environment({"BFL_API_KEY": "k", "BFL_API_URL": url})
+    assert "u:p" not in str(refused.value)
+
+
+@pytest.mark.parametrize("url", ["http://api.bfl.ai", "http://proxy.example.com:8080"])
+def test_plain_http_to_a_host_off_this_network_is_refused(url: str) -> None:
+    with pytest.raises(SettingsError, match="BFL_API_URL must use https"):
+        ApiSettings.from_environment({"BFL_API_KEY": "k", "BFL_API_URL": url})
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://localhost:8080",
+        "http://127.0.0.1:9",
+        "http://[::1]:9",
+        "http://10.0.0.5",
+        "http://bfl-proxy",
+    ],
+)
+def test_plain_http_to_this_machine_or_network_is_taken(url: str) -> None:
+    settings = ApiSettings.from_environment({"BFL_API_KEY": "k", "BFL_API_URL": url})
+    assert settings is not None
+    assert settings.base_url == url
