@@ -33,8 +33,8 @@ from generation.request import (
     JobKind,
     RequestError,
     build_request,
-    clean_text,
 )
+from generation.text import clean_text
 
 DRAFT_FAMILY = Family.FLUX2_KLEIN
 

@@ -18,7 +18,8 @@ from bot.ui.choices import autocomplete_aspect, autocomplete_model
 from bot.ui.fit import MAX_OPTION_CHARS, FittedEmbed, Name
 from bot.ui.listings import info_embed
 from bot.ui.text import plain
-from generation.request import clean_text, parse_aspect
+from generation.request import parse_aspect
+from generation.text import clean_text
 from storage import UserSettings
 from storage.credits import Period, period_start
 

@@ -34,7 +34,8 @@ from bot.ui.listings import user_queue_embed
 from bot.ui.progress import Phase, ProgressState, status_line
 from bot.ui.text import plain
 from generation.jobs import JobRecord, JobStatus
-from generation.request import MAX_COUNT, GenerationRequest, clean_text
+from generation.request import MAX_COUNT, GenerationRequest
+from generation.text import clean_text
 
 if TYPE_CHECKING:
     from bot.app import AtelierBot

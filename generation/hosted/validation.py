@@ -18,9 +18,9 @@ from generation.request import (
     RequestFields,
     check_references,
     check_seeds,
-    clean_text,
     parse_aspect,
 )
+from generation.text import clean_text
 
 MAX_PROMPT_CHARS = 2000  # as local models (`ModelLimits.max_prompt_chars`)
 

@@ -18,8 +18,8 @@ from generation.request import (
     JobKind,
     RequestError,
     build_request,
-    clean_text,
 )
+from generation.text import clean_text
 
 CATALOGUE = Catalogue.from_config(
     {"small": {"family": "playground", "source": "/models/small", "max_megapixels": 1.0}}
