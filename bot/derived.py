@@ -45,6 +45,7 @@ from generation.request import (
     RequestError,
     build_request,
     random_seeds,
+    rebuild,
 )
 
 VARY_STRENGTH = {False: 0.35, True: 0.7}  # subtle, strong
@@ -90,21 +91,7 @@ def rerun_problem(catalogue: Catalogue, request: GenerationRequest) -> str | Non
         return None
     spec = _spec(catalogue, request)
     try:
-        again = build_request(
-            catalogue,
-            prompt=request.prompt,
-            model=request.model,
-            negative_prompt=request.negative_prompt or None,
-            width=request.width,
-            height=request.height,
-            steps=request.steps,
-            guidance=request.guidance if spec.limits.guidance else None,
-            scheduler=request.scheduler,
-            seeds=request.seeds,
-            init_image=request.init_image,
-            strength=request.strength,
-            input_images=request.input_images,
-        )
+        again = rebuild(catalogue, request)
     except RequestError as error:
         return (
             f"This job cannot be rerun exactly: {spec.name}'s limits changed since it was "

@@ -33,6 +33,7 @@ from generation.request import (
     JobKind,
     RequestError,
     build_request,
+    rebuild,
 )
 from generation.text import clean_text
 
@@ -152,23 +153,14 @@ def final_request(catalogue: Catalogue, draft: GenerationRequest, job_id: int) -
         raise RequestError("draft", f"Job `{job_id}` is not a draft.")
     if final.model not in catalogue:
         raise RequestError("model", f"The model {final.model} is no longer offered here.")
-    spec = catalogue[final.model]
     try:
-        built = build_request(
+        built = rebuild(
             catalogue,
-            prompt=final.prompt,
-            model=final.model,
-            negative_prompt=final.negative_prompt or None,
-            width=final.width,
-            height=final.height,
-            steps=final.steps,
-            guidance=final.guidance if spec.limits.guidance else None,
-            scheduler=final.scheduler,
+            final,
             seeds=draft.seeds,
             input_images=draft.input_images,
             parent_job=job_id,
             kind=JobKind.FINAL,
-            prompt_encoder=final.prompt_encoder,
         )
     except RequestError as error:
         raise _no_longer_fits(job_id, final.model, error.field, error.message) from None

@@ -228,6 +228,30 @@ def build_request(
     return _build_local(catalogue, fields, lora_catalogue, disabled_loras)
 
 
+def rebuild(catalogue: Catalogue, request: GenerationRequest, **changes: Any) -> GenerationRequest:
+    """`request`'s chosen parameters checked again against its model's limits today (a rerun's
+    or a draft's final's check), with `changes` (fields of `RequestFields`) replacing some.
+    Raises `RequestError` where they no longer pass; a field the limits now fix (guidance) comes
+    back as the model has it, for the caller to compare."""
+    spec = _model(catalogue, request.model)
+    chosen: dict[str, Any] = {
+        "prompt": request.prompt,
+        "model": request.model,
+        "negative_prompt": request.negative_prompt or None,
+        "width": request.width,
+        "height": request.height,
+        "steps": request.steps,
+        "guidance": request.guidance if spec.limits.guidance else None,
+        "scheduler": request.scheduler,
+        "seeds": request.seeds,
+        "init_image": request.init_image,
+        "strength": request.strength,
+        "input_images": request.input_images,
+        "prompt_encoder": request.prompt_encoder,
+    }
+    return build_request(catalogue, **(chosen | changes))
+
+
 def _build_local(
     catalogue: Catalogue,
     fields: RequestFields,
