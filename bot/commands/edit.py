@@ -1,9 +1,9 @@
 """`/edit job image instruction`: a new job that changes one of your images by an instruction,
 with the editing model the owner configures (`bot.editing`). Like `/rerun` and `/vary` it takes
 your own jobs only; the Edit button on a result (`bot.ui.edit_modal`) works for everyone. The
-instruction's longest length is the editing model's prompt limit (`bot.editing.instruction_limit`),
-set on the option when the command is registered. The cog also answers the Edit modal's
-submissions (`bot.ui.edit_modal.submit_edit_modal`).
+option takes up to Discord's 4,000 characters; the editing model's own prompt limit is checked
+with a sentence, as `/imagine`'s prompt is (the Edit modal sets it as its box's `max_length`).
+The cog also answers the Edit modal's submissions (`bot.ui.edit_modal.submit_edit_modal`).
 """
 
 from __future__ import annotations
